@@ -1,0 +1,203 @@
+"""Effective settings: params.yaml defaults, one profile's overrides, then CLI choices.
+
+Each section becomes a frozen dataclass that validates itself, so a bad setting fails at
+load time with the key's full name instead of deep inside training.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class SettingsError(ValueError):
+    """A setting in params.yaml (or a profile, or the command line) is wrong."""
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _section(cls, raw: dict, name: str):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SettingsError(
+            f"params: unknown key(s) {', '.join(name + '.' + k for k in unknown)}; "
+            f"known keys in '{name}': {', '.join(sorted(known))}"
+        )
+    try:
+        return cls(**raw)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"params: section '{name}': {exc}") from exc
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    experiment: str
+    registered_model: str
+    select_metric: str = "test_macro_f1"
+    min_improvement: float = 0.0
+
+    def __post_init__(self):
+        _require(bool(self.registered_model.strip()), "registered_model must not be empty")
+        _require(self.min_improvement >= 0, "min_improvement must be >= 0")
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    raw_path: str
+    processed_dir: str
+    split_seed: int
+    validation_size: int
+    test_size: int
+    dvc_remote: str
+    label_map: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        _require(self.validation_size > 0 and self.test_size > 0,
+                 "validation_size and test_size must be positive example counts")
+        _require(not Path(self.dvc_remote).as_posix().startswith("data/"),
+                 "dvc_remote must be outside data/ (a remote inside the tracked folder would track itself)")
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    labels: list[str]
+    text_min_chars: int = 1
+    text_max_chars: int = 1000
+    example_rows: int = 5
+
+    def __post_init__(self):
+        _require(len(self.labels) >= 2, "labels must declare at least two classes")
+        _require(len(set(self.labels)) == len(self.labels), "labels must be unique")
+        _require(0 < self.text_min_chars <= self.text_max_chars,
+                 "need 0 < text_min_chars <= text_max_chars")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    base: str
+    max_length: int = 64
+
+    def __post_init__(self):
+        _require(8 <= self.max_length <= 512, "max_length must be between 8 and 512 tokens")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    seed: int = 13
+    batch_size: int = 16
+    epochs: int = 1
+    eval_every: int = 100
+    patience: int = 3
+    max_train_examples: int = 0
+    max_eval_examples: int = 0
+    threads: int = 2
+
+    def __post_init__(self):
+        _require(self.batch_size > 0, "batch_size must be positive")
+        _require(self.epochs > 0, "epochs must be positive")
+        _require(self.eval_every > 0, "eval_every must be positive")
+        _require(self.patience > 0, "patience must be positive")
+        _require(self.max_train_examples >= 0 and self.max_eval_examples >= 0,
+                 "max_*_examples must be >= 0 (0 = all)")
+        _require(self.threads > 0, "threads must be positive")
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: ProjectSettings
+    data: DataSettings
+    validation: ValidationSettings
+    model: ModelSettings
+    train: TrainSettings
+    strategies: list[str]
+    strategy_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    profile: str | None = None
+    root: Path = Path(".")
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def path(self, relative: str) -> Path:
+        """A path from params, resolved against the project root."""
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else (self.root / p).resolve()
+
+    def params_hash(self) -> str:
+        """sha256 of the effective settings: two runs with the same hash ran the same params."""
+        blob = json.dumps(self.raw, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def load_settings(
+    params_file: str | Path = "params.yaml",
+    profile: str | None = None,
+    strategies: list[str] | None = None,
+) -> Settings:
+    """Read params, apply a profile and a strategy choice, validate every section."""
+    from tasks.strategies import registry  # strategies register on import of the package
+
+    path = Path(params_file)
+    if not path.is_file():
+        raise SettingsError(f"params file not found: {path} (pass --params FILE or run from the project folder)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path}: not valid YAML: {exc}") from exc
+    profiles = raw.pop("profiles", {}) or {}
+    if profile:
+        if profile not in profiles:
+            raise SettingsError(f"{path}: no profile '{profile}'; profiles: {', '.join(profiles) or 'none'}")
+        raw = _merge(raw, profiles[profile])
+
+    missing = [s for s in ("project", "data", "validation", "model", "train", "strategies") if s not in raw]
+    if missing:
+        raise SettingsError(f"{path}: missing section(s): {', '.join(missing)}")
+
+    strat_raw = dict(raw["strategies"])
+    chosen = strategies if strategies is not None else strat_raw.pop("run", [])
+    strat_raw.pop("run", None)
+    if chosen == ["all"]:
+        chosen = registry.names()
+    unknown = [s for s in chosen if s not in registry.names()]
+    if unknown:
+        raise SettingsError(
+            f"unknown strategy {', '.join(unknown)}; registered: {', '.join(registry.names())}"
+        )
+    if not chosen:
+        raise SettingsError("no strategy to run: set strategies.run in params or pass --strategies")
+    for name in strat_raw:
+        if name not in registry.names():
+            raise SettingsError(f"{path}: strategies.{name} configures an unregistered strategy")
+    for name in chosen:  # validate each chosen strategy's params now, not mid-run
+        registry.get(name).parse_params(strat_raw.get(name) or {})
+
+    raw["strategies"] = {"run": list(chosen), **strat_raw}
+    return Settings(
+        project=_section(ProjectSettings, raw["project"], "project"),
+        data=_section(DataSettings, raw["data"], "data"),
+        validation=_section(ValidationSettings, raw["validation"], "validation"),
+        model=_section(ModelSettings, raw["model"], "model"),
+        train=_section(TrainSettings, raw["train"], "train"),
+        strategies=list(chosen),
+        strategy_params={k: dict(v or {}) for k, v in strat_raw.items()},
+        profile=profile,
+        root=path.resolve().parent,
+        raw=raw,
+    )

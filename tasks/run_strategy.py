@@ -1,0 +1,139 @@
+"""Run one strategy end to end: build, train (if it trains), evaluate on the test split,
+save, and log it all to its own MLflow child run."""
+from __future__ import annotations
+
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+
+from tasks.base_model import BaseModel, load_tokenizer
+from tasks.config import Settings
+from tasks.data_version import DataVersion
+from tasks.encoding import Encoded, encode
+from tasks.evaluation import predict_proba
+from tasks.metrics import accuracy, macro_f1
+from tasks.packaged_model import Manifest, params_dict
+from tasks.strategies import registry
+from tasks.training import LoopConfig, TrainResult, count_parameters, seed_everything, train
+
+# MLflow runs this file to build the pyfunc (models from code); it is not imported here.
+PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
+
+# The metric names every strategy logs, so any two runs compare.
+METRICS = ("test_accuracy", "test_macro_f1", "trainable_params", "trainable_fraction",
+           "artifact_bytes", "train_seconds")
+
+
+@dataclass(frozen=True)
+class StrategyResult:
+    strategy: str
+    run_id: str
+    model_uri: str
+    saves: str
+    metrics: dict[str, float]
+
+
+def encode_splits(tokenizer, frames: dict[str, pd.DataFrame], labels: list[str], max_length: int,
+                  max_train: int, max_eval: int, seed: int) -> dict[str, Encoded]:
+    ids = {label: i for i, label in enumerate(labels)}
+    limits = {"train": max_train, "validation": max_eval, "test": max_eval}
+    return {split: encode(tokenizer, frame["text"].tolist(), frame["label"].map(ids).to_numpy(),
+                          max_length).subset(limits[split], seed)
+            for split, frame in frames.items()}
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def log_training_input(train: pd.DataFrame, data: DataVersion) -> None:
+    """The train split as an MLflow dataset whose digest is its DVC md5."""
+    with warnings.catch_warnings():
+        # MLflow registers two local-file dataset sources with one name and warns that the
+        # path is ambiguous between them; either resolves the same file.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        dataset = mlflow.data.from_pandas(train, source=str(data.split_files["train"]), name="train",
+                                          targets="label", digest=data.split_hashes["train"][:8])
+    mlflow.log_input(dataset, context="training")
+
+
+def _log_curves(result: TrainResult) -> None:
+    for step, loss in result.train_loss:
+        mlflow.log_metric("train_loss", loss, step=step)
+    for step, loss in result.val_loss:
+        mlflow.log_metric("val_loss", loss, step=step)
+    mlflow.log_metrics({"train_steps": result.steps, "best_step": result.best_step,
+                        "stopped_early": float(result.stopped_early)})
+
+
+def run_strategy(name: str, settings: Settings, base: BaseModel, frames: dict[str, pd.DataFrame],
+                 data: DataVersion, experiment_id: str, parent_run_id: str, run_tags: dict[str, str]
+                 ) -> StrategyResult:
+    strategy = registry.get(name)
+    params = strategy.parse_params(settings.strategy_params.get(name, {}))
+    labels, cfg = settings.validation.labels, settings.train
+    torch.set_num_threads(cfg.threads)
+    tokenizer = load_tokenizer(base.path)
+    splits = encode_splits(tokenizer, frames, labels, settings.model.max_length,
+                           cfg.max_train_examples, cfg.max_eval_examples, cfg.seed)
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name, parent_run_id=parent_run_id,
+                          tags={**run_tags, "strategy": name, "saves": strategy.saves}) as run:
+        mlflow.log_params({f"strategy.{k}": v for k, v in params_dict(params).items()})
+        mlflow.log_params({f"train.{k}": v for k, v in asdict(cfg).items()}
+                          | {"model.base": base.name, "model.max_length": settings.model.max_length})
+        log_training_input(frames["train"], data)
+
+        seed_everything(cfg.seed)
+        model = strategy.build(base.path, labels, params)
+        trainable, total = count_parameters(model)
+        train_seconds = 0.0
+        if strategy.trains:
+            loop = LoopConfig(learning_rate=params.learning_rate, epochs=params.epochs or cfg.epochs,
+                              batch_size=cfg.batch_size, eval_every=cfg.eval_every,
+                              patience=cfg.patience, seed=cfg.seed)
+            result = train(model, splits["train"], splits["validation"], loop,
+                           tokenizer.pad_token_id, desc=name)
+            train_seconds = result.train_seconds
+            _log_curves(result)
+
+        probs = predict_proba(model, splits["test"], tokenizer.pad_token_id)
+        y_true, y_pred = splits["test"].labels, probs.argmax(1)
+
+        with tempfile.TemporaryDirectory(prefix=f"adaptflow-{name}-") as tmp:
+            folder = Path(tmp) / name
+            folder.mkdir()
+            strategy.save(model, folder)
+            artifact_bytes = folder_bytes(folder)
+            Manifest(strategy=name, params=params_dict(params), labels=labels,
+                     max_length=settings.model.max_length, base_name=base.name,
+                     base_fingerprint=base.fingerprint, saves=strategy.saves).write(folder)
+            metrics = {
+                "test_accuracy": accuracy(y_true, y_pred),
+                "test_macro_f1": macro_f1(y_true, y_pred, len(labels)),
+                "trainable_params": float(trainable),
+                "trainable_fraction": trainable / total,
+                "artifact_bytes": float(artifact_bytes),
+                "train_seconds": train_seconds,
+            }
+            mlflow.log_metrics(metrics)
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=str(PYFUNC_ENTRY),
+                artifacts={"strategy": str(folder)},
+                pip_requirements=_requirements(),
+            )
+    return StrategyResult(strategy=name, run_id=run.info.run_id, model_uri=info.model_uri,
+                          saves=strategy.saves, metrics=metrics)
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in
+            ("torch", "transformers", "peft", "mlflow", "pandas", "adaptflow")]

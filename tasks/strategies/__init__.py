@@ -1,0 +1,5 @@
+"""Every strategy adaptflow can run. Adding one = one module here + one line below."""
+from tasks.strategies import full_finetune  # noqa: F401
+from tasks.strategies import lora  # noqa: F401
+from tasks.strategies import prompt_tuning  # noqa: F401
+from tasks.strategies import zero_shot  # noqa: F401

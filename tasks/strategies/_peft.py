@@ -1,0 +1,21 @@
+"""Saving and reloading PEFT models: adapter weights and the trained head, as safetensors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from tasks.base_model import load_classifier
+
+
+def save_peft(model: nn.Module, out_dir: Path) -> None:
+    # PEFT's SEQ_CLS task puts the classifier in modules_to_save, so the trained head is in
+    # adapter_model.safetensors next to the adapter; base weights are not.
+    model.save_pretrained(out_dir, safe_serialization=True)
+
+
+def load_peft(base_dir: Path, saved_dir: Path, labels: list[str], params) -> nn.Module:
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(load_classifier(base_dir, labels), saved_dir)
+    return model.eval()

@@ -1,0 +1,94 @@
+"""The strategy contract and its registrar.
+
+A strategy is a name, a frozen params dataclass that validates itself, a builder that turns a
+base model folder into the model to train (or to predict with), and how to save and reload what
+it trained. Each module in this package ends with one `register(...)` call; the package's
+__init__ imports each module on one line. A test fails if a module is not registered.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from torch import nn
+
+# What a strategy's saved artifact holds: only adapter weights (plus the trained head), the
+# whole model, or no weights at all (a prompting baseline saves its prompt configuration).
+Saves = Literal["adapter", "full_model", "config_only"]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+
+
+@dataclass(frozen=True)
+class TrainableParams:
+    """Fields every trained strategy shares. `epochs` overrides train.epochs for this strategy."""
+
+    learning_rate: float = 5e-5
+    epochs: int | None = None
+
+    def __post_init__(self):
+        if not 0 < self.learning_rate < 1:
+            raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ValueError(f"epochs must be positive, got {self.epochs}")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    summary: str
+    params_cls: type
+    trains: bool
+    saves: Saves
+    # build(base_dir, labels, params) -> model whose forward(input_ids, attention_mask) has .logits
+    build: Callable[[Path, list[str], Any], nn.Module]
+    # save(model, out_dir) writes safetensors (or a config for prompting baselines)
+    save: Callable[[nn.Module, Path], None]
+    # load(base_dir, saved_dir, labels, params) -> the same model, ready to predict
+    load: Callable[[Path, Path, list[str], Any], nn.Module]
+
+    def parse_params(self, raw: dict[str, Any]):
+        known = {f.name for f in fields(self.params_cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(
+                f"strategies.{self.name}: unknown setting(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        try:
+            return self.params_cls(**raw)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"strategies.{self.name}: {exc}") from exc
+
+
+_REGISTRY: dict[str, Strategy] = {}
+
+
+def register(strategy: Strategy) -> Strategy:
+    if not _NAME.match(strategy.name):
+        raise ValueError(f"bad strategy name {strategy.name!r}: use lower_snake_case, 2-40 chars")
+    if strategy.name in _REGISTRY:
+        raise ValueError(f"strategy {strategy.name!r} is registered twice")
+    if not (isinstance(strategy.params_cls, type) and hasattr(strategy.params_cls, "__dataclass_fields__")):
+        raise TypeError(f"strategy {strategy.name!r}: params_cls must be a dataclass")
+    if strategy.trains and not issubclass(strategy.params_cls, TrainableParams):
+        raise TypeError(f"strategy {strategy.name!r} trains, so its params must extend TrainableParams")
+    _REGISTRY[strategy.name] = strategy
+    return strategy
+
+
+def get(name: str) -> Strategy:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown strategy {name!r}; registered: {', '.join(names())}") from None
+
+
+def names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def all_strategies() -> list[Strategy]:
+    return list(_REGISTRY.values())

@@ -1,0 +1,100 @@
+"""Zero-shot baseline: no training. Cosine similarity between the mean-pooled embedding of
+a text and of each label's description; the most similar label wins.
+
+MiniLM was trained as a sentence encoder with mean pooling, so this is how its embeddings are
+meant to be compared.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from tasks.base_model import load_tokenizer, quiet_loading
+from tasks.strategies.registry import Strategy, register
+
+CONFIG_FILE = "zero_shot.json"
+
+
+@dataclass(frozen=True)
+class ZeroShotParams:
+    # label -> description embedded as that label's prototype; must cover every label
+    label_descriptions: dict[str, str] = field(default_factory=lambda: {
+        "negative": "a negative, critical movie review",
+        "positive": "a positive, enthusiastic movie review",
+    })
+    temperature: float = 0.05   # logits = cosine / temperature; sets confidence, not accuracy
+
+    def __post_init__(self):
+        if not self.label_descriptions:
+            raise ValueError("label_descriptions must not be empty")
+        if any(not str(d).strip() for d in self.label_descriptions.values()):
+            raise ValueError("every label description must be non-empty text")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+
+
+def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+class ZeroShotClassifier(nn.Module):
+    def __init__(self, encoder: nn.Module, label_embeddings: torch.Tensor, params: ZeroShotParams):
+        super().__init__()
+        self.encoder = encoder
+        self.register_buffer("label_embeddings", label_embeddings, persistent=False)
+        self.params = params   # saved as the artifact: descriptions are the "model"
+        self.temperature = params.temperature
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return nn.functional.normalize(_mean_pool(hidden, attention_mask), dim=-1)
+
+    def forward(self, input_ids, attention_mask, **_) -> SequenceClassifierOutput:
+        sims = self.embed(input_ids, attention_mask) @ self.label_embeddings.T
+        return SequenceClassifierOutput(logits=sims / self.temperature)
+
+
+def build(base_dir: Path, labels: list[str], params: ZeroShotParams) -> nn.Module:
+    from transformers import AutoModel
+
+    missing = [label for label in labels if label not in params.label_descriptions]
+    if missing:
+        raise ValueError(f"strategies.zero_shot.label_descriptions has no description for "
+                         f"label(s) {', '.join(missing)}; add one per label")
+    tokenizer = load_tokenizer(base_dir)
+    with quiet_loading():
+        encoder = AutoModel.from_pretrained(base_dir, add_pooling_layer=False).eval()
+    model = ZeroShotClassifier(encoder, torch.zeros(len(labels), encoder.config.hidden_size), params)
+    enc = tokenizer([params.label_descriptions[label] for label in labels], padding=True,
+                    return_tensors="pt")
+    with torch.no_grad():
+        model.label_embeddings = model.embed(enc["input_ids"], enc["attention_mask"])
+    return model.eval()
+
+
+def save(model: nn.Module, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    p = model.params
+    (out_dir / CONFIG_FILE).write_text(json.dumps(
+        {"label_descriptions": p.label_descriptions, "temperature": p.temperature}, indent=2))
+
+
+def load(base_dir: Path, saved_dir: Path, labels: list[str], params: ZeroShotParams | None) -> nn.Module:
+    saved = json.loads((saved_dir / CONFIG_FILE).read_text())
+    return build(base_dir, labels, ZeroShotParams(**saved))
+
+
+register(Strategy(
+    name="zero_shot",
+    summary="no training: cosine similarity to label descriptions; saves the descriptions only",
+    params_cls=ZeroShotParams, trains=False, saves="config_only",
+    build=build, save=save, load=load,
+))

@@ -58,6 +58,8 @@ def _run(args) -> int:
     state = specialize(SpecializeInput(params_file=args.params, profile=args.profile,
                                        strategies=strategies), return_state=True)
     if state.is_completed():
+        out = state.result()
+        print(f"\n{out.table}\n\nMLflow parent run {out.parent_run_id}; data version {out.data_version}")
         return 0
     exc = state.result(raise_on_failure=False)
     name = type(exc).__name__

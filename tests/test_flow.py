@@ -1,0 +1,98 @@
+"""The specialize flow under prefect_test_harness, on a tiny random BERT, with the real DVC,
+Great Expectations and MLflow (a store inside a throwaway project)."""
+from __future__ import annotations
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.specialize import SpecializeInput, specialize
+from tasks.data_version import dvc
+from tasks.run_strategy import METRICS
+
+from conftest import ROOT, mlflow_uri
+
+MODEL = "rotten-tomatoes-sentiment"
+EXPERIMENT = "adaptflow-rotten-tomatoes"
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def client_for(project) -> MlflowClient:
+    mlflow.set_tracking_uri(mlflow_uri(project))
+    mlflow.set_registry_uri(mlflow_uri(project))
+    return MlflowClient()
+
+
+def runs_of(client: MlflowClient):
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    return client.search_runs([exp.experiment_id]) if exp else []
+
+
+def test_two_runs_register_compare_and_reuse_the_data_version(harness, project_factory, tiny_bert):
+    project = project_factory({"model": {"base": str(tiny_bert)}})
+    form = SpecializeInput(params_file=str(project / "params.yaml"), profile="smoke")
+    first = specialize(form)
+
+    client = client_for(project)
+    runs = runs_of(client)
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == first.parent_run_id]
+    assert sorted(r.data.tags["strategy"] for r in children) == sorted(
+        ["full_finetune", "lora", "prompt_tuning", "zero_shot"])
+    for run in children:
+        assert set(METRICS) <= set(run.data.metrics), run.data.tags["strategy"]
+        assert run.data.tags["data.test_md5"] and run.data.tags["git.commit"]
+        assert run.inputs.dataset_inputs, "the train split is logged as an MLflow dataset"
+    parent = client.get_run(first.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["data.version"] == first.data_version
+
+    version = client.get_model_version_by_alias(MODEL, "challenger")
+    assert str(version.version) == first.registered_version and first.challenger_set
+    assert version.tags["base.fingerprint"] and version.tags["validation"] == "passed"
+    if version.tags["saves"] == "adapter":
+        assert float(version.tags["metric.artifact_bytes"]) < 0.5 * (tiny_bert / "model.safetensors").stat().st_size
+
+    second = specialize(form)
+    assert second.data_version == first.data_version
+    assert "up to date" in dvc(project, "status")
+    first_score = float(version.tags["metric.test_macro_f1"])
+    second_version = client.get_model_version(MODEL, second.registered_version)
+    second_score = float(second_version.tags["metric.test_macro_f1"])
+    assert second.challenger_set == (second_score > first_score)
+    expected = second.registered_version if second.challenger_set else first.registered_version
+    assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == expected
+    assert len(client.search_model_versions(f"name='{MODEL}'")) == 2   # versions are never replaced
+
+
+# prepare, then blank one training text: the data a broken upstream export would produce.
+BREAK_TRAIN = (
+    "python -m tasks.data prepare && python -c \"import pandas as pd; "
+    "p='data/processed/train.parquet'; d=pd.read_parquet(p); d.loc[3, 'text']=''; "
+    "d.to_parquet(p, index=False)\""
+)
+
+
+def test_an_empty_text_stops_the_flow_before_training(harness, project_factory, tiny_bert):
+    dvc_yaml = (ROOT / "dvc.yaml").read_text().replace("cmd: python -m tasks.data prepare",
+                                                         f"cmd: {BREAK_TRAIN}")
+    project = project_factory({"model": {"base": str(tiny_bert)}}, dvc_yaml=dvc_yaml)
+    state = specialize(SpecializeInput(params_file=str(project / "params.yaml"), profile="smoke"),
+                       return_state=True)
+    assert state.is_failed()
+    message = str(state.result(raise_on_failure=False))
+    assert "data validation failed" in message
+    assert "train: column 'text' failed expect_column_values_to_not_match_regex (1 row(s))" in message
+    assert "row 3: text=''" in message and "train.parquet" in message
+
+    client = client_for(project)
+    runs = runs_of(client)
+    assert len(runs) == 1 and runs[0].info.status == "FAILED", "only the failed parent run, no strategy ran"
+    assert "validation/summary.json" in [a.path for a in client.list_artifacts(runs[0].info.run_id, "validation")]
+    assert client.search_registered_models() == []

@@ -24,6 +24,8 @@ TEXTS = ["a wonderful, moving film", "dull and far too long", "the best thing th
          "a mess from start to finish", "sharp, funny and kind", "i walked out", "pure joy",
          "tedious"]
 Y = torch.tensor([1, 0, 1, 0, 1, 0, 1, 0])
+# Settings that must differ for a 2-layer model (the defaults are sized for MiniLM's 6 layers).
+TINY_OVERRIDES = {"partial_finetune": {"frozen_layers": 1}}
 
 
 def _batch(base_dir: Path):
@@ -63,12 +65,33 @@ def test_bad_strategy_setting_names_the_key():
         registry.get("lora").parse_params({"dropout": 1.5})
 
 
+INACTIVE = "none are activated for the forward pass"   # the `adapters` library's warning
+
+
+def _inactive_adapter_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if INACTIVE in r.getMessage()]
+
+
+def test_an_inactive_adapter_is_detected(tiny_bert: Path, caplog):
+    """The check below can fail: deactivate the adapter and the warning is caught."""
+    strategy = registry.get("bottleneck_adapter")
+    model = strategy.build(tiny_bert, LABELS, strategy.parse_params({}))
+    model.set_active_adapters(None)
+    with caplog.at_level("WARNING"):
+        model(**_batch(tiny_bert))
+    assert _inactive_adapter_warnings(caplog)
+
+
 @pytest.mark.parametrize("name", registry.names())
-def test_strategy_contract(name: str, tiny_bert: Path, tmp_path: Path):
+def test_strategy_contract(name: str, tiny_bert: Path, tmp_path: Path, caplog):
+    caplog.set_level("WARNING")
     strategy: Strategy = registry.get(name)
-    params = strategy.parse_params({})
+    params = strategy.parse_params(TINY_OVERRIDES.get(name, {}))
     seed_everything(0)
     model = strategy.build(tiny_bert, LABELS, params)
+    # `adapters` logs the inactive-adapter warning once inside train_adapter itself, while it
+    # switches the adapter on; only forward passes after building are checked.
+    caplog.clear()
     batch = _batch(tiny_bert)
     trainable, total = count_parameters(model)
 
@@ -105,13 +128,33 @@ def test_strategy_contract(name: str, tiny_bert: Path, tmp_path: Path):
                      and "lora" not in k and "base_layer" not in k]
         assert not base_keys, f"{name}: adapter artifact holds base weights: {base_keys[:3]}"
         assert sum(p.stat().st_size for p in files) < 0.2 * (tiny_bert / "model.safetensors").stat().st_size
+    elif strategy.saves == "partial_weights":
+        assert tensors and not any("embeddings" in k or ".layer.0." in k for k in tensors), \
+            "frozen layers must not be saved"
     elif strategy.saves == "full_model":
         assert any("word_embeddings" in k for k in tensors)
     else:
         assert not tensors, f"{name}: a config-only strategy saved tensors"
 
     seed_everything(123)  # a different seed: reloading must not depend on the RNG
+    assert not _inactive_adapter_warnings(caplog), f"{name}: an adapter was not active while training"
     reloaded = strategy.load(tiny_bert, out, LABELS, params)
+    caplog.clear()
     with torch.no_grad():
         after = reloaded(**batch).logits
     torch.testing.assert_close(after, before, rtol=0, atol=1e-6)
+    assert not _inactive_adapter_warnings(caplog), f"{name}: an adapter was not active after reloading"
+
+
+def test_partial_finetune_refuses_to_freeze_every_layer(tiny_bert: Path):
+    strategy = registry.get("partial_finetune")
+    with pytest.raises(ValueError, match="freezes all 2 layers; use at most 1"):
+        strategy.build(tiny_bert, LABELS, strategy.parse_params({"frozen_layers": 2}))
+
+
+def test_partial_finetune_freezes_exactly_the_lower_layers(tiny_bert: Path):
+    strategy = registry.get("partial_finetune")
+    model = strategy.build(tiny_bert, LABELS, strategy.parse_params({"frozen_layers": 1}))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert not any(n.startswith("bert.embeddings") or ".layer.0." in n for n in trainable)
+    assert any(".layer.1." in n for n in trainable) and any("classifier" in n for n in trainable)

@@ -1,5 +1,11 @@
 """Every strategy adaptflow can run. Adding one = one module here + one line below."""
 from tasks.strategies import full_finetune  # noqa: F401
+from tasks.strategies import partial_finetune  # noqa: F401
 from tasks.strategies import lora  # noqa: F401
+from tasks.strategies import ia3  # noqa: F401
 from tasks.strategies import prompt_tuning  # noqa: F401
+from tasks.strategies import prefix_tuning  # noqa: F401
+from tasks.strategies import bottleneck_adapter  # noqa: F401
+from tasks.strategies import lora_prompt  # noqa: F401
+from tasks.strategies import unipelt  # noqa: F401
 from tasks.strategies import zero_shot  # noqa: F401

@@ -14,9 +14,10 @@ from typing import Any, Callable, Literal
 
 from torch import nn
 
-# What a strategy's saved artifact holds: only adapter weights (plus the trained head), the
-# whole model, or no weights at all (a prompting baseline saves its prompt configuration).
-Saves = Literal["adapter", "full_model", "config_only"]
+# What a strategy's saved artifact holds: only adapter weights (plus the trained head); only
+# the layers that trained (loaded back onto the base); the whole model; or no weights at all
+# (a prompting baseline saves its prompt configuration).
+Saves = Literal["adapter", "partial_weights", "full_model", "config_only"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 

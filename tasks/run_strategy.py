@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tasks.base_model import BaseModel, load_tokenizer
+from tasks.base_model import BaseModel, load_base, load_tokenizer
 from tasks.config import Settings
 from tasks.data_version import DataVersion
 from tasks.encoding import Encoded, encode
@@ -48,6 +48,11 @@ def encode_splits(tokenizer, frames: dict[str, pd.DataFrame], labels: list[str],
             for split, frame in frames.items()}
 
 
+def tightest_limit(*limits: int) -> int:
+    """The smallest positive limit; 0 (no limit) when none is set."""
+    return min((x for x in limits if x > 0), default=0)
+
+
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
@@ -79,9 +84,15 @@ def run_strategy(name: str, settings: Settings, base: BaseModel, frames: dict[st
     params = strategy.parse_params(settings.strategy_params.get(name, {}))
     labels, cfg = settings.validation.labels, settings.train
     torch.set_num_threads(cfg.threads)
+    # A strategy may name its own base (few_shot prompts a causal LM whatever model.base is).
+    if getattr(params, "base", None) and params.base != base.name:
+        base = load_base(params.base, settings.root)
     tokenizer = load_tokenizer(base.path)
+    # A strategy may score fewer test examples (a prompted LM is slow); always the same subset.
+    max_eval = tightest_limit(cfg.max_eval_examples, getattr(params, "max_test_examples", 0))
     splits = encode_splits(tokenizer, frames, labels, settings.model.max_length,
-                           cfg.max_train_examples, cfg.max_eval_examples, cfg.seed)
+                           cfg.max_train_examples, max_eval, cfg.seed)
+    run_tags = {**run_tags, "base.name": base.name, "base.fingerprint": base.fingerprint}
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=name, parent_run_id=parent_run_id,
                           tags={**run_tags, "strategy": name, "saves": strategy.saves}) as run:
@@ -91,20 +102,13 @@ def run_strategy(name: str, settings: Settings, base: BaseModel, frames: dict[st
         log_training_input(frames["train"], data)
 
         seed_everything(cfg.seed)
-        model = strategy.build(base.path, labels, params)
-        trainable, total = count_parameters(model)
-        train_seconds = 0.0
-        if strategy.trains:
-            loop = LoopConfig(learning_rate=params.learning_rate, epochs=params.epochs or cfg.epochs,
-                              batch_size=cfg.batch_size, eval_every=cfg.eval_every,
-                              patience=cfg.patience, seed=cfg.seed)
-            result = train(model, splits["train"], splits["validation"], loop,
-                           tokenizer.pad_token_id, desc=name)
-            train_seconds = result.train_seconds
-            _log_curves(result)
-
-        probs = predict_proba(model, splits["test"], tokenizer.pad_token_id)
-        y_true, y_pred = splits["test"].labels, probs.argmax(1)
+        if strategy.variants is None:
+            model, metrics, train_seconds = _build_and_train(strategy, params, base, labels, splits,
+                                                             cfg, tokenizer.pad_token_id, name)
+        else:
+            model, params, metrics = _evaluate_variants(strategy, params, base, labels, splits,
+                                                        frames["train"], tokenizer.pad_token_id)
+            train_seconds = 0.0
 
         with tempfile.TemporaryDirectory(prefix=f"adaptflow-{name}-") as tmp:
             folder = Path(tmp) / name
@@ -114,15 +118,10 @@ def run_strategy(name: str, settings: Settings, base: BaseModel, frames: dict[st
             Manifest(strategy=name, params=params_dict(params), labels=labels,
                      max_length=settings.model.max_length, base_name=base.name,
                      base_fingerprint=base.fingerprint, saves=strategy.saves).write(folder)
-            metrics = {
-                "test_accuracy": accuracy(y_true, y_pred),
-                "test_macro_f1": macro_f1(y_true, y_pred, len(labels)),
-                "trainable_params": float(trainable),
-                "trainable_fraction": trainable / total,
-                "artifact_bytes": float(artifact_bytes),
-                "train_seconds": train_seconds,
-            }
+            metrics |= {"artifact_bytes": float(artifact_bytes), "train_seconds": train_seconds}
             mlflow.log_metrics(metrics)
+            if strategy.saves == "config_only":   # the prompt itself, visible on the run page
+                mlflow.log_artifacts(str(folder), "prompt")
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(PYFUNC_ENTRY),
                 artifacts={"strategy": str(folder)}, signature=signature(),
@@ -130,6 +129,53 @@ def run_strategy(name: str, settings: Settings, base: BaseModel, frames: dict[st
             )
     return StrategyResult(strategy=name, run_id=run.info.run_id, model_uri=info.model_uri,
                           saves=strategy.saves, metrics=metrics)
+
+
+def _quality(model, data: Encoded, labels: list[str], pad_id: int) -> dict[str, float]:
+    y_pred = predict_proba(model, data, pad_id).argmax(1)
+    return {"accuracy": accuracy(data.labels, y_pred),
+            "macro_f1": macro_f1(data.labels, y_pred, len(labels))}
+
+
+def _size(model) -> dict[str, float]:
+    trainable, total = count_parameters(model)
+    return {"trainable_params": float(trainable), "trainable_fraction": trainable / total}
+
+
+def _build_and_train(strategy, params, base: BaseModel, labels, splits, cfg, pad_id: int, name: str):
+    model = strategy.build(base.path, labels, params)
+    size = _size(model)
+    train_seconds = 0.0
+    if strategy.trains:
+        loop = LoopConfig(learning_rate=params.learning_rate, epochs=params.epochs or cfg.epochs,
+                          batch_size=cfg.batch_size, eval_every=cfg.eval_every,
+                          patience=cfg.patience, seed=cfg.seed)
+        result = train(model, splits["train"], splits["validation"], loop, pad_id, desc=name)
+        train_seconds = result.train_seconds
+        _log_curves(result)
+    test = _quality(model, splits["test"], labels, pad_id)
+    return model, {"test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"], **size}, train_seconds
+
+
+def _evaluate_variants(strategy, params, base: BaseModel, labels, splits, train: pd.DataFrame, pad_id: int):
+    """Every prompt variant on validation and test. Test metrics are the mean over variants
+    (spread: prompt_variant_std, sample std); the variant best on validation is returned for
+    saving, so the choice never looks at test."""
+    rows, best = [], None
+    for i, variant in enumerate(strategy.variants(params, train, labels)):
+        model = strategy.build(base.path, labels, variant)
+        val, test = (_quality(model, splits[s], labels, pad_id) for s in ("validation", "test"))
+        rows.append({"variant": i, "params": params_dict(variant), "validation": val, "test": test})
+        mlflow.log_metric("variant_test_accuracy", test["accuracy"], step=i)
+        if best is None or val["accuracy"] > best[0]:
+            best = (val["accuracy"], i, model, variant)
+    accs = np.array([r["test"]["accuracy"] for r in rows])
+    mlflow.log_dict({"chosen_variant": best[1], "variants": rows}, "prompt_variants.json")
+    metrics = {"test_accuracy": float(accs.mean()),
+               "test_macro_f1": float(np.mean([r["test"]["macro_f1"] for r in rows])),
+               "prompt_variant_std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
+               "chosen_variant": float(best[1]), **_size(best[2])}
+    return best[2], best[3], metrics
 
 
 def _requirements() -> list[str]:

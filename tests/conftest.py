@@ -39,6 +39,26 @@ def tiny_bert(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A 2-layer Llama, hidden 32, random weights, with the SmolLM2 tokenizer (pad = eos = 2)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tasks.causal_lm import EOS_ID, load_gguf_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = load_gguf_tokenizer()
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                         max_position_embeddings=512, bos_token_id=1, eos_token_id=EOS_ID,
+                         pad_token_id=EOS_ID, initializer_range=0.2)   # 0.2: see tiny_bert
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
 def _deep_update(base: dict, override: dict) -> dict:
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):

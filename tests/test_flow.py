@@ -96,3 +96,29 @@ def test_an_empty_text_stops_the_flow_before_training(harness, project_factory, 
     assert len(runs) == 1 and runs[0].info.status == "FAILED", "only the failed parent run, no strategy ran"
     assert "validation/summary.json" in [a.path for a in client.list_artifacts(runs[0].info.run_id, "validation")]
     assert client.search_registered_models() == []
+
+
+def test_every_strategy_version_loads_back_through_the_registry(harness, project_factory, tiny_bert, tiny_llama):
+    """All strategies on tiny models (few_shot prompts the tiny Llama); each artifact that is not
+    a whole model is registered and loaded back with models:/NAME/VERSION, and predicts."""
+    import pandas as pd
+
+    project = project_factory({"model": {"base": str(tiny_bert)},
+                               "strategies": {"few_shot": {"base": str(tiny_llama)},
+                                              "partial_finetune": {"frozen_layers": 1}}})
+    out = specialize(SpecializeInput(params_file=str(project / "params.yaml"), profile="smoke",
+                                     strategies=["all"]))
+    client = client_for(project)
+    children = {r.data.tags["strategy"]: r for r in runs_of(client)
+                if r.data.tags.get("mlflow.parentRunId") == out.parent_run_id}
+    assert set(children) == set(out.models) and len(children) == 11
+    for strategy in ("zero_shot", "few_shot"):
+        assert "prompt_variant_std" in children[strategy].data.metrics
+        assert children[strategy].data.metrics["chosen_variant"] >= 0
+    texts = pd.DataFrame({"text": ["a joy from start to finish", "a chore to sit through"]})
+    for strategy, uri in out.models.items():
+        if children[strategy].data.tags["saves"] == "full_model":
+            continue
+        version = mlflow.register_model(uri, f"check-{strategy.replace('_', '-')}")
+        predicted = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}").predict(texts)
+        assert len(predicted) == 2 and set(predicted["label"]) <= {"negative", "positive"}, strategy

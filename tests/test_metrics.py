@@ -22,3 +22,9 @@ def test_macro_f1_majority_predictor_is_penalised():
 def test_accuracy_of_nothing_is_an_error():
     with pytest.raises(ValueError):
         accuracy(np.array([]), np.array([]))
+
+
+def test_tightest_limit():
+    from tasks.run_strategy import tightest_limit
+
+    assert tightest_limit(0, 0) == 0 and tightest_limit(64, 300) == 64 and tightest_limit(0, 300) == 300

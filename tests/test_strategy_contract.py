@@ -24,8 +24,24 @@ TEXTS = ["a wonderful, moving film", "dull and far too long", "the best thing th
          "a mess from start to finish", "sharp, funny and kind", "i walked out", "pure joy",
          "tedious"]
 Y = torch.tensor([1, 0, 1, 0, 1, 0, 1, 0])
-# Settings that must differ for a 2-layer model (the defaults are sized for MiniLM's 6 layers).
-TINY_OVERRIDES = {"partial_finetune": {"frozen_layers": 1}}
+# Settings that must differ on the tiny models (the defaults are sized for MiniLM's 6 layers
+# and named for BERT's modules).
+TINY_OVERRIDES = {
+    "bert": {"partial_finetune": {"frozen_layers": 1}},
+    "llama": {"partial_finetune": {"frozen_layers": 1}, "lora": {"target_modules": ["q_proj", "v_proj"]}},
+}
+EMBEDDINGS = ("word_embeddings", "embed_tokens")   # BERT and Llama token embeddings (base weights)
+# Combinations a library cannot do: the strategy must refuse them with this message.
+UNSUPPORTED = {("lora_prompt", "llama"): "does not support for llama models"}
+CASES = [(name, kind) for name in registry.names() for kind in ("bert", "llama")
+         if (kind == "llama" or registry.get(name).base_kind == "any") and (name, kind) not in UNSUPPORTED]
+
+
+@pytest.mark.parametrize("name,kind", sorted(UNSUPPORTED))
+def test_unsupported_base_is_refused_clearly(name: str, kind: str, request):
+    strategy = registry.get(name)
+    with pytest.raises(ValueError, match=UNSUPPORTED[(name, kind)]):
+        strategy.build(request.getfixturevalue(f"tiny_{kind}"), LABELS, strategy.parse_params({}))
 
 
 def _batch(base_dir: Path):
@@ -82,23 +98,31 @@ def test_an_inactive_adapter_is_detected(tiny_bert: Path, caplog):
     assert _inactive_adapter_warnings(caplog)
 
 
-@pytest.mark.parametrize("name", registry.names())
-def test_strategy_contract(name: str, tiny_bert: Path, tmp_path: Path, caplog):
+def _few_shot_demos(params):
+    demos = [{"text": TEXTS[i], "label": LABELS[int(Y[i])]} for i in range(2)]
+    return dataclasses.replace(params, demonstrations=demos, variants=[])
+
+
+@pytest.mark.parametrize("name,kind", CASES)
+def test_strategy_contract(name: str, kind: str, request, tmp_path: Path, caplog):
     caplog.set_level("WARNING")
+    tiny_base = request.getfixturevalue(f"tiny_{kind}")
     strategy: Strategy = registry.get(name)
-    params = strategy.parse_params(TINY_OVERRIDES.get(name, {}))
+    params = strategy.parse_params(TINY_OVERRIDES[kind].get(name, {}))
+    if name == "few_shot":
+        params = _few_shot_demos(params)
     seed_everything(0)
-    model = strategy.build(tiny_bert, LABELS, params)
+    model = strategy.build(tiny_base, LABELS, params)
     # `adapters` logs the inactive-adapter warning once inside train_adapter itself, while it
     # switches the adapter on; only forward passes after building are checked.
     caplog.clear()
-    batch = _batch(tiny_bert)
+    batch = _batch(tiny_base)
     trainable, total = count_parameters(model)
 
     if strategy.trains:
         assert isinstance(params, TrainableParams)
         assert trainable > 0
-        head = [n for n, p in model.named_parameters() if p.requires_grad and "classifier" in n]
+        head = [n for n, p in model.named_parameters() if p.requires_grad and ("classifier" in n or ".score." in f".{n}")]
         assert head, "the classification head must train (and be counted)"
         # A higher rate than the defaults so a tiny random model moves in a few steps.
         lr = max(params.learning_rate, 1e-3)
@@ -124,21 +148,20 @@ def test_strategy_contract(name: str, tiny_bert: Path, tmp_path: Path, caplog):
     assert not any(p.suffix == ".bin" for p in files), "weights must be stored as safetensors"
     tensors = {k for p in files if p.suffix == ".safetensors" for k in safe_open(p, "pt").keys()}
     if strategy.saves == "adapter":
-        base_keys = [k for k in tensors if "word_embeddings" in k or "attention.self.query.weight" in k
-                     and "lora" not in k and "base_layer" not in k]
+        base_keys = [k for k in tensors if any(e in k for e in EMBEDDINGS)]
         assert not base_keys, f"{name}: adapter artifact holds base weights: {base_keys[:3]}"
-        assert sum(p.stat().st_size for p in files) < 0.2 * (tiny_bert / "model.safetensors").stat().st_size
+        assert sum(p.stat().st_size for p in files) < 0.2 * (tiny_base / "model.safetensors").stat().st_size
     elif strategy.saves == "partial_weights":
-        assert tensors and not any("embeddings" in k or ".layer.0." in k for k in tensors), \
+        assert tensors and not any(e in k for k in tensors for e in (*EMBEDDINGS, ".layer.0.", ".layers.0.")), \
             "frozen layers must not be saved"
     elif strategy.saves == "full_model":
-        assert any("word_embeddings" in k for k in tensors)
+        assert any(e in k for k in tensors for e in EMBEDDINGS)
     else:
         assert not tensors, f"{name}: a config-only strategy saved tensors"
 
     seed_everything(123)  # a different seed: reloading must not depend on the RNG
     assert not _inactive_adapter_warnings(caplog), f"{name}: an adapter was not active while training"
-    reloaded = strategy.load(tiny_bert, out, LABELS, params)
+    reloaded = strategy.load(tiny_base, out, LABELS, params)
     caplog.clear()
     with torch.no_grad():
         after = reloaded(**batch).logits
@@ -158,3 +181,12 @@ def test_partial_finetune_freezes_exactly_the_lower_layers(tiny_bert: Path):
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert not any(n.startswith("bert.embeddings") or ".layer.0." in n for n in trainable)
     assert any(".layer.1." in n for n in trainable) and any("classifier" in n for n in trainable)
+
+
+def test_few_shot_cached_scores_equal_uncached(tiny_llama: Path):
+    strategy = registry.get("few_shot")
+    model = strategy.build(tiny_llama, LABELS, _few_shot_demos(strategy.parse_params({})))
+    batch = _batch(tiny_llama)
+    rows = model._own_tokens(batch["input_ids"], batch["attention_mask"])
+    assert all(r and r[0] != model.bos for r in rows)
+    torch.testing.assert_close(model.score(rows), model.score_uncached(rows), rtol=0, atol=1e-4)

@@ -9,3 +9,4 @@ from tasks.strategies import bottleneck_adapter  # noqa: F401
 from tasks.strategies import lora_prompt  # noqa: F401
 from tasks.strategies import unipelt  # noqa: F401
 from tasks.strategies import zero_shot  # noqa: F401
+from tasks.strategies import few_shot  # noqa: F401

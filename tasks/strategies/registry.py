@@ -19,6 +19,10 @@ from torch import nn
 # (a prompting baseline saves its prompt configuration).
 Saves = Literal["adapter", "partial_weights", "full_model", "config_only"]
 
+# What a strategy can be built on: any Hugging Face model with a sequence-classification
+# class, or only a causal LM (prompting by next-token likelihood).
+BaseKind = Literal["any", "causal_lm"]
+
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 
 
@@ -49,6 +53,12 @@ class Strategy:
     save: Callable[[nn.Module, Path], None]
     # load(base_dir, saved_dir, labels, params) -> the same model, ready to predict
     load: Callable[[Path, Path, list[str], Any], nn.Module]
+    # Prompting baselines: the prompt variants (templates, label descriptions, demonstration
+    # draws) to evaluate for stability; the run logs their mean and spread and saves the one
+    # that scores best on validation. variants(params, train_frame, labels) -> [params];
+    # the train split is there for demonstration draws. None = a single configuration.
+    variants: Callable[[Any, Any, list[str]], list[Any]] | None = None
+    base_kind: BaseKind = "any"
 
     def parse_params(self, raw: dict[str, Any]):
         known = {f.name for f in fields(self.params_cls)}
@@ -76,6 +86,8 @@ def register(strategy: Strategy) -> Strategy:
         raise TypeError(f"strategy {strategy.name!r}: params_cls must be a dataclass")
     if strategy.trains and not issubclass(strategy.params_cls, TrainableParams):
         raise TypeError(f"strategy {strategy.name!r} trains, so its params must extend TrainableParams")
+    if strategy.trains and strategy.variants is not None:
+        raise TypeError(f"strategy {strategy.name!r}: prompt variants are for strategies that do not train")
     _REGISTRY[strategy.name] = strategy
     return strategy
 

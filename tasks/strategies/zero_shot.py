@@ -7,7 +7,7 @@ meant to be compared.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -28,12 +28,18 @@ class ZeroShotParams:
         "positive": "a positive, enthusiastic movie review",
     })
     temperature: float = 0.05   # logits = cosine / temperature; sets confidence, not accuracy
+    # Alternative descriptions, evaluated for prompt stability next to label_descriptions.
+    variants: list[dict[str, str]] = field(default_factory=lambda: [
+        {"negative": "I did not like this film.", "positive": "I loved this film."},
+        {"negative": "bad", "positive": "good"},
+    ])
 
     def __post_init__(self):
-        if not self.label_descriptions:
-            raise ValueError("label_descriptions must not be empty")
-        if any(not str(d).strip() for d in self.label_descriptions.values()):
-            raise ValueError("every label description must be non-empty text")
+        for descriptions in [self.label_descriptions, *self.variants]:
+            if not descriptions:
+                raise ValueError("label descriptions must not be empty")
+            if any(not str(d).strip() for d in descriptions.values()):
+                raise ValueError("every label description must be non-empty text")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
 
@@ -70,14 +76,20 @@ def build(base_dir: Path, labels: list[str], params: ZeroShotParams) -> nn.Modul
         raise ValueError(f"strategies.zero_shot.label_descriptions has no description for "
                          f"label(s) {', '.join(missing)}; add one per label")
     tokenizer = load_tokenizer(base_dir)
-    with quiet_loading():
-        encoder = AutoModel.from_pretrained(base_dir, add_pooling_layer=False).eval()
+    with quiet_loading():   # a BERT pooler loads unused: the mean over tokens is the embedding
+        encoder = AutoModel.from_pretrained(base_dir).eval()
     model = ZeroShotClassifier(encoder, torch.zeros(len(labels), encoder.config.hidden_size), params)
     enc = tokenizer([params.label_descriptions[label] for label in labels], padding=True,
                     return_tensors="pt")
     with torch.no_grad():
         model.label_embeddings = model.embed(enc["input_ids"], enc["attention_mask"])
     return model.eval()
+
+
+def variants(params: ZeroShotParams, train=None, labels=None) -> list[ZeroShotParams]:
+    """One configuration per set of descriptions; each saved alone (variants=[])."""
+    return [replace(params, label_descriptions=d, variants=[])
+            for d in [params.label_descriptions, *params.variants]]
 
 
 def save(model: nn.Module, out_dir: Path) -> None:
@@ -89,12 +101,12 @@ def save(model: nn.Module, out_dir: Path) -> None:
 
 def load(base_dir: Path, saved_dir: Path, labels: list[str], params: ZeroShotParams | None) -> nn.Module:
     saved = json.loads((saved_dir / CONFIG_FILE).read_text())
-    return build(base_dir, labels, ZeroShotParams(**saved))
+    return build(base_dir, labels, ZeroShotParams(**saved, variants=[]))
 
 
 register(Strategy(
     name="zero_shot",
     summary="no training: cosine similarity to label descriptions; saves the descriptions only",
     params_cls=ZeroShotParams, trains=False, saves="config_only",
-    build=build, save=save, load=load,
+    build=build, save=save, load=load, variants=variants,
 ))

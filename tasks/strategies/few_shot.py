@@ -1,0 +1,200 @@
+"""Few-shot prompting of a causal LM (SmolLM2-135M-Instruct by default): no training.
+
+The prompt is a named, versioned template: an instruction, k demonstrations drawn
+reproducibly from train, then the example. Each label is scored by the log-likelihood of its
+verbalizer after the example; the highest wins. The demonstrations are the same for every
+example, so their key/value cache is computed once and reused: scoring an example costs only
+its own tokens (`score_uncached` is the reference it must equal).
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from tasks.base_model import SMOLLM2, load_tokenizer, quiet_loading
+from tasks.strategies.registry import Strategy, register
+
+CONFIG_FILE = "few_shot.json"
+
+TEMPLATES = {
+    # name@version: changing a template's text means a new version, never an edit in place.
+    "review-sentiment@v1": {
+        "instruction": "Classify the sentiment of each movie review as positive or negative.\n\n",
+        "example": "Review: {text}\nSentiment:",
+        "answer": " {label}",
+        "separator": "\n\n",
+    },
+    "critic-verdict@v1": {
+        "instruction": "Here are film critics' snippets, each followed by whether the critic liked the film.\n\n",
+        "example": "Snippet: {text}\nThe critic's verdict:",
+        "answer": " {label}",
+        "separator": "\n\n",
+    },
+}
+
+
+@dataclass(frozen=True)
+class FewShotParams:
+    base: str = SMOLLM2               # the causal LM that is prompted (not model.base)
+    template: str = "review-sentiment@v1"
+    k: int = 4                        # demonstrations, drawn balanced across labels
+    demo_seed: int = 13
+    verbalizers: dict[str, str] = field(default_factory=lambda: {"negative": "negative",
+                                                                 "positive": "positive"})
+    # Filled from the train split by the run (and saved): the prompt is fully reproducible.
+    demonstrations: list[dict[str, str]] = field(default_factory=list)
+    # Prompt stability: each entry overrides fields above for one more variant.
+    variants: list[dict] = field(default_factory=lambda: [{"demo_seed": 14}, {"demo_seed": 15},
+                                                          {"template": "critic-verdict@v1"}])
+    max_test_examples: int = 300      # a 135M LM on 2 cores scores about 10 examples/s
+
+    def __post_init__(self):
+        if self.template not in TEMPLATES:
+            raise ValueError(f"template must be one of {', '.join(TEMPLATES)}, got {self.template!r}")
+        if self.k < 0:
+            raise ValueError(f"k must be >= 0, got {self.k}")
+        if not self.verbalizers or any(not v.strip() for v in self.verbalizers.values()):
+            raise ValueError("verbalizers must map every label to non-empty text")
+        for v in self.variants:
+            unknown = set(v) - {"template", "k", "demo_seed", "verbalizers"}
+            if unknown:
+                raise ValueError(f"a variant may override template, k, demo_seed or verbalizers, not {sorted(unknown)}")
+
+
+def draw_demonstrations(train: pd.DataFrame, labels: list[str], k: int, seed: int) -> list[dict[str, str]]:
+    """k examples, as balanced across labels as k allows, in a seeded random order."""
+    rng = np.random.default_rng(seed)
+    per_label = [train[train["label"] == label] for label in labels]
+    picks = []
+    for i in range(k):
+        pool = per_label[i % len(labels)]
+        picks.append(pool.iloc[int(rng.integers(len(pool)))])
+    order = rng.permutation(len(picks))
+    return [{"text": str(picks[i]["text"]), "label": str(picks[i]["label"])} for i in order]
+
+
+def variants(params: FewShotParams, train: pd.DataFrame, labels: list[str]) -> list[FewShotParams]:
+    out = []
+    for override in [{}, *params.variants]:
+        v = replace(params, **override, variants=[])
+        out.append(replace(v, demonstrations=draw_demonstrations(train, labels, v.k, v.demo_seed)))
+    return out
+
+
+class FewShotClassifier(nn.Module):
+    """forward(input_ids, attention_mask) -> per-label log-likelihoods as logits.
+
+    input_ids are the example's own tokens (from this LM's tokenizer, right-padded)."""
+
+    def __init__(self, lm: nn.Module, tokenizer, labels: list[str], params: FewShotParams):
+        super().__init__()
+        self.lm, self.params = lm.eval(), params
+        for p in self.lm.parameters():
+            p.requires_grad_(False)
+        t = TEMPLATES[params.template]
+        head, tail = t["example"].split("{text}")
+        demos = "".join(t["example"].format(text=d["text"]) + t["answer"].format(label=params.verbalizers[d["label"]])
+                        + t["separator"] for d in params.demonstrations)
+        self.bos = tokenizer.bos_token_id
+
+        def ids(text: str) -> list[int]:
+            out = tokenizer(text, add_special_tokens=False)["input_ids"]
+            return out[1:] if out and out[0] == self.bos else out   # SmolLM2 prepends bos regardless
+
+        self.prefix = ids(t["instruction"] + demos + head)
+        self.tail = ids(tail)
+        self.answers = [ids(t["answer"].format(label=params.verbalizers[label])) for label in labels]
+        self._cache = None
+
+    def _own_tokens(self, input_ids, attention_mask) -> list[list[int]]:
+        rows = []
+        for ids, mask in zip(input_ids.tolist(), attention_mask.tolist()):
+            ids = ids[: sum(mask)]
+            rows.append(ids[1:] if ids and ids[0] == self.bos else ids)   # the tokenizer prepends bos
+        return rows
+
+    def _prefix_cache(self):
+        if self._cache is None:
+            with torch.no_grad():
+                self._cache = self.lm(torch.tensor([self.prefix]), use_cache=True).past_key_values
+        return self._cache
+
+    @torch.no_grad()
+    def score(self, rows: list[list[int]]) -> torch.Tensor:
+        """log p(answer | prefix, example) for every row and label, reusing the prefix cache."""
+        n_prefix, out = len(self.prefix), torch.zeros(len(rows), len(self.answers))
+        for j, answer in enumerate(self.answers):
+            seqs = [r + self.tail + answer for r in rows]
+            width = max(map(len, seqs))
+            ids = torch.zeros(len(seqs), width, dtype=torch.long)
+            mask = torch.zeros(len(seqs), n_prefix + width, dtype=torch.long)
+            mask[:, :n_prefix] = 1
+            for i, s in enumerate(seqs):
+                ids[i, : len(s)] = torch.tensor(s)
+                mask[i, n_prefix : n_prefix + len(s)] = 1
+            cache = copy.deepcopy(self._prefix_cache())
+            cache.batch_repeat_interleave(len(seqs))
+            positions = torch.arange(n_prefix, n_prefix + width).expand(len(seqs), -1)
+            logp = torch.log_softmax(self.lm(input_ids=ids, attention_mask=mask, past_key_values=cache,
+                                             position_ids=positions).logits.float(), -1)
+            for i, s in enumerate(seqs):
+                start = len(s) - len(answer)   # answer token t is predicted at position t-1
+                out[i, j] = sum(logp[i, start + t - 1, tok] for t, tok in enumerate(answer))
+        return out
+
+    @torch.no_grad()
+    def score_uncached(self, rows: list[list[int]]) -> torch.Tensor:
+        """The same scores with the whole prompt run for every example and label."""
+        out = torch.zeros(len(rows), len(self.answers))
+        for i, r in enumerate(rows):
+            for j, answer in enumerate(self.answers):
+                seq = self.prefix + r + self.tail + answer
+                logp = torch.log_softmax(self.lm(torch.tensor([seq])).logits.float(), -1)[0]
+                start = len(seq) - len(answer)
+                out[i, j] = sum(logp[start + t - 1, tok] for t, tok in enumerate(answer))
+        return out
+
+    def forward(self, input_ids, attention_mask, **_) -> SequenceClassifierOutput:
+        return SequenceClassifierOutput(logits=self.score(self._own_tokens(input_ids, attention_mask)))
+
+
+def build(base_dir: Path, labels: list[str], params: FewShotParams) -> nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    missing = [label for label in labels if label not in params.verbalizers]
+    if missing:
+        raise ValueError(f"strategies.few_shot.verbalizers has no entry for label(s) {', '.join(missing)}")
+    with quiet_loading():
+        lm = AutoModelForCausalLM.from_pretrained(base_dir)
+    return FewShotClassifier(lm, load_tokenizer(base_dir), labels, params)
+
+
+def save(model: nn.Module, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    p = model.params
+    t = TEMPLATES[p.template]
+    (out_dir / CONFIG_FILE).write_text(json.dumps(
+        {"template": p.template, "template_text": t, "k": p.k, "demo_seed": p.demo_seed,
+         "verbalizers": p.verbalizers, "demonstrations": p.demonstrations}, indent=2))
+
+
+def load(base_dir: Path, saved_dir: Path, labels: list[str], params: FewShotParams) -> nn.Module:
+    saved = json.loads((saved_dir / CONFIG_FILE).read_text())
+    saved.pop("template_text")
+    return build(base_dir, labels, replace(params, **saved, variants=[]))
+
+
+register(Strategy(
+    name="few_shot",
+    summary="in-context prompting of SmolLM2 (k demonstrations, verbalizer log-likelihood); saves the prompt",
+    params_cls=FewShotParams, trains=False, saves="config_only",
+    build=build, save=save, load=load, variants=variants, base_kind="causal_lm",
+))

@@ -70,8 +70,17 @@ def _run(args) -> int:
     return 1
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM (kill, a scheduler stopping us) becomes SystemExit, so open MLflow runs are
+    closed as FAILED instead of being left RUNNING forever."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _exit_on_sigterm()
     from tasks.env import apply_offline_defaults
 
     apply_offline_defaults()  # before Prefect, MLflow, DVC or transformers read their settings

@@ -190,3 +190,15 @@ def test_few_shot_cached_scores_equal_uncached(tiny_llama: Path):
     rows = model._own_tokens(batch["input_ids"], batch["attention_mask"])
     assert all(r and r[0] != model.bos for r in rows)
     torch.testing.assert_close(model.score(rows), model.score_uncached(rows), rtol=0, atol=1e-4)
+
+
+def test_demonstrations_are_balanced_and_reproducible():
+    import pandas as pd
+
+    from tasks.strategies.few_shot import draw_demonstrations
+
+    train = pd.DataFrame({"text": [f"t{i}" for i in range(40)], "label": ["negative", "positive"] * 20})
+    demos = draw_demonstrations(train, LABELS, 4, seed=3)
+    assert demos == draw_demonstrations(train, LABELS, 4, seed=3)
+    assert sorted(d["label"] for d in demos) == ["negative", "negative", "positive", "positive"]
+    assert demos != draw_demonstrations(train, LABELS, 4, seed=4)

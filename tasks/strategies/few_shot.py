@@ -24,7 +24,7 @@ from tasks.strategies.registry import Strategy, register
 
 CONFIG_FILE = "few_shot.json"
 
-TEMPLATES = {
+DEFAULT_TEMPLATES = {
     # name@version: changing a template's text means a new version, never an edit in place.
     "review-sentiment@v1": {
         "instruction": "Classify the sentiment of each movie review as positive or negative.\n\n",
@@ -41,9 +41,14 @@ TEMPLATES = {
 }
 
 
+TEMPLATE_PARTS = {"instruction": (), "example": ("{text}",), "answer": ("{label}",), "separator": ()}
+
+
 @dataclass(frozen=True)
 class FewShotParams:
     base: str = SMOLLM2               # the causal LM that is prompted (not model.base)
+    # name@version -> template; the chosen one is saved with the version and logged as an artifact
+    templates: dict[str, dict[str, str]] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
     template: str = "review-sentiment@v1"
     k: int = 4                        # demonstrations, drawn balanced across labels
     demo_seed: int = 13
@@ -57,14 +62,25 @@ class FewShotParams:
     max_test_examples: int = 300      # a 135M LM on 2 cores scores about 10 examples/s
 
     def __post_init__(self):
-        if self.template not in TEMPLATES:
-            raise ValueError(f"template must be one of {', '.join(TEMPLATES)}, got {self.template!r}")
+        for name, t in self.templates.items():
+            if "@" not in name:
+                raise ValueError(f"template name {name!r} needs a version: name@v1")
+            if set(t) != set(TEMPLATE_PARTS):
+                raise ValueError(f"template {name!r} must have exactly {', '.join(TEMPLATE_PARTS)}")
+            for part, fields_needed in TEMPLATE_PARTS.items():
+                for f in fields_needed:
+                    if t[part].count(f) != 1:
+                        raise ValueError(f"template {name!r}: {part} must contain {f} once")
+        if self.template not in self.templates:
+            raise ValueError(f"template must be one of {', '.join(self.templates)}, got {self.template!r}")
         if self.k < 0:
             raise ValueError(f"k must be >= 0, got {self.k}")
         if not self.verbalizers or any(not v.strip() for v in self.verbalizers.values()):
             raise ValueError("verbalizers must map every label to non-empty text")
         for v in self.variants:
             unknown = set(v) - {"template", "k", "demo_seed", "verbalizers"}
+            if v.get("template", self.template) not in self.templates:
+                raise ValueError(f"variant {v}: unknown template; known: {', '.join(self.templates)}")
             if unknown:
                 raise ValueError(f"a variant may override template, k, demo_seed or verbalizers, not {sorted(unknown)}")
 
@@ -85,6 +101,7 @@ def variants(params: FewShotParams, train: pd.DataFrame, labels: list[str]) -> l
     out = []
     for override in [{}, *params.variants]:
         v = replace(params, **override, variants=[])
+        v = replace(v, templates={v.template: v.templates[v.template]})   # only what this variant uses
         out.append(replace(v, demonstrations=draw_demonstrations(train, labels, v.k, v.demo_seed)))
     return out
 
@@ -99,7 +116,7 @@ class FewShotClassifier(nn.Module):
         self.lm, self.params = lm.eval(), params
         for p in self.lm.parameters():
             p.requires_grad_(False)
-        t = TEMPLATES[params.template]
+        t = params.templates[params.template]
         head, tail = t["example"].split("{text}")
         demos = "".join(t["example"].format(text=d["text"]) + t["answer"].format(label=params.verbalizers[d["label"]])
                         + t["separator"] for d in params.demonstrations)
@@ -180,15 +197,14 @@ def build(base_dir: Path, labels: list[str], params: FewShotParams) -> nn.Module
 def save(model: nn.Module, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     p = model.params
-    t = TEMPLATES[p.template]
     (out_dir / CONFIG_FILE).write_text(json.dumps(
-        {"template": p.template, "template_text": t, "k": p.k, "demo_seed": p.demo_seed,
-         "verbalizers": p.verbalizers, "demonstrations": p.demonstrations}, indent=2))
+        {"template": p.template, "templates": {p.template: p.templates[p.template]}, "k": p.k,
+         "demo_seed": p.demo_seed, "verbalizers": p.verbalizers, "demonstrations": p.demonstrations},
+        indent=2))
 
 
 def load(base_dir: Path, saved_dir: Path, labels: list[str], params: FewShotParams) -> nn.Module:
     saved = json.loads((saved_dir / CONFIG_FILE).read_text())
-    saved.pop("template_text")
     return build(base_dir, labels, replace(params, **saved, variants=[]))
 
 

@@ -52,9 +52,16 @@ def list_strategies() -> str:
 
 
 def _run(args) -> int:
-    from flows.specialize import SpecializeInput, specialize
+    from tasks.config import load_settings
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies else None
+    try:  # fail in a second, before Prefect starts, when a setting is wrong
+        load_settings(args.params, args.profile, strategies)
+    except ValueError as exc:
+        print(f"adaptflow run: {exc}", file=sys.stderr)
+        return 2
+    from flows.specialize import SpecializeInput, specialize
+
     state = specialize(SpecializeInput(params_file=args.params, profile=args.profile,
                                        strategies=strategies), return_state=True)
     if state.is_completed():

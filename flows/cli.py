@@ -2,6 +2,9 @@
 
   adaptflow run [--params FILE] [--profile NAME] [--strategies a,b|all]
   adaptflow strategies
+  adaptflow promote MODEL (--version N | --from challenger) --reviewer NAME --reason TEXT
+  adaptflow rollback MODEL --reviewer NAME --reason TEXT
+  adaptflow history MODEL
 """
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ import sys
 from dataclasses import MISSING, fields
 
 # Errors a user can fix: shown as their message, without a traceback.
-_USER_ERRORS = ("SettingsError", "DataValidationError", "DataPipelineError", "BaseModelError")
+_USER_ERRORS = ("SettingsError", "DataValidationError", "DataPipelineError", "BaseModelError",
+                "GovernanceError")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,7 +33,58 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--strategies", help="comma-separated strategy names, or `all` "
                                           "(default: strategies.run in params)")
     sub.add_parser("strategies", help="list the registered strategies with their parameters and defaults")
+
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("model", help="registered model name (project.registered_model in params)")
+    store.add_argument("--params", default="params.yaml",
+                       help="params file; its folder holds the local MLflow store (MLFLOW_TRACKING_URI overrides)")
+    reviewer = argparse.ArgumentParser(add_help=False)
+    reviewer.add_argument("--reviewer", required=True, help="who decides (kept in the audit history)")
+    reviewer.add_argument("--reason", required=True, help="why (kept in the audit history)")
+    promote = sub.add_parser("promote", parents=[store, reviewer], help="move @champion to a version (reviewers)",
+                             description="Move @champion to a version and append who, when, why, the "
+                                         "previous champion and the metric deltas to the audit history.")
+    which = promote.add_mutually_exclusive_group(required=True)
+    which.add_argument("--version", help="the version number to promote")
+    which.add_argument("--from", dest="from_alias", help="promote the version holding this alias, e.g. challenger")
+    sub.add_parser("rollback", parents=[store, reviewer], help="move @champion back to the previous champion",
+                   description="Move @champion back one step in the champion history; repeated, it walks "
+                               "further back. With no earlier champion it says so and changes nothing.")
+    sub.add_parser("history", parents=[store], help="print the audit history of @champion moves")
     return parser
+
+
+def _registry(params: str):
+    from pathlib import Path
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from tasks.tracking import tracking_uri
+
+    uri = tracking_uri(Path(params).resolve().parent)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(), uri
+
+
+def _govern(args) -> int:
+    from tasks import governance
+
+    client, uri = _registry(args.params)
+    try:
+        if args.command == "history":
+            entries = governance.read_history(client, args.model)
+            print("\n".join(e.line() for e in entries) if entries else f"{args.model}: no @champion moves yet")
+        elif args.command == "promote":
+            print(governance.promote(client, uri, args.model, args.reviewer, args.reason,
+                                     version=args.version, from_alias=args.from_alias).line())
+        else:
+            print(governance.rollback(client, uri, args.model, args.reviewer, args.reason).line())
+    except governance.GovernanceError as exc:
+        print(f"adaptflow {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _default(f) -> str:
@@ -94,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "strategies":
         print(list_strategies())
         return 0
+    if args.command in ("promote", "rollback", "history"):
+        return _govern(args)
     return _run(args)
 
 

@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", help="profile from the params file's `profiles:`, e.g. smoke")
     run.add_argument("--strategies", help="comma-separated strategy names, or `all` "
                                           "(default: strategies.run in params)")
+    run.add_argument("--await-approval", action="store_true",
+                     help="after proposing a challenger, pause until a reviewer approves or rejects it in "
+                          "the Prefect UI (needs PREFECT_API_URL: a server the reviewer can reach)")
     sub.add_parser("strategies", help="list the registered strategies with their parameters and defaults")
 
     store = argparse.ArgumentParser(add_help=False)
@@ -115,10 +118,16 @@ def _run(args) -> int:
     except ValueError as exc:
         print(f"adaptflow run: {exc}", file=sys.stderr)
         return 2
+    import os
+
+    if args.await_approval and not os.environ.get("PREFECT_API_URL"):
+        print("adaptflow run: --await-approval needs a Prefect server the reviewer can reach; set "
+              "PREFECT_API_URL (e.g. start one with `prefect server start`)", file=sys.stderr)
+        return 2
     from flows.specialize import SpecializeInput, specialize
 
-    state = specialize(SpecializeInput(params_file=args.params, profile=args.profile,
-                                       strategies=strategies), return_state=True)
+    state = specialize(SpecializeInput(params_file=args.params, profile=args.profile, strategies=strategies,
+                                       await_approval=args.await_approval), return_state=True)
     if state.is_completed():
         out = state.result()
         print(f"\n{out.table}\n\nMLflow parent run {out.parent_run_id}; data version {out.data_version}")

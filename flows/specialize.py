@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from prefect import flow
 from pydantic import BaseModel, Field
 
+from tasks.approval import await_review
 from tasks.config import load_settings
 from tasks.steps import (RunContext, lineage_tags, publish_comparison, register_candidate,
                          resolve_base, train_and_evaluate, validate_data, version_data)
@@ -18,6 +19,8 @@ class SpecializeInput(BaseModel):
     params_file: str = Field("params.yaml", description="params file; its folder is the project root")
     profile: str | None = Field(None, description="a profile under `profiles:` in the params file, e.g. smoke")
     strategies: list[str] | None = Field(None, description="strategies to run; default: strategies.run; ['all'] for every one")
+    await_approval: bool = Field(False, description="after proposing a challenger, pause for a reviewer's "
+                                                    "approve/reject in the Prefect UI")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class SpecializeOutput:
     candidate: str
     challenger_set: bool
     table: str
+    review: str          # approved | rejected | timed_out | not_asked
     models: dict[str, str]   # strategy -> logged model URI (every strategy, registered or not)
 
 
@@ -44,6 +48,11 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
         results = [train_and_evaluate(name, ctx) for name in settings.strategies]
         registration = register_candidate(ctx, results)
         table = publish_comparison(results, registration, parent_id)
+    review = "not_asked"
+    if run.await_approval and registration.decision.set_challenger:
+        review = await_review(registration.model_name, registration.version,
+                              settings.project.approval_timeout_seconds,
+                              settings.project.approval_poll_seconds).outcome
     return SpecializeOutput(parent_id, data.version, registration.version, registration.strategy,
-                            registration.decision.set_challenger, table,
+                            registration.decision.set_challenger, table, review,
                             {r.strategy: r.model_uri for r in results})

@@ -54,10 +54,19 @@ class ProjectSettings:
     registered_model: str
     select_metric: str = "test_macro_f1"
     min_improvement: float = 0.0
+    budgets: dict[str, float | None] = field(default_factory=dict)
+    approval_timeout_seconds: int = 86400
+    approval_poll_seconds: int = 10
 
     def __post_init__(self):
+        from tasks.decisions import BUDGET_METRICS
+
         _require(bool(self.registered_model.strip()), "registered_model must not be empty")
         _require(self.min_improvement >= 0, "min_improvement must be >= 0")
+        unknown = sorted(set(self.budgets) - set(BUDGET_METRICS))
+        _require(not unknown, f"unknown budget(s) {', '.join(unknown)}; known: {', '.join(BUDGET_METRICS)}")
+        _require(self.approval_timeout_seconds > 0 and self.approval_poll_seconds > 0,
+                 "approval_timeout_seconds and approval_poll_seconds must be positive")
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,40 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
 
 
+# Budget name -> (metric it limits, unit for messages). A budget applies where the metric is
+# measured; an unmeasured metric is said in the reasons, not treated as a pass or a failure.
+BUDGET_METRICS = {"max_ece": ("test_ece", ""), "max_latency_ms": ("latency_ms_p95", " ms"),
+                  "max_artifact_bytes": ("artifact_bytes", " bytes"),
+                  "max_forgetting": ("forgetting_delta", "")}
+
+
+def over_budget(metrics: dict[str, float], budgets: dict[str, float | None]) -> list[str]:
+    """Reasons the candidate breaks a budget (empty: within every measured budget)."""
+    broken = []
+    for budget, limit in budgets.items():
+        if limit is None:
+            continue
+        metric, unit = BUDGET_METRICS[budget]
+        if metric in metrics and metrics[metric] > limit:
+            broken.append(f"{metric} {metrics[metric]:g}{unit} is over {budget}={limit:g}{unit}")
+    return broken
+
+
 def decide_challenger(metric_name: str, candidate: float, data_version: str,
-                      references: list[Reference], min_improvement: float) -> Decision:
-    """The candidate becomes @challenger when it beats every comparable alias holder
-    (@champion and the current @challenger) by more than `min_improvement`.
+                      references: list[Reference], min_improvement: float,
+                      candidate_metrics: dict[str, float] | None = None,
+                      budgets: dict[str, float | None] | None = None) -> Decision:
+    """The candidate becomes @challenger when it stays within the budgets and beats every
+    comparable alias holder (@champion and the current @challenger) by more than
+    `min_improvement`.
 
     Scores on another test data version are not comparable and are left out (said in the
-    reasons); a candidate with no comparable reference becomes @challenger.
+    reasons): callers re-score the champion on the current test split first. A candidate with
+    no comparable reference becomes @challenger.
     """
+    broken = over_budget(candidate_metrics or {}, budgets or {})
+    if broken:
+        return Decision(False, ["over budget: " + "; ".join(broken)])
     reasons, beats_all, compared = [], True, 0
     for ref in references:
         if ref.metric is None:

@@ -20,10 +20,15 @@ class Encoded:
 
     def subset(self, n: int, seed: int) -> "Encoded":
         """A reproducible random subset of n examples (n <= 0 or n >= len: everything)."""
-        if n <= 0 or n >= len(self):
-            return self
-        idx = np.sort(np.random.default_rng(seed).choice(len(self), size=n, replace=False))
+        idx = subset_indices(len(self), n, seed)
         return Encoded([self.input_ids[i] for i in idx], self.labels[idx])
+
+
+def subset_indices(total: int, n: int, seed: int) -> np.ndarray:
+    """The rows a limit of n keeps, in order; the same rows wherever the limit is applied."""
+    if n <= 0 or n >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
 
 
 def encode(tokenizer, texts: list[str], labels: np.ndarray, max_length: int) -> Encoded:

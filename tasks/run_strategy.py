@@ -37,6 +37,8 @@ class StrategyResult:
     model_uri: str
     saves: str
     metrics: dict[str, float]
+    base: BaseModel              # the base it was built on (a strategy may name its own)
+    params: dict                 # the effective strategy params (the chosen prompt variant)
 
 
 def encode_splits(tokenizer, frames: dict[str, pd.DataFrame], labels: list[str], max_length: int,
@@ -128,7 +130,7 @@ def run_strategy(name: str, settings: Settings, base: BaseModel, frames: dict[st
                 pip_requirements=_requirements(),
             )
     return StrategyResult(strategy=name, run_id=run.info.run_id, model_uri=info.model_uri,
-                          saves=strategy.saves, metrics=metrics)
+                          saves=strategy.saves, metrics=metrics, base=base, params=params_dict(params))
 
 
 def _quality(model, data: Encoded, labels: list[str], pad_id: int) -> dict[str, float]:

@@ -13,7 +13,8 @@ from tasks.base_model import BaseModel, load_base
 from tasks.config import Settings
 from tasks.data import SPLITS
 from tasks.data_version import DataVersion, git_state, reproduce_and_push
-from tasks.model_registry import Registration, register_best
+from tasks.encoding import subset_indices
+from tasks.model_registry import Registration, TestSet, register_best
 from tasks.run_strategy import METRICS, StrategyResult, run_strategy
 from tasks.tracking import log_json
 from tasks.validation import DataValidationError, validate_splits
@@ -81,10 +82,13 @@ def train_and_evaluate(name: str, ctx: RunContext) -> StrategyResult:
 
 @task(name="register candidate", cache_policy=NO_CACHE)
 def register_candidate(ctx: RunContext, results: list[StrategyResult]) -> Registration:
-    p = ctx.settings.project
-    reg = register_best(p.registered_model, p.select_metric, p.min_improvement, results,
-                        {**ctx.tags, "validation": "passed", "parent_run_id": ctx.parent_run_id},
-                        ctx.data.split_hashes["test"])
+    p, labels = ctx.settings.project, ctx.settings.validation.labels
+    frame = ctx.frames["test"]
+    keep = subset_indices(len(frame), ctx.settings.train.max_eval_examples, ctx.settings.train.seed)
+    test = TestSet(ctx.data.split_hashes["test"], frame["text"].iloc[keep].tolist(),
+                   frame["label"].iloc[keep].map({n: i for i, n in enumerate(labels)}).to_numpy(), labels)
+    reg = register_best(p.registered_model, p.select_metric, p.min_improvement, p.budgets, results,
+                        {**ctx.tags, "validation": "passed", "parent_run_id": ctx.parent_run_id}, test)
     log_json(ctx.parent_run_id, {"version": reg.version, "strategy": reg.strategy,
                                  "set_challenger": reg.decision.set_challenger,
                                  "reasons": reg.decision.reasons}, "registry/decision.json")

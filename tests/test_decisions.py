@@ -33,3 +33,12 @@ def test_other_test_data_is_not_comparable():
 
 def test_best_candidate_prefers_first_on_ties():
     assert best_candidate({"a": 0.7, "b": 0.9, "c": 0.9}) == "b"
+
+
+def test_budgets_apply_where_measured():
+    budgets = {"max_ece": 0.1, "max_artifact_bytes": 1e6, "max_latency_ms": None}
+    d = decide_challenger(M, 0.9, "d1", [], 0.0, {"test_ece": 0.2, "artifact_bytes": 5e5}, budgets)
+    assert not d.set_challenger and "test_ece 0.2 is over max_ece=0.1" in d.reasons[0]
+    # ECE not measured: the artifact budget still applies, the ECE one cannot
+    assert decide_challenger(M, 0.9, "d1", [], 0.0, {"artifact_bytes": 5e5}, budgets).set_challenger
+    assert not decide_challenger(M, 0.9, "d1", [], 0.0, {"artifact_bytes": 9e7}, budgets).set_challenger

@@ -69,6 +69,10 @@ def test_two_runs_register_compare_and_reuse_the_data_version(harness, project_f
     expected = second.registered_version if second.challenger_set else first.registered_version
     assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == expected
     assert len(client.search_model_versions(f"name='{MODEL}'")) == 2   # versions are never replaced
+    base_name = version.tags["base.registered"].split("/")[0]
+    assert len(client.search_model_versions(f"name='{base_name}'")) == 1   # the base, registered once
+    assert version.tags["adapter.library"] in {"peft", "adapters", "transformers", "none"}
+    assert version.tags["adapter.type"] == version.tags["strategy"]
 
 
 # prepare, then blank one training text: the data a broken upstream export would produce.
@@ -122,3 +126,44 @@ def test_every_strategy_version_loads_back_through_the_registry(harness, project
         version = mlflow.register_model(uri, f"check-{strategy.replace('_', '-')}")
         predicted = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}").predict(texts)
         assert len(predicted) == 2 and set(predicted["label"]) <= {"negative", "positive"}, strategy
+
+
+def test_champion_is_rescored_when_the_test_data_changed(harness, project_factory, tiny_bert):
+    import yaml
+
+    from tasks.governance import promote
+
+    project = project_factory({"model": {"base": str(tiny_bert)}, "strategies": {"run": ["lora", "zero_shot"]}})
+    form = SpecializeInput(params_file=str(project / "params.yaml"), profile="smoke")
+    first = specialize(form)
+    client = client_for(project)
+    promote(client, mlflow_uri(project), MODEL, "ana", "first release", version=first.registered_version)
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"]["split_seed"] = 99          # another grouped split: new test data
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    second = specialize(form)
+    assert second.data_version != first.data_version
+    reasons = client.get_model_version(MODEL, second.registered_version).tags["challenger_reasons"]
+    assert f"@champion v{first.registered_version} re-scored on the new test data" in reasons
+    assert f"@champion (v{first.registered_version}) was scored on" not in reasons   # not left out
+
+
+def test_an_adapter_is_refused_on_a_base_that_changed(harness, project_factory, tiny_bert, tmp_path):
+    """Registered on one tiny base; the folder at that path then holds other weights: loading
+    through the registry is a clear error naming both fingerprints, not a silent wrong model."""
+    import shutil
+
+    from tasks.base_model import BaseModelError
+
+    base = tmp_path / "swappable-base"
+    shutil.copytree(tiny_bert, base)
+    project = project_factory({"model": {"base": str(base)}, "strategies": {"run": ["lora"]}})
+    specialize(SpecializeInput(params_file=str(project / "params.yaml"), profile="smoke"))
+    client_for(project)
+    from transformers import BertConfig, BertModel
+    import torch
+    torch.manual_seed(7)
+    BertModel(BertConfig.from_pretrained(base)).save_pretrained(base)   # same shapes, other weights
+    with pytest.raises(BaseModelError, match=r"was trained on a base with fingerprint .* but .* has fingerprint"):
+        mlflow.pyfunc.load_model(f"models:/{MODEL}@challenger")

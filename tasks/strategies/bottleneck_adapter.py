@@ -50,5 +50,5 @@ register(Strategy(
     name="bottleneck_adapter",
     summary="`adapters` bottleneck adapter (pfeiffer or houlsby) + trained head; saves adapter only",
     params_cls=BottleneckParams, trains=True, saves="adapter",
-    build=build, save=save_trained, load=load,
+    build=build, save=save_trained, load=load, library="adapters",
 ))

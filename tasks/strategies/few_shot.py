@@ -212,5 +212,5 @@ register(Strategy(
     name="few_shot",
     summary="in-context prompting of SmolLM2 (k demonstrations, verbalizer log-likelihood); saves the prompt",
     params_cls=FewShotParams, trains=False, saves="config_only",
-    build=build, save=save, load=load, variants=variants, base_kind="causal_lm",
+    build=build, save=save, load=load, library="none", variants=variants, base_kind="causal_lm",
 ))

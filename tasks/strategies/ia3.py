@@ -37,5 +37,5 @@ register(Strategy(
     name="ia3",
     summary="PEFT IA3 rescaling vectors + trained head; saves adapter only",
     params_cls=Ia3Params, trains=True, saves="adapter",
-    build=build, save=save_peft, load=load_peft,
+    build=build, save=save_peft, load=load_peft, library="peft",
 ))

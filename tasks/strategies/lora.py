@@ -42,5 +42,5 @@ register(Strategy(
     name="lora",
     summary="PEFT LoRA adapters + trained head; saves adapter only",
     params_cls=LoraParams, trains=True, saves="adapter",
-    build=build, save=save_peft, load=load_peft,
+    build=build, save=save_peft, load=load_peft, library="peft",
 ))

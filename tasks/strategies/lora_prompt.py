@@ -55,5 +55,5 @@ register(Strategy(
     name="lora_prompt",
     summary="hybrid: LoRA + prompt tuning as one `adapters` ConfigUnion + trained head; saves adapter only",
     params_cls=LoraPromptParams, trains=True, saves="adapter",
-    build=build, save=save_trained, load=load,
+    build=build, save=save_trained, load=load, library="adapters",
 ))

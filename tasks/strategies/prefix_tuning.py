@@ -36,5 +36,5 @@ register(Strategy(
     name="prefix_tuning",
     summary="PEFT prefix tuning (per-layer key/value prefixes) + trained head; saves adapter only",
     params_cls=PrefixTuningParams, trains=True, saves="adapter",
-    build=build, save=save_peft, load=load_peft,
+    build=build, save=save_peft, load=load_peft, library="peft",
 ))

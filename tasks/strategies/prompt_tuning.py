@@ -42,5 +42,5 @@ register(Strategy(
     name="prompt_tuning",
     summary="PEFT soft prompt (virtual tokens) + trained head; saves adapter only",
     params_cls=PromptTuningParams, trains=True, saves="adapter",
-    build=build, save=save_peft, load=load_peft,
+    build=build, save=save_peft, load=load_peft, library="peft",
 ))

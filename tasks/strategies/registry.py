@@ -22,6 +22,7 @@ Saves = Literal["adapter", "partial_weights", "full_model", "config_only"]
 # What a strategy can be built on: any Hugging Face model with a sequence-classification
 # class, or only a causal LM (prompting by next-token likelihood).
 BaseKind = Literal["any", "causal_lm"]
+Library = Literal["transformers", "peft", "adapters", "none"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 
@@ -59,6 +60,8 @@ class Strategy:
     # the train split is there for demonstration draws. None = a single configuration.
     variants: Callable[[Any, Any, list[str]], list[Any]] | None = None
     base_kind: BaseKind = "any"
+    # Which library implements it, recorded on registered versions ("none": plain prompting).
+    library: Library = "transformers"
 
     def parse_params(self, raw: dict[str, Any]):
         known = {f.name for f in fields(self.params_cls)}

@@ -45,5 +45,5 @@ register(Strategy(
     name="unipelt",
     summary="UniPELT: gated LoRA + prefix + bottleneck (`adapters`) + trained head; saves adapter only",
     params_cls=UnipeltParams, trains=True, saves="adapter",
-    build=build, save=save_trained, load=load,
+    build=build, save=save_trained, load=load, library="adapters",
 ))

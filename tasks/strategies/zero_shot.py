@@ -108,5 +108,5 @@ register(Strategy(
     name="zero_shot",
     summary="no training: cosine similarity to label descriptions; saves the descriptions only",
     params_cls=ZeroShotParams, trains=False, saves="config_only",
-    build=build, save=save, load=load, variants=variants,
+    build=build, save=save, load=load, library="none", variants=variants,
 ))

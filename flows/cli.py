@@ -71,19 +71,33 @@ def _registry(params: str):
     return MlflowClient(), uri
 
 
+def _pipeline_account(params: str) -> str | None:
+    """project.pipeline_account from the params file, if it has one."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(params)
+    raw = yaml.safe_load(path.read_text()) if path.is_file() else None
+    return ((raw or {}).get("project") or {}).get("pipeline_account")
+
+
 def _govern(args) -> int:
     from tasks import governance
 
     client, uri = _registry(args.params)
+    pipeline = _pipeline_account(args.params)
     try:
         if args.command == "history":
             entries = governance.read_history(client, args.model)
             print("\n".join(e.line() for e in entries) if entries else f"{args.model}: no @champion moves yet")
         elif args.command == "promote":
             print(governance.promote(client, uri, args.model, args.reviewer, args.reason,
-                                     version=args.version, from_alias=args.from_alias).line())
+                                     version=args.version, from_alias=args.from_alias,
+                                     pipeline_account=pipeline).line())
         else:
-            print(governance.rollback(client, uri, args.model, args.reviewer, args.reason).line())
+            print(governance.rollback(client, uri, args.model, args.reviewer, args.reason,
+                                      pipeline_account=pipeline).line())
     except governance.GovernanceError as exc:
         print(f"adaptflow {args.command}: {exc}", file=sys.stderr)
         return 2

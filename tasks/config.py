@@ -57,6 +57,7 @@ class ProjectSettings:
     budgets: dict[str, float | None] = field(default_factory=dict)
     approval_timeout_seconds: int = 86400
     approval_poll_seconds: int = 10
+    pipeline_account: str | None = None
 
     def __post_init__(self):
         from tasks.decisions import BUDGET_METRICS

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -110,6 +111,16 @@ def registry_lock(tracking_uri: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def refuse_pipeline_account(pipeline_account: str | None) -> None:
+    """MLflow cannot stop an account that may register versions and set @challenger from also
+    moving @champion (both need EDIT on the registered model). adaptflow refuses reviewer
+    actions under the pipeline's own account; see infra/README.md, "Access"."""
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if pipeline_account and user == pipeline_account:
+        raise GovernanceError(f"the pipeline's account ({user}) may not move @champion; "
+                              f"a reviewer signs in with their own account (MLFLOW_TRACKING_USERNAME)")
+
+
 def _require_words(reviewer: str, reason: str) -> None:
     if not reviewer.strip():
         raise GovernanceError("--reviewer must name who decides")
@@ -135,7 +146,9 @@ def _record(client: MlflowClient, model: str, action: str, version: str, previou
 
 
 def promote(client: MlflowClient, tracking_uri: str, model: str, reviewer: str, reason: str,
-            version: str | None = None, from_alias: str | None = None) -> AuditEntry:
+            version: str | None = None, from_alias: str | None = None,
+            pipeline_account: str | None = None) -> AuditEntry:
+    refuse_pipeline_account(pipeline_account)
     _require_words(reviewer, reason)
     if (version is None) == (from_alias is None):
         raise GovernanceError("give exactly one of --version N or --from ALIAS")
@@ -155,8 +168,9 @@ def promote(client: MlflowClient, tracking_uri: str, model: str, reviewer: str, 
         return _record(client, model, "promote", version, current, reviewer, reason)
 
 
-def rollback(client: MlflowClient, tracking_uri: str, model: str, reviewer: str, reason: str
-             ) -> AuditEntry:
+def rollback(client: MlflowClient, tracking_uri: str, model: str, reviewer: str, reason: str,
+             pipeline_account: str | None = None) -> AuditEntry:
+    refuse_pipeline_account(pipeline_account)
     _require_words(reviewer, reason)
     with registry_lock(tracking_uri):
         stack = champion_stack(read_history(client, model))

@@ -1,0 +1,148 @@
+"""Access on a real `mlflow server --app-name basic-auth` on 127.0.0.1: what MLflow enforces,
+what adaptflow enforces on top, and the gap between them (pinned, so we notice if it closes)."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import requests
+from mlflow.exceptions import MlflowException, RestException
+from mlflow.tracking import MlflowClient
+
+from conftest import env_for_subprocess
+
+ADAPTFLOW = str(Path(sys.executable).parent / "adaptflow")
+MODEL = "access-model"
+ADMIN = ("admin", "admin-secret-1234")
+USERS = {"adaptflow-pipeline": "pipeline-pw-12345", "reviewer-ana": "reviewer-ana-pw-1234",
+         "viewer-bob": "viewer-bob-pw-1234"}   # MLflow requires 12+ characters
+
+
+class Const(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        return pd.DataFrame({"label": ["positive"] * len(model_input)})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("auth")
+    ini = root / "basic_auth.ini"
+    ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{root / 'auth.db'}\n"
+                   f"admin_username = {ADMIN[0]}\nadmin_password = {ADMIN[1]}\n"
+                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    port = free_port()
+    env = env_for_subprocess(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_FLASK_SERVER_SECRET_KEY="test-only-secret")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--artifacts-destination", (root / "artifacts").as_uri()],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "w"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/health", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert server.poll() is None, (root / "server.log").read_text()[-3000:]
+            time.sleep(1)
+        else:
+            pytest.fail("the MLflow auth server did not answer /health in 180 s")
+        yield url, root
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def as_user(url: str, user: str, password: str) -> MlflowClient:
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = user, password
+    mlflow.set_tracking_uri(url)
+    mlflow.set_registry_uri(url)
+    return MlflowClient(url)
+
+
+@pytest.fixture(scope="module")
+def accounts(auth_server):
+    """The setup infra/README.md describes: the admin creates the registered model and gives the
+    pipeline and the reviewers EDIT on it; everyone else reads (default_permission = READ)."""
+    url, root = auth_server
+    from mlflow.server.auth.client import AuthServiceClient
+
+    as_user(url, *ADMIN)
+    admin = AuthServiceClient(url)
+    for user, password in USERS.items():
+        admin.create_user(user, password)
+    MlflowClient(url).create_registered_model(MODEL)
+    for user in ("adaptflow-pipeline", "reviewer-ana"):
+        admin.grant_user_permission(user, "registered_model", MODEL, "EDIT")
+    # The pipeline registers two versions and proposes v2, as `adaptflow run` does.
+    pipeline = as_user(url, "adaptflow-pipeline", USERS["adaptflow-pipeline"])
+    exp = mlflow.create_experiment("access")
+    for _ in range(2):
+        with mlflow.start_run(experiment_id=exp):
+            info = mlflow.pyfunc.log_model(name="m", python_model=Const())
+        mlflow.register_model(info.model_uri, MODEL)
+    pipeline.set_registered_model_alias(MODEL, "challenger", "2")
+    yield url, root
+    os.environ.pop("MLFLOW_TRACKING_USERNAME", None)
+    os.environ.pop("MLFLOW_TRACKING_PASSWORD", None)
+
+
+def adaptflow(url: str, root: Path, user: str, *args: str) -> subprocess.CompletedProcess:
+    params = root / "params.yaml"
+    params.write_text("project:\n  pipeline_account: adaptflow-pipeline\n")
+    env = env_for_subprocess(MLFLOW_TRACKING_URI=url, MLFLOW_TRACKING_USERNAME=user,
+                             MLFLOW_TRACKING_PASSWORD=USERS[user])
+    return subprocess.run([ADAPTFLOW, *args, "--params", str(params)], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_a_reader_cannot_move_aliases(accounts):
+    url, _ = accounts
+    viewer = as_user(url, "viewer-bob", USERS["viewer-bob"])
+    with pytest.raises((RestException, MlflowException), match="PERMISSION_DENIED|Permission denied"):
+        viewer.set_registered_model_alias(MODEL, "champion", "1")
+
+
+def test_adaptflow_refuses_the_pipeline_account_and_lets_a_reviewer_promote(accounts):
+    url, root = accounts
+    refused = adaptflow(url, root, "adaptflow-pipeline", "promote", MODEL, "--from", "challenger",
+                        "--reviewer", "cron", "--reason", "self-approval")
+    assert refused.returncode == 2 and "pipeline's account (adaptflow-pipeline) may not move @champion" in refused.stderr
+    done = adaptflow(url, root, "reviewer-ana", "promote", MODEL, "--from", "challenger",
+                     "--reviewer", "ana", "--reason", "reviewed the report")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "by ana: reviewed the report" in adaptflow(url, root, "reviewer-ana", "history", MODEL).stdout
+    client = as_user(url, "viewer-bob", USERS["viewer-bob"])   # anyone may read who is champion
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "2"
+
+
+def test_the_documented_gap_and_how_adaptflow_catches_it(accounts):
+    """MLflow 3.17 has no per-alias permission: EDIT (needed to register versions and set
+    @challenger) also moves @champion through the raw API. adaptflow cannot prevent that; it
+    refuses its own commands under the pipeline account, and a move made outside it breaks the
+    audited chain, which `rollback` detects and refuses to build on."""
+    url, root = accounts
+    pipeline = as_user(url, "adaptflow-pipeline", USERS["adaptflow-pipeline"])
+    pipeline.set_registered_model_alias(MODEL, "champion", "1")          # the gap, pinned
+    assert str(pipeline.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    refused = adaptflow(url, root, "reviewer-ana", "rollback", MODEL, "--reviewer", "ana", "--reason", "undo")
+    assert refused.returncode == 2 and "was not set by adaptflow promote" in refused.stderr
+    repaired = adaptflow(url, root, "reviewer-ana", "promote", MODEL, "--version", "2", "--reviewer", "ana",
+                         "--reason", "restore after an out-of-band move")
+    assert repaired.returncode == 0 and "v1 -> v2" in repaired.stdout

@@ -5,6 +5,7 @@
   adaptflow promote MODEL (--version N | --from challenger) --reviewer NAME --reason TEXT
   adaptflow rollback MODEL --reviewer NAME --reason TEXT
   adaptflow history MODEL
+  adaptflow lineage MODEL@ALIAS
 """
 from __future__ import annotations
 
@@ -54,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
                    description="Move @champion back one step in the champion history; repeated, it walks "
                                "further back. With no earlier champion it says so and changes nothing.")
     sub.add_parser("history", parents=[store], help="print the audit history of @champion moves")
+    lineage = sub.add_parser("lineage", help="registered version -> run -> data version -> raw source -> validation",
+                             description="Print where a registered version came from, as recorded by its run.")
+    lineage.add_argument("ref", help="MODEL@ALIAS (e.g. rotten-tomatoes-sentiment@champion) or MODEL/VERSION")
+    lineage.add_argument("--params", default="params.yaml", help="params file; its folder holds the local MLflow store")
     return parser
 
 
@@ -174,6 +179,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command in ("promote", "rollback", "history"):
         return _govern(args)
+    if args.command == "lineage":
+        from tasks.lineage import LineageError, format_lineage, lineage
+
+        client, _ = _registry(args.params)
+        try:
+            print(format_lineage(lineage(client, args.ref)))
+        except LineageError as exc:
+            print(f"adaptflow lineage: {exc}", file=sys.stderr)
+            return 2
+        return 0
     return _run(args)
 
 

@@ -45,6 +45,7 @@ def version_data(settings: Settings) -> DataVersion:
 def lineage_tags(settings: Settings, data: DataVersion, base: BaseModel) -> dict[str, str]:
     commit, dirty = git_state(settings.root)
     return {"data.version": data.version, "data.raw_md5": data.raw_hash,
+            "data.raw_path": settings.data.raw_path, "data.remote": data.remote,
             **{f"data.{s}_md5": h for s, h in data.split_hashes.items()},
             "git.commit": commit, "git.dirty": str(dirty).lower(),
             "params.hash": settings.params_hash(), "profile": settings.profile or "default",

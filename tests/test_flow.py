@@ -59,6 +59,13 @@ def test_two_runs_register_compare_and_reuse_the_data_version(harness, project_f
     if version.tags["saves"] == "adapter":
         assert float(version.tags["metric.artifact_bytes"]) < 0.5 * (tiny_bert / "model.safetensors").stat().st_size
 
+    from tasks.lineage import format_lineage, lineage
+
+    text = format_lineage(lineage(client, f"{MODEL}@challenger"))
+    for expected in (f"{MODEL} v{first.registered_version}", first.parent_run_id, version.tags["data.test_md5"],
+                     version.tags["data.raw_md5"], "result         passed", "data/raw/rotten_tomatoes"):
+        assert expected in text, (expected, text)
+
     second = specialize(form)
     assert second.data_version == first.data_version
     assert "up to date" in dvc(project, "status")

@@ -47,3 +47,31 @@ def test_smoke_run_end_to_end(project_factory, tmp_path):
     assert list(out.columns[:2]) == ["label", "probability"] and len(out) == 2
     assert set(out["label"]) <= {"negative", "positive"}
     assert version.tags["strategy"] in {r.data.tags["strategy"] for r in children}
+
+
+@pytest.mark.e2e
+def test_sigterm_closes_the_mlflow_run_as_failed(project_factory, tmp_path):
+    """A run stopped with SIGTERM (kill, a scheduler) leaves no MLflow run RUNNING forever."""
+    import signal
+    import time
+
+    project = project_factory()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = env_for_subprocess(MLFLOW_TRACKING_URI=uri, PREFECT_HOME=str(tmp_path / "prefect"))
+    proc = subprocess.Popen([ADAPTFLOW, "run", "--profile", "smoke"], cwd=project, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    mlflow.set_tracking_uri(uri)
+    client, runs, deadline = MlflowClient(), [], time.monotonic() + 300
+    try:
+        while not runs and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(1)
+            exp = (tmp_path / "mlflow.db").exists() and client.get_experiment_by_name("adaptflow-rotten-tomatoes")
+            runs = client.search_runs([exp.experiment_id]) if exp else []
+        assert runs, "the parent run never appeared"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    statuses = {r.info.status for r in client.search_runs([runs[0].info.experiment_id])}
+    assert "RUNNING" not in statuses and "FAILED" in statuses, statuses
+    assert proc.returncode != 0

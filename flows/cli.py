@@ -6,6 +6,7 @@
   adaptflow rollback MODEL --reviewer NAME --reason TEXT
   adaptflow history MODEL
   adaptflow lineage MODEL@ALIAS
+  adaptflow report RUN_ID --out FILE.html
 """
 from __future__ import annotations
 
@@ -59,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
                              description="Print where a registered version came from, as recorded by its run.")
     lineage.add_argument("ref", help="MODEL@ALIAS (e.g. rotten-tomatoes-sentiment@champion) or MODEL/VERSION")
     lineage.add_argument("--params", default="params.yaml", help="params file; its folder holds the local MLflow store")
+    report = sub.add_parser("report", help="write the HTML comparison report of a run",
+                            description="Rebuild the self-contained HTML report of a specialize run from MLflow.")
+    report.add_argument("run_id", help="the MLflow parent run id (printed at the end of `adaptflow run`)")
+    report.add_argument("--out", required=True, help="HTML file to write")
+    report.add_argument("--params", default="params.yaml", help="params file (store location, budgets)")
     return parser
 
 
@@ -149,7 +155,8 @@ def _run(args) -> int:
                                        await_approval=args.await_approval), return_state=True)
     if state.is_completed():
         out = state.result()
-        print(f"\n{out.table}\n\nMLflow parent run {out.parent_run_id}; data version {out.data_version}")
+        print(f"\n{out.table}\n\nMLflow parent run {out.parent_run_id}; data version {out.data_version}"
+              f"\nreport: {out.report}")
         return 0
     exc = state.result(raise_on_failure=False)
     name = type(exc).__name__
@@ -179,6 +186,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command in ("promote", "rollback", "history"):
         return _govern(args)
+    if args.command == "report":
+        from pathlib import Path
+
+        from mlflow.exceptions import MlflowException
+
+        from tasks.config import load_settings
+        from tasks.steps import build_report
+
+        _registry(args.params)
+        try:
+            Path(args.out).write_text(build_report(load_settings(args.params), args.run_id))
+        except MlflowException as exc:
+            print(f"adaptflow report: run {args.run_id}: {exc.message.splitlines()[0]}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.out}")
+        return 0
     if args.command == "lineage":
         from tasks.lineage import LineageError, format_lineage, lineage
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from tasks.approval import await_review
 from tasks.config import load_settings
-from tasks.steps import (RunContext, lineage_tags, publish_comparison, register_candidate,
+from tasks.steps import (RunContext, lineage_tags, publish_comparison, publish_report, register_candidate,
                          resolve_base, train_and_evaluate, validate_data, version_data)
 from tasks.tracking import configure, parent_run
 
@@ -32,6 +32,7 @@ class SpecializeOutput:
     challenger_set: bool
     table: str
     review: str          # approved | rejected | timed_out | not_asked
+    report: str          # the HTML comparison report
     models: dict[str, str]   # strategy -> logged model URI (every strategy, registered or not)
 
 
@@ -48,11 +49,12 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
         results = [train_and_evaluate(name, ctx) for name in settings.strategies]
         registration = register_candidate(ctx, results)
         table = publish_comparison(results, registration, parent_id)
+        report = publish_report(settings, parent_id)
     review = "not_asked"
     if run.await_approval and registration.decision.set_challenger:
         review = await_review(registration.model_name, registration.version,
                               settings.project.approval_timeout_seconds,
                               settings.project.approval_poll_seconds).outcome
     return SpecializeOutput(parent_id, data.version, registration.version, registration.strategy,
-                            registration.decision.set_challenger, table, review,
+                            registration.decision.set_challenger, table, review, str(report),
                             {r.strategy: r.model_uri for r in results})

@@ -58,6 +58,7 @@ class ProjectSettings:
     approval_timeout_seconds: int = 86400
     approval_poll_seconds: int = 10
     pipeline_account: str | None = None
+    recommend_tolerance_points: float = 1.0
 
     def __post_init__(self):
         from tasks.decisions import BUDGET_METRICS

@@ -3,6 +3,7 @@ modules, so the logic is testable without Prefect and the flow reads like a tabl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -126,3 +127,32 @@ def publish_comparison(results: list[StrategyResult], reg: Registration, parent_
     log_json(parent_run_id, rows, "comparison.json")
     print(summary)
     return summary
+
+
+def build_report(settings: Settings, parent_run_id: str) -> str:
+    from mlflow.tracking import MlflowClient
+
+    from tasks.report import collect, render
+
+    b = settings.project.budgets
+    return render(collect(MlflowClient(), parent_run_id), settings.project.recommend_tolerance_points,
+                  b.get("max_ece"), b.get("max_artifact_bytes"))
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def publish_report(settings: Settings, parent_run_id: str) -> Path:
+    """The HTML comparison report: written under reports/, logged to the parent run, linked
+    from a Prefect artifact."""
+    from mlflow.tracking import MlflowClient
+    from prefect.artifacts import create_link_artifact
+
+    out = settings.root / "reports" / f"{parent_run_id}.html"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(build_report(settings, parent_run_id))
+    client = MlflowClient()
+    client.log_artifact(parent_run_id, str(out))
+    uri = f"{client.get_run(parent_run_id).info.artifact_uri}/{out.name}"
+    create_link_artifact(key="comparison-report", link=out.resolve().as_uri(), link_text="comparison report (HTML)",
+                         description=f"Also in MLflow: {uri}")
+    get_run_logger().info("report: %s", out)
+    return out

@@ -1,0 +1,187 @@
+"""The comparison report: one self-contained HTML file (plots inlined as PNG) that a reviewer
+reads in a minute. Built only from what the run logged to MLflow, so `adaptflow report RUN_ID`
+can rebuild it for any past run."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from dataclasses import dataclass, field
+
+from tasks.stats import Candidate, Recommendation, pareto_front, recommend
+
+COLUMNS = [("test_accuracy", "accuracy", "{:.4f}"), ("test_macro_f1", "macro-F1", "{:.4f}"),
+           ("prompt_variant_std", "prompt std", "{:.4f}"), ("trainable_params", "trainable", "{:,.0f}"),
+           ("trainable_fraction", "trainable %", "{:.3%}"), ("artifact_bytes", "artifact MB", "{:.3f}"),
+           ("train_seconds", "train s", "{:.1f}")]
+
+
+@dataclass(frozen=True)
+class StrategyRow:
+    strategy: str
+    run_id: str
+    status: str
+    metrics: dict[str, float]
+    train_loss: list[tuple[int, float]] = field(default_factory=list)
+    val_loss: list[tuple[int, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReportData:
+    parent_run_id: str
+    title: str
+    tags: dict[str, str]                 # the parent run's lineage tags
+    rows: list[StrategyRow]
+    validation: dict                     # validation/summary.json
+    decision: dict                       # registry/decision.json (may be empty)
+
+
+def collect(client, parent_run_id: str) -> ReportData:
+    """Everything the report shows, read back from MLflow."""
+    from mlflow.exceptions import MlflowException
+
+    parent = client.get_run(parent_run_id)
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                                  order_by=["attributes.start_time ASC"])
+
+    def history(run_id: str, key: str) -> list[tuple[int, float]]:
+        return [(m.step, m.value) for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+
+    def artifact_json(path: str) -> dict:
+        try:
+            with open(client.download_artifacts(parent_run_id, path)) as fh:
+                return json.load(fh)
+        except (MlflowException, OSError):
+            return {}
+
+    rows = [StrategyRow(r.data.tags.get("strategy", r.info.run_name), r.info.run_id, r.info.status,
+                        dict(r.data.metrics), history(r.info.run_id, "train_loss"), history(r.info.run_id, "val_loss"))
+            for r in children]
+    return ReportData(parent_run_id, parent.info.run_name, dict(parent.data.tags), rows,
+                      artifact_json("validation/summary.json"), artifact_json("registry/decision.json"))
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _pareto_plot(rows: list[StrategyRow], cost_key: str, cost_label: str, log: bool) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if "test_accuracy" in r.metrics and cost_key in r.metrics]
+    floor = 1e-6 if log else 0.0
+    points = {r.strategy: (max(r.metrics[cost_key], floor), r.metrics["test_accuracy"]) for r in done}
+    front = pareto_front(points)
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for name, (x, y) in points.items():
+        on = name in front
+        ax.scatter([x], [y], s=60 if on else 30, c="#c0392b" if on else "#7f8c8d", zorder=3)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    line = sorted(points[n] for n in front)
+    if len(line) > 1:
+        ax.step([p[0] for p in line], [p[1] for p in line], where="post", c="#c0392b", lw=1, alpha=0.6,
+                label="Pareto front")
+        ax.legend(fontsize=8, loc="lower right")
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel(cost_label)
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _loss_plot(rows: list[StrategyRow]) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trained = [r for r in rows if r.val_loss]
+    if not trained:
+        return None
+    cols = min(3, len(trained))
+    nrows = (len(trained) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 2.6 * nrows), squeeze=False)
+    for ax, r in zip(axes.flat, trained):
+        ax.plot(*zip(*r.train_loss), label="train", c="#2980b9")
+        ax.plot(*zip(*r.val_loss), label="validation", c="#c0392b")
+        best = r.metrics.get("best_step")
+        if best is not None:
+            ax.axvline(best, ls=":", c="k", lw=1, label="kept (best val)")
+        ax.set_title(r.strategy, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(trained):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def recommendation(rows: list[StrategyRow], tolerance_points: float, max_ece: float | None,
+                   max_artifact_bytes: float | None) -> Recommendation:
+    cands = [Candidate(r.strategy, r.metrics["test_accuracy"], r.metrics.get("trainable_fraction", 0.0),
+                       r.metrics.get("artifact_bytes", 0.0), r.metrics.get("train_seconds", 0.0),
+                       r.metrics.get("test_ece"))
+             for r in rows if r.status == "FINISHED" and "test_accuracy" in r.metrics]
+    return recommend(cands, tolerance_points, max_ece, max_artifact_bytes)
+
+
+def render(data: ReportData, tolerance_points: float = 1.0, max_ece: float | None = None,
+           max_artifact_bytes: float | None = None) -> str:
+    e = html.escape
+    rec = recommendation(data.rows, tolerance_points, max_ece, max_artifact_bytes)
+    head = "".join(f"<th>{e(label)}</th>" for _, label, _ in COLUMNS)
+    body = []
+    for r in data.rows:
+        cells = "".join(f"<td>{fmt.format(r.metrics[k] / (1e6 if k == 'artifact_bytes' else 1))}</td>"
+                        if k in r.metrics else "<td>–</td>" for k, _, fmt in COLUMNS)
+        status = "" if r.status == "FINISHED" else f' <span class="bad">{e(r.status)}</span>'
+        mark = ' class="chosen"' if r.strategy == rec.choice else ""
+        body.append(f"<tr{mark}><th>{e(r.strategy)}{status}</th>{cells}</tr>")
+    figures = [("Accuracy against trainable parameters (fraction, log scale; no training is drawn at 1e-6)",
+                _pareto_plot(data.rows, "trainable_fraction", "trainable fraction of the weights", True)),
+               ("Accuracy against training time",
+                _pareto_plot(data.rows, "train_seconds", "training seconds", False))]
+    loss = _loss_plot(data.rows)
+    if loss:
+        figures.append(("Training and validation loss (dotted: the step whose weights were kept)", loss))
+    figs = "".join(f'<figure><img alt="{e(t)}" src="{src}"><figcaption>{e(t)}</figcaption></figure>'
+                   for t, src in figures)
+    tags = data.tags
+    lineage = "".join(f"<tr><th>{e(k)}</th><td><code>{e(tags[k])}</code></td></tr>" for k in sorted(tags)
+                      if k.startswith(("data.", "git.", "params.", "base.", "profile")))
+    v = data.validation
+    validation = (f"{'passed' if v.get('success') else 'FAILED'}: {v.get('evaluated_expectations', '?')} "
+                  f"expectations, {len(v.get('failures', []))} failed") if v else "not recorded"
+    reasons = "".join(f"<li>{e(x)}</li>" for x in rec.reasons + data.decision.get("reasons", []))
+    registered = (f"registered v{data.decision['version']} ({e(data.decision['strategy'])}); "
+                  f"@challenger {'set' if data.decision.get('set_challenger') else 'unchanged'}"
+                  if data.decision else "")
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>adaptflow report {e(data.parent_run_id)}</title>
+<style>body{{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#222}}
+table{{border-collapse:collapse;margin:8px 0 16px}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}}
+th:first-child{{text-align:left}}tr.chosen{{background:#fdf2e9}}.rec{{font-size:18px;padding:12px 16px;
+background:#eef6ee;border-left:4px solid #27ae60}}.bad{{color:#c0392b}}figure{{display:inline-block;margin:8px}}
+figcaption{{font-size:12px;color:#555}}code{{font-size:12px}}</style></head><body>
+<h1>Strategy comparison</h1>
+<p>{e(data.title)} — MLflow parent run <code>{e(data.parent_run_id)}</code>. {registered}</p>
+<p class="rec" id="recommendation"><strong>Recommendation.</strong> {e(rec.sentence)}.</p>
+<ul>{reasons}</ul>
+<h2>Comparison</h2>
+<table id="comparison"><tr><th>strategy</th>{head}</tr>{''.join(body)}</table>
+<h2>Trade-offs</h2>{figs}
+<h2>Data and validation</h2><p id="validation">Great Expectations: {e(validation)}</p>
+<table id="lineage">{lineage}</table>
+</body></html>"""

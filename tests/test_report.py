@@ -1,0 +1,52 @@
+"""The HTML report: self-contained (no external resource), every figure and table present."""
+import re
+from html.parser import HTMLParser
+
+from tasks.report import ReportData, StrategyRow, recommendation, render
+
+
+class Inventory(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.tables, self.external = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a)
+        if tag == "table":
+            self.tables.append(a.get("id"))
+        for key in ("src", "href"):
+            if a.get(key, "").startswith(("http", "//")):
+                self.external.append(a[key])
+
+
+def data():
+    curve = [(s, 0.7 - s / 1000) for s in (100, 200, 300)]
+    m = lambda acc, frac, mb, sec: {"test_accuracy": acc, "test_macro_f1": acc - 0.01, "trainable_params": frac * 2e7,
+                                    "trainable_fraction": frac, "artifact_bytes": mb * 1e6, "train_seconds": sec,
+                                    "best_step": 300}
+    return ReportData("abc123", "specialize-0fdc6cdb", {"data.version": "0fdc", "git.commit": "e500"}, [
+        StrategyRow("full_finetune", "r1", "FINISHED", m(0.818, 1.0, 90.9, 164), curve, curve),
+        StrategyRow("lora", "r2", "FINISHED", m(0.816, 0.0033, 0.31, 203), curve, curve),
+        StrategyRow("zero_shot", "r3", "FINISHED", m(0.659, 0.0, 0.001, 0.0) | {"prompt_variant_std": 0.02}),
+        StrategyRow("ia3", "r4", "FAILED", {}),
+    ], {"success": True, "evaluated_expectations": 24, "failures": []},
+        {"version": "1", "strategy": "full_finetune", "set_challenger": True, "reasons": ["no comparable ..."]})
+
+
+def test_report_is_self_contained_with_every_figure_and_table():
+    page = render(data())
+    inv = Inventory()
+    inv.feed(page)
+    assert not inv.external
+    assert len(inv.images) == 3 and all(i["src"].startswith("data:image/png;base64,") for i in inv.images)
+    assert {"comparison", "lineage"} <= set(inv.tables)
+    assert re.search(r"<tr class=\"chosen\"><th>lora</th>", page)
+    assert "FAILED" in page and "24 expectations, 0 failed" in page
+
+
+def test_recommendation_sentence_comes_from_the_numbers():
+    rec = recommendation(data().rows, 1.0, None, None)
+    assert rec.choice == "lora"
+    assert rec.sentence.startswith("lora: within 0.2 points of full_finetune with 0.3 % of the trainable parameters")

@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from tasks.stats import Candidate, Recommendation, pareto_front, recommend
 
 COLUMNS = [("test_accuracy", "accuracy", "{:.4f}"), ("test_macro_f1", "macro-F1", "{:.4f}"),
+           ("mcnemar_p", "p vs best", "{:.3g}"), ("test_ece", "ECE", "{:.3f}"),
            ("prompt_variant_std", "prompt std", "{:.4f}"), ("trainable_params", "trainable", "{:,.0f}"),
            ("trainable_fraction", "trainable %", "{:.3%}"), ("artifact_bytes", "artifact MB", "{:.3f}"),
-           ("train_seconds", "train s", "{:.1f}")]
+           ("train_seconds", "train s", "{:.1f}"), ("latency_ms_p50", "p50 ms (bs 1)", "{:.1f}"),
+           ("latency_ms_p95", "p95 ms", "{:.1f}"), ("throughput_examples_per_s", "ex/s (bs 32)", "{:.0f}"),
+           ("peak_rss_mb", "peak RSS MB", "{:.0f}"), ("overfit_flag", "overfit?", "{:.0f}")]
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class StrategyRow:
     metrics: dict[str, float]
     train_loss: list[tuple[int, float]] = field(default_factory=list)
     val_loss: list[tuple[int, float]] = field(default_factory=list)
+    reliability: dict = field(default_factory=dict)      # reliability.json of the run
+    correct: list[bool] | None = None                    # per test example, for the paired test
 
 
 @dataclass(frozen=True)
@@ -49,18 +54,46 @@ def collect(client, parent_run_id: str) -> ReportData:
     def history(run_id: str, key: str) -> list[tuple[int, float]]:
         return [(m.step, m.value) for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
 
-    def artifact_json(path: str) -> dict:
+    def artifact_json(run_id: str, path: str) -> dict:
         try:
-            with open(client.download_artifacts(parent_run_id, path)) as fh:
+            with open(client.download_artifacts(run_id, path)) as fh:
                 return json.load(fh)
         except (MlflowException, OSError):
             return {}
 
-    rows = [StrategyRow(r.data.tags.get("strategy", r.info.run_name), r.info.run_id, r.info.status,
-                        dict(r.data.metrics), history(r.info.run_id, "train_loss"), history(r.info.run_id, "val_loss"))
-            for r in children]
-    return ReportData(parent_run_id, parent.info.run_name, dict(parent.data.tags), rows,
-                      artifact_json("validation/summary.json"), artifact_json("registry/decision.json"))
+    rows = []
+    for r in children:
+        preds = artifact_json(r.info.run_id, "test_predictions.json")
+        correct = [t == p for t, p in zip(preds["y_true"], preds["y_pred"])] if preds else None
+        rows.append(StrategyRow(r.data.tags.get("strategy", r.info.run_name), r.info.run_id, r.info.status,
+                                dict(r.data.metrics), history(r.info.run_id, "train_loss"),
+                                history(r.info.run_id, "val_loss"), artifact_json(r.info.run_id, "reliability.json"),
+                                correct))
+    return ReportData(parent_run_id, parent.info.run_name, dict(parent.data.tags), with_paired_tests(rows),
+                      artifact_json(parent_run_id, "validation/summary.json"),
+                      artifact_json(parent_run_id, "registry/decision.json"))
+
+
+def with_paired_tests(rows: list[StrategyRow]) -> list[StrategyRow]:
+    """Each strategy's exact McNemar p-value against the most accurate one, on the same test
+    examples (strategies scored on another subset, e.g. few_shot's, are not paired)."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from tasks.stats import mcnemar
+
+    scored = [r for r in rows if r.correct is not None and "test_accuracy" in r.metrics]
+    if not scored:
+        return rows
+    best = max(scored, key=lambda r: r.metrics["test_accuracy"])
+    out = []
+    for r in rows:
+        if r in scored and r is not best and len(r.correct) == len(best.correct):
+            p = mcnemar(np.array(r.correct), np.array(best.correct)).p_value
+            r = replace(r, metrics={**r.metrics, "mcnemar_p": p})
+        out.append(r)
+    return out
 
 
 def _png(fig) -> str:
@@ -97,6 +130,34 @@ def _pareto_plot(rows: list[StrategyRow], cost_key: str, cost_label: str, log: b
     ax.set_xlabel(cost_label)
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _reliability_plot(rows: list[StrategyRow]) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in rows if r.reliability.get("bin_confidence")]
+    if not shown:
+        return None
+    cols = min(4, len(shown))
+    nrows = (len(shown) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(2.9 * cols, 2.7 * nrows), squeeze=False)
+    for ax, r in zip(axes.flat, shown):
+        rel = r.reliability
+        ax.plot([0, 1], [0, 1], ls=":", c="k", lw=1)
+        ax.plot(rel["bin_confidence"], rel["bin_accuracy"], marker="o", ms=3, c="#c0392b", lw=1)
+        ax.set_title(f"{r.strategy}: ECE {rel['ece']:.3f}", fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.axis("off")
+    fig.supxlabel("confidence (15 bins)", fontsize=8)
+    fig.supylabel("accuracy", fontsize=8)
+    fig.tight_layout()
     return _png(fig)
 
 
@@ -137,6 +198,16 @@ def recommendation(rows: list[StrategyRow], tolerance_points: float, max_ece: fl
     return recommend(cands, tolerance_points, max_ece, max_artifact_bytes)
 
 
+def _cell(m: dict[str, float], key: str, fmt: str) -> str:
+    if key not in m:
+        return "–"
+    text = fmt.format(m[key] / (1e6 if key == "artifact_bytes" else 1))
+    low, high = m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
+    if low is not None and high is not None:
+        text += f' <small>[{low:.3f}, {high:.3f}]</small>'
+    return text
+
+
 def render(data: ReportData, tolerance_points: float = 1.0, max_ece: float | None = None,
            max_artifact_bytes: float | None = None) -> str:
     e = html.escape
@@ -144,8 +215,7 @@ def render(data: ReportData, tolerance_points: float = 1.0, max_ece: float | Non
     head = "".join(f"<th>{e(label)}</th>" for _, label, _ in COLUMNS)
     body = []
     for r in data.rows:
-        cells = "".join(f"<td>{fmt.format(r.metrics[k] / (1e6 if k == 'artifact_bytes' else 1))}</td>"
-                        if k in r.metrics else "<td>–</td>" for k, _, fmt in COLUMNS)
+        cells = "".join(f"<td>{_cell(r.metrics, k, fmt)}</td>" for k, _, fmt in COLUMNS)
         status = "" if r.status == "FINISHED" else f' <span class="bad">{e(r.status)}</span>'
         mark = ' class="chosen"' if r.strategy == rec.choice else ""
         body.append(f"<tr{mark}><th>{e(r.strategy)}{status}</th>{cells}</tr>")
@@ -156,6 +226,9 @@ def render(data: ReportData, tolerance_points: float = 1.0, max_ece: float | Non
     loss = _loss_plot(data.rows)
     if loss:
         figures.append(("Training and validation loss (dotted: the step whose weights were kept)", loss))
+    calibration = _reliability_plot(data.rows)
+    if calibration:
+        figures.append(("Reliability diagrams (dotted: perfect calibration)", calibration))
     figs = "".join(f'<figure><img alt="{e(t)}" src="{src}"><figcaption>{e(t)}</figcaption></figure>'
                    for t, src in figures)
     tags = data.tags
@@ -180,6 +253,8 @@ figcaption{{font-size:12px;color:#555}}code{{font-size:12px}}</style></head><bod
 <p class="rec" id="recommendation"><strong>Recommendation.</strong> {e(rec.sentence)}.</p>
 <ul>{reasons}</ul>
 <h2>Comparison</h2>
+<p>Accuracy and macro-F1 with bootstrap 95 % intervals; "p vs best": exact McNemar test against
+the most accurate strategy on the same test examples (small p: the difference is real).</p>
 <table id="comparison"><tr><th>strategy</th>{head}</tr>{''.join(body)}</table>
 <h2>Trade-offs</h2>{figs}
 <h2>Data and validation</h2><p id="validation">Great Expectations: {e(validation)}</p>

@@ -17,7 +17,9 @@ from tasks.config import Settings
 from tasks.data_version import DataVersion
 from tasks.encoding import Encoded, encode
 from tasks.evaluation import predict_proba
+from tasks.cost import PeakRSS, measure_speed
 from tasks.metrics import accuracy, macro_f1
+from tasks.stats import bootstrap_ci, overfitting, per_class, reliability
 from tasks.packaged_model import Manifest, params_dict, signature
 from tasks.strategies import registry
 from tasks.training import LoopConfig, TrainResult, count_parameters, seed_everything, train
@@ -25,9 +27,12 @@ from tasks.training import LoopConfig, TrainResult, count_parameters, seed_every
 # MLflow runs this file to build the pyfunc (models from code); it is not imported here.
 PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
 
-# The metric names every strategy logs, so any two runs compare.
+# The metric names every strategy logs, so any two runs compare (trained strategies add
+# train_examples_per_s, overfit_flag and the loss curves; prompting ones prompt_variant_std).
 METRICS = ("test_accuracy", "test_macro_f1", "trainable_params", "trainable_fraction",
-           "artifact_bytes", "train_seconds")
+           "artifact_bytes", "train_seconds", "test_accuracy_ci_low", "test_accuracy_ci_high",
+           "test_macro_f1_ci_low", "test_macro_f1_ci_high", "test_ece", "latency_ms_p50",
+           "latency_ms_p95", "throughput_examples_per_s", "peak_rss_mb")
 
 
 @dataclass(frozen=True)
@@ -104,13 +109,17 @@ def run_strategy(name: str, settings: Settings, base: BaseModel, frames: dict[st
         log_training_input(frames["train"], data)
 
         seed_everything(cfg.seed)
-        if strategy.variants is None:
-            model, metrics, train_seconds = _build_and_train(strategy, params, base, labels, splits,
-                                                             cfg, tokenizer.pad_token_id, name)
-        else:
-            model, params, metrics = _evaluate_variants(strategy, params, base, labels, splits,
-                                                        frames["train"], tokenizer.pad_token_id)
-            train_seconds = 0.0
+        with PeakRSS() as rss:
+            if strategy.variants is None:
+                model, metrics, train_seconds, probs = _build_and_train(
+                    strategy, params, base, labels, splits, cfg, tokenizer.pad_token_id, name)
+            else:
+                model, params, metrics, probs = _evaluate_variants(
+                    strategy, params, base, labels, splits, frames["train"], tokenizer.pad_token_id)
+                train_seconds = 0.0
+            metrics |= quality_details(probs, splits["test"].labels, labels, cfg.seed)
+            speed = measure_speed(model, splits["test"], tokenizer.pad_token_id)
+        metrics |= asdict(speed) | {"peak_rss_mb": rss.peak_mb}
 
         with tempfile.TemporaryDirectory(prefix=f"adaptflow-{name}-") as tmp:
             folder = Path(tmp) / name
@@ -133,10 +142,11 @@ def run_strategy(name: str, settings: Settings, base: BaseModel, frames: dict[st
                           saves=strategy.saves, metrics=metrics, base=base, params=params_dict(params))
 
 
-def _quality(model, data: Encoded, labels: list[str], pad_id: int) -> dict[str, float]:
-    y_pred = predict_proba(model, data, pad_id).argmax(1)
+def _quality(model, data: Encoded, labels: list[str], pad_id: int) -> dict:
+    probs = predict_proba(model, data, pad_id)
+    y_pred = probs.argmax(1)
     return {"accuracy": accuracy(data.labels, y_pred),
-            "macro_f1": macro_f1(data.labels, y_pred, len(labels))}
+            "macro_f1": macro_f1(data.labels, y_pred, len(labels)), "probs": probs}
 
 
 def _size(model) -> dict[str, float]:
@@ -155,8 +165,11 @@ def _build_and_train(strategy, params, base: BaseModel, labels, splits, cfg, pad
         result = train(model, splits["train"], splits["validation"], loop, pad_id, desc=name)
         train_seconds = result.train_seconds
         _log_curves(result)
+        size |= {"train_examples_per_s": result.examples_seen / max(result.train_seconds, 1e-9),
+                 "overfit_flag": float(overfitting(result.train_loss, result.val_loss))}
     test = _quality(model, splits["test"], labels, pad_id)
-    return model, {"test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"], **size}, train_seconds
+    return model, {"test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"], **size}, \
+        train_seconds, test["probs"]
 
 
 def _evaluate_variants(strategy, params, base: BaseModel, labels, splits, train: pd.DataFrame, pad_id: int):
@@ -167,17 +180,59 @@ def _evaluate_variants(strategy, params, base: BaseModel, labels, splits, train:
     for i, variant in enumerate(strategy.variants(params, train, labels)):
         model = strategy.build(base.path, labels, variant)
         val, test = (_quality(model, splits[s], labels, pad_id) for s in ("validation", "test"))
+        probs = test.pop("probs")
+        val.pop("probs")
         rows.append({"variant": i, "params": params_dict(variant), "validation": val, "test": test})
         mlflow.log_metric("variant_test_accuracy", test["accuracy"], step=i)
         if best is None or val["accuracy"] > best[0]:
-            best = (val["accuracy"], i, model, variant)
+            best = (val["accuracy"], i, model, variant, probs)
     accs = np.array([r["test"]["accuracy"] for r in rows])
     mlflow.log_dict({"chosen_variant": best[1], "variants": rows}, "prompt_variants.json")
     metrics = {"test_accuracy": float(accs.mean()),
                "test_macro_f1": float(np.mean([r["test"]["macro_f1"] for r in rows])),
                "prompt_variant_std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
                "chosen_variant": float(best[1]), **_size(best[2])}
-    return best[2], best[3], metrics
+    return best[2], best[3], metrics, best[4]
+
+
+def quality_details(probs: np.ndarray, y_true: np.ndarray, labels: list[str], seed: int) -> dict[str, float]:
+    """Intervals, calibration and per-class figures of the saved model on the test split; the
+    confusion matrix, reliability diagram and per-example predictions go to the run as artifacts."""
+    y_pred = probs.argmax(1)
+    k = len(labels)
+    acc_ci = bootstrap_ci(y_true, y_pred, accuracy, seed=seed)
+    f1_ci = bootstrap_ci(y_true, y_pred, lambda t, p: macro_f1(t, p, k), seed=seed)
+    rel = reliability(probs, y_true, n_bins=15)
+    precision, recall, cm = per_class(y_true, y_pred, k)
+    mlflow.log_dict({"labels": labels, "matrix_true_by_predicted": cm.tolist()}, "confusion_matrix.json")
+    mlflow.log_dict({"y_true": y_true.tolist(), "y_pred": y_pred.tolist(),
+                     "confidence": probs.max(1).round(5).tolist()}, "test_predictions.json")
+    mlflow.log_dict(asdict(rel), "reliability.json")
+    mlflow.log_figure(reliability_figure(rel), "reliability_diagram.png")
+    out = {"test_accuracy_ci_low": acc_ci[0], "test_accuracy_ci_high": acc_ci[1],
+           "test_macro_f1_ci_low": f1_ci[0], "test_macro_f1_ci_high": f1_ci[1], "test_ece": rel.ece}
+    for label, p, r in zip(labels, precision, recall):
+        out |= {f"test_precision_{label}": p, f"test_recall_{label}": r}
+    return out
+
+
+def reliability_figure(rel):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3.6, 3.4))
+    ax.plot([0, 1], [0, 1], ls=":", c="k", lw=1)
+    ax.scatter(rel.bin_confidence, rel.bin_accuracy, s=[10 + 2 * c ** 0.5 for c in rel.bin_count], c="#c0392b")
+    ax.plot(rel.bin_confidence, rel.bin_accuracy, c="#c0392b", lw=1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"ECE {rel.ece:.3f} (15 bins)", fontsize=9)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    fig.tight_layout()
+    return fig
 
 
 def _requirements() -> list[str]:

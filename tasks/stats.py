@@ -130,3 +130,24 @@ def recommend(candidates: list[Candidate], tolerance_points: float = 1.0, max_ec
     reasons.append(f"best accuracy: {best.name} {100 * best.accuracy:.1f} %; within {tolerance_points} points: "
                    + ", ".join(c.name for c in close) + f"; cheapest of those to store: {choice.name}")
     return Recommendation(choice.name, sentence, reasons)
+
+
+def per_class(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> tuple[list[float], list[float], np.ndarray]:
+    """(precision per class, recall per class, confusion matrix [true, predicted])."""
+    cm = np.zeros((num_classes, num_classes), dtype=int)
+    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    predicted, actual = cm.sum(0), cm.sum(1)
+    precision = [float(cm[c, c] / predicted[c]) if predicted[c] else 0.0 for c in range(num_classes)]
+    recall = [float(cm[c, c] / actual[c]) if actual[c] else 0.0 for c in range(num_classes)]
+    return precision, recall, cm
+
+
+def overfitting(train_loss: list[tuple[int, float]], val_loss: list[tuple[int, float]], tol: float = 1e-3) -> bool:
+    """True when, after the best validation check, validation loss rose while training loss
+    fell over the same checks (the model kept learning the train set, not the task)."""
+    if len(val_loss) < 2 or len(train_loss) != len(val_loss):
+        return False
+    best = min(range(len(val_loss)), key=lambda i: val_loss[i][1])
+    if best == len(val_loss) - 1:
+        return False
+    return val_loss[-1][1] > val_loss[best][1] + tol and train_loss[-1][1] < train_loss[best][1] - tol

@@ -62,7 +62,7 @@ def test_two_runs_register_compare_and_reuse_the_data_version(harness, project_f
     from tasks.lineage import format_lineage, lineage
 
     page = open(first.report).read()
-    assert 'id="recommendation"' in page and page.count("data:image/png;base64,") == 3
+    assert 'id="recommendation"' in page and page.count("data:image/png;base64,") == 4   # 2 Pareto, loss, reliability
     assert f"{first.parent_run_id}.html" in [a.path for a in client.list_artifacts(first.parent_run_id)]
 
     text = format_lineage(lineage(client, f"{MODEL}@challenger"))

@@ -50,3 +50,16 @@ def test_recommendation_sentence_comes_from_the_numbers():
     rec = recommendation(data().rows, 1.0, None, None)
     assert rec.choice == "lora"
     assert rec.sentence.startswith("lora: within 0.2 points of full_finetune with 0.3 % of the trainable parameters")
+
+
+def test_paired_tests_against_the_best():
+    from dataclasses import replace
+
+    from tasks.report import with_paired_tests
+
+    rows = data().rows
+    rows[0] = replace(rows[0], correct=[True] * 20)
+    rows[1] = replace(rows[1], correct=[True] * 10 + [False] * 10)
+    paired = with_paired_tests(rows)
+    assert "mcnemar_p" not in paired[0].metrics            # the best is not tested against itself
+    assert paired[1].metrics["mcnemar_p"] == __import__("pytest").approx(2 / 1024)

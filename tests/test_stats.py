@@ -67,3 +67,20 @@ def test_recommendation_respects_budgets():
     rec = recommend(cands, max_ece=0.1)
     assert rec.choice == "b" and "ECE 0.200 over the budget" in rec.reasons[0]
     assert recommend(cands, max_artifact_bytes=0.5e6).choice == "none"
+
+
+def test_per_class_known_answer():
+    from tasks.stats import per_class
+
+    precision, recall, cm = per_class(np.array([0, 0, 1, 1, 1]), np.array([0, 1, 1, 1, 0]), 2)
+    assert cm.tolist() == [[1, 1], [1, 2]]
+    assert precision == [0.5, 2 / 3] and recall == [0.5, 2 / 3]
+
+
+def test_overfitting_flag():
+    from tasks.stats import overfitting
+
+    steps = [100, 200, 300]
+    assert overfitting(list(zip(steps, [0.6, 0.4, 0.2])), list(zip(steps, [0.5, 0.45, 0.55])))
+    assert not overfitting(list(zip(steps, [0.6, 0.4, 0.2])), list(zip(steps, [0.5, 0.45, 0.40])))
+    assert not overfitting(list(zip(steps, [0.6, 0.4, 0.5])), list(zip(steps, [0.5, 0.45, 0.55])))

@@ -202,3 +202,28 @@ def test_demonstrations_are_balanced_and_reproducible():
     assert demos == draw_demonstrations(train, LABELS, 4, seed=3)
     assert sorted(d["label"] for d in demos) == ["negative", "negative", "positive", "positive"]
     assert demos != draw_demonstrations(train, LABELS, 4, seed=4)
+
+
+def test_an_adapter_is_refused_on_another_base(tiny_bert: Path, tmp_path: Path):
+    """Trained on tiny base A, pointed at tiny base B (same architecture, other weights): the
+    fingerprint check refuses before any weight is loaded."""
+    import shutil
+
+    from transformers import BertConfig, BertModel
+
+    from tasks.base_model import BaseModelError, load_base
+    from tasks.packaged_model import Manifest, load_predictor
+
+    other = tmp_path / "other-base"
+    shutil.copytree(tiny_bert, other)
+    torch.manual_seed(1)
+    BertModel(BertConfig.from_pretrained(tiny_bert)).save_pretrained(other)
+    strategy = registry.get("lora")
+    params = strategy.parse_params({})
+    folder = tmp_path / "lora"
+    folder.mkdir()
+    strategy.save(strategy.build(tiny_bert, LABELS, params), folder)
+    trained_on = load_base(str(tiny_bert))
+    Manifest("lora", dataclasses.asdict(params), LABELS, 32, str(other), trained_on.fingerprint, "adapter").write(folder)
+    with pytest.raises(BaseModelError, match=f"trained on a base with fingerprint {trained_on.fingerprint[:12]}"):
+        load_predictor(folder)

@@ -43,10 +43,15 @@ RESCORABLE = {"test_accuracy": lambda y, p, n: accuracy(y, p), "test_macro_f1": 
 class TestSet:
     """The test examples the candidates were scored on, to re-score older versions."""
 
-    data_version: str         # DVC md5 of the test split
+    split_md5: str            # DVC md5 of the test split
     texts: list[str]
     labels: np.ndarray        # label ids in `label_names` order
     label_names: list[str]
+
+    @property
+    def data_version(self) -> str:
+        """Scores compare only on the same examples: the split and how many of it were used."""
+        return f"{self.split_md5}/{len(self.texts)}"
 
 
 def rescore(model_name: str, version: str, test: TestSet, metric_name: str) -> float:
@@ -58,21 +63,22 @@ def rescore(model_name: str, version: str, test: TestSet, metric_name: str) -> f
 
 def reference(client: MlflowClient, model_name: str, alias: str, metric_name: str,
               test: TestSet | None = None) -> tuple[Reference | None, str | None]:
-    """The alias holder's score; re-scored on `test` when it was scored on other test data."""
+    """The alias holder's score; re-scored on `test` when it was scored on other test examples."""
     try:
         mv = client.get_model_version_by_alias(model_name, alias)
     except MlflowException:
         return None, None  # no such model or alias yet
     raw = mv.tags.get(f"metric.{metric_name}")
     ref = Reference(alias=alias, version=str(mv.version), metric=float(raw) if raw is not None else None,
-                    data_version=mv.tags.get("data.test_md5", ""))
-    if test is None or ref.data_version == test.data_version or alias != "champion":
+                    data_version=mv.tags.get("eval.test_key", ""))
+    if test is None or ref.data_version == test.data_version:
         return ref, None
     if metric_name not in RESCORABLE:
-        return ref, f"@champion v{ref.version}: {metric_name} cannot be re-scored on the new test data"
+        return ref, f"@{alias} v{ref.version}: {metric_name} cannot be re-scored on this run's test examples"
     score = rescore(model_name, ref.version, test, metric_name)
-    note = (f"@champion v{ref.version} re-scored on the new test data {test.data_version[:8]}: "
-            f"{metric_name} {score:.4f} (was {ref.metric} on {ref.data_version[:8]})")
+    note = (f"@{alias} v{ref.version} re-scored on the new test data {test.data_version[:8]} "
+            f"({len(test.texts)} examples): {metric_name} {score:.4f} (was {ref.metric} on "
+            f"{ref.data_version[:8] or 'unrecorded examples'})")
     return Reference(alias, ref.version, score, test.data_version), note
 
 
@@ -105,7 +111,10 @@ def register_best(model_name: str, metric_name: str, min_improvement: float,
                   version_tags: dict[str, str], test: TestSet) -> Registration:
     client = MlflowClient()
     test_hash = test.data_version
-    scores = {r.strategy: r.metrics[metric_name] for r in results}
+    # Only strategies scored on the run's common test examples compete (few_shot may score a
+    # smaller subset); if none was, all do.
+    common = [r for r in results if int(r.metrics.get("test_examples", -1)) == len(test.texts)] or results
+    scores = {r.strategy: r.metrics[metric_name] for r in common}
     chosen = next(r for r in results if r.strategy == best_candidate(scores))
     refs, notes = [], []
     for alias in ALIASES:
@@ -123,7 +132,8 @@ def register_best(model_name: str, metric_name: str, min_improvement: float,
             "base.registered": ensure_base_registered(client, base),
             "adapter.library": strategy.library, "adapter.type": chosen.strategy,
             "adapter.config": json.dumps(chosen.params, sort_keys=True, default=str)[:5000],
-            "data.test_md5": test_hash, f"metric.{metric_name}": repr(chosen.metrics[metric_name]),
+            "data.test_md5": test.split_md5, "eval.test_key": test_hash,
+            f"metric.{metric_name}": repr(chosen.metrics[metric_name]),
             "challenger_decision": "set" if decision.set_challenger else "kept previous",
             "challenger_reasons": " | ".join(decision.reasons)}
     for key, value in chosen.metrics.items():

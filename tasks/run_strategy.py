@@ -119,7 +119,7 @@ def run_strategy(name: str, settings: Settings, base: BaseModel, frames: dict[st
                 train_seconds = 0.0
             metrics |= quality_details(probs, splits["test"].labels, labels, cfg.seed)
             speed = measure_speed(model, splits["test"], tokenizer.pad_token_id)
-        metrics |= asdict(speed) | {"peak_rss_mb": rss.peak_mb}
+        metrics |= asdict(speed) | {"peak_rss_mb": rss.peak_mb, "test_examples": float(len(splits["test"]))}
 
         with tempfile.TemporaryDirectory(prefix=f"adaptflow-{name}-") as tmp:
             folder = Path(tmp) / name
@@ -208,7 +208,11 @@ def quality_details(probs: np.ndarray, y_true: np.ndarray, labels: list[str], se
     mlflow.log_dict({"y_true": y_true.tolist(), "y_pred": y_pred.tolist(),
                      "confidence": probs.max(1).round(5).tolist()}, "test_predictions.json")
     mlflow.log_dict(asdict(rel), "reliability.json")
-    mlflow.log_figure(reliability_figure(rel), "reliability_diagram.png")
+    figure = reliability_figure(rel)
+    mlflow.log_figure(figure, "reliability_diagram.png")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
     out = {"test_accuracy_ci_low": acc_ci[0], "test_accuracy_ci_high": acc_ci[1],
            "test_macro_f1_ci_low": f1_ci[0], "test_macro_f1_ci_high": f1_ci[1], "test_ece": rel.ece}
     for label, p, r in zip(labels, precision, recall):

@@ -178,3 +178,23 @@ def test_an_adapter_is_refused_on_a_base_that_changed(harness, project_factory, 
     BertModel(BertConfig.from_pretrained(base)).save_pretrained(base)   # same shapes, other weights
     with pytest.raises(BaseModelError, match=r"was trained on a base with fingerprint .* but .* has fingerprint"):
         mlflow.pyfunc.load_model(f"models:/{MODEL}@challenger")
+
+
+def test_scores_on_other_test_examples_are_rescored_not_compared(harness, project_factory, tiny_bert):
+    """Same data version, but the second run scores 32 test examples instead of 64: the
+    @challenger from the first run is re-scored on those 32 before any comparison."""
+    import yaml
+
+    project = project_factory({"model": {"base": str(tiny_bert)}, "strategies": {"run": ["zero_shot"]}})
+    form = SpecializeInput(params_file=str(project / "params.yaml"), profile="smoke")
+    first = specialize(form)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["profiles"]["smoke"]["train"]["max_eval_examples"] = 32
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    second = specialize(form)
+    assert second.data_version == first.data_version
+    client = client_for(project)
+    tags = client.get_model_version(MODEL, second.registered_version).tags
+    assert tags["eval.test_key"].endswith("/32")
+    assert f"@challenger v{first.registered_version} re-scored on the new test data" in tags["challenger_reasons"]
+    assert "(32 examples)" in tags["challenger_reasons"]

@@ -10,6 +10,9 @@ OFFLINE = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",   # avoids fork warnings from the Rust tokenizer
+    # A first run migrates a new Prefect database; on a busy 2-core machine that took over the
+    # default 20 s and the run died with "Timed out while attempting to connect".
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
 }
 
 

@@ -71,14 +71,11 @@ def _parser() -> argparse.ArgumentParser:
 def _registry(params: str):
     from pathlib import Path
 
-    import mlflow
     from mlflow.tracking import MlflowClient
 
-    from tasks.tracking import tracking_uri
+    from tasks.tracking import use_store
 
-    uri = tracking_uri(Path(params).resolve().parent)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    uri = use_store(Path(params).resolve().parent)
     return MlflowClient(), uri
 
 

@@ -80,9 +80,8 @@ def smollm2_folder() -> Path:
     with quiet_loading():
         quantized = AutoModelForCausalLM.from_pretrained(gguf_dir(), gguf_file=GGUF_FILE, dtype=torch.float32)
     config = quantized.config
-    for attr in ("quantization_config",):
-        if hasattr(config, attr):
-            delattr(config, attr)
+    if hasattr(config, "quantization_config"):   # the plain copy is not quantized
+        delattr(config, "quantization_config")
     config.eos_token_id = EOS_ID
     config.pad_token_id = EOS_ID
     plain = LlamaForCausalLM(config)

@@ -19,11 +19,12 @@ class SettingsError(ValueError):
     """A setting in params.yaml (or a profile, or the command line) is wrong."""
 
 
-def _merge(base: dict, override: dict) -> dict:
+def merge(base: dict, override: dict) -> dict:
+    """`override` on top of `base`, recursively for dicts (a profile on the defaults)."""
     out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -175,7 +176,7 @@ def load_settings(
     if profile:
         if profile not in profiles:
             raise SettingsError(f"{path}: no profile '{profile}'; profiles: {', '.join(profiles) or 'none'}")
-        raw = _merge(raw, profiles[profile])
+        raw = merge(raw, profiles[profile])
 
     missing = [s for s in ("project", "data", "validation", "model", "train", "strategies") if s not in raw]
     if missing:

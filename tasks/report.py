@@ -96,26 +96,49 @@ def with_paired_tests(rows: list[StrategyRow]) -> list[StrategyRow]:
     return out
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def _pareto_plot(rows: list[StrategyRow], cost_key: str, cost_label: str, log: bool) -> str:
+def pyplot():
+    """matplotlib without a screen (imported on use, never at import time)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    pyplot().close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _grid(n: int, max_cols: int, width: float, height: float):
+    """A figure of n small panels (unused cells hidden) and the list of its n axes."""
+    cols = min(max_cols, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = pyplot().subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat)[:n]
+
+
+def draw_reliability(ax, rel: dict, title: str) -> None:
+    """Accuracy against confidence per bin, with the diagonal of perfect calibration."""
+    ax.plot([0, 1], [0, 1], ls=":", c="k", lw=1)
+    ax.plot(rel["bin_confidence"], rel["bin_accuracy"], marker="o", ms=3, c="#c0392b", lw=1)
+    ax.set_title(title, fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.tick_params(labelsize=7)
+
+
+def _pareto_plot(rows: list[StrategyRow], cost_key: str, cost_label: str, log: bool) -> str:
     done = [r for r in rows if "test_accuracy" in r.metrics and cost_key in r.metrics]
     floor = 1e-6 if log else 0.0
     points = {r.strategy: (max(r.metrics[cost_key], floor), r.metrics["test_accuracy"]) for r in done}
     front = pareto_front(points)
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    fig, ax = pyplot().subplots(figsize=(5.2, 3.6))
     for name, (x, y) in points.items():
         on = name in front
         ax.scatter([x], [y], s=60 if on else 30, c="#c0392b" if on else "#7f8c8d", zorder=3)
@@ -134,27 +157,12 @@ def _pareto_plot(rows: list[StrategyRow], cost_key: str, cost_label: str, log: b
 
 
 def _reliability_plot(rows: list[StrategyRow]) -> str | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     shown = [r for r in rows if r.reliability.get("bin_confidence")]
     if not shown:
         return None
-    cols = min(4, len(shown))
-    nrows = (len(shown) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(2.9 * cols, 2.7 * nrows), squeeze=False)
-    for ax, r in zip(axes.flat, shown):
-        rel = r.reliability
-        ax.plot([0, 1], [0, 1], ls=":", c="k", lw=1)
-        ax.plot(rel["bin_confidence"], rel["bin_accuracy"], marker="o", ms=3, c="#c0392b", lw=1)
-        ax.set_title(f"{r.strategy}: ECE {rel['ece']:.3f}", fontsize=8)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(shown):]:
-        ax.axis("off")
+    fig, axes = _grid(len(shown), 4, 2.9, 2.7)
+    for ax, r in zip(axes, shown):
+        draw_reliability(ax, r.reliability, f"{r.strategy}: ECE {r.reliability['ece']:.3f}")
     fig.supxlabel("confidence (15 bins)", fontsize=8)
     fig.supylabel("accuracy", fontsize=8)
     fig.tight_layout()
@@ -162,18 +170,11 @@ def _reliability_plot(rows: list[StrategyRow]) -> str | None:
 
 
 def _loss_plot(rows: list[StrategyRow]) -> str | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     trained = [r for r in rows if r.val_loss]
     if not trained:
         return None
-    cols = min(3, len(trained))
-    nrows = (len(trained) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 2.6 * nrows), squeeze=False)
-    for ax, r in zip(axes.flat, trained):
+    fig, axes = _grid(len(trained), 3, 4, 2.6)
+    for ax, r in zip(axes, trained):
         ax.plot(*zip(*r.train_loss), label="train", c="#2980b9")
         ax.plot(*zip(*r.val_loss), label="validation", c="#c0392b")
         best = r.metrics.get("best_step")
@@ -182,9 +183,7 @@ def _loss_plot(rows: list[StrategyRow]) -> str | None:
         ax.set_title(r.strategy, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(trained):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     return _png(fig)
 

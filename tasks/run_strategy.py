@@ -19,6 +19,7 @@ from tasks.encoding import Encoded, encode
 from tasks.evaluation import predict_proba
 from tasks.cost import PeakRSS, measure_speed
 from tasks.metrics import accuracy, macro_f1
+from tasks.report import draw_reliability, pyplot
 from tasks.stats import bootstrap_ci, overfitting, per_class, reliability
 from tasks.packaged_model import Manifest, params_dict, signature
 from tasks.strategies import registry
@@ -210,9 +211,7 @@ def quality_details(probs: np.ndarray, y_true: np.ndarray, labels: list[str], se
     mlflow.log_dict(asdict(rel), "reliability.json")
     figure = reliability_figure(rel)
     mlflow.log_figure(figure, "reliability_diagram.png")
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
+    pyplot().close(figure)
     out = {"test_accuracy_ci_low": acc_ci[0], "test_accuracy_ci_high": acc_ci[1],
            "test_macro_f1_ci_low": f1_ci[0], "test_macro_f1_ci_high": f1_ci[1], "test_ece": rel.ece}
     for label, p, r in zip(labels, precision, recall):
@@ -221,20 +220,10 @@ def quality_details(probs: np.ndarray, y_true: np.ndarray, labels: list[str], se
 
 
 def reliability_figure(rel):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(3.6, 3.4))
-    ax.plot([0, 1], [0, 1], ls=":", c="k", lw=1)
-    ax.scatter(rel.bin_confidence, rel.bin_accuracy, s=[10 + 2 * c ** 0.5 for c in rel.bin_count], c="#c0392b")
-    ax.plot(rel.bin_confidence, rel.bin_accuracy, c="#c0392b", lw=1)
+    fig, ax = pyplot().subplots(figsize=(3.6, 3.4))
+    draw_reliability(ax, asdict(rel), f"ECE {rel.ece:.3f} (15 bins)")
     ax.set_xlabel("confidence")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"ECE {rel.ece:.3f} (15 bins)", fontsize=9)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
     fig.tight_layout()
     return fig
 

@@ -16,13 +16,19 @@ def tracking_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow' / 'mlflow.db').resolve()}"
 
 
-def configure(root: Path, experiment: str) -> str:
-    """Point MLflow at the store and return the experiment id (created on first use)."""
+def use_store(root: Path) -> str:
+    """Point MLflow tracking and registry at the project's store; returns its URI."""
     uri = tracking_uri(root)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if uri.startswith("sqlite:///"):
         (root / "mlflow").mkdir(exist_ok=True)
+    return uri
+
+
+def configure(root: Path, experiment: str) -> str:
+    """Point MLflow at the store and return the experiment id (created on first use)."""
+    uri = use_store(root)
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
         return found.experiment_id

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tasks.config import merge
 from tasks.env import apply_offline_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,15 +60,6 @@ def tiny_llama(tmp_path_factory) -> Path:
     return path
 
 
-def _deep_update(base: dict, override: dict) -> dict:
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
 def make_project(where: Path, overrides: dict | None = None, dvc_yaml: str | None = None) -> Path:
     """Copy the code, dvc.yaml and params.yaml into `where`, as a fresh clone would have them."""
     project = where / "project"
@@ -76,7 +68,7 @@ def make_project(where: Path, overrides: dict | None = None, dvc_yaml: str | Non
     (project / "dvc.yaml").write_text(dvc_yaml or (ROOT / "dvc.yaml").read_text())
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["dvc_remote"] = str(where / "dvc-remote")
-    _deep_update(params, overrides or {})
+    params = merge(params, overrides or {})
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "--quiet"], cwd=project, check=True)
     return project

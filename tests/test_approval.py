@@ -11,8 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from flows.specialize import SpecializeInput, specialize
 from tasks.governance import read_history
-
-from conftest import mlflow_uri
+from tasks.tracking import use_store
 
 MODEL = "rotten-tomatoes-sentiment"
 
@@ -51,10 +50,7 @@ def run(project_factory, tiny_bert, timeout=120):
     state = specialize(SpecializeInput(params_file=str(project / "params.yaml"), profile="smoke",
                                        await_approval=True), return_state=True)
     assert state.is_completed(), state
-    import mlflow
-
-    mlflow.set_tracking_uri(mlflow_uri(project))
-    mlflow.set_registry_uri(mlflow_uri(project))
+    use_store(project)
     return state.result(), MlflowClient()
 
 

@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 from flows.specialize import SpecializeInput, specialize
 from tasks.data_version import dvc
 from tasks.run_strategy import METRICS
+from tasks.tracking import use_store
 
 from conftest import ROOT, mlflow_uri
 
@@ -25,8 +26,7 @@ def harness():
 
 
 def client_for(project) -> MlflowClient:
-    mlflow.set_tracking_uri(mlflow_uri(project))
-    mlflow.set_registry_uri(mlflow_uri(project))
+    use_store(project)
     return MlflowClient()
 
 

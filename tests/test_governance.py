@@ -13,6 +13,8 @@ from mlflow.tracking import MlflowClient
 from tasks.governance import (AuditEntry, GovernanceError, champion_stack, metric_deltas, promote,
                               read_history, rollback)
 
+from tasks.tracking import use_store
+
 from conftest import env_for_subprocess
 
 MODEL = "gov-model"
@@ -34,10 +36,7 @@ def store(tmp_path, monkeypatch):
     """A project folder with a sqlite store holding MODEL v1..v4 (metrics as version tags)."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     (tmp_path / "params.yaml").write_text("{}\n")
-    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
-    (tmp_path / "mlflow").mkdir()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    uri = use_store(tmp_path)
     exp = mlflow.create_experiment("gov", artifact_location=(tmp_path / "art").as_uri())
     for i in range(1, 5):
         with mlflow.start_run(experiment_id=exp):

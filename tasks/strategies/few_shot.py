@@ -9,6 +9,7 @@ its own tokens (`score_uncached` is the reference it must equal).
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -113,9 +114,7 @@ class FewShotClassifier(nn.Module):
 
     def __init__(self, lm: nn.Module, tokenizer, labels: list[str], params: FewShotParams):
         super().__init__()
-        self.lm, self.params = lm.eval(), params
-        for p in self.lm.parameters():
-            p.requires_grad_(False)
+        self.lm, self.params = lm, params   # frozen and in eval mode (_frozen_lm)
         t = params.templates[params.template]
         head, tail = t["example"].split("{text}")
         demos = "".join(t["example"].format(text=d["text"]) + t["answer"].format(label=params.verbalizers[d["label"]])
@@ -183,15 +182,24 @@ class FewShotClassifier(nn.Module):
         return SequenceClassifierOutput(logits=self.score(self._own_tokens(input_ids, attention_mask)))
 
 
-def build(base_dir: Path, labels: list[str], params: FewShotParams) -> nn.Module:
+@functools.lru_cache(maxsize=1)
+def _frozen_lm(base_dir: Path) -> nn.Module:
+    """One frozen copy per process: every prompt variant (4 by default) prompts the same LM,
+    which is never trained, so it is read from disk (538 MB for SmolLM2) once."""
     from transformers import AutoModelForCausalLM
 
+    with quiet_loading():
+        lm = AutoModelForCausalLM.from_pretrained(base_dir).eval()
+    for p in lm.parameters():
+        p.requires_grad_(False)
+    return lm
+
+
+def build(base_dir: Path, labels: list[str], params: FewShotParams) -> nn.Module:
     missing = [label for label in labels if label not in params.verbalizers]
     if missing:
         raise ValueError(f"strategies.few_shot.verbalizers has no entry for label(s) {', '.join(missing)}")
-    with quiet_loading():
-        lm = AutoModelForCausalLM.from_pretrained(base_dir)
-    return FewShotClassifier(lm, load_tokenizer(base_dir), labels, params)
+    return FewShotClassifier(_frozen_lm(Path(base_dir)), load_tokenizer(base_dir), labels, params)
 
 
 def save(model: nn.Module, out_dir: Path) -> None:

@@ -12,10 +12,6 @@ from tasks.strategies._trained_weights import load_trained, save_trained
 from tasks.strategies.registry import Strategy, TrainableParams, register
 
 
-# Model types whose `adapters` mixin sets support_prompt_tuning = False (adapters 1.3).
-PROMPT_TUNING_UNSUPPORTED = ("llama",)
-
-
 @dataclass(frozen=True)
 class LoraPromptParams(TrainableParams):
     learning_rate: float = 1e-3
@@ -37,13 +33,6 @@ def adapter_config(params: LoraPromptParams):
 
 
 def build(base_dir: Path, labels: list[str], params: LoraPromptParams) -> nn.Module:
-    from transformers import AutoConfig
-
-    model_type = AutoConfig.from_pretrained(base_dir).model_type
-    if model_type in PROMPT_TUNING_UNSUPPORTED:
-        raise ValueError(f"lora_prompt needs prompt tuning, which the `adapters` library (1.3) does not "
-                         f"support for {model_type} models; run it on an encoder base, or run lora and "
-                         f"prompt_tuning (PEFT) separately on this base")
     return build_with_adapter(base_dir, labels, adapter_config(params))
 
 

@@ -6,6 +6,7 @@ meant to be compared.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,41 +50,49 @@ def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
+def embed(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Unit-length mean-pooled sentence embeddings."""
+    hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    return nn.functional.normalize(_mean_pool(hidden, attention_mask), dim=-1)
+
+
 class ZeroShotClassifier(nn.Module):
     def __init__(self, encoder: nn.Module, label_embeddings: torch.Tensor, params: ZeroShotParams):
         super().__init__()
         self.encoder = encoder
         self.register_buffer("label_embeddings", label_embeddings, persistent=False)
         self.params = params   # saved as the artifact: descriptions are the "model"
-        self.temperature = params.temperature
-        for p in self.parameters():
-            p.requires_grad_(False)
-
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return nn.functional.normalize(_mean_pool(hidden, attention_mask), dim=-1)
+        self.temperature = params.temperature   # the encoder is frozen (_frozen_encoder)
 
     def forward(self, input_ids, attention_mask, **_) -> SequenceClassifierOutput:
-        sims = self.embed(input_ids, attention_mask) @ self.label_embeddings.T
+        sims = embed(self.encoder, input_ids, attention_mask) @ self.label_embeddings.T
         return SequenceClassifierOutput(logits=sims / self.temperature)
 
 
-def build(base_dir: Path, labels: list[str], params: ZeroShotParams) -> nn.Module:
+@functools.lru_cache(maxsize=1)
+def _frozen_encoder(base_dir: Path) -> nn.Module:
+    """One frozen copy per process: every set of descriptions embeds with the same encoder."""
     from transformers import AutoModel
 
+    with quiet_loading():   # a BERT pooler loads unused: the mean over tokens is the embedding
+        encoder = AutoModel.from_pretrained(base_dir).eval()
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    return encoder
+
+
+def build(base_dir: Path, labels: list[str], params: ZeroShotParams) -> nn.Module:
     missing = [label for label in labels if label not in params.label_descriptions]
     if missing:
         raise ValueError(f"strategies.zero_shot.label_descriptions has no description for "
                          f"label(s) {', '.join(missing)}; add one per label")
     tokenizer = load_tokenizer(base_dir)
-    with quiet_loading():   # a BERT pooler loads unused: the mean over tokens is the embedding
-        encoder = AutoModel.from_pretrained(base_dir).eval()
-    model = ZeroShotClassifier(encoder, torch.zeros(len(labels), encoder.config.hidden_size), params)
+    encoder = _frozen_encoder(Path(base_dir))
     enc = tokenizer([params.label_descriptions[label] for label in labels], padding=True,
                     return_tensors="pt")
     with torch.no_grad():
-        model.label_embeddings = model.embed(enc["input_ids"], enc["attention_mask"])
-    return model.eval()
+        prototypes = embed(encoder, enc["input_ids"], enc["attention_mask"])
+    return ZeroShotClassifier(encoder, prototypes, params).eval()
 
 
 def variants(params: ZeroShotParams, train=None, labels=None) -> list[ZeroShotParams]:

@@ -134,6 +134,27 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
+class EvaluationSettings:
+    """Risk and data-efficiency measurements beyond the test split (see params.yaml)."""
+    forgetting_train_examples: int = 1000
+    forgetting_test_examples: int = 500
+    forgetting_max_length: int = 128
+    learning_curve_strategies: list[str] = field(default_factory=list)
+    learning_curve_sizes: list[int] = field(default_factory=list)
+    merged_latency: bool = True
+
+    def __post_init__(self):
+        _require(self.forgetting_train_examples >= 0 and self.forgetting_test_examples >= 0,
+                 "forgetting_*_examples must be >= 0 (0 = do not measure forgetting)")
+        _require(8 <= self.forgetting_max_length <= 512, "forgetting_max_length must be between 8 and 512")
+        _require(all(n > 0 for n in self.learning_curve_sizes), "learning_curve_sizes must be positive")
+
+    @property
+    def measures_forgetting(self) -> bool:
+        return self.forgetting_train_examples > 0 and self.forgetting_test_examples > 0
+
+
+@dataclass(frozen=True)
 class Settings:
     project: ProjectSettings
     data: DataSettings
@@ -141,6 +162,7 @@ class Settings:
     model: ModelSettings
     train: TrainSettings
     strategies: list[str]
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     strategy_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     profile: str | None = None
     root: Path = Path(".")
@@ -208,8 +230,18 @@ def load_settings(
         model=_section(ModelSettings, raw["model"], "model"),
         train=_section(TrainSettings, raw["train"], "train"),
         strategies=list(chosen),
+        evaluation=_evaluation(raw.get("evaluation") or {}, registry.names()),
         strategy_params={k: dict(v or {}) for k, v in strat_raw.items()},
         profile=profile,
         root=path.resolve().parent,
         raw=raw,
     )
+
+
+def _evaluation(raw: dict, registered: list[str]) -> EvaluationSettings:
+    settings = _section(EvaluationSettings, raw, "evaluation")
+    unknown = [s for s in settings.learning_curve_strategies if s not in registered]
+    if unknown:
+        raise SettingsError(f"params: evaluation.learning_curve_strategies: unknown strategy "
+                            f"{', '.join(unknown)}; registered: {', '.join(registered)}")
+    return settings

@@ -7,6 +7,7 @@
   adaptflow history MODEL
   adaptflow lineage MODEL@ALIAS
   adaptflow report RUN_ID --out FILE.html
+  adaptflow serve --models MODEL_A,MODEL_B [--port P]
 """
 from __future__ import annotations
 
@@ -65,6 +66,15 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("run_id", help="the MLflow parent run id (printed at the end of `adaptflow run`)")
     report.add_argument("--out", required=True, help="HTML file to write")
     report.add_argument("--params", default="params.yaml", help="params file (store location, budgets)")
+    serve = sub.add_parser("serve", help="serve registered models over HTTP, following @champion",
+                           description="Answer POST /predict from each model's followed aliases (serving.aliases; "
+                                       "@champion by default), one base model in memory for all adapters on it, "
+                                       "switching when a reviewer promotes or rolls back. GET /health, /models, "
+                                       "/metrics. Settings: the `serving:` section of params.yaml.")
+    serve.add_argument("--models", required=True, help="comma-separated registered model names")
+    serve.add_argument("--host", help="address to listen on (default: serving.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: serving.port)")
+    serve.add_argument("--params", default="params.yaml", help="params file; its folder holds the local MLflow store")
     return parser
 
 
@@ -108,6 +118,31 @@ def _govern(args) -> int:
                                       pipeline_account=pipeline).line())
     except governance.GovernanceError as exc:
         print(f"adaptflow {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _serve(args) -> int:
+    import logging
+
+    from tasks.config import load_settings
+    from tasks.serving.service import ServingError
+    from tasks.serving.settings import serving_settings
+
+    try:
+        settings = serving_settings(load_settings(args.params).raw.get("serving"))
+    except ValueError as exc:
+        print(f"adaptflow serve: {exc}", file=sys.stderr)
+        return 2
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _registry(args.params)
+    from tasks.serving.run import serve
+
+    try:
+        serve(models, settings, args.host or settings.host, args.port or settings.port)
+    except ServingError as exc:
+        print(f"adaptflow serve: {exc}", file=sys.stderr)
         return 2
     return 0
 
@@ -183,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command in ("promote", "rollback", "history"):
         return _govern(args)
+    if args.command == "serve":
+        return _serve(args)
     if args.command == "report":
         from pathlib import Path
 

@@ -1,0 +1,13 @@
+"""Serving registered versions over HTTP: one base model in memory shared by many adapters,
+following the registry's aliases (`adaptflow serve`). One job per module:
+
+  settings   the `serving:` section of params.yaml
+  checks     checking a /predict body (pure)
+  batching   grouping queued requests by adapter, one inference thread
+  pool       loading versions: shared bases (PEFT, `adapters`), own models, merged LoRA/IA3
+  follow     what to change when aliases move (pure) and fetching a version's artifact
+  service    routes alias -> version, in-flight counts, swaps, refusals, health
+  metrics    Prometheus counters and latency histograms
+  app        the FastAPI routes
+  run        start it (uvicorn) from the CLI, or in a thread for tests and the bench
+"""

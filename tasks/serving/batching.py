@@ -1,0 +1,137 @@
+"""One inference thread, fed by a queue: requests for the same loaded version (the same
+adapter) are run together as one batch; the adapter is switched between batches, never in
+the middle of one. Control calls (attaching or removing an adapter on a shared base) run on
+the same thread between batches, so a model is never changed while it computes.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable
+
+log = logging.getLogger("adaptflow.serving")
+
+
+@dataclass
+class Job:
+    key: Hashable | None          # the loaded version to run on; None = a control call
+    texts: list[str]
+    target: Any = None            # what run_batch receives (the loaded version)
+    fn: Callable[[], Any] | None = None
+    future: Future = field(default_factory=Future)
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+def pick_batch(keys_and_sizes: list[tuple[Hashable, int]], max_texts: int) -> list[int]:
+    """Indices of queued jobs to run now: the oldest job, then every later job for the same
+    key while the batch stays within max_texts (a single larger job still runs alone)."""
+    if not keys_and_sizes:
+        return []
+    key, total = keys_and_sizes[0][0], keys_and_sizes[0][1]
+    chosen = [0]
+    for i, (k, n) in enumerate(keys_and_sizes[1:], start=1):
+        if k == key and total + n <= max_texts:
+            chosen.append(i)
+            total += n
+    return chosen
+
+
+class Batcher:
+    def __init__(self, run_batch: Callable[[Any, list[str]], list[Any]], wait_seconds: float, max_texts: int):
+        self._run_batch = run_batch   # (target, texts) -> one result per text
+        self._wait, self._max = wait_seconds, max_texts
+        self._jobs: list[Job] = []
+        self._control: list[Job] = []
+        self._cv = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="adaptflow-inference", daemon=True)
+        self.batches = 0   # forward passes run (for tests and /metrics)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        self._thread.join(timeout=30)
+
+    def submit(self, key: Hashable, target: Any, texts: list[str]) -> Future:
+        job = Job(key=key, texts=texts, target=target)
+        with self._cv:
+            self._jobs.append(job)
+            self._cv.notify_all()
+        return job.future
+
+    def call(self, fn: Callable[[], Any], timeout: float = 600) -> Any:
+        """Run fn on the inference thread between batches and return its result (never call
+        this from that thread: it would wait for itself)."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        return self.post(fn).result(timeout=timeout)
+
+    def post(self, fn: Callable[[], Any]) -> Future:
+        """Queue fn for the inference thread without waiting for it (e.g. freeing a version
+        from the request path, which must not block)."""
+        job = Job(key=None, texts=[], fn=fn)
+        with self._cv:
+            self._control.append(job)
+            self._cv.notify_all()
+        return job.future
+
+    def _next(self) -> list[Job] | None:
+        with self._cv:
+            while not (self._stop or self._jobs or self._control):
+                self._cv.wait()
+            if self._control:
+                return [self._control.pop(0)]
+            if self._stop and not self._jobs:
+                return None
+            # Give the oldest job a few ms for company with the same key (batching), unless
+            # it is already full or control work is waiting.
+            deadline = self._jobs[0].queued_at + self._wait
+            while not self._stop and not self._control:
+                ready = sum(len(j.texts) for j in self._jobs if j.key == self._jobs[0].key) >= self._max
+                remaining = deadline - time.monotonic()
+                if ready or remaining <= 0:
+                    break
+                self._cv.wait(remaining)
+            if self._control:
+                return [self._control.pop(0)]
+            chosen = pick_batch([(j.key, len(j.texts)) for j in self._jobs], self._max)
+            picked = [self._jobs[i] for i in chosen]
+            for i in reversed(chosen):
+                del self._jobs[i]
+            return picked
+
+    def _loop(self) -> None:
+        while True:
+            jobs = self._next()
+            if jobs is None:
+                return
+            if jobs[0].key is None:
+                self._run_control(jobs[0])
+                continue
+            texts = [t for j in jobs for t in j.texts]
+            try:
+                results = self._run_batch(jobs[0].target, texts)
+            except Exception as exc:   # the requests fail with this error; the thread lives on
+                log.exception("batch of %d text(s) failed", len(texts))
+                for j in jobs:
+                    j.future.set_exception(exc)
+                continue
+            self.batches += 1
+            start = 0
+            for j in jobs:
+                j.future.set_result(results[start:start + len(j.texts)])
+                start += len(j.texts)
+
+    @staticmethod
+    def _run_control(job: Job) -> None:
+        try:
+            job.future.set_result(job.fn())
+        except BaseException as exc:
+            job.future.set_exception(exc)

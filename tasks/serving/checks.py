@@ -1,0 +1,63 @@
+"""Checking a /predict body before anything is queued (pure: no model, no registry)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.serving.settings import ServingSettings
+
+
+class RequestError(ValueError):
+    """A request the service refuses; `status` is the HTTP status, the message says why."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    model: str
+    texts: list[str]
+    alias: str | None = None      # one of serving.aliases; None with version None = the default
+    version: str | None = None    # a version number, loaded on demand
+
+
+KNOWN_KEYS = {"model", "texts", "alias", "version"}
+
+
+def check_request(body: Any, models: list[str], settings: ServingSettings) -> PredictRequest:
+    if not isinstance(body, dict):
+        raise RequestError(400, 'the body must be a JSON object like {"model": "...", "texts": ["..."]}')
+    unknown = sorted(set(body) - KNOWN_KEYS)
+    if unknown:
+        raise RequestError(422, f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_KEYS))}")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise RequestError(422, f"'model' must name a served model: {', '.join(models)}")
+    if model not in models:
+        raise RequestError(404, f"model {model!r} is not served here; served: {', '.join(models)}")
+    alias, version = body.get("alias"), body.get("version")
+    if alias is not None and version is not None:
+        raise RequestError(422, "give 'alias' or 'version', not both")
+    if alias is not None and alias not in settings.aliases:
+        raise RequestError(404, f"alias {alias!r} is not followed; followed: {', '.join(settings.aliases)} "
+                                f"(serving.aliases in params)")
+    if version is not None:
+        if isinstance(version, bool) or not (isinstance(version, int) or (isinstance(version, str) and version.isdigit())):
+            raise RequestError(422, f"'version' must be a version number, got {version!r}")
+        version = str(int(version))
+    texts = body.get("texts")
+    if not isinstance(texts, list) or not texts:
+        raise RequestError(422, "'texts' must be a non-empty list of strings")
+    if len(texts) > settings.max_texts:
+        raise RequestError(413, f"{len(texts)} texts in one request; the limit is {settings.max_texts} "
+                                f"(serving.max_texts): split the request")
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if bad:
+        raise RequestError(422, f"texts must be non-empty strings; bad at position(s) {bad[:10]}")
+    long = [i for i, t in enumerate(texts) if len(t) > settings.max_chars]
+    if long:
+        raise RequestError(413, f"text(s) at position(s) {long[:10]} exceed {settings.max_chars} characters "
+                                f"(serving.max_chars)")
+    return PredictRequest(model=model, texts=list(texts), alias=alias, version=version)

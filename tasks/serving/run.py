@@ -1,0 +1,64 @@
+"""Starting the service: in the foreground for `adaptflow serve`, or in a thread (tests, bench)."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from tasks.serving.service import Service
+from tasks.serving.settings import ServingSettings
+
+
+def serve(models: list[str], settings: ServingSettings, host: str, port: int) -> None:
+    """Load the followed aliases, then answer on host:port until interrupted (Ctrl-C, SIGTERM)."""
+    import torch
+    import uvicorn
+
+    from tasks.serving.app import create_app
+
+    torch.set_num_threads(settings.threads)
+    service = Service(models, settings).start()
+    try:
+        uvicorn.run(create_app(service), host=host, port=port, log_level="info")
+    finally:
+        service.stop()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Running:
+    service: Service
+    server: object
+    thread: threading.Thread
+    url: str
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.service.stop()
+
+
+def start_in_thread(service: Service, host: str = "127.0.0.1", port: int | None = None,
+                    timeout: float = 60) -> Running:
+    """uvicorn in a background thread on a free port; returns once it accepts connections."""
+    import uvicorn
+
+    from tasks.serving.app import create_app
+
+    port = port or free_port(host)
+    server = uvicorn.Server(uvicorn.Config(create_app(service), host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="adaptflow-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            service.stop()
+            raise RuntimeError(f"uvicorn did not start on {host}:{port}")
+        time.sleep(0.05)
+    return Running(service, server, thread, f"http://{host}:{port}")

@@ -1,0 +1,274 @@
+"""The serving service: which version each followed alias serves, requests in flight, swaps
+when the registry moves an alias, refusals, health.
+
+A request is bound to a loaded version when it is admitted; a swap only moves the alias, so
+requests already admitted finish on the old version, which is freed when its last request is
+done. A version that fails to load (a base fingerprint mismatch, a broken artifact) is refused:
+the alias keeps serving the previous version, /health and the log say why.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections import Counter, OrderedDict
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+
+from tasks.serving.batching import Batcher
+from tasks.serving.checks import PredictRequest, RequestError
+from tasks.serving.follow import Change, Route, fetch_version, plan_changes, resolve_aliases
+from tasks.serving.metrics import ServingMetrics
+from tasks.serving.pool import Loaded, Pool
+from tasks.serving.settings import ServingSettings
+
+log = logging.getLogger("adaptflow.serving")
+
+
+class ServingError(ValueError):
+    """The service cannot start as asked (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    alias: str
+    version: str
+    reason: str
+    at: str
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Service:
+    def __init__(self, models: list[str], settings: ServingSettings, client=None):
+        from mlflow.tracking import MlflowClient
+
+        if not models:
+            raise ServingError("name at least one registered model to serve (--models A,B)")
+        self.models, self.settings = list(dict.fromkeys(models)), settings
+        self.client = client or MlflowClient()
+        self.metrics = ServingMetrics()
+        self.batcher = Batcher(self._run_batch, settings.batch_wait_ms / 1000, settings.max_batch)
+        self.pool = Pool(settings.merged, self.batcher.call)
+        self._lock = threading.Lock()
+        self._routes: dict[Route, str] = {}
+        self._loaded: dict[tuple[str, str], Loaded] = {}
+        self._inflight: Counter[tuple[str, str]] = Counter()
+        self._pinned: dict[str, OrderedDict[str, None]] = {m: OrderedDict() for m in self.models}
+        self._refused: dict[Route, Refusal] = {}
+        self._failed_versions: dict[tuple[str, str], str] = {}
+        self._held: Counter[tuple[str, str]] = Counter()   # loaded, not yet routed or pinned
+        self._previous: dict[Route, str] = {}   # what each alias served before its last swap
+        self._sync_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._follower: threading.Thread | None = None
+        self._workdir = Path(tempfile.mkdtemp(prefix="adaptflow-serve-"))
+        self.last_poll: str | None = None
+        self.poll_error: str | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def start(self) -> "Service":
+        for model in self.models:
+            try:
+                self.client.get_registered_model(model)
+            except MlflowException as exc:
+                raise ServingError(f"no registered model {model!r} in the registry "
+                                   f"({self.client.tracking_uri}); check --models and MLFLOW_TRACKING_URI") from exc
+        self.batcher.start()
+        self.sync_once()   # the default aliases load before the port opens
+        self._follower = threading.Thread(target=self._follow, name="adaptflow-follow", daemon=True)
+        self._follower.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._follower is not None:
+            self._follower.join(timeout=60)
+        self.batcher.stop()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.settings.poll_seconds):
+            self.sync_once()
+
+    # ---- following the registry ----------------------------------------------------
+    def sync_once(self) -> list[Change]:
+        with self._sync_lock:
+            try:
+                resolved = resolve_aliases(self.client, self.models, self.settings.aliases)
+            except Exception as exc:   # registry unreachable: keep serving what is loaded
+                self.poll_error = f"{_now()}: {type(exc).__name__}: {str(exc)[:300]}"
+                log.warning("registry poll failed, still serving the loaded versions: %s", self.poll_error)
+                return []
+            self.last_poll, self.poll_error = _now(), None
+            with self._lock:
+                refused = {r: f.version for r, f in self._refused.items()}
+                for route, version in resolved.items():   # the alias moved on from a refused version
+                    if route in self._refused and self._refused[route].version != version:
+                        del self._refused[route]
+                        refused.pop(route)
+                changes = plan_changes(dict(self._routes), resolved, refused)
+            for change in changes:
+                self._apply(change)
+            self._retire_unused()
+            return changes
+
+    def _apply(self, change: Change) -> None:
+        route = (change.model, change.alias)
+        try:
+            loaded = self._ensure_loaded(change.model, change.new)
+        except Exception as exc:
+            log.debug("load failed", exc_info=True)
+            refusal = Refusal(change.alias, change.new, f"{type(exc).__name__}: {exc}", _now())
+            with self._lock:
+                self._refused[route] = refusal
+            self.metrics.refusals.labels(change.model).inc()
+            log.error("REFUSED %s@%s -> v%s; still serving %s: %s", change.model, change.alias, change.new,
+                      f"v{change.old}" if change.old else "nothing", refusal.reason)
+            return
+        with self._lock:
+            self._routes[route] = change.new
+            self._refused.pop(route, None)
+            self._held[loaded.key] -= 1
+            if change.old is not None and self.settings.keep_previous:
+                self._previous[route] = change.old
+        self.metrics.serving.labels(change.model, change.alias).set(float(change.new))
+        if change.old is not None:
+            self.metrics.swaps.labels(change.model).inc()
+        log.info("%s@%s: %s -> v%s (%s, %s, loaded in %.2f s)", change.model, change.alias,
+                 f"v{change.old}" if change.old else "(none)", change.new, loaded.manifest.strategy,
+                 loaded.mode, loaded.load_seconds)
+
+    def _ensure_loaded(self, model: str, version: str) -> Loaded:
+        """The loaded version, held (never retired) until the caller routes or pins it and
+        drops the hold."""
+        key = (model, version)
+        with self._lock:
+            if key in self._loaded:
+                self._held[key] += 1
+                return self._loaded[key]
+        folder = fetch_version(model, version, self._workdir / model / version)
+        loaded = self.pool.load(model, version, folder)
+        with self._lock:
+            self._loaded.setdefault(key, loaded)
+            self._held[key] += 1
+            return self._loaded[key]
+
+    def _retire_unused(self) -> None:
+        """Free versions no alias serves (or served just before), no pin holds and no request uses."""
+        with self._lock:
+            used = {(m, v) for (m, _), v in self._routes.items()}
+            used |= {(m, v) for m, pins in self._pinned.items() for v in pins}
+            used |= {(m, v) for (m, _), v in self._previous.items()}
+            gone = [k for k in self._loaded if k not in used and self._inflight[k] == 0 and self._held[k] <= 0]
+            retired = [self._loaded.pop(k) for k in gone]
+        for loaded in retired:
+            log.info("%s v%s unloaded (no alias serves it, no request uses it)", loaded.model, loaded.version)
+            self.batcher.post(lambda loaded=loaded: self.pool.unload(loaded))
+
+    # ---- requests -------------------------------------------------------------------
+    def admit(self, req: PredictRequest) -> tuple[Loaded, str | None]:
+        """The loaded version a request runs on (counted in flight until release)."""
+        alias = None
+        if req.version is None:
+            alias = req.alias or self.settings.default_alias
+            with self._lock:
+                version = self._routes.get((req.model, alias))
+                if version is None:
+                    refusal = self._refused.get((req.model, alias))
+                    raise RequestError(503, f"{req.model} has no @{alias} loaded"
+                                       + (f" (v{refusal.version} was refused: {refusal.reason})" if refusal else
+                                          " (the registry has no such alias for it yet)"))
+                loaded = self._loaded[(req.model, version)]
+                self._inflight[loaded.key] += 1
+            return loaded, alias
+        return self._load_pinned(req.model, req.version), None
+
+    def _load_pinned(self, model: str, version: str) -> Loaded:
+        """A version asked for by number (counted in flight), loaded on demand and pinned;
+        the least recently asked-for pin goes beyond serving.max_extra_versions."""
+        with self._lock:
+            if (model, version) in self._loaded:
+                pins = self._pinned[model]
+                if version in pins:
+                    pins.move_to_end(version)
+                self._inflight[(model, version)] += 1
+                return self._loaded[(model, version)]
+            failed = self._failed_versions.get((model, version))
+        if failed:
+            raise RequestError(409, f"{model} v{version} cannot be served: {failed}")
+        if self.settings.max_extra_versions == 0:
+            raise RequestError(404, f"{model} v{version} is not loaded and serving.max_extra_versions is 0; "
+                                    f"ask for an alias ({', '.join(self.settings.aliases)})")
+        try:
+            self.client.get_model_version(model, version)
+        except MlflowException as exc:
+            raise RequestError(404, f"{model} has no version {version}") from exc
+        try:
+            loaded = self._ensure_loaded(model, version)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            self._failed_versions[(model, version)] = reason
+            self.metrics.refusals.labels(model).inc()
+            log.error("REFUSED %s v%s (asked for by number): %s", model, version, reason)
+            raise RequestError(409, f"{model} v{version} cannot be served: {reason}") from exc
+        with self._lock:
+            pins = self._pinned[model]
+            pins[version] = None
+            while len(pins) > self.settings.max_extra_versions:
+                pins.popitem(last=False)
+            self._held[loaded.key] -= 1
+            self._inflight[loaded.key] += 1
+        self._retire_unused()
+        return loaded
+
+    def release(self, loaded: Loaded) -> None:
+        with self._lock:
+            self._inflight[loaded.key] -= 1
+            idle = self._inflight[loaded.key] == 0
+        if idle:
+            self._retire_unused()
+
+    def _run_batch(self, loaded: Loaded, texts: list[str]):
+        return list(self.pool.predict(loaded, texts, self.settings.max_batch))
+
+    def answer(self, loaded: Loaded, alias: str | None, probs) -> dict[str, Any]:
+        labels = loaded.manifest.labels
+        return {"model": loaded.model, "version": loaded.version, "alias": alias,
+                "strategy": loaded.manifest.strategy,
+                "predictions": [{"label": labels[int(p.argmax())], "probability": float(p.max()),
+                                 "probabilities": {label: float(x) for label, x in zip(labels, p)}}
+                                for p in probs]}
+
+    # ---- what is loaded, and health -----------------------------------------------
+    def describe_models(self) -> list[dict[str, Any]]:
+        with self._lock:
+            aliases: dict[tuple[str, str], list[str]] = {}
+            for (m, a), v in self._routes.items():
+                aliases.setdefault((m, v), []).append(a)
+            previous = {(m, v) for (m, _), v in self._previous.items()}
+            return [{**loaded.describe(), "aliases": sorted(aliases.get(key, [])),
+                     "pinned": key[1] in self._pinned.get(key[0], {}), "previous": key in previous,
+                     "in_flight": self._inflight[key]}
+                    for key, loaded in sorted(self._loaded.items())]
+
+    def health(self) -> dict[str, Any]:
+        with self._lock:
+            models = {}
+            degraded = self.poll_error is not None
+            for m in self.models:
+                serving = {a: self._routes.get((m, a)) for a in self.settings.aliases}
+                refused = [asdict(r) for (mm, _), r in self._refused.items() if mm == m]
+                degraded |= bool(refused) or serving[self.settings.default_alias] is None
+                models[m] = {"serving": serving, "refused": refused}
+        return {"status": "degraded" if degraded else "ok", "models": models, "last_poll": self.last_poll,
+                "poll_error": self.poll_error, "poll_seconds": self.settings.poll_seconds,
+                "shared_bases": self.pool.groups()}

@@ -1,0 +1,307 @@
+"""`adaptflow serve` over real HTTP on 127.0.0.1 against a real MLflow registry (sqlite in tmp):
+versions are tiny BERTs trained for two steps by the strategies' own code, registered with
+`register_best` and promoted/rolled back with the governance functions reviewers use."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from mlflow.tracking import MlflowClient
+
+from tasks.base_model import BaseModel, load_base, load_tokenizer
+from tasks.config import SettingsError
+from tasks.encoding import encode
+from tasks.governance import promote, rollback
+from tasks import model_registry   # (its TestSet is not a pytest class)
+from tasks.packaged_model import Manifest, params_dict, signature
+from tasks.run_strategy import PYFUNC_ENTRY, StrategyResult
+from tasks.serving.batching import pick_batch
+from tasks.serving.checks import RequestError, check_request
+from tasks.serving.follow import Change, plan_changes
+from tasks.serving.run import free_port, start_in_thread
+from tasks.serving.service import Service, ServingError
+from tasks.serving.settings import ServingSettings, serving_settings
+from tasks.strategies import registry
+from tasks.tracking import use_store
+from tasks.training import LoopConfig, seed_everything, train
+
+from conftest import LABELS, ROOT, env_for_subprocess
+
+ADAPTER_MODEL, FULL_MODEL = "reviews-lora", "reviews-full"
+POLL = 0.5   # seconds between registry polls in these tests
+SETTINGS = ServingSettings(poll_seconds=POLL, max_texts=8, max_chars=200, batch_wait_ms=5)
+TRAIN = (["great film", "awful film", "loved it", "hated it", "a joy", "a mess", "superb", "boring"] * 2,
+         [1, 0, 1, 0, 1, 0, 1, 0] * 2)
+TEST = model_registry.TestSet(split_md5="serving-test", texts=["good", "bad"], labels=np.array([1, 0]), label_names=LABELS)
+
+
+# ---- pure decisions -------------------------------------------------------------------
+def test_request_checks_say_what_is_wrong():
+    ok = check_request({"model": "m", "texts": ["a"]}, ["m"], SETTINGS)
+    assert ok.alias is None and ok.version is None and ok.texts == ["a"]
+    assert check_request({"model": "m", "texts": ["a"], "version": 3}, ["m"], SETTINGS).version == "3"
+    cases = [([1, 2], 400, "JSON object"), ({"model": "x", "texts": ["a"]}, 404, "not served here; served: m"),
+             ({"model": "m", "texts": []}, 422, "non-empty list"), ({"model": "m", "texts": "a"}, 422, "list"),
+             ({"model": "m", "texts": ["a", 3]}, 422, "position(s) [1]"), ({"model": "m", "texts": [" "]}, 422, "[0]"),
+             ({"model": "m", "texts": ["a"] * 9}, 413, "limit is 8"), ({"model": "m", "texts": ["a" * 201]}, 413, "200"),
+             ({"model": "m", "texts": ["a"], "alias": "staging"}, 404, "followed: champion, challenger"),
+             ({"model": "m", "texts": ["a"], "alias": "champion", "version": 1}, 422, "not both"),
+             ({"model": "m", "texts": ["a"], "version": "v1"}, 422, "version number"),
+             ({"model": "m", "texts": ["a"], "top_k": 1}, 422, "unknown field")]
+    for body, status, words in cases:
+        with pytest.raises(RequestError, match=re.escape(words)) as exc:
+            check_request(body, ["m"], SETTINGS)
+        assert exc.value.status == status, body
+
+
+def test_batches_group_one_adapter_in_arrival_order():
+    queued = [("a", 2), ("b", 1), ("a", 30), ("a", 3), ("b", 5)]
+    assert pick_batch(queued, 32) == [0, 2]          # 2 + 30 fit; 3 more would not
+    assert pick_batch(queued[1:], 32) == [0, 3]
+    assert pick_batch([("a", 40)], 32) == [0]        # an oversized request still runs, alone
+    assert pick_batch([], 32) == []
+
+
+def test_plan_follows_moved_aliases_only():
+    routes = {("m", "champion"): "1", ("m", "challenger"): "2"}
+    resolved = {("m", "champion"): "2", ("m", "challenger"): None, ("n", "champion"): "5"}
+    assert plan_changes(routes, resolved, {}) == [Change("m", "champion", "1", "2"), Change("n", "champion", None, "5")]
+    assert plan_changes(routes, resolved, {("m", "champion"): "2"}) == [Change("n", "champion", None, "5")]
+
+
+def test_serving_settings_are_validated():
+    assert serving_settings(None) == ServingSettings()
+    with pytest.raises(SettingsError, match="serving.max_text"):
+        serving_settings({"max_text": 3})
+    with pytest.raises(SettingsError, match="poll_seconds must be positive"):
+        serving_settings({"poll_seconds": 0})
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert serving_settings(raw.get("serving")).host == "127.0.0.1"
+
+
+# ---- a real registry with tiny trained versions ------------------------------------
+def register_version(tmp: Path, base: BaseModel, model_name: str, strategy_name: str, seed: int,
+                     experiment: str, fingerprint: str | None = None) -> str:
+    """Build with the strategy, train two steps, save, log the pyfunc as `adaptflow run` does,
+    register with register_best. `fingerprint` overrides the recorded base (a mismatch)."""
+    strategy = registry.get(strategy_name)
+    params = strategy.parse_params({})
+    seed_everything(seed)
+    model = strategy.build(base.path, LABELS, params)
+    tokenizer = load_tokenizer(base.path)
+    data = encode(tokenizer, TRAIN[0], np.array(TRAIN[1]), 32)
+    train(model, data, data.subset(4, seed), LoopConfig(learning_rate=params.learning_rate, epochs=1, batch_size=8,
+                                                        eval_every=100, patience=1, seed=seed), tokenizer.pad_token_id)
+    folder = tmp / f"{model_name}-{strategy_name}-{seed}"
+    folder.mkdir()
+    strategy.save(model, folder)
+    recorded = BaseModel(base.name, base.path, fingerprint or base.fingerprint)
+    Manifest(strategy=strategy_name, params=params_dict(params), labels=LABELS, max_length=32,
+             base_name=base.name, base_fingerprint=recorded.fingerprint, saves=strategy.saves).write(folder)
+    with mlflow.start_run(experiment_id=experiment) as run:
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_ENTRY),
+                                       artifacts={"strategy": str(folder)}, signature=signature(),
+                                       pip_requirements=["adaptflow"])
+    result = StrategyResult(strategy=strategy_name, run_id=run.info.run_id, model_uri=info.model_uri,
+                            saves=strategy.saves, metrics={"test_macro_f1": 0.5 + seed / 100, "test_examples": 2.0},
+                            base=recorded, params=params_dict(params))
+    return model_registry.register_best(model_name, "test_macro_f1", 0.0, {}, [result], {}, TEST).version
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, tiny_bert):
+    """v1, v2: LoRA (different seeds); v3: LoRA recorded on another base fingerprint; v4: LoRA
+    holding no alias. FULL_MODEL v1: a full fine-tune. @champion = v1 of each."""
+    saved_uri = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    root = tmp_path_factory.mktemp("serving")
+    uri = use_store(root)
+    experiment = mlflow.create_experiment("serving", artifact_location=(root / "artifacts").as_uri())
+    base = load_base(str(tiny_bert))
+    versions = {f"v{i}": register_version(root, base, ADAPTER_MODEL, "lora", seed, experiment, fp)
+                for i, (seed, fp) in enumerate([(1, None), (2, None), (3, "f" * 64), (4, None)], start=1)}
+    register_version(root, base, FULL_MODEL, "full_finetune", 5, experiment)
+    client = MlflowClient()
+    promote(client, uri, ADAPTER_MODEL, "ana", "first release", version="1")
+    promote(client, uri, FULL_MODEL, "ana", "first release", version="1")
+    client.set_registered_model_alias(ADAPTER_MODEL, "challenger", "2")
+    yield root, uri, client, versions
+    if saved_uri is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = saved_uri
+
+
+@pytest.fixture(scope="module")
+def server(store):
+    running = start_in_thread(Service([ADAPTER_MODEL, FULL_MODEL], SETTINGS).start())
+    yield running
+    running.stop()
+
+
+def predict(url: str, texts=("good",), **extra) -> requests.Response:
+    return requests.post(f"{url}/predict", json={"model": ADAPTER_MODEL, "texts": list(texts), **extra}, timeout=30)
+
+
+def wait_for_version(url: str, version: str, timeout: float) -> float:
+    """Seconds until /predict answers from `version` (polling every 20 ms)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predict(url).json()["version"] == version:
+            return time.monotonic() - start
+        time.sleep(0.02)
+    raise AssertionError(f"still not serving v{version} after {timeout} s")
+
+
+def test_predict_answers_from_champion_like_the_registered_pyfunc(server):
+    r = predict(server.url, ["a great film", "a dull film"])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["version"], body["alias"], body["strategy"]) == ("1", "champion", "lora")
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{ADAPTER_MODEL}/1").predict(
+        pd.DataFrame({"text": ["a great film", "a dull film"]}))
+    for got, (_, want) in zip(body["predictions"], pyfunc.iterrows()):
+        assert got["label"] == want["label"] and got["probability"] == pytest.approx(want["probability"], abs=1e-5)
+        assert sum(got["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert predict(server.url, alias="challenger").json()["version"] == "2"
+    full = requests.post(f"{server.url}/predict", json={"model": FULL_MODEL, "texts": ["ok"]}, timeout=30).json()
+    assert (full["version"], full["strategy"]) == ("1", "full_finetune")
+
+
+def test_bad_requests_get_4xx_and_the_service_keeps_serving(server):
+    for body, status in [({"model": "nope", "texts": ["a"]}, 404), ({"model": ADAPTER_MODEL, "texts": []}, 422),
+                         ({"model": ADAPTER_MODEL, "texts": [None]}, 422), ({"model": ADAPTER_MODEL, "texts": ["a"] * 9}, 413),
+                         ({"model": ADAPTER_MODEL, "texts": ["a" * 201]}, 413), ({"model": ADAPTER_MODEL, "texts": ["a"], "version": "99"}, 404)]:
+        r = requests.post(f"{server.url}/predict", json=body, timeout=30)
+        assert r.status_code == status and r.json()["error"], (body, r.text)
+    r = requests.post(f"{server.url}/predict", data=b"{not json", timeout=30)
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
+    assert predict(server.url).status_code == 200
+
+
+def test_models_health_and_metrics(server):
+    loaded = {(m["model"], m["version"]): m for m in requests.get(f"{server.url}/models", timeout=30).json()["loaded"]}
+    v1, v2 = loaded[(ADAPTER_MODEL, "1")], loaded[(ADAPTER_MODEL, "2")]
+    assert v1["aliases"] == ["champion"] and v2["aliases"] == ["challenger"]
+    assert v1["mode"] == "shared_peft" and v1["shared_base"] == v2["shared_base"]   # one base, two adapters
+    assert loaded[(FULL_MODEL, "1")]["mode"] == "own" and loaded[(FULL_MODEL, "1")]["strategy"] == "full_finetune"
+    health = requests.get(f"{server.url}/health", timeout=30).json()
+    assert health["status"] == "ok" and health["models"][ADAPTER_MODEL]["serving"]["champion"] == "1"
+    text = requests.get(f"{server.url}/metrics", timeout=30).text
+    assert f'adaptflow_requests_total{{model="{ADAPTER_MODEL}",status="200"}}' in text
+    assert 'adaptflow_request_errors_total{model="(unknown)",status="404"}' in text
+    assert f'adaptflow_request_latency_seconds_bucket{{le="0.1",model="{ADAPTER_MODEL}"}}' in text
+
+
+def test_promote_and_rollback_switch_within_the_poll_interval(server, store):
+    _, uri, client, _ = store
+    promote(client, uri, ADAPTER_MODEL, "ben", "v2 is better", version="2")
+    to_loaded = wait_for_version(server.url, "2", timeout=10 * POLL)
+    rollback(client, uri, ADAPTER_MODEL, "ben", "v2 misbehaves")
+    back = wait_for_version(server.url, "1", timeout=10 * POLL)
+    promote(client, uri, ADAPTER_MODEL, "ben", "v4: not loaded before", version="4")
+    to_new = wait_for_version(server.url, "4", timeout=10 * POLL)
+    rollback(client, uri, ADAPTER_MODEL, "ben", "back to v1")
+    wait_for_version(server.url, "1", timeout=10 * POLL)
+    print(f"\nswitch after promote (v2 already loaded as @challenger): {to_loaded:.3f} s; after rollback "
+          f"(v1 kept loaded as previous): {back:.3f} s; after promote of an unloaded version (v4): {to_new:.3f} s; "
+          f"poll interval {POLL} s")
+    models = requests.get(f"{server.url}/models", timeout=30).json()["loaded"]
+    # v1 champion, v2 challenger, v4 kept as @champion's previous version; nothing else loaded.
+    assert {m["version"]: m["previous"] for m in models if m["model"] == ADAPTER_MODEL} == {
+        "1": False, "2": False, "4": True}
+
+
+def test_concurrent_requests_during_swaps_never_fail(server, store):
+    _, uri, client, _ = store
+    stop, answers, failures = threading.Event(), [], []
+
+    def client_loop():
+        session = requests.Session()
+        for _ in range(200):   # bounded: at most 200 requests per client
+            if stop.is_set():
+                return
+            r = session.post(f"{server.url}/predict", json={"model": ADAPTER_MODEL, "texts": ["fine", "bad"]}, timeout=30)
+            (answers if r.status_code == 200 else failures).append(r.json().get("version") or r.text)
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(client_loop) for _ in range(4)]
+        for action in ("promote", "rollback", "promote", "rollback"):
+            if action == "promote":
+                promote(client, uri, ADAPTER_MODEL, "ana", "swap under load", version="2")
+            else:
+                rollback(client, uri, ADAPTER_MODEL, "ana", "swap back under load")
+            time.sleep(3 * POLL)
+        stop.set()
+        for f in futures:
+            f.result()
+    print(f"\n{len(answers)} concurrent requests during 4 swaps: {len(failures)} failed; "
+          f"served by v1: {answers.count('1')}, v2: {answers.count('2')}")
+    assert not failures and {"1", "2"} <= set(answers)
+
+
+def test_mismatched_base_is_refused_and_the_previous_version_keeps_serving(server, store, caplog):
+    _, uri, client, _ = store
+    promote(client, uri, ADAPTER_MODEL, "ana", "v3 claims another base", version="3")
+    deadline = time.monotonic() + 10 * POLL
+    while time.monotonic() < deadline:
+        health = requests.get(f"{server.url}/health", timeout=30).json()
+        if health["models"][ADAPTER_MODEL]["refused"]:
+            break
+        time.sleep(0.05)
+    refused = health["models"][ADAPTER_MODEL]["refused"]
+    assert health["status"] == "degraded" and refused[0]["version"] == "3" and "fingerprint" in refused[0]["reason"]
+    assert any("REFUSED" in r.getMessage() and "fingerprint" in r.getMessage() for r in caplog.records)
+    time.sleep(2 * POLL)   # not retried every poll, and still serving v1
+    assert predict(server.url).json()["version"] == "1"
+    assert len([r for r in caplog.records if "REFUSED" in r.getMessage()]) == 1
+    r = predict(server.url, version="3")
+    assert r.status_code == 409 and "fingerprint" in r.json()["error"]
+    rollback(client, uri, ADAPTER_MODEL, "ana", "v3 is not for this base")
+    time.sleep(2 * POLL)
+    assert requests.get(f"{server.url}/health", timeout=30).json()["status"] == "ok"
+
+
+def test_a_version_by_number_is_loaded_on_demand(server):
+    r = predict(server.url, version="4")
+    assert r.status_code == 200 and r.json()["version"] == "4" and r.json()["alias"] is None
+    pinned = [m for m in requests.get(f"{server.url}/models", timeout=30).json()["loaded"] if m["version"] == "4"]
+    assert pinned and pinned[0]["pinned"] and pinned[0]["mode"] == "shared_peft"
+
+
+def test_serve_command(store):
+    """The real command serves on the given port and stops cleanly on SIGTERM."""
+    root, uri, _, _ = store
+    adaptflow = str(Path(sys.executable).parent / "adaptflow")
+    params = str(ROOT / "params.yaml")
+    env = env_for_subprocess(MLFLOW_TRACKING_URI=uri)
+    with pytest.raises(ServingError, match="no registered model 'nope'"):   # the CLI prints it, exits 2
+        Service(["nope"], SETTINGS).start()
+    port = free_port()
+    proc = subprocess.Popen([adaptflow, "serve", "--models", ADAPTER_MODEL, "--port", str(port), "--params", params],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                assert proc.poll() is None, proc.stdout.read()
+                time.sleep(0.5)
+        assert predict(f"http://127.0.0.1:{port}").json()["version"] == "1"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert f"{ADAPTER_MODEL}@champion: (none) -> v1" in out

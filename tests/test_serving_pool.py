@@ -1,0 +1,98 @@
+"""Serving pool on a tiny random BERT: every adapter on a shared base answers exactly as the
+same version loaded alone (the project's own pyfunc loader), switching back and forth."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tasks.base_model import load_base
+from tasks.packaged_model import Manifest, load_predictor, params_dict, predict_texts
+from tasks.serving.pool import Pool, serving_mode
+from tasks.strategies import registry
+from tasks.training import seed_everything
+
+from conftest import LABELS
+
+TEXTS = ["a gripping, beautifully acted film", "dull and far too long", "fine", "I laughed, I cried"]
+
+
+def saved_version(tmp: Path, base, strategy_name: str, seed: int, fingerprint: str | None = None) -> Path:
+    """A saved strategy folder with random (seeded) trainable weights: enough to tell versions
+    apart; trained weights are not needed to check loading and switching."""
+    strategy = registry.get(strategy_name)
+    params = strategy.parse_params({})
+    seed_everything(seed)
+    model = strategy.build(base.path, LABELS, params)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.3 * torch.randn_like(p))
+    folder = tmp / f"{strategy_name}-{seed}"
+    folder.mkdir()
+    strategy.save(model, folder)
+    Manifest(strategy=strategy_name, params=params_dict(params), labels=LABELS, max_length=32,
+             base_name=str(base.path), base_fingerprint=fingerprint or base.fingerprint,
+             saves=strategy.saves).write(folder)
+    return folder
+
+
+def reference(folder: Path) -> np.ndarray:
+    model, tokenizer, manifest = load_predictor(folder)
+    out = predict_texts(model, tokenizer, manifest, TEXTS)
+    return out[[f"p_{label}" for label in LABELS]].to_numpy()
+
+
+def test_serving_mode_decides_from_what_was_saved():
+    assert serving_mode("lora", "adapter", "peft", False, "m", []) == ("shared_peft", "")
+    assert serving_mode("lora", "adapter", "peft", False, "m", ["m"]) == ("merged", "")
+    mode, note = serving_mode("prompt_tuning", "adapter", "peft", False, "m", ["m"])
+    assert mode == "shared_peft" and "cannot be merged" in note
+    assert serving_mode("bottleneck_adapter", "adapter", "adapters", True, "m", []) == ("shared_adapters", "")
+    assert serving_mode("full_finetune", "full_model", "transformers", False, "m", ["m"]) == ("own", "")
+    assert serving_mode("zero_shot", "config_only", "none", False, "m", []) == ("own", "")
+
+
+# PEFT cannot mix adapter types on one model: LoRA versions share one base, IA3 gets another;
+# `adapters`-library types mix on one base; full fine-tunes and prompting load on their own.
+@pytest.mark.parametrize("strategies, shared_bases", [
+    (("lora", "lora", "ia3"), 2), (("prompt_tuning", "prompt_tuning"), 1),
+    (("bottleneck_adapter", "unipelt", "lora_prompt"), 1), (("full_finetune", "zero_shot"), 0)])
+def test_shared_base_answers_like_a_version_loaded_alone(tmp_path, tiny_bert, strategies, shared_bases):
+    base = load_base(str(tiny_bert))
+    folders = [saved_version(tmp_path, base, name, seed) for seed, name in enumerate(strategies)]
+    pool = Pool(merged=[], on_inference_thread=lambda fn: fn())
+    loaded = [pool.load("m", str(i + 1), f) for i, f in enumerate(folders)]
+    expected = [reference(f) for f in folders]
+    for _ in range(2):   # switch back and forth: each adapter keeps its own weights and head
+        for got, want in zip(loaded, expected):
+            np.testing.assert_allclose(pool.predict(got, TEXTS, 32), want, atol=1e-5)
+    assert not np.allclose(expected[0], expected[1], atol=1e-3)   # the versions do differ
+    assert len(pool.groups()) == shared_bases
+    pool.unload(loaded[0])
+    np.testing.assert_allclose(pool.predict(loaded[1], TEXTS, 32), expected[1], atol=1e-5)
+
+
+def test_merged_lora_answers_like_the_adapter(tmp_path, tiny_bert):
+    base = load_base(str(tiny_bert))
+    folder = saved_version(tmp_path, base, "lora", 3)
+    pool = Pool(merged=["m"], on_inference_thread=lambda fn: fn())
+    loaded = pool.load("m", "1", folder)
+    assert loaded.mode == "merged" and loaded.group is None
+    np.testing.assert_allclose(pool.predict(loaded, TEXTS, 32), reference(folder), atol=1e-5)
+
+
+def test_mismatched_base_fingerprint_is_refused(tmp_path, tiny_bert):
+    from tasks.base_model import BaseModelError
+
+    base = load_base(str(tiny_bert))
+    good = saved_version(tmp_path, base, "lora", 0)
+    bad = saved_version(tmp_path, base, "lora", 1, fingerprint="0" * 64)
+    pool = Pool(merged=[], on_inference_thread=lambda fn: fn())
+    kept = pool.load("m", "1", good)
+    with pytest.raises(BaseModelError, match="fingerprint"):
+        pool.load("m", "2", bad)
+    assert pool.groups() == {kept.group_id: [kept.adapter]}
+    np.testing.assert_allclose(pool.predict(kept, TEXTS, 32), reference(good), atol=1e-5)

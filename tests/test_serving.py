@@ -280,6 +280,7 @@ def test_a_version_by_number_is_loaded_on_demand(server):
     assert pinned and pinned[0]["pinned"] and pinned[0]["mode"] == "shared_peft"
 
 
+@pytest.mark.e2e
 def test_serve_command(store):
     """The real command serves on the given port and stops cleanly on SIGTERM."""
     root, uri, _, _ = store

@@ -216,7 +216,8 @@ class Service:
             loaded = self._ensure_loaded(model, version)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            self._failed_versions[(model, version)] = reason
+            with self._lock:
+                self._failed_versions[(model, version)] = reason
             self.metrics.refusals.labels(model).inc()
             log.error("REFUSED %s v%s (asked for by number): %s", model, version, reason)
             raise RequestError(409, f"{model} v{version} cannot be served: {reason}") from exc
@@ -258,7 +259,7 @@ class Service:
             return [{**loaded.describe(), "aliases": sorted(aliases.get(key, [])),
                      "pinned": key[1] in self._pinned.get(key[0], {}), "previous": key in previous,
                      "in_flight": self._inflight[key]}
-                    for key, loaded in sorted(self._loaded.items())]
+                    for key, loaded in sorted(self._loaded.items(), key=lambda kv: (kv[0][0], int(kv[0][1])))]
 
     def health(self) -> dict[str, Any]:
         with self._lock:

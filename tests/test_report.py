@@ -28,7 +28,10 @@ def data():
                                     "best_step": 300}
     return ReportData("abc123", "specialize-0fdc6cdb", {"data.version": "0fdc", "git.commit": "e500"}, [
         StrategyRow("full_finetune", "r1", "FINISHED", m(0.818, 1.0, 90.9, 164), curve, curve),
-        StrategyRow("lora", "r2", "FINISHED", m(0.816, 0.0033, 0.31, 203), curve, curve),
+        StrategyRow("lora", "r2", "FINISHED", m(0.816, 0.0033, 0.31, 203) | {"forgetting_delta": 0.4},
+                    curve, curve, learning_curve=[(100, 0.62), (500, 0.74), (4000, 0.816)]),
+        StrategyRow("prompt_tuning", "r5", "FINISHED", m(0.691, 0.0002, 0.025, 215), curve, curve),
+        StrategyRow("lora_prompt", "r6", "FINISHED", m(0.798, 0.0035, 0.33, 230), curve, curve),
         StrategyRow("zero_shot", "r3", "FINISHED", m(0.659, 0.0, 0.001, 0.0) | {"prompt_variant_std": 0.02}),
         StrategyRow("ia3", "r4", "FAILED", {}),
     ], {"success": True, "evaluated_expectations": 24, "failures": []},
@@ -40,14 +43,17 @@ def test_report_is_self_contained_with_every_figure_and_table():
     inv = Inventory()
     inv.feed(page)
     assert not inv.external
-    assert len(inv.images) == 3 and all(i["src"].startswith("data:image/png;base64,") for i in inv.images)
-    assert {"comparison", "lineage"} <= set(inv.tables)
+    # two Pareto plots, losses, learning curves (reliability only when logged)
+    assert len(inv.images) == 4 and all(i["src"].startswith("data:image/png;base64,") for i in inv.images)
+    assert {"comparison", "lineage", "ablation"} <= set(inv.tables)
+    assert "lora_prompt loses 1.8 points against its best part alone (lora), with 1.06x" in page
+    assert "+0.4" in page   # forgetting_delta, signed
     assert re.search(r"<tr class=\"chosen\"><th>lora</th>", page)
     assert "FAILED" in page and "24 expectations, 0 failed" in page
 
 
 def test_recommendation_sentence_comes_from_the_numbers():
-    rec = recommendation(data().rows, 1.0, None, None)
+    rec = recommendation(data().rows, 1.0)
     assert rec.choice == "lora"
     assert rec.sentence.startswith("lora: within 0.2 points of full_finetune with 0.3 % of the trainable parameters")
 
@@ -63,3 +69,16 @@ def test_paired_tests_against_the_best():
     paired = with_paired_tests(rows)
     assert "mcnemar_p" not in paired[0].metrics            # the best is not tested against itself
     assert paired[1].metrics["mcnemar_p"] == __import__("pytest").approx(2 / 1024)
+
+
+def test_recommendation_applies_the_project_budgets():
+    rows = data().rows
+    assert recommendation(rows, 1.0, {"max_forgetting": 0.1}).choice == "full_finetune"
+    assert recommendation(rows, 1.0, {"max_artifact_bytes": 500, "max_forgetting": None}).choice == "none"
+
+
+def test_ablation_needs_the_hybrid():
+    from tasks.report import hybrid_ablation
+
+    rows = [r for r in data().rows if r.strategy != "lora_prompt"]
+    assert hybrid_ablation(rows)[1] == ""

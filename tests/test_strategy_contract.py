@@ -141,6 +141,9 @@ def test_strategy_contract(name: str, kind: str, request, tmp_path: Path, caplog
     model.eval()
     with torch.no_grad():
         before = model(**batch).logits
+        if strategy.merge is not None:   # the merged copy predicts the same, the original is untouched
+            torch.testing.assert_close(strategy.merge(model)(**batch).logits, before, rtol=0, atol=1e-5)
+            torch.testing.assert_close(model(**batch).logits, before, rtol=0, atol=0)
     out = tmp_path / name
     out.mkdir()
     strategy.save(model, out)

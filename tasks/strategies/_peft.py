@@ -19,3 +19,11 @@ def load_peft(base_dir: Path, saved_dir: Path, labels: list[str], params) -> nn.
 
     model = PeftModel.from_pretrained(load_classifier(base_dir, labels), saved_dir)
     return model.eval()
+
+
+def merge_peft(model: nn.Module) -> nn.Module:
+    """A copy with the adapter folded into the base weights (LoRA: W + BA * alpha/r; IA3: W
+    scaled), the trained head in place, and no PEFT wrapper left."""
+    import copy
+
+    return copy.deepcopy(model).merge_and_unload().eval()

@@ -7,7 +7,7 @@ from pathlib import Path
 from torch import nn
 
 from tasks.base_model import load_classifier
-from tasks.strategies._peft import load_peft, save_peft
+from tasks.strategies._peft import load_peft, merge_peft, save_peft
 from tasks.strategies.registry import Strategy, TrainableParams, register
 
 
@@ -42,5 +42,5 @@ register(Strategy(
     name="lora",
     summary="PEFT LoRA adapters + trained head; saves adapter only",
     params_cls=LoraParams, trains=True, saves="adapter",
-    build=build, save=save_peft, load=load_peft, library="peft",
+    build=build, save=save_peft, load=load_peft, library="peft", merge=merge_peft,
 ))

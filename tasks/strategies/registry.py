@@ -62,6 +62,9 @@ class Strategy:
     base_kind: BaseKind = "any"
     # Which library implements it, recorded on registered versions ("none": plain prompting).
     library: Library = "transformers"
+    # Adapters that fold into the base weights (LoRA, IA3): merge(trained) -> a plain model with
+    # the same logits and no adapter overhead at inference; the trained model is left as it was.
+    merge: Callable[[nn.Module], nn.Module] | None = None
 
     def parse_params(self, raw: dict[str, Any]):
         known = {f.name for f in fields(self.params_cls)}

@@ -1,0 +1,66 @@
+"""Forgetting on a second task (BBC News topics through a linear probe) on a tiny random BERT,
+and the probe itself on data with known answers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.base_model import load_tokenizer
+from tasks.forgetting import bbc_news, measure_forgetting, probe_accuracy
+from tasks.strategies import registry
+from tasks.training import seed_everything
+
+from conftest import LABELS
+
+PROBE = dict(n_train=100, n_test=50, max_length=32, seed=13)
+
+
+def test_probe_separates_separable_data_and_is_at_chance_on_noise():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 600)
+    centers = np.eye(3, 8) * 6
+    x = centers[y] + rng.normal(size=(600, 8))
+    assert probe_accuracy(x[:400], y[:400], x[400:], y[400:]) > 0.98
+    noise = rng.normal(size=(600, 8))
+    assert probe_accuracy(noise[:400], y[:400], noise[400:], y[400:]) < 0.5   # chance is 1/3
+
+
+def test_bbc_news_draw_is_reproducible_and_covers_every_topic():
+    texts, ids, topics = bbc_news(100, 50, 13)
+    assert topics == ("business", "entertainment", "politics", "sports", "tech")
+    assert len(texts) == 150 and set(ids) == set(range(5))
+    assert bbc_news(100, 50, 13) == (texts, ids, topics)
+    with pytest.raises(ValueError, match="exceeds the 2225 BBC News articles"):
+        bbc_news(2000, 500, 13)
+
+
+def _forgetting(tiny_bert: Path, name: str, overrides: dict | None = None):
+    strategy = registry.get(name)
+    seed_everything(0)
+    model = strategy.build(tiny_bert, LABELS, strategy.parse_params(overrides or {}))
+    return model, measure_forgetting(model, tiny_bert, "tiny", LABELS, load_tokenizer(tiny_bert), **PROBE)
+
+
+def test_an_adapter_that_changes_nothing_forgets_nothing(tiny_bert: Path):
+    """LoRA starts with B = 0, so its features are the base's: the delta is exactly 0."""
+    _, result = _forgetting(tiny_bert, "lora")
+    assert result.delta_points == 0.0
+    assert 0.0 <= result.base_probe_accuracy <= 1.0
+
+
+@pytest.mark.parametrize("name", ["prompt_tuning", "prefix_tuning", "lora_prompt", "full_finetune"])
+def test_every_kind_of_adapter_gives_features(tiny_bert: Path, name: str):
+    """Prompt tuning adds positions in front of the text; they are left out of the features."""
+    import torch
+
+    model, result = _forgetting(tiny_bert, name)
+    if name == "full_finetune":   # scramble the weights: the features, and the probe, move
+        with torch.no_grad():
+            for p in model.bert.encoder.parameters():
+                p.add_(torch.randn_like(p) * 0.5)
+        result = measure_forgetting(model, tiny_bert, "tiny", LABELS, load_tokenizer(tiny_bert), **PROBE)
+        assert result.probe_accuracy != result.base_probe_accuracy
+    assert 0.0 <= result.probe_accuracy <= 1.0
+    assert -100 <= result.delta_points <= 100

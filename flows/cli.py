@@ -1,6 +1,7 @@
 """adaptflow: run every way to specialize a transformer side by side, and register the best.
 
   adaptflow run [--params FILE] [--profile NAME] [--strategies a,b|all]
+                [--data FILE [--text-col C] [--label-col L] [--split-col S] [--group-col G] [--labels a,b]]
   adaptflow strategies
   adaptflow promote MODEL (--version N | --from challenger) --reviewer NAME --reason TEXT
   adaptflow rollback MODEL --reviewer NAME --reason TEXT
@@ -17,7 +18,7 @@ from dataclasses import MISSING, fields
 
 # Errors a user can fix: shown as their message, without a traceback.
 _USER_ERRORS = ("SettingsError", "DataValidationError", "DataPipelineError", "BaseModelError",
-                "GovernanceError")
+                "GovernanceError", "DataSourceError", "PrepareError")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +36,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", help="profile from the params file's `profiles:`, e.g. smoke")
     run.add_argument("--strategies", help="comma-separated strategy names, or `all` "
                                           "(default: strategies.run in params)")
+    own = run.add_argument_group(
+        "your own data", "A CSV, TSV, JSONL or Parquet file instead of data.source in params; the dataset "
+                         "keys under data: then start from their defaults (README, \"Your own data\").")
+    own.add_argument("--data", metavar="FILE", help="the data file (relative to the current folder)")
+    own.add_argument("--text-col", help="the text column (default: text)")
+    own.add_argument("--label-col", help="the label column (default: label)")
+    own.add_argument("--split-col", help="the file's own split column, values train/validation/test")
+    own.add_argument("--group-col", help="split grouped by this column: no group in two splits")
+    own.add_argument("--labels", help="comma-separated declared label set (default: inferred and logged)")
     run.add_argument("--await-approval", action="store_true",
                      help="after proposing a challenger, pause until a reviewer approves or rejects it in "
                           "the Prefect UI (needs PREFECT_API_URL: a server the reviewer can reach)")
@@ -166,12 +176,29 @@ def list_strategies() -> str:
     return "\n".join(lines)
 
 
+def data_input(args) -> dict | None:
+    """The --data options as the flow's `data` form (None without --data)."""
+    from pathlib import Path
+
+    columns = {"text_col": args.text_col, "label_col": args.label_col, "split_col": args.split_col,
+               "group_col": args.group_col}
+    if not args.data:
+        given = [f"--{k.replace('_', '-')}" for k, v in columns.items() if v] + (["--labels"] if args.labels else [])
+        if given:
+            raise ValueError(f"{', '.join(given)} describe(s) a file given with --data FILE; for the file in "
+                             f"params, set the same keys under data: (text_col, label_col, ...)")
+        return None
+    labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
+    return {"path": str(Path(args.data).expanduser().resolve()), **columns, "labels": labels}
+
+
 def _run(args) -> int:
-    from tasks.config import load_settings
+    from tasks.config import load_settings, user_data_override
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies else None
     try:  # fail in a second, before Prefect starts, when a setting is wrong
-        load_settings(args.params, args.profile, strategies)
+        data = data_input(args)
+        load_settings(args.params, args.profile, strategies, user_data_override(**data) if data else None)
     except ValueError as exc:
         print(f"adaptflow run: {exc}", file=sys.stderr)
         return 2
@@ -184,7 +211,7 @@ def _run(args) -> int:
     from flows.specialize import SpecializeInput, specialize
 
     state = specialize(SpecializeInput(params_file=args.params, profile=args.profile, strategies=strategies,
-                                       await_approval=args.await_approval), return_state=True)
+                                       data=data, await_approval=args.await_approval), return_state=True)
     if state.is_completed():
         out = state.result()
         print(f"\n{out.table}\n\nMLflow parent run {out.parent_run_id}; data version {out.data_version}"

@@ -1,4 +1,5 @@
-"""The `specialize` flow: data -> validate -> train each strategy -> register -> publish."""
+"""The `specialize` flow: ingest -> validate raw -> split -> validate splits -> push -> train each
+strategy -> register -> publish."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,10 +8,22 @@ from prefect import flow
 from pydantic import BaseModel, Field
 
 from tasks.approval import await_review
-from tasks.config import load_settings
-from tasks.steps import (RunContext, lineage_tags, publish_comparison, publish_report, register_candidate,
-                         resolve_base, train_and_evaluate, validate_data, version_data)
+from tasks.config import load_settings, user_data_override
+from tasks.steps import (RunContext, ingest_data, lineage_tags, publish_comparison, publish_report, push_data,
+                         register_candidate, resolve_base, run_tags, split_data, tag_run, train_and_evaluate,
+                         validate_data, validate_raw_data)
 from tasks.tracking import configure, parent_run
+
+
+class DataInput(BaseModel):
+    """The user's own data file (replaces the dataset described under `data:` in params)."""
+
+    path: str = Field(description="CSV, TSV, JSONL or Parquet file (optionally .gz/.bz2/.xz/.zip)")
+    text_col: str | None = Field(None, description="the text column (default: text)")
+    label_col: str | None = Field(None, description="the label column (default: label)")
+    split_col: str | None = Field(None, description="the file's own split column: train/validation/test")
+    group_col: str | None = Field(None, description="split grouped by this column (no group in two splits)")
+    labels: list[str] | None = Field(None, description="the declared label set; default: inferred and logged")
 
 
 class SpecializeInput(BaseModel):
@@ -19,6 +32,7 @@ class SpecializeInput(BaseModel):
     params_file: str = Field("params.yaml", description="params file; its folder is the project root")
     profile: str | None = Field(None, description="a profile under `profiles:` in the params file, e.g. smoke")
     strategies: list[str] | None = Field(None, description="strategies to run; default: strategies.run; ['all'] for every one")
+    data: DataInput | None = Field(None, description="your own data file; default: data.source in params")
     await_approval: bool = Field(False, description="after proposing a challenger, pause for a reviewer's "
                                                     "approve/reject in the Prefect UI")
 
@@ -38,13 +52,18 @@ class SpecializeOutput:
 
 @flow(name="specialize", log_prints=True)
 def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
-    settings = load_settings(run.params_file, run.profile, run.strategies)
-    data = version_data(settings)
+    overrides = user_data_override(**run.data.model_dump()) if run.data else None
+    settings = load_settings(run.params_file, run.profile, run.strategies, overrides)
     base = resolve_base(settings)
     experiment_id = configure(settings.root, settings.project.experiment)
-    tags = lineage_tags(settings, data, base)
-    with parent_run(experiment_id, f"specialize-{data.version[:8]}", tags) as parent_id:
-        frames = validate_data(settings, data, parent_id)
+    with parent_run(experiment_id, "specialize", run_tags(settings, base)) as parent_id:
+        raw = ingest_data(settings)
+        settings = validate_raw_data(settings, raw, parent_id)   # gate 1; the label set in force
+        data = split_data(settings, raw)
+        frames = validate_data(settings, data, base, parent_id)   # gate 2: nothing trains past a failure
+        push_data(settings, data)
+        tags = lineage_tags(settings, data, base)
+        tag_run(parent_id, {**tags, "mlflow.runName": f"specialize-{data.version[:8]}"})
         ctx = RunContext(settings, base, data, frames, experiment_id, parent_id, tags)
         results = [train_and_evaluate(name, ctx) for name in settings.strategies]
         registration = register_candidate(ctx, results)

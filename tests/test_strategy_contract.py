@@ -195,6 +195,18 @@ def test_few_shot_cached_scores_equal_uncached(tiny_llama: Path):
     torch.testing.assert_close(model.score(rows), model.score_uncached(rows), rtol=0, atol=1e-4)
 
 
+def test_few_shot_calibration_removes_the_content_free_label_bias(tiny_llama: Path):
+    strategy = registry.get("few_shot")
+    params = _few_shot_demos(strategy.parse_params({}))
+    model = strategy.build(tiny_llama, LABELS, params)
+    batch = _batch(tiny_llama)
+    raw = model.score(model._own_tokens(batch["input_ids"], batch["attention_mask"]))
+    p_free = torch.softmax(model.score(model.content_free), -1).mean(0)
+    torch.testing.assert_close(model(**batch).logits, raw - torch.log(p_free), rtol=0, atol=1e-6)
+    plain = strategy.build(tiny_llama, LABELS, dataclasses.replace(params, calibrate=False))
+    torch.testing.assert_close(plain(**batch).logits, raw, rtol=0, atol=0)
+
+
 def test_demonstrations_are_balanced_and_reproducible():
     import pandas as pd
 

@@ -61,6 +61,12 @@ class FewShotParams:
     variants: list[dict] = field(default_factory=lambda: [{"demo_seed": 14}, {"demo_seed": 15},
                                                           {"template": "critic-verdict@v1"}])
     max_test_examples: int = 300      # a 135M LM on 2 cores scores about 10 examples/s
+    # Contextual calibration (Zhao et al., 2021): divide each label's probability by its mean
+    # probability after content-free inputs, which removes the prompt's bias towards one label
+    # (uncalibrated, 3 of the 4 default prompts predicted "positive" for most reviews: test
+    # accuracy 0.58-0.65 but macro-F1 0.37-0.64).
+    calibrate: bool = True
+    content_free: list[str] = field(default_factory=lambda: ["N/A", "", "[MASK]"])
 
     def __post_init__(self):
         for name, t in self.templates.items():
@@ -128,7 +134,8 @@ class FewShotClassifier(nn.Module):
         self.prefix = ids(t["instruction"] + demos + head)
         self.tail = ids(tail)
         self.answers = [ids(t["answer"].format(label=params.verbalizers[label])) for label in labels]
-        self._cache = None
+        self.content_free = [ids(text) for text in params.content_free]
+        self._cache, self._bias = None, None
 
     def _own_tokens(self, input_ids, attention_mask) -> list[list[int]]:
         rows = []
@@ -178,8 +185,18 @@ class FewShotClassifier(nn.Module):
                 out[i, j] = sum(logp[start + t - 1, tok] for t, tok in enumerate(answer))
         return out
 
+    def label_bias(self) -> torch.Tensor:
+        """log of each label's mean probability after the content-free inputs (0 if not calibrating)."""
+        if self._bias is None:
+            if self.params.calibrate and self.content_free:
+                self._bias = torch.log(torch.softmax(self.score(self.content_free), -1).mean(0))
+            else:
+                self._bias = torch.zeros(len(self.answers))
+        return self._bias
+
     def forward(self, input_ids, attention_mask, **_) -> SequenceClassifierOutput:
-        return SequenceClassifierOutput(logits=self.score(self._own_tokens(input_ids, attention_mask)))
+        scores = self.score(self._own_tokens(input_ids, attention_mask))
+        return SequenceClassifierOutput(logits=scores - self.label_bias())
 
 
 @functools.lru_cache(maxsize=1)
@@ -207,12 +224,14 @@ def save(model: nn.Module, out_dir: Path) -> None:
     p = model.params
     (out_dir / CONFIG_FILE).write_text(json.dumps(
         {"template": p.template, "templates": {p.template: p.templates[p.template]}, "k": p.k,
-         "demo_seed": p.demo_seed, "verbalizers": p.verbalizers, "demonstrations": p.demonstrations},
+         "demo_seed": p.demo_seed, "verbalizers": p.verbalizers, "demonstrations": p.demonstrations,
+         "calibrate": p.calibrate, "content_free": p.content_free},
         indent=2))
 
 
 def load(base_dir: Path, saved_dir: Path, labels: list[str], params: FewShotParams) -> nn.Module:
     saved = json.loads((saved_dir / CONFIG_FILE).read_text())
+    saved.setdefault("calibrate", False)   # prompts saved before calibration existed predicted without it
     return build(base_dir, labels, replace(params, **saved, variants=[]))
 
 

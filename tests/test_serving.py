@@ -74,6 +74,30 @@ def test_batches_group_one_adapter_in_arrival_order():
     assert pick_batch([], 32) == []
 
 
+def test_batcher_runs_one_key_per_batch_and_survives_a_failing_batch():
+    from tasks.serving.batching import Batcher
+
+    seen = []
+
+    def run(target, texts):
+        if target == "broken":
+            raise RuntimeError("model exploded")
+        seen.append((target, list(texts)))
+        return [f"{target}:{t}" for t in texts]
+
+    batcher = Batcher(run, wait_seconds=0.2, max_texts=4)
+    futures = [batcher.submit(k, k, t) for k, t in [("a", ["1"]), ("b", ["2"]), ("a", ["3", "4"]),
+                                                     ("broken", ["5"]), ("a", ["6", "7"])]]
+    batcher.start()
+    assert batcher.call(lambda: "control runs between batches") == "control runs between batches"
+    assert futures[0].result(5) == ["a:1"] and futures[2].result(5) == ["a:3", "a:4"]
+    with pytest.raises(RuntimeError, match="exploded"):
+        futures[3].result(5)
+    assert futures[4].result(5) == ["a:6", "a:7"] and futures[1].result(5) == ["b:2"]
+    assert seen[0] == ("a", ["1", "3", "4"])   # same key, within max_texts, in one batch
+    batcher.stop()
+
+
 def test_plan_follows_moved_aliases_only():
     routes = {("m", "champion"): "1", ("m", "challenger"): "2"}
     resolved = {("m", "champion"): "2", ("m", "challenger"): None, ("n", "champion"): "5"}

@@ -41,6 +41,9 @@ class Refusal:
     version: str
     reason: str
     at: str
+    # A wrong base or a broken artifact stays wrong: not retried until the alias moves. A
+    # registry or storage error (OSError, MlflowException) may pass: retried at the next poll.
+    retried: bool = False
 
 
 def _now() -> str:
@@ -97,7 +100,10 @@ class Service:
 
     def _follow(self) -> None:
         while not self._stop.wait(self.settings.poll_seconds):
-            self.sync_once()
+            try:
+                self.sync_once()
+            except Exception:   # never let the follower die: the next poll tries again
+                log.exception("following the registry failed")
 
     # ---- following the registry ----------------------------------------------------
     def sync_once(self) -> list[Change]:
@@ -110,11 +116,11 @@ class Service:
                 return []
             self.last_poll, self.poll_error = _now(), None
             with self._lock:
-                refused = {r: f.version for r, f in self._refused.items()}
+                refused = {r: f.version for r, f in self._refused.items() if not f.retried}
                 for route, version in resolved.items():   # the alias moved on from a refused version
                     if route in self._refused and self._refused[route].version != version:
                         del self._refused[route]
-                        refused.pop(route)
+                        refused.pop(route, None)
                 changes = plan_changes(dict(self._routes), resolved, refused)
             for change in changes:
                 self._apply(change)
@@ -127,12 +133,14 @@ class Service:
             loaded = self._ensure_loaded(change.model, change.new)
         except Exception as exc:
             log.debug("load failed", exc_info=True)
-            refusal = Refusal(change.alias, change.new, f"{type(exc).__name__}: {exc}", _now())
+            refusal = Refusal(change.alias, change.new, f"{type(exc).__name__}: {exc}", _now(),
+                              retried=isinstance(exc, (OSError, MlflowException)))
             with self._lock:
                 self._refused[route] = refusal
             self.metrics.refusals.labels(change.model).inc()
-            log.error("REFUSED %s@%s -> v%s; still serving %s: %s", change.model, change.alias, change.new,
-                      f"v{change.old}" if change.old else "nothing", refusal.reason)
+            log.error("REFUSED %s@%s -> v%s; still serving %s%s: %s", change.model, change.alias, change.new,
+                      f"v{change.old}" if change.old else "nothing",
+                      " (retried at the next poll)" if refusal.retried else "", refusal.reason)
             return
         with self._lock:
             self._routes[route] = change.new

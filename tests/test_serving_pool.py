@@ -46,13 +46,15 @@ def reference(folder: Path) -> np.ndarray:
 
 
 def test_serving_mode_decides_from_what_was_saved():
-    assert serving_mode("lora", "adapter", "peft", False, "m", []) == ("shared_peft", "")
-    assert serving_mode("lora", "adapter", "peft", False, "m", ["m"]) == ("merged", "")
-    mode, note = serving_mode("prompt_tuning", "adapter", "peft", False, "m", ["m"])
-    assert mode == "shared_peft" and "cannot be merged" in note
-    assert serving_mode("bottleneck_adapter", "adapter", "adapters", True, "m", []) == ("shared_adapters", "")
-    assert serving_mode("full_finetune", "full_model", "transformers", False, "m", ["m"]) == ("own", "")
-    assert serving_mode("zero_shot", "config_only", "none", False, "m", []) == ("own", "")
+    assert serving_mode("lora", "adapter", "peft", False, True, "m", []) == ("shared_peft", "")
+    assert serving_mode("lora", "adapter", "peft", False, True, "m", ["m"]) == ("merged", "")
+    mode, note = serving_mode("prompt_tuning", "adapter", "peft", False, False, "m", ["m"])
+    assert mode == "shared_peft" and "no merge" in note
+    assert serving_mode("bottleneck_adapter", "adapter", "adapters", True, False, "m", []) == ("shared_adapters", "")
+    assert serving_mode("full_finetune", "full_model", "transformers", False, False, "m", ["m"]) == ("own", "")
+    assert serving_mode("zero_shot", "config_only", "none", False, False, "m", []) == ("own", "")
+    # What each registered strategy declares decides it, not a list kept here.
+    assert {s.name for s in registry.all_strategies() if s.merge is not None} == {"lora", "ia3"}
 
 
 # PEFT cannot mix adapter types on one model: LoRA versions share one base, IA3 gets another;

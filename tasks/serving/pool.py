@@ -7,7 +7,8 @@ How a version is held depends on what its strategy saved (its Manifest):
 - `shared_adapters`: `adapters`-library adapters (bottleneck, LoRA+prompt, UniPELT; types may
   mix) on one model per base; `set_active_adapters` picks one and its head is copied in
   (2 x 384 weights on MiniLM), because these strategies train a plain HF head.
-- `merged`: a LoRA/IA3 version folded into its own copy of the base (params: serving.merged),
+- `merged`: a version whose strategy has a merge (LoRA, IA3) folded into its own copy of the
+  base (params: serving.merged),
   for the lowest latency at the cost of a base copy.
 - `own`: everything else (full and partial fine-tunes, prompting baselines) loads as a model
   of its own through its strategy's `load`.
@@ -29,18 +30,18 @@ import numpy as np
 from tasks.packaged_model import Manifest
 
 Mode = Literal["shared_peft", "shared_adapters", "merged", "own"]
-MERGEABLE = ("lora", "ia3")   # PEFT can fold these into the base weights; prompts cannot be
 
 
-def serving_mode(strategy_name: str, saves: str, library: str, has_adapter_config: bool,
+def serving_mode(strategy_name: str, saves: str, library: str, has_adapter_config: bool, mergeable: bool,
                  model: str, merged: list[str]) -> tuple[Mode, str]:
-    """How a version is held, and a note when params asked for something it cannot do."""
+    """How a version is held, and a note when params asked for something it cannot do.
+    `mergeable`: the strategy has a merge (LoRA, IA3); prompts cannot fold into weights."""
     if saves != "adapter":
         return "own", ""
     if model in merged:
-        if strategy_name in MERGEABLE:
+        if mergeable:
             return "merged", ""
-        note = f"serving.merged names {model}, but {strategy_name} cannot be merged (only {', '.join(MERGEABLE)})"
+        note = f"serving.merged names {model}, but {strategy_name} has no merge into the base; served unmerged"
     else:
         note = ""
     if library == "peft":
@@ -211,7 +212,8 @@ class Pool:
         params = strategy.parse_params(manifest.params)
         base_path = resolve_base_path(manifest.base_name)
         has_config = hasattr(importlib.import_module(strategy.build.__module__), "adapter_config")
-        mode, note = serving_mode(strategy.name, strategy.saves, strategy.library, has_config, model, self._merged)
+        mode, note = serving_mode(strategy.name, strategy.saves, strategy.library, has_config,
+                                  strategy.merge is not None, model, self._merged)
         what = f"{model} v{version} ({strategy.name})"
         with self._load_lock:
             if mode in ("shared_peft", "shared_adapters"):
@@ -237,8 +239,8 @@ class Pool:
                 fp = fingerprint(base_path)
                 check_fingerprint(manifest.base_fingerprint, BaseModel(manifest.base_name, base_path, fp), what)
                 module = strategy.load(base_path, folder, manifest.labels, params)
-                if mode == "merged":
-                    module = module.merge_and_unload()
+                if mode == "merged":   # a merged copy; the adapter model is dropped right after
+                    module = strategy.merge(module)
                 loaded = Loaded(model, version, manifest, mode, base_path, fp, self._tokenizer(base_path),
                                 module=module.eval())
         loaded.load_seconds, loaded.note = time.perf_counter() - start, note

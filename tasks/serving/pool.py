@@ -8,8 +8,7 @@ How a version is held depends on what its strategy saved (its Manifest):
   mix) on one model per base; `set_active_adapters` picks one and its head is copied in
   (2 x 384 weights on MiniLM), because these strategies train a plain HF head.
 - `merged`: a version whose strategy has a merge (LoRA, IA3) folded into its own copy of the
-  base (params: serving.merged),
-  for the lowest latency at the cost of a base copy.
+  base (params: serving.merged), for the lowest latency at the cost of a base copy.
 - `own`: everything else (full and partial fine-tunes, prompting baselines) loads as a model
   of its own through its strategy's `load`.
 The base fingerprint in the version's Manifest must equal the fingerprint of the base it is

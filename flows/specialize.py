@@ -1,8 +1,8 @@
-"""The `specialize` flow: ingest -> validate raw -> split -> validate splits -> push -> train each
-strategy -> register -> publish."""
+"""The `specialize` flow: check MLflow -> ingest -> validate raw -> split -> validate splits -> push ->
+train each strategy (apart: one failing does not stop the others) -> register -> publish."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prefect import flow
 from pydantic import BaseModel, Field
@@ -10,9 +10,13 @@ from pydantic import BaseModel, Field
 from tasks.approval import await_review
 from tasks.config import load_settings, user_data_override
 from tasks.steps import (RunContext, ingest_data, lineage_tags, publish_comparison, publish_report, push_data,
-                         register_candidate, resolve_base, run_tags, split_data, tag_run, train_and_evaluate,
-                         validate_data, validate_raw_data)
-from tasks.tracking import configure, parent_run
+                         register_candidate, resolve_base, run_tags, split_data, tag_run, validate_data,
+                         validate_raw_data)
+from tasks.ops.failures import registrable
+from tasks.ops.fanout import train_strategies
+from tasks.ops.settings import ops_settings
+from tasks.ops.tracking_check import check_tracking
+from tasks.tracking import configure, parent_run, tracking_uri
 
 
 class DataInput(BaseModel):
@@ -48,12 +52,15 @@ class SpecializeOutput:
     review: str          # approved | rejected | timed_out | not_asked
     report: str          # the HTML comparison report
     models: dict[str, str]   # strategy -> logged model URI (every strategy, registered or not)
+    failed: dict[str, str] = field(default_factory=dict)   # strategy -> error, for those that failed
 
 
 @flow(name="specialize", log_prints=True)
 def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
     overrides = user_data_override(**run.data.model_dump()) if run.data else None
     settings = load_settings(run.params_file, run.profile, run.strategies, overrides)
+    ops = ops_settings(settings.raw.get("ops"))
+    check_tracking(tracking_uri(settings.root), ops.tracking_check_seconds)   # seconds, not minutes of retries
     base = resolve_base(settings)
     experiment_id = configure(settings.root, settings.project.experiment)
     with parent_run(experiment_id, "specialize", run_tags(settings, base)) as parent_id:
@@ -65,7 +72,8 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
         tags = lineage_tags(settings, data, base)
         tag_run(parent_id, {**tags, "mlflow.runName": f"specialize-{data.version[:8]}"})
         ctx = RunContext(settings, base, data, frames, experiment_id, parent_id, tags)
-        results = [train_and_evaluate(name, ctx) for name in settings.strategies]
+        trained = train_strategies(ctx, ops)
+        results = registrable(trained.results)   # only runs whose artifacts are all in the store
         registration = register_candidate(ctx, results)
         table = publish_comparison(results, registration, parent_id)
         report = publish_report(settings, parent_id)
@@ -76,4 +84,4 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
                               settings.project.approval_poll_seconds).outcome
     return SpecializeOutput(parent_id, data.version, registration.version, registration.strategy,
                             registration.decision.set_challenger, table, review, str(report),
-                            {r.strategy: r.model_uri for r in results})
+                            {r.strategy: r.model_uri for r in trained.results}, trained.failures)

@@ -83,7 +83,8 @@ def _log_curves(result: TrainResult) -> None:
     for step, loss in result.val_loss:
         mlflow.log_metric("val_loss", loss, step=step)
     mlflow.log_metrics({"train_steps": result.steps, "best_step": result.best_step,
-                        "stopped_early": float(result.stopped_early)})
+                        "stopped_early": float(result.stopped_early),
+                        "resumed_from_step": result.resumed_from_step})   # > 0: went on from a checkpoint
 
 
 def run_strategy(name: str, settings: Settings, base: BaseModel, frames: dict[str, pd.DataFrame],

@@ -1,6 +1,7 @@
 """One training loop for every trainable strategy: dynamic padding, AdamW with linear warmup
 and decay, early stopping on validation loss (the best weights are restored), fixed seeds and
-a progress bar."""
+a progress bar. Inside `tasks.checkpoint.checkpointing(...)` it checkpoints every N steps and
+resumes from the last checkpoint it finds (a process killed mid-training goes on, not from 0)."""
 from __future__ import annotations
 
 import math
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from tasks import checkpoint
 from tasks.encoding import Encoded, batches
 
 
@@ -36,6 +38,7 @@ class TrainResult:
     examples_seen: int
     train_loss: list[tuple[int, float]] = field(default_factory=list)   # (step, mean since last check)
     val_loss: list[tuple[int, float]] = field(default_factory=list)     # (step, validation loss)
+    resumed_from_step: int = 0        # > 0: this run went on from a checkpoint taken at that step
 
 
 def seed_everything(seed: int) -> None:
@@ -86,6 +89,34 @@ def train(model: nn.Module, train_data: Encoded, val_data: Encoded, cfg: LoopCon
     running, running_n, step, seen, stopped = 0.0, 0, 0, 0, False
     start = time.perf_counter()
     bar = tqdm(total=total_steps, desc=desc, unit="step", dynamic_ncols=True, mininterval=1.0)
+    ckpt = checkpoint.active()
+    ckpt_dir = ckpt.for_run(desc) if ckpt else None
+    saved = checkpoint.load(ckpt_dir) if ckpt_dir else None
+    start_epoch, skip, resumed_from, earlier_seconds = 0, 0, 0, 0.0
+    if saved is not None:
+        named = dict(model.named_parameters())
+        with torch.no_grad():
+            for n, value in saved["trainable"].items():
+                named[n].copy_(value)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        (best_loss, best_step, best_state, bad_checks, train_curve, val_curve, running, running_n, step,
+         seen) = (saved[k] for k in ("best_loss", "best_step", "best_state", "bad_checks", "train_curve",
+                                     "val_curve", "running", "running_n", "step", "seen"))
+        start_epoch, skip, earlier_seconds = saved["epoch"], saved["batch_in_epoch"], saved["train_seconds"]
+        checkpoint.set_rng_state(saved["rng"])
+        resumed_from = step
+        bar.update(step)
+        bar.write(f"{desc}: resumed from the checkpoint at step {step} ({ckpt_dir})")
+
+    def save(epoch: int, batch_in_epoch: int) -> None:
+        checkpoint.save(ckpt_dir, {
+            "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "seen": seen,
+            "trainable": {n: p.detach() for n, p in model.named_parameters() if p.requires_grad},
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "best_loss": best_loss, "best_step": best_step, "best_state": best_state, "bad_checks": bad_checks,
+            "train_curve": train_curve, "val_curve": val_curve, "running": running, "running_n": running_n,
+            "rng": checkpoint.rng_state(), "train_seconds": earlier_seconds + time.perf_counter() - start})
 
     def check() -> bool:
         """Validation-loss check; returns True when patience is exhausted."""
@@ -105,8 +136,12 @@ def train(model: nn.Module, train_data: Encoded, val_data: Encoded, cfg: LoopCon
         return bad_checks >= cfg.patience
 
     model.train()
-    for epoch in range(cfg.epochs):
-        for _, inputs, labels in batches(train_data, cfg.batch_size, pad_id, shuffle_seed=cfg.seed + epoch):
+    for epoch in range(start_epoch, cfg.epochs):
+        # The same seeded order as the interrupted run; the batches it finished are skipped.
+        for i, (_, inputs, labels) in enumerate(batches(train_data, cfg.batch_size, pad_id,
+                                                        shuffle_seed=cfg.seed + epoch)):
+            if epoch == start_epoch and i < skip:
+                continue
             loss = nn.functional.cross_entropy(model(**inputs).logits, labels)
             loss.backward()
             optimizer.step()
@@ -120,6 +155,8 @@ def train(model: nn.Module, train_data: Encoded, val_data: Encoded, cfg: LoopCon
             if step % cfg.eval_every == 0 and check():
                 stopped = True
                 break
+            if ckpt_dir is not None and step % ckpt.every_steps == 0:
+                save(epoch, i + 1)
         if stopped:
             break
     if not val_curve or val_curve[-1][0] != step:
@@ -132,5 +169,5 @@ def train(model: nn.Module, train_data: Encoded, val_data: Encoded, cfg: LoopCon
                 named[n].copy_(value)
     model.eval()
     return TrainResult(steps=step, best_step=best_step, stopped_early=stopped,
-                       train_seconds=time.perf_counter() - start, examples_seen=seen,
-                       train_loss=train_curve, val_loss=val_curve)
+                       train_seconds=earlier_seconds + time.perf_counter() - start, examples_seen=seen,
+                       train_loss=train_curve, val_loss=val_curve, resumed_from_step=resumed_from)

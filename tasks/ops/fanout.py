@@ -1,0 +1,100 @@
+"""Train every strategy, each apart from the others: one failing (an exception, or its process
+killed) is retried by Prefect (ops.retries), then recorded as a FAILED child run with its
+error, and the rest go on. With ops.task_runner: dask the strategies run in parallel on a Dask
+cluster (a LocalCluster of ops.dask_workers processes, or the scheduler at ops.dask_address).
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
+
+from tasks.ops.settings import OpsSettings
+from tasks.run_strategy import StrategyResult
+
+
+@dataclass(frozen=True)
+class Trained:
+    results: list[StrategyResult]                          # the strategies that finished, in order
+    failures: dict[str, str] = field(default_factory=dict)  # strategy -> its error (after retries)
+
+
+class AllStrategiesFailed(RuntimeError):
+    """No strategy finished: nothing to register."""
+
+
+def checkpoint_folder(ctx, ops: OpsSettings, name: str) -> Path:
+    """Per flow run (its MLflow parent run) and strategy: a retry resumes, a new run starts afresh."""
+    return ctx.settings.path(ops.checkpoint_dir) / ctx.parent_run_id / name
+
+
+@task(name="train + evaluate", task_run_name="strategy: {name}", cache_policy=NO_CACHE)
+def train_strategy(name: str, ctx, ops: OpsSettings) -> StrategyResult:
+    from tasks.checkpoint import checkpointing
+    from tasks.ops.failures import record_failure
+    from tasks.ops.isolate import Job, run_in_process
+    from tasks.run_strategy import run_strategy
+    from tasks.tracking import use_store
+
+    uri = use_store(ctx.settings.root)    # a Dask worker is a fresh process
+    task_run = TaskRunContext.get().task_run
+    attempt = task_run.run_count
+    folder = checkpoint_folder(ctx, ops, name)
+    logger = get_run_logger()
+    try:
+        if ops.isolation == "process":
+            result = run_in_process(Job(name, ctx, str(folder), ops.checkpoint_every_steps, uri), ops.gpus)
+        else:
+            with checkpointing(folder, ops.checkpoint_every_steps):
+                result = run_strategy(name, ctx.settings, ctx.base, ctx.frames, ctx.data, ctx.experiment_id,
+                                      ctx.parent_run_id, ctx.tags)
+    except Exception as exc:
+        will_retry = attempt <= ops.retries
+        try:
+            record_failure(ctx.experiment_id, ctx.parent_run_id, name, exc, attempt, will_retry)
+        except Exception as record_exc:   # MLflow down too: the original error matters more
+            logger.warning("%s: could not record the failure in MLflow: %s", name, record_exc)
+        logger.error("%s failed (attempt %d%s): %s", name, attempt, ", will retry" if will_retry else "", exc)
+        raise
+    shutil.rmtree(folder, ignore_errors=True)   # a finished strategy needs no checkpoint (MiniLM full: ~270 MB)
+    logger.info("%s: test_accuracy=%.4f test_macro_f1=%.4f", name, result.metrics["test_accuracy"],
+                result.metrics["test_macro_f1"])
+    return result
+
+
+def task_runner(ops: OpsSettings):
+    from prefect_dask import DaskTaskRunner
+
+    if ops.dask_address:
+        return DaskTaskRunner(address=ops.dask_address)
+    # One thread per worker process: torch already uses train.threads inside each, and two
+    # workers on this 2-core machine means one strategy per core.
+    return DaskTaskRunner(cluster_kwargs={"n_workers": ops.dask_workers, "threads_per_worker": 1,
+                                          "processes": True, "dashboard_address": None})
+
+
+def train_strategies(ctx, ops: OpsSettings) -> Trained:
+    names = list(ctx.settings.strategies)
+    step = train_strategy.with_options(retries=ops.retries, retry_delay_seconds=ops.retry_delay_seconds)
+    if ops.task_runner == "dask":
+        with task_runner(ops) as runner:
+            futures = [runner.submit(step, {"name": n, "ctx": ctx, "ops": ops}) for n in names]
+            for f in futures:
+                f.wait()
+            states = [f.state for f in futures]
+    else:   # one after another, in the flow's own thread
+        states = [step(n, ctx, ops, return_state=True) for n in names]
+    results, failures = [], {}
+    for name, state in zip(names, states):
+        if state.is_completed():
+            results.append(state.result())
+        else:
+            exc = state.result(raise_on_failure=False)
+            failures[name] = f"{type(exc).__name__}: {exc}"[:2000]
+    if not results:
+        raise AllStrategiesFailed("every strategy failed: " + "; ".join(f"{k}: {v}" for k, v in failures.items()))
+    return Trained(results, failures)

@@ -1,0 +1,105 @@
+"""One strategy in a Python process of its own (ops.isolation: process).
+
+Why: a strategy that dies hard (SIGKILL, the kernel's OOM killer, a segfault in a native
+library) then takes down only its process; the task sees a clear error, Prefect retries it
+(ops.retries) and training resumes from its last checkpoint. Cost: the new process imports
+torch, transformers and MLflow again (a few seconds; more on a loaded machine).
+
+The job (strategy name, run context, checkpoint settings) goes to the process as a pickle;
+the result, or the exception, comes back the same way.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class StrategyProcessDied(RuntimeError):
+    """The strategy's process ended without a result (killed by a signal, or crashed)."""
+
+
+class StrategyFailed(RuntimeError):
+    """The strategy raised in its own process and the exception could not be sent back as is."""
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    ctx: object                    # tasks.steps.RunContext
+    checkpoint_dir: str
+    checkpoint_every_steps: int
+    tracking_uri: str
+
+
+def launch_command(gpus: int, job: Path, out: Path) -> list[str]:
+    """`python -m tasks.ops.strategy_process JOB OUT`; with 2+ GPUs, the same module under
+    `accelerate launch` with one process per GPU (see tasks/ops/accelerate_launch.py)."""
+    from tasks.ops.accelerate_launch import command
+
+    return command(gpus, "tasks.ops.strategy_process", [str(job), str(out)])
+
+
+def run_in_process(job: Job, gpus: int = 0) -> object:
+    """Run the job in a child process and return its StrategyResult (or raise its error)."""
+    with tempfile.TemporaryDirectory(prefix=f"adaptflow-{job.name}-") as tmp:
+        job_file, out_file = Path(tmp) / "job.pkl", Path(tmp) / "result.pkl"
+        job_file.write_bytes(pickle.dumps(job))
+        env = {**os.environ, "MLFLOW_TRACKING_URI": job.tracking_uri, "ADAPTFLOW_STRATEGY_PROCESS": job.name}
+        proc = subprocess.Popen(launch_command(gpus, job_file, out_file), env=env)
+        try:
+            code = proc.wait()
+        except BaseException:   # the flow is stopping (SIGTERM, Ctrl-C): take the child with it
+            proc.kill()
+            proc.wait()
+            raise
+        if code < 0:
+            raise StrategyProcessDied(f"{job.name}: the strategy's process (pid {proc.pid}) was killed by "
+                                      f"{signal.Signals(-code).name}")
+        if not out_file.is_file():
+            raise StrategyProcessDied(f"{job.name}: the strategy's process (pid {proc.pid}) exited with "
+                                      f"code {code} and no result")
+        ok, payload = pickle.loads(out_file.read_bytes())
+    if ok:
+        return payload
+    raise payload
+
+
+def main(job_file: str, out_file: str) -> int:
+    from tasks.checkpoint import checkpointing
+    from tasks.env import apply_offline_defaults
+
+    apply_offline_defaults()
+    job: Job = pickle.loads(Path(job_file).read_bytes())
+    import mlflow
+
+    from tasks.run_strategy import run_strategy
+
+    mlflow.set_tracking_uri(job.tracking_uri)
+    mlflow.set_registry_uri(job.tracking_uri)
+    c = job.ctx
+    try:
+        with checkpointing(Path(job.checkpoint_dir), job.checkpoint_every_steps):
+            result = run_strategy(job.name, c.settings, c.base, c.frames, c.data, c.experiment_id,
+                                  c.parent_run_id, c.tags)
+        outcome = (True, result)
+    except Exception as exc:   # sent back to the task, which records it and lets Prefect retry
+        import traceback
+
+        traceback.print_exc()
+        try:
+            pickle.loads(pickle.dumps(exc))
+            outcome = (False, exc)
+        except Exception:
+            outcome = (False, StrategyFailed(f"{type(exc).__name__}: {exc}"))
+    Path(out_file).write_bytes(pickle.dumps(outcome))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:3]))

@@ -283,6 +283,9 @@ def render(data: ReportData, tolerance_points: float = 1.0, budgets: dict[str, f
     v = data.validation
     validation = (f"{'passed' if v.get('success') else 'FAILED'}: {v.get('evaluated_expectations', '?')} "
                   f"expectations, {len(v.get('failures', []))} failed") if v else "not recorded"
+    compared = v.get("drift_compared_with")
+    drift = ("".join(f"<li>drift: {e(w.get('message', str(w)))}</li>" for w in v.get("drift_warnings", []))
+             or f"<li>no drift beyond the thresholds against data version {e(compared)}</li>") if compared else ""
     reasons = "".join(f"<li>{e(x)}</li>" for x in rec.reasons + data.decision.get("reasons", []))
     registered = (f"registered v{data.decision['version']} ({e(data.decision['strategy'])}); "
                   f"@challenger {'set' if data.decision.get('set_challenger') else 'unchanged'}"
@@ -306,6 +309,6 @@ on the adapted model's (positive: general features were lost). "merged": LoRA/IA
 {_table(data.rows, COLUMNS, rec.choice, "comparison")}
 {ablation}
 <h2>Trade-offs</h2>{figs}
-<h2>Data and validation</h2><p id="validation">Great Expectations: {e(validation)}</p>
+<h2>Data and validation</h2><p id="validation">Great Expectations: {e(validation)}</p><ul>{drift}</ul>
 <table id="lineage">{lineage}</table>
 </body></html>"""

@@ -34,7 +34,8 @@ def data():
         StrategyRow("lora_prompt", "r6", "FINISHED", m(0.798, 0.0035, 0.33, 230), curve, curve),
         StrategyRow("zero_shot", "r3", "FINISHED", m(0.659, 0.0, 0.001, 0.0) | {"prompt_variant_std": 0.02}),
         StrategyRow("ia3", "r4", "FAILED", {}),
-    ], {"success": True, "evaluated_expectations": 24, "failures": []},
+    ], {"success": True, "evaluated_expectations": 24, "failures": [], "drift_compared_with": "9f00",
+        "drift_warnings": [{"message": "label distribution moved: TVD 0.125 > 0.1"}]},
         {"version": "1", "strategy": "full_finetune", "set_challenger": True, "reasons": ["no comparable ..."]})
 
 
@@ -50,6 +51,7 @@ def test_report_is_self_contained_with_every_figure_and_table():
     assert "+0.4" in page   # forgetting_delta, signed
     assert re.search(r"<tr class=\"chosen\"><th>lora</th>", page)
     assert "FAILED" in page and "24 expectations, 0 failed" in page
+    assert "drift: label distribution moved: TVD 0.125" in page
 
 
 def test_recommendation_sentence_comes_from_the_numbers():

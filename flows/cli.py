@@ -9,6 +9,8 @@
   adaptflow lineage MODEL@ALIAS
   adaptflow report RUN_ID --out FILE.html
   adaptflow serve --models MODEL_A,MODEL_B [--port P]
+  adaptflow deploy [--params FILE] [--profile NAME] [--only specialize,retrain,promote,rollback]
+  adaptflow ui [--prefect-port P] [--mlflow-port Q]
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from dataclasses import MISSING, fields
 
 # Errors a user can fix: shown as their message, without a traceback.
 _USER_ERRORS = ("SettingsError", "DataValidationError", "DataPipelineError", "BaseModelError",
-                "GovernanceError", "DataSourceError", "PrepareError")
+                "GovernanceError", "DataSourceError", "PrepareError", "TrackingUnavailable",
+                "AllStrategiesFailed")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,7 +88,52 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default: serving.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: serving.port)")
     serve.add_argument("--params", default="params.yaml", help="params file; its folder holds the local MLflow store")
+    _ops_commands(sub)
     return parser
+
+
+def _ops_commands(sub) -> None:
+    deploy = sub.add_parser("deploy", help="register the Prefect deployments and serve them (PREFECT_API_URL)",
+                            description="Register the deployments specialize, retrain (cron: ops.retrain_cron), "
+                                        "promote and rollback with the Prefect server in PREFECT_API_URL, then "
+                                        "execute their runs in this process until Ctrl-C.")
+    deploy.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    deploy.add_argument("--profile", help="profile the deployed runs use by default, e.g. smoke")
+    deploy.add_argument("--only", help="comma-separated subset of specialize,retrain,promote,rollback")
+    deploy.add_argument("--limit", type=int, help="most flow runs at once (default: no limit)")
+    ui = sub.add_parser("ui", help="start a Prefect server and an MLflow server on 127.0.0.1",
+                        description="Start the Prefect server (state in $PREFECT_HOME, default .prefect/) and an "
+                                    "MLflow server over the project's store (mlflow/), wait for both health "
+                                    "checks, print their URLs; Ctrl-C stops both.")
+    ui.add_argument("--prefect-port", type=int, default=4200, help="Prefect port (default: 4200)")
+    ui.add_argument("--mlflow-port", type=int, default=5000, help="MLflow port (default: 5000)")
+    ui.add_argument("--params", default="params.yaml", help="params file; its folder holds .prefect/ and mlflow/")
+
+
+def _deploy(args) -> int:
+    import os
+
+    from flows.deployments import NAMES, serve_deployments
+
+    only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
+    unknown = sorted(set(only or []) - set(NAMES))
+    if unknown or not os.environ.get("PREFECT_API_URL"):
+        problem = (f"unknown deployment(s) {', '.join(unknown)}; known: {', '.join(NAMES)}" if unknown else
+                   "set PREFECT_API_URL to the Prefect server to register with (e.g. `adaptflow ui` prints it)")
+        print(f"adaptflow deploy: {problem}", file=sys.stderr)
+        return 2
+    try:
+        serve_deployments(args.params, args.profile, only, args.limit)
+    except ValueError as exc:   # SettingsError: a wrong params file or profile
+        print(f"adaptflow deploy: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _ui(args) -> int:
+    from flows.ui import run_ui
+
+    return run_ui(args.params, args.prefect_port, args.mlflow_port)
 
 
 def _registry(params: str):
@@ -250,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
         return _govern(args)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "deploy":
+        return _deploy(args)
+    if args.command == "ui":
+        return _ui(args)
     if args.command == "report":
         from pathlib import Path
 

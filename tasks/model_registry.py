@@ -100,7 +100,12 @@ def ensure_base_registered(client: MlflowClient, base: BaseModel) -> str:
     for mv in client.search_model_versions(f"name='{name}'"):
         if mv.tags.get("fingerprint") == base.fingerprint:
             return f"{name}/{mv.version}"
-    mv = client.create_model_version(name, source=base.path.resolve().as_uri(),
+    # A tracking server refuses a local path as a version source (MLflow 3 checks sources), and a
+    # path on the training machine means nothing to its other clients: there the source names the
+    # base and its fingerprint; the fingerprint tag is what adapters are checked against anyway.
+    local = mlflow.get_registry_uri().startswith(("sqlite:", "file:", "/"))
+    source = base.path.resolve().as_uri() if local else f"adaptflow-base:{base.name}@{base.fingerprint[:16]}"
+    mv = client.create_model_version(name, source=source,
                                      tags={"fingerprint": base.fingerprint, "base.name": base.name},
                                      description=f"{base.name} at {base.path}")
     return f"{name}/{mv.version}"

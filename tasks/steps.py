@@ -38,9 +38,11 @@ class RunContext:
 
 def run_tags(settings: Settings, base: BaseModel) -> dict[str, str]:
     """What is known before the data is read: code, params, base, and which dataset."""
+    from tasks.ops.retrain import code_version
+
     commit, dirty = git_state(settings.root)
     return {"data.source": settings.data.source, "data.raw_path": settings.data.raw_path,
-            "git.commit": commit, "git.dirty": str(dirty).lower(),
+            "git.commit": commit, "git.dirty": str(dirty).lower(), "code.version": code_version(settings.root),
             "params.hash": settings.params_hash(), "profile": settings.profile or "default",
             "base.name": base.name, "base.fingerprint": base.fingerprint}
 

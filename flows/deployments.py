@@ -1,0 +1,63 @@
+"""The Prefect deployments, declared once, and `adaptflow deploy`, which registers them with the
+server in PREFECT_API_URL and serves them from this process (a process worker of its own:
+flow runs execute in child processes of it).
+
+  specialize  on demand; the UI's form is the flow's typed input (SpecializeInput)
+  retrain     ops.retrain_cron (weekly by default); skips when nothing changed; never promotes
+  promote     on demand, reviewers; concurrency 1 (no cross-process lock on a tracking server)
+  rollback    on demand, reviewers; concurrency 1
+
+Reviewer deployments refuse to run under the pipeline's MLflow account (project.pipeline_account),
+so serve them from a process holding a reviewer service account (`--only promote,rollback`) and
+the pipeline's from another (`--only specialize,retrain`); see infra/README.md.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+NAMES = ("specialize", "retrain", "promote", "rollback")
+
+
+def deployments(params_file: str, profile: str | None = None, only: list[str] | None = None) -> list:
+    from prefect.schedules import Cron
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows import review
+    from flows.retrain import retrain
+    from flows.specialize import specialize
+    from tasks.config import load_settings
+    from tasks.ops.settings import ops_settings
+
+    params = str(Path(params_file).resolve())   # runs execute in other processes: no relative paths
+    settings = load_settings(params, profile)
+    ops = ops_settings(settings.raw.get("ops"))
+    form = {"params_file": params, "profile": profile}
+    module = EntrypointType.MODULE_PATH         # flows.specialize.specialize: importable wherever installed
+    built = {
+        "specialize": lambda: specialize.to_deployment(
+            "specialize", parameters={"run": form}, entrypoint_type=module, tags=["adaptflow"],
+            description="Validate the data, train and compare the strategies, register the best (proposes "
+                        "@challenger; never promotes)."),
+        "retrain": lambda: retrain.to_deployment(
+            "retrain", parameters={"run": form}, entrypoint_type=module, tags=["adaptflow", "scheduled"],
+            schedule=Cron(ops.retrain_cron, timezone=ops.retrain_timezone), concurrency_limit=1,
+            description=f"Scheduled retraining ({ops.retrain_cron} {ops.retrain_timezone}): refresh the data "
+                        f"with DVC; skip when data, code and params are unchanged; else specialize."),
+        "promote": lambda: review.promote.to_deployment(
+            "promote", parameters={"request": {"params_file": params}}, entrypoint_type=module,
+            concurrency_limit=1, tags=["adaptflow", "reviewers"],
+            description="Move @champion to a version (reviewers); audited."),
+        "rollback": lambda: review.rollback.to_deployment(
+            "rollback", parameters={"request": {"params_file": params}}, entrypoint_type=module,
+            concurrency_limit=1, tags=["adaptflow", "reviewers"],
+            description="Move @champion back to the previous champion (reviewers); audited."),
+    }
+    return [built[name]() for name in (only or NAMES)]
+
+
+def serve_deployments(params_file: str, profile: str | None = None, only: list[str] | None = None,
+                      limit: int | None = None) -> None:
+    """Register the deployments and execute their runs until interrupted (Ctrl-C, SIGTERM)."""
+    from prefect import serve
+
+    serve(*deployments(params_file, profile, only), limit=limit)

@@ -1,0 +1,59 @@
+"""The `retrain` flow (scheduled by the `retrain` deployment, weekly by default): refresh the data
+through DVC, then run `specialize` only if data, code or params changed since the last
+successful run. It proposes a @challenger like any run and never promotes: reviewers do."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlflow.tracking import MlflowClient
+from prefect import flow, get_run_logger
+from pydantic import BaseModel, Field
+
+from flows.specialize import SpecializeInput, SpecializeOutput, specialize
+from tasks.config import load_settings
+from tasks.ops import retrain as decision
+from tasks.ops.settings import ops_settings
+from tasks.ops.tracking_check import check_tracking
+from tasks.steps import ingest_data
+from tasks.tracking import configure, tracking_uri
+
+
+class RetrainInput(BaseModel):
+    """The scheduled run's parameters (set by `adaptflow deploy`)."""
+
+    params_file: str = Field("params.yaml", description="params file; its folder is the project root")
+    profile: str | None = Field(None, description="a profile under `profiles:` in the params file")
+    strategies: list[str] | None = Field(None, description="strategies to run; default: strategies.run")
+    force: bool = Field(False, description="retrain even when nothing changed")
+
+
+@dataclass(frozen=True)
+class RetrainOutput:
+    retrained: bool
+    reason: str
+    raw_md5: str
+    specialize: SpecializeOutput | None = None
+
+
+@flow(name="retrain", log_prints=True)
+def retrain(run: RetrainInput = RetrainInput()) -> RetrainOutput:
+    settings = load_settings(run.params_file, run.profile, run.strategies)
+    check_tracking(tracking_uri(settings.root), ops_settings(settings.raw.get("ops")).tracking_check_seconds)
+    experiment_id = configure(settings.root, settings.project.experiment)
+    raw = ingest_data(settings)   # `dvc repro ingest`: a changed source is copied, hashed and versioned
+    from tasks.data_version import git_state
+
+    current = decision.Inputs(raw.md5, decision.code_version(settings.root), settings.params_hash(),
+                              git_state(settings.root)[0])
+    last = decision.last_successful(MlflowClient(), experiment_id)
+    verdict = decision.decide(current, *(last or (None, None)))
+    logger = get_run_logger()
+    if not verdict.retrain and not run.force:
+        logger.info("retrain %s", verdict.reason)
+        return RetrainOutput(False, verdict.reason, raw.md5)
+    logger.info("retraining: %s", verdict.reason if verdict.retrain else "forced")
+    out = specialize(SpecializeInput(params_file=run.params_file, profile=run.profile, strategies=run.strategies))
+    logger.info("proposed %s v%s (%s); @challenger %s. Promotion is a reviewer's call (`promote` deployment).",
+                settings.project.registered_model, out.registered_version, out.candidate,
+                "set" if out.challenger_set else "unchanged")
+    return RetrainOutput(True, verdict.reason if verdict.retrain else "forced", raw.md5, out)

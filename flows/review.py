@@ -1,0 +1,59 @@
+"""Reviewer flows, `promote` and `rollback`, for the Prefect deployments of the same names: the
+same audited path as `adaptflow promote` / `rollback` (tasks/governance.py), from a form in
+the Prefect UI. Served with a concurrency limit of 1, so two reviewers never interleave."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel, Field
+
+
+class PromoteInput(BaseModel):
+    model: str = Field(description="registered model name, e.g. rotten-tomatoes-sentiment")
+    version: str | None = Field(None, description="the version to promote (or from_alias)")
+    from_alias: str | None = Field("challenger", description="promote the version holding this alias")
+    reviewer: str = Field(min_length=1, description="who decides (kept in the audit history)")
+    reason: str = Field(min_length=1, description="why (kept in the audit history)")
+    params_file: str = Field("params.yaml", description="params file; its folder holds the local MLflow store")
+
+
+class RollbackInput(BaseModel):
+    model: str = Field(description="registered model name")
+    reviewer: str = Field(min_length=1, description="who decides (kept in the audit history)")
+    reason: str = Field(min_length=1, description="why (kept in the audit history)")
+    params_file: str = Field("params.yaml", description="params file; its folder holds the local MLflow store")
+
+
+def _registry(params_file: str):
+    from mlflow.tracking import MlflowClient
+
+    from tasks.config import load_settings
+    from tasks.tracking import use_store
+
+    uri = use_store(Path(params_file).resolve().parent)
+    account = load_settings(params_file).project.pipeline_account
+    return MlflowClient(), uri, account
+
+
+@flow(name="promote", log_prints=True)
+def promote(request: PromoteInput) -> str:
+    from tasks import governance
+
+    client, uri, account = _registry(request.params_file)
+    version = request.version
+    entry = governance.promote(client, uri, request.model, request.reviewer, request.reason, version=version,
+                               from_alias=None if version else request.from_alias, pipeline_account=account)
+    get_run_logger().info("%s (MLflow account: %s)", entry.line(), os.environ.get("MLFLOW_TRACKING_USERNAME", "-"))
+    return entry.line()
+
+
+@flow(name="rollback", log_prints=True)
+def rollback(request: RollbackInput) -> str:
+    from tasks import governance
+
+    client, uri, account = _registry(request.params_file)
+    entry = governance.rollback(client, uri, request.model, request.reviewer, request.reason, pipeline_account=account)
+    get_run_logger().info(entry.line())
+    return entry.line()

@@ -1,0 +1,191 @@
+"""Start and stop the servers adaptflow talks to, on 127.0.0.1: a Prefect server, an MLflow
+tracking server, and (production profile) a PostgreSQL cluster of our own. Used by
+`adaptflow ui` and by the tests, which start their own on free ports.
+
+Each server runs in a session of its own (start_new_session), so a Ctrl-C in the terminal
+reaches only adaptflow, which then stops them in order and waits for them to exit.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# A new Prefect database is migrated on first start; on this loaded 2-core machine that took
+# over 60 s. MLflow's sqlite migrations take ~20 s.
+START_TIMEOUT_SECONDS = 300
+
+
+class ServerError(RuntimeError):
+    """A server did not start (the message holds the end of its log)."""
+
+
+@dataclass
+class Server:
+    name: str
+    url: str                   # what clients use (Prefect: the API URL, .../api)
+    health_url: str
+    proc: subprocess.Popen
+    log: Path
+
+    def healthy(self) -> bool:
+        import requests
+
+        try:
+            return requests.get(self.health_url, timeout=3).ok
+        except requests.RequestException:
+            return False
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT_SECONDS) -> "Server":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerError(f"{self.name} exited with code {self.proc.returncode}:\n{self.tail()}")
+            if self.healthy():
+                return self
+            time.sleep(1)
+        self.stop()
+        raise ServerError(f"{self.name} did not answer {self.health_url} within {timeout:.0f} s:\n{self.tail()}")
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.is_file() else ""
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM to the server's whole process group (uvicorn workers included), SIGKILL after
+        `timeout` seconds. Returns the exit code."""
+        if self.proc.poll() is None:
+            _signal_group(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _spawn(name: str, cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+def start_prefect(port: int, home: Path, database_url: str | None = None, scheduler_loop_seconds: float | None = None,
+                  log: Path | None = None) -> Server:
+    """`prefect server start` on 127.0.0.1:port with its state under `home` (sqlite there, or
+    `database_url`: postgresql+asyncpg://...)."""
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port)}
+    env.pop("PREFECT_API_URL", None)   # the server must not try to talk to another one
+    if database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
+    if scheduler_loop_seconds:
+        env["PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS"] = str(scheduler_loop_seconds)
+    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
+           "--analytics-off"]
+    log = log or home / "prefect-server.log"
+    proc = _spawn("prefect", cmd, env, log)
+    url = f"http://127.0.0.1:{port}"
+    return Server("Prefect server", f"{url}/api", f"{url}/api/health", proc, log)
+
+
+def start_mlflow(port: int, backend_store_uri: str, artifacts: Path, log: Path) -> Server:
+    """`mlflow server` on 127.0.0.1:port; artifacts are served by it (mlflow-artifacts:/)."""
+    artifacts.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+           "--backend-store-uri", backend_store_uri, "--artifacts-destination", artifacts.resolve().as_uri()]
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = _spawn("mlflow", cmd, env, log)
+    url = f"http://127.0.0.1:{port}"
+    return Server("MLflow server", url, f"{url}/health", proc, log)
+
+
+# ---- PostgreSQL: a cluster of our own, as a non-root user when we are root ----------------------
+
+def pg_bin(tool: str) -> str:
+    """A PostgreSQL server binary: on PATH, else Debian's /usr/lib/postgresql/<major>/bin."""
+    found = shutil.which(tool)
+    if found:
+        return found
+    for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (folder / tool).is_file():
+            return str(folder / tool)
+    raise ServerError(f"PostgreSQL's {tool} not found: install Debian's postgresql (`make postgres`)")
+
+
+@dataclass
+class Postgres:
+    data_dir: Path
+    port: int
+    user: str | None          # the OS user the cluster runs as (None: ourselves)
+    log: Path
+
+    def url(self, database: str, driver: str = "postgresql") -> str:
+        return f"{driver}://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _as_user(self, cmd: list[str]) -> list[str]:
+        return ["runuser", "-u", self.user, "--", *cmd] if self.user else cmd
+
+    def create_database(self, name: str) -> None:
+        subprocess.run(self._as_user([shutil.which("psql") or pg_bin("psql"), "-h", "127.0.0.1", "-p",
+                                      str(self.port), "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1",
+                                      "-c", f'CREATE DATABASE "{name}"']), check=True, capture_output=True)
+
+    def stop(self) -> None:
+        subprocess.run(self._as_user([pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]),
+                       capture_output=True)
+
+
+def start_postgres(folder: Path, port: int) -> Postgres:
+    """initdb + pg_ctl start in `folder`, listening on 127.0.0.1:port only, trust auth for the
+    local superuser `postgres` (a throwaway cluster for tests and `adaptflow ui --postgres`).
+    initdb refuses to run as root, so as root the cluster belongs to the `postgres` OS user."""
+    user = None
+    if os.geteuid() == 0:
+        user = "postgres"
+        subprocess.run(["id", user], check=True, capture_output=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    data, log = folder / "pgdata", folder / "postgres.log"
+    if user:
+        shutil.chown(folder, user)
+        os.chmod(folder, 0o755)
+        for parent in folder.parents:   # the postgres user must reach its folder
+            if parent == Path("/"):
+                break
+            os.chmod(parent, os.stat(parent).st_mode | 0o001)
+    pg = Postgres(data, port, user, log)
+    run = lambda cmd: subprocess.run(pg._as_user(cmd), capture_output=True, text=True)
+    done = run([pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+    if done.returncode != 0:
+        raise ServerError(f"initdb failed: {done.stderr[-2000:]}")
+    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {folder}"
+    done = run([pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "120", "start"])
+    if done.returncode != 0:
+        raise ServerError(f"pg_ctl start failed: {done.stderr[-2000:]}\n{log.read_text()[-2000:] if log.exists() else ''}")
+    return pg

@@ -1,0 +1,44 @@
+"""Scale-out: with ops.task_runner: dask the strategies fan out over a Dask LocalCluster of two
+worker processes and run at the same time (their MLflow child runs overlap in time)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.specialize import SpecializeInput, specialize
+from tasks.tracking import use_store
+
+EXPERIMENT = "adaptflow-rotten-tomatoes"
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+def test_two_strategies_run_in_parallel_on_a_dask_local_cluster(harness, project_factory, tiny_bert):
+    project = project_factory({"model": {"base": str(tiny_bert)}, "strategies": {"run": ["lora", "full_finetune"]},
+                               "profiles": {"smoke": {"train": {"max_train_examples": 400, "batch_size": 8},
+                                                      "ops": {"task_runner": "dask", "dask_workers": 2}}}})
+    started = time.monotonic()
+    out = specialize(SpecializeInput(params_file=str(project / "params.yaml"), profile="smoke"))
+    elapsed = time.monotonic() - started
+    assert not out.failed and set(out.models) == {"lora", "full_finetune"}
+
+    use_store(project)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    runs = {r.data.tags["strategy"]: r.info for r in
+            client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{out.parent_run_id}'")}
+    assert set(runs) == {"lora", "full_finetune"} and all(i.status == "FINISHED" for i in runs.values())
+    a, b = runs["lora"], runs["full_finetune"]
+    overlap = min(a.end_time, b.end_time) - max(a.start_time, b.start_time)
+    durations = {k: (i.end_time - i.start_time) / 1000 for k, i in runs.items()}
+    print(f"\nDask LocalCluster, 2 workers: lora {durations['lora']:.0f} s and full_finetune "
+          f"{durations['full_finetune']:.0f} s overlapped {overlap / 1000:.0f} s; flow {elapsed:.0f} s")
+    assert overlap > 0, "the two strategies ran one after the other"

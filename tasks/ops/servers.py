@@ -152,10 +152,17 @@ class Postgres:
     def _as_user(self, cmd: list[str]) -> list[str]:
         return ["runuser", "-u", self.user, "--", *cmd] if self.user else cmd
 
+    def sql(self, sql: str, database: str = "postgres") -> str:
+        """Run SQL as the superuser over TCP (trust auth on 127.0.0.1); returns unaligned output."""
+        done = subprocess.run([shutil.which("psql") or pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port),
+                               "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ServerError(f"psql: {done.stderr[-2000:]}")
+        return done.stdout.strip()
+
     def create_database(self, name: str) -> None:
-        subprocess.run(self._as_user([shutil.which("psql") or pg_bin("psql"), "-h", "127.0.0.1", "-p",
-                                      str(self.port), "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1",
-                                      "-c", f'CREATE DATABASE "{name}"']), check=True, capture_output=True)
+        self.sql(f'CREATE DATABASE "{name}"')
 
     def stop(self) -> None:
         subprocess.run(self._as_user([pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]),
@@ -172,13 +179,9 @@ def start_postgres(folder: Path, port: int) -> Postgres:
         subprocess.run(["id", user], check=True, capture_output=True)
     folder.mkdir(parents=True, exist_ok=True)
     data, log = folder / "pgdata", folder / "postgres.log"
-    if user:
+    if user:   # `folder`'s parents must let that user through (e.g. a fresh folder in /tmp)
         shutil.chown(folder, user)
-        os.chmod(folder, 0o755)
-        for parent in folder.parents:   # the postgres user must reach its folder
-            if parent == Path("/"):
-                break
-            os.chmod(parent, os.stat(parent).st_mode | 0o001)
+        os.chmod(folder, 0o700)
     pg = Postgres(data, port, user, log)
     run = lambda cmd: subprocess.run(pg._as_user(cmd), capture_output=True, text=True)
     done = run([pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"])

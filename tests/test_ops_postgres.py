@@ -1,0 +1,87 @@
+"""Production profile: the Prefect server and the MLflow backend store on PostgreSQL (a cluster
+this test starts with initdb/pg_ctl and stops), artifacts served by the MLflow server; the real
+`adaptflow run --profile smoke` end to end against both."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tasks.ops.servers import ServerError, free_port, pg_bin, start_mlflow, start_postgres, start_prefect
+
+from conftest import env_for_subprocess
+
+ADAPTFLOW = str(Path(sys.executable).parent / "adaptflow")
+EXPERIMENT = "adaptflow-rotten-tomatoes"
+MODEL = "rotten-tomatoes-sentiment"
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    try:
+        pg_bin("initdb")
+    except ServerError as exc:
+        pytest.skip(f"{exc} (make test installs it when run as root)")
+    folder = Path(tempfile.mkdtemp(prefix="adaptflow-pg-"))   # in /tmp: reachable by the postgres OS user
+    started = time.monotonic()
+    pg = start_postgres(folder, free_port())
+    try:
+        for name in ("prefect", "mlflow"):
+            pg.create_database(name)
+        print(f"\nPostgreSQL {pg.sql('SHOW server_version')} up in {time.monotonic() - started:.0f} s")
+        yield pg
+    finally:
+        pg.stop()
+        subprocess.run(["rm", "-rf", str(folder)])
+
+
+@pytest.fixture(scope="module")
+def servers(postgres, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pg-servers")
+    prefect = start_prefect(free_port(), root / "prefect", database_url=postgres.url("prefect", "postgresql+asyncpg"))
+    mlflow = start_mlflow(free_port(), postgres.url("mlflow"), root / "artifacts", root / "mlflow.log")
+    try:
+        started = time.monotonic()
+        prefect.wait_healthy()
+        mlflow.wait_healthy()
+        print(f"Prefect and MLflow on PostgreSQL healthy after {time.monotonic() - started:.0f} s")
+        yield prefect, mlflow, root
+    finally:
+        mlflow.stop()
+        prefect.stop()
+
+
+def test_specialize_smoke_end_to_end_on_postgres(servers, postgres, project_factory, tiny_bert):
+    prefect, mlflow, root = servers
+    project = project_factory({"model": {"base": str(tiny_bert)}})
+    env = env_for_subprocess(PREFECT_API_URL=prefect.url, MLFLOW_TRACKING_URI=mlflow.url)
+    started = time.monotonic()
+    done = subprocess.run([ADAPTFLOW, "run", "--params", str(project / "params.yaml"), "--profile", "smoke"],
+                          env=env, cwd=project, capture_output=True, text=True, timeout=1800)
+    took = time.monotonic() - started
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+
+    client = MlflowClient(mlflow.url)
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    runs = client.search_runs([exp.experiment_id])
+    parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert [r.info.status for r in parent] == ["FINISHED"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
+    assert sorted(r.data.tags["strategy"] for r in children) == ["full_finetune", "lora", "prompt_tuning", "zero_shot"]
+    version = client.get_model_version_by_alias(MODEL, "challenger")
+    assert version.tags["parent_run_id"] == parent[0].info.run_id
+    assert exp.artifact_location.startswith("mlflow-artifacts:"), "artifacts are served by the MLflow server"
+    assert any((root / "artifacts").rglob("MLmodel")), "the registered model's files are in the server's store"
+
+    # Both servers really used PostgreSQL.
+    assert int(postgres.sql("SELECT count(*) FROM runs", "mlflow")) == len(runs)
+    assert int(postgres.sql("SELECT count(*) FROM model_versions", "mlflow")) >= 1
+    flow_runs = postgres.sql("SELECT f.name, r.state_type FROM flow_run r JOIN flow f ON f.id = r.flow_id", "prefect")
+    assert "specialize|COMPLETED" in flow_runs.splitlines(), flow_runs
+    print(f"adaptflow run --profile smoke on PostgreSQL: {took:.0f} s, {len(children)} strategies, "
+          f"registered v{version.version}")

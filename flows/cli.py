@@ -10,6 +10,7 @@
   adaptflow report RUN_ID --out FILE.html
   adaptflow serve --models MODEL_A,MODEL_B [--port P]
   adaptflow deploy [--params FILE] [--profile NAME] [--only specialize,retrain,promote,rollback]
+                   [--work-pool POOL --image IMAGE]
   adaptflow ui [--prefect-port P] [--mlflow-port Q]
 """
 from __future__ import annotations
@@ -101,6 +102,9 @@ def _ops_commands(sub) -> None:
     deploy.add_argument("--profile", help="profile the deployed runs use by default, e.g. smoke")
     deploy.add_argument("--only", help="comma-separated subset of specialize,retrain,promote,rollback")
     deploy.add_argument("--limit", type=int, help="most flow runs at once (default: no limit)")
+    deploy.add_argument("--work-pool", help="register for this work pool's workers instead of serving "
+                                            "(e.g. a Kubernetes pool, infra/README.md), then return")
+    deploy.add_argument("--image", help="with --work-pool: the adaptflow image its jobs run (infra/Dockerfile)")
     ui = sub.add_parser("ui", help="start a Prefect server and an MLflow server on 127.0.0.1",
                         description="Start the Prefect server (state in $PREFECT_HOME, default .prefect/) and an "
                                     "MLflow server over the project's store (mlflow/), wait for both health "
@@ -123,7 +127,13 @@ def _deploy(args) -> int:
         print(f"adaptflow deploy: {problem}", file=sys.stderr)
         return 2
     try:
-        serve_deployments(args.params, args.profile, only, args.limit)
+        if args.work_pool:
+            from flows.deployments import register_for_pool
+
+            ids = register_for_pool(args.params, args.work_pool, args.image, args.profile, only)
+            print(f"registered {len(ids)} deployment(s) for work pool {args.work_pool}: {', '.join(only or NAMES)}")
+        else:
+            serve_deployments(args.params, args.profile, only, args.limit)
     except ValueError as exc:   # SettingsError: a wrong params file or profile
         print(f"adaptflow deploy: {exc}", file=sys.stderr)
         return 2

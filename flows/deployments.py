@@ -61,3 +61,13 @@ def serve_deployments(params_file: str, profile: str | None = None, only: list[s
     from prefect import serve
 
     serve(*deployments(params_file, profile, only), limit=limit)
+
+
+def register_for_pool(params_file: str, work_pool: str, image: str | None, profile: str | None = None,
+                      only: list[str] | None = None) -> list:
+    """Register the deployments for `work_pool`'s workers; returns their ids. The image (a job
+    variable of container pools) is built and pushed elsewhere (infra/README.md); a process pool
+    runs the installed package. `RunnerDeployment.apply` rather than `prefect.deploy`: the latter
+    insists on building an image or on remote code storage, and adaptflow's entrypoints are
+    module paths that every worker's environment already has."""
+    return [d.apply(work_pool_name=work_pool, image=image) for d in deployments(params_file, profile, only)]

@@ -57,7 +57,8 @@ def ensure_dvc(root: Path, remote: Path) -> None:
     """`dvc init` where needed and point the default remote at `remote` (local config only)."""
     if not (root / ".dvc").is_dir():
         dvc(root, "init", "--quiet")
-    remote.mkdir(parents=True, exist_ok=True)
+    if isinstance(remote, Path):   # a URL remote (s3://...) is not ours to create
+        remote.mkdir(parents=True, exist_ok=True)
     dvc(root, "remote", "add", "--local", "--force", "--default", "adaptflow", str(remote))
 
 

@@ -60,12 +60,19 @@ def tag_run(run_id: str, tags: dict[str, str]) -> None:
         client.set_tag(run_id, key, value)
 
 
+def dvc_remote(settings: Settings) -> Path | str:
+    """data.dvc_remote: a URL (s3://bucket/prefix: MinIO or S3, infra/) as is; a path resolved
+    against the project."""
+    remote = settings.data.dvc_remote
+    return remote if "://" in remote else settings.path(remote)
+
+
 @task(name="data: ingest (dvc repro ingest)", cache_policy=NO_CACHE)
 def ingest_data(settings: Settings) -> RawData:
     from tasks.data_source import resolve_source
 
     source_file = resolve_source(settings.data.source, settings.root)
-    raw = data_version.ingest(settings.root, settings.data, source_file, settings.path(settings.data.dvc_remote))
+    raw = data_version.ingest(settings.root, settings.data, source_file, dvc_remote(settings))
     get_run_logger().info("ingested %s -> %s (md5 %s)", source_file, raw.raw_path, raw.md5[:8])
     return raw
 
@@ -98,7 +105,7 @@ def validate_raw_data(settings: Settings, raw: RawData, parent_run_id: str) -> S
 
 @task(name="data: split (dvc repro)", cache_policy=NO_CACHE)
 def split_data(settings: Settings, raw: RawData) -> DataVersion:
-    data = data_version.split(settings.root, settings.data, raw, settings.path(settings.data.dvc_remote))
+    data = data_version.split(settings.root, settings.data, raw, dvc_remote(settings))
     get_run_logger().info("data version %s: %s", data.version,
                           ", ".join(f"{s}={h[:8]}" for s, h in data.split_hashes.items()))
     return data

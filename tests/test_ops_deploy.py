@@ -163,3 +163,38 @@ def test_the_retrain_cron_schedule_gets_runs_from_the_scheduler(served):
     assert all(t.weekday() == 0 and t.hour == 3 for t in times), times   # Mondays, 03:00 UTC
     print(f"\nscheduler created {len(scheduled)} retrain runs in {time.monotonic() - started:.0f} s: "
           f"{', '.join(t.isoformat() for t in times[:3])}")
+
+
+def test_work_pool_registration_runs_on_a_prefect_worker(servers, project_factory, tiny_bert, monkeypatch):
+    """`adaptflow deploy --work-pool` (the Kubernetes path) registers and returns; a worker of that
+    pool (a process worker here: no cluster on this machine) picks the run up and executes it."""
+    prefect, mlflow = servers
+    project = project_factory({"model": {"base": str(tiny_bert)}, "strategies": {"run": ["zero_shot"]}})
+    monkeypatch.setenv("PREFECT_API_URL", prefect.url)
+    env = env_for_subprocess(PREFECT_API_URL=prefect.url, MLFLOW_TRACKING_URI=mlflow.url)
+    created = subprocess.run([sys.executable, "-m", "prefect", "work-pool", "create", "adaptflow-test", "--type",
+                              "process", "--overwrite"], env=env, capture_output=True, text=True, timeout=300)
+    assert created.returncode == 0, created.stdout + created.stderr
+    done = subprocess.run([ADAPTFLOW, "deploy", "--work-pool", "adaptflow-test", "--only", "specialize", "--params", str(project / "params.yaml"), "--profile", "smoke"],
+                          env=env, cwd=project, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "registered 1 deployment(s) for work pool adaptflow-test" in done.stdout, \
+        (done.stdout[-2000:], done.stderr[-3000:])
+    log = project / "worker.log"
+    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "adaptflow-test",
+                               "--type", "process"], env=env, cwd=project, stdout=open(log, "w"),
+                              stderr=subprocess.STDOUT)
+    try:
+        before = len(parents(mlflow.url)[1])
+        flow_run, took = run("specialize/specialize", {"run": {"params_file": str(project / "params.yaml"),
+                                                               "profile": "smoke"}})
+        assert flow_run.state.is_completed(), (flow_run.state, log.read_text()[-3000:])
+        assert flow_run.work_pool_name == "adaptflow-test"
+        assert len(parents(mlflow.url)[1]) == before + 1
+        print(f"\nwork-pool deployment run on a process worker: {took:.0f} s")
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()

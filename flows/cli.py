@@ -277,6 +277,8 @@ def _run(args) -> int:
         out = state.result()
         print(f"\n{out.table}\n\nMLflow parent run {out.parent_run_id}; data version {out.data_version}"
               f"\nreport: {out.report}")
+        for name, error in out.failed.items():   # recorded as FAILED child runs; the others went on
+            print(f"FAILED {name}: {error.splitlines()[0] if error else ''}", file=sys.stderr)
         return 0
     exc = state.result(raise_on_failure=False)
     name = type(exc).__name__

@@ -52,8 +52,8 @@ def train_strategy(name: str, ctx, ops: OpsSettings) -> StrategyResult:
             with checkpointing(folder, ops.checkpoint_every_steps):
                 result = run_strategy(name, ctx.settings, ctx.base, ctx.frames, ctx.data, ctx.experiment_id,
                                       ctx.parent_run_id, ctx.tags)
-    except Exception as exc:
-        will_retry = attempt <= ops.retries
+    except BaseException as exc:   # SystemExit (SIGTERM) too: the run must not stay RUNNING
+        will_retry = isinstance(exc, Exception) and attempt <= ops.retries
         try:
             record_failure(ctx.experiment_id, ctx.parent_run_id, name, exc, attempt, will_retry)
         except Exception as record_exc:   # MLflow down too: the original error matters more

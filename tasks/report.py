@@ -34,6 +34,7 @@ class StrategyRow:
     reliability: dict = field(default_factory=dict)      # reliability.json of the run
     correct: list[bool] | None = None                    # per test example, for the paired test
     learning_curve: list[tuple[int, float]] = field(default_factory=list)   # (train examples, test accuracy)
+    error: str = ""                                      # a failed strategy's error (tag `error`)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ def collect(client, parent_run_id: str) -> ReportData:
         rows.append(StrategyRow(r.data.tags.get("strategy", r.info.run_name), r.info.run_id, r.info.status,
                                 dict(r.data.metrics), history(r.info.run_id, "train_loss"),
                                 history(r.info.run_id, "val_loss"), artifact_json(r.info.run_id, "reliability.json"),
-                                correct, history(r.info.run_id, "learning_curve_accuracy")))
+                                correct, history(r.info.run_id, "learning_curve_accuracy"),
+                                r.data.tags.get("error", "")))
     return ReportData(parent_run_id, parent.info.run_name, dict(parent.data.tags), with_paired_tests(rows),
                       artifact_json(parent_run_id, "validation/summary.json"),
                       artifact_json(parent_run_id, "registry/decision.json"))
@@ -247,6 +249,8 @@ def _table(rows: list[StrategyRow], columns, chosen: str, table_id: str) -> str:
     for r in rows:
         cells = "".join(f"<td>{_cell(r.metrics, k, fmt)}</td>" for k, _, fmt in columns)
         status = "" if r.status == "FINISHED" else f' <span class="bad">{e(r.status)}</span>'
+        if r.error:   # the first line names the exception; the whole text is on hover
+            status += f'<br><small class="bad" title="{e(r.error)}">{e(r.error.splitlines()[0][:160])}</small>'
         mark = ' class="chosen"' if r.strategy == chosen else ""
         body.append(f"<tr{mark}><th>{e(r.strategy)}{status}</th>{cells}</tr>")
     return f'<table id="{table_id}"><tr><th>strategy</th>{head}</tr>{"".join(body)}</table>'

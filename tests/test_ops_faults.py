@@ -56,6 +56,7 @@ def test_a_failing_strategy_is_recorded_and_the_others_are_registered(harness, p
     assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == out.registered_version
     page = open(out.report).read()
     assert page.count('<span class="bad">FAILED</span>') >= 1
+    assert "NoMatchingPeftModuleError: No modules were targeted" in page   # the error, in the failed row
 
 
 def test_an_unreachable_mlflow_stops_the_run_before_any_data_is_read(harness, project_factory, tiny_bert,

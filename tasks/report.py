@@ -253,7 +253,8 @@ def _table(rows: list[StrategyRow], columns, chosen: str, table_id: str) -> str:
             status += f'<br><small class="bad" title="{e(r.error)}">{e(r.error.splitlines()[0][:160])}</small>'
         mark = ' class="chosen"' if r.strategy == chosen else ""
         body.append(f"<tr{mark}><th>{e(r.strategy)}{status}</th>{cells}</tr>")
-    return f'<table id="{table_id}"><tr><th>strategy</th>{head}</tr>{"".join(body)}</table>'
+    return (f'<div class="wide"><table id="{table_id}"><tr><th>strategy</th>{head}</tr>'
+            f'{"".join(body)}</table></div>')
 
 
 def render(data: ReportData, tolerance_points: float = 1.0, budgets: dict[str, float | None] | None = None) -> str:
@@ -296,8 +297,9 @@ def render(data: ReportData, tolerance_points: float = 1.0, budgets: dict[str, f
                   if data.decision else "")
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>adaptflow report {e(data.parent_run_id)}</title>
-<style>body{{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#222}}
-table{{border-collapse:collapse;margin:8px 0 16px}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}}
+<style>body{{font:14px/1.45 system-ui,sans-serif;max-width:1240px;margin:24px auto;padding:0 16px;color:#222}}
+table{{border-collapse:collapse;margin:8px 0 16px;font-size:12px}}td,th{{padding:3px 6px;border-bottom:1px solid #ddd;text-align:right}}
+.wide{{overflow-x:auto}}
 th:first-child{{text-align:left}}tr.chosen{{background:#fdf2e9}}.rec{{font-size:18px;padding:12px 16px;
 background:#eef6ee;border-left:4px solid #27ae60}}.bad{{color:#c0392b}}figure{{display:inline-block;margin:8px}}
 figcaption{{font-size:12px;color:#555}}code{{font-size:12px}}</style></head><body>

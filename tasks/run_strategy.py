@@ -117,10 +117,12 @@ def run_strategy(name: str, settings: Settings, base: BaseModel, frames: dict[st
                 model, metrics, train_seconds, probs = _build_and_train(
                     strategy, params, base, labels, splits, cfg, tokenizer.pad_token_id, name)
             else:
-                model, params, metrics, probs = _evaluate_variants(
+                model, params, metrics, probs, variant_preds = _evaluate_variants(
                     strategy, params, base, labels, splits, frames["train"], tokenizer.pad_token_id)
                 train_seconds = 0.0
             metrics |= quality_details(probs, splits["test"].labels, labels, cfg.seed)
+            if strategy.variants is not None:   # the intervals belong to the mean over variants
+                metrics |= variant_mean_intervals(splits["test"].labels, variant_preds, len(labels), cfg.seed)
             speed = measure_speed(model, splits["test"], tokenizer.pad_token_id)
         metrics |= asdict(speed) | {"peak_rss_mb": rss.peak_mb, "test_examples": float(len(splits["test"]))}
         # After the peak-memory window: the probe loads a second copy of the base.
@@ -208,12 +210,13 @@ def _evaluate_variants(strategy, params, base: BaseModel, labels, splits, train:
     """Every prompt variant on validation and test. Test metrics are the mean over variants
     (spread: prompt_variant_std, sample std); the variant best on validation is returned for
     saving, so the choice never looks at test."""
-    rows, best = [], None
+    rows, best, preds = [], None, []
     for i, variant in enumerate(strategy.variants(params, train, labels)):
         model = strategy.build(base.path, labels, variant)
         val, test = (_quality(model, splits[s], labels, pad_id) for s in ("validation", "test"))
         probs = test.pop("probs")
         val.pop("probs")
+        preds.append(probs.argmax(1))
         rows.append({"variant": i, "params": params_dict(variant), "validation": val, "test": test})
         mlflow.log_metric("variant_test_accuracy", test["accuracy"], step=i)
         if best is None or val["accuracy"] > best[0]:
@@ -224,7 +227,19 @@ def _evaluate_variants(strategy, params, base: BaseModel, labels, splits, train:
                "test_macro_f1": float(np.mean([r["test"]["macro_f1"] for r in rows])),
                "prompt_variant_std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
                "chosen_variant": float(best[1]), **_size(best[2])}
-    return best[2], best[3], metrics, best[4]
+    return best[2], best[3], metrics, best[4], np.stack(preds, axis=1)
+
+
+def variant_mean_intervals(y_true: np.ndarray, preds: np.ndarray, num_classes: int, seed: int) -> dict[str, float]:
+    """Bootstrap 95 % intervals of the mean over prompt variants (preds: examples x variants),
+    resampling test examples once for all variants, so each interval brackets the logged
+    test_accuracy / test_macro_f1 (ECE, the reliability diagram and the paired test describe
+    the saved variant)."""
+    mean_of = lambda metric: (lambda t, p: float(np.mean([metric(t, p[:, v]) for v in range(p.shape[1])])))
+    acc = bootstrap_ci(y_true, preds, mean_of(accuracy), seed=seed)
+    f1 = bootstrap_ci(y_true, preds, mean_of(lambda t, p: macro_f1(t, p, num_classes)), seed=seed)
+    return {"test_accuracy_ci_low": acc[0], "test_accuracy_ci_high": acc[1],
+            "test_macro_f1_ci_low": f1[0], "test_macro_f1_ci_high": f1[1]}
 
 
 def quality_details(probs: np.ndarray, y_true: np.ndarray, labels: list[str], seed: int) -> dict[str, float]:

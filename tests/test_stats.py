@@ -87,3 +87,20 @@ def test_overfitting_flag():
     assert overfitting(list(zip(steps, [0.6, 0.4, 0.2])), list(zip(steps, [0.5, 0.45, 0.55])))
     assert not overfitting(list(zip(steps, [0.6, 0.4, 0.2])), list(zip(steps, [0.5, 0.45, 0.40])))
     assert not overfitting(list(zip(steps, [0.6, 0.4, 0.5])), list(zip(steps, [0.5, 0.45, 0.55])))
+
+
+def test_prompt_variant_intervals_bracket_the_mean_over_variants():
+    """test_accuracy of a prompting strategy is the mean over its variants; its interval must
+    be the interval of that mean, not of one variant's accuracy."""
+    from tasks.metrics import accuracy
+    from tasks.run_strategy import variant_mean_intervals
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    good = np.where(rng.random(300) < 0.85, y, 1 - y)     # ~0.85
+    weak = np.where(rng.random(300) < 0.60, y, 1 - y)     # ~0.60
+    preds = np.stack([good, weak, weak], axis=1)
+    mean = np.mean([accuracy(y, preds[:, v]) for v in range(3)])
+    ci = variant_mean_intervals(y, preds, 2, seed=0)
+    assert ci["test_accuracy_ci_low"] < mean < ci["test_accuracy_ci_high"]
+    assert ci["test_accuracy_ci_high"] < accuracy(y, good)   # the best variant alone is outside it

@@ -20,7 +20,10 @@ class Encoded:
 
     def subset(self, n: int, seed: int) -> "Encoded":
         """A reproducible random subset of n examples (n <= 0 or n >= len: everything)."""
-        idx = subset_indices(len(self), n, seed)
+        return self.select(subset_indices(len(self), n, seed))
+
+    def select(self, idx: np.ndarray) -> "Encoded":
+        """The examples at these positions, in this order."""
         return Encoded([self.input_ids[i] for i in idx], self.labels[idx])
 
 

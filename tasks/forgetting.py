@@ -71,8 +71,7 @@ def probe_data(tokenizer, n_train: int, n_test: int, max_length: int, seed: int)
     texts, ids, topics = bbc_news(n_train, n_test, seed)
     data = encode(tokenizer, list(texts), np.array(ids), max_length)
     idx = np.arange(len(texts))
-    pick = lambda rows: Encoded([data.input_ids[i] for i in rows], data.labels[rows])
-    return ProbeData(pick(idx[:n_train]), pick(idx[n_train:]), topics)
+    return ProbeData(data.select(idx[:n_train]), data.select(idx[n_train:]), topics)
 
 
 @torch.no_grad()
@@ -125,13 +124,25 @@ def model_probe_accuracy(model: nn.Module, probe: ProbeData, pad_id: int) -> flo
 @functools.lru_cache(maxsize=4)
 def base_probe_accuracy(base_path: str, fingerprint: str, labels: tuple[str, ...], n_train: int,
                         n_test: int, max_length: int, seed: int) -> float:
-    """The base model's probe accuracy, once per process for each base (the fingerprint keys
-    the cache, so a changed folder is measured again)."""
-    from tasks.base_model import load_classifier, load_tokenizer
+    """The base model's probe accuracy, measured once per base and probe setting: kept in
+    memory and on disk under the adaptflow cache, because each strategy may run in its own
+    process (ops.isolation) and would otherwise load the base and embed the articles again.
+    The fingerprint is part of the key, so a changed base folder is measured again."""
+    import json
 
+    from tasks.base_model import load_classifier, load_tokenizer
+    from tasks.causal_lm import cache_root
+
+    key = f"{fingerprint[:16]}-{'_'.join(labels)}-{n_train}-{n_test}-{max_length}-{seed}"
+    stored = cache_root() / "forgetting" / f"{key}.json"
+    if stored.is_file():
+        return float(json.loads(stored.read_text())["base_probe_accuracy"])
     tokenizer = load_tokenizer(Path(base_path))
     probe = probe_data(tokenizer, n_train, n_test, max_length, seed)
-    return model_probe_accuracy(load_classifier(Path(base_path), list(labels)), probe, tokenizer.pad_token_id)
+    accuracy = model_probe_accuracy(load_classifier(Path(base_path), list(labels)), probe, tokenizer.pad_token_id)
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    stored.write_text(json.dumps({"base_probe_accuracy": accuracy}))
+    return accuracy
 
 
 def measure_forgetting(model: nn.Module, base_path: Path, fingerprint: str, labels: list[str], tokenizer,

@@ -198,8 +198,7 @@ def _learning_curve(strategy, params, base: BaseModel, labels, splits, cfg, pad_
     order = np.random.default_rng(cfg.seed).permutation(n_full)
     for n in sorted(x for x in set(sizes) if x < n_full):
         seed_everything(cfg.seed)
-        keep = np.sort(order[:n])
-        subset = {**splits, "train": Encoded([train_set.input_ids[i] for i in keep], train_set.labels[keep])}
+        subset = {**splits, "train": train_set.select(np.sort(order[:n]))}
         _, point, _, _ = _build_and_train(strategy, params, base, labels, subset, cfg, pad_id,
                                           f"{name} (n={n})", log_curves=False)
         mlflow.log_metric("learning_curve_accuracy", point["test_accuracy"], step=n)

@@ -60,6 +60,16 @@ def tiny_llama(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def harness():
+    """A temporary Prefect server for the flows of one test module (first start migrates a new
+    database: up to 180 s on a loaded machine)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
 def make_project(where: Path, overrides: dict | None = None, dvc_yaml: str | None = None) -> Path:
     """Copy the code, dvc.yaml and params.yaml into `where`, as a fresh clone would have them."""
     project = where / "project"

@@ -16,13 +16,6 @@ from tasks.tracking import use_store
 MODEL = "rotten-tomatoes-sentiment"
 
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
 
 def reviewer_answers(answer: dict) -> threading.Thread:
     """A reviewer who waits for the paused run, then resumes it with `answer`."""

@@ -89,13 +89,6 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
 
 def tiny_project(project_factory, tiny_bert):
     return project_factory({"model": {"base": str(tiny_bert)}, "strategies": {"run": ["lora"]}})

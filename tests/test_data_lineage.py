@@ -22,13 +22,6 @@ from test_data_contract import reviews
 MODEL = "my-reviews"
 
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
 
 def md5(path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()

@@ -17,13 +17,6 @@ MODEL = "rotten-tomatoes-sentiment"
 EXPERIMENT = "adaptflow-rotten-tomatoes"
 
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
 
 def client_for(project) -> MlflowClient:
     use_store(project)

@@ -17,6 +17,12 @@ from conftest import LABELS
 PROBE = dict(n_train=100, n_test=50, max_length=32, seed=13)
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Base probe accuracies are cached on disk by fingerprint; these tests use a made-up one."""
+    monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path / "cache"))
+
+
 def test_probe_separates_separable_data_and_is_at_chance_on_noise():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 600)

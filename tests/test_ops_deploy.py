@@ -22,6 +22,16 @@ EXPERIMENT = "adaptflow-rotten-tomatoes"
 MODEL = "rotten-tomatoes-sentiment"
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 60 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     root = tmp_path_factory.mktemp("servers")
@@ -54,12 +64,7 @@ def served(servers, project_factory, tiny_bert, monkeypatch):
                              proc, log)
         yield project, prefect, mlflow, log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 def wait_for_deployments(names, proc, log, timeout=300):
@@ -192,9 +197,4 @@ def test_work_pool_registration_runs_on_a_prefect_worker(servers, project_factor
         assert len(parents(mlflow.url)[1]) == before + 1
         print(f"\nwork-pool deployment run on a process worker: {took:.0f} s")
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        _stop(worker)

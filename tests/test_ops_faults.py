@@ -18,13 +18,6 @@ EXPERIMENT = "adaptflow-rotten-tomatoes"
 MODEL = "rotten-tomatoes-sentiment"
 
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
 
 def free_port() -> int:
     with socket.socket() as s:

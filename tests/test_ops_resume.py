@@ -26,6 +26,20 @@ def harness():
         yield
 
 
+def wait_until_dead(child: psutil.Process, timeout: float = 30) -> None:
+    """Wait for the killed process without reaping it: psutil's wait() would call waitpid and
+    take the exit status away from the flow's Popen.wait(), which then sees code 0 (ECHILD) and
+    reports "exited with code 0 and no result" instead of the SIGKILL (seen once in CI)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.05)
+
+
 def kill_after_first_checkpoint(folder, killed: dict, timeout: float = 600) -> threading.Thread:
     """Wait for the strategy process's first checkpoint, then SIGKILL that process."""
     def act():
@@ -35,7 +49,7 @@ def kill_after_first_checkpoint(folder, killed: dict, timeout: float = 600) -> t
                 for child in psutil.Process().children(recursive=True):
                     if "tasks.ops.strategy_process" in " ".join(child.cmdline()):
                         child.send_signal(signal.SIGKILL)
-                        child.wait(timeout=30)
+                        wait_until_dead(child)
                         killed["pid"], killed["at"] = child.pid, time.monotonic()
                         killed["step"] = latest_step(folder)   # what the retry must resume from
                         return

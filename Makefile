@@ -18,7 +18,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 180
 # Prefect's local state (ephemeral server database) stays inside the project.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
-.PHONY: setup demo test test-ui clean system-packages
+.PHONY: setup demo test test-ui bench clean system-packages
 setup: $(STAMP) .dvc/config
 
 # Debian packages some tests use (chromium: the report is opened in a real browser). Installed
@@ -67,6 +67,15 @@ test: setup system-packages
 
 test-ui: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q $(UI_TEST)
+
+# Benchmarks (README, Performance): figures printed and written to bench/results/*.json. About
+# 30 minutes on 2 cores, most of it the end-to-end run (the demo's job, then the bare script).
+bench: setup
+	$(BIN)/python bench/training.py --steps 20 --repeats 3
+	$(BIN)/python bench/optimisations.py --steps 30 --repeats 3
+	$(BIN)/python bench/scaling.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/overhead.py
+	$(BIN)/python bench/summary.py
 
 clean:
 	rm -rf $(VENV) .prefect data/raw data/processed mlflow/mlflow.db mlflow/artifacts

@@ -193,6 +193,7 @@ class TrainSettings:
     max_train_examples: int = 0
     max_eval_examples: int = 0
     threads: int = 2
+    group_by_length: bool = False
 
     def __post_init__(self):
         _require(self.batch_size > 0, "batch_size must be positive")

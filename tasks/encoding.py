@@ -50,12 +50,33 @@ def collate(rows: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask}
 
 
-def batches(data: Encoded, batch_size: int, pad_id: int, shuffle_seed: int | None = None
-            ) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor], torch.Tensor]]:
+def length_grouped_order(lengths: list[int], batch_size: int, seed: int, pool_batches: int = 50) -> np.ndarray:
+    """A shuffled order in which each batch holds examples of similar length (the idea of
+    Hugging Face's LengthGroupedSampler): a seeded permutation is cut into pools of
+    `pool_batches` batches, each pool is sorted by length and cut into batches, and the batches
+    are shuffled. Every example appears once; batches stay random in content and order (a short last one stays last)."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(lengths))
+    pool = pool_batches * batch_size
+    ranked = [sorted(perm[i : i + pool], key=lambda j: -lengths[j]) for i in range(0, len(perm), pool)]
+    order = np.concatenate(ranked) if ranked else perm
+    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    # Only whole batches are shuffled: a short one in the middle would shift every later batch
+    # boundary (callers cut the order every batch_size) and undo the grouping.
+    whole = [c for c in chunks if len(c) == batch_size]
+    short = [c for c in chunks if len(c) < batch_size]
+    return np.concatenate([whole[i] for i in rng.permutation(len(whole))] + short) if chunks else order
+
+
+def batches(data: Encoded, batch_size: int, pad_id: int, shuffle_seed: int | None = None,
+            group_by_length: bool = False) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor], torch.Tensor]]:
     """Yield (indices, model inputs, labels). Without a seed, batches follow length order,
-    which keeps padding small for evaluation; indices let callers restore the input order."""
+    which keeps padding small for evaluation; indices let callers restore the input order.
+    With a seed, a shuffled order, length-grouped if asked (less padding per batch)."""
     if shuffle_seed is None:
         order = np.argsort([len(r) for r in data.input_ids], kind="stable")
+    elif group_by_length:
+        order = length_grouped_order([len(r) for r in data.input_ids], batch_size, shuffle_seed)
     else:
         order = np.random.default_rng(shuffle_seed).permutation(len(data))
     for start in range(0, len(order), batch_size):

@@ -175,7 +175,7 @@ def _build_and_train(strategy, params, base: BaseModel, labels, splits, cfg, pad
     if strategy.trains:
         loop = LoopConfig(learning_rate=params.learning_rate, epochs=params.epochs or cfg.epochs,
                           batch_size=cfg.batch_size, eval_every=cfg.eval_every,
-                          patience=cfg.patience, seed=cfg.seed)
+                          patience=cfg.patience, seed=cfg.seed, group_by_length=cfg.group_by_length)
         result = train(model, splits["train"], splits["validation"], loop, pad_id, desc=name)
         train_seconds = result.train_seconds
         if log_curves:

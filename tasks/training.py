@@ -27,6 +27,7 @@ class LoopConfig:
     patience: int
     seed: int
     warmup_fraction: float = 0.06
+    group_by_length: bool = False    # batches of similar length: less padding (encoding.length_grouped_order)
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,8 @@ def train(model: nn.Module, train_data: Encoded, val_data: Encoded, cfg: LoopCon
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
         # The same seeded order as the interrupted run; the batches it finished are skipped.
-        for i, (_, inputs, labels) in enumerate(batches(train_data, cfg.batch_size, pad_id,
-                                                        shuffle_seed=cfg.seed + epoch)):
+        for i, (_, inputs, labels) in enumerate(batches(train_data, cfg.batch_size, pad_id, shuffle_seed=cfg.seed + epoch,
+                                                        group_by_length=cfg.group_by_length)):
             if epoch == start_epoch and i < skip:
                 continue
             loss = nn.functional.cross_entropy(model(**inputs).logits, labels)

@@ -1,0 +1,117 @@
+"""What every benchmark shares: the machine description, the default data encoded once, medians
+of interleaved repeats, and writing results to bench/results/NAME.json.
+
+Side by side, interleaved (A, B, A, B, ...), medians: these machines are shared and noisy, so a
+ratio from one run is more trustworthy than two absolute figures from two runs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def machine() -> dict:
+    import psutil
+    import torch
+
+    flags = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        flags = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "")
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if cpuinfo.is_file() else platform.processor()
+    return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "avx512_bf16": "avx512_bf16" in flags.split(), "amx_bf16": "amx_bf16" in flags.split(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "load_average_1m": round(os.getloadavg()[0], 2)}
+
+
+def write(name: str, result: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    out.write_text(json.dumps({"machine": machine(), **result}, indent=2))
+    return out
+
+
+def interleaved(fns: dict[str, Callable[[], float | None]], repeats: int) -> dict[str, list[float]]:
+    """Run each fn once per round, in turn, `repeats` rounds. A fn returns its own measured
+    seconds (to leave its setup out), or None to be timed whole."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            own = fn()
+            times[key].append(own if own is not None else time.perf_counter() - start)
+    return times
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def table(rows: list[dict], columns: list[str] | None = None) -> str:
+    columns = columns or list(rows[0])
+    cell = lambda v: f"{v:,.3g}" if isinstance(v, float) and abs(v) < 100 else (
+        f"{v:,.0f}" if isinstance(v, float) else str(v))
+    text = [[c for c in columns]] + [[cell(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(line[i]) for line in text) for i in range(len(columns))]
+    out = ["  ".join(v.rjust(w) if j else v.ljust(w) for j, (v, w) in enumerate(zip(line, widths))) for line in text]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class Data:
+    """The default data's train and test splits, tokenized once by the base's tokenizer."""
+    train: object           # tasks.encoding.Encoded
+    test: object
+    texts: list[str]        # the train texts (a Hugging Face script tokenizes them itself)
+    labels: list[str]
+    pad_id: int
+    base_path: Path
+    max_length: int
+
+
+def default_data(params: str = "params.yaml") -> Data:
+    """The processed splits of the default data (made by `dvc repro` / `make demo`; made here
+    with the same code if missing), tokenized with the default base's tokenizer."""
+    import pandas as pd
+
+    from tasks.base_model import load_tokenizer, resolve_base_path
+    from tasks.config import load_settings
+    from tasks.data import SPLITS
+    from tasks.encoding import encode
+
+    settings = load_settings(str(ROOT / params))
+    processed = settings.root / settings.data.processed_dir
+    if not all((processed / f"{s}.parquet").is_file() for s in SPLITS):
+        _prepare(settings, processed)
+    frames = {s: pd.read_parquet(processed / f"{s}.parquet") for s in ("train", "test")}
+    labels = list(settings.validation.labels)
+    ids = {label: i for i, label in enumerate(labels)}
+    base_path = resolve_base_path(settings.model.base, settings.root)
+    tok = load_tokenizer(base_path)
+    enc = {s: encode(tok, f["text"].tolist(), f["label"].map(ids).to_numpy(), settings.model.max_length)
+           for s, f in frames.items()}
+    return Data(enc["train"], enc["test"], frames["train"]["text"].tolist(), labels, tok.pad_token_id,
+                base_path, settings.model.max_length)
+
+
+def _prepare(settings, processed: Path) -> None:
+    from dataclasses import asdict
+
+    from tasks.data import prepare
+    from tasks.data_source import resolve_source
+
+    prepare({**asdict(settings.data), "raw_path": str(resolve_source(settings.data.source, settings.root)),
+             "processed_dir": str(processed)})

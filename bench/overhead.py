@@ -1,0 +1,106 @@
+"""Orchestration overhead and the end-to-end breakdown: `adaptflow run` (the `specialize` flow:
+Prefect, MLflow, Great Expectations, DVC, one process per strategy, registry, report) against
+bench/bare.py (the same training and evaluation calls, none of that), one after the other.
+
+  .venv/bin/python bench/overhead.py [--profile NAME] [--strategies a,b]
+
+Without options this is `make demo`'s job (the default profile), minus `make setup`. Both run as
+commands of their own, so both pay Python's start-up and imports. The forgetting probe's cached
+base accuracy is made before either runs, so neither pays it. The flow's stages come from
+Prefect's own task-run records (start and end times), read back after the run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import ROOT, table, write  # noqa: E402
+
+
+def warm_forgetting_cache(params: str, profile: str | None) -> None:
+    from tasks.base_model import load_base
+    from tasks.config import load_settings
+    from tasks.forgetting import base_probe_accuracy
+
+    s = load_settings(params, profile)
+    ev, base = s.evaluation, load_base(s.model.base, s.root)
+    if ev.measures_forgetting:
+        base_probe_accuracy(str(base.path), base.fingerprint, tuple(s.validation.labels), ev.forgetting_train_examples,
+                            ev.forgetting_test_examples, ev.forgetting_max_length, s.train.seed)
+
+
+def stage(task_name: str) -> str:
+    """A task run's stage: its name without Prefect's run suffix (`strategy: lora-3fa` -> `strategy: lora`)."""
+    head, _, tail = task_name.rpartition("-")
+    return head if head and len(tail) <= 4 else task_name
+
+
+def last_flow_breakdown() -> dict:
+    """Seconds per stage of the most recent `specialize` flow run, from Prefect's records."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
+
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])),
+                                      sort=TaskRunSort.EXPECTED_START_TIME_ASC)
+    stages: dict[str, float] = {}
+    for t in tasks:
+        if t.start_time and t.end_time:
+            stages[stage(t.name)] = stages.get(stage(t.name), 0.0) + (t.end_time - t.start_time).total_seconds()
+    flow_seconds = (flow_run.end_time - flow_run.start_time).total_seconds()
+    return {"flow_run": str(flow_run.id), "flow_seconds": flow_seconds, "stages": stages,
+            "outside_tasks": flow_seconds - sum(stages.values())}
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT, env=os.environ.copy())
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile")
+    parser.add_argument("--strategies", help="comma-separated; default: strategies.run of the profile")
+    args = parser.parse_args()
+    from tasks.env import apply_offline_defaults
+
+    apply_offline_defaults()
+    params = str(ROOT / "params.yaml")
+    warm_forgetting_cache(params, args.profile)
+    options = (["--profile", args.profile] if args.profile else []) + \
+        (["--strategies", args.strategies] if args.strategies else [])
+    adaptflow = str(Path(sys.executable).parent / "adaptflow")
+    flow_s = timed([adaptflow, "run", "--params", params, *options])
+    breakdown = last_flow_breakdown()
+    with tempfile.TemporaryDirectory() as tmp:
+        bare_json = Path(tmp) / "bare.json"
+        bare_s = timed([sys.executable, str(ROOT / "bench" / "bare.py"), "--params", params, *options,
+                        "--json", str(bare_json)])
+        bare = json.loads(bare_json.read_text())
+    rows = [{"stage": name, "flow_s": seconds,
+             "bare_s": bare["strategies"].get(name.removeprefix("strategy: "), {}).get("seconds", "")}
+            for name, seconds in breakdown["stages"].items()]
+    rows += [{"stage": "flow outside its tasks", "flow_s": breakdown["outside_tasks"], "bare_s": ""},
+             {"stage": "command wall time", "flow_s": flow_s, "bare_s": bare_s}]
+    print("\n" + table(rows))
+    overhead = flow_s / bare_s - 1
+    print(f"\norchestration overhead: flow {flow_s:.1f} s vs bare script {bare_s:.1f} s = {100 * overhead:+.1f} % "
+          f"(goal: 5 % or less)")
+    out = write("overhead", {"profile": args.profile or "default", "flow_seconds": flow_s, "bare_seconds": bare_s,
+                             "overhead": overhead, "breakdown": breakdown, "bare": bare})
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""One table of the latest figures of `make bench` (bench/results/*.json), for the README and
+closing notes.
+
+  .venv/bin/python bench/summary.py
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import RESULTS, table  # noqa: E402
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def main() -> None:
+    training, opts, scaling, overhead = (load(n) for n in ("training", "optimisations", "scaling", "overhead"))
+    source = training or opts or scaling or overhead
+    if source is None:
+        sys.exit("no results yet: run `make bench`")
+    m = source["machine"]
+    print(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, torch {m['torch']} "
+          f"({m['torch_threads']} threads), avx512_bf16={m['avx512_bf16']}\n")
+    if training:
+        peak = training["matmul_gflops"]
+        print(f"matmul peak: fp32 {peak['fp32']:.1f} GFLOP/s, bf16 {peak['bf16']:.1f} GFLOP/s")
+        print(f"training throughput ({training['steps']} steps x {training['batch_size']}, "
+              f"median of {training['repeats']}):")
+        print(table(training["rows"], ["strategy", "adaptflow_ex_per_s", "trainer_ex_per_s", "speedup",
+                                       "gflop_per_s", "mfu_fp32", "mfu_bf16"]) + "\n")
+    if opts:
+        print(f"optimisations ({opts['steps']} steps, median of {opts['repeats']}; vs_dynamic > 1 is faster):")
+        print(table(opts["rows"], ["strategy", "variant", "ex_per_s", "vs_dynamic", "loss_last10"]))
+        tok = opts["tokenizing"]
+        print(f"tokenizing the splits, per strategy process: {tok['encode_splits_s']:.2f} s\n")
+    if scaling:
+        print("scaling:")
+        print(table(scaling["sizes"], ["strategy", "n", "seconds", "train_seconds", "peak_rss_mb"]))
+        print(table(scaling["counts"], ["k", "strategies", "seconds", "train_seconds", "peak_rss_mb"]) + "\n")
+    if overhead:
+        b = overhead["breakdown"]
+        rows = [{"stage": k, "seconds": v} for k, v in b["stages"].items()]
+        rows.append({"stage": "flow outside its tasks", "seconds": b["outside_tasks"]})
+        print(f"end to end ({overhead['profile']} profile): `adaptflow run` {overhead['flow_seconds']:.0f} s, "
+              f"bare script {overhead['bare_seconds']:.0f} s, overhead {100 * overhead['overhead']:+.1f} %")
+        print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

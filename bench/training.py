@@ -1,0 +1,150 @@
+"""Training throughput per strategy: adaptflow's training loop against a plain Hugging Face
+`Trainer` + PEFT / `adapters` script (bench/hf_baseline.py) with the same hyperparameters, and
+both against this CPU's measured matmul peak (model FLOP utilisation, MFU).
+
+  .venv/bin/python bench/training.py [--steps 30] [--repeats 3] [--strategies lora,ia3]
+
+Per strategy and repeat, in turn: adaptflow's `tasks.training.train` and `trainer.train()`, each
+on the same first steps x batch_size training examples of the default data, one epoch, no
+evaluation, on a freshly built model (building is not timed). Medians over the repeats.
+
+FLOPs per real (non-padding) token, N = the base's matmul parameters (all but the embedding
+tables), N_t = the trainable ones; attention-score FLOPs (~2 % at 40 tokens) are left out:
+  full_finetune      6 N                 forward 2N, backward 4N
+  partial_finetune   2 N + 4 N_t         no backward below the lowest trained layer
+  every adapter      4 N + 2 N_t         the gradient flows back through the frozen base (2N),
+                                         weight gradients only for the trained tensors
+MFU = achieved training FLOP/s / the fp32 matmul FLOP/s measured in the same run (training runs
+in fp32); the bf16 peak is printed beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import Data, default_data, interleaved, median, table, write  # noqa: E402
+
+
+def matmul_gflops(dtype: str, n: int = 2048, repeats: int = 5) -> float:
+    """Median GFLOP/s of an n x n matmul in `dtype` with the current torch threads."""
+    import time
+
+    import torch
+
+    dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    a, b = torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt)
+    a @ b                                   # warm-up (oneDNN picks its kernels)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / median(times) / 1e9
+
+
+def matmul_params(base_path: Path) -> int:
+    from tasks.base_model import load_classifier
+
+    model = load_classifier(base_path, ["a", "b"])
+    return sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
+
+
+def flops_per_token(name: str, n: int, n_trainable: int) -> float:
+    if name == "full_finetune":
+        return 6 * n
+    if name == "partial_finetune":
+        return 2 * n + 4 * n_trainable
+    return 4 * n + 2 * n_trainable
+
+
+def adaptflow_run(name: str, data: Data, params, steps: int, batch_size: int, seed: int):
+    """Build (not timed) and train with adaptflow's loop; returns (seconds, trainable params)."""
+    from tasks.strategies import registry
+    from tasks.training import LoopConfig, count_parameters, seed_everything, train
+
+    strategy = registry.get(name)
+    seed_everything(seed)
+    model = strategy.build(data.base_path, data.labels, params)
+    trainable, _ = count_parameters(model)
+    subset = data.train.select(list(range(steps * batch_size)))
+    tiny_val = data.train.select(list(range(batch_size)))   # train() ends with one validation check
+    cfg = LoopConfig(learning_rate=params.learning_rate, epochs=1, batch_size=batch_size,
+                     eval_every=10**9, patience=1, seed=seed)
+    return train(model, subset, tiny_val, cfg, data.pad_id, desc=name).train_seconds, trainable
+
+
+def hf_run(name: str, data: Data, raw_params: dict, lr: float, steps: int, batch_size: int, seed: int) -> float:
+    from transformers import AutoTokenizer, set_seed
+
+    from bench import hf_baseline
+
+    set_seed(seed)
+    model = hf_baseline.build(name, data.base_path, data.labels, raw_params)
+    n = steps * batch_size
+    return hf_baseline.train_seconds(model, data.texts[:n], data.train.labels[:n].tolist(),
+                                     AutoTokenizer.from_pretrained(data.base_path), data.max_length, batch_size,
+                                     lr, steps, seed, name in hf_baseline.ADAPTERS_LIB)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=30, help="training steps per measurement (default 30)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--strategies", default="", help="comma-separated; default: every trainable one")
+    args = parser.parse_args()
+
+    from tasks.env import apply_offline_defaults
+
+    apply_offline_defaults()
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from tasks.config import load_settings
+    from tasks.strategies import registry
+
+    hf_logging.set_verbosity_error()
+    settings = load_settings(str(Path(__file__).resolve().parents[1] / "params.yaml"))
+    torch.set_num_threads(settings.train.threads)
+    data = default_data()
+    names = [s for s in args.strategies.split(",") if s] or \
+        [s.name for s in registry.all_strategies() if s.trains]
+    bs, seed = settings.train.batch_size, settings.train.seed
+    peak = {"fp32": matmul_gflops("fp32"), "bf16": matmul_gflops("bf16")}
+    n_matmul = matmul_params(data.base_path)
+    tokens = sum(len(ids) for ids in data.train.input_ids[: args.steps * bs])
+    print(f"matmul peak, {torch.get_num_threads()} threads: fp32 {peak['fp32']:.1f} GFLOP/s, "
+          f"bf16 {peak['bf16']:.1f} GFLOP/s; base matmul params N = {n_matmul:,}; "
+          f"{args.steps} steps x {bs} = {args.steps * bs} examples, {tokens:,} real tokens")
+
+    rows = []
+    for name in names:
+        raw = dict(settings.strategy_params.get(name, {}))
+        params = registry.get(name).parse_params(raw)
+        trainable = {}
+
+        def ours():
+            seconds, trainable["n"] = adaptflow_run(name, data, params, args.steps, bs, seed)
+            return seconds
+
+        hf_run(name, data, raw, params.learning_rate, 2, bs, seed)   # warm-up: first-call costs
+        times = interleaved({"adaptflow": ours, "trainer": lambda: hf_run(
+            name, data, raw, params.learning_rate, args.steps, bs, seed)}, args.repeats)
+        ours_s, hf_s = median(times["adaptflow"]), median(times["trainer"])
+        flops = flops_per_token(name, n_matmul, trainable["n"]) * tokens / ours_s
+        rows.append({"strategy": name, "adaptflow_ex_per_s": args.steps * bs / ours_s,
+                     "trainer_ex_per_s": args.steps * bs / hf_s, "speedup": hf_s / ours_s,
+                     "tokens_per_s": tokens / ours_s, "gflop_per_s": flops / 1e9,
+                     "mfu_fp32": flops / 1e9 / peak["fp32"], "mfu_bf16": flops / 1e9 / peak["bf16"],
+                     "trainable_params": trainable["n"], "seconds": times})
+        print(table(rows[-1:], [c for c in rows[-1] if c != "seconds"]), flush=True)
+    print("\n" + table(rows, [c for c in rows[0] if c != "seconds"]))
+    out = write("training", {"steps": args.steps, "batch_size": bs, "real_tokens": tokens, "repeats": args.repeats,
+                             "matmul_gflops": peak, "base_matmul_params": n_matmul, "rows": rows})
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -18,7 +18,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 180
 # Prefect's local state (ephemeral server database) stays inside the project.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
-.PHONY: setup demo test test-ui bench clean system-packages
+.PHONY: setup demo test bench clean system-packages
 setup: $(STAMP) .dvc/config
 
 # Debian packages some tests use (chromium: the report is opened in a real browser). Installed
@@ -55,18 +55,11 @@ demo: setup
 # main process an earlier flow test has already bound Prefect's client to the ephemeral server
 # (full-suite run: "deployments not registered", queried on the ephemeral port), while each file
 # passes alone. Any failure, or a file with no tests (exit 5), fails `make test`.
-SERVER_TESTS := tests/test_ops_deploy.py tests/test_ops_mlflow_outage.py tests/test_ops_postgres.py
-# KNOWN FAILING, kept out of CI until fixed (issue 7 stays open): in a fresh clone `adaptflow ui`
-# did not answer within the test's 120 s (it passed in 37 s in the working copy). Run it with
-# `make test-ui`.
-UI_TEST := tests/test_ops_ui.py
+SERVER_TESTS := tests/test_ops_deploy.py tests/test_ops_mlflow_outage.py tests/test_ops_postgres.py tests/test_ops_ui.py
 
 test: setup system-packages
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q tests $(addprefix --ignore=,$(SERVER_TESTS) $(UI_TEST))
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q --durations=10 tests $(addprefix --ignore=,$(SERVER_TESTS))
 	for t in $(SERVER_TESTS); do PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q $$t || exit 1; done
-
-test-ui: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q $(UI_TEST)
 
 # Benchmarks (README, Performance): figures printed and written to bench/results/*.json. About
 # 30 minutes on 2 cores, most of it the end-to-end run (the demo's job, then the bare script).

@@ -36,7 +36,8 @@ def child(names: list[str], n: int) -> dict:
     from bench.common import default_data
     from tasks.config import load_settings
     from tasks.strategies import registry
-    from tasks.training import LoopConfig, seed_everything, train
+    from tasks.run_strategy import loop_config
+    from tasks.training import seed_everything, train
 
     hf_logging.set_verbosity_error()
     s = load_settings(str(Path(__file__).resolve().parents[1] / "params.yaml"))
@@ -50,7 +51,7 @@ def child(names: list[str], n: int) -> dict:
         params = strategy.parse_params(dict(s.strategy_params.get(name, {})))
         seed_everything(s.train.seed)
         model = strategy.build(data.base_path, data.labels, params)
-        cfg = LoopConfig(params.learning_rate, 1, s.train.batch_size, 10**9, 1, s.train.seed)
+        cfg = loop_config(params, s.train, epochs=1, eval_every=10**9)
         train_seconds += train(model, subset, val, cfg, data.pad_id, desc=f"{name} n={n}").train_seconds
         del model
     return {"seconds": time.perf_counter() - start, "train_seconds": train_seconds,

@@ -7,6 +7,9 @@ both against this CPU's measured matmul peak (model FLOP utilisation, MFU).
 Per strategy and repeat, in turn: adaptflow's `tasks.training.train` and `trainer.train()`, each
 on the same first steps x batch_size training examples of the default data, one epoch, no
 evaluation, on a freshly built model (building is not timed). Medians over the repeats.
+adaptflow trains as params say (length-grouped batches, except the strategies that opt out);
+the Trainer script uses Trainer's defaults (shuffled batches, `group_by_length=False`), as a
+user's script would.
 
 FLOPs per real (non-padding) token, N = the base's matmul parameters (all but the embedding
 tables), N_t = the trainable ones; attention-score FLOPs (~2 % at 40 tokens) are left out:
@@ -60,19 +63,20 @@ def flops_per_token(name: str, n: int, n_trainable: int) -> float:
     return 4 * n + 2 * n_trainable
 
 
-def adaptflow_run(name: str, data: Data, params, steps: int, batch_size: int, seed: int):
+def adaptflow_run(name: str, data: Data, params, settings, steps: int):
     """Build (not timed) and train with adaptflow's loop; returns (seconds, trainable params)."""
+    from tasks.run_strategy import loop_config
     from tasks.strategies import registry
-    from tasks.training import LoopConfig, count_parameters, seed_everything, train
+    from tasks.training import count_parameters, seed_everything, train
 
+    batch_size, seed = settings.train.batch_size, settings.train.seed
     strategy = registry.get(name)
     seed_everything(seed)
     model = strategy.build(data.base_path, data.labels, params)
     trainable, _ = count_parameters(model)
     subset = data.train.select(list(range(steps * batch_size)))
     tiny_val = data.train.select(list(range(batch_size)))   # train() ends with one validation check
-    cfg = LoopConfig(learning_rate=params.learning_rate, epochs=1, batch_size=batch_size,
-                     eval_every=10**9, patience=1, seed=seed)
+    cfg = loop_config(params, settings.train, epochs=1, eval_every=10**9)   # the strategy's own grouping
     return train(model, subset, tiny_val, cfg, data.pad_id, desc=name).train_seconds, trainable
 
 
@@ -126,7 +130,7 @@ def main() -> None:
         trainable = {}
 
         def ours():
-            seconds, trainable["n"] = adaptflow_run(name, data, params, args.steps, bs, seed)
+            seconds, trainable["n"] = adaptflow_run(name, data, params, settings, args.steps)
             return seconds
 
         hf_run(name, data, raw, params.learning_rate, 2, bs, seed)   # warm-up: first-call costs
@@ -134,7 +138,8 @@ def main() -> None:
             name, data, raw, params.learning_rate, args.steps, bs, seed)}, args.repeats)
         ours_s, hf_s = median(times["adaptflow"]), median(times["trainer"])
         flops = flops_per_token(name, n_matmul, trainable["n"]) * tokens / ours_s
-        rows.append({"strategy": name, "adaptflow_ex_per_s": args.steps * bs / ours_s,
+        grouped = settings.train.group_by_length if params.group_by_length is None else params.group_by_length
+        rows.append({"strategy": name, "grouped": grouped, "adaptflow_ex_per_s": args.steps * bs / ours_s,
                      "trainer_ex_per_s": args.steps * bs / hf_s, "speedup": hf_s / ours_s,
                      "tokens_per_s": tokens / ours_s, "gflop_per_s": flops / 1e9,
                      "mfu_fp32": flops / 1e9 / peak["fp32"], "mfu_bf16": flops / 1e9 / peak["bf16"],

@@ -77,7 +77,7 @@ def reference(client: MlflowClient, model_name: str, alias: str, metric_name: st
         return ref, f"@{alias} v{ref.version}: {metric_name} cannot be re-scored on this run's test examples"
     score = rescore(model_name, ref.version, test, metric_name)
     note = (f"@{alias} v{ref.version} re-scored on the new test data {test.data_version[:8]} "
-            f"({len(test.texts)} examples): {metric_name} {score:.4f} (was {ref.metric} on "
+            f"({len(test.texts)} examples): {metric_name} {score:.4f} (was {ref.metric:.4f} on "
             f"{ref.data_version[:8] or 'unrecorded examples'})")
     return Reference(alias, ref.version, score, test.data_version), note
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import mlflow
@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from tasks.base_model import BaseModel, load_base, load_tokenizer
-from tasks.config import Settings
+from tasks.config import Settings, TrainSettings
 from tasks.data_version import DataVersion
 from tasks.encoding import Encoded, encode
 from tasks.evaluation import predict_proba
@@ -167,16 +167,22 @@ def _size(model) -> dict[str, float]:
     return {"trainable_params": float(trainable), "trainable_fraction": trainable / total}
 
 
+def loop_config(params, cfg: TrainSettings, **override) -> LoopConfig:
+    """The training loop's settings: train.* with the strategy's own epochs, learning rate and
+    batch grouping (each strategy's params may override train.epochs / train.group_by_length)."""
+    return replace(LoopConfig(
+        learning_rate=params.learning_rate, epochs=params.epochs or cfg.epochs, batch_size=cfg.batch_size,
+        eval_every=cfg.eval_every, patience=cfg.patience, seed=cfg.seed,
+        group_by_length=cfg.group_by_length if params.group_by_length is None else params.group_by_length), **override)
+
+
 def _build_and_train(strategy, params, base: BaseModel, labels, splits, cfg, pad_id: int, name: str,
                      log_curves: bool = True):
     model = strategy.build(base.path, labels, params)
     size = _size(model)
     train_seconds = 0.0
     if strategy.trains:
-        loop = LoopConfig(learning_rate=params.learning_rate, epochs=params.epochs or cfg.epochs,
-                          batch_size=cfg.batch_size, eval_every=cfg.eval_every,
-                          patience=cfg.patience, seed=cfg.seed, group_by_length=cfg.group_by_length)
-        result = train(model, splits["train"], splits["validation"], loop, pad_id, desc=name)
+        result = train(model, splits["train"], splits["validation"], loop_config(params, cfg), pad_id, desc=name)
         train_seconds = result.train_seconds
         if log_curves:
             _log_curves(result)

@@ -44,7 +44,8 @@ def auth_server(tmp_path_factory):
                    f"admin_username = {ADMIN[0]}\nadmin_password = {ADMIN[1]}\n"
                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
     port = free_port()
-    env = env_for_subprocess(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_FLASK_SERVER_SECRET_KEY="test-only-secret")
+    env = env_for_subprocess(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_FLASK_SERVER_SECRET_KEY="test-only-secret",
+                             MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")   # no Huey consumer pool
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--host", "127.0.0.1",
          "--port", str(port), "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",

@@ -29,10 +29,12 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 
 @dataclass(frozen=True)
 class TrainableParams:
-    """Fields every trained strategy shares. `epochs` overrides train.epochs for this strategy."""
+    """Fields every trained strategy shares. `epochs` and `group_by_length` override
+    train.epochs and train.group_by_length for this strategy (None: the train setting)."""
 
     learning_rate: float = 5e-5
     epochs: int | None = None
+    group_by_length: bool | None = None
 
     def __post_init__(self):
         if not 0 < self.learning_rate < 1:

@@ -72,7 +72,7 @@ def plot(sizes: list[dict], counts: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, rows, key, label in ((axes[0], sizes, "n", "training examples (one epoch)"),
-                                 (axes[1], counts, "k", "strategies trained in one process (500 examples each)")):
+                                 (axes[1], counts, "k", f"strategies trained in one process ({counts[0]['n']} examples each)")):
         xs = [r[key] for r in rows]
         ax.plot(xs, [r["seconds"] for r in rows], "o-", color="tab:blue")
         ax.set_xlabel(label)
@@ -105,7 +105,8 @@ def main() -> None:
         print(table(sizes[-1:]), flush=True)
     counts = []
     for k in [int(x) for x in args.counts.split(",")]:
-        counts.append({"k": k, "strategies": ",".join(SEQUENCE[:k]), **point(SEQUENCE[:k], args.count_examples)})
+        counts.append({"k": k, "n": args.count_examples, "strategies": ",".join(SEQUENCE[:k]),
+                       **point(SEQUENCE[:k], args.count_examples)})
         print(table(counts[-1:]), flush=True)
     print("\n" + table(sizes) + "\n\n" + table(counts))
     png = RESULTS / "scaling.png"

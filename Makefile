@@ -69,6 +69,7 @@ bench: setup
 	$(BIN)/python bench/optimisations.py --steps 16 --repeats 3
 	$(BIN)/python bench/scaling.py --count-examples 300
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/overhead.py --strategies full_finetune
+	$(BIN)/python bench/overhead.py --demo-breakdown   # stages of the last `make demo`, if one ran
 	$(BIN)/python bench/summary.py
 
 clean:

@@ -43,14 +43,30 @@ def stage(task_name: str) -> str:
     return head if head and len(tail) <= 4 else task_name
 
 
-def last_flow_breakdown() -> dict:
-    """Seconds per stage of the most recent `specialize` flow run, from Prefect's records."""
+def is_demo(parameters: dict) -> bool:
+    """A run of `make demo`'s job: the default params file, profile and strategies, no own data."""
+    run = parameters.get("run") or {}
+    return all(not run.get(k) for k in ("profile", "strategies", "data")) and \
+        Path(run.get("params_file", "params.yaml")).name == "params.yaml"
+
+
+def last_flow_breakdown(demo_only: bool = False) -> dict | None:
+    """Seconds per stage of the most recent completed `specialize` flow run (or of the most
+    recent one with the demo's parameters), from Prefect's records."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterState, \
+        FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
 
+    done = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED])))
     with get_client(sync_client=True) as client:
-        flow_run = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+        runs = client.read_flow_runs(flow_run_filter=done, sort=FlowRunSort.START_TIME_DESC, limit=200)
+        runs = [r for r in runs if r.flow_id == runs[0].flow_id and (not demo_only or is_demo(r.parameters))] \
+            if runs else []
+        if not runs:
+            return None
+        flow_run = runs[0]
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])),
                                       sort=TaskRunSort.EXPECTED_START_TIME_ASC)
     stages: dict[str, float] = {}
@@ -58,7 +74,8 @@ def last_flow_breakdown() -> dict:
         if t.start_time and t.end_time:
             stages[stage(t.name)] = stages.get(stage(t.name), 0.0) + (t.end_time - t.start_time).total_seconds()
     flow_seconds = (flow_run.end_time - flow_run.start_time).total_seconds()
-    return {"flow_run": str(flow_run.id), "flow_seconds": flow_seconds, "stages": stages,
+    return {"flow_run": str(flow_run.id), "started": str(flow_run.start_time), "flow_seconds": flow_seconds,
+            "stages": stages,
             "outside_tasks": flow_seconds - sum(stages.values())}
 
 
@@ -72,10 +89,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile")
     parser.add_argument("--strategies", help="comma-separated; default: strategies.run of the profile")
+    parser.add_argument("--demo-breakdown", action="store_true",
+                        help="only print the stages of the latest run of the demo's job (`make demo`), if any")
     args = parser.parse_args()
     from tasks.env import apply_offline_defaults
 
     apply_offline_defaults()
+    os.environ.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
+    if args.demo_breakdown:
+        demo = last_flow_breakdown(demo_only=True)
+        if demo is None:
+            print("no completed run of the demo's job in Prefect's records yet: run `make demo`")
+            return
+        rows = [{"stage": k, "seconds": v} for k, v in demo["stages"].items()]
+        rows.append({"stage": "flow outside its tasks", "seconds": demo["outside_tasks"]})
+        print(f"`make demo` job, flow run {demo['flow_run']} started {demo['started']}: "
+              f"{demo['flow_seconds']:.0f} s\n" + table(rows))
+        write("demo", demo)
+        return
     params = str(ROOT / "params.yaml")
     warm_forgetting_cache(params, args.profile)
     options = (["--profile", args.profile] if args.profile else []) + \

@@ -22,29 +22,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def variant_metrics(strategy, params, base, labels, splits, train_frame, pad_id) -> tuple[object, object]:
-    """Every prompt variant on validation and test (as _evaluate_variants, without logging);
-    returns the variant best on validation and its test probabilities."""
-    from tasks.run_strategy import _quality
-
-    best = None
-    for variant in strategy.variants(params, train_frame, labels):
-        model = strategy.build(base.path, labels, variant)
-        val, test = (_quality(model, splits[s], labels, pad_id) for s in ("validation", "test"))
-        if best is None or val["accuracy"] > best[0]:
-            best = (val["accuracy"], model, test["probs"])
-    return best[1], best[2]
-
-
 def one_strategy(name: str, settings, base, frames) -> dict:
-    import numpy as np
     import torch
 
     from tasks.base_model import load_base, load_tokenizer
     from tasks.cost import measure_speed
     from tasks.measurements import forgetting_metrics, merged_speed_metrics
     from tasks.metrics import accuracy, macro_f1
-    from tasks.run_strategy import _build_and_train, encode_splits, tightest_limit
+    from tasks.run_strategy import _build_and_train, encode_splits, learning_curve_points, score_variants, tightest_limit
     from tasks.stats import bootstrap_ci, per_class, reliability
     from tasks.strategies import registry
     from tasks.training import seed_everything
@@ -64,7 +49,8 @@ def one_strategy(name: str, settings, base, frames) -> dict:
                                                     name, log_curves=False)
         acc = metrics["test_accuracy"]
     else:
-        model, probs = variant_metrics(strategy, params, base, labels, splits, frames["train"], tok.pad_token_id)
+        _, (_, _, model, _, probs), _ = score_variants(strategy, params, base, labels, splits, frames["train"],
+                                                       tok.pad_token_id)
         acc = accuracy(splits["test"].labels, probs.argmax(1))
     y, pred = splits["test"].labels, probs.argmax(1)
     bootstrap_ci(y, pred, accuracy, seed=cfg.seed)
@@ -76,12 +62,8 @@ def one_strategy(name: str, settings, base, frames) -> dict:
     if strategy.merge is not None and ev.merged_latency:
         merged_speed_metrics(model, strategy.merge, splits["test"], tok.pad_token_id)
     if name in ev.learning_curve_strategies:
-        train_set = splits["train"]
-        order = np.random.default_rng(cfg.seed).permutation(len(train_set))
-        for n in sorted(x for x in set(ev.learning_curve_sizes) if x < len(train_set)):
-            seed_everything(cfg.seed)
-            _build_and_train(strategy, params, base, labels, {**splits, "train": train_set.select(np.sort(order[:n]))},
-                             cfg, tok.pad_token_id, f"{name} (n={n})", log_curves=False)
+        learning_curve_points(strategy, params, base, labels, splits, cfg, tok.pad_token_id, name,
+                              ev.learning_curve_sizes)
     with tempfile.TemporaryDirectory() as tmp:
         strategy.save(model, Path(tmp))
     return {"test_accuracy": float(acc)}

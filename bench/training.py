@@ -80,8 +80,9 @@ def adaptflow_run(name: str, data: Data, params, settings, steps: int):
     return train(model, subset, tiny_val, cfg, data.pad_id, desc=name).train_seconds, trainable
 
 
-def hf_run(name: str, data: Data, raw_params: dict, lr: float, steps: int, batch_size: int, seed: int) -> float:
-    from transformers import AutoTokenizer, set_seed
+def hf_run(name: str, data: Data, tokenizer, raw_params: dict, lr: float, steps: int, batch_size: int,
+           seed: int) -> float:
+    from transformers import set_seed
 
     from bench import hf_baseline
 
@@ -89,7 +90,7 @@ def hf_run(name: str, data: Data, raw_params: dict, lr: float, steps: int, batch
     model = hf_baseline.build(name, data.base_path, data.labels, raw_params)
     n = steps * batch_size
     return hf_baseline.train_seconds(model, data.texts[:n], data.train.labels[:n].tolist(),
-                                     AutoTokenizer.from_pretrained(data.base_path), data.max_length, batch_size,
+                                     tokenizer, data.max_length, batch_size,
                                      lr, steps, seed, name in hf_baseline.ADAPTERS_LIB)
 
 
@@ -106,6 +107,7 @@ def main() -> None:
     import torch
     from transformers.utils import logging as hf_logging
 
+    from tasks.base_model import load_tokenizer
     from tasks.config import load_settings
     from tasks.strategies import registry
 
@@ -113,6 +115,7 @@ def main() -> None:
     settings = load_settings(str(Path(__file__).resolve().parents[1] / "params.yaml"))
     torch.set_num_threads(settings.train.threads)
     data = default_data()
+    tokenizer = load_tokenizer(data.base_path)   # the Trainer script's, loaded once for every run
     names = [s for s in args.strategies.split(",") if s] or \
         [s.name for s in registry.all_strategies() if s.trains]
     bs, seed = settings.train.batch_size, settings.train.seed
@@ -133,9 +136,9 @@ def main() -> None:
             seconds, trainable["n"] = adaptflow_run(name, data, params, settings, args.steps)
             return seconds
 
-        hf_run(name, data, raw, params.learning_rate, 2, bs, seed)   # warm-up: first-call costs
+        hf_run(name, data, tokenizer, raw, params.learning_rate, 2, bs, seed)   # warm-up: first-call costs
         times = interleaved({"adaptflow": ours, "trainer": lambda: hf_run(
-            name, data, raw, params.learning_rate, args.steps, bs, seed)}, args.repeats)
+            name, data, tokenizer, raw, params.learning_rate, args.steps, bs, seed)}, args.repeats)
         ours_s, hf_s = median(times["adaptflow"]), median(times["trainer"])
         flops = flops_per_token(name, n_matmul, trainable["n"]) * tokens / ours_s
         grouped = settings.train.group_by_length if params.group_by_length is None else params.group_by_length

@@ -193,28 +193,35 @@ def _build_and_train(strategy, params, base: BaseModel, labels, splits, cfg, pad
         train_seconds, test["probs"]
 
 
-def _learning_curve(strategy, params, base: BaseModel, labels, splits, cfg, pad_id: int, name: str,
-                    sizes: list[int], full_accuracy: float) -> None:
-    """Data efficiency: the same recipe on n training examples, for each size below the run's
-    own; logged as learning_curve_accuracy with step = n, the run's own result being the last
-    point. The sets are nested (the first n of one seeded permutation), and seed,
-    hyperparameters, validation split (early stopping) and test split are the main run's."""
+def learning_curve_points(strategy, params, base: BaseModel, labels, splits, cfg, pad_id: int, name: str,
+                          sizes: list[int]) -> list[tuple[int, float]]:
+    """Data efficiency: (n, test accuracy) of the same recipe on n training examples, for each
+    size below the run's own. The sets are nested (the first n of one seeded permutation), and
+    seed, hyperparameters, validation split (early stopping) and test split are the main run's."""
     train_set = splits["train"]
-    n_full = len(train_set)
-    order = np.random.default_rng(cfg.seed).permutation(n_full)
-    for n in sorted(x for x in set(sizes) if x < n_full):
+    order = np.random.default_rng(cfg.seed).permutation(len(train_set))
+    points = []
+    for n in sorted(x for x in set(sizes) if x < len(train_set)):
         seed_everything(cfg.seed)
         subset = {**splits, "train": train_set.select(np.sort(order[:n]))}
         _, point, _, _ = _build_and_train(strategy, params, base, labels, subset, cfg, pad_id,
                                           f"{name} (n={n})", log_curves=False)
-        mlflow.log_metric("learning_curve_accuracy", point["test_accuracy"], step=n)
-    mlflow.log_metric("learning_curve_accuracy", full_accuracy, step=n_full)
+        points.append((n, point["test_accuracy"]))
+    return points
 
 
-def _evaluate_variants(strategy, params, base: BaseModel, labels, splits, train: pd.DataFrame, pad_id: int):
-    """Every prompt variant on validation and test. Test metrics are the mean over variants
-    (spread: prompt_variant_std, sample std); the variant best on validation is returned for
-    saving, so the choice never looks at test."""
+def _learning_curve(strategy, params, base: BaseModel, labels, splits, cfg, pad_id: int, name: str,
+                    sizes: list[int], full_accuracy: float) -> None:
+    """The curve logged as learning_curve_accuracy with step = n; the run's own result is the last point."""
+    for n, accuracy_n in learning_curve_points(strategy, params, base, labels, splits, cfg, pad_id, name, sizes):
+        mlflow.log_metric("learning_curve_accuracy", accuracy_n, step=n)
+    mlflow.log_metric("learning_curve_accuracy", full_accuracy, step=len(splits["train"]))
+
+
+def score_variants(strategy, params, base: BaseModel, labels, splits, train: pd.DataFrame, pad_id: int):
+    """Every prompt variant on validation and test: (rows, best, test predictions per variant),
+    best = (validation accuracy, index, model, variant params, test probabilities) of the
+    variant best on validation, so the choice never looks at test."""
     rows, best, preds = [], None, []
     for i, variant in enumerate(strategy.variants(params, train, labels)):
         model = strategy.build(base.path, labels, variant)
@@ -223,9 +230,17 @@ def _evaluate_variants(strategy, params, base: BaseModel, labels, splits, train:
         val.pop("probs")
         preds.append(probs.argmax(1))
         rows.append({"variant": i, "params": params_dict(variant), "validation": val, "test": test})
-        mlflow.log_metric("variant_test_accuracy", test["accuracy"], step=i)
         if best is None or val["accuracy"] > best[0]:
             best = (val["accuracy"], i, model, variant, probs)
+    return rows, best, preds
+
+
+def _evaluate_variants(strategy, params, base: BaseModel, labels, splits, train: pd.DataFrame, pad_id: int):
+    """Every prompt variant, logged. Test metrics are the mean over variants (spread:
+    prompt_variant_std, sample std); the variant best on validation is returned for saving."""
+    rows, best, preds = score_variants(strategy, params, base, labels, splits, train, pad_id)
+    for r in rows:
+        mlflow.log_metric("variant_test_accuracy", r["test"]["accuracy"], step=r["variant"])
     accs = np.array([r["test"]["accuracy"] for r in rows])
     mlflow.log_dict({"chosen_variant": best[1], "variants": rows}, "prompt_variants.json")
     metrics = {"test_accuracy": float(accs.mean()),

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.specialize import SpecializeInput, specialize
 from tasks.tracking import use_store
 
 EXPERIMENT = "adaptflow-rotten-tomatoes"
-
-
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
 
 
 def test_two_strategies_run_in_parallel_on_a_dask_local_cluster(harness, project_factory, tiny_bert):

@@ -8,7 +8,6 @@ import threading
 import time
 
 import psutil
-import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.specialize import SpecializeInput, specialize
@@ -16,14 +15,6 @@ from tasks.checkpoint import FILE, latest_step
 from tasks.tracking import use_store
 
 EXPERIMENT = "adaptflow-rotten-tomatoes"
-
-
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
 
 
 def wait_until_dead(child: psutil.Process, timeout: float = 30) -> None:

@@ -25,14 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def one_strategy(name: str, settings, base, frames) -> dict:
     import torch
 
-    from tasks.base_model import load_base, load_tokenizer
-    from tasks.cost import measure_speed
-    from tasks.measurements import forgetting_metrics, merged_speed_metrics
-    from tasks.metrics import accuracy, macro_f1
-    from tasks.run_strategy import _build_and_train, encode_splits, learning_curve_points, score_variants, tightest_limit
-    from tasks.stats import bootstrap_ci, per_class, reliability
+    from tasks.models.base import load_base
+    from tasks.models.loading import load_tokenizer
+    from tasks.evaluation.cost import measure_speed
+    from tasks.evaluation.forgetting import forgetting_metrics
+    from tasks.evaluation.cost import merged_speed_metrics
+    from tasks.evaluation.metrics import accuracy, macro_f1
+    from tasks.training.run import _build_and_train, encode_splits, learning_curve_points, score_variants, tightest_limit
+    from tasks.evaluation.statistics import bootstrap_ci, per_class, reliability
     from tasks.strategies import registry
-    from tasks.training import seed_everything
+    from tasks.training.loop import seed_everything
 
     strategy = registry.get(name)
     params = strategy.parse_params(settings.strategy_params.get(name, {}))
@@ -72,9 +74,9 @@ def one_strategy(name: str, settings, base, frames) -> dict:
 def run(params_file: str, profile: str | None, strategies: list[str] | None) -> dict:
     import pandas as pd
 
-    from tasks.base_model import load_base
+    from tasks.models.base import load_base
     from tasks.config import load_settings
-    from tasks.data import SPLITS
+    from tasks.data.prepare import SPLITS
 
     settings = load_settings(params_file, profile, strategies)
     base = load_base(settings.model.base, settings.root)

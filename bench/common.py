@@ -86,10 +86,11 @@ def default_data(params: str = "params.yaml") -> Data:
     with the same code if missing), tokenized with the default base's tokenizer."""
     import pandas as pd
 
-    from tasks.base_model import load_tokenizer, resolve_base_path
+    from tasks.models.loading import load_tokenizer
+    from tasks.models.base import resolve_base_path
     from tasks.config import load_settings
-    from tasks.data import SPLITS
-    from tasks.encoding import encode
+    from tasks.data.prepare import SPLITS
+    from tasks.models.encoding import encode
 
     settings = load_settings(str(ROOT / params))
     processed = settings.root / settings.data.processed_dir
@@ -109,8 +110,8 @@ def default_data(params: str = "params.yaml") -> Data:
 def _prepare(settings, processed: Path) -> None:
     from dataclasses import asdict
 
-    from tasks.data import prepare
-    from tasks.data_source import resolve_source
+    from tasks.data.prepare import prepare
+    from tasks.data.source import resolve_source
 
     prepare({**asdict(settings.data), "raw_path": str(resolve_source(settings.data.source, settings.root)),
              "processed_dir": str(processed)})

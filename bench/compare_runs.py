@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--store-a", default="mlflow")
     parser.add_argument("--store-b")
     args = parser.parse_args()
-    from tasks.stats import mcnemar
+    from tasks.evaluation.statistics import mcnemar
 
     a = predictions(Path(args.store_a).resolve(), args.run_a)
     b = predictions(Path(args.store_b or args.store_a).resolve(), args.run_b)

@@ -29,7 +29,9 @@ def main() -> None:
     apply_offline_defaults()
     torch.set_num_threads(2)
 
-    from tasks.base_model import SMOLLM2, load_tokenizer, resolve_base_path
+    from tasks.models.packaged import SMOLLM2
+    from tasks.models.loading import load_tokenizer
+    from tasks.models.base import resolve_base_path
     from tasks.strategies import registry
     from tasks.strategies.few_shot import draw_demonstrations
 

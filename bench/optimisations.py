@@ -33,7 +33,7 @@ def step_loop(model, data: Data, steps: int, batch_size: int, seed: int, padding
     import torch
     from torch import nn
 
-    from tasks.encoding import collate, length_grouped_order
+    from tasks.models.encoding import collate, length_grouped_order
 
     subset = data.train.select(np.arange(steps * batch_size))
     lengths = [len(r) for r in subset.input_ids]
@@ -73,7 +73,7 @@ def measure(name: str, data: Data, params, steps: int, batch_size: int, seed: in
     import torch
 
     from tasks.strategies import registry
-    from tasks.training import seed_everything
+    from tasks.training.loop import seed_everything
 
     strategy, losses = registry.get(name), {}
 
@@ -102,9 +102,10 @@ def tokenizing_seconds(repeats: int) -> dict:
     """What encode_splits (run in every strategy's process) costs on the default data."""
     import pandas as pd
 
-    from tasks.base_model import load_tokenizer, resolve_base_path
+    from tasks.models.loading import load_tokenizer
+    from tasks.models.base import resolve_base_path
     from tasks.config import load_settings
-    from tasks.run_strategy import encode_splits
+    from tasks.training.run import encode_splits
 
     s = load_settings(str(Path(__file__).resolve().parents[1] / "params.yaml"))
     frames = {k: pd.read_parquet(s.root / s.data.processed_dir / f"{k}.parquet") for k in ("train", "validation", "test")}

@@ -26,9 +26,9 @@ from bench.common import ROOT, table, write  # noqa: E402
 
 
 def warm_forgetting_cache(params: str, profile: str | None) -> None:
-    from tasks.base_model import load_base
+    from tasks.models.base import load_base
     from tasks.config import load_settings
-    from tasks.forgetting import base_probe_accuracy
+    from tasks.evaluation.forgetting import base_probe_accuracy
 
     s = load_settings(params, profile)
     ev, base = s.evaluation, load_base(s.model.base, s.root)

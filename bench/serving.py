@@ -51,10 +51,10 @@ def texts(n: int) -> list[str]:
 def save_version(folder: Path, strategy_name: str, seed: int) -> Path:
     import torch
 
-    from tasks.base_model import load_base
-    from tasks.packaged_model import Manifest, params_dict
+    from tasks.models.base import load_base
+    from tasks.training.artifact import Manifest, params_dict
     from tasks.strategies import registry
-    from tasks.training import seed_everything
+    from tasks.training.loop import seed_everything
 
     base = load_base(BASE)
     strategy = registry.get(strategy_name)
@@ -86,7 +86,8 @@ def memory_child(folders: list[str]) -> dict:
     from peft import PeftModel  # noqa: F401
     from transformers import AutoModelForSequenceClassification  # noqa: F401
 
-    from tasks.base_model import load_tokenizer, resolve_base_path
+    from tasks.models.loading import load_tokenizer
+    from tasks.models.base import resolve_base_path
 
     load_tokenizer(resolve_base_path(BASE))(sample)
     torch.nn.Linear(8, 8)(torch.zeros(4, 8))
@@ -192,11 +193,11 @@ def measure_http(work: Path, singles: int, batches: int) -> dict:
     import torch
     from mlflow.tracking import MlflowClient
 
-    from tasks.packaged_model import signature
-    from tasks.run_strategy import PYFUNC_ENTRY
+    from tasks.training.artifact import signature
+    from tasks.training.artifact import PYFUNC_ENTRY
     from tasks.serving.run import start_in_thread
     from tasks.serving.service import Service
-    from tasks.serving.settings import ServingSettings
+    from tasks.config import ServingSettings
     from tasks.tracking import use_store
 
     torch.set_num_threads(2)

@@ -49,7 +49,7 @@ def matmul_gflops(dtype: str, n: int = 2048, repeats: int = 5) -> float:
 
 
 def matmul_params(base_path: Path) -> int:
-    from tasks.base_model import load_classifier
+    from tasks.models.loading import load_classifier
 
     model = load_classifier(base_path, ["a", "b"])
     return sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
@@ -65,9 +65,10 @@ def flops_per_token(name: str, n: int, n_trainable: int) -> float:
 
 def adaptflow_run(name: str, data: Data, params, settings, steps: int):
     """Build (not timed) and train with adaptflow's loop; returns (seconds, trainable params)."""
-    from tasks.run_strategy import loop_config
+    from tasks.training.run import loop_config
     from tasks.strategies import registry
-    from tasks.training import count_parameters, seed_everything, train
+    from tasks.evaluation.cost import count_parameters
+    from tasks.training.loop import seed_everything, train
 
     batch_size, seed = settings.train.batch_size, settings.train.seed
     strategy = registry.get(name)
@@ -107,7 +108,7 @@ def main() -> None:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from tasks.base_model import load_tokenizer
+    from tasks.models.loading import load_tokenizer
     from tasks.config import load_settings
     from tasks.strategies import registry
 

@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     store.add_argument("model", help="registered model name (project.registered_model in params)")
     store.add_argument("--params", default="params.yaml",
                        help="params file; its folder holds the local MLflow store (MLFLOW_TRACKING_URI overrides)")
+    store.add_argument("--profile", help="profile from the params file's `profiles:` (its project.pipeline_account "
+                                         "is the account promote and rollback refuse)")
     reviewer = argparse.ArgumentParser(add_help=False)
     reviewer.add_argument("--reviewer", required=True, help="who decides (kept in the audit history)")
     reviewer.add_argument("--reason", required=True, help="why (kept in the audit history)")
@@ -157,34 +159,25 @@ def _registry(params: str):
     return MlflowClient(), uri
 
 
-def _pipeline_account(params: str) -> str | None:
-    """project.pipeline_account from the params file, if it has one."""
-    from pathlib import Path
-
-    import yaml
-
-    path = Path(params)
-    raw = yaml.safe_load(path.read_text()) if path.is_file() else None
-    return ((raw or {}).get("project") or {}).get("pipeline_account")
-
-
 def _govern(args) -> int:
-    from tasks import governance
+    from tasks.config import load_settings
+    from tasks.registry import governance
 
     client, uri = _registry(args.params)
-    pipeline = _pipeline_account(args.params)
     try:
         if args.command == "history":
             entries = governance.read_history(client, args.model)
             print("\n".join(e.line() for e in entries) if entries else f"{args.model}: no @champion moves yet")
-        elif args.command == "promote":
+            return 0
+        pipeline = load_settings(args.params, args.profile).project.pipeline_account
+        if args.command == "promote":
             print(governance.promote(client, uri, args.model, args.reviewer, args.reason,
                                      version=args.version, from_alias=args.from_alias,
                                      pipeline_account=pipeline).line())
         else:
             print(governance.rollback(client, uri, args.model, args.reviewer, args.reason,
                                       pipeline_account=pipeline).line())
-    except governance.GovernanceError as exc:
+    except (governance.GovernanceError, ValueError) as exc:   # ValueError: SettingsError in the params file
         print(f"adaptflow {args.command}: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -195,10 +188,9 @@ def _serve(args) -> int:
 
     from tasks.config import load_settings
     from tasks.serving.service import ServingError
-    from tasks.serving.settings import serving_settings
 
     try:
-        settings = serving_settings(load_settings(args.params).raw.get("serving"))
+        settings = load_settings(args.params).serving
     except ValueError as exc:
         print(f"adaptflow serve: {exc}", file=sys.stderr)
         return 2
@@ -320,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         from mlflow.exceptions import MlflowException
 
         from tasks.config import load_settings
-        from tasks.steps import build_report
+        from tasks.evaluation.steps import build_report
 
         _registry(args.params)
         try:
@@ -331,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out}")
         return 0
     if args.command == "lineage":
-        from tasks.lineage import LineageError, format_lineage, lineage
+        from tasks.data.lineage import LineageError, format_lineage, lineage
 
         client, _ = _registry(args.params)
         try:

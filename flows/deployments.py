@@ -26,11 +26,9 @@ def deployments(params_file: str, profile: str | None = None, only: list[str] | 
     from flows.retrain import retrain
     from flows.specialize import specialize
     from tasks.config import load_settings
-    from tasks.ops.settings import ops_settings
 
     params = str(Path(params_file).resolve())   # runs execute in other processes: no relative paths
-    settings = load_settings(params, profile)
-    ops = ops_settings(settings.raw.get("ops"))
+    ops = load_settings(params, profile).ops
     form = {"params_file": params, "profile": profile}
     module = EntrypointType.MODULE_PATH         # flows.specialize.specialize: importable wherever installed
     built = {

@@ -11,11 +11,10 @@ from pydantic import BaseModel, Field
 
 from flows.specialize import SpecializeInput, SpecializeOutput, specialize
 from tasks.config import load_settings
+from tasks.data.steps import ingest_data
 from tasks.ops import retrain as decision
-from tasks.ops.settings import ops_settings
 from tasks.ops.tracking_check import check_tracking
-from tasks.steps import ingest_data
-from tasks.tracking import configure, tracking_uri
+from tasks.tracking import code_version, configure, git_state, tracking_uri
 
 
 class RetrainInput(BaseModel):
@@ -38,12 +37,10 @@ class RetrainOutput:
 @flow(name="retrain", log_prints=True)
 def retrain(run: RetrainInput = RetrainInput()) -> RetrainOutput:
     settings = load_settings(run.params_file, run.profile, run.strategies)
-    check_tracking(tracking_uri(settings.root), ops_settings(settings.raw.get("ops")).tracking_check_seconds)
+    check_tracking(tracking_uri(settings.root), settings.ops.tracking_check_seconds)
     experiment_id = configure(settings.root, settings.project.experiment)
     raw = ingest_data(settings)   # `dvc repro ingest`: a changed source is copied, hashed and versioned
-    from tasks.data_version import git_state
-
-    current = decision.Inputs(raw.md5, decision.code_version(settings.root), settings.params_hash(),
+    current = decision.Inputs(raw.md5, code_version(settings.root), settings.params_hash(),
                               git_state(settings.root)[0])
     last = decision.last_successful(MlflowClient(), experiment_id)
     verdict = decision.decide(current, *(last or (None, None)))

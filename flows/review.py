@@ -39,7 +39,7 @@ def _registry(params_file: str):
 
 @flow(name="promote", log_prints=True)
 def promote(request: PromoteInput) -> str:
-    from tasks import governance
+    from tasks.registry import governance
 
     client, uri, account = _registry(request.params_file)
     version = request.version
@@ -51,7 +51,7 @@ def promote(request: PromoteInput) -> str:
 
 @flow(name="rollback", log_prints=True)
 def rollback(request: RollbackInput) -> str:
-    from tasks import governance
+    from tasks.registry import governance
 
     client, uri, account = _registry(request.params_file)
     entry = governance.rollback(client, uri, request.model, request.reviewer, request.reason, pipeline_account=account)

@@ -7,16 +7,17 @@ from dataclasses import dataclass, field
 from prefect import flow
 from pydantic import BaseModel, Field
 
-from tasks.approval import await_review
 from tasks.config import load_settings, user_data_override
-from tasks.steps import (RunContext, ingest_data, lineage_tags, publish_comparison, publish_report, push_data,
-                         register_candidate, resolve_base, run_tags, split_data, tag_run, validate_data,
-                         validate_raw_data)
+from tasks.data.steps import ingest_data, push_data, split_data, validate_data, validate_raw_data
+from tasks.evaluation.steps import publish_comparison, publish_report
+from tasks.models.steps import resolve_base
 from tasks.ops.failures import registrable
 from tasks.ops.fanout import train_strategies
-from tasks.ops.settings import ops_settings
 from tasks.ops.tracking_check import check_tracking
-from tasks.tracking import configure, parent_run, tracking_uri
+from tasks.registry.approval import await_review
+from tasks.registry.steps import register_candidate
+from tasks.tracking import configure, lineage_tags, parent_run, run_tags, tag_run, tracking_uri
+from tasks.training.context import RunContext
 
 
 class DataInput(BaseModel):
@@ -59,23 +60,23 @@ class SpecializeOutput:
 def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
     overrides = user_data_override(**run.data.model_dump()) if run.data else None
     settings = load_settings(run.params_file, run.profile, run.strategies, overrides)
-    ops = ops_settings(settings.raw.get("ops"))
-    check_tracking(tracking_uri(settings.root), ops.tracking_check_seconds)   # seconds, not minutes of retries
+    check_tracking(tracking_uri(settings.root), settings.ops.tracking_check_seconds)   # seconds, not minutes
     base = resolve_base(settings)
     experiment_id = configure(settings.root, settings.project.experiment)
-    with parent_run(experiment_id, "specialize", run_tags(settings, base)) as parent_id:
+    tags = run_tags(settings, base)   # once, before the DVC stages rewrite tracked files
+    with parent_run(experiment_id, "specialize", tags) as parent_id:
         raw = ingest_data(settings)
         settings = validate_raw_data(settings, raw, parent_id)   # gate 1; the label set in force
         data = split_data(settings, raw)
         frames = validate_data(settings, data, base, parent_id)   # gate 2: nothing trains past a failure
         push_data(settings, data)
-        tags = lineage_tags(settings, data, base)
+        tags = lineage_tags(tags, data)
         tag_run(parent_id, {**tags, "mlflow.runName": f"specialize-{data.version[:8]}"})
         ctx = RunContext(settings, base, data, frames, experiment_id, parent_id, tags)
-        trained = train_strategies(ctx, ops)
+        trained = train_strategies(ctx)
         results = registrable(trained.results)   # only runs whose artifacts are all in the store
         registration = register_candidate(ctx, results)
-        table = publish_comparison(results, registration, parent_id)
+        table = publish_comparison(results, registration.summary(), parent_id)
         report = publish_report(settings, parent_id)
     review = "not_asked"
     if run.await_approval and registration.decision.set_challenger:

@@ -1,14 +1,26 @@
-"""MLflow setup and the run hierarchy: one parent run per flow run, one child per strategy."""
+"""MLflow setup and the run hierarchy (one parent run per flow run, one child per strategy), and
+the tags that say what ran: code, params, base and data. Used by every stage that logs;
+strategies and models never import it."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import subprocess
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import mlflow
 from mlflow.tracking import MlflowClient
+
+if TYPE_CHECKING:
+    from tasks.config import Settings
+    from tasks.data.dvc import DataVersion
+    from tasks.models.base import ResolvedBase
+
+# The code that decides what is trained: *.py under these folders, and dvc.yaml.
+CODE_PATHS = ("tasks", "flows", "dvc.yaml")
 
 
 def tracking_uri(root: Path) -> str:
@@ -52,3 +64,50 @@ def parent_run(experiment_id: str, run_name: str, tags: dict[str, str]) -> Itera
 
 def log_json(run_id: str, obj: object, artifact_file: str) -> None:
     MlflowClient().log_text(run_id, json.dumps(obj, indent=2, default=str), artifact_file)
+
+
+def tag_run(run_id: str, tags: dict[str, str]) -> None:
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+
+
+def git_state(root: Path) -> tuple[str, bool]:
+    """(commit, dirty). Outside a git checkout: ("unknown", True)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True,
+                                    text=True, check=True).stdout.strip())
+        return commit, dirty
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return "unknown", True
+
+
+def code_version(root: Path) -> str:
+    """sha256 over the code that decides what is trained: *.py under tasks/ and flows/, and dvc.yaml."""
+    digest = hashlib.sha256()
+    for name in CODE_PATHS:
+        path = root / name
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.is_file() else []
+        for f in files:
+            if "__pycache__" in f.parts:
+                continue
+            digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def run_tags(settings: Settings, base: ResolvedBase) -> dict[str, str]:
+    """What is known before the data is read: code, params, base, and which dataset. Computed
+    once per run, before the DVC stages rewrite tracked files (data-params.yaml, dvc.lock)."""
+    commit, dirty = git_state(settings.root)
+    return {"data.source": settings.data.source, "data.raw_path": settings.data.raw_path,
+            "git.commit": commit, "git.dirty": str(dirty).lower(), "code.version": code_version(settings.root),
+            "params.hash": settings.params_hash(), "profile": settings.profile or "default",
+            "base.name": base.name, "base.fingerprint": base.fingerprint}
+
+
+def lineage_tags(tags: dict[str, str], data: DataVersion) -> dict[str, str]:
+    """`run_tags` plus the data version this run validated and trained on."""
+    return {**tags, "data.version": data.version, "data.raw_md5": data.raw_hash,
+            "data.remote": data.remote, **{f"data.{s}_md5": h for s, h in data.split_hashes.items()}}

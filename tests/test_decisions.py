@@ -1,4 +1,4 @@
-from tasks.decisions import Reference, best_candidate, decide_challenger
+from tasks.registry.decisions import Reference, best_candidate, decide_challenger
 
 M = "test_macro_f1"
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tasks.run_strategy import METRICS
+from tasks.evaluation.record import METRICS
 
 from conftest import env_for_subprocess
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tasks.encoding import Encoded, batches, length_grouped_order
+from tasks.models.encoding import Encoded, batches, length_grouped_order
 
 
 def padded_tokens(lengths: list[int], order: np.ndarray, batch_size: int) -> int:

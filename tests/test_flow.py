@@ -7,8 +7,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.specialize import SpecializeInput, specialize
-from tasks.data_version import dvc
-from tasks.run_strategy import METRICS
+from tasks.data.dvc import dvc
+from tasks.evaluation.record import METRICS
 from tasks.tracking import use_store
 
 from conftest import ROOT, mlflow_uri
@@ -59,7 +59,7 @@ def test_two_runs_register_compare_and_reuse_the_data_version(harness, project_f
     if version.tags["saves"] == "adapter":
         assert float(version.tags["metric.artifact_bytes"]) < 0.5 * (tiny_bert / "model.safetensors").stat().st_size
 
-    from tasks.lineage import format_lineage, lineage
+    from tasks.data.lineage import format_lineage, lineage
 
     page = open(first.report).read()
     assert 'id="recommendation"' in page and page.count("data:image/png;base64,") == 5   # 2 Pareto, loss, reliability, learning curve
@@ -142,7 +142,7 @@ def test_every_strategy_version_loads_back_through_the_registry(harness, project
 def test_champion_is_rescored_when_the_test_data_changed(harness, project_factory, tiny_bert):
     import yaml
 
-    from tasks.governance import promote
+    from tasks.registry.governance import promote
 
     project = project_factory({"model": {"base": str(tiny_bert)}, "strategies": {"run": ["lora", "zero_shot"]}})
     form = SpecializeInput(params_file=str(project / "params.yaml"), profile="smoke")
@@ -165,7 +165,7 @@ def test_an_adapter_is_refused_on_a_base_that_changed(harness, project_factory, 
     through the registry is a clear error naming both fingerprints, not a silent wrong model."""
     import shutil
 
-    from tasks.base_model import BaseModelError
+    from tasks.models.base import BaseModelError
 
     base = tmp_path / "swappable-base"
     shutil.copytree(tiny_bert, base)

@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tasks.governance import (AuditEntry, GovernanceError, champion_stack, metric_deltas, promote,
-                              read_history, rollback)
+from tasks.registry.governance import AuditEntry, GovernanceError, champion_stack, metric_deltas, promote, read_history, rollback
 
 from tasks.tracking import use_store
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.base_model import load_tokenizer
-from tasks.forgetting import bbc_news, measure_forgetting, probe_accuracy
+from tasks.models.loading import load_tokenizer
+from tasks.evaluation.forgetting import bbc_news, measure_forgetting, probe_accuracy
 from tasks.strategies import registry
-from tasks.training import seed_everything
+from tasks.training.loop import seed_everything
 
 from conftest import LABELS
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tasks.metrics import accuracy, macro_f1
+from tasks.evaluation.metrics import accuracy, macro_f1
 
 
 def test_accuracy_known_answer():
@@ -25,6 +25,6 @@ def test_accuracy_of_nothing_is_an_error():
 
 
 def test_tightest_limit():
-    from tasks.run_strategy import tightest_limit
+    from tasks.training.run import tightest_limit
 
     assert tightest_limit(0, 0) == 0 and tightest_limit(64, 300) == 64 and tightest_limit(0, 300) == 300

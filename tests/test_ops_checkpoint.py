@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tasks.base_model import load_tokenizer
-from tasks.checkpoint import checkpointing, latest_step
-from tasks.encoding import encode
-from tasks.training import LoopConfig, seed_everything, train
+from tasks.models.loading import load_tokenizer
+from tasks.training.checkpoint import checkpointing, latest_step
+from tasks.models.encoding import encode
+from tasks.training.loop import LoopConfig, seed_everything, train
 
 LABELS = ["negative", "positive"]
 
@@ -16,7 +16,7 @@ LABELS = ["negative", "positive"]
 def build(tiny_bert):
     from peft import LoraConfig, TaskType, get_peft_model
 
-    from tasks.base_model import load_classifier
+    from tasks.models.loading import load_classifier
 
     seed_everything(0)
     return get_peft_model(load_classifier(tiny_bert, LABELS),

@@ -7,8 +7,9 @@ import sys
 import pytest
 
 from tasks.ops.accelerate_launch import command
-from tasks.ops.retrain import Inputs, code_version, decide
-from tasks.ops.settings import ops_settings
+from tasks.ops.retrain import Inputs, decide
+from tasks.tracking import code_version
+from tasks.config import OpsSettings, parse_section
 
 NOW = Inputs(data="d" * 32, code="c" * 16, params="p" * 16, commit="abc1234")
 
@@ -66,6 +67,10 @@ def test_accelerate_accepts_the_built_arguments():
     args = launch_command_parser().parse_args(command(2, "tasks.ops.strategy_process", ["job", "out"])[3:])
     assert args.multi_gpu and args.num_processes == 2 and args.module
     assert args.training_script == "tasks.ops.strategy_process" and args.training_script_args == ["job", "out"]
+
+
+def ops_settings(raw):
+    return parse_section(OpsSettings, raw, "ops")
 
 
 def test_ops_settings_are_validated_where_owned():

@@ -8,7 +8,6 @@ import socket
 import time
 
 import mlflow
-import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.specialize import SpecializeInput, specialize

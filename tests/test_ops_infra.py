@@ -94,7 +94,7 @@ def test_dockerfile_copies_files_that_exist():
 
 def test_production_profile_and_a_url_dvc_remote(tmp_path):
     from tasks.config import load_settings
-    from tasks.data_version import ensure_dvc
+    from tasks.data.dvc import ensure_dvc
 
     settings = load_settings(ROOT / "params.yaml", "production")
     assert settings.data.dvc_remote.startswith("s3://adaptflow-dvc")

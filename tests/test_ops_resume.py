@@ -11,7 +11,7 @@ import psutil
 from mlflow.tracking import MlflowClient
 
 from flows.specialize import SpecializeInput, specialize
-from tasks.checkpoint import FILE, latest_step
+from tasks.training.checkpoint import FILE, latest_step
 from tasks.tracking import use_store
 
 EXPERIMENT = "adaptflow-rotten-tomatoes"

@@ -2,7 +2,8 @@
 import re
 from html.parser import HTMLParser
 
-from tasks.report import ReportData, StrategyRow, recommendation, render
+from tasks.evaluation.report import recommendation, render
+from tasks.evaluation.report_data import ReportData, StrategyRow
 
 
 class Inventory(HTMLParser):
@@ -63,7 +64,7 @@ def test_recommendation_sentence_comes_from_the_numbers():
 def test_paired_tests_against_the_best():
     from dataclasses import replace
 
-    from tasks.report import with_paired_tests
+    from tasks.evaluation.report_data import with_paired_tests
 
     rows = data().rows
     rows[0] = replace(rows[0], correct=[True] * 20)
@@ -80,7 +81,7 @@ def test_recommendation_applies_the_project_budgets():
 
 
 def test_ablation_needs_the_hybrid():
-    from tasks.report import hybrid_ablation
+    from tasks.evaluation.report import hybrid_ablation
 
     rows = [r for r in data().rows if r.strategy != "lora_prompt"]
     assert hybrid_ablation(rows)[1] == ""

@@ -20,22 +20,24 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from tasks.base_model import BaseModel, load_base, load_tokenizer
+from tasks.models.base import ResolvedBase, load_base
+from tasks.models.loading import load_tokenizer
 from tasks.config import SettingsError
-from tasks.encoding import encode
-from tasks.governance import promote, rollback
-from tasks import model_registry   # (its TestSet is not a pytest class)
-from tasks.packaged_model import Manifest, params_dict, signature
-from tasks.run_strategy import PYFUNC_ENTRY, StrategyResult
+from tasks.models.encoding import encode
+from tasks.registry.governance import promote, rollback
+from tasks.registry import versions as model_registry
+from tasks.training.artifact import Manifest, params_dict, signature
+from tasks.training.artifact import PYFUNC_ENTRY
+from tasks.evaluation.record import StrategyResult
 from tasks.serving.batching import pick_batch
 from tasks.serving.checks import RequestError, check_request
 from tasks.serving.follow import Change, plan_changes
 from tasks.serving.run import free_port, start_in_thread
 from tasks.serving.service import Service, ServingError
-from tasks.serving.settings import ServingSettings, serving_settings
+from tasks.config import ServingSettings, load_settings, parse_section
 from tasks.strategies import registry
 from tasks.tracking import use_store
-from tasks.training import LoopConfig, seed_everything, train
+from tasks.training.loop import LoopConfig, seed_everything, train
 
 from conftest import LABELS, ROOT, env_for_subprocess
 
@@ -105,20 +107,21 @@ def test_plan_follows_moved_aliases_only():
     assert plan_changes(routes, resolved, {("m", "champion"): "2"}) == [Change("n", "champion", None, "5")]
 
 
+def serving_settings(raw):
+    return parse_section(ServingSettings, raw, "serving")
+
+
 def test_serving_settings_are_validated():
     assert serving_settings(None) == ServingSettings()
     with pytest.raises(SettingsError, match="serving.max_text"):
         serving_settings({"max_text": 3})
     with pytest.raises(SettingsError, match="poll_seconds must be positive"):
         serving_settings({"poll_seconds": 0})
-    import yaml
-
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert serving_settings(raw.get("serving")).host == "127.0.0.1"
+    assert load_settings(ROOT / "params.yaml").serving.host == "127.0.0.1"
 
 
 # ---- a real registry with tiny trained versions ------------------------------------
-def register_version(tmp: Path, base: BaseModel, model_name: str, strategy_name: str, seed: int,
+def register_version(tmp: Path, base: ResolvedBase, model_name: str, strategy_name: str, seed: int,
                      experiment: str, fingerprint: str | None = None) -> str:
     """Build with the strategy, train two steps, save, log the pyfunc as `adaptflow run` does,
     register with register_best. `fingerprint` overrides the recorded base (a mismatch)."""
@@ -133,7 +136,7 @@ def register_version(tmp: Path, base: BaseModel, model_name: str, strategy_name:
     folder = tmp / f"{model_name}-{strategy_name}-{seed}"
     folder.mkdir()
     strategy.save(model, folder)
-    recorded = BaseModel(base.name, base.path, fingerprint or base.fingerprint)
+    recorded = ResolvedBase(base.name, base.path, fingerprint or base.fingerprint)
     Manifest(strategy=strategy_name, params=params_dict(params), labels=LABELS, max_length=32,
              base_name=base.name, base_fingerprint=recorded.fingerprint, saves=strategy.saves).write(folder)
     with mlflow.start_run(experiment_id=experiment) as run:

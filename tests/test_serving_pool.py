@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.base_model import load_base
-from tasks.packaged_model import Manifest, load_predictor, params_dict, predict_texts
+from tasks.models.base import load_base
+from tasks.training.artifact import Manifest, load_predictor, params_dict, predict_texts
 from tasks.serving.pool import Pool, serving_mode
 from tasks.strategies import registry
-from tasks.training import seed_everything
+from tasks.training.loop import seed_everything
 
 from conftest import LABELS
 
@@ -87,7 +87,7 @@ def test_merged_lora_answers_like_the_adapter(tmp_path, tiny_bert):
 
 
 def test_mismatched_base_fingerprint_is_refused(tmp_path, tiny_bert):
-    from tasks.base_model import BaseModelError
+    from tasks.models.base import BaseModelError
 
     base = load_base(str(tiny_bert))
     good = saved_version(tmp_path, base, "lora", 0)

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from tasks.metrics import accuracy
-from tasks.stats import Candidate, bootstrap_ci, mcnemar, pareto_front, recommend, reliability
+from tasks.evaluation.metrics import accuracy
+from tasks.evaluation.selection import Candidate, pareto_front, recommend
+from tasks.evaluation.statistics import bootstrap_ci, mcnemar, reliability
 
 
 def test_ece_known_answer():
@@ -73,7 +74,7 @@ def test_recommendation_respects_budgets():
 
 
 def test_per_class_known_answer():
-    from tasks.stats import per_class
+    from tasks.evaluation.statistics import per_class
 
     precision, recall, cm = per_class(np.array([0, 0, 1, 1, 1]), np.array([0, 1, 1, 1, 0]), 2)
     assert cm.tolist() == [[1, 1], [1, 2]]
@@ -81,7 +82,7 @@ def test_per_class_known_answer():
 
 
 def test_overfitting_flag():
-    from tasks.stats import overfitting
+    from tasks.evaluation.statistics import overfitting
 
     steps = [100, 200, 300]
     assert overfitting(list(zip(steps, [0.6, 0.4, 0.2])), list(zip(steps, [0.5, 0.45, 0.55])))
@@ -92,8 +93,8 @@ def test_overfitting_flag():
 def test_prompt_variant_intervals_bracket_the_mean_over_variants():
     """test_accuracy of a prompting strategy is the mean over its variants; its interval must
     be the interval of that mean, not of one variant's accuracy."""
-    from tasks.metrics import accuracy
-    from tasks.run_strategy import variant_mean_intervals
+    from tasks.evaluation.metrics import accuracy
+    from tasks.evaluation.quality import variant_mean_intervals
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 300)

@@ -13,10 +13,11 @@ import torch
 from safetensors import safe_open
 
 import tasks.strategies as package
-from tasks.encoding import collate
+from tasks.models.encoding import collate
 from tasks.strategies import registry
 from tasks.strategies.registry import Strategy, TrainableParams
-from tasks.training import count_parameters, seed_everything
+from tasks.evaluation.cost import count_parameters
+from tasks.training.loop import seed_everything
 
 from conftest import LABELS
 
@@ -226,8 +227,8 @@ def test_an_adapter_is_refused_on_another_base(tiny_bert: Path, tmp_path: Path):
 
     from transformers import BertConfig, BertModel
 
-    from tasks.base_model import BaseModelError, load_base
-    from tasks.packaged_model import Manifest, load_predictor
+    from tasks.models.base import BaseModelError, load_base
+    from tasks.training.artifact import Manifest, load_predictor
 
     other = tmp_path / "other-base"
     shutil.copytree(tiny_bert, other)

@@ -1,8 +1,8 @@
 """The data contract (tasks/validation.py) with the real Great Expectations, and drift (pure)."""
 import pandas as pd
 
-from tasks.drift import DataProfile, drift, profile
-from tasks.validation import RawContract, SplitContract, validate_raw, validate_splits
+from tasks.data.drift import DataProfile, drift, profile
+from tasks.data.contract import RawContract, SplitContract, validate_raw, validate_splits
 
 LABELS = ["negative", "positive"]
 CONTRACT = SplitContract(LABELS, min_examples_per_label=1, max_class_share=1.0, max_length=8)

@@ -13,8 +13,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
-from tasks.ops.settings import OpsSettings
-from tasks.run_strategy import StrategyResult
+from tasks.config import OpsSettings
+from tasks.evaluation.record import StrategyResult
+from tasks.training.context import RunContext
 
 
 @dataclass(frozen=True)
@@ -27,31 +28,30 @@ class AllStrategiesFailed(RuntimeError):
     """No strategy finished: nothing to register."""
 
 
-def checkpoint_folder(ctx, ops: OpsSettings, name: str) -> Path:
+def checkpoint_folder(ctx: RunContext, name: str) -> Path:
     """Per flow run (its MLflow parent run) and strategy: a retry resumes, a new run starts afresh."""
-    return ctx.settings.path(ops.checkpoint_dir) / ctx.parent_run_id / name
+    return ctx.settings.path(ctx.settings.ops.checkpoint_dir) / ctx.parent_run_id / name
 
 
 @task(name="train + evaluate", task_run_name="strategy: {name}", cache_policy=NO_CACHE)
-def train_strategy(name: str, ctx, ops: OpsSettings) -> StrategyResult:
-    from tasks.checkpoint import checkpointing
+def train_strategy(name: str, ctx: RunContext) -> StrategyResult:
+    from tasks.training.checkpoint import checkpointing
     from tasks.ops.failures import record_failure
     from tasks.ops.isolate import Job, run_in_process
-    from tasks.run_strategy import run_strategy
+    from tasks.training.run import run_strategy
     from tasks.tracking import use_store
 
+    ops = ctx.settings.ops
     uri = use_store(ctx.settings.root)    # a Dask worker is a fresh process
-    task_run = TaskRunContext.get().task_run
-    attempt = task_run.run_count
-    folder = checkpoint_folder(ctx, ops, name)
+    attempt = TaskRunContext.get().task_run.run_count
+    folder = checkpoint_folder(ctx, name)
     logger = get_run_logger()
     try:
         if ops.isolation == "process":
             result = run_in_process(Job(name, ctx, str(folder), ops.checkpoint_every_steps, uri), ops.gpus)
         else:
             with checkpointing(folder, ops.checkpoint_every_steps):
-                result = run_strategy(name, ctx.settings, ctx.base, ctx.frames, ctx.data, ctx.experiment_id,
-                                      ctx.parent_run_id, ctx.tags)
+                result = run_strategy(ctx, name)
     except BaseException as exc:   # SystemExit (SIGTERM) too: the run must not stay RUNNING
         will_retry = isinstance(exc, Exception) and attempt <= ops.retries
         try:
@@ -77,17 +77,17 @@ def task_runner(ops: OpsSettings):
                                           "processes": True, "dashboard_address": None})
 
 
-def train_strategies(ctx, ops: OpsSettings) -> Trained:
-    names = list(ctx.settings.strategies)
+def train_strategies(ctx: RunContext) -> Trained:
+    ops, names = ctx.settings.ops, list(ctx.settings.strategies)
     step = train_strategy.with_options(retries=ops.retries, retry_delay_seconds=ops.retry_delay_seconds)
     if ops.task_runner == "dask":
         with task_runner(ops) as runner:
-            futures = [runner.submit(step, {"name": n, "ctx": ctx, "ops": ops}) for n in names]
+            futures = [runner.submit(step, {"name": n, "ctx": ctx}) for n in names]
             for f in futures:
                 f.wait()
             states = [f.state for f in futures]
     else:   # one after another, in the flow's own thread
-        states = [step(n, ctx, ops, return_state=True) for n in names]
+        states = [step(n, ctx, return_state=True) for n in names]
     results, failures = [], {}
     for name, state in zip(names, states):
         if state.is_completed():

@@ -19,6 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.training.context import RunContext
+
 
 class StrategyProcessDied(RuntimeError):
     """The strategy's process ended without a result (killed by a signal, or crashed)."""
@@ -31,7 +33,7 @@ class StrategyFailed(RuntimeError):
 @dataclass(frozen=True)
 class Job:
     name: str
-    ctx: object                    # tasks.steps.RunContext
+    ctx: RunContext
     checkpoint_dir: str
     checkpoint_every_steps: int
     tracking_uri: str
@@ -71,22 +73,20 @@ def run_in_process(job: Job, gpus: int = 0) -> object:
 
 
 def main(job_file: str, out_file: str) -> int:
-    from tasks.checkpoint import checkpointing
+    from tasks.training.checkpoint import checkpointing
     from tasks.env import apply_offline_defaults
 
     apply_offline_defaults()
     job: Job = pickle.loads(Path(job_file).read_bytes())
     import mlflow
 
-    from tasks.run_strategy import run_strategy
+    from tasks.training.run import run_strategy
 
     mlflow.set_tracking_uri(job.tracking_uri)
     mlflow.set_registry_uri(job.tracking_uri)
-    c = job.ctx
     try:
         with checkpointing(Path(job.checkpoint_dir), job.checkpoint_every_steps):
-            result = run_strategy(job.name, c.settings, c.base, c.frames, c.data, c.experiment_id,
-                                  c.parent_run_id, c.tags)
+            result = run_strategy(job.ctx, job.name)
         outcome = (True, result)
     except Exception as exc:   # sent back to the task, which records it and lets Prefect retry
         import traceback

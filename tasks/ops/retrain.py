@@ -4,11 +4,7 @@ fixes the splits), the code (a hash of the Python under tasks/ and flows/ plus d
 committing dvc.lock alone is no change; the git commit is shown), and the params hash."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
-
-CODE_PATHS = ("tasks", "flows", "dvc.yaml")
 
 
 @dataclass(frozen=True)
@@ -36,19 +32,6 @@ def decide(current: Inputs, last: Inputs | None, last_run_id: str | None = None)
     return RetrainDecision(False, f"skipped: data {current.data[:8]}, code {current.code[:8]} (commit "
                                   f"{current.commit[:8] or 'unknown'}) and params {current.params[:8]} are those of "
                                   f"the last successful run {last_run_id or ''}".rstrip())
-
-
-def code_version(root: Path) -> str:
-    """sha256 over the code that decides what is trained: *.py under tasks/ and flows/, and dvc.yaml."""
-    digest = hashlib.sha256()
-    for name in CODE_PATHS:
-        path = root / name
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.is_file() else []
-        for f in files:
-            if "__pycache__" in f.parts:
-                continue
-            digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
 
 
 def last_successful(client, experiment_id: str) -> tuple[Inputs, str] | None:

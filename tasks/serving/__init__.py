@@ -1,7 +1,6 @@
 """Serving registered versions over HTTP: one base model in memory shared by many adapters,
 following the registry's aliases (`adaptflow serve`). One job per module:
 
-  settings   the `serving:` section of params.yaml
   checks     checking a /predict body (pure)
   batching   grouping queued requests by adapter, one inference thread
   pool       loading versions: shared bases (PEFT, `adapters`), own models, merged LoRA/IA3
@@ -10,4 +9,7 @@ following the registry's aliases (`adaptflow serve`). One job per module:
   metrics    Prometheus counters and latency histograms
   app        the FastAPI routes
   run        start it (uvicorn) from the CLI, or in a thread for tests and the bench
+
+Settings: `serving:` (tasks/config/serving.py). May import: tasks.config, models, strategies,
+evaluation, training (the artifact loader), registry, tracking. Never tasks.ops or flows.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.serving.settings import ServingSettings
+from tasks.config import ServingSettings
 
 
 class RequestError(ValueError):

@@ -26,7 +26,7 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 
-from tasks.packaged_model import Manifest
+from tasks.training.artifact import Manifest
 
 Mode = Literal["shared_peft", "shared_adapters", "merged", "own"]
 
@@ -62,7 +62,7 @@ class PeftGroup:
     def attach(self, name: str, folder: Path, strategy, params) -> None:
         from peft import PeftModel
 
-        from tasks.base_model import load_classifier
+        from tasks.models.loading import load_classifier
 
         if self.model is None:
             self.model = PeftModel.from_pretrained(load_classifier(self.base_path, self.labels), folder,
@@ -107,7 +107,7 @@ class AdaptersGroup:
         import adapters
         from safetensors.torch import load_file
 
-        from tasks.base_model import load_classifier
+        from tasks.models.loading import load_classifier
         from tasks.strategies._adapters_lib import ADAPTER
         from tasks.strategies._trained_weights import HEADS, WEIGHTS
 
@@ -202,7 +202,7 @@ class Pool:
     def load(self, model: str, version: str, folder: Path) -> Loaded:
         """Load a version (off the inference thread; only the attach to a live shared base
         runs on it). Raises BaseModelError on a fingerprint mismatch."""
-        from tasks.base_model import BaseModel, check_fingerprint, fingerprint, resolve_base_path
+        from tasks.models.base import ResolvedBase, check_fingerprint, fingerprint, resolve_base_path
         from tasks.strategies import registry
 
         start = time.perf_counter()
@@ -220,7 +220,7 @@ class Pool:
                              tuple(manifest.labels))
                 group = self._groups.get(group_key)
                 fp = group.fingerprint if group else fingerprint(base_path)
-                check_fingerprint(manifest.base_fingerprint, BaseModel(manifest.base_name, base_path, fp), what)
+                check_fingerprint(manifest.base_fingerprint, ResolvedBase(manifest.base_name, base_path, fp), what)
                 name = f"a{next(self._names)}"   # valid as a module name, unique per process
                 self._group_ids.setdefault(group_key, f"{mode}:{Path(manifest.base_name).name}:{len(self._group_ids) + 1}")
                 if group is None:   # not visible to the inference thread yet: build it here
@@ -236,7 +236,7 @@ class Pool:
                                 group=group, group_id=self._group_ids[group_key], adapter=name)
             else:
                 fp = fingerprint(base_path)
-                check_fingerprint(manifest.base_fingerprint, BaseModel(manifest.base_name, base_path, fp), what)
+                check_fingerprint(manifest.base_fingerprint, ResolvedBase(manifest.base_name, base_path, fp), what)
                 module = strategy.load(base_path, folder, manifest.labels, params)
                 if mode == "merged":   # a merged copy; the adapter model is dropped right after
                     module = strategy.merge(module)
@@ -256,15 +256,15 @@ class Pool:
 
     def predict(self, loaded: Loaded, texts: list[str], batch_size: int) -> np.ndarray:
         """Class probabilities, one row per text (on the inference thread)."""
-        from tasks.encoding import encode
-        from tasks.evaluation import predict_proba
+        from tasks.models.encoding import encode
+        from tasks.evaluation.predict import predict_proba
 
         model = loaded.group.activate(loaded.adapter) if loaded.group is not None else loaded.module
         data = encode(loaded.tokenizer, texts, np.zeros(len(texts), dtype=np.int64), loaded.manifest.max_length)
         return predict_proba(model, data, loaded.tokenizer.pad_token_id, batch_size=batch_size)
 
     def _tokenizer(self, base_path: Path):
-        from tasks.base_model import load_tokenizer
+        from tasks.models.loading import load_tokenizer
 
         if base_path not in self._tokenizers:
             self._tokenizers[base_path] = load_tokenizer(base_path)

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from tasks.serving.service import Service
-from tasks.serving.settings import ServingSettings
+from tasks.config import ServingSettings
 
 
 def serve(models: list[str], settings: ServingSettings, host: str, port: int) -> None:

@@ -12,7 +12,6 @@ import logging
 import shutil
 import tempfile
 import threading
-import time
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -26,7 +25,7 @@ from tasks.serving.checks import PredictRequest, RequestError
 from tasks.serving.follow import Change, Route, fetch_version, plan_changes, resolve_aliases
 from tasks.serving.metrics import ServingMetrics
 from tasks.serving.pool import Loaded, Pool
-from tasks.serving.settings import ServingSettings
+from tasks.config import ServingSettings
 
 log = logging.getLogger("adaptflow.serving")
 

@@ -1,4 +1,5 @@
-"""Every strategy adaptflow can run. Adding one = one module here + one line below."""
+"""Every strategy adaptflow can run. Adding one = one module here + one line below.
+May import: tasks.models only. Never MLflow, Prefect or another tasks package."""
 from tasks.strategies import full_finetune  # noqa: F401
 from tasks.strategies import partial_finetune  # noqa: F401
 from tasks.strategies import lora  # noqa: F401

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from torch import nn
 
-from tasks.base_model import load_classifier
+from tasks.models.loading import load_classifier
 from tasks.strategies._trained_weights import unfreeze_head
 
 ADAPTER = "task"

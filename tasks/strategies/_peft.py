@@ -5,7 +5,7 @@ from pathlib import Path
 
 from torch import nn
 
-from tasks.base_model import load_classifier
+from tasks.models.loading import load_classifier
 
 
 def save_peft(model: nn.Module, out_dir: Path) -> None:

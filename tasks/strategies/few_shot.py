@@ -20,7 +20,8 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from tasks.base_model import SMOLLM2, load_tokenizer, quiet_loading
+from tasks.models.packaged import SMOLLM2
+from tasks.models.loading import load_tokenizer, quiet_transformers
 from tasks.strategies.registry import Strategy, register
 
 CONFIG_FILE = "few_shot.json"
@@ -205,7 +206,7 @@ def _frozen_lm(base_dir: Path) -> nn.Module:
     which is never trained, so it is read from disk (538 MB for SmolLM2) once."""
     from transformers import AutoModelForCausalLM
 
-    with quiet_loading():
+    with quiet_transformers():
         lm = AutoModelForCausalLM.from_pretrained(base_dir).eval()
     for p in lm.parameters():
         p.requires_grad_(False)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from torch import nn
 
-from tasks.base_model import load_classifier
+from tasks.models.loading import load_classifier
 from tasks.strategies._peft import load_peft, merge_peft, save_peft
 from tasks.strategies.registry import Strategy, TrainableParams, register
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
-from tasks.base_model import load_classifier
+from tasks.models.loading import load_classifier
 from tasks.strategies._trained_weights import load_trained, save_trained
 from tasks.strategies.registry import Strategy, TrainableParams, register
 

@@ -1,0 +1,172 @@
+"""Effective settings: params.yaml defaults, one profile's overrides, then CLI choices, read
+by `load_settings`, the only reader of a params file. Every section comes back typed."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tasks.config.ops import OpsSettings
+from tasks.config.schema import SettingsError, merge, parse_section
+from tasks.config.sections import DATASET_KEYS, DataSettings, EvaluationSettings, ModelSettings, ProjectSettings, TrainSettings, ValidationSettings
+from tasks.config.serving import ServingSettings
+
+REQUIRED = ("project", "data", "validation", "model", "train", "strategies")
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: ProjectSettings
+    data: DataSettings
+    validation: ValidationSettings
+    model: ModelSettings
+    train: TrainSettings
+    strategies: list[str]
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    ops: OpsSettings = field(default_factory=OpsSettings)
+    serving: ServingSettings = field(default_factory=ServingSettings)
+    strategy_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    profile: str | None = None
+    root: Path = Path(".")
+    # The merged params as read, for params_hash only: everything else reads the typed sections.
+    effective: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def path(self, relative: str) -> Path:
+        """A path from params, resolved against the project root."""
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else (self.root / p).resolve()
+
+    def params_hash(self) -> str:
+        """sha256 of the effective settings: two runs with the same hash ran the same params."""
+        blob = json.dumps(self.effective, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def user_data_override(path: str, text_col: str | None = None, label_col: str | None = None,
+                       split_col: str | None = None, group_col: str | None = None,
+                       labels: list[str] | None = None) -> dict:
+    """The params override for `adaptflow run --data PATH ...`: every dataset key back to its
+    default (the packaged corpus's columns and cleaning rules do not carry over), then the
+    user's choices. Labels are inferred unless given."""
+    defaults = {f.name: (f.default if f.default is not MISSING else f.default_factory())  # type: ignore[misc]
+                for f in fields(DataSettings) if f.name in DATASET_KEYS and f.name != "source"}
+    chosen = {"source": path, "text_col": text_col, "label_col": label_col,
+              "split_col": split_col, "group_col": group_col}
+    data = {**defaults, **{k: v for k, v in chosen.items() if v is not None}}
+    return {"data": data, "validation": {"labels": list(labels or [])}}
+
+
+def with_labels(settings: Settings, labels: list[str]) -> Settings:
+    """The settings with the label set the data contract settled on (declared or inferred)."""
+    return replace(settings, validation=replace(settings.validation, labels=list(labels)))
+
+
+def load_settings(
+    params_file: str | Path = "params.yaml",
+    profile: str | None = None,
+    strategies: list[str] | None = None,
+    overrides: dict | None = None,
+) -> Settings:
+    """Read params, apply a profile, then `overrides` (e.g. `user_data_override`) and a
+    strategy choice; validate every section."""
+    path = Path(params_file)
+    raw = _merged(path, profile, overrides)
+    missing = [s for s in REQUIRED if s not in raw]
+    if missing:
+        raise SettingsError(f"{path}: missing section(s): {', '.join(missing)}")
+    chosen, strat_raw = _strategies(path, dict(raw["strategies"]), strategies)
+    raw["strategies"] = {"run": list(chosen), **strat_raw}
+    return Settings(
+        project=parse_section(ProjectSettings, raw["project"], "project"),
+        data=parse_section(DataSettings, raw["data"], "data"),
+        validation=parse_section(ValidationSettings, raw["validation"], "validation"),
+        model=parse_section(ModelSettings, raw["model"], "model"),
+        train=parse_section(TrainSettings, raw["train"], "train"),
+        strategies=list(chosen),
+        evaluation=_evaluation(raw.get("evaluation")),
+        ops=parse_section(OpsSettings, raw.get("ops"), "ops"),
+        serving=parse_section(ServingSettings, raw.get("serving"), "serving"),
+        strategy_params={k: dict(v or {}) for k, v in strat_raw.items()},
+        profile=profile,
+        root=path.resolve().parent,
+        effective=raw,
+    )
+
+
+def _merged(path: Path, profile: str | None, overrides: dict | None) -> dict:
+    """The params file, with the profile merged in and `overrides` replacing keys."""
+    if not path.is_file():
+        raise SettingsError(f"params file not found: {path} (pass --params FILE or run from the project folder)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path}: not valid YAML: {exc}") from exc
+    profiles = raw.pop("profiles", {}) or {}
+    if profile:
+        if profile not in profiles:
+            raise SettingsError(f"{path}: no profile '{profile}'; profiles: {', '.join(profiles) or 'none'}")
+        raw = merge(raw, profiles[profile])
+    for section, values in (overrides or {}).items():   # replaces keys, not merged into dicts
+        raw[section] = {**(raw.get(section) or {}), **values}
+    return raw
+
+
+def _strategies(path: Path, strat_raw: dict, strategies: list[str] | None) -> tuple[list[str], dict]:
+    """(the strategies to run, each strategy's params section); every chosen strategy's params
+    are validated now, not mid-run."""
+    from tasks.strategies import registry  # strategies register on import of the package
+
+    chosen = strategies if strategies is not None else strat_raw.pop("run", [])
+    strat_raw.pop("run", None)
+    if chosen == ["all"]:
+        chosen = registry.names()
+    unknown = [s for s in chosen if s not in registry.names()]
+    if unknown:
+        raise SettingsError(
+            f"unknown strategy {', '.join(unknown)}; registered: {', '.join(registry.names())}"
+        )
+    if not chosen:
+        raise SettingsError("no strategy to run: set strategies.run in params or pass --strategies")
+    for name in strat_raw:
+        if name not in registry.names():
+            raise SettingsError(f"{path}: strategies.{name} configures an unregistered strategy")
+    for name in chosen:
+        registry.get(name).parse_params(strat_raw.get(name) or {})
+    return list(chosen), strat_raw
+
+
+def _evaluation(raw: dict | None) -> EvaluationSettings:
+    from tasks.strategies import registry
+
+    settings = parse_section(EvaluationSettings, raw, "evaluation")
+    unknown = [s for s in settings.learning_curve_strategies if s not in registry.names()]
+    if unknown:
+        raise SettingsError(f"params: evaluation.learning_curve_strategies: unknown strategy "
+                            f"{', '.join(unknown)}; registered: {', '.join(registry.names())}")
+    return settings
+
+
+def write_dataset_params(path: Path, data: DataSettings, extra: dict[str, str], header: str) -> None:
+    """The dataset settings as `dataset:` in a YAML file that dvc.yaml reads (the remote left out:
+    where the data is pushed does not change what it is), plus `extra` keys (resolved paths)."""
+    from dataclasses import asdict
+
+    values = {k: v for k, v in asdict(data).items() if k != "dvc_remote"}
+    path.write_text(header + yaml.safe_dump({"dataset": {**values, **extra}}, sort_keys=False))
+
+
+def read_dataset_params(path: Path, extra: tuple[str, ...]) -> tuple[DataSettings, dict[str, str]]:
+    """What `write_dataset_params` wrote, read back through the same section parser: the typed
+    DataSettings and the `extra` keys."""
+    if not path.is_file():
+        raise SettingsError(f"{path} not found: `adaptflow run` writes it before running the DVC stages")
+    values = dict((yaml.safe_load(path.read_text()) or {}).get("dataset") or {})
+    missing = [k for k in extra if k not in values]
+    if missing:
+        raise SettingsError(f"{path}: dataset.{', dataset.'.join(missing)} missing; rerun `adaptflow run`")
+    return parse_section(DataSettings, {k: v for k, v in values.items() if k not in extra}, "dataset"), \
+        {k: values[k] for k in extra}

@@ -1,0 +1,170 @@
+"""The params sections that describe one run: project, data, validation, model, train and
+evaluation. Each is a frozen dataclass that validates itself, so a bad setting fails at load
+time with the key's full name instead of deep inside training. Each field is documented once,
+here or in params.yaml."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tasks.config.schema import require
+
+# Budget name -> (the metric it limits, unit for messages): the names `project.budgets` accepts.
+# A budget applies where its metric is measured (tasks/evaluation/selection.py).
+BUDGET_METRICS = {"max_ece": ("test_ece", ""), "max_latency_ms": ("latency_ms_p95", " ms"),
+                  "max_artifact_bytes": ("artifact_bytes", " bytes"),
+                  "max_forgetting": ("forgetting_delta", "")}
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    experiment: str
+    registered_model: str
+    select_metric: str = "test_macro_f1"
+    min_improvement: float = 0.0
+    budgets: dict[str, float | None] = field(default_factory=dict)
+    approval_timeout_seconds: int = 86400
+    approval_poll_seconds: int = 10
+    pipeline_account: str | None = None
+    recommend_tolerance_points: float = 1.0
+
+    def __post_init__(self):
+        require(bool(self.registered_model.strip()), "registered_model must not be empty")
+        require(self.min_improvement >= 0, "min_improvement must be >= 0")
+        unknown = sorted(set(self.budgets) - set(BUDGET_METRICS))
+        require(not unknown, f"unknown budget(s) {', '.join(unknown)}; known: {', '.join(BUDGET_METRICS)}")
+        require(self.approval_timeout_seconds > 0 and self.approval_poll_seconds > 0,
+                 "approval_timeout_seconds and approval_poll_seconds must be positive")
+
+
+# The keys that describe one dataset (the file and how to read, clean and split it). `adaptflow
+# run --data PATH` replaces all of them: a new file starts from these defaults, not from the
+# packaged corpus's columns and cleaning rules.
+DATASET_KEYS = ("source", "format", "delimiter", "encoding", "text_col", "label_col", "split_col",
+                "group_col", "label_map", "drop_labels", "drop_empty_texts", "drop_duplicate_texts",
+                "validation_size", "test_size")
+FORMATS = ("auto", "csv", "tsv", "jsonl", "parquet")
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """One dataset: where it comes from, how to read it, clean it and split it (params `data:`)."""
+    source: str                       # a file (CSV, TSV, JSONL, Parquet) or package:PKG/PATH
+    processed_dir: str
+    split_seed: int
+    dvc_remote: str = "../adaptflow-dvc-remote"   # DVC remote: a folder outside data/, or a URL
+    format: str = "auto"              # auto: from the extension (.gz/.bz2/.xz/.zip allowed)
+    delimiter: str | None = None      # CSV/TSV field separator; None: "," for csv, tab for tsv
+    encoding: str = "utf-8"
+    text_col: str = "text"
+    label_col: str = "label"
+    split_col: str | None = None      # the user's own split (values train/validation/test)
+    group_col: str | None = None      # whole groups go to one split (no group in two splits)
+    label_map: dict[str, str] = field(default_factory=dict)   # raw value -> label
+    drop_labels: list[str] = field(default_factory=list)      # raw values whose rows are dropped
+    drop_empty_texts: bool = False    # False: an empty text is a validation error
+    drop_duplicate_texts: bool = False   # False: a duplicate is a validation error
+    validation_size: float = 0.1      # < 1: a fraction of the rows; >= 1: a number of rows
+    test_size: float = 0.2
+
+    def __post_init__(self):
+        require(bool(str(self.source).strip()), "source must name a file (or package:PKG/PATH)")
+        require(self.format in FORMATS, f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
+        require(self.validation_size > 0 and self.test_size > 0,
+                 "validation_size and test_size must be positive (a fraction < 1, or a row count)")
+        fractions = [x for x in (self.validation_size, self.test_size) if x < 1]
+        require(sum(fractions) < 1, "validation_size + test_size as fractions must leave rows for training")
+        require(not (self.split_col and self.group_col and self.split_col == self.group_col),
+                 "split_col and group_col must be different columns")
+        require(len({self.text_col, self.label_col} | {c for c in (self.split_col, self.group_col) if c}) ==
+                 2 + bool(self.split_col) + bool(self.group_col),
+                 "text_col, label_col, split_col and group_col must name different columns")
+        require(not Path(self.dvc_remote).as_posix().startswith("data/"),
+                 "dvc_remote must be outside data/ (a remote inside the tracked folder would track itself)")
+
+    @property
+    def raw_path(self) -> str:
+        """Where `ingest` puts the DVC-tracked copy: data/raw/<the source's file name>."""
+        return f"data/raw/{Path(self.source.removeprefix('package:')).name}"
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    """The data contract (tasks/validation.py); each bound is checked on the raw file and the splits."""
+    labels: list[str] = field(default_factory=list)   # declared label set (its order = label ids); [] = infer
+    text_min_chars: int = 1
+    text_max_chars: int = 1000
+    text_max_tokens: int = 512           # a hard bound, in the base model's tokens
+    max_share_over_max_length: float = 0.05   # texts longer than model.max_length are truncated
+    min_examples_per_label: int = 10     # in every split
+    max_class_share: float = 0.95        # of any one class, in every split
+    max_classes: int = 100
+    drift_max_label_tvd: float = 0.1     # warnings against the previous validated version
+    drift_max_length_psi: float = 0.2
+    example_rows: int = 5
+
+    def __post_init__(self):
+        require(len(self.labels) != 1, "labels must declare at least two classes (or none: inferred)")
+        require(len(set(self.labels)) == len(self.labels), "labels must be unique")
+        require(0 < self.text_min_chars <= self.text_max_chars,
+                 "need 0 < text_min_chars <= text_max_chars")
+        require(self.text_max_tokens > 0, "text_max_tokens must be positive")
+        require(0 <= self.max_share_over_max_length <= 1, "max_share_over_max_length must be in [0, 1]")
+        require(self.min_examples_per_label >= 1, "min_examples_per_label must be >= 1")
+        require(0 < self.max_class_share <= 1, "max_class_share must be in (0, 1]")
+        require(self.max_classes >= 2, "max_classes must be >= 2")
+        require(self.drift_max_label_tvd >= 0 and self.drift_max_length_psi >= 0,
+                 "drift thresholds must be >= 0")
+        require(self.example_rows >= 1, "example_rows must be >= 1")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    base: str
+    max_length: int = 64
+
+    def __post_init__(self):
+        require(8 <= self.max_length <= 512, "max_length must be between 8 and 512 tokens")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    seed: int = 13
+    batch_size: int = 16
+    epochs: int = 1
+    eval_every: int = 100
+    patience: int = 3
+    max_train_examples: int = 0
+    max_eval_examples: int = 0
+    threads: int = 2
+    group_by_length: bool = False
+
+    def __post_init__(self):
+        require(self.batch_size > 0, "batch_size must be positive")
+        require(self.epochs > 0, "epochs must be positive")
+        require(self.eval_every > 0, "eval_every must be positive")
+        require(self.patience > 0, "patience must be positive")
+        require(self.max_train_examples >= 0 and self.max_eval_examples >= 0,
+                 "max_*_examples must be >= 0 (0 = all)")
+        require(self.threads > 0, "threads must be positive")
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """Risk and data-efficiency measurements beyond the test split (see params.yaml)."""
+    forgetting_train_examples: int = 500
+    forgetting_test_examples: int = 500
+    forgetting_max_length: int = 128
+    learning_curve_strategies: list[str] = field(default_factory=list)
+    learning_curve_sizes: list[int] = field(default_factory=list)
+    merged_latency: bool = True
+
+    def __post_init__(self):
+        require(self.forgetting_train_examples >= 0 and self.forgetting_test_examples >= 0,
+                 "forgetting_*_examples must be >= 0 (0 = do not measure forgetting)")
+        require(8 <= self.forgetting_max_length <= 512, "forgetting_max_length must be between 8 and 512")
+        require(all(n > 0 for n in self.learning_curve_sizes), "learning_curve_sizes must be positive")
+
+    @property
+    def measures_forgetting(self) -> bool:
+        return self.forgetting_train_examples > 0 and self.forgetting_test_examples > 0

@@ -1,0 +1,349 @@
+"""The data contract: Great Expectations suites, written as code, run as a hard gate twice
+before any training -- on the raw file as ingested, and on the train/validation/test splits.
+
+raw file: it decodes and parses; it has rows; the configured columns exist; labels are not null,
+  are known (label_map keys, or the declared set) and number between 2 and max_classes; texts
+  are not null or blank (unless configured to be dropped) and within the character bounds; the
+  split column (if any) holds train/validation/test.
+each split: text/label (and group) columns; text not null, not blank, within character and
+  token bounds; at most max_share_over_max_length of texts longer than model.max_length; no
+  duplicate (normalised) text; no text and no group shared with another split; every label
+  present with at least min_examples_per_label rows; no class above max_class_share.
+
+Checks that compare rows with other rows or splits run on derived columns computed here (for
+example `_shared_with`: the other split holding the same normalised text), so the suites stay
+small and each failure still names its rows. Every run renders GE Data Docs (HTML).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from tasks.data.prepare import SPLIT_VALUES, kept_labels, normalise
+from tasks.data.source import ReadProblem, line_of
+
+# Derived columns: what each means in a message.
+DERIVED = {"_label": "label (after label_map)", "_split": "split", "_norm": "text (normalised)",
+           "_tokens": "text (tokens)", "_shared_with": "text (normalised: also in another split)",
+           "_group_shared_with": "group (also in another split)",
+           "_label_count": "label (rows of this label in the split)", "_label_share": "label (share of the split)"}
+# How to fix each kind of failure, in one line.
+HINTS = {
+    "expect_table_row_count_to_be_between": "the file has no data rows",
+    "expect_column_to_exist": "name the right column (--text-col/--label-col/--split-col/--group-col or data.*_col)",
+    "expect_column_values_to_not_be_null": "fill or remove these rows",
+    "expect_column_values_to_not_match_regex": "remove the blank texts (or set data.drop_empty_texts: true)",
+    "expect_column_values_to_be_in_set": "fix these values, or declare them (validation.labels / data.label_map / data.drop_labels)",
+    "expect_column_unique_value_count_to_be_between": "a classifier needs 2 to validation.max_classes labels; is --label-col the label?",
+    "expect_column_value_lengths_to_be_between": "shorten or remove these texts (or change validation.text_*_chars)",
+    "expect_column_values_to_be_between": "see the bound in the expectation; change the data or the bound under validation:",
+    "expect_column_values_to_be_unique": "remove the duplicates (or set data.drop_duplicate_texts: true)",
+    "expect_column_values_to_be_null": "a text or group in two splits leaks test data into training; fix the split column or group",
+    "expect_column_distinct_values_to_contain_set": "every label needs examples in every split (more data, or larger split sizes)",
+    "expect_column_max_to_be_between": "one class dominates; rebalance the data or raise validation.max_class_share",
+}
+
+
+class DataValidationError(RuntimeError):
+    """The data broke its contract; training must not start."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    gate: str                    # "raw" or the split name
+    expectation: str
+    column: str | None
+    unexpected_count: int | None
+    examples: list[str]          # quoted rows: "row 12: text='…', label='…'"
+    detail: str = ""             # observed value and bounds, for checks over the whole column
+    hint: str = ""
+
+    def describe(self) -> str:
+        count = "" if self.unexpected_count is None else f" ({self.unexpected_count} row(s))"
+        detail = f" [{self.detail}]" if self.detail else ""
+        rows = "".join(f"\n      {e}" for e in self.examples)
+        where = f" column '{self.column}'" if self.column else ""
+        hint = f"\n      fix: {self.hint}" if self.hint else ""
+        return f"  - {self.gate}:{where} failed {self.expectation}{count}{detail}{rows}{hint}"
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    gate: str                    # "raw" or "splits"
+    success: bool
+    evaluated: int
+    failures: list[Failure] = field(default_factory=list)
+    results: dict[str, dict] = field(default_factory=dict)   # GE result JSON per batch
+    labels: list[str] = field(default_factory=list)          # the label set in force
+    labels_inferred: bool = False
+    docs_dir: Path | None = None                              # GE Data Docs site
+
+    def message(self, files: dict[str, object]) -> str:
+        lines = [f"data validation failed ({self.gate}): {len(self.failures)} of {self.evaluated} expectations "
+                 f"did not hold; nothing was trained or registered."]
+        lines += [f.describe() + f"\n      file: {files.get(f.gate, '?')}" for f in self.failures]
+        lines.append("Fix the data (or the bounds under `validation:` in params.yaml) and run again.")
+        return "\n".join(lines)
+
+    def summary(self) -> dict:
+        return {"gate": self.gate, "success": self.success, "evaluated_expectations": self.evaluated,
+                "labels": self.labels, "labels_inferred": self.labels_inferred,
+                "failures": [f.__dict__ for f in self.failures]}
+
+
+@dataclass(frozen=True)
+class RawContract:
+    """What the raw file must satisfy (from DataSettings and ValidationSettings)."""
+    text_col: str
+    label_col: str
+    labels: list[str]            # declared; [] = infer
+    split_col: str | None = None
+    group_col: str | None = None
+    label_map: dict[str, str] = field(default_factory=dict)
+    drop_labels: list[str] = field(default_factory=list)
+    texts_may_be_empty: bool = False     # data.drop_empty_texts: prepare drops them
+    min_chars: int = 1
+    max_chars: int = 1000
+    max_classes: int = 100
+    example_rows: int = 5
+
+
+@dataclass(frozen=True)
+class SplitContract:
+    labels: list[str]
+    group_col: str | None = None
+    min_chars: int = 1
+    max_chars: int = 1000
+    max_tokens: int = 512
+    max_length: int = 64
+    max_share_over_max_length: float = 0.05
+    min_examples_per_label: int = 10
+    max_class_share: float = 0.95
+    example_rows: int = 5
+
+
+def _context(docs_dir: Path | None):
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (DataContextConfig, InMemoryStoreBackendDefaults,
+                                                            ProgressBarsConfig)
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    # GE's ephemeral default adds a Data Docs site in a new temporary folder that is never
+    # removed (40 such folders after a day of tests); only our own site is wanted.
+    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False))
+    context = gx.get_context(mode="ephemeral", project_config=config)
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    if docs_dir is not None:
+        context.add_data_docs_site("adaptflow", {
+            "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)}})
+    return context
+
+
+def _run(batches: dict[str, tuple[pd.DataFrame, list]], docs_dir: Path | None) -> dict:
+    """Validate each named frame against its expectations; Data Docs for all of them."""
+    import great_expectations as gx
+
+    context = _context(docs_dir)
+    source = context.data_sources.add_pandas("adaptflow")
+    results = {}
+    for name, (frame, expectations) in batches.items():
+        batch_definition = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
+        suite = context.suites.add(gx.ExpectationSuite(name=f"adaptflow-{name}"))
+        for expectation in expectations:
+            suite.add_expectation(expectation)
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"adaptflow-{name}", data=batch_definition, suite=suite))
+        results[name] = definition.run(batch_parameters={"dataframe": frame}, result_format="COMPLETE")
+    if docs_dir is not None:
+        context.build_data_docs(site_names=["adaptflow"])
+    return results
+
+
+def _shown(value) -> str:
+    if isinstance(value, str) and len(value) > 80:
+        value = value[:77] + "..."
+    return repr(value)
+
+
+def _examples(frame: pd.DataFrame, result: dict, limit: int, where: Callable[[int], str],
+              columns: tuple[str, str]) -> list[str]:
+    rows = []
+    for i in (result.get("unexpected_index_list") or [])[:limit]:
+        row = frame.loc[i]
+        cells = [f"{c}={_shown(row.get(c))}" for c in columns if c in frame.columns]
+        rows.append(f"{where(i)}: " + ", ".join(cells))
+    if not rows and result.get("partial_unexpected_list"):
+        rows = [f"value: {_shown(v)}" for v in result["partial_unexpected_list"][:limit]]
+    return rows
+
+
+def _detail(r) -> str:
+    kwargs, observed = r.expectation_config.kwargs, r.result.get("observed_value")
+    bounds = [f"{k}={kwargs[k]}" for k in ("min_value", "max_value", "mostly") if kwargs.get(k) not in (None, 1)]
+    parts = ([f"observed {observed}"] if observed is not None else []) + bounds
+    if r.exception_info.get("raised_exception") is True:
+        parts.append("could not run: " + str(r.exception_info.get("exception_message", ""))[:200])
+    return "; ".join(parts)
+
+
+def _failures(gate: str, frame: pd.DataFrame, result, limit: int, where, columns) -> list[Failure]:
+    out = []
+    for r in result.results:
+        if r.success:
+            continue
+        column = r.expectation_config.kwargs.get("column")
+        out.append(Failure(gate=gate, expectation=r.expectation_config.type,
+                           column=DERIVED.get(column, column), unexpected_count=r.result.get("unexpected_count"),
+                           examples=_examples(frame, r.result, limit, where, columns), detail=_detail(r),
+                           hint=HINTS.get(r.expectation_config.type, "")))
+    return out
+
+
+def _compact(result) -> dict:
+    """The GE result without the (possibly huge) value sets and full unexpected lists."""
+    out = result.to_json_dict()
+    for r in out.get("results", []):
+        r.get("expectation_config", {}).get("kwargs", {}).pop("value_set", None)
+        for key in ("unexpected_list", "unexpected_index_list", "unexpected_index_query"):
+            r.get("result", {}).pop(key, None)
+    return json.loads(json.dumps(out, default=str))
+
+
+# ---------------------------------------------------------------- the raw file
+
+
+def raw_expectations(frame: pd.DataFrame, c: RawContract) -> tuple[pd.DataFrame, list]:
+    """The derived frame and the raw suite. Only columns that exist get value checks, so a
+    missing column is one clear failure, not a cascade."""
+    import great_expectations as gx
+
+    e = gx.expectations
+    suite: list = [e.ExpectTableRowCountToBeBetween(min_value=1)]
+    wanted = [c.text_col, c.label_col, *(x for x in (c.split_col, c.group_col) if x)]
+    suite += [e.ExpectColumnToExist(column=col) for col in wanted]
+    derived = {}
+    if c.label_col in frame.columns:
+        keep, mapped = kept_labels(frame[c.label_col], c.drop_labels, c.label_map)
+        frame = frame[keep]
+        label = c.label_col   # with a label_map, the checks after mapping run on a derived column
+        suite.append(e.ExpectColumnValuesToNotBeNull(column=c.label_col))
+        if c.label_map:
+            derived["_label"], label = mapped[keep], "_label"
+            suite.append(e.ExpectColumnValuesToBeInSet(column=c.label_col, value_set=sorted(c.label_map)))
+        if c.labels:
+            suite.append(e.ExpectColumnValuesToBeInSet(column=label, value_set=list(c.labels)))
+        suite.append(e.ExpectColumnUniqueValueCountToBeBetween(column=label, min_value=2,
+                                                               max_value=c.max_classes))
+    if c.text_col in frame.columns:
+        if not c.texts_may_be_empty:
+            suite += [e.ExpectColumnValuesToNotBeNull(column=c.text_col),
+                      e.ExpectColumnValuesToNotMatchRegex(column=c.text_col, regex=r"^\s*$")]
+        suite.append(e.ExpectColumnValueLengthsToBeBetween(
+            column=c.text_col, min_value=None if c.texts_may_be_empty else c.min_chars, max_value=c.max_chars))
+    if c.split_col and c.split_col in frame.columns:
+        derived["_split"] = frame[c.split_col].astype("string").str.strip().str.lower()
+        suite += [e.ExpectColumnValuesToNotBeNull(column=c.split_col),
+                  e.ExpectColumnValuesToBeInSet(column="_split", value_set=sorted(SPLIT_VALUES))]
+    return frame.assign(**derived), suite
+
+
+def validate_raw(frame: pd.DataFrame, c: RawContract, fmt: str, problems: list[ReadProblem] = (),
+                 docs_dir: Path | None = None, delimiter_hint: str | None = None) -> ValidationReport:
+    """Gate 1, on the file as ingested. Reading problems (bytes that do not decode, text that
+    does not parse) are failures of their own: no expectation can run on such a file."""
+    if problems:
+        failures = [Failure("raw", p.check, None, None, [p.message], hint=HINTS.get(p.check, "")) for p in problems]
+        return ValidationReport("raw", False, len(problems), failures, labels=list(c.labels))
+    checked, suite = raw_expectations(frame, c)
+    result = _run({"raw": (checked, suite)}, docs_dir)["raw"]
+    where = lambda i: line_of(fmt, int(i))
+    failures = _failures("raw", checked, result, c.example_rows, where, (c.text_col, c.label_col))
+    if delimiter_hint and any(f.expectation == "expect_column_to_exist" for f in failures):
+        failures = [Failure("raw", f.expectation, f.column, f.unexpected_count, f.examples, f.detail,
+                            delimiter_hint) if f.expectation == "expect_column_to_exist" else f for f in failures]
+    labels, inferred = list(c.labels), False
+    label = "_label" if "_label" in checked.columns else c.label_col
+    if not labels and label in checked.columns:
+        labels, inferred = sorted(str(x) for x in checked[label].dropna().unique()), True
+    return ValidationReport("raw", not failures, result.statistics["evaluated_expectations"], failures,
+                            {"raw": _compact(result)}, labels, inferred, docs_dir)
+
+
+# ---------------------------------------------------------------- the splits
+
+
+def _shared_with(values: dict[str, pd.Series], split: str) -> pd.Series:
+    """For each row of `split`: the first other split holding the same value, else null."""
+    out = pd.Series(pd.NA, index=values[split].index, dtype="object")
+    for other, series in values.items():
+        if other != split:
+            hit = values[split].isin(set(series.dropna())) & out.isna() & values[split].notna()
+            out[hit] = other
+    return out
+
+
+def split_expectations(frame: pd.DataFrame, c: SplitContract) -> list:
+    import great_expectations as gx
+
+    e = gx.expectations
+    suite: list = [e.ExpectColumnToExist(column=col) for col in ("text", "label", *([c.group_col] if c.group_col else []))]
+    if "text" in frame.columns:
+        suite += [
+            e.ExpectColumnValuesToNotBeNull(column="text"),
+            e.ExpectColumnValuesToNotMatchRegex(column="text", regex=r"^\s*$"),
+            e.ExpectColumnValueLengthsToBeBetween(column="text", min_value=c.min_chars, max_value=c.max_chars),
+            e.ExpectColumnValuesToBeBetween(column="_tokens", max_value=c.max_tokens),
+            # Truncation: a few long texts are normal; many mean max_length is too small.
+            e.ExpectColumnValuesToBeBetween(column="_tokens", max_value=c.max_length,
+                                            mostly=1 - c.max_share_over_max_length),
+            e.ExpectColumnValuesToBeUnique(column="_norm"),
+            e.ExpectColumnValuesToBeNull(column="_shared_with"),
+        ]
+    if c.group_col and c.group_col in frame.columns:
+        suite.append(e.ExpectColumnValuesToBeNull(column="_group_shared_with"))
+    if "label" in frame.columns:
+        suite += [
+            e.ExpectColumnValuesToNotBeNull(column="label"),
+            e.ExpectColumnValuesToBeInSet(column="label", value_set=list(c.labels)),
+            e.ExpectColumnDistinctValuesToContainSet(column="label", value_set=list(c.labels)),
+            e.ExpectColumnValuesToBeBetween(column="_label_count", min_value=c.min_examples_per_label),
+            e.ExpectColumnMaxToBeBetween(column="_label_share", max_value=c.max_class_share),
+        ]
+    return suite
+
+
+def validate_splits(frames: dict[str, pd.DataFrame], c: SplitContract,
+                    count_tokens: Callable[[list[str]], list[int]], docs_dir: Path | None = None
+                    ) -> ValidationReport:
+    """Gate 2, on each split; duplicates within a split, leakage across splits, balance."""
+    frames = {s: f.reset_index(drop=True) for s, f in frames.items()}
+    norms = {s: normalise(f["text"]) if "text" in f.columns else pd.Series(dtype="string") for s, f in frames.items()}
+    groups = ({s: f[c.group_col].astype("string") for s, f in frames.items() if c.group_col in f.columns}
+              if c.group_col else {})
+    batches = {}
+    for split, frame in frames.items():
+        derived = {}
+        if "text" in frame.columns:
+            texts = frame["text"].astype("string").fillna("").tolist()
+            derived.update(_norm=norms[split], _tokens=count_tokens(texts), _shared_with=_shared_with(norms, split))
+        if split in groups and len(groups) == len(frames):
+            derived["_group_shared_with"] = _shared_with(groups, split)
+        if "label" in frame.columns:
+            counts = frame["label"].map(frame["label"].value_counts())
+            derived.update(_label_count=counts, _label_share=counts / max(len(frame), 1))
+        checked = frame.assign(**derived)
+        batches[split] = (checked, split_expectations(checked, c))
+    results = _run(batches, docs_dir)
+    failures, evaluated = [], 0
+    for split, result in results.items():
+        evaluated += result.statistics["evaluated_expectations"]
+        failures += _failures(split, batches[split][0], result, c.example_rows, lambda i: f"row {i}",
+                              ("text", "label"))
+    return ValidationReport("splits", not failures, evaluated, failures,
+                            {s: _compact(r) for s, r in results.items()}, list(c.labels), False, docs_dir)

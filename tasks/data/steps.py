@@ -1,0 +1,176 @@
+"""The data stage's Prefect tasks: ingest (DVC), the raw-data gate, split (DVC), the split gate
+with drift warnings, and the push to the DVC remote. Each is a thin step over the logic in
+this package; every gate logs its result and Data Docs to the parent run, passed or failed."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.config import Settings
+from tasks.data import dvc
+from tasks.data.contract import DataValidationError, ValidationReport
+from tasks.data.dvc import DataVersion, RawData
+from tasks.data.prepare import SPLITS
+from tasks.models.base import ResolvedBase
+from tasks.tracking import log_json, tag_run
+
+
+def dvc_remote(settings: Settings) -> Path | str:
+    """data.dvc_remote: a URL (s3://bucket/prefix: MinIO or S3, infra/) as is; a path resolved
+    against the project."""
+    remote = settings.data.dvc_remote
+    return remote if "://" in remote else settings.path(remote)
+
+
+@task(name="data: ingest (dvc repro ingest)", cache_policy=NO_CACHE)
+def ingest_data(settings: Settings) -> RawData:
+    from tasks.data.source import resolve_source
+
+    source_file = resolve_source(settings.data.source, settings.root)
+    raw = dvc.reproduce_ingest(settings.root, settings.data, source_file, dvc_remote(settings))
+    get_run_logger().info("ingested %s -> %s (md5 %s)", source_file, raw.raw_path, raw.md5[:8])
+    return raw
+
+
+@task(name="validate raw data (Great Expectations)", cache_policy=NO_CACHE)
+def validate_raw_data(settings: Settings, raw: RawData, parent_run_id: str) -> Settings:
+    """Gate 1, on the ingested file. Returns the settings with the label set in force: the
+    declared one, or (none declared) the one found in the data, which is logged."""
+    from tasks.config import with_labels
+    from tasks.data.source import DELIMITERS, detect_format, read_table, separator_hint
+    from tasks.data.contract import RawContract, validate_raw
+
+    d, v = settings.data, settings.validation
+    fmt = detect_format(raw.path, d.format)
+    frame, problems = read_table(raw.path, fmt, d.delimiter, d.encoding)
+    hint = separator_hint([str(c) for c in frame.columns], fmt, d.delimiter or DELIMITERS.get(fmt, ","))
+    contract = RawContract(d.text_col, d.label_col, list(v.labels), d.split_col, d.group_col, dict(d.label_map),
+                           list(d.drop_labels), d.drop_empty_texts, v.text_min_chars, v.text_max_chars,
+                           v.max_classes, v.example_rows)
+    report = _gate(parent_run_id, lambda docs: validate_raw(frame, contract, fmt, problems, docs, hint))
+    if not report.success:
+        raise DataValidationError(report.message({"raw": f"{raw.raw_path} (from {raw.source_file})"}))
+    logger = get_run_logger()
+    if report.labels_inferred:
+        logger.info("labels inferred from the data (none declared in validation.labels): %s", report.labels)
+        tag_run(parent_run_id, {"validation.labels_inferred": "true"})
+    logger.info("raw data passed %d expectations (%d rows)", report.evaluated, len(frame))
+    return with_labels(settings, report.labels)
+
+
+@task(name="data: split (dvc repro)", cache_policy=NO_CACHE)
+def split_data(settings: Settings, raw: RawData) -> DataVersion:
+    data = dvc.reproduce_splits(settings.root, settings.data, raw, dvc_remote(settings))
+    get_run_logger().info("data version %s: %s", data.version,
+                          ", ".join(f"{s}={h[:8]}" for s, h in data.split_hashes.items()))
+    return data
+
+
+def _gate(parent_run_id: str, run) -> ValidationReport:
+    """Run one gate with a Data Docs site in a temporary folder; log its result, its summary
+    and its Data Docs (HTML) to the parent run, passed or failed."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = run(Path(tmp) / "docs")
+        log_json(parent_run_id, report.summary(), f"validation/{report.gate}/summary.json")
+        log_json(parent_run_id, report.results, f"validation/{report.gate}/great_expectations_results.json")
+        if report.docs_dir is not None and report.docs_dir.is_dir():
+            _log_docs(parent_run_id, report.docs_dir, f"validation/{report.gate}/data_docs")
+    if not report.success:
+        log_json(parent_run_id, report.summary(), "validation/summary.json")
+        tag_run(parent_run_id, {"validation": "failed", "validation.gate": report.gate})
+    return report
+
+
+def _log_docs(run_id: str, docs: Path, where: str) -> None:
+    """The Data Docs pages and their stylesheet; not the 4 MB of fonts and images."""
+    import shutil
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    with tempfile.TemporaryDirectory() as tmp:
+        keep = Path(tmp) / "docs"
+        shutil.copytree(docs, keep, ignore=lambda d, names: [n for n in names if n in ("fonts", "images")])
+        MlflowClient().log_artifacts(run_id, str(keep), where)
+
+
+def _token_counter(base: ResolvedBase):
+    from tasks.models.loading import load_tokenizer, quiet_transformers
+
+    tokenizer = load_tokenizer(base.path)
+
+    def count(texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        with quiet_transformers():   # "sequence longer than the maximum": counting is the point
+            return [len(ids) for ids in tokenizer(texts, truncation=False)["input_ids"]]
+    return count
+
+
+def previous_profile(parent_run_id: str, source: str, version: str):
+    """The profile logged by the latest validated run of the same data.source whose data
+    version differs from this one (None when there is none)."""
+    from mlflow.tracking import MlflowClient
+
+    from tasks.data.drift import DataProfile
+
+    client = MlflowClient()
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    quoted = source.replace("'", "\\'")
+    runs = client.search_runs([experiment_id], f"tags.`data.source` = '{quoted}' and tags.validation = 'passed'",
+                              order_by=["attributes.start_time DESC"], max_results=50)
+    for run in runs:
+        if run.info.run_id != parent_run_id and run.data.tags.get("data.version") != version:
+            try:
+                path = client.download_artifacts(run.info.run_id, "validation/profile.json")
+            except Exception:   # an older run without a profile: look further back
+                continue
+            return DataProfile(**json.loads(Path(path).read_text()))
+    return None
+
+
+@task(name="validate splits (Great Expectations)", cache_policy=NO_CACHE)
+def validate_data(settings: Settings, data: DataVersion, base: ResolvedBase, parent_run_id: str
+                  ) -> dict[str, pd.DataFrame]:
+    """Gate 2, the hard gate before training: returns the splits only if every expectation
+    holds. Drift against the previous validated version is logged as warnings."""
+    from tasks.data.drift import drift, profile
+    from tasks.data.contract import SplitContract, validate_splits
+
+    frames = {s: pd.read_parquet(data.split_files[s]) for s in SPLITS}
+    v = settings.validation
+    contract = SplitContract(list(v.labels), settings.data.group_col, v.text_min_chars, v.text_max_chars,
+                             v.text_max_tokens, settings.model.max_length, v.max_share_over_max_length,
+                             v.min_examples_per_label, v.max_class_share, v.example_rows)
+    count = _token_counter(base)
+    report = _gate(parent_run_id, lambda docs: validate_splits(frames, contract, count, docs))
+    if not report.success:
+        raise DataValidationError(report.message(data.split_files))
+    logger = get_run_logger()
+    current = profile(frames, data.version)
+    previous = previous_profile(parent_run_id, data.source, data.version)
+    warnings = drift(previous, current, v.drift_max_label_tvd, v.drift_max_length_psi) if previous else []
+    for w in warnings:
+        logger.warning("data drift: %s", w.message)
+    log_json(parent_run_id, current.to_dict(), "validation/profile.json")
+    log_json(parent_run_id, {"success": True, "evaluated_expectations": report.evaluated,
+                             "labels": report.labels, "failures": [],
+                             "drift_compared_with": previous.version if previous else None,
+                             "drift_warnings": [w.__dict__ for w in warnings]}, "validation/summary.json")
+    tag_run(parent_run_id, {"validation": "passed", "validation.drift_warnings": str(len(warnings))})
+    logger.info("validation passed: %d expectations on %s", report.evaluated,
+                ", ".join(f"{s} ({len(f)} rows)" for s, f in frames.items()))
+    return frames
+
+
+@task(name="data: dvc push", cache_policy=NO_CACHE)
+def push_data(settings: Settings, data: DataVersion) -> None:
+    """Before any training: a version whose data is not in the remote is never registered."""
+    dvc.push(settings.root)
+    get_run_logger().info("data version %s pushed to %s", data.version, data.remote)

@@ -1,0 +1,99 @@
+"""Cost measurements taken the same way for every strategy: trainable parameters, latency at
+batch size 1, throughput at batch size 32 (of the adapter merged into its base too), and the
+process's peak resident memory while a strategy runs."""
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import psutil
+import torch
+from torch import nn
+
+from tasks.models.encoding import Encoded, collate
+
+
+@dataclass(frozen=True)
+class Speed:
+    latency_ms_p50: float
+    latency_ms_p95: float
+    throughput_examples_per_s: float
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total): trainable is exactly what the optimizer updates, head included."""
+    seen, trainable, total = set(), 0, 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return trainable, total
+
+
+def size_metrics(model: nn.Module) -> dict[str, float]:
+    trainable, total = count_parameters(model)
+    return {"trainable_params": float(trainable), "trainable_fraction": trainable / total}
+
+
+@torch.no_grad()
+def measure_speed(model: nn.Module, data: Encoded, pad_id: int, singles: int = 40, batches: int = 4,
+                  batch_size: int = 32) -> Speed:
+    """p50/p95 over `singles` one-example calls, and examples/s over `batches` calls of 32,
+    on real test examples (the first ones, so every strategy sees the same inputs)."""
+    model.eval()
+    n = len(data)
+    model(**collate([data.input_ids[0]], pad_id))   # warm-up: first-call allocations are not latency
+    times = []
+    for i in range(min(singles, n)):
+        start = time.perf_counter()
+        model(**collate([data.input_ids[i]], pad_id))
+        times.append(1000 * (time.perf_counter() - start))
+    rows = [data.input_ids[i % n] for i in range(batches * batch_size)]
+    start = time.perf_counter()
+    for b in range(batches):
+        model(**collate(rows[b * batch_size:(b + 1) * batch_size], pad_id))
+    elapsed = time.perf_counter() - start
+    return Speed(statistics.median(times), float(np.percentile(times, 95)), len(rows) / elapsed)
+
+
+class PeakRSS:
+    """Samples this process's RSS every 0.2 s while active; `.peak_mb` afterwards."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval, self.peak_mb = interval, 0.0
+        self._stop = threading.Event()
+        self._proc = psutil.Process()
+
+    def _sample(self) -> None:
+        self.peak_mb = max(self.peak_mb, self._proc.memory_info().rss / 2**20)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> "PeakRSS":
+        self._sample()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+@torch.no_grad()
+def merged_speed_metrics(model: nn.Module, merge, data: Encoded, pad_id: int) -> dict[str, float]:
+    """Latency and throughput of the merged copy, measured exactly like the adapter's, and the
+    largest logit difference between the two on a batch of test examples (should be ~1e-6)."""
+    merged = merge(model)
+    batch = collate(data.input_ids[:32], pad_id)
+    diff = (merged(**batch).logits - model(**batch).logits).abs().max().item()
+    speed = {f"merged_{k}": v for k, v in asdict(measure_speed(merged, data, pad_id)).items()}
+    return speed | {"merged_max_abs_logit_diff": diff}

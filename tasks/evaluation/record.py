@@ -1,0 +1,25 @@
+"""The run record: the metric names every strategy run logs, so any two runs compare, and what
+one finished strategy run leaves behind for the comparison and the registry."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tasks.models.base import ResolvedBase
+
+# The metric names every strategy logs (trained strategies add train_examples_per_s,
+# overfit_flag and the loss curves; prompting ones prompt_variant_std).
+METRICS = ("test_accuracy", "test_macro_f1", "trainable_params", "trainable_fraction",
+           "artifact_bytes", "train_seconds", "test_accuracy_ci_low", "test_accuracy_ci_high",
+           "test_macro_f1_ci_low", "test_macro_f1_ci_high", "test_ece", "latency_ms_p50",
+           "latency_ms_p95", "throughput_examples_per_s", "peak_rss_mb")
+
+
+@dataclass(frozen=True)
+class StrategyResult:
+    strategy: str
+    run_id: str                  # its MLflow child run
+    model_uri: str               # its logged model (models:/<id>)
+    saves: str                   # adapter | full_model | config_only
+    metrics: dict[str, float]
+    base: ResolvedBase           # the base it was built on (a strategy may name its own)
+    params: dict                 # the effective strategy params (the chosen prompt variant)

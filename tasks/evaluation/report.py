@@ -1,0 +1,132 @@
+"""The comparison report: one self-contained HTML file (plots inlined as PNG) that a reviewer
+reads in a minute. Built only from what the run logged to MLflow, so `adaptflow report RUN_ID`
+can rebuild it for any past run."""
+from __future__ import annotations
+
+import html
+
+from tasks.evaluation.plots import learning_curve_plot, loss_plot, pareto_plot, reliability_plot
+from tasks.evaluation.report_data import ReportData, StrategyRow
+from tasks.evaluation.selection import Candidate, Recommendation, recommend
+
+COLUMNS = [("test_accuracy", "accuracy", "{:.4f}"), ("test_macro_f1", "macro-F1", "{:.4f}"),
+           ("mcnemar_p", "p vs best", "{:.3g}"), ("test_ece", "ECE", "{:.3f}"),
+           ("prompt_variant_std", "prompt std", "{:.4f}"), ("trainable_params", "trainable", "{:,.0f}"),
+           ("trainable_fraction", "trainable %", "{:.3%}"), ("artifact_bytes", "artifact MB", "{:.3f}"),
+           ("train_seconds", "train s", "{:.1f}"), ("latency_ms_p50", "p50 ms (bs 1)", "{:.1f}"),
+           ("latency_ms_p95", "p95 ms", "{:.1f}"), ("throughput_examples_per_s", "ex/s (bs 32)", "{:.0f}"),
+           ("merged_latency_ms_p50", "merged p50 ms", "{:.1f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
+           ("forgetting_delta", "forgetting pts", "{:+.1f}"), ("overfit_flag", "overfit?", "{:.0f}")]
+# The hybrid and its two parts, side by side (ablation): does training them together pay?
+HYBRID, PARTS = "lora_prompt", ("lora", "prompt_tuning")
+
+
+def recommendation(rows: list[StrategyRow], tolerance_points: float,
+                   budgets: dict[str, float | None] | None = None) -> Recommendation:
+    cands = [Candidate(r.strategy, r.metrics["test_accuracy"], r.metrics.get("trainable_fraction", 0.0),
+                       r.metrics.get("artifact_bytes", 0.0), r.metrics.get("train_seconds", 0.0), r.metrics)
+             for r in rows if r.status == "FINISHED" and "test_accuracy" in r.metrics]
+    return recommend(cands, tolerance_points, budgets)
+
+
+def hybrid_ablation(rows: list[StrategyRow]) -> tuple[list[StrategyRow], str]:
+    """The hybrid and its parts (those that ran), and what the numbers say about combining them."""
+    done = {r.strategy: r for r in rows if "test_accuracy" in r.metrics}
+    shown = [done[n] for n in (*PARTS, HYBRID) if n in done]
+    if HYBRID not in done or len(shown) < 2:
+        return shown, ""
+    hybrid = done[HYBRID].metrics
+    best_part = max((done[n] for n in PARTS if n in done), key=lambda r: r.metrics["test_accuracy"])
+    gap = 100 * (hybrid["test_accuracy"] - best_part.metrics["test_accuracy"])
+    ratio = hybrid.get("trainable_params", 0) / max(best_part.metrics.get("trainable_params", 0), 1)
+    verdict = "gains" if gap > 0 else "loses"
+    return shown, (f"{HYBRID} {verdict} {abs(gap):.1f} points against its best part alone ({best_part.strategy}), "
+                   f"with {ratio:.2f}x its trainable parameters")
+
+
+def _cell(m: dict[str, float], key: str, fmt: str) -> str:
+    if key not in m:
+        return "–"
+    text = fmt.format(m[key] / (1e6 if key == "artifact_bytes" else 1))
+    low, high = m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
+    if low is not None and high is not None:
+        text += f' <small>[{low:.3f}, {high:.3f}]</small>'
+    return text
+
+
+def _table(rows: list[StrategyRow], columns, chosen: str, table_id: str) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(label)}</th>" for _, label, _ in columns)
+    body = []
+    for r in rows:
+        cells = "".join(f"<td>{_cell(r.metrics, k, fmt)}</td>" for k, _, fmt in columns)
+        status = "" if r.status == "FINISHED" else f' <span class="bad">{e(r.status)}</span>'
+        if r.error:   # the first line names the exception; the whole text is on hover
+            status += f'<br><small class="bad" title="{e(r.error)}">{e(r.error.splitlines()[0][:160])}</small>'
+        mark = ' class="chosen"' if r.strategy == chosen else ""
+        body.append(f"<tr{mark}><th>{e(r.strategy)}{status}</th>{cells}</tr>")
+    return (f'<div class="wide"><table id="{table_id}"><tr><th>strategy</th>{head}</tr>'
+            f'{"".join(body)}</table></div>')
+
+
+def render(data: ReportData, tolerance_points: float = 1.0, budgets: dict[str, float | None] | None = None) -> str:
+    e = html.escape
+    rec = recommendation(data.rows, tolerance_points, budgets)
+    figures = [("Accuracy against trainable parameters (fraction, log scale; no training is drawn at 1e-6)",
+                pareto_plot(data.rows, "trainable_fraction", "trainable fraction of the weights", True)),
+               ("Accuracy against training time",
+                pareto_plot(data.rows, "train_seconds", "training seconds", False))]
+    loss = loss_plot(data.rows)
+    if loss:
+        figures.append(("Training and validation loss (dotted: the step whose weights were kept)", loss))
+    calibration = reliability_plot(data.rows)
+    if calibration:
+        figures.append(("Reliability diagrams (dotted: perfect calibration)", calibration))
+    curve = learning_curve_plot(data.rows)
+    if curve:
+        figures.append(("Learning curves: test accuracy against training-set size (data efficiency)", curve))
+    ablation_rows, ablation_text = hybrid_ablation(data.rows)
+    ablation = ""
+    if ablation_text:
+        keep = {"test_accuracy", "test_macro_f1", "mcnemar_p", "trainable_params", "artifact_bytes",
+                "train_seconds", "latency_ms_p50", "forgetting_delta"}
+        ablation = (f"<h2>Hybrid ablation</h2><p>{e(ablation_text)}.</p>"
+                    + _table(ablation_rows, [c for c in COLUMNS if c[0] in keep], "", "ablation"))
+    figs = "".join(f'<figure><img alt="{e(t)}" src="{src}"><figcaption>{e(t)}</figcaption></figure>'
+                   for t, src in figures)
+    tags = data.tags
+    lineage = "".join(f"<tr><th>{e(k)}</th><td><code>{e(tags[k])}</code></td></tr>" for k in sorted(tags)
+                      if k.startswith(("data.", "git.", "params.", "base.", "profile")))
+    v = data.validation
+    validation = (f"{'passed' if v.get('success') else 'FAILED'}: {v.get('evaluated_expectations', '?')} "
+                  f"expectations, {len(v.get('failures', []))} failed") if v else "not recorded"
+    compared = v.get("drift_compared_with")
+    drift = ("".join(f"<li>drift: {e(w.get('message', str(w)))}</li>" for w in v.get("drift_warnings", []))
+             or f"<li>no drift beyond the thresholds against data version {e(compared)}</li>") if compared else ""
+    reasons = "".join(f"<li>{e(x)}</li>" for x in rec.reasons + data.decision.get("reasons", []))
+    registered = (f"registered v{data.decision['version']} ({e(data.decision['strategy'])}); "
+                  f"@challenger {'set' if data.decision.get('set_challenger') else 'unchanged'}"
+                  if data.decision else "")
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>adaptflow report {e(data.parent_run_id)}</title>
+<style>body{{font:14px/1.45 system-ui,sans-serif;max-width:1240px;margin:24px auto;padding:0 16px;color:#222}}
+table{{border-collapse:collapse;margin:8px 0 16px;font-size:12px}}td,th{{padding:3px 6px;border-bottom:1px solid #ddd;text-align:right}}
+.wide{{overflow-x:auto}}
+th:first-child{{text-align:left}}tr.chosen{{background:#fdf2e9}}.rec{{font-size:18px;padding:12px 16px;
+background:#eef6ee;border-left:4px solid #27ae60}}.bad{{color:#c0392b}}figure{{display:inline-block;margin:8px}}
+figcaption{{font-size:12px;color:#555}}code{{font-size:12px}}</style></head><body>
+<h1>Strategy comparison</h1>
+<p>{e(data.title)} — MLflow parent run <code>{e(data.parent_run_id)}</code>. {registered}</p>
+<p class="rec" id="recommendation"><strong>Recommendation.</strong> {e(rec.sentence)}.</p>
+<ul>{reasons}</ul>
+<h2>Comparison</h2>
+<p>Accuracy and macro-F1 with bootstrap 95 % intervals; "p vs best": exact McNemar test against
+the most accurate strategy on the same test examples (small p: the difference is real).</p>
+<p>"forgetting pts": BBC News topic accuracy of a linear probe on the base model's features minus
+on the adapted model's (positive: general features were lost). "merged": LoRA/IA3 folded into the base.</p>
+{_table(data.rows, COLUMNS, rec.choice, "comparison")}
+{ablation}
+<h2>Trade-offs</h2>{figs}
+<h2>Data and validation</h2><p id="validation">Great Expectations: {e(validation)}</p><ul>{drift}</ul>
+<table id="lineage">{lineage}</table>
+</body></html>"""

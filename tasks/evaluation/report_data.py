@@ -1,0 +1,85 @@
+"""What the comparison report shows, read back from MLflow (so `adaptflow report RUN_ID` can
+rebuild it for any past run), with each strategy's paired test against the most accurate."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class StrategyRow:
+    strategy: str
+    run_id: str
+    status: str
+    metrics: dict[str, float]
+    train_loss: list[tuple[int, float]] = field(default_factory=list)
+    val_loss: list[tuple[int, float]] = field(default_factory=list)
+    reliability: dict = field(default_factory=dict)      # reliability.json of the run
+    correct: list[bool] | None = None                    # per test example, for the paired test
+    learning_curve: list[tuple[int, float]] = field(default_factory=list)   # (train examples, test accuracy)
+    error: str = ""                                      # a failed strategy's error (tag `error`)
+
+
+@dataclass(frozen=True)
+class ReportData:
+    parent_run_id: str
+    title: str
+    tags: dict[str, str]                 # the parent run's lineage tags
+    rows: list[StrategyRow]
+    validation: dict                     # validation/summary.json
+    decision: dict                       # registry/decision.json (may be empty)
+
+
+def collect(client, parent_run_id: str) -> ReportData:
+    """Everything the report shows, read back from MLflow."""
+    from mlflow.exceptions import MlflowException
+
+    parent = client.get_run(parent_run_id)
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                                  order_by=["attributes.start_time ASC"])
+
+    def history(run_id: str, key: str) -> list[tuple[int, float]]:
+        return [(m.step, m.value) for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+
+    def artifact_json(run_id: str, path: str) -> dict:
+        try:
+            with open(client.download_artifacts(run_id, path)) as fh:
+                return json.load(fh)
+        except (MlflowException, OSError):
+            return {}
+
+    rows = []
+    for r in children:
+        preds = artifact_json(r.info.run_id, "test_predictions.json")
+        correct = [t == p for t, p in zip(preds["y_true"], preds["y_pred"])] if preds else None
+        rows.append(StrategyRow(r.data.tags.get("strategy", r.info.run_name), r.info.run_id, r.info.status,
+                                dict(r.data.metrics), history(r.info.run_id, "train_loss"),
+                                history(r.info.run_id, "val_loss"), artifact_json(r.info.run_id, "reliability.json"),
+                                correct, history(r.info.run_id, "learning_curve_accuracy"),
+                                r.data.tags.get("error", "")))
+    return ReportData(parent_run_id, parent.info.run_name, dict(parent.data.tags), with_paired_tests(rows),
+                      artifact_json(parent_run_id, "validation/summary.json"),
+                      artifact_json(parent_run_id, "registry/decision.json"))
+
+
+def with_paired_tests(rows: list[StrategyRow]) -> list[StrategyRow]:
+    """Each strategy's exact McNemar p-value against the most accurate one, on the same test
+    examples (strategies scored on another subset, e.g. few_shot's, are not paired)."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from tasks.evaluation.statistics import mcnemar
+
+    scored = [r for r in rows if r.correct is not None and "test_accuracy" in r.metrics]
+    if not scored:
+        return rows
+    best = max(scored, key=lambda r: r.metrics["test_accuracy"])
+    out = []
+    for r in rows:
+        if r in scored and r is not best and len(r.correct) == len(best.correct):
+            p = mcnemar(np.array(r.correct), np.array(best.correct)).p_value
+            r = replace(r, metrics={**r.metrics, "mcnemar_p": p})
+        out.append(r)
+    return out

@@ -1,0 +1,69 @@
+"""The base model: where its folder is and what it is (its fingerprint).
+
+`model.base` in params is either a packaged model name (tasks/models/packaged.py) or a path to
+a Hugging Face model folder.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.models.packaged import PACKAGED, BaseModelError
+
+# Files that define a base's behaviour: weights and tokenizer (not READMEs).
+_FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".gguf")
+_FINGERPRINT_NAMES = ("config.json", "tokenizer.json", "vocab.txt", "tokenizer_config.json",
+                      "special_tokens_map.json", "merges.txt", "vocab.json")
+
+
+@dataclass(frozen=True)
+class ResolvedBase:
+    """A base model resolved to a folder on this machine, and what it is."""
+
+    name: str          # as written in params (a packaged name or a path)
+    path: Path         # the Hugging Face model folder
+    fingerprint: str   # sha256 over weights and tokenizer files
+
+
+def resolve_base_path(name: str, root: Path | None = None) -> Path:
+    if name in PACKAGED:
+        return PACKAGED[name]()
+    path = Path(name).expanduser()
+    if not path.is_absolute() and root is not None:
+        path = root / path
+    if not (path / "config.json").is_file():
+        raise BaseModelError(
+            f"model.base={name!r}: {path} is not a Hugging Face model folder (no config.json); "
+            f"use one of {', '.join(PACKAGED)} or a folder written by save_pretrained"
+        )
+    return path
+
+
+def fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()
+                   and (p.suffix in _FINGERPRINT_SUFFIXES or p.name in _FINGERPRINT_NAMES))
+    if not files:
+        raise BaseModelError(f"{path}: no weight or tokenizer files to fingerprint")
+    for f in files:
+        digest.update(f.relative_to(path).as_posix().encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_base(name: str, root: Path | None = None) -> ResolvedBase:
+    path = resolve_base_path(name, root)
+    return ResolvedBase(name=name, path=path, fingerprint=fingerprint(path))
+
+
+def check_fingerprint(expected: str, base: ResolvedBase, artifact: str) -> None:
+    """An artifact is never loaded onto a base whose fingerprint differs: that is an error."""
+    if expected != base.fingerprint:
+        raise BaseModelError(
+            f"{artifact} was trained on a base with fingerprint {expected[:12]}…, but "
+            f"{base.name} ({base.path}) has fingerprint {base.fingerprint[:12]}…; load it onto the "
+            f"base it was trained on (the version's tags name it)"
+        )

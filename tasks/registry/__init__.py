@@ -1,0 +1,3 @@
+"""Registry: versions in the MLflow Model Registry, the decisions that move aliases (pure),
+governance (promote, rollback, audit history) and reviewer approval.
+May import: tasks.config, models, strategies, data, evaluation, training, tracking. Never ops or serving."""

@@ -1,0 +1,69 @@
+"""Registry decisions as pure functions: inputs are numbers and versions, output a decision
+with its reasons. Tasks call these; tests cover them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tasks.evaluation.selection import over_budget
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A version already holding an alias, with its score on its test data."""
+
+    alias: str            # "champion" or "challenger"
+    version: str
+    metric: float | None  # None when the version has no recorded score
+    data_version: str     # the test split's DVC hash it was scored on
+
+
+@dataclass(frozen=True)
+class Decision:
+    set_challenger: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+def decide_challenger(metric_name: str, candidate: float, data_version: str,
+                      references: list[Reference], min_improvement: float,
+                      candidate_metrics: dict[str, float] | None = None,
+                      budgets: dict[str, float | None] | None = None) -> Decision:
+    """The candidate becomes @challenger when it stays within the budgets and beats every
+    comparable alias holder (@champion and the current @challenger) by more than
+    `min_improvement`.
+
+    Scores on another test data version are not comparable and are left out (said in the
+    reasons): callers re-score the champion on the current test split first. A candidate with
+    no comparable reference becomes @challenger.
+    """
+    broken = over_budget(candidate_metrics or {}, budgets or {})
+    if broken:
+        return Decision(False, ["over budget: " + "; ".join(broken)])
+    reasons, beats_all, compared = [], True, 0
+    for ref in references:
+        if ref.metric is None:
+            reasons.append(f"@{ref.alias} (v{ref.version}) has no {metric_name}; not compared")
+            continue
+        if ref.data_version != data_version:
+            reasons.append(f"@{ref.alias} (v{ref.version}) was scored on test data {ref.data_version[:8]}, "
+                           f"not {data_version[:8]}; not comparable, left out")
+            continue
+        compared += 1
+        margin = candidate - ref.metric
+        if margin > min_improvement:
+            reasons.append(f"beats @{ref.alias} (v{ref.version}): {metric_name} {candidate:.4f} vs "
+                           f"{ref.metric:.4f} (+{margin:.4f} > {min_improvement})")
+        else:
+            beats_all = False
+            reasons.append(f"does not beat @{ref.alias} (v{ref.version}): {metric_name} {candidate:.4f} vs "
+                           f"{ref.metric:.4f} ({margin:+.4f}, needs > {min_improvement})")
+    if compared == 0:
+        reasons.append("no comparable @champion or @challenger: the candidate becomes @challenger")
+        return Decision(True, reasons)
+    return Decision(beats_all, reasons)
+
+
+def best_candidate(scores: dict[str, float]) -> str:
+    """The strategy with the highest score; ties go to the one listed first."""
+    if not scores:
+        raise ValueError("no strategy produced a score; nothing to register")
+    return max(scores, key=lambda name: (scores[name], -list(scores).index(name)))

@@ -1,0 +1,32 @@
+"""The registry stage's Prefect task: register the run's candidate as a new version, and say
+whether it earned @challenger."""
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.training.context import RunContext
+from tasks.evaluation.record import StrategyResult
+from tasks.models.encoding import subset_indices
+from tasks.registry.versions import Registration, TestSet, register_best
+from tasks.tracking import log_json
+
+
+@task(name="register candidate", cache_policy=NO_CACHE)
+def register_candidate(ctx: RunContext, results: list[StrategyResult]) -> Registration:
+    p, labels = ctx.settings.project, ctx.settings.validation.labels
+    frame = ctx.frames["test"]
+    keep = subset_indices(len(frame), ctx.settings.train.max_eval_examples, ctx.settings.train.seed)
+    test = TestSet(ctx.data.split_hashes["test"], frame["text"].iloc[keep].tolist(),
+                   frame["label"].iloc[keep].map({n: i for i, n in enumerate(labels)}).to_numpy(), labels)
+    reg = register_best(p.registered_model, p.select_metric, p.min_improvement, p.budgets, results,
+                        {**ctx.tags, "validation": "passed", "parent_run_id": ctx.parent_run_id}, test)
+    log_json(ctx.parent_run_id, {"version": reg.version, "strategy": reg.strategy,
+                                 "set_challenger": reg.decision.set_challenger,
+                                 "reasons": reg.decision.reasons}, "registry/decision.json")
+    logger = get_run_logger()
+    logger.info("registered %s v%s (%s, %s=%.4f)", reg.model_name, reg.version, reg.strategy,
+                reg.metric_name, reg.metric)
+    for reason in reg.decision.reasons:
+        logger.info("@challenger: %s", reason)
+    return reg

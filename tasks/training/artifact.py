@@ -1,0 +1,120 @@
+"""The packaged artifact: what a strategy run saves (and a registered version holds), and the
+MLflow pyfunc that loads it.
+
+The artifact folder has the strategy's own files (adapter safetensors, a whole model, or a
+prompt config) and `adaptflow.json`: strategy, params, labels, max_length and the base model's
+name and fingerprint. Loading resolves the base, refuses a fingerprint mismatch, then asks the
+strategy to load its files onto that base.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+MANIFEST = "adaptflow.json"
+# MLflow runs this file to build the pyfunc (models from code); it is not imported here.
+PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    strategy: str
+    params: dict[str, Any]
+    labels: list[str]
+    max_length: int
+    base_name: str
+    base_fingerprint: str
+    saves: str
+
+    def write(self, folder: Path) -> None:
+        (folder / MANIFEST).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def read(cls, folder: Path) -> "Manifest":
+        return cls(**json.loads((folder / MANIFEST).read_text()))
+
+
+def params_dict(params: Any) -> dict[str, Any]:
+    return asdict(params) if is_dataclass(params) else dict(params)
+
+
+def write_artifact(strategy, model, folder: Path, manifest: Manifest) -> int:
+    """The strategy's own files and the manifest into `folder`; returns the strategy files' bytes
+    (the manifest is not counted: it is the same few hundred bytes for every strategy)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    strategy.save(model, folder)
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    manifest.write(folder)
+    return size
+
+
+def requirements() -> list[str]:
+    """The pip requirements a logged model states (mlflow wants them explicit)."""
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in
+            ("torch", "transformers", "peft", "mlflow", "pandas", "adaptflow")]
+
+
+def signature():
+    """Input: a `text` column. Output: the label, its probability, and one p_<label> column each."""
+    from mlflow.models import infer_signature
+
+    return infer_signature(pd.DataFrame({"text": ["a review"]}),
+                           pd.DataFrame({"label": ["positive"], "probability": [0.9]}))
+
+
+def load_predictor(folder: Path):
+    """(model, tokenizer, manifest) for a saved strategy folder, base fingerprint checked."""
+    from tasks.models.base import check_fingerprint, load_base
+    from tasks.models.loading import load_tokenizer
+    from tasks.strategies import registry
+
+    manifest = Manifest.read(folder)
+    base = load_base(manifest.base_name)
+    check_fingerprint(manifest.base_fingerprint, base, f"the {manifest.strategy} artifact in {folder}")
+    strategy = registry.get(manifest.strategy)
+    params = strategy.parse_params(manifest.params)
+    model = strategy.load(base.path, folder, manifest.labels, params)
+    return model.eval(), load_tokenizer(base.path), manifest
+
+
+def predict_texts(model, tokenizer, manifest: Manifest, texts: list[str]) -> pd.DataFrame:
+    from tasks.models.encoding import encode
+    from tasks.evaluation.predict import predict_proba
+
+    data = encode(tokenizer, texts, np.zeros(len(texts), dtype=np.int64), manifest.max_length)
+    probs = predict_proba(model, data, tokenizer.pad_token_id)
+    out = pd.DataFrame({"label": [manifest.labels[i] for i in probs.argmax(1)],
+                        "probability": probs.max(1)})
+    for i, label in enumerate(manifest.labels):
+        out[f"p_{label}"] = probs[:, i]
+    return out
+
+
+class AdaptflowModel(mlflow.pyfunc.PythonModel):
+    """pyfunc: input a DataFrame with a `text` column (or a list of strings)."""
+
+    def load_context(self, context):
+        from tasks.env import apply_offline_defaults
+
+        apply_offline_defaults()
+        self._model, self._tokenizer, self._manifest = load_predictor(Path(context.artifacts["strategy"]))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        if isinstance(model_input, pd.DataFrame):
+            if "text" not in model_input.columns:
+                raise ValueError(f"input needs a 'text' column; got {list(model_input.columns)}")
+            texts = model_input["text"].tolist()
+        else:
+            texts = list(model_input)
+        bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+        if bad:
+            raise ValueError(f"texts must be non-empty strings; bad at position(s) {bad[:10]}")
+        return predict_texts(self._model, self._tokenizer, self._manifest, texts)

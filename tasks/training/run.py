@@ -1,0 +1,176 @@
+"""Run one strategy: prepare its inputs, build it, train it (if it trains), evaluate and measure
+it (`compute`: no MLflow), then record all of it in its own MLflow child run (`run_strategy`).
+bench/bare.py calls `prepare_inputs` and `compute` exactly as the flow does."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from tasks.config import Settings, TrainSettings
+from tasks.evaluation.cost import PeakRSS, measure_speed, merged_speed_metrics, size_metrics
+from tasks.evaluation.forgetting import forgetting_metrics
+from tasks.evaluation.quality import QualityDetails, quality_details, score, variant_mean_intervals
+from tasks.evaluation.record import StrategyResult
+from tasks.evaluation.statistics import overfitting
+from tasks.models.base import ResolvedBase, load_base
+from tasks.models.encoding import Encoded, encode
+from tasks.models.loading import load_tokenizer
+from tasks.strategies import registry
+from tasks.strategies.registry import Strategy
+from tasks.training.context import RunContext
+from tasks.training.loop import LoopConfig, TrainResult, seed_everything, train
+from tasks.training.variants import VariantScores, score_variants
+
+
+@dataclass(frozen=True)
+class StrategyInputs:
+    """What one strategy run starts from: the strategy, its params, its base and the encoded splits."""
+    name: str
+    strategy: Strategy
+    params: Any                  # the strategy's params dataclass, validated
+    base: ResolvedBase           # model.base, or the strategy's own base (few_shot prompts a causal LM)
+    tokenizer: Any
+    labels: list[str]
+    splits: dict[str, Encoded]   # train / validation / test, limited as train.max_*_examples say
+    train_frame: pd.DataFrame    # the train split's texts (prompting strategies draw demonstrations)
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """One model built with the strategy's params, trained if the strategy trains, scored on test."""
+    model: nn.Module
+    metrics: dict[str, float]    # test accuracy and macro-F1, size; trained: examples/s, overfit flag
+    training: TrainResult | None
+    test_probs: np.ndarray
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything `compute` measured, before anything is logged."""
+    model: nn.Module             # the model to save
+    params: Any                  # its params (a prompting strategy's chosen variant)
+    metrics: dict[str, float]    # the run's metrics (the record's METRICS and more)
+    details: QualityDetails      # the saved model's test predictions, calibration, confusion matrix
+    training: TrainResult | None = None
+    variants: VariantScores | None = None
+    learning_curve: list[tuple[int, float]] | None = None   # (train examples, test accuracy)
+
+
+def tightest_limit(*limits: int) -> int:
+    """The smallest positive limit; 0 (no limit) when none is set."""
+    return min((x for x in limits if x > 0), default=0)
+
+
+def encode_splits(tokenizer, frames: dict[str, pd.DataFrame], labels: list[str], max_length: int,
+                  max_train: int, max_eval: int, seed: int) -> dict[str, Encoded]:
+    ids = {label: i for i, label in enumerate(labels)}
+    limits = {"train": max_train, "validation": max_eval, "test": max_eval}
+    return {split: encode(tokenizer, frame["text"].tolist(), frame["label"].map(ids).to_numpy(),
+                          max_length).subset(limits[split], seed)
+            for split, frame in frames.items()}
+
+
+def prepare_inputs(settings: Settings, base: ResolvedBase, frames: dict[str, pd.DataFrame], name: str
+                   ) -> StrategyInputs:
+    strategy = registry.get(name)
+    params = strategy.parse_params(settings.strategy_params.get(name, {}))
+    cfg = settings.train
+    torch.set_num_threads(cfg.threads)
+    if getattr(params, "base", None) and params.base != base.name:
+        base = load_base(params.base, settings.root)
+    tokenizer = load_tokenizer(base.path)
+    # A strategy may score fewer test examples (a prompted LM is slow); always the same subset.
+    max_eval = tightest_limit(cfg.max_eval_examples, getattr(params, "max_test_examples", 0))
+    splits = encode_splits(tokenizer, frames, settings.validation.labels, settings.model.max_length,
+                           cfg.max_train_examples, max_eval, cfg.seed)
+    return StrategyInputs(name, strategy, params, base, tokenizer, settings.validation.labels, splits, frames["train"])
+
+
+def loop_config(params, cfg: TrainSettings, **override) -> LoopConfig:
+    """The training loop's settings: train.* with the strategy's own epochs, learning rate and
+    batch grouping (each strategy's params may override train.epochs / train.group_by_length)."""
+    return replace(LoopConfig(
+        learning_rate=params.learning_rate, epochs=params.epochs or cfg.epochs, batch_size=cfg.batch_size,
+        eval_every=cfg.eval_every, patience=cfg.patience, seed=cfg.seed,
+        group_by_length=cfg.group_by_length if params.group_by_length is None else params.group_by_length), **override)
+
+
+def fit(inputs: StrategyInputs, cfg: TrainSettings, desc: str) -> Fitted:
+    """Build, train if the strategy trains, and score on the test split."""
+    model = inputs.strategy.build(inputs.base.path, inputs.labels, inputs.params)
+    metrics, result = size_metrics(model), None
+    if inputs.strategy.trains:
+        result = train(model, inputs.splits["train"], inputs.splits["validation"], loop_config(inputs.params, cfg),
+                       inputs.pad_id, desc=desc)
+        metrics |= {"train_examples_per_s": result.examples_seen / max(result.train_seconds, 1e-9),
+                    "overfit_flag": float(overfitting(result.train_loss, result.val_loss))}
+    test = score(model, inputs.splits["test"], len(inputs.labels), inputs.pad_id)
+    return Fitted(model, {"test_accuracy": test.accuracy, "test_macro_f1": test.macro_f1, **metrics}, result,
+                  test.probs)
+
+
+def learning_curve_points(inputs: StrategyInputs, cfg: TrainSettings, sizes: list[int]) -> list[tuple[int, float]]:
+    """Data efficiency: (n, test accuracy) of the same recipe on n training examples, for each
+    size below the run's own. The sets are nested (the first n of one seeded permutation), and
+    seed, hyperparameters, validation split (early stopping) and test split are the main run's."""
+    train_set = inputs.splits["train"]
+    order = np.random.default_rng(cfg.seed).permutation(len(train_set))
+    points = []
+    for n in sorted(x for x in set(sizes) if x < len(train_set)):
+        seed_everything(cfg.seed)
+        subset = replace(inputs, splits={**inputs.splits, "train": train_set.select(np.sort(order[:n]))})
+        points.append((n, fit(subset, cfg, f"{inputs.name} (n={n})").metrics["test_accuracy"]))
+    return points
+
+
+def compute(inputs: StrategyInputs, settings: Settings) -> Outcome:
+    """Train (or score every prompt variant), then every measurement the run record holds."""
+    cfg, ev, test = settings.train, settings.evaluation, inputs.splits["test"]
+    seed_everything(cfg.seed)
+    with PeakRSS() as rss:
+        fitted, variants = None, None
+        if inputs.strategy.variants is None:
+            fitted = fit(inputs, cfg, inputs.name)
+            model, params, metrics, probs = fitted.model, inputs.params, dict(fitted.metrics), fitted.test_probs
+        else:
+            variants = score_variants(inputs)
+            model, params, metrics, probs = variants.model, variants.params, variants.metrics(), variants.test_probs
+        details = quality_details(probs, test.labels, inputs.labels, cfg.seed)
+        metrics |= details.metrics
+        if variants is not None:   # the intervals belong to the mean over variants
+            metrics |= variant_mean_intervals(test.labels, variants.test_preds, len(inputs.labels), cfg.seed)
+        speed = measure_speed(model, test, inputs.pad_id)
+    training = fitted.training if fitted else None
+    metrics |= asdict(speed) | {"peak_rss_mb": rss.peak_mb, "test_examples": float(len(test)),
+                                "train_seconds": training.train_seconds if training else 0.0}
+    # After the peak-memory window: the probe loads a second copy of the base.
+    metrics |= forgetting_metrics(model, inputs.strategy.trains, inputs.base, inputs.labels, inputs.tokenizer,
+                                  ev, cfg.seed)
+    if inputs.strategy.merge is not None and ev.merged_latency:
+        metrics |= merged_speed_metrics(model, inputs.strategy.merge, test, inputs.pad_id)
+    curve = None
+    if inputs.name in ev.learning_curve_strategies:
+        curve = learning_curve_points(replace(inputs, params=params), cfg, ev.learning_curve_sizes)
+        curve.append((len(inputs.splits["train"]), metrics["test_accuracy"]))   # the run itself, last
+    return Outcome(model, params, metrics, details, training, variants, curve)
+
+
+def run_strategy(ctx: RunContext, name: str) -> StrategyResult:
+    """One strategy, computed and recorded in its own MLflow child run of the flow's parent run."""
+    from tasks.training import record
+
+    inputs = prepare_inputs(ctx.settings, ctx.base, ctx.frames, name)
+    with record.strategy_run(ctx, inputs) as run_id:
+        outcome = compute(inputs, ctx.settings)
+        model_uri = record.log_outcome(inputs, outcome, ctx.settings)
+    return StrategyResult(strategy=name, run_id=run_id, model_uri=model_uri, saves=inputs.strategy.saves,
+                          metrics=outcome.metrics, base=inputs.base, params=record.params_dict(outcome.params))

@@ -6,15 +6,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-# Offline: no model or data hub is reachable; only the package registries are.
-export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export MLFLOW_DISABLE_TELEMETRY := true
-export DVC_NO_ANALYTICS := 1
-export HF_HUB_OFFLINE := 1
-export TRANSFORMERS_OFFLINE := 1
-export TOKENIZERS_PARALLELISM := false
-# A new Prefect database is migrated at first start; 20 s (the default) is too short under load.
-export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 180
+# Offline: no model or data hub is reachable; only the package registries are. The variables are
+# declared once, in tasks/env.py: adaptflow and the test suite set them themselves, and the
+# commands below that are neither run through `python -m tasks.env`.
+OFFLINE := $(BIN)/python -m tasks.env
 # Prefect's local state (ephemeral server database) stays inside the project.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
@@ -46,7 +41,7 @@ $(STAMP): pyproject.toml
 # DVC needs a git checkout; `git init` only when this folder is not one (e.g. an unpacked tarball).
 .dvc/config: | $(STAMP)
 	git rev-parse --is-inside-work-tree >/dev/null 2>&1 || git init --quiet
-	$(BIN)/dvc init --quiet
+	$(OFFLINE) $(BIN)/dvc init --quiet
 
 demo: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/adaptflow run
@@ -65,12 +60,12 @@ test: setup system-packages
 # 30 minutes on 2 cores. The overhead run is the default profile with its quickest trained
 # strategy: the flow's fixed costs over the smallest job (the 4-strategy demo shares them).
 bench: setup
-	$(BIN)/python bench/training.py --steps 12 --repeats 3
-	$(BIN)/python bench/optimisations.py --steps 16 --repeats 3
-	$(BIN)/python bench/scaling.py --count-examples 300
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/overhead.py --strategies full_finetune
-	$(BIN)/python bench/overhead.py --demo-breakdown   # stages of the last `make demo`, if one ran
-	$(BIN)/python bench/summary.py
+	$(OFFLINE) $(BIN)/python bench/training.py --steps 12 --repeats 3
+	$(OFFLINE) $(BIN)/python bench/optimisations.py --steps 16 --repeats 3
+	$(OFFLINE) $(BIN)/python bench/scaling.py --count-examples 300
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(OFFLINE) $(BIN)/python bench/overhead.py --strategies full_finetune
+	$(OFFLINE) $(BIN)/python bench/overhead.py --demo-breakdown   # stages of the last `make demo`, if one ran
+	$(OFFLINE) $(BIN)/python bench/summary.py
 
 clean:
 	rm -rf $(VENV) .prefect data/raw data/processed mlflow/mlflow.db mlflow/artifacts

@@ -61,7 +61,7 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
     overrides = user_data_override(**run.data.model_dump()) if run.data else None
     settings = load_settings(run.params_file, run.profile, run.strategies, overrides)
     check_tracking(tracking_uri(settings.root), settings.ops.tracking_check_seconds)   # seconds, not minutes
-    base = resolve_base(settings)
+    base = resolve_base(settings.model.base, settings.root)
     experiment_id = configure(settings.root, settings.project.experiment)
     tags = run_tags(settings, base)   # once, before the DVC stages rewrite tracked files
     with parent_run(experiment_id, "specialize", tags) as parent_id:

@@ -1,7 +1,10 @@
-"""Offline settings for every entry point (called by the CLI and model loaders, never on import)."""
+"""Offline settings for every entry point, declared once: the CLI, the strategy processes, model
+loaders and the test suite call `apply_offline_defaults()` (never on import); the Makefile runs
+its own commands through `python -m tasks.env CMD ...`."""
 from __future__ import annotations
 
 import os
+import sys
 
 OFFLINE = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -19,3 +22,18 @@ OFFLINE = {
 def apply_offline_defaults() -> None:
     for key, value in OFFLINE.items():
         os.environ.setdefault(key, value)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m tasks.env CMD ARGS...`: run CMD with the offline defaults (an already set
+    variable wins)."""
+    if not argv:
+        print("usage: python -m tasks.env CMD [ARGS...]", file=sys.stderr)
+        return 2
+    apply_offline_defaults()
+    os.execvp(argv[0], argv)
+    return 0   # not reached: exec replaces this process
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -8,7 +8,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import mlflow
 
@@ -16,9 +16,7 @@ from tasks.config import Settings
 from tasks.training.artifact import PYFUNC_ENTRY, Manifest, params_dict, requirements, signature, write_artifact
 from tasks.training.context import RunContext
 from tasks.training.loop import TrainResult
-
-if TYPE_CHECKING:
-    from tasks.training.run import Outcome, StrategyInputs
+from tasks.training.strategy_run import Outcome, StrategyInputs
 
 __all__ = ["log_outcome", "params_dict", "strategy_run"]
 

@@ -3,66 +3,27 @@ it (`compute`: no MLflow), then record all of it in its own MLflow child run (`r
 bench/bare.py calls `prepare_inputs` and `compute` exactly as the flow does."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import asdict, replace
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from tasks.config import Settings, TrainSettings
 from tasks.evaluation.cost import PeakRSS, measure_speed, merged_speed_metrics, size_metrics
 from tasks.evaluation.forgetting import forgetting_metrics
-from tasks.evaluation.quality import QualityDetails, quality_details, score, variant_mean_intervals
+from tasks.evaluation.quality import quality_details, score, variant_mean_intervals
 from tasks.evaluation.record import StrategyResult
 from tasks.evaluation.statistics import overfitting
 from tasks.models.base import ResolvedBase, load_base
 from tasks.models.encoding import Encoded, encode
 from tasks.models.loading import load_tokenizer
 from tasks.strategies import registry
-from tasks.strategies.registry import Strategy
+from tasks.training import record
 from tasks.training.context import RunContext
-from tasks.training.loop import LoopConfig, TrainResult, seed_everything, train
-from tasks.training.variants import VariantScores, score_variants
-
-
-@dataclass(frozen=True)
-class StrategyInputs:
-    """What one strategy run starts from: the strategy, its params, its base and the encoded splits."""
-    name: str
-    strategy: Strategy
-    params: Any                  # the strategy's params dataclass, validated
-    base: ResolvedBase           # model.base, or the strategy's own base (few_shot prompts a causal LM)
-    tokenizer: Any
-    labels: list[str]
-    splits: dict[str, Encoded]   # train / validation / test, limited as train.max_*_examples say
-    train_frame: pd.DataFrame    # the train split's texts (prompting strategies draw demonstrations)
-
-    @property
-    def pad_id(self) -> int:
-        return self.tokenizer.pad_token_id
-
-
-@dataclass(frozen=True)
-class Fitted:
-    """One model built with the strategy's params, trained if the strategy trains, scored on test."""
-    model: nn.Module
-    metrics: dict[str, float]    # test accuracy and macro-F1, size; trained: examples/s, overfit flag
-    training: TrainResult | None
-    test_probs: np.ndarray
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """Everything `compute` measured, before anything is logged."""
-    model: nn.Module             # the model to save
-    params: Any                  # its params (a prompting strategy's chosen variant)
-    metrics: dict[str, float]    # the run's metrics (the record's METRICS and more)
-    details: QualityDetails      # the saved model's test predictions, calibration, confusion matrix
-    training: TrainResult | None = None
-    variants: VariantScores | None = None
-    learning_curve: list[tuple[int, float]] | None = None   # (train examples, test accuracy)
+from tasks.training.loop import LoopConfig, seed_everything, train
+from tasks.training.strategy_run import Fitted, Outcome, StrategyInputs
+from tasks.training.variants import score_variants
 
 
 def tightest_limit(*limits: int) -> int:
@@ -166,8 +127,6 @@ def compute(inputs: StrategyInputs, settings: Settings) -> Outcome:
 
 def run_strategy(ctx: RunContext, name: str) -> StrategyResult:
     """One strategy, computed and recorded in its own MLflow child run of the flow's parent run."""
-    from tasks.training import record
-
     inputs = prepare_inputs(ctx.settings, ctx.base, ctx.frames, name)
     with record.strategy_run(ctx, inputs) as run_id:
         outcome = compute(inputs, ctx.settings)

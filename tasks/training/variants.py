@@ -3,37 +3,15 @@ test figures are the mean over variants and their spread; the variant best on va
 the one saved, so the choice never looks at test."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
-from torch import nn
 
-from tasks.evaluation.cost import size_metrics
 from tasks.evaluation.quality import score
 from tasks.training.artifact import params_dict
+from tasks.training.strategy_run import StrategyInputs, VariantScores
 
 
-@dataclass(frozen=True)
-class VariantScores:
-    rows: list[dict]             # per variant: index, params, validation and test accuracy / macro-F1
-    chosen: int                  # the variant best on validation
-    model: nn.Module             # the chosen variant's model
-    params: Any                  # the chosen variant's params
-    test_probs: np.ndarray       # the chosen variant's test probabilities
-    test_preds: np.ndarray       # examples x variants: every variant's test predictions
-
-    def metrics(self) -> dict[str, float]:
-        """Test metrics as the mean over variants; prompt_variant_std is their sample std."""
-        accs = np.array([r["test"]["accuracy"] for r in self.rows])
-        return {"test_accuracy": float(accs.mean()),
-                "test_macro_f1": float(np.mean([r["test"]["macro_f1"] for r in self.rows])),
-                "prompt_variant_std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
-                "chosen_variant": float(self.chosen), **size_metrics(self.model)}
-
-
-def score_variants(inputs) -> VariantScores:
-    """Every prompt variant of `inputs` (a run.StrategyInputs) on validation and test."""
+def score_variants(inputs: StrategyInputs) -> VariantScores:
+    """Every prompt variant of `inputs` on validation and test."""
     rows, best, preds = [], None, []
     labels, splits = inputs.labels, inputs.splits
     for i, variant in enumerate(inputs.strategy.variants(inputs.params, inputs.train_frame, labels)):

@@ -1,0 +1,127 @@
+"""The layout's rules, checked on the source (every import, module level or inside a function):
+each stage package imports only the packages below it, strategies never import MLflow or
+Prefect, nothing under tasks/ imports flows/, and no module imports itself back through others."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Package -> the tasks packages it may import (besides itself). The order is the architecture:
+# models < strategies < config < data < evaluation < training < registry < ops < serving.
+# `tracking` (MLflow setup, run tags) and `env` (offline settings) are shared modules.
+ALLOWED = {
+    "models": set(),
+    "strategies": {"models"},
+    "config": {"strategies"},
+    "data": {"config", "models", "tracking", "env"},
+    "evaluation": {"config", "models", "tracking", "env"},
+    "training": {"config", "models", "strategies", "data", "evaluation", "tracking", "env"},
+    "registry": {"config", "models", "strategies", "data", "evaluation", "training", "tracking", "env"},
+    "ops": {"config", "models", "strategies", "data", "evaluation", "training", "registry", "tracking", "env"},
+    "serving": {"config", "models", "strategies", "evaluation", "training", "registry", "tracking", "env"},
+    "tracking": {"config", "data", "models"},   # type annotations only (TYPE_CHECKING)
+    "env": set(),
+}
+NEVER = {"strategies": ("mlflow", "prefect"), "models": ("mlflow",), "config": ("mlflow", "prefect")}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Every module `path` imports, anywhere in the file (`from x import y` also counts x.y)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def sources(folder: str = "tasks") -> dict[str, Path]:
+    return {module_name(p): p for p in sorted((ROOT / folder).rglob("*.py")) if "__pycache__" not in p.parts}
+
+
+def package_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "tasks" and len(parts) > 1 else None
+
+
+def violations(modules: dict[str, set[str]]) -> list[str]:
+    """What breaks the rules in a {module: imported modules} map (pure, so a test can feed it a bad map)."""
+    out = []
+    for module, imported in modules.items():
+        pkg = package_of(module)
+        for target in sorted(imported):
+            other = package_of(target)
+            if target.split(".")[0] == "flows" and module.startswith("tasks"):
+                out.append(f"{module} imports {target}: nothing under tasks/ imports flows/")
+            elif pkg and other and other != pkg and other in ALLOWED and other not in ALLOWED.get(pkg, set()):
+                out.append(f"{module} imports {target}: {pkg} may import only {sorted(ALLOWED[pkg]) or 'nothing'}")
+            elif pkg in NEVER and target.split(".")[0] in NEVER[pkg]:
+                out.append(f"{module} imports {target}: {pkg} never imports {', '.join(NEVER[pkg])}")
+    return out
+
+
+def cycles(modules: dict[str, set[str]]) -> list[list[str]]:
+    """Import cycles among our own modules (depth-first search over the module graph)."""
+    graph = {m: {t for t in imported if t in modules and t != m} for m, imported in modules.items()}
+    found, state = [], {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = "open"
+        for t in sorted(graph[m]):
+            if state.get(t) == "open":
+                found.append(path[path.index(t):] + [t] if t in path else [m, t])
+            elif t not in state:
+                visit(t, path + [t])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    return found
+
+
+def project_modules() -> dict[str, set[str]]:
+    files = {**sources("tasks"), **sources("flows")}
+    # `from tasks.x import y` names a module when tasks/x/y.py exists; else y is a name in x.
+    return {m: {t for t in imports(p) if t in files or not t.startswith(("tasks.", "flows."))
+                or t.rsplit(".", 1)[0] not in files}
+            for m, p in files.items()}
+
+
+def test_every_tasks_package_is_in_the_layering_table():
+    packages = {p.name for p in (ROOT / "tasks").iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    modules = {p.stem for p in (ROOT / "tasks").glob("*.py") if p.stem != "__init__"}
+    assert packages | modules <= set(ALLOWED), sorted((packages | modules) - set(ALLOWED))
+
+
+def test_each_package_imports_only_what_is_below_it():
+    assert violations(project_modules()) == []
+
+
+def test_there_is_no_import_cycle():
+    assert cycles(project_modules()) == []
+
+
+def test_the_checks_catch_a_wrong_import_and_a_cycle():
+    """Deliberately wrong maps: the rules are not vacuous."""
+    assert violations({"tasks.data.steps": {"tasks.training.run"}}) == \
+        ["tasks.data.steps imports tasks.training.run: data may import only "
+         "['config', 'env', 'models', 'tracking']"]
+    assert violations({"tasks.strategies.lora": {"mlflow"}})[0].endswith("never imports mlflow, prefect")
+    assert violations({"tasks.ops.fanout": {"flows.specialize"}})[0].endswith("nothing under tasks/ imports flows/")
+    assert cycles({"tasks.a": {"tasks.b"}, "tasks.b": {"tasks.a"}}) == [["tasks.a", "tasks.b", "tasks.a"]]
+
+
+def test_every_stage_package_says_what_it_owns_and_may_import():
+    for init in (ROOT / "tasks").glob("*/__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        assert "import" in doc.lower(), f"{init.relative_to(ROOT)}: say what it may and must not import"

@@ -72,7 +72,7 @@ def table(rows: list[dict], columns: list[str] | None = None) -> str:
 @dataclass(frozen=True)
 class Data:
     """The default data's train and test splits, tokenized once by the base's tokenizer."""
-    train: object           # tasks.encoding.Encoded
+    train: object           # tasks.models.encoding.Encoded
     test: object
     texts: list[str]        # the train texts (a Hugging Face script tokenizes them itself)
     labels: list[str]
@@ -108,10 +108,9 @@ def default_data(params: str = "params.yaml") -> Data:
 
 
 def _prepare(settings, processed: Path) -> None:
-    from dataclasses import asdict
+    from dataclasses import replace
 
     from tasks.data.prepare import prepare
     from tasks.data.source import resolve_source
 
-    prepare({**asdict(settings.data), "raw_path": str(resolve_source(settings.data.source, settings.root)),
-             "processed_dir": str(processed)})
+    prepare(replace(settings.data, processed_dir=str(processed)), resolve_source(settings.data.source, settings.root))

@@ -3,7 +3,7 @@
   .venv/bin/python bench/optimisations.py [--steps 40] [--repeats 3] [--strategies full_finetune,lora]
 
 - padding: every batch padded to model.max_length (fixed) / to its longest row (dynamic, what
-  the loop does) / dynamic with length-grouped batches (tasks.encoding.length_grouped_order);
+  the loop does) / dynamic with length-grouped batches (tasks.models.encoding.length_grouped_order);
 - threads: torch intra-op threads 1 / 2 (train.threads);
 - bf16: fp32 / torch.autocast(cpu, bfloat16) on the forward pass (the CPU reports avx512_bf16);
 - tokenizing: what each strategy's process spends tokenizing the three splits, i.e. what

@@ -43,16 +43,12 @@ def main() -> None:
     fmt = detect_format(source, d.format)
     tokenizer = load_tokenizer(resolve_base_path(settings.model.base, settings.root))
     count = lambda texts: [len(ids) for ids in tokenizer(texts, truncation=False)["input_ids"]]
-    raw_contract = RawContract(d.text_col, d.label_col, list(v.labels), d.split_col, d.group_col, dict(d.label_map),
-                               list(d.drop_labels), d.drop_empty_texts, v.text_min_chars, v.text_max_chars,
-                               v.max_classes, v.example_rows)
-    split_contract = SplitContract(list(v.labels), d.group_col, v.text_min_chars, v.text_max_chars,
-                                   v.text_max_tokens, settings.model.max_length, v.max_share_over_max_length,
-                                   v.min_examples_per_label, v.max_class_share, v.example_rows)
+    raw_contract = RawContract(d, v)
+    split_contract = SplitContract.from_settings(settings)
     with tempfile.TemporaryDirectory() as tmp:
-        from dataclasses import asdict
+        from dataclasses import replace
 
-        prepare({**asdict(d), "raw_path": str(source), "processed_dir": tmp})
+        prepare(replace(d, processed_dir=tmp), source)
         frames = {s: pd.read_parquet(Path(tmp) / f"{s}.parquet") for s in SPLITS}
         rows: dict[str, list[float]] = {"read_raw": [], "raw_gate": [], "split_gate": [], "total": []}
         for i in range(args.repeats):

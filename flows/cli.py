@@ -3,8 +3,8 @@
   adaptflow run [--params FILE] [--profile NAME] [--strategies a,b|all]
                 [--data FILE [--text-col C] [--label-col L] [--split-col S] [--group-col G] [--labels a,b]]
   adaptflow strategies
-  adaptflow promote MODEL (--version N | --from challenger) --reviewer NAME --reason TEXT
-  adaptflow rollback MODEL --reviewer NAME --reason TEXT
+  adaptflow promote MODEL (--version N | --from challenger) --reviewer NAME --reason TEXT [--profile NAME]
+  adaptflow rollback MODEL --reviewer NAME --reason TEXT [--profile NAME]
   adaptflow history MODEL
   adaptflow lineage MODEL@ALIAS
   adaptflow report RUN_ID --out FILE.html
@@ -25,6 +25,10 @@ _USER_ERRORS = ("SettingsError", "DataValidationError", "DataPipelineError", "Ba
                 "AllStrategiesFailed")
 
 
+def _params_option(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--params", default="params.yaml", help=help)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adaptflow", description=__doc__.split("\n\n")[0],
@@ -32,11 +36,20 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Settings live in params.yaml (defaults, one section per strategy, profiles). "
                "MLFLOW_TRACKING_URI overrides the local store under mlflow/.")
     sub = parser.add_subparsers(dest="command", required=True)
+    _run_command(sub)
+    sub.add_parser("strategies", help="list the registered strategies with their parameters and defaults")
+    _registry_commands(sub)
+    _serve_command(sub)
+    _ops_commands(sub)
+    return parser
+
+
+def _run_command(sub) -> None:
     run = sub.add_parser("run", help="run the specialize flow: data, validation, strategies, registry",
                          description="Version the data with DVC, validate it with Great Expectations, "
                                      "train and evaluate each strategy, log to MLflow, and register "
                                      "the best candidate (moving @challenger when it earns it).")
-    run.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    _params_option(run, "params file (default: params.yaml)")
     run.add_argument("--profile", help="profile from the params file's `profiles:`, e.g. smoke")
     run.add_argument("--strategies", help="comma-separated strategy names, or `all` "
                                           "(default: strategies.run in params)")
@@ -52,12 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--await-approval", action="store_true",
                      help="after proposing a challenger, pause until a reviewer approves or rejects it in "
                           "the Prefect UI (needs PREFECT_API_URL: a server the reviewer can reach)")
-    sub.add_parser("strategies", help="list the registered strategies with their parameters and defaults")
 
+
+def _registry_commands(sub) -> None:
     store = argparse.ArgumentParser(add_help=False)
     store.add_argument("model", help="registered model name (project.registered_model in params)")
-    store.add_argument("--params", default="params.yaml",
-                       help="params file; its folder holds the local MLflow store (MLFLOW_TRACKING_URI overrides)")
+    _params_option(store, "params file; its folder holds the local MLflow store (MLFLOW_TRACKING_URI overrides)")
     store.add_argument("--profile", help="profile from the params file's `profiles:` (its project.pipeline_account "
                                          "is the account promote and rollback refuse)")
     reviewer = argparse.ArgumentParser(add_help=False)
@@ -76,12 +89,15 @@ def _parser() -> argparse.ArgumentParser:
     lineage = sub.add_parser("lineage", help="registered version -> run -> data version -> raw source -> validation",
                              description="Print where a registered version came from, as recorded by its run.")
     lineage.add_argument("ref", help="MODEL@ALIAS (e.g. rotten-tomatoes-sentiment@champion) or MODEL/VERSION")
-    lineage.add_argument("--params", default="params.yaml", help="params file; its folder holds the local MLflow store")
+    _params_option(lineage, "params file; its folder holds the local MLflow store")
     report = sub.add_parser("report", help="write the HTML comparison report of a run",
                             description="Rebuild the self-contained HTML report of a specialize run from MLflow.")
     report.add_argument("run_id", help="the MLflow parent run id (printed at the end of `adaptflow run`)")
     report.add_argument("--out", required=True, help="HTML file to write")
-    report.add_argument("--params", default="params.yaml", help="params file (store location, budgets)")
+    _params_option(report, "params file (store location, budgets)")
+
+
+def _serve_command(sub) -> None:
     serve = sub.add_parser("serve", help="serve registered models over HTTP, following @champion",
                            description="Answer POST /predict from each model's followed aliases (serving.aliases; "
                                        "@champion by default), one base model in memory for all adapters on it, "
@@ -90,9 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--models", required=True, help="comma-separated registered model names")
     serve.add_argument("--host", help="address to listen on (default: serving.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: serving.port)")
-    serve.add_argument("--params", default="params.yaml", help="params file; its folder holds the local MLflow store")
-    _ops_commands(sub)
-    return parser
+    _params_option(serve, "params file; its folder holds the local MLflow store")
 
 
 def _ops_commands(sub) -> None:
@@ -100,7 +114,7 @@ def _ops_commands(sub) -> None:
                             description="Register the deployments specialize, retrain (cron: ops.retrain_cron), "
                                         "promote and rollback with the Prefect server in PREFECT_API_URL, then "
                                         "execute their runs in this process until Ctrl-C.")
-    deploy.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    _params_option(deploy, "params file (default: params.yaml)")
     deploy.add_argument("--profile", help="profile the deployed runs use by default, e.g. smoke")
     deploy.add_argument("--only", help="comma-separated subset of specialize,retrain,promote,rollback")
     deploy.add_argument("--limit", type=int, help="most flow runs at once (default: no limit)")
@@ -113,7 +127,7 @@ def _ops_commands(sub) -> None:
                                     "checks, print their URLs; Ctrl-C stops both.")
     ui.add_argument("--prefect-port", type=int, default=4200, help="Prefect port (default: 4200)")
     ui.add_argument("--mlflow-port", type=int, default=5000, help="MLflow port (default: 5000)")
-    ui.add_argument("--params", default="params.yaml", help="params file; its folder holds .prefect/ and mlflow/")
+    _params_option(ui, "params file; its folder holds .prefect/ and mlflow/")
 
 
 def _deploy(args) -> int:

@@ -1,11 +1,17 @@
-"""The data contract (tasks/validation.py) with the real Great Expectations, and drift (pure)."""
+"""The data contract (tasks/data/contract.py) with the real Great Expectations, and drift (pure)."""
 import pandas as pd
 
-from tasks.data.drift import DataProfile, drift, profile
+from tasks.config import DataSettings, ValidationSettings
 from tasks.data.contract import RawContract, SplitContract, validate_raw, validate_splits
+from tasks.data.drift import DataProfile, drift, profile
 
 LABELS = ["negative", "positive"]
-CONTRACT = SplitContract(LABELS, min_examples_per_label=1, max_class_share=1.0, max_length=8)
+CONTRACT = SplitContract(ValidationSettings(LABELS, min_examples_per_label=1, max_class_share=1.0), max_length=8)
+
+
+def dataset(text_col: str, label_col: str, **keys) -> DataSettings:
+    return DataSettings(source="x.csv", processed_dir="data/processed", split_seed=13, text_col=text_col,
+                        label_col=label_col, **keys)
 
 
 def words(texts):
@@ -61,8 +67,8 @@ def test_groups_tokens_and_class_share():
     frames = {s: f.assign(author=[f"{s}{i}" for i in range(len(f))]) for s, f in good().items()}
     frames["test"].loc[0, "author"] = "train0"
     frames["train"].loc[2, "text"] = "one two three four five six seven"   # 9 tokens > max_length 8
-    strict = SplitContract(LABELS, group_col="author", min_examples_per_label=2, max_class_share=0.6,
-                           max_length=8, max_share_over_max_length=0.1)
+    strict = SplitContract(ValidationSettings(LABELS, min_examples_per_label=2, max_class_share=0.6,
+                                              max_share_over_max_length=0.1), group_col="author", max_length=8)
     report = validate_splits(frames, strict, words)
     found = kinds(report)
     assert ("test", "expect_column_values_to_be_null", "group (also in another split)") in found
@@ -76,7 +82,7 @@ def raw(**columns):
 
 
 def test_raw_gate_names_source_lines_and_infers_labels():
-    c = RawContract("review", "stars", [], example_rows=3)
+    c = RawContract(dataset("review", "stars"), ValidationSettings([], example_rows=3))
     frame = raw(review=["good", " ", "fine", "meh"], stars=["5", "1", None, "5"])
     report = validate_raw(frame, c, "csv")
     text = report.message({"raw": "data/raw/x.csv"})
@@ -88,15 +94,15 @@ def test_raw_gate_names_source_lines_and_infers_labels():
 
 
 def test_raw_gate_packaged_rules_and_class_counts():
-    c = RawContract("text", "category", LABELS, group_col="movie_name",
-                    label_map={"fresh": "positive", "rotten": "negative"}, drop_labels=["plot"],
-                    texts_may_be_empty=True)
+    c = RawContract(dataset("text", "category", group_col="movie_name",
+                            label_map={"fresh": "positive", "rotten": "negative"}, drop_labels=["plot"],
+                            drop_empty_texts=True), ValidationSettings(LABELS))
     frame = raw(text=["a", "", "c" * 5000], category=["fresh", "rotten", "plot"], movie_name=["m", "m", "n"])
     assert validate_raw(frame, c, "csv").success   # empty text dropped later; the long one is a plot row
     bad = validate_raw(raw(text=["a", "b"], category=["fresh", "meh"], movie_name=["m", "n"]), c, "csv")
     assert ("raw", "expect_column_values_to_be_in_set", "category") in kinds(bad)
     many = validate_raw(raw(t=[f"x{i}" for i in range(300)], y=[str(i) for i in range(300)]),
-                        RawContract("t", "y", [], max_classes=100), "csv")
+                        RawContract(dataset("t", "y"), ValidationSettings([], max_classes=100)), "csv")
     failure = next(f for f in many.failures if f.expectation == "expect_column_unique_value_count_to_be_between")
     assert "observed 300" in failure.detail and "max_value=100" in failure.detail
 

@@ -24,6 +24,7 @@ from typing import Callable
 
 import pandas as pd
 
+from tasks.config import DataSettings, Settings, ValidationSettings
 from tasks.data.prepare import SPLIT_VALUES, kept_labels, normalise
 from tasks.data.source import ReadProblem, line_of
 
@@ -98,33 +99,23 @@ class ValidationReport:
 
 @dataclass(frozen=True)
 class RawContract:
-    """What the raw file must satisfy (from DataSettings and ValidationSettings)."""
-    text_col: str
-    label_col: str
-    labels: list[str]            # declared; [] = infer
-    split_col: str | None = None
-    group_col: str | None = None
-    label_map: dict[str, str] = field(default_factory=dict)
-    drop_labels: list[str] = field(default_factory=list)
-    texts_may_be_empty: bool = False     # data.drop_empty_texts: prepare drops them
-    min_chars: int = 1
-    max_chars: int = 1000
-    max_classes: int = 100
-    example_rows: int = 5
+    """What the raw file must satisfy: the dataset's columns and label rules (data:) and the
+    bounds (validation:)."""
+    data: DataSettings
+    rules: ValidationSettings
 
 
 @dataclass(frozen=True)
 class SplitContract:
-    labels: list[str]
+    """What each split must satisfy: the bounds (validation:), the grouping column and the
+    model's max_length (texts beyond it are truncated)."""
+    rules: ValidationSettings
     group_col: str | None = None
-    min_chars: int = 1
-    max_chars: int = 1000
-    max_tokens: int = 512
     max_length: int = 64
-    max_share_over_max_length: float = 0.05
-    min_examples_per_label: int = 10
-    max_class_share: float = 0.95
-    example_rows: int = 5
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> "SplitContract":
+        return cls(s.validation, s.data.group_col, s.model.max_length)
 
 
 def _context(docs_dir: Path | None):
@@ -225,30 +216,30 @@ def raw_expectations(frame: pd.DataFrame, c: RawContract) -> tuple[pd.DataFrame,
 
     e = gx.expectations
     suite: list = [e.ExpectTableRowCountToBeBetween(min_value=1)]
-    wanted = [c.text_col, c.label_col, *(x for x in (c.split_col, c.group_col) if x)]
+    wanted = [c.data.text_col, c.data.label_col, *(x for x in (c.data.split_col, c.data.group_col) if x)]
     suite += [e.ExpectColumnToExist(column=col) for col in wanted]
     derived = {}
-    if c.label_col in frame.columns:
-        keep, mapped = kept_labels(frame[c.label_col], c.drop_labels, c.label_map)
+    if c.data.label_col in frame.columns:
+        keep, mapped = kept_labels(frame[c.data.label_col], c.data.drop_labels, c.data.label_map)
         frame = frame[keep]
-        label = c.label_col   # with a label_map, the checks after mapping run on a derived column
-        suite.append(e.ExpectColumnValuesToNotBeNull(column=c.label_col))
-        if c.label_map:
+        label = c.data.label_col   # with a label_map, the checks after mapping run on a derived column
+        suite.append(e.ExpectColumnValuesToNotBeNull(column=c.data.label_col))
+        if c.data.label_map:
             derived["_label"], label = mapped[keep], "_label"
-            suite.append(e.ExpectColumnValuesToBeInSet(column=c.label_col, value_set=sorted(c.label_map)))
-        if c.labels:
-            suite.append(e.ExpectColumnValuesToBeInSet(column=label, value_set=list(c.labels)))
+            suite.append(e.ExpectColumnValuesToBeInSet(column=c.data.label_col, value_set=sorted(c.data.label_map)))
+        if c.rules.labels:
+            suite.append(e.ExpectColumnValuesToBeInSet(column=label, value_set=list(c.rules.labels)))
         suite.append(e.ExpectColumnUniqueValueCountToBeBetween(column=label, min_value=2,
-                                                               max_value=c.max_classes))
-    if c.text_col in frame.columns:
-        if not c.texts_may_be_empty:
-            suite += [e.ExpectColumnValuesToNotBeNull(column=c.text_col),
-                      e.ExpectColumnValuesToNotMatchRegex(column=c.text_col, regex=r"^\s*$")]
+                                                               max_value=c.rules.max_classes))
+    if c.data.text_col in frame.columns:
+        if not c.data.drop_empty_texts:
+            suite += [e.ExpectColumnValuesToNotBeNull(column=c.data.text_col),
+                      e.ExpectColumnValuesToNotMatchRegex(column=c.data.text_col, regex=r"^\s*$")]
         suite.append(e.ExpectColumnValueLengthsToBeBetween(
-            column=c.text_col, min_value=None if c.texts_may_be_empty else c.min_chars, max_value=c.max_chars))
-    if c.split_col and c.split_col in frame.columns:
-        derived["_split"] = frame[c.split_col].astype("string").str.strip().str.lower()
-        suite += [e.ExpectColumnValuesToNotBeNull(column=c.split_col),
+            column=c.data.text_col, min_value=None if c.data.drop_empty_texts else c.rules.text_min_chars, max_value=c.rules.text_max_chars))
+    if c.data.split_col and c.data.split_col in frame.columns:
+        derived["_split"] = frame[c.data.split_col].astype("string").str.strip().str.lower()
+        suite += [e.ExpectColumnValuesToNotBeNull(column=c.data.split_col),
                   e.ExpectColumnValuesToBeInSet(column="_split", value_set=sorted(SPLIT_VALUES))]
     return frame.assign(**derived), suite
 
@@ -259,16 +250,16 @@ def validate_raw(frame: pd.DataFrame, c: RawContract, fmt: str, problems: list[R
     does not parse) are failures of their own: no expectation can run on such a file."""
     if problems:
         failures = [Failure("raw", p.check, None, None, [p.message], hint=HINTS.get(p.check, "")) for p in problems]
-        return ValidationReport("raw", False, len(problems), failures, labels=list(c.labels))
+        return ValidationReport("raw", False, len(problems), failures, labels=list(c.rules.labels))
     checked, suite = raw_expectations(frame, c)
     result = _run({"raw": (checked, suite)}, docs_dir)["raw"]
     where = lambda i: line_of(fmt, int(i))
-    failures = _failures("raw", checked, result, c.example_rows, where, (c.text_col, c.label_col))
+    failures = _failures("raw", checked, result, c.rules.example_rows, where, (c.data.text_col, c.data.label_col))
     if delimiter_hint and any(f.expectation == "expect_column_to_exist" for f in failures):
         failures = [Failure("raw", f.expectation, f.column, f.unexpected_count, f.examples, f.detail,
                             delimiter_hint) if f.expectation == "expect_column_to_exist" else f for f in failures]
-    labels, inferred = list(c.labels), False
-    label = "_label" if "_label" in checked.columns else c.label_col
+    labels, inferred = list(c.rules.labels), False
+    label = "_label" if "_label" in checked.columns else c.data.label_col
     if not labels and label in checked.columns:
         labels, inferred = sorted(str(x) for x in checked[label].dropna().unique()), True
     return ValidationReport("raw", not failures, result.statistics["evaluated_expectations"], failures,
@@ -297,11 +288,11 @@ def split_expectations(frame: pd.DataFrame, c: SplitContract) -> list:
         suite += [
             e.ExpectColumnValuesToNotBeNull(column="text"),
             e.ExpectColumnValuesToNotMatchRegex(column="text", regex=r"^\s*$"),
-            e.ExpectColumnValueLengthsToBeBetween(column="text", min_value=c.min_chars, max_value=c.max_chars),
-            e.ExpectColumnValuesToBeBetween(column="_tokens", max_value=c.max_tokens),
+            e.ExpectColumnValueLengthsToBeBetween(column="text", min_value=c.rules.text_min_chars, max_value=c.rules.text_max_chars),
+            e.ExpectColumnValuesToBeBetween(column="_tokens", max_value=c.rules.text_max_tokens),
             # Truncation: a few long texts are normal; many mean max_length is too small.
             e.ExpectColumnValuesToBeBetween(column="_tokens", max_value=c.max_length,
-                                            mostly=1 - c.max_share_over_max_length),
+                                            mostly=1 - c.rules.max_share_over_max_length),
             e.ExpectColumnValuesToBeUnique(column="_norm"),
             e.ExpectColumnValuesToBeNull(column="_shared_with"),
         ]
@@ -310,10 +301,10 @@ def split_expectations(frame: pd.DataFrame, c: SplitContract) -> list:
     if "label" in frame.columns:
         suite += [
             e.ExpectColumnValuesToNotBeNull(column="label"),
-            e.ExpectColumnValuesToBeInSet(column="label", value_set=list(c.labels)),
-            e.ExpectColumnDistinctValuesToContainSet(column="label", value_set=list(c.labels)),
-            e.ExpectColumnValuesToBeBetween(column="_label_count", min_value=c.min_examples_per_label),
-            e.ExpectColumnMaxToBeBetween(column="_label_share", max_value=c.max_class_share),
+            e.ExpectColumnValuesToBeInSet(column="label", value_set=list(c.rules.labels)),
+            e.ExpectColumnDistinctValuesToContainSet(column="label", value_set=list(c.rules.labels)),
+            e.ExpectColumnValuesToBeBetween(column="_label_count", min_value=c.rules.min_examples_per_label),
+            e.ExpectColumnMaxToBeBetween(column="_label_share", max_value=c.rules.max_class_share),
         ]
     return suite
 
@@ -343,7 +334,7 @@ def validate_splits(frames: dict[str, pd.DataFrame], c: SplitContract,
     failures, evaluated = [], 0
     for split, result in results.items():
         evaluated += result.statistics["evaluated_expectations"]
-        failures += _failures(split, batches[split][0], result, c.example_rows, lambda i: f"row {i}",
+        failures += _failures(split, batches[split][0], result, c.rules.example_rows, lambda i: f"row {i}",
                               ("text", "label"))
     return ValidationReport("splits", not failures, evaluated, failures,
-                            {s: _compact(r) for s, r in results.items()}, list(c.labels), False, docs_dir)
+                            {s: _compact(r) for s, r in results.items()}, list(c.rules.labels), False, docs_dir)

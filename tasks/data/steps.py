@@ -44,13 +44,11 @@ def validate_raw_data(settings: Settings, raw: RawData, parent_run_id: str) -> S
     from tasks.data.source import DELIMITERS, detect_format, read_table, separator_hint
     from tasks.data.contract import RawContract, validate_raw
 
-    d, v = settings.data, settings.validation
+    d = settings.data
     fmt = detect_format(raw.path, d.format)
     frame, problems = read_table(raw.path, fmt, d.delimiter, d.encoding)
     hint = separator_hint([str(c) for c in frame.columns], fmt, d.delimiter or DELIMITERS.get(fmt, ","))
-    contract = RawContract(d.text_col, d.label_col, list(v.labels), d.split_col, d.group_col, dict(d.label_map),
-                           list(d.drop_labels), d.drop_empty_texts, v.text_min_chars, v.text_max_chars,
-                           v.max_classes, v.example_rows)
+    contract = RawContract(d, settings.validation)
     report = _gate(parent_run_id, lambda docs: validate_raw(frame, contract, fmt, problems, docs, hint))
     if not report.success:
         raise DataValidationError(report.message({"raw": f"{raw.raw_path} (from {raw.source_file})"}))
@@ -145,9 +143,7 @@ def validate_data(settings: Settings, data: DataVersion, base: ResolvedBase, par
 
     frames = {s: pd.read_parquet(data.split_files[s]) for s in SPLITS}
     v = settings.validation
-    contract = SplitContract(list(v.labels), settings.data.group_col, v.text_min_chars, v.text_max_chars,
-                             v.text_max_tokens, settings.model.max_length, v.max_share_over_max_length,
-                             v.min_examples_per_label, v.max_class_share, v.example_rows)
+    contract = SplitContract.from_settings(settings)
     count = _token_counter(base)
     report = _gate(parent_run_id, lambda docs: validate_splits(frames, contract, count, docs))
     if not report.success:

@@ -69,22 +69,28 @@ def _table(rows: list[StrategyRow], columns, chosen: str, table_id: str) -> str:
             f'{"".join(body)}</table></div>')
 
 
+def _figures(rows: list[StrategyRow]) -> list[tuple[str, str]]:
+    """(caption, PNG data URI) for each figure the rows have data for."""
+    figures = [("Accuracy against trainable parameters (fraction, log scale; no training is drawn at 1e-6)",
+                pareto_plot(rows, "trainable_fraction", "trainable fraction of the weights", True)),
+               ("Accuracy against training time",
+                pareto_plot(rows, "train_seconds", "training seconds", False))]
+    loss = loss_plot(rows)
+    if loss:
+        figures.append(("Training and validation loss (dotted: the step whose weights were kept)", loss))
+    calibration = reliability_plot(rows)
+    if calibration:
+        figures.append(("Reliability diagrams (dotted: perfect calibration)", calibration))
+    curve = learning_curve_plot(rows)
+    if curve:
+        figures.append(("Learning curves: test accuracy against training-set size (data efficiency)", curve))
+    return figures
+
+
 def render(data: ReportData, tolerance_points: float = 1.0, budgets: dict[str, float | None] | None = None) -> str:
     e = html.escape
     rec = recommendation(data.rows, tolerance_points, budgets)
-    figures = [("Accuracy against trainable parameters (fraction, log scale; no training is drawn at 1e-6)",
-                pareto_plot(data.rows, "trainable_fraction", "trainable fraction of the weights", True)),
-               ("Accuracy against training time",
-                pareto_plot(data.rows, "train_seconds", "training seconds", False))]
-    loss = loss_plot(data.rows)
-    if loss:
-        figures.append(("Training and validation loss (dotted: the step whose weights were kept)", loss))
-    calibration = reliability_plot(data.rows)
-    if calibration:
-        figures.append(("Reliability diagrams (dotted: perfect calibration)", calibration))
-    curve = learning_curve_plot(data.rows)
-    if curve:
-        figures.append(("Learning curves: test accuracy against training-set size (data efficiency)", curve))
+    figures = _figures(data.rows)
     ablation_rows, ablation_text = hybrid_ablation(data.rows)
     ablation = ""
     if ablation_text:

@@ -37,3 +37,13 @@ def load_classifier(path: Path, labels: list[str]):
             id2label=dict(enumerate(labels)),
             label2id={label: i for i, label in enumerate(labels)},
         )
+
+
+def load_frozen(auto_class, path: Path):
+    """A model that is only ever read (prompting baselines): loaded quietly, in eval mode, with
+    every parameter frozen."""
+    with quiet_transformers():
+        model = auto_class.from_pretrained(path).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

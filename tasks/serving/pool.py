@@ -16,7 +16,6 @@ put on; otherwise BaseModelError, and nothing is changed.
 """
 from __future__ import annotations
 
-import importlib
 import itertools
 import threading
 import time
@@ -114,7 +113,7 @@ class AdaptersGroup:
         if self.model is None:
             self.model = load_classifier(self.base_path, self.labels)
             adapters.init(self.model)
-        config = importlib.import_module(strategy.build.__module__).adapter_config(params)
+        config = strategy.adapter_config(params)
         # Saved tensors name the training adapter `task`; here each version has its own name.
         state = {".".join(name if part == ADAPTER else part for part in key.split(".")): t
                  for key, t in load_file(str(folder / WEIGHTS)).items()}
@@ -210,7 +209,7 @@ class Pool:
         strategy = registry.get(manifest.strategy)
         params = strategy.parse_params(manifest.params)
         base_path = resolve_base_path(manifest.base_name)
-        has_config = hasattr(importlib.import_module(strategy.build.__module__), "adapter_config")
+        has_config = strategy.adapter_config is not None
         mode, note = serving_mode(strategy.name, strategy.saves, strategy.library, has_config,
                                   strategy.merge is not None, model, self._merged)
         what = f"{model} v{version} ({strategy.name})"

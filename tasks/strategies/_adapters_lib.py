@@ -1,13 +1,16 @@
-"""Building a model with the `adapters` library: one named adapter (or union), active and
-trainable, with the classification head trainable as well."""
+"""Strategies built with the `adapters` library: one named adapter (or union), active and
+trainable, with the classification head trainable as well; saved as safetensors (the library's
+own save writes .bin and leaves a standard head out)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 from torch import nn
 
 from tasks.models.loading import load_classifier
-from tasks.strategies._trained_weights import unfreeze_head
+from tasks.strategies._trained_weights import reload_onto_build, save_trained, unfreeze_head
+from tasks.strategies.registry import Strategy
 
 ADAPTER = "task"
 
@@ -34,3 +37,14 @@ def build_with_adapter(base_dir: Path, labels: list[str], config) -> nn.Module:
     model.train_adapter(ADAPTER)
     unfreeze_head(model)
     return model
+
+
+def adapters_strategy(name: str, summary: str, params_cls: type, adapter_config: Callable[[Any], Any]) -> Strategy:
+    """The strategy for one `adapters` config: `adapter_config(params)` is all that differs
+    between bottleneck adapters, the LoRA + prompt hybrid and UniPELT."""
+    def build(base_dir: Path, labels: list[str], params) -> nn.Module:
+        return build_with_adapter(base_dir, labels, adapter_config(params))
+
+    return Strategy(name=name, summary=summary, params_cls=params_cls, trains=True, saves="adapter", build=build,
+                    save=save_trained, load=reload_onto_build(build), library="adapters",
+                    adapter_config=adapter_config)

@@ -1,11 +1,14 @@
-"""Saving and reloading PEFT models: adapter weights and the trained head, as safetensors."""
+"""Strategies built with PEFT: the base with a fresh head, wrapped by `get_peft_model`; saved and
+reloaded as adapter weights plus the trained head (safetensors); LoRA and IA3 also merge."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 from torch import nn
 
 from tasks.models.loading import load_classifier
+from tasks.strategies.registry import Strategy
 
 
 def save_peft(model: nn.Module, out_dir: Path) -> None:
@@ -27,3 +30,17 @@ def merge_peft(model: nn.Module) -> nn.Module:
     import copy
 
     return copy.deepcopy(model).merge_and_unload().eval()
+
+
+def peft_strategy(name: str, summary: str, params_cls: type, peft_config: Callable[[Path, Any], Any],
+                  mergeable: bool = False) -> Strategy:
+    """The strategy for one PEFT config: `peft_config(base_dir, params)` is all that differs
+    between LoRA, IA3, prompt and prefix tuning (a prompt initialised from text reads the base's
+    tokenizer). `mergeable`: the adapter folds into the base weights (LoRA, IA3)."""
+    def build(base_dir: Path, labels: list[str], params) -> nn.Module:
+        from peft import get_peft_model
+
+        return get_peft_model(load_classifier(base_dir, labels), peft_config(base_dir, params))
+
+    return Strategy(name=name, summary=summary, params_cls=params_cls, trains=True, saves="adapter", build=build,
+                    save=save_peft, load=load_peft, library="peft", merge=merge_peft if mergeable else None)

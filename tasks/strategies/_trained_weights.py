@@ -51,3 +51,11 @@ def load_trained(model: nn.Module, saved_dir: Path) -> nn.Module:
         raise ValueError(f"{saved_dir / WEIGHTS} lacks trained tensors {missing[:5]}")
     model.load_state_dict(state, strict=False)
     return model.eval()
+
+
+def reload_onto_build(build):
+    """A strategy's `load` for weights saved with `save_trained`: rebuild the model from the base
+    with the same params, then put the trained tensors back."""
+    def load(base_dir: Path, saved_dir: Path, labels: list[str], params) -> nn.Module:
+        return load_trained(build(base_dir, labels, params), saved_dir)
+    return load

@@ -6,13 +6,9 @@ Variants: `pfeiffer` puts one bottleneck after the feed-forward block (SeqBnConf
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from torch import nn
-
-from tasks.strategies._adapters_lib import build_with_adapter
-from tasks.strategies._trained_weights import load_trained, save_trained
-from tasks.strategies.registry import Strategy, TrainableParams, register
+from tasks.strategies._adapters_lib import adapters_strategy
+from tasks.strategies.registry import TrainableParams, register
 
 VARIANTS = ("pfeiffer", "houlsby")
 
@@ -38,17 +34,6 @@ def adapter_config(params: BottleneckParams):
     return cls(reduction_factor=params.reduction_factor)
 
 
-def build(base_dir: Path, labels: list[str], params: BottleneckParams) -> nn.Module:
-    return build_with_adapter(base_dir, labels, adapter_config(params))
-
-
-def load(base_dir: Path, saved_dir: Path, labels: list[str], params: BottleneckParams) -> nn.Module:
-    return load_trained(build(base_dir, labels, params), saved_dir)
-
-
-register(Strategy(
-    name="bottleneck_adapter",
-    summary="`adapters` bottleneck adapter (pfeiffer or houlsby) + trained head; saves adapter only",
-    params_cls=BottleneckParams, trains=True, saves="adapter",
-    build=build, save=save_trained, load=load, library="adapters",
-))
+register(adapters_strategy(
+    "bottleneck_adapter", "`adapters` bottleneck adapter (pfeiffer or houlsby) + trained head; saves adapter only",
+    BottleneckParams, adapter_config))

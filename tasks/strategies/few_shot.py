@@ -21,7 +21,7 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from tasks.models.packaged import SMOLLM2
-from tasks.models.loading import load_tokenizer, quiet_transformers
+from tasks.models.loading import load_frozen, load_tokenizer
 from tasks.strategies.registry import Strategy, register
 
 CONFIG_FILE = "few_shot.json"
@@ -206,11 +206,7 @@ def _frozen_lm(base_dir: Path) -> nn.Module:
     which is never trained, so it is read from disk (538 MB for SmolLM2) once."""
     from transformers import AutoModelForCausalLM
 
-    with quiet_transformers():
-        lm = AutoModelForCausalLM.from_pretrained(base_dir).eval()
-    for p in lm.parameters():
-        p.requires_grad_(False)
-    return lm
+    return load_frozen(AutoModelForCausalLM, base_dir)
 
 
 def build(base_dir: Path, labels: list[str], params: FewShotParams) -> nn.Module:

@@ -4,11 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from torch import nn
-
-from tasks.models.loading import load_classifier
-from tasks.strategies._peft import load_peft, merge_peft, save_peft
-from tasks.strategies.registry import Strategy, TrainableParams, register
+from tasks.strategies._peft import peft_strategy
+from tasks.strategies.registry import TrainableParams, register
 
 
 @dataclass(frozen=True)
@@ -25,17 +22,12 @@ class Ia3Params(TrainableParams):
             raise ValueError("set both target_modules and feedforward_modules, or neither")
 
 
-def build(base_dir: Path, labels: list[str], params: Ia3Params) -> nn.Module:
-    from peft import IA3Config, TaskType, get_peft_model
+def peft_config(base_dir: Path, params: Ia3Params):
+    from peft import IA3Config, TaskType
 
-    config = IA3Config(task_type=TaskType.SEQ_CLS, target_modules=params.target_modules,
-                       feedforward_modules=params.feedforward_modules)
-    return get_peft_model(load_classifier(base_dir, labels), config)
+    return IA3Config(task_type=TaskType.SEQ_CLS, target_modules=params.target_modules,
+                     feedforward_modules=params.feedforward_modules)
 
 
-register(Strategy(
-    name="ia3",
-    summary="PEFT IA3 rescaling vectors + trained head; saves adapter only",
-    params_cls=Ia3Params, trains=True, saves="adapter",
-    build=build, save=save_peft, load=load_peft, library="peft", merge=merge_peft,
-))
+register(peft_strategy("ia3", "PEFT IA3 rescaling vectors + trained head; saves adapter only",
+                       Ia3Params, peft_config, mergeable=True))

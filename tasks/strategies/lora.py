@@ -4,11 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from torch import nn
-
-from tasks.models.loading import load_classifier
-from tasks.strategies._peft import load_peft, merge_peft, save_peft
-from tasks.strategies.registry import Strategy, TrainableParams, register
+from tasks.strategies._peft import peft_strategy
+from tasks.strategies.registry import TrainableParams, register
 
 
 @dataclass(frozen=True)
@@ -19,28 +16,22 @@ class LoraParams(TrainableParams):
     dropout: float = 0.1
     # BERT names: query/key/value (attention), dense (attention output, FFN, pooler)
     target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
+    POSITIVE = ("r", "alpha")
 
     def __post_init__(self):
         super().__post_init__()
-        if self.r <= 0 or self.alpha <= 0:
-            raise ValueError(f"r and alpha must be positive, got r={self.r}, alpha={self.alpha}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.target_modules:
             raise ValueError("target_modules must name at least one module")
 
 
-def build(base_dir: Path, labels: list[str], params: LoraParams) -> nn.Module:
-    from peft import LoraConfig, TaskType, get_peft_model
+def peft_config(base_dir: Path, params: LoraParams):
+    from peft import LoraConfig, TaskType
 
-    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=params.r, lora_alpha=params.alpha,
-                        lora_dropout=params.dropout, target_modules=list(params.target_modules))
-    return get_peft_model(load_classifier(base_dir, labels), config)
+    return LoraConfig(task_type=TaskType.SEQ_CLS, r=params.r, lora_alpha=params.alpha,
+                      lora_dropout=params.dropout, target_modules=list(params.target_modules))
 
 
-register(Strategy(
-    name="lora",
-    summary="PEFT LoRA adapters + trained head; saves adapter only",
-    params_cls=LoraParams, trains=True, saves="adapter",
-    build=build, save=save_peft, load=load_peft, library="peft", merge=merge_peft,
-))
+register(peft_strategy("lora", "PEFT LoRA adapters + trained head; saves adapter only",
+                       LoraParams, peft_config, mergeable=True))

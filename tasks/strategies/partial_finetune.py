@@ -8,7 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from tasks.models.loading import load_classifier
-from tasks.strategies._trained_weights import load_trained, save_trained
+from tasks.strategies._trained_weights import reload_onto_build, save_trained
 from tasks.strategies.registry import Strategy, TrainableParams, register
 
 
@@ -44,13 +44,9 @@ def build(base_dir: Path, labels: list[str], params: PartialFinetuneParams) -> n
     return model
 
 
-def load(base_dir: Path, saved_dir: Path, labels: list[str], params: PartialFinetuneParams) -> nn.Module:
-    return load_trained(build(base_dir, labels, params), saved_dir)
-
-
 register(Strategy(
     name="partial_finetune",
     summary="top layers + head train, lower layers frozen; saves the trained layers only",
     params_cls=PartialFinetuneParams, trains=True, saves="partial_weights",
-    build=build, save=save_trained, load=load,
+    build=build, save=save_trained, load=reload_onto_build(build),
 ))

@@ -4,11 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from torch import nn
-
-from tasks.models.loading import load_classifier
-from tasks.strategies._peft import load_peft, save_peft
-from tasks.strategies.registry import Strategy, TrainableParams, register
+from tasks.strategies._peft import peft_strategy
+from tasks.strategies.registry import TrainableParams, register
 
 
 @dataclass(frozen=True)
@@ -24,17 +21,12 @@ class PrefixTuningParams(TrainableParams):
             raise ValueError(f"num_virtual_tokens must be in 1..100, got {self.num_virtual_tokens}")
 
 
-def build(base_dir: Path, labels: list[str], params: PrefixTuningParams) -> nn.Module:
-    from peft import PrefixTuningConfig, TaskType, get_peft_model
+def peft_config(base_dir: Path, params: PrefixTuningParams):
+    from peft import PrefixTuningConfig, TaskType
 
-    config = PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=params.num_virtual_tokens,
-                                prefix_projection=params.prefix_projection)
-    return get_peft_model(load_classifier(base_dir, labels), config)
+    return PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=params.num_virtual_tokens,
+                              prefix_projection=params.prefix_projection)
 
 
-register(Strategy(
-    name="prefix_tuning",
-    summary="PEFT prefix tuning (per-layer key/value prefixes) + trained head; saves adapter only",
-    params_cls=PrefixTuningParams, trains=True, saves="adapter",
-    build=build, save=save_peft, load=load_peft, library="peft",
-))
+register(peft_strategy("prefix_tuning", "PEFT prefix tuning (per-layer key/value prefixes) + trained head; saves adapter only",
+                       PrefixTuningParams, peft_config))

@@ -7,11 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from torch import nn
-
-from tasks.models.loading import load_classifier
-from tasks.strategies._peft import load_peft, save_peft
-from tasks.strategies.registry import Strategy, TrainableParams, register
+from tasks.strategies._peft import peft_strategy
+from tasks.strategies.registry import TrainableParams, register
 
 
 @dataclass(frozen=True)
@@ -27,20 +24,14 @@ class PromptTuningParams(TrainableParams):
             raise ValueError(f"num_virtual_tokens must be in 1..100, got {self.num_virtual_tokens}")
 
 
-def build(base_dir: Path, labels: list[str], params: PromptTuningParams) -> nn.Module:
-    from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
+def peft_config(base_dir: Path, params: PromptTuningParams):
+    from peft import PromptTuningConfig, PromptTuningInit, TaskType
 
     init = ({"prompt_tuning_init": PromptTuningInit.TEXT, "prompt_tuning_init_text": params.init_text,
              "tokenizer_name_or_path": str(base_dir)}
             if params.init_text else {"prompt_tuning_init": PromptTuningInit.RANDOM})
-    config = PromptTuningConfig(task_type=TaskType.SEQ_CLS,
-                                num_virtual_tokens=params.num_virtual_tokens, **init)
-    return get_peft_model(load_classifier(base_dir, labels), config)
+    return PromptTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=params.num_virtual_tokens, **init)
 
 
-register(Strategy(
-    name="prompt_tuning",
-    summary="PEFT soft prompt (virtual tokens) + trained head; saves adapter only",
-    params_cls=PromptTuningParams, trains=True, saves="adapter",
-    build=build, save=save_peft, load=load_peft, library="peft",
-))
+register(peft_strategy("prompt_tuning", "PEFT soft prompt (virtual tokens) + trained head; saves adapter only",
+                       PromptTuningParams, peft_config))

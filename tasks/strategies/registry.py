@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 from torch import nn
 
@@ -27,6 +27,14 @@ Library = Literal["transformers", "peft", "adapters", "none"]
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 
 
+def require_positive(params: Any, *names: str) -> None:
+    """Every named field of `params` must be > 0; the error names them all with their values."""
+    if any(getattr(params, n) <= 0 for n in names):
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        got = ", ".join(f"{n}={getattr(params, n)}" for n in names)
+        raise ValueError(f"{listed} must be positive, got {got}")
+
+
 @dataclass(frozen=True)
 class TrainableParams:
     """Fields every trained strategy shares. `epochs` and `group_by_length` override
@@ -35,8 +43,12 @@ class TrainableParams:
     learning_rate: float = 5e-5
     epochs: int | None = None
     group_by_length: bool | None = None
+    # Fields a subclass requires to be > 0 (sizes, ranks, lengths), checked with the rest.
+    POSITIVE: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self):
+        if self.POSITIVE:
+            require_positive(self, *self.POSITIVE)
         if not 0 < self.learning_rate < 1:
             raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
         if self.epochs is not None and self.epochs <= 0:
@@ -67,6 +79,9 @@ class Strategy:
     # Adapters that fold into the base weights (LoRA, IA3): merge(trained) -> a plain model with
     # the same logits and no adapter overhead at inference; the trained model is left as it was.
     merge: Callable[[nn.Module], nn.Module] | None = None
+    # Strategies built with the `adapters` library: params -> the library's adapter config, so
+    # serving can add each version's adapter to one shared base.
+    adapter_config: Callable[[Any], Any] | None = None
 
     def parse_params(self, raw: dict[str, Any]):
         known = {f.name for f in fields(self.params_cls)}

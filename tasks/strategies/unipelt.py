@@ -3,13 +3,9 @@ gate learns how much its method contributes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from torch import nn
-
-from tasks.strategies._adapters_lib import build_with_adapter
-from tasks.strategies._trained_weights import load_trained, save_trained
-from tasks.strategies.registry import Strategy, TrainableParams, register
+from tasks.strategies._adapters_lib import adapters_strategy
+from tasks.strategies.registry import TrainableParams, register
 
 
 @dataclass(frozen=True)
@@ -18,11 +14,7 @@ class UnipeltParams(TrainableParams):
     lora_r: int = 8
     prefix_length: int = 10
     reduction_factor: int = 16
-
-    def __post_init__(self):
-        super().__post_init__()
-        if min(self.lora_r, self.prefix_length, self.reduction_factor) <= 0:
-            raise ValueError("lora_r, prefix_length and reduction_factor must be positive")
+    POSITIVE = ("lora_r", "prefix_length", "reduction_factor")
 
 
 def adapter_config(params: UnipeltParams):
@@ -33,17 +25,6 @@ def adapter_config(params: UnipeltParams):
                          lora=LoRAConfig(r=params.lora_r, alpha=2))
 
 
-def build(base_dir: Path, labels: list[str], params: UnipeltParams) -> nn.Module:
-    return build_with_adapter(base_dir, labels, adapter_config(params))
-
-
-def load(base_dir: Path, saved_dir: Path, labels: list[str], params: UnipeltParams) -> nn.Module:
-    return load_trained(build(base_dir, labels, params), saved_dir)
-
-
-register(Strategy(
-    name="unipelt",
-    summary="UniPELT: gated LoRA + prefix + bottleneck (`adapters`) + trained head; saves adapter only",
-    params_cls=UnipeltParams, trains=True, saves="adapter",
-    build=build, save=save_trained, load=load, library="adapters",
-))
+register(adapters_strategy(
+    "unipelt", "UniPELT: gated LoRA + prefix + bottleneck (`adapters`) + trained head; saves adapter only",
+    UnipeltParams, adapter_config))

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from tasks.models.loading import load_tokenizer, quiet_transformers
+from tasks.models.loading import load_frozen, load_tokenizer
 from tasks.strategies.registry import Strategy, register
 
 CONFIG_FILE = "zero_shot.json"
@@ -74,11 +74,7 @@ def _frozen_encoder(base_dir: Path) -> nn.Module:
     """One frozen copy per process: every set of descriptions embeds with the same encoder."""
     from transformers import AutoModel
 
-    with quiet_transformers():   # a BERT pooler loads unused: the mean over tokens is the embedding
-        encoder = AutoModel.from_pretrained(base_dir).eval()
-    for p in encoder.parameters():
-        p.requires_grad_(False)
-    return encoder
+    return load_frozen(AutoModel, base_dir)   # a BERT pooler loads unused: the mean over tokens is the embedding
 
 
 def build(base_dir: Path, labels: list[str], params: ZeroShotParams) -> nn.Module:

@@ -3,7 +3,6 @@ everything `run.compute` measured (curves, prompt variants, the learning curve, 
 predictions and calibration, metrics) and the saved artifact as a logged model."""
 from __future__ import annotations
 
-import tempfile
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -12,14 +11,10 @@ from typing import Iterator
 
 import mlflow
 
-from tasks.config import Settings
-from tasks.training.artifact import PYFUNC_ENTRY, Manifest, params_dict, requirements, signature, write_artifact
+from tasks.training.artifact import PYFUNC_ENTRY, params_dict, requirements, signature
 from tasks.training.context import RunContext
 from tasks.training.loop import TrainResult
 from tasks.training.strategy_run import Outcome, StrategyInputs
-
-__all__ = ["log_outcome", "params_dict", "strategy_run"]
-
 
 @contextmanager
 def strategy_run(ctx: RunContext, inputs: StrategyInputs) -> Iterator[str]:
@@ -49,8 +44,9 @@ def _log_training_input(ctx: RunContext) -> None:
     mlflow.log_input(dataset, context="training")
 
 
-def log_outcome(inputs: StrategyInputs, outcome: Outcome, settings: Settings) -> str:
-    """Everything measured, then the artifact as a logged model; returns its models:/ URI."""
+def log_outcome(inputs: StrategyInputs, outcome: Outcome, folder: Path) -> str:
+    """Everything measured, then the saved artifact in `folder` as a logged model; returns its
+    models:/ URI."""
     if outcome.training is not None:
         _log_curves(outcome.training)
     if outcome.variants is not None:
@@ -61,19 +57,11 @@ def log_outcome(inputs: StrategyInputs, outcome: Outcome, settings: Settings) ->
     for n, accuracy in outcome.learning_curve or []:
         mlflow.log_metric("learning_curve_accuracy", accuracy, step=n)
     _log_predictions(outcome, inputs.labels)
-    manifest = Manifest(strategy=inputs.name, params=params_dict(outcome.params), labels=inputs.labels,
-                        max_length=settings.model.max_length, base_name=inputs.base.name,
-                        base_fingerprint=inputs.base.fingerprint, saves=inputs.strategy.saves)
-    with tempfile.TemporaryDirectory(prefix=f"adaptflow-{inputs.name}-") as tmp:
-        folder = Path(tmp) / inputs.name
-        artifact_bytes = write_artifact(inputs.strategy, outcome.model, folder, manifest)
-        outcome.metrics["artifact_bytes"] = float(artifact_bytes)   # known once saved
-        mlflow.log_metrics(outcome.metrics)
-        if inputs.strategy.saves == "config_only":   # the prompt itself, visible on the run page
-            mlflow.log_artifacts(str(folder), "prompt")
-        info = mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_ENTRY),
-                                       artifacts={"strategy": str(folder)}, signature=signature(),
-                                       pip_requirements=requirements())
+    mlflow.log_metrics(outcome.metrics)
+    if inputs.strategy.saves == "config_only":   # the prompt itself, visible on the run page
+        mlflow.log_artifacts(str(folder), "prompt")
+    info = mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_ENTRY), artifacts={"strategy": str(folder)},
+                                   signature=signature(), pip_requirements=requirements())
     return info.model_uri
 
 

@@ -3,7 +3,9 @@ it (`compute`: no MLflow), then record all of it in its own MLflow child run (`r
 bench/bare.py calls `prepare_inputs` and `compute` exactly as the flow does."""
 from __future__ import annotations
 
+import tempfile
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +22,7 @@ from tasks.models.encoding import Encoded, encode
 from tasks.models.loading import load_tokenizer
 from tasks.strategies import registry
 from tasks.training import record
+from tasks.training.artifact import Manifest, params_dict, write_artifact
 from tasks.training.context import RunContext
 from tasks.training.loop import LoopConfig, seed_everything, train
 from tasks.training.strategy_run import Fitted, Outcome, StrategyInputs
@@ -125,11 +128,22 @@ def compute(inputs: StrategyInputs, settings: Settings) -> Outcome:
     return Outcome(model, params, metrics, details, training, variants, curve)
 
 
+def save_outcome(inputs: StrategyInputs, outcome: Outcome, settings: Settings, folder: Path) -> int:
+    """The artifact a registered version would hold, written to `folder`; returns its bytes."""
+    manifest = Manifest(strategy=inputs.name, params=params_dict(outcome.params), labels=inputs.labels,
+                        max_length=settings.model.max_length, base_name=inputs.base.name,
+                        base_fingerprint=inputs.base.fingerprint, saves=inputs.strategy.saves)
+    return write_artifact(inputs.strategy, outcome.model, folder, manifest)
+
+
 def run_strategy(ctx: RunContext, name: str) -> StrategyResult:
     """One strategy, computed and recorded in its own MLflow child run of the flow's parent run."""
     inputs = prepare_inputs(ctx.settings, ctx.base, ctx.frames, name)
     with record.strategy_run(ctx, inputs) as run_id:
         outcome = compute(inputs, ctx.settings)
-        model_uri = record.log_outcome(inputs, outcome, ctx.settings)
+        with tempfile.TemporaryDirectory(prefix=f"adaptflow-{name}-") as tmp:
+            folder = Path(tmp) / name
+            outcome.metrics["artifact_bytes"] = float(save_outcome(inputs, outcome, ctx.settings, folder))
+            model_uri = record.log_outcome(inputs, outcome, folder)
     return StrategyResult(strategy=name, run_id=run_id, model_uri=model_uri, saves=inputs.strategy.saves,
-                          metrics=outcome.metrics, base=inputs.base, params=record.params_dict(outcome.params))
+                          metrics=outcome.metrics, base=inputs.base, params=params_dict(outcome.params))

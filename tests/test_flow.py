@@ -88,14 +88,14 @@ def test_two_runs_register_compare_and_reuse_the_data_version(harness, project_f
 
 # prepare, then blank one training text: the data a broken upstream export would produce.
 BREAK_TRAIN = (
-    "python -m tasks.data prepare && python -c \"import pandas as pd; "
+    "python -m tasks.data.stages prepare && python -c \"import pandas as pd; "
     "p='data/processed/train.parquet'; d=pd.read_parquet(p); d.loc[3, 'text']=''; "
     "d.to_parquet(p, index=False)\""
 )
 
 
 def test_an_empty_text_stops_the_flow_before_training(harness, project_factory, tiny_bert):
-    dvc_yaml = (ROOT / "dvc.yaml").read_text().replace("cmd: python -m tasks.data prepare",
+    dvc_yaml = (ROOT / "dvc.yaml").read_text().replace("cmd: python -m tasks.data.stages prepare",
                                                          f"cmd: {BREAK_TRAIN}")
     project = project_factory({"model": {"base": str(tiny_bert)}}, dvc_yaml=dvc_yaml)
     state = specialize(SpecializeInput(params_file=str(project / "params.yaml"), profile="smoke"),

@@ -23,8 +23,6 @@ from tasks.config import EvaluationSettings
 from tasks.models.base import ResolvedBase
 from tasks.models.encoding import Encoded, batches, encode
 
-PROBE_TASK = "bbc_news_topics"
-
 
 @dataclass(frozen=True)
 class ProbeData:

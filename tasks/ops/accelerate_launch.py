@@ -2,7 +2,7 @@
 more GPUs, `accelerate launch --multi_gpu` with one process per GPU.
 
 What runs under it: the same `run_strategy`; accelerate sets WORLD_SIZE / LOCAL_RANK for each
-process. This machine has no GPU, so only the command is tested here (tests/test_ops_scale.py);
+process. This machine has no GPU, so only the command is tested here (tests/test_ops_decisions.py);
 the data-parallel wrapping of the training loop is not built (see infra/README.md).
 """
 from __future__ import annotations

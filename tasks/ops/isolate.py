@@ -5,7 +5,7 @@ library) then takes down only its process; the task sees a clear error, Prefect 
 (ops.retries) and training resumes from its last checkpoint. Cost: the new process imports
 torch, transformers and MLflow again (a few seconds; more on a loaded machine).
 
-The job (strategy name, run context, checkpoint settings) goes to the process as a pickle;
+The job (strategy name, run context, checkpoint folder) goes to the process as a pickle;
 the result, or the exception, comes back the same way.
 """
 from __future__ import annotations
@@ -34,8 +34,7 @@ class StrategyFailed(RuntimeError):
 class Job:
     name: str
     ctx: RunContext
-    checkpoint_dir: str
-    checkpoint_every_steps: int
+    checkpoint_dir: str            # this strategy's (ctx.settings.ops says how often)
     tracking_uri: str
 
 
@@ -85,7 +84,7 @@ def main(job_file: str, out_file: str) -> int:
     mlflow.set_tracking_uri(job.tracking_uri)
     mlflow.set_registry_uri(job.tracking_uri)
     try:
-        with checkpointing(Path(job.checkpoint_dir), job.checkpoint_every_steps):
+        with checkpointing(Path(job.checkpoint_dir), job.ctx.settings.ops.checkpoint_every_steps):
             result = run_strategy(job.ctx, job.name)
         outcome = (True, result)
     except Exception as exc:   # sent back to the task, which records it and lets Prefect retry

@@ -1,6 +1,6 @@
 """adaptflow: run every way to specialize a transformer side by side, and register the best.
 
-  adaptflow run [--params FILE] [--profile NAME] [--strategies a,b|all]
+  adaptflow run [--params FILE] [--profile NAME] [--strategies a,b|all] [--base MODEL_FOLDER]
                 [--data FILE [--text-col C] [--label-col L] [--split-col S] [--group-col G] [--labels a,b]]
   adaptflow strategies
   adaptflow promote MODEL (--version N | --from challenger) --reviewer NAME --reason TEXT [--profile NAME]
@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import MISSING, fields
+from pathlib import Path
 
 # Errors a user can fix: shown as their message, without a traceback.
 _USER_ERRORS = ("SettingsError", "DataValidationError", "DataPipelineError", "BaseModelError",
-                "GovernanceError", "DataSourceError", "PrepareError", "TrackingUnavailable",
+                "GovernanceError", "DataSourceError", "PrepareError", "TrackingUnavailable", "HardwareError",
                 "AllStrategiesFailed")
 
 
@@ -53,6 +54,8 @@ def _run_command(sub) -> None:
     run.add_argument("--profile", help="profile from the params file's `profiles:`, e.g. smoke")
     run.add_argument("--strategies", help="comma-separated strategy names, or `all` "
                                           "(default: strategies.run in params)")
+    run.add_argument("--base", metavar="PATH", help="your own base model: a local Hugging Face model folder, "
+                                                    "encoder or causal LM (default: model.base in params)")
     own = run.add_argument_group(
         "your own data", "A CSV, TSV, JSONL or Parquet file instead of data.source in params; the dataset "
                          "keys under data: then start from their defaults (README, \"Your own data\").")
@@ -260,12 +263,18 @@ def data_input(args) -> dict | None:
 
 
 def _run(args) -> int:
-    from tasks.config import load_settings, user_data_override
+    from tasks.config import load_settings, run_overrides
+    from tasks.models.base import resolve_base_path
+    from tasks.training.hardware import check_hardware
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies else None
-    try:  # fail in a second, before Prefect starts, when a setting is wrong
+    base = str(Path(args.base).expanduser().resolve()) if args.base else None
+    try:  # fail in a second, before Prefect starts, when a setting or the hardware is wrong
         data = data_input(args)
-        load_settings(args.params, args.profile, strategies, user_data_override(**data) if data else None)
+        settings = load_settings(args.params, args.profile, strategies, run_overrides(data, base))
+        check_hardware(settings.train)
+        if base:
+            resolve_base_path(base)
     except ValueError as exc:
         print(f"adaptflow run: {exc}", file=sys.stderr)
         return 2
@@ -278,7 +287,8 @@ def _run(args) -> int:
     from flows.specialize import SpecializeInput, specialize
 
     state = specialize(SpecializeInput(params_file=args.params, profile=args.profile, strategies=strategies,
-                                       data=data, await_approval=args.await_approval), return_state=True)
+                                       data=data, base=base, await_approval=args.await_approval),
+                       return_state=True)
     if state.is_completed():
         out = state.result()
         print(f"\n{out.table}\n\nMLflow parent run {out.parent_run_id}; data version {out.data_version}"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from tasks.config import load_settings, user_data_override
+from tasks.config import load_settings, run_overrides
 from tasks.data.steps import ingest_data, push_data, split_data, validate_data, validate_raw_data
 from tasks.evaluation.steps import publish_comparison, publish_report
 from tasks.models.steps import resolve_base
@@ -17,6 +17,7 @@ from tasks.ops.tracking_check import check_tracking
 from tasks.registry.approval import await_review
 from tasks.registry.steps import register_candidate
 from tasks.tracking import configure, lineage_tags, parent_run, run_tags, tag_run, tracking_uri
+from tasks.training.hardware import check_hardware
 from tasks.training.context import RunContext
 
 
@@ -38,6 +39,8 @@ class SpecializeInput(BaseModel):
     profile: str | None = Field(None, description="a profile under `profiles:` in the params file, e.g. smoke")
     strategies: list[str] | None = Field(None, description="strategies to run; default: strategies.run; ['all'] for every one")
     data: DataInput | None = Field(None, description="your own data file; default: data.source in params")
+    base: str | None = Field(None, description="your own base model: a local Hugging Face model folder "
+                                               "(absolute path); default: model.base in params")
     await_approval: bool = Field(False, description="after proposing a challenger, pause for a reviewer's "
                                                     "approve/reject in the Prefect UI")
 
@@ -58,12 +61,14 @@ class SpecializeOutput:
 
 @flow(name="specialize", log_prints=True)
 def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
-    overrides = user_data_override(**run.data.model_dump()) if run.data else None
-    settings = load_settings(run.params_file, run.profile, run.strategies, overrides)
+    data = run.data.model_dump() if run.data else None
+    settings = load_settings(run.params_file, run.profile, run.strategies, run_overrides(data, run.base))
+    hardware = check_hardware(settings.train)   # a wrong device fails here, before any data is read
     check_tracking(tracking_uri(settings.root), settings.ops.tracking_check_seconds)   # seconds, not minutes
     base = resolve_base(settings.model.base, settings.root)
     experiment_id = configure(settings.root, settings.project.experiment)
     tags = run_tags(settings, base)   # once, before the DVC stages rewrite tracked files
+    get_run_logger().info("training on %s", hardware.reason)
     with parent_run(experiment_id, "specialize", tags) as parent_id:
         raw = ingest_data(settings)
         settings = validate_raw_data(settings, raw, parent_id)   # gate 1; the label set in force

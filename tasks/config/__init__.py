@@ -11,4 +11,4 @@ from tasks.config.serving import ServingSettings
 __all__ = ["BUDGET_METRICS", "DATASET_KEYS", "DataSettings", "EvaluationSettings", "ModelSettings", "OpsSettings",
            "ProjectSettings", "ServingSettings", "Settings", "SettingsError", "TrainSettings",
            "ValidationSettings", "load_settings", "merge", "parse_section", "read_dataset_params",
-           "user_data_override", "with_labels", "write_dataset_params"]
+           "run_overrides", "user_data_override", "with_labels", "write_dataset_params"]

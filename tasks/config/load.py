@@ -60,6 +60,15 @@ def user_data_override(path: str, text_col: str | None = None, label_col: str | 
     return {"data": data, "validation": {"labels": list(labels or [])}}
 
 
+def run_overrides(data: dict | None = None, base: str | None = None) -> dict | None:
+    """What the command line (or the Prefect form) overrides: the user's data file
+    (`user_data_override`) and the base model folder (`--base PATH` -> model.base)."""
+    out = user_data_override(**data) if data else {}
+    if base:
+        out["model"] = {"base": base}
+    return out or None
+
+
 def with_labels(settings: Settings, labels: list[str]) -> Settings:
     """The settings with the label set the data contract settled on (declared or inferred)."""
     return replace(settings, validation=replace(settings.validation, labels=list(labels)))
@@ -80,7 +89,7 @@ def load_settings(
         raise SettingsError(f"{path}: missing section(s): {', '.join(missing)}")
     chosen, strat_raw = _strategies(path, dict(raw["strategies"]), strategies)
     raw["strategies"] = {"run": list(chosen), **strat_raw}
-    return Settings(
+    settings = Settings(
         project=parse_section(ProjectSettings, raw["project"], "project"),
         data=parse_section(DataSettings, raw["data"], "data"),
         validation=parse_section(ValidationSettings, raw["validation"], "validation"),
@@ -95,6 +104,11 @@ def load_settings(
         root=path.resolve().parent,
         effective=raw,
     )
+    if settings.train.processes > 1 and settings.ops.isolation != "process":
+        raise SettingsError(f"{path}: train.processes={settings.train.processes} starts each strategy under "
+                            f"`accelerate launch`, which needs ops.isolation: process (it is "
+                            f"{settings.ops.isolation!r}); set one or the other")
+    return settings
 
 
 def _merged(path: Path, profile: str | None, overrides: dict | None) -> dict:

@@ -22,7 +22,6 @@ class OpsSettings:
     tracking_check_seconds: float = 20.0 # how long an unreachable MLflow is retried at start
     retrain_cron: str = "0 3 * * 1"      # the `retrain` deployment's schedule (weekly by default)
     retrain_timezone: str = "UTC"
-    gpus: int = 0                        # > 1: strategy processes start under `accelerate launch`
 
     def __post_init__(self):
         require(self.task_runner in RUNNERS, f"task_runner must be one of {', '.join(RUNNERS)}, not {self.task_runner!r}")
@@ -32,4 +31,3 @@ class OpsSettings:
         require(self.checkpoint_every_steps >= 1, "checkpoint_every_steps must be >= 1")
         require(self.tracking_check_seconds > 0, "tracking_check_seconds must be positive")
         require(len(self.retrain_cron.split()) == 5, f"retrain_cron must have 5 fields, not {self.retrain_cron!r}")
-        require(self.gpus >= 0, "gpus must be >= 0")

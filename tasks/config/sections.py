@@ -127,17 +127,27 @@ class ModelSettings:
         require(8 <= self.max_length <= 512, "max_length must be between 8 and 512 tokens")
 
 
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "no", "bf16", "fp16")
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     seed: int = 13
-    batch_size: int = 16
+    batch_size: int = 16             # per process and per micro-batch
     epochs: int = 1
-    eval_every: int = 100
+    eval_every: int = 100            # optimizer steps between validation-loss checks
     patience: int = 3
     max_train_examples: int = 0
     max_eval_examples: int = 0
-    threads: int = 2
+    threads: int = 2                 # torch threads on a CPU, shared by the processes there
     group_by_length: bool = False
+    # Where and how the loop runs (tasks/training/hardware.py decides "auto"; accelerate runs it).
+    device: str = "auto"             # auto (CUDA when present) | cpu | cuda
+    mixed_precision: str = "auto"    # auto | no | bf16 | fp16; auto: bf16 on a GPU that has it, else fp32
+    grad_accum_steps: int = 1        # effective batch = batch_size x grad_accum_steps x processes
+    gradient_checkpointing: bool = False   # recompute activations in backward (large causal-LM bases)
+    processes: int = 1               # > 1: `accelerate launch`, one process per GPU (or gloo CPU processes)
 
     def __post_init__(self):
         require(self.batch_size > 0, "batch_size must be positive")
@@ -145,8 +155,19 @@ class TrainSettings:
         require(self.eval_every > 0, "eval_every must be positive")
         require(self.patience > 0, "patience must be positive")
         require(self.max_train_examples >= 0 and self.max_eval_examples >= 0,
-                 "max_*_examples must be >= 0 (0 = all)")
+                "max_*_examples must be >= 0 (0 = all)")
         require(self.threads > 0, "threads must be positive")
+        require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        require(self.mixed_precision in PRECISIONS,
+                f"mixed_precision must be one of {', '.join(PRECISIONS)}, not {self.mixed_precision!r}")
+        require(not (self.device == "cpu" and self.mixed_precision == "fp16"),
+                "mixed_precision fp16 needs a GPU (fp16 autocast on a CPU is not supported); use bf16 or no")
+        require(self.grad_accum_steps >= 1, "grad_accum_steps must be >= 1")
+        require(self.processes >= 1, "processes must be >= 1")
+
+    @property
+    def effective_batch(self) -> int:
+        return self.batch_size * self.grad_accum_steps * self.processes
 
 
 @dataclass(frozen=True)

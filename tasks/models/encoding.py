@@ -68,6 +68,24 @@ def length_grouped_order(lengths: list[int], batch_size: int, seed: int, pool_ba
     return np.concatenate([whole[i] for i in rng.permutation(len(whole))] + short) if chunks else order
 
 
+def shuffled_order(lengths: list[int], batch_size: int, seed: int, group_by_length: bool) -> np.ndarray:
+    """One epoch's order: a seeded permutation, length-grouped into batches of `batch_size` if asked."""
+    if group_by_length:
+        return length_grouped_order(lengths, batch_size, seed)
+    return np.random.default_rng(seed).permutation(len(lengths))
+
+
+def micro_batches(data: Encoded, batch_size: int, effective_batch: int, seed: int,
+                  group_by_length: bool) -> list[np.ndarray]:
+    """One epoch as micro-batches of `batch_size`: the order is drawn in effective batches
+    (batch_size x accumulation x processes), each then cut into micro-batches, so every
+    combination of accumulation and processes trains on the same effective batches; with no
+    accumulation and one process it is `batches(..., shuffle_seed=seed)`'s order."""
+    order = shuffled_order([len(r) for r in data.input_ids], effective_batch, seed, group_by_length)
+    return [order[i : i + batch_size] for e in range(0, len(order), effective_batch)
+            for i in range(e, min(e + effective_batch, len(order)), batch_size)]
+
+
 def batches(data: Encoded, batch_size: int, pad_id: int, shuffle_seed: int | None = None,
             group_by_length: bool = False) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor], torch.Tensor]]:
     """Yield (indices, model inputs, labels). Without a seed, batches follow length order,
@@ -75,10 +93,8 @@ def batches(data: Encoded, batch_size: int, pad_id: int, shuffle_seed: int | Non
     With a seed, a shuffled order, length-grouped if asked (less padding per batch)."""
     if shuffle_seed is None:
         order = np.argsort([len(r) for r in data.input_ids], kind="stable")
-    elif group_by_length:
-        order = length_grouped_order([len(r) for r in data.input_ids], batch_size, shuffle_seed)
     else:
-        order = np.random.default_rng(shuffle_seed).permutation(len(data))
+        order = shuffled_order([len(r) for r in data.input_ids], batch_size, shuffle_seed, group_by_length)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         yield idx, collate([data.input_ids[i] for i in idx], pad_id), torch.from_numpy(data.labels[idx])

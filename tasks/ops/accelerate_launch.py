@@ -1,19 +1,21 @@
-"""The command that starts a strategy's process: plain Python on CPU or one GPU; with two or
-more GPUs, `accelerate launch --multi_gpu` with one process per GPU.
+"""The command that starts a strategy's process: plain Python for one process; for train.processes
+of 2 or more, `accelerate launch` with one process per GPU, or, on a machine without GPUs,
+that many CPU processes talking over gloo (accelerate's multi-process launcher, `--multi_gpu`,
+starts them either way; the Accelerator inside each picks CUDA or gloo from train.device).
 
-What runs under it: the same `run_strategy`; accelerate sets WORLD_SIZE / LOCAL_RANK for each
-process. This machine has no GPU, so only the command is tested here (tests/test_ops_decisions.py);
-the data-parallel wrapping of the training loop is not built (see infra/README.md).
+What runs under it: the same `run_strategy` in every process; accelerate sets RANK / WORLD_SIZE
+/ LOCAL_RANK, the loop shards the data, and only the main process records the run.
 """
 from __future__ import annotations
 
 import sys
 
 
-def command(gpus: int, module: str, args: list[str], python: str | None = None) -> list[str]:
+def command(processes: int, module: str, args: list[str], python: str | None = None,
+            threads_per_process: int = 1) -> list[str]:
     python = python or sys.executable
-    if gpus <= 1:
+    if processes <= 1:
         return [python, "-m", module, *args]
-    return [python, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(gpus),
+    return [python, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-            "--module", module, *args]
+            "--num_cpu_threads_per_process", str(threads_per_process), "--module", module, *args]

@@ -48,7 +48,7 @@ def train_strategy(name: str, ctx: RunContext) -> StrategyResult:
     logger = get_run_logger()
     try:
         if ops.isolation == "process":
-            result = run_in_process(Job(name, ctx, str(folder), uri), ops.gpus)
+            result = run_in_process(Job(name, ctx, str(folder), uri))
         else:
             with checkpointing(folder, ops.checkpoint_every_steps):
                 result = run_strategy(ctx, name)

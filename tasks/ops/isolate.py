@@ -38,21 +38,25 @@ class Job:
     tracking_uri: str
 
 
-def launch_command(gpus: int, job: Path, out: Path) -> list[str]:
-    """`python -m tasks.ops.strategy_process JOB OUT`; with 2+ GPUs, the same module under
-    `accelerate launch` with one process per GPU (see tasks/ops/accelerate_launch.py)."""
+def launch_command(job: Job, job_file: Path, out: Path) -> list[str]:
+    """`python -m tasks.ops.strategy_process JOB OUT`; with train.processes of 2+, the same module
+    under `accelerate launch` in that many processes (see tasks/ops/accelerate_launch.py)."""
     from tasks.ops.accelerate_launch import command
+    from tasks.training.hardware import check_hardware, threads_per_process
 
-    return command(gpus, "tasks.ops.strategy_process", [str(job), str(out)])
+    train = job.ctx.settings.train
+    threads = threads_per_process(train, check_hardware(train)) if train.processes > 1 else train.threads
+    return command(train.processes, "tasks.ops.strategy_process", [str(job_file), str(out)],
+                   threads_per_process=threads)
 
 
-def run_in_process(job: Job, gpus: int = 0) -> object:
+def run_in_process(job: Job) -> object:
     """Run the job in a child process and return its StrategyResult (or raise its error)."""
     with tempfile.TemporaryDirectory(prefix=f"adaptflow-{job.name}-") as tmp:
         job_file, out_file = Path(tmp) / "job.pkl", Path(tmp) / "result.pkl"
         job_file.write_bytes(pickle.dumps(job))
         env = {**os.environ, "MLFLOW_TRACKING_URI": job.tracking_uri, "ADAPTFLOW_STRATEGY_PROCESS": job.name}
-        proc = subprocess.Popen(launch_command(gpus, job_file, out_file), env=env)
+        proc = subprocess.Popen(launch_command(job, job_file, out_file), env=env)
         try:
             code = proc.wait()
         except BaseException:   # the flow is stopping (SIGTERM, Ctrl-C): take the child with it
@@ -86,6 +90,8 @@ def main(job_file: str, out_file: str) -> int:
     try:
         with checkpointing(Path(job.checkpoint_dir), job.ctx.settings.ops.checkpoint_every_steps):
             result = run_strategy(job.ctx, job.name)
+        if result is None:   # another process of an `accelerate launch`: the main one reports
+            return 0
         outcome = (True, result)
     except Exception as exc:   # sent back to the task, which records it and lets Prefect retry
         import traceback

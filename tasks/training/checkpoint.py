@@ -83,13 +83,42 @@ def active() -> Checkpointing | None:
 
 
 def rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _rng_file(folder: Path, process: int) -> Path:
+    return folder / f"rng-{process}.pt"
+
+
+def save_rng(folder: Path, process: int, step: int) -> None:
+    """Each process's own random generators (dropout masks differ between processes), with the
+    step they belong to; written atomically like the checkpoint."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = _rng_file(folder, process)
+    tmp = target.with_name(f".{target.name}.tmp")
+    torch.save({"step": step, "rng": rng_state()}, tmp)
+    os.replace(tmp, target)
+
+
+def load_rng(folder: Path, process: int, step: int) -> dict | None:
+    """This process's generators saved at `step` (None when missing or from another step: a kill
+    between the files, where the main process's generators are the fallback)."""
+    path = _rng_file(folder, process)
+    if not path.is_file():
+        return None
+    saved = _read(path)
+    return saved["rng"] if saved["step"] == step else None
 
 
 def save(folder: Path, checkpoint: Checkpoint) -> Path:

@@ -1,7 +1,10 @@
-"""One training loop for every trainable strategy: dynamic padding, AdamW with linear warmup
-and decay, early stopping on validation loss (the best weights are restored), fixed seeds and
-a progress bar. Inside `tasks.training.checkpoint.checkpointing(...)` it checkpoints every N steps and
-resumes from the last checkpoint it finds (a process killed mid-training goes on, not from 0)."""
+"""One training loop for every trainable strategy, driven by Hugging Face `accelerate`: the same
+code on a CPU, one GPU or several processes (one per GPU, or gloo processes on a CPU), with
+mixed precision and gradient accumulation. Dynamic padding, AdamW with linear warmup and
+decay, early stopping on validation loss (the best weights are restored), fixed seeds and a
+progress bar. Inside `tasks.training.checkpoint.checkpointing(...)` it checkpoints every N
+optimizer steps and resumes from the last checkpoint it finds (a process killed mid-training
+goes on, not from 0)."""
 from __future__ import annotations
 
 import math
@@ -9,15 +12,17 @@ import random
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from tasks.models.encoding import Encoded, batches
 from tasks.training import checkpoint
 from tasks.training.checkpoint import TrainingState
-from tasks.models.encoding import Encoded, batches
+from tasks.training.loader import epoch_loader
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,10 @@ class LoopConfig:
     seed: int
     warmup_fraction: float = 0.06
     group_by_length: bool = False    # batches of similar length: less padding (encoding.length_grouped_order)
+    grad_accum_steps: int = 1        # micro-batches per optimizer step
+    device: str = "cpu"              # cpu | cuda (tasks/training/hardware.py resolves train.device)
+    precision: str = "no"            # no | bf16 | fp16 (resolved train.mixed_precision)
+    gradient_checkpointing: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,102 +59,175 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def make_accelerator(cfg: LoopConfig):
+    """The run's Accelerator. accelerate keeps one state per process; a precision other than the
+    one it was first made with (tests, a learning curve after a bf16 run) needs that state reset,
+    which is safe in a single process and refused where processes share it."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision") != cfg.precision:
+        if state.get("num_processes", 1) > 1:
+            raise RuntimeError("the precision cannot change between trainings of one multi-process run")
+        AcceleratorState._reset_state()
+    return Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.precision,
+                       gradient_accumulation_steps=cfg.grad_accum_steps)
+
+
 @torch.no_grad()
-def mean_loss(model: nn.Module, data: Encoded, batch_size: int, pad_id: int) -> float:
+def mean_loss(model: nn.Module, data: Encoded, batch_size: int, pad_id: int, accelerator=None) -> float:
+    """Mean cross-entropy over `data`. With several processes each takes every n-th batch and the
+    sums are added up across processes, so all of them see the same loss (and stop together)."""
     model.eval()
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+    device = accelerator.device if accelerator else torch.device("cpu")
     total, n = 0.0, 0
-    for _, inputs, labels in batches(data, batch_size, pad_id):
-        logits = model(**inputs).logits
-        total += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+    for i, (_, inputs, labels) in enumerate(batches(data, batch_size, pad_id)):
+        if i % world != rank:
+            continue
+        logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits
+        total += nn.functional.cross_entropy(logits.float(), labels.to(device), reduction="sum").item()
         n += len(labels)
+    if world > 1:
+        sums = accelerator.reduce(torch.tensor([total, float(n)], device=device, dtype=torch.float64), "sum")
+        total, n = float(sums[0]), int(sums[1])
     return total / max(n, 1)
 
 
 def train(model: nn.Module, train_data: Encoded, val_data: Encoded, cfg: LoopConfig,
           pad_id: int, desc: str = "train") -> TrainResult:
     seed_everything(cfg.seed)
-    optimizer, scheduler, total_steps = _optimizer(model, cfg, len(train_data), desc)
+    acc = make_accelerator(cfg)
+    if cfg.gradient_checkpointing:
+        _enable_gradient_checkpointing(model, desc)
+    optimizer, scheduler, total_steps = _optimizer(model, cfg, len(train_data), acc.num_processes, desc)
+    wrapped, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
+    loop = _Loop(acc, wrapped, acc.unwrap_model(wrapped), optimizer, scheduler, cfg, pad_id, val_data)
     start = time.perf_counter()
-    bar = tqdm(total=total_steps, desc=desc, unit="step", dynamic_ncols=True, mininterval=1.0)
+    bar = tqdm(total=total_steps, desc=desc, unit="step", dynamic_ncols=True, mininterval=1.0,
+               disable=not acc.is_local_main_process)
     ckpt = checkpoint.active()
-    saver = _Saver(ckpt.for_run(desc), ckpt.every_steps, model, optimizer, scheduler, start) if ckpt else None
-    state = _resume(saver, model, optimizer, scheduler, bar, desc)
+    saver = _Saver(ckpt.for_run(desc), ckpt.every_steps, loop, start) if ckpt else None
+    state = _resume(saver, loop, bar, desc)
     resumed_from = state.step
-    stopped = _epochs(model, train_data, val_data, cfg, pad_id, optimizer, scheduler, state, bar, saver)
+    stopped = _epochs(loop, train_data, state, bar, saver)
     if not state.val_curve or state.val_curve[-1][0] != state.step:
-        _check(model, val_data, cfg, pad_id, state, bar)
+        _check(loop, state, bar)
     bar.close()
+    acc.wait_for_everyone()
     if state.best_weights is not None:  # restore the weights with the lowest validation loss
-        _copy_into(model, state.best_weights)
-    model.eval()
+        _copy_into(loop.model, state.best_weights)
+    seen = int(acc.reduce(torch.tensor(state.seen, device=acc.device), "sum")) if acc.num_processes > 1 else state.seen
+    loop.model.eval()
     return TrainResult(steps=state.step, best_step=state.best_step, stopped_early=stopped,
-                       train_seconds=state.train_seconds + time.perf_counter() - start, examples_seen=state.seen,
+                       train_seconds=state.train_seconds + time.perf_counter() - start, examples_seen=seen,
                        train_loss=state.train_curve, val_loss=state.val_curve, resumed_from_step=resumed_from)
 
 
-def _optimizer(model: nn.Module, cfg: LoopConfig, examples: int, desc: str):
-    """AdamW over the trainable parameters, linear warmup then decay over every step."""
+@dataclass(frozen=True)
+class _Loop:
+    """What every step of one `train()` call uses."""
+    accelerator: Any
+    wrapped: nn.Module           # the model as accelerate prepared it (DDP-wrapped with processes)
+    model: nn.Module             # the model itself (the caller's object): evaluation, weights, restore
+    optimizer: Any
+    scheduler: Any
+    cfg: LoopConfig
+    pad_id: int
+    val_data: Encoded
+
+
+def _optimizer(model: nn.Module, cfg: LoopConfig, examples: int, processes: int, desc: str):
+    """AdamW over the trainable parameters, linear warmup then decay over every optimizer step of
+    the whole run. accelerate steps the schedule once per process for each optimizer step (every
+    process saw a batch), so it is sized in optimizer steps x processes; returns the optimizer
+    steps each process takes, for the progress bar."""
     from transformers import get_linear_schedule_with_warmup
 
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"{desc}: the model has no trainable parameters")
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.01)
-    total_steps = math.ceil(examples / cfg.batch_size) * cfg.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_fraction * total_steps), total_steps)
-    return optimizer, scheduler, total_steps
+    micro_per_process = math.ceil(math.ceil(examples / cfg.batch_size) / processes)
+    steps = math.ceil(micro_per_process / cfg.grad_accum_steps) * cfg.epochs
+    schedule = steps * processes
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_fraction * schedule), schedule)
+    return optimizer, scheduler, steps
 
 
-def _epochs(model, train_data: Encoded, val_data: Encoded, cfg: LoopConfig, pad_id: int, optimizer, scheduler,
-            state: TrainingState, bar, saver: "_Saver | None") -> bool:
+def _enable_gradient_checkpointing(model: nn.Module, desc: str) -> None:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not getattr(base, "supports_gradient_checkpointing", False):
+        raise ValueError(f"{desc}: train.gradient_checkpointing is set but {type(base).__name__} does not support it")
+    # Non-reentrant checkpointing needs no input that requires grad (adapters on a frozen base).
+    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def _epochs(loop: _Loop, train_data: Encoded, state: TrainingState, bar, saver: "_Saver | None") -> bool:
     """Train from `state` to the last epoch; True when early stopping ended it."""
-    model.train()
+    cfg, acc = loop.cfg, loop.accelerator
+    loop.wrapped.train()
     first_epoch, skip = state.epoch, state.batch_in_epoch
+    effective = cfg.batch_size * cfg.grad_accum_steps * acc.num_processes
     for epoch in range(first_epoch, cfg.epochs):
         state.epoch, state.batch_in_epoch = epoch, 0
-        # The same seeded order as an interrupted run; the batches it finished are skipped.
-        order = batches(train_data, cfg.batch_size, pad_id, shuffle_seed=cfg.seed + epoch,
-                        group_by_length=cfg.group_by_length)
-        for i, (_, inputs, labels) in enumerate(order):
-            if epoch == first_epoch and i < skip:
+        # The same seeded order as an interrupted run; the micro-batches it finished are skipped.
+        loader = acc.prepare(epoch_loader(train_data, loop.pad_id, cfg.batch_size, effective, cfg.seed + epoch,
+                                          cfg.group_by_length))
+        if epoch == first_epoch and skip:
+            loader, state.batch_in_epoch = acc.skip_first_batches(loader, skip), skip
+        for batch in loader:
+            stepped = _step(loop, batch, state)
+            state.batch_in_epoch += 1
+            if not stepped:
                 continue
-            _step(model, inputs, labels, optimizer, scheduler, state)
-            state.batch_in_epoch = i + 1
             bar.update(1)
-            if state.step % cfg.eval_every == 0 and _check(model, val_data, cfg, pad_id, state, bar):
+            if state.step % cfg.eval_every == 0 and _check(loop, state, bar):
                 return True
             if saver is not None and state.step % saver.every_steps == 0:
                 saver.save(state)
     return False
 
 
-def _step(model: nn.Module, inputs: dict, labels: torch.Tensor, optimizer, scheduler, state: TrainingState) -> None:
-    loss = nn.functional.cross_entropy(model(**inputs).logits, labels)
-    loss.backward()
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    state.step += 1
+def _step(loop: _Loop, batch: dict, state: TrainingState) -> bool:
+    """One micro-batch; True when it completed an optimizer step."""
+    acc = loop.accelerator
+    labels = batch.pop("labels")
+    with acc.accumulate(loop.wrapped):
+        loss = nn.functional.cross_entropy(loop.wrapped(**batch).logits.float(), labels)
+        acc.backward(loss)
+        loop.optimizer.step()
+        loop.scheduler.step()
+        loop.optimizer.zero_grad(set_to_none=True)
     state.seen += len(labels)
     state.running += loss.item()
     state.running_n += 1
+    if acc.sync_gradients:
+        state.step += 1
+    return acc.sync_gradients
 
 
-def _check(model: nn.Module, val_data: Encoded, cfg: LoopConfig, pad_id: int, state: TrainingState, bar) -> bool:
+def _check(loop: _Loop, state: TrainingState, bar) -> bool:
     """Validation-loss check (early stopping keeps the best weights); True when patience is exhausted."""
+    cfg = loop.cfg
     state.train_curve.append((state.step, state.running / max(state.running_n, 1)))
     state.running, state.running_n = 0.0, 0
-    loss = mean_loss(model, val_data, cfg.batch_size * 4, pad_id)
+    loss = mean_loss(loop.model, loop.val_data, cfg.batch_size * 4, loop.pad_id, loop.accelerator)
     state.val_curve.append((state.step, loss))
-    model.train()
+    loop.wrapped.train()
     if loss < state.best_loss - 1e-4:
         state.best_loss, state.best_step, state.bad_checks = loss, state.step, 0
-        state.best_weights = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        state.best_weights = _trainable(loop.model, clone=True)
     else:
         state.bad_checks += 1
     bar.set_postfix(train_loss=f"{state.train_curve[-1][1]:.3f}", val_loss=f"{loss:.3f}",
                     best=f"{state.best_loss:.3f}@{state.best_step}")
     return state.bad_checks >= cfg.patience
+
+
+def _trainable(model: nn.Module, clone: bool = False) -> dict[str, torch.Tensor]:
+    return {n: (p.detach().clone() if clone else p.detach()) for n, p in model.named_parameters() if p.requires_grad}
 
 
 def _copy_into(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
@@ -157,31 +239,35 @@ def _copy_into(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
 
 @dataclass(frozen=True)
 class _Saver:
-    """Writes this run's checkpoints (one subfolder per `train()` call)."""
+    """Writes this run's checkpoints (one subfolder per `train()` call): the main process writes
+    the state, every process its own random generators."""
     folder: Path
     every_steps: int
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: object
+    loop: _Loop
     started: float               # perf_counter() when this process began training
 
     def save(self, state: TrainingState) -> None:
-        elapsed = replace(state, train_seconds=state.train_seconds + time.perf_counter() - self.started)
-        trainable = {n: p.detach() for n, p in self.model.named_parameters() if p.requires_grad}
-        checkpoint.save(self.folder, checkpoint.Checkpoint(elapsed, trainable, self.optimizer.state_dict(),
-                                                           self.scheduler.state_dict(), checkpoint.rng_state()))
+        acc = self.loop.accelerator
+        checkpoint.save_rng(self.folder, acc.process_index, state.step)
+        if acc.is_main_process:
+            elapsed = replace(state, train_seconds=state.train_seconds + time.perf_counter() - self.started)
+            checkpoint.save(self.folder, checkpoint.Checkpoint(
+                elapsed, _trainable(self.loop.model), self.loop.optimizer.state_dict(),
+                self.loop.scheduler.state_dict(), checkpoint.rng_state()))
+        acc.wait_for_everyone()
 
 
-def _resume(saver: _Saver | None, model: nn.Module, optimizer, scheduler, bar, desc: str) -> TrainingState:
+def _resume(saver: _Saver | None, loop: _Loop, bar, desc: str) -> TrainingState:
     """The state of the last checkpoint, with weights, optimizer, scheduler and random generators
     restored; a fresh state when there is none."""
     saved = checkpoint.load(saver.folder) if saver is not None else None
     if saved is None:
         return TrainingState()
-    _copy_into(model, saved.trainable)
-    optimizer.load_state_dict(saved.optimizer)
-    scheduler.load_state_dict(saved.scheduler)
-    checkpoint.set_rng_state(saved.rng)
+    _copy_into(loop.model, saved.trainable)
+    loop.optimizer.load_state_dict(saved.optimizer)
+    loop.scheduler.load_state_dict(saved.scheduler)
+    checkpoint.set_rng_state(checkpoint.load_rng(saver.folder, loop.accelerator.process_index, saved.state.step)
+                             or saved.rng)
     bar.update(saved.state.step)
     bar.write(f"{desc}: resumed from the checkpoint at step {saved.state.step} ({saver.folder})")
     return saved.state

@@ -27,8 +27,12 @@ def strategy_run(ctx: RunContext, inputs: StrategyInputs) -> Iterator[str]:
     with mlflow.start_run(experiment_id=ctx.experiment_id, run_name=inputs.name, parent_run_id=ctx.parent_run_id,
                           tags=tags) as run:
         mlflow.log_params({f"strategy.{k}": v for k, v in params_dict(inputs.params).items()})
+        hw = inputs.hardware
         mlflow.log_params({f"train.{k}": v for k, v in asdict(cfg).items()}
-                          | {"model.base": base.name, "model.max_length": ctx.settings.model.max_length})
+                          | {"model.base": base.name, "model.max_length": ctx.settings.model.max_length,
+                             "train.device_used": hw.device, "train.precision_used": hw.precision,
+                             "train.effective_batch": cfg.effective_batch})
+        mlflow.set_tag("train.hardware", hw.reason)
         _log_training_input(ctx)
         yield run.info.run_id
 

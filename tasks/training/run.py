@@ -24,6 +24,7 @@ from tasks.strategies import registry
 from tasks.training import record
 from tasks.training.artifact import Manifest, params_dict, write_artifact
 from tasks.training.context import RunContext
+from tasks.training.hardware import Hardware, check_hardware, is_main_process, threads_per_process
 from tasks.training.loop import LoopConfig, seed_everything, train
 from tasks.training.strategy_run import Fitted, Outcome, StrategyInputs
 from tasks.training.variants import score_variants
@@ -48,7 +49,8 @@ def prepare_inputs(settings: Settings, base: ResolvedBase, frames: dict[str, pd.
     strategy = registry.get(name)
     params = strategy.parse_params(settings.strategy_params.get(name, {}))
     cfg = settings.train
-    torch.set_num_threads(cfg.threads)
+    hardware = check_hardware(cfg)
+    torch.set_num_threads(threads_per_process(cfg, hardware))
     if getattr(params, "base", None) and params.base != base.name:
         base = load_base(params.base, settings.root)
     tokenizer = load_tokenizer(base.path)
@@ -56,16 +58,21 @@ def prepare_inputs(settings: Settings, base: ResolvedBase, frames: dict[str, pd.
     max_eval = tightest_limit(cfg.max_eval_examples, getattr(params, "max_test_examples", 0))
     splits = encode_splits(tokenizer, frames, settings.validation.labels, settings.model.max_length,
                            cfg.max_train_examples, max_eval, cfg.seed)
-    return StrategyInputs(name, strategy, params, base, tokenizer, settings.validation.labels, splits, frames["train"])
+    return StrategyInputs(name, strategy, params, base, tokenizer, settings.validation.labels, splits, frames["train"],
+                          hardware)
 
 
-def loop_config(params, cfg: TrainSettings, **override) -> LoopConfig:
+def loop_config(params, cfg: TrainSettings, hardware: Hardware | None = None, **override) -> LoopConfig:
     """The training loop's settings: train.* with the strategy's own epochs, learning rate and
-    batch grouping (each strategy's params may override train.epochs / train.group_by_length)."""
+    batch grouping (each strategy's params may override train.epochs / train.group_by_length),
+    on `hardware` (default: what train.device / mixed_precision resolve to on this machine)."""
+    hardware = hardware or check_hardware(cfg)
     return replace(LoopConfig(
         learning_rate=params.learning_rate, epochs=params.epochs or cfg.epochs, batch_size=cfg.batch_size,
         eval_every=cfg.eval_every, patience=cfg.patience, seed=cfg.seed,
-        group_by_length=cfg.group_by_length if params.group_by_length is None else params.group_by_length), **override)
+        group_by_length=cfg.group_by_length if params.group_by_length is None else params.group_by_length,
+        grad_accum_steps=cfg.grad_accum_steps, device=hardware.device, precision=hardware.precision,
+        gradient_checkpointing=cfg.gradient_checkpointing), **override)
 
 
 def fit(inputs: StrategyInputs, cfg: TrainSettings, desc: str) -> Fitted:
@@ -73,8 +80,8 @@ def fit(inputs: StrategyInputs, cfg: TrainSettings, desc: str) -> Fitted:
     model = inputs.strategy.build(inputs.base.path, inputs.labels, inputs.params)
     metrics, result = size_metrics(model), None
     if inputs.strategy.trains:
-        result = train(model, inputs.splits["train"], inputs.splits["validation"], loop_config(inputs.params, cfg),
-                       inputs.pad_id, desc=desc)
+        result = train(model, inputs.splits["train"], inputs.splits["validation"],
+                       loop_config(inputs.params, cfg, inputs.hardware), inputs.pad_id, desc=desc)
         metrics |= {"train_examples_per_s": result.examples_seen / max(result.train_seconds, 1e-9),
                     "overfit_flag": float(overfitting(result.train_loss, result.val_loss))}
     test = score(model, inputs.splits["test"], len(inputs.labels), inputs.pad_id)
@@ -136,9 +143,14 @@ def save_outcome(inputs: StrategyInputs, outcome: Outcome, settings: Settings, f
     return write_artifact(inputs.strategy, outcome.model, folder, manifest)
 
 
-def run_strategy(ctx: RunContext, name: str) -> StrategyResult:
-    """One strategy, computed and recorded in its own MLflow child run of the flow's parent run."""
+def run_strategy(ctx: RunContext, name: str) -> StrategyResult | None:
+    """One strategy, computed and recorded in its own MLflow child run of the flow's parent run.
+    Under several processes (train.processes) every process computes, training in step with
+    the others, and only the main one records and returns the result (the others None)."""
     inputs = prepare_inputs(ctx.settings, ctx.base, ctx.frames, name)
+    if not is_main_process(inputs.hardware):
+        compute(inputs, ctx.settings)
+        return None
     with record.strategy_run(ctx, inputs) as run_id:
         outcome = compute(inputs, ctx.settings)
         with tempfile.TemporaryDirectory(prefix=f"adaptflow-{name}-") as tmp:

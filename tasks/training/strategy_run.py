@@ -15,6 +15,7 @@ from tasks.evaluation.quality import QualityDetails
 from tasks.models.base import ResolvedBase
 from tasks.models.encoding import Encoded
 from tasks.strategies.registry import Strategy
+from tasks.training.hardware import Hardware
 from tasks.training.loop import TrainResult
 
 
@@ -29,6 +30,7 @@ class StrategyInputs:
     labels: list[str]
     splits: dict[str, Encoded]   # train / validation / test, limited as train.max_*_examples say
     train_frame: pd.DataFrame    # the train split's texts (prompting strategies draw demonstrations)
+    hardware: Hardware           # where it trains: device, precision, processes
 
     @property
     def pad_id(self) -> int:

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from tasks.models.encoding import Encoded, batches
 from tasks.training import checkpoint
 from tasks.training.checkpoint import TrainingState
-from tasks.models.encoding import Encoded, batches
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,9 @@ def one_strategy(name: str, settings, base, frames) -> dict:
 def run(params_file: str, profile: str | None, strategies: list[str] | None) -> dict:
     import pandas as pd
 
-    from tasks.models.base import load_base
     from tasks.config import load_settings
     from tasks.data.prepare import SPLITS
+    from tasks.models.base import load_base
 
     settings = load_settings(params_file, profile, strategies)
     base = load_base(settings.model.base, settings.root)

@@ -86,11 +86,11 @@ def default_data(params: str = "params.yaml") -> Data:
     with the same code if missing), tokenized with the default base's tokenizer."""
     import pandas as pd
 
-    from tasks.models.loading import load_tokenizer
-    from tasks.models.base import resolve_base_path
     from tasks.config import load_settings
     from tasks.data.prepare import SPLITS
+    from tasks.models.base import resolve_base_path
     from tasks.models.encoding import encode
+    from tasks.models.loading import load_tokenizer
 
     settings = load_settings(str(ROOT / params))
     processed = settings.root / settings.data.processed_dir

@@ -29,9 +29,9 @@ def main() -> None:
     apply_offline_defaults()
     torch.set_num_threads(2)
 
-    from tasks.models.packaged import SMOLLM2
-    from tasks.models.loading import load_tokenizer
     from tasks.models.base import resolve_base_path
+    from tasks.models.loading import load_tokenizer
+    from tasks.models.packaged import SMOLLM2
     from tasks.strategies import registry
     from tasks.strategies.few_shot import draw_demonstrations
 

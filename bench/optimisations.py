@@ -102,9 +102,9 @@ def tokenizing_seconds(repeats: int) -> dict:
     """What encode_splits (run in every strategy's process) costs on the default data."""
     import pandas as pd
 
-    from tasks.models.loading import load_tokenizer
-    from tasks.models.base import resolve_base_path
     from tasks.config import load_settings
+    from tasks.models.base import resolve_base_path
+    from tasks.models.loading import load_tokenizer
     from tasks.training.run import encode_splits
 
     s = load_settings(str(Path(__file__).resolve().parents[1] / "params.yaml"))

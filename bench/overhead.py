@@ -26,9 +26,9 @@ from bench.common import ROOT, table, write  # noqa: E402
 
 
 def warm_forgetting_cache(params: str, profile: str | None) -> None:
-    from tasks.models.base import load_base
     from tasks.config import load_settings
     from tasks.evaluation.forgetting import base_probe_accuracy
+    from tasks.models.base import load_base
 
     s = load_settings(params, profile)
     ev, base = s.evaluation, load_base(s.model.base, s.root)
@@ -54,8 +54,12 @@ def last_flow_breakdown(demo_only: bool = False) -> dict | None:
     """Seconds per stage of the most recent completed `specialize` flow run (or of the most
     recent one with the demo's parameters), from Prefect's records."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterState, \
-        FlowRunFilterStateType
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
 

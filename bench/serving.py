@@ -52,8 +52,8 @@ def save_version(folder: Path, strategy_name: str, seed: int) -> Path:
     import torch
 
     from tasks.models.base import load_base
-    from tasks.training.artifact import Manifest, params_dict
     from tasks.strategies import registry
+    from tasks.training.artifact import Manifest, params_dict
     from tasks.training.loop import seed_everything
 
     base = load_base(BASE)
@@ -86,8 +86,8 @@ def memory_child(folders: list[str]) -> dict:
     from peft import PeftModel  # noqa: F401
     from transformers import AutoModelForSequenceClassification  # noqa: F401
 
-    from tasks.models.loading import load_tokenizer
     from tasks.models.base import resolve_base_path
+    from tasks.models.loading import load_tokenizer
 
     load_tokenizer(resolve_base_path(BASE))(sample)
     torch.nn.Linear(8, 8)(torch.zeros(4, 8))
@@ -188,17 +188,16 @@ def measure_in_process(work: Path, singles: int, batches: int) -> dict:
 
 def measure_http(work: Path, singles: int, batches: int) -> dict:
     """The same LoRA version through the service: registry, queue, batcher, JSON, HTTP."""
-    import mlflow
     import requests
     import torch
     from mlflow.tracking import MlflowClient
 
-    from tasks.training.artifact import signature
-    from tasks.training.artifact import PYFUNC_ENTRY
+    import mlflow
+    from tasks.config import ServingSettings
     from tasks.serving.run import start_in_thread
     from tasks.serving.service import Service
-    from tasks.config import ServingSettings
     from tasks.tracking import use_store
+    from tasks.training.artifact import PYFUNC_ENTRY, signature
 
     torch.set_num_threads(2)
     os.environ.pop("MLFLOW_TRACKING_URI", None)

@@ -65,10 +65,10 @@ def flops_per_token(name: str, n: int, n_trainable: int) -> float:
 
 def adaptflow_run(name: str, data: Data, params, settings, steps: int):
     """Build (not timed) and train with adaptflow's loop; returns (seconds, trainable params)."""
-    from tasks.training.run import loop_config
-    from tasks.strategies import registry
     from tasks.evaluation.cost import count_parameters
+    from tasks.strategies import registry
     from tasks.training.loop import seed_everything, train
+    from tasks.training.run import loop_config
 
     batch_size, seed = settings.train.batch_size, settings.train.seed
     strategy = registry.get(name)
@@ -108,8 +108,8 @@ def main() -> None:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from tasks.models.loading import load_tokenizer
     from tasks.config import load_settings
+    from tasks.models.loading import load_tokenizer
     from tasks.strategies import registry
 
     hf_logging.set_verbosity_error()

@@ -30,12 +30,12 @@ def main() -> None:
     args = parser.parse_args()
     apply_offline_defaults()
 
-    from tasks.models.loading import load_tokenizer
-    from tasks.models.base import resolve_base_path
     from tasks.config import load_settings
+    from tasks.data.contract import RawContract, SplitContract, validate_raw, validate_splits
     from tasks.data.prepare import SPLITS, prepare
     from tasks.data.source import detect_format, read_table, resolve_source
-    from tasks.data.contract import RawContract, SplitContract, validate_raw, validate_splits
+    from tasks.models.base import resolve_base_path
+    from tasks.models.loading import load_tokenizer
 
     settings = load_settings(args.params)
     d, v = settings.data, settings.validation

@@ -177,7 +177,7 @@ def _registry(params: str):
 
 
 def _govern(args) -> int:
-    from tasks.config import load_settings
+    from tasks.config import read_pipeline_account
     from tasks.registry import governance
 
     client, uri = _registry(args.params)
@@ -186,7 +186,7 @@ def _govern(args) -> int:
             entries = governance.read_history(client, args.model)
             print("\n".join(e.line() for e in entries) if entries else f"{args.model}: no @champion moves yet")
             return 0
-        pipeline = load_settings(args.params, args.profile).project.pipeline_account
+        pipeline = read_pipeline_account(args.params, args.profile)
         if args.command == "promote":
             print(governance.promote(client, uri, args.model, args.reviewer, args.reason,
                                      version=args.version, from_alias=args.from_alias,

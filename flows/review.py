@@ -29,11 +29,11 @@ class RollbackInput(BaseModel):
 def _registry(params_file: str):
     from mlflow.tracking import MlflowClient
 
-    from tasks.config import load_settings
+    from tasks.config import read_pipeline_account
     from tasks.tracking import use_store
 
     uri = use_store(Path(params_file).resolve().parent)
-    account = load_settings(params_file).project.pipeline_account
+    account = read_pipeline_account(params_file)
     return MlflowClient(), uri, account
 
 

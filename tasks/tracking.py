@@ -11,8 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-import mlflow
 from mlflow.tracking import MlflowClient
+
+import mlflow
 
 if TYPE_CHECKING:
     from tasks.config import Settings

@@ -9,14 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 import pytest
 import requests
+from conftest import env_for_subprocess
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
-from conftest import env_for_subprocess
+import mlflow
 
 ADAPTFLOW = str(Path(sys.executable).parent / "adaptflow")
 MODEL = "access-model"

@@ -1,8 +1,8 @@
 """The CLI's own behaviour: help texts, the strategy list, and fast, clear setting errors."""
+from conftest import ROOT
+
 from flows.cli import list_strategies, main
 from tasks.strategies import registry
-
-from conftest import ROOT
 
 
 def test_strategies_lists_every_registered_one_with_defaults(capsys):

@@ -2,11 +2,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from tasks.config import SettingsError, load_settings
 from tasks.strategies import registry
-
-from conftest import ROOT
 
 
 def write(tmp_path: Path, mutate) -> Path:

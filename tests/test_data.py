@@ -8,8 +8,16 @@ import pandas as pd
 import pytest
 
 from tasks.config import DATASET_KEYS, DataSettings, user_data_override
-from tasks.data.prepare import (PrepareError, clean, column_split, grouped_split, prepare, split_counts, split_rows,
-                                 stratified_split)
+from tasks.data.prepare import (
+    PrepareError,
+    clean,
+    column_split,
+    grouped_split,
+    prepare,
+    split_counts,
+    split_rows,
+    stratified_split,
+)
 from tasks.data.source import decode_problem, detect_format, read_table, resolve_source, separator_hint
 
 RT = DataSettings(source="rt.csv.bz2", processed_dir="data/processed", split_seed=13, text_col="text",

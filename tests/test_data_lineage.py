@@ -8,16 +8,15 @@ import hashlib
 import json
 import subprocess
 
-import mlflow
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from test_data_contract import reviews
 
+import mlflow
 from flows.cli import main
 from tasks.data.dvc import dvc
 from tasks.tracking import use_store
-
-from test_data_contract import reviews
 
 MODEL = "my-reviews"
 

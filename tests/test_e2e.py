@@ -6,14 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 import pytest
+from conftest import env_for_subprocess
 from mlflow.tracking import MlflowClient
 
+import mlflow
 from tasks.evaluation.record import METRICS
-
-from conftest import env_for_subprocess
 
 ADAPTFLOW = str(Path(sys.executable).parent / "adaptflow")
 

@@ -2,16 +2,15 @@
 Great Expectations and MLflow (a store inside a throwaway project)."""
 from __future__ import annotations
 
-import mlflow
 import pytest
+from conftest import ROOT, mlflow_uri
 from mlflow.tracking import MlflowClient
 
+import mlflow
 from flows.specialize import SpecializeInput, specialize
 from tasks.data.dvc import dvc
 from tasks.evaluation.record import METRICS
 from tasks.tracking import use_store
-
-from conftest import ROOT, mlflow_uri
 
 MODEL = "rotten-tomatoes-sentiment"
 EXPERIMENT = "adaptflow-rotten-tomatoes"
@@ -172,8 +171,8 @@ def test_an_adapter_is_refused_on_a_base_that_changed(harness, project_factory, 
     project = project_factory({"model": {"base": str(base)}, "strategies": {"run": ["lora"]}})
     specialize(SpecializeInput(params_file=str(project / "params.yaml"), profile="smoke"))
     client_for(project)
-    from transformers import BertConfig, BertModel
     import torch
+    from transformers import BertConfig, BertModel
     torch.manual_seed(7)
     BertModel(BertConfig.from_pretrained(base)).save_pretrained(base)   # same shapes, other weights
     with pytest.raises(BaseModelError, match=r"was trained on a base with fingerprint .* but .* has fingerprint"):

@@ -5,16 +5,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 import pytest
+from conftest import env_for_subprocess
 from mlflow.tracking import MlflowClient
 
-from tasks.registry.governance import AuditEntry, GovernanceError, champion_stack, metric_deltas, promote, read_history, rollback
-
+import mlflow
+from tasks.registry.governance import (
+    AuditEntry,
+    GovernanceError,
+    champion_stack,
+    metric_deltas,
+    promote,
+    read_history,
+    rollback,
+)
 from tasks.tracking import use_store
-
-from conftest import env_for_subprocess
 
 MODEL = "gov-model"
 ADAPTFLOW = str(Path(sys.executable).parent / "adaptflow")

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import LABELS
 
-from tasks.models.loading import load_tokenizer
 from tasks.evaluation.forgetting import bbc_news, measure_forgetting, probe_accuracy
+from tasks.models.loading import load_tokenizer
 from tasks.strategies import registry
 from tasks.training.loop import seed_everything
-
-from conftest import LABELS
 
 PROBE = dict(n_train=100, n_test=50, max_length=32, seed=13)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from tasks.models.encoding import encode
 from tasks.models.loading import load_tokenizer
 from tasks.training.checkpoint import checkpointing, latest_step
-from tasks.models.encoding import encode
 from tasks.training.loop import LoopConfig, seed_everything, train
 
 LABELS = ["negative", "positive"]

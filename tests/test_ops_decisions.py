@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
+from tasks.config import OpsSettings, parse_section
 from tasks.ops.accelerate_launch import command
 from tasks.ops.retrain import Inputs, decide
 from tasks.tracking import code_version
-from tasks.config import OpsSettings, parse_section
 
 NOW = Inputs(data="d" * 32, code="c" * 16, params="p" * 16, commit="abc1234")
 

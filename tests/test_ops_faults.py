@@ -7,9 +7,9 @@ from __future__ import annotations
 import socket
 import time
 
-import mlflow
 from mlflow.tracking import MlflowClient
 
+import mlflow
 from flows.specialize import SpecializeInput, specialize
 from tasks.tracking import use_store
 

@@ -8,12 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import env_for_subprocess
 from mlflow.tracking import MlflowClient
 
 from tasks.ops.failures import missing_artifacts
 from tasks.ops.servers import free_port, start_mlflow
-
-from conftest import env_for_subprocess
 
 ADAPTFLOW = str(Path(sys.executable).parent / "adaptflow")
 EXPERIMENT = "adaptflow-rotten-tomatoes"

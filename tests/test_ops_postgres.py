@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import env_for_subprocess
 from mlflow.tracking import MlflowClient
 
 from tasks.ops.servers import ServerError, free_port, pg_bin, start_mlflow, start_postgres, start_prefect
-
-from conftest import env_for_subprocess
 
 ADAPTFLOW = str(Path(sys.executable).parent / "adaptflow")
 EXPERIMENT = "adaptflow-rotten-tomatoes"

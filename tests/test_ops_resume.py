@@ -11,8 +11,8 @@ import psutil
 from mlflow.tracking import MlflowClient
 
 from flows.specialize import SpecializeInput, specialize
-from tasks.training.checkpoint import FILE, latest_step
 from tasks.tracking import use_store
+from tasks.training.checkpoint import FILE, latest_step
 
 EXPERIMENT = "adaptflow-rotten-tomatoes"
 

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import psutil
 import requests
+from conftest import env_for_subprocess
 
 from tasks.ops.servers import free_port, port_open
-
-from conftest import env_for_subprocess
 
 ADAPTFLOW = str(Path(sys.executable).parent / "adaptflow")
 

@@ -91,7 +91,6 @@ def test_report_renders_in_headless_chromium(tmp_path):
     """Every figure decodes in a real browser and the page screenshots (Debian's chromium;
     `make setup` installs it where apt-get can)."""
     import pytest
-
     from report_browser import chromium, figure_sizes, screenshot
 
     if chromium() is None:

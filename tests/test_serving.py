@@ -13,33 +13,30 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import requests
+from conftest import LABELS, ROOT, env_for_subprocess
 from mlflow.tracking import MlflowClient
 
-from tasks.models.base import ResolvedBase, load_base
-from tasks.models.loading import load_tokenizer
-from tasks.config import SettingsError
-from tasks.models.encoding import encode
-from tasks.registry.governance import promote, rollback
-from tasks.registry import versions as model_registry
-from tasks.training.artifact import Manifest, params_dict, signature
-from tasks.training.artifact import PYFUNC_ENTRY
+import mlflow
+from tasks.config import ServingSettings, SettingsError, load_settings, parse_section
 from tasks.evaluation.record import StrategyResult
+from tasks.models.base import ResolvedBase, load_base
+from tasks.models.encoding import encode
+from tasks.models.loading import load_tokenizer
+from tasks.registry import versions as model_registry
+from tasks.registry.governance import promote, rollback
 from tasks.serving.batching import pick_batch
 from tasks.serving.checks import RequestError, check_request
 from tasks.serving.follow import Change, plan_changes
 from tasks.serving.run import free_port, start_in_thread
 from tasks.serving.service import Service, ServingError
-from tasks.config import ServingSettings, load_settings, parse_section
 from tasks.strategies import registry
 from tasks.tracking import use_store
+from tasks.training.artifact import PYFUNC_ENTRY, Manifest, params_dict, signature
 from tasks.training.loop import LoopConfig, seed_everything, train
-
-from conftest import LABELS, ROOT, env_for_subprocess
 
 ADAPTER_MODEL, FULL_MODEL = "reviews-lora", "reviews-full"
 POLL = 0.5   # seconds between registry polls in these tests

@@ -7,14 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import LABELS
 
 from tasks.models.base import load_base
-from tasks.training.artifact import Manifest, load_predictor, params_dict, predict_texts
 from tasks.serving.pool import Pool, serving_mode
 from tasks.strategies import registry
+from tasks.training.artifact import Manifest, load_predictor, params_dict, predict_texts
 from tasks.training.loop import seed_everything
-
-from conftest import LABELS
 
 TEXTS = ["a gripping, beautifully acted film", "dull and far too long", "fine", "I laughed, I cried"]
 

@@ -10,16 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import LABELS
 from safetensors import safe_open
 
 import tasks.strategies as package
+from tasks.evaluation.cost import count_parameters
 from tasks.models.encoding import collate
 from tasks.strategies import registry
 from tasks.strategies.registry import Strategy, TrainableParams
-from tasks.evaluation.cost import count_parameters
 from tasks.training.loop import seed_everything
-
-from conftest import LABELS
 
 TEXTS = ["a wonderful, moving film", "dull and far too long", "the best thing this year",
          "a mess from start to finish", "sharp, funny and kind", "i walked out", "pure joy",

@@ -2,13 +2,15 @@
 returned as typed, validated sections (project, data, validation, model, train, evaluation,
 ops, serving, each strategy's params). Every other package reads settings from here.
 May import: tasks.strategies (to validate each strategy's params). Nothing else of tasks."""
-from tasks.config.load import Settings, load_settings, read_dataset_params, user_data_override, with_labels, write_dataset_params
+from tasks.config.load import (Settings, load_settings, read_dataset_params, read_pipeline_account, run_overrides,
+                               user_data_override, with_labels, write_dataset_params)
 from tasks.config.ops import OpsSettings
 from tasks.config.schema import SettingsError, merge, parse_section
-from tasks.config.sections import BUDGET_METRICS, DATASET_KEYS, DataSettings, EvaluationSettings, ModelSettings, ProjectSettings, TrainSettings, ValidationSettings
+from tasks.config.sections import (BUDGET_METRICS, DATASET_KEYS, DataSettings, EvaluationSettings, ModelSettings,
+                                   ProjectSettings, TrainSettings, ValidationSettings)
 from tasks.config.serving import ServingSettings
 
 __all__ = ["BUDGET_METRICS", "DATASET_KEYS", "DataSettings", "EvaluationSettings", "ModelSettings", "OpsSettings",
            "ProjectSettings", "ServingSettings", "Settings", "SettingsError", "TrainSettings",
            "ValidationSettings", "load_settings", "merge", "parse_section", "read_dataset_params",
-           "run_overrides", "user_data_override", "with_labels", "write_dataset_params"]
+           "read_pipeline_account", "run_overrides", "user_data_override", "with_labels", "write_dataset_params"]

@@ -12,7 +12,15 @@ import yaml
 
 from tasks.config.ops import OpsSettings
 from tasks.config.schema import SettingsError, merge, parse_section
-from tasks.config.sections import DATASET_KEYS, DataSettings, EvaluationSettings, ModelSettings, ProjectSettings, TrainSettings, ValidationSettings
+from tasks.config.sections import (
+    DATASET_KEYS,
+    DataSettings,
+    EvaluationSettings,
+    ModelSettings,
+    ProjectSettings,
+    TrainSettings,
+    ValidationSettings,
+)
 from tasks.config.serving import ServingSettings
 
 REQUIRED = ("project", "data", "validation", "model", "train", "strategies")
@@ -109,6 +117,18 @@ def load_settings(
                             f"`accelerate launch`, which needs ops.isolation: process (it is "
                             f"{settings.ops.isolation!r}); set one or the other")
     return settings
+
+
+def read_pipeline_account(params_file: str | Path, profile: str | None = None) -> str | None:
+    """project.pipeline_account with the profile applied: all the reviewer commands (promote,
+    rollback) need, from a params file that may hold nothing else (None when there is none)."""
+    path = Path(params_file)
+    if not path.is_file():
+        return None
+    account = (_merged(path, profile, None).get("project") or {}).get("pipeline_account")
+    if account is not None and not isinstance(account, str):
+        raise SettingsError(f"{path}: project.pipeline_account must be an account name, not {account!r}")
+    return account
 
 
 def _merged(path: Path, profile: str | None, overrides: dict | None) -> dict:

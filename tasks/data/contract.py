@@ -120,8 +120,11 @@ class SplitContract:
 
 def _context(docs_dir: Path | None):
     import great_expectations as gx
-    from great_expectations.data_context.types.base import (DataContextConfig, InMemoryStoreBackendDefaults,
-                                                            ProgressBarsConfig)
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     # GE's ephemeral default adds a Data Docs site in a new temporary folder that is never

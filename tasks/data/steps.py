@@ -41,8 +41,8 @@ def validate_raw_data(settings: Settings, raw: RawData, parent_run_id: str) -> S
     """Gate 1, on the ingested file. Returns the settings with the label set in force: the
     declared one, or (none declared) the one found in the data, which is logged."""
     from tasks.config import with_labels
-    from tasks.data.source import DELIMITERS, detect_format, read_table, separator_hint
     from tasks.data.contract import RawContract, validate_raw
+    from tasks.data.source import DELIMITERS, detect_format, read_table, separator_hint
 
     d = settings.data
     fmt = detect_format(raw.path, d.format)
@@ -138,8 +138,8 @@ def validate_data(settings: Settings, data: DataVersion, base: ResolvedBase, par
                   ) -> dict[str, pd.DataFrame]:
     """Gate 2, the hard gate before training: returns the splits only if every expectation
     holds. Drift against the previous validated version is logged as warnings."""
-    from tasks.data.drift import drift, profile
     from tasks.data.contract import SplitContract, validate_splits
+    from tasks.data.drift import drift, profile
 
     frames = {s: pd.read_parquet(data.split_files[s]) for s in SPLITS}
     v = settings.validation

@@ -130,8 +130,8 @@ def base_probe_accuracy(base_path: str, fingerprint: str, labels: tuple[str, ...
     The fingerprint is part of the key, so a changed base folder is measured again."""
     import json
 
-    from tasks.models.loading import load_classifier, load_tokenizer
     from tasks.models.causal_lm import cache_root
+    from tasks.models.loading import load_classifier, load_tokenizer
 
     key = f"{fingerprint[:16]}-{'_'.join(labels)}-{n_train}-{n_test}-{max_length}-{seed}"
     stored = cache_root() / "forgetting" / f"{key}.json"

@@ -35,11 +35,11 @@ def checkpoint_folder(ctx: RunContext, name: str) -> Path:
 
 @task(name="train + evaluate", task_run_name="strategy: {name}", cache_policy=NO_CACHE)
 def train_strategy(name: str, ctx: RunContext) -> StrategyResult:
-    from tasks.training.checkpoint import checkpointing
     from tasks.ops.failures import record_failure
     from tasks.ops.isolate import Job, run_in_process
-    from tasks.training.run import run_strategy
     from tasks.tracking import use_store
+    from tasks.training.checkpoint import checkpointing
+    from tasks.training.run import run_strategy
 
     ops = ctx.settings.ops
     uri = use_store(ctx.settings.root)    # a Dask worker is a fresh process

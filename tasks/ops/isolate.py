@@ -76,13 +76,12 @@ def run_in_process(job: Job) -> object:
 
 
 def main(job_file: str, out_file: str) -> int:
-    from tasks.training.checkpoint import checkpointing
     from tasks.env import apply_offline_defaults
+    from tasks.training.checkpoint import checkpointing
 
     apply_offline_defaults()
     job: Job = pickle.loads(Path(job_file).read_bytes())
     import mlflow
-
     from tasks.training.run import run_strategy
 
     mlflow.set_tracking_uri(job.tracking_uri)

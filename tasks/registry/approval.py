@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import mlflow
 from mlflow.tracking import MlflowClient
 from prefect import get_run_logger
 from prefect.context import FlowRunContext
@@ -15,6 +14,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import Field
 
+import mlflow
 from tasks.registry.governance import promote
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.training.context import RunContext
 from tasks.evaluation.record import StrategyResult
 from tasks.models.encoding import subset_indices
 from tasks.registry.versions import Registration, TestSet, register_best
 from tasks.tracking import log_json
+from tasks.training.context import RunContext
 
 
 @task(name="register candidate", cache_policy=NO_CACHE)

@@ -10,17 +10,17 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tasks.registry.decisions import Decision, Reference, best_candidate, decide_challenger
-from tasks.models.base import ResolvedBase
+import mlflow
 from tasks.evaluation.metrics import accuracy, macro_f1
-from tasks.strategies import registry
 from tasks.evaluation.record import StrategyResult
+from tasks.models.base import ResolvedBase
+from tasks.registry.decisions import Decision, Reference, best_candidate, decide_challenger
+from tasks.strategies import registry
 
 ALIASES = ("champion", "challenger")
 

@@ -255,8 +255,8 @@ class Pool:
 
     def predict(self, loaded: Loaded, texts: list[str], batch_size: int) -> np.ndarray:
         """Class probabilities, one row per text (on the inference thread)."""
-        from tasks.models.encoding import encode
         from tasks.evaluation.predict import predict_proba
+        from tasks.models.encoding import encode
 
         model = loaded.group.activate(loaded.adapter) if loaded.group is not None else loaded.module
         data = encode(loaded.tokenizer, texts, np.zeros(len(texts), dtype=np.int64), loaded.manifest.max_length)

@@ -6,8 +6,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tasks.serving.service import Service
 from tasks.config import ServingSettings
+from tasks.serving.service import Service
 
 
 def serve(models: list[str], settings: ServingSettings, host: str, port: int) -> None:

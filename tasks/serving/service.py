@@ -20,12 +20,12 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 
+from tasks.config import ServingSettings
 from tasks.serving.batching import Batcher
 from tasks.serving.checks import PredictRequest, RequestError
 from tasks.serving.follow import Change, Route, fetch_version, plan_changes, resolve_aliases
 from tasks.serving.metrics import ServingMetrics
 from tasks.serving.pool import Loaded, Pool
-from tasks.config import ServingSettings
 
 log = logging.getLogger("adaptflow.serving")
 

@@ -1,5 +1,7 @@
 """Every strategy adaptflow can run. Adding one = one module here + one line below.
-May import: tasks.models only. Never MLflow, Prefect or another tasks package."""
+May import: tasks.models only. Never MLflow, Prefect or another tasks package.
+The lines are in registration order, which is the order `all` runs and reports them in."""
+# ruff: noqa: I001
 from tasks.strategies import full_finetune  # noqa: F401
 from tasks.strategies import partial_finetune  # noqa: F401
 from tasks.strategies import lora  # noqa: F401

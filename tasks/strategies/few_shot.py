@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from tasks.models.packaged import SMOLLM2
 from tasks.models.loading import load_frozen, load_tokenizer
+from tasks.models.packaged import SMOLLM2
 from tasks.strategies.registry import Strategy, register
 
 CONFIG_FILE = "few_shot.json"

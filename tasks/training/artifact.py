@@ -86,8 +86,8 @@ def load_predictor(folder: Path):
 
 
 def predict_texts(model, tokenizer, manifest: Manifest, texts: list[str]) -> pd.DataFrame:
-    from tasks.models.encoding import encode
     from tasks.evaluation.predict import predict_proba
+    from tasks.models.encoding import encode
 
     data = encode(tokenizer, texts, np.zeros(len(texts), dtype=np.int64), manifest.max_length)
     probs = predict_proba(model, data, tokenizer.pad_token_id)

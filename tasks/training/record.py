@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Iterator
 
 import mlflow
-
 from tasks.training.artifact import PYFUNC_ENTRY, params_dict, requirements, signature
 from tasks.training.context import RunContext
 from tasks.training.loop import TrainResult
 from tasks.training.strategy_run import Outcome, StrategyInputs
+
 
 @contextmanager
 def strategy_run(ctx: RunContext, inputs: StrategyInputs) -> Iterator[str]:

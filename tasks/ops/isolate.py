@@ -50,6 +50,25 @@ def launch_command(job: Job, job_file: Path, out: Path) -> list[str]:
                    threads_per_process=threads)
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and everything below it: under `accelerate launch` the training
+    processes are started in sessions of their own and would outlive their launcher."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        below = root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    for p in [root, *below]:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    # Not the root: its parent reaps it (psutil would, and Popen.wait would then see no child).
+    psutil.wait_procs(below, timeout=10)
+
+
 def run_in_process(job: Job) -> object:
     """Run the job in a child process and return its StrategyResult (or raise its error)."""
     with tempfile.TemporaryDirectory(prefix=f"adaptflow-{job.name}-") as tmp:
@@ -60,7 +79,7 @@ def run_in_process(job: Job) -> object:
         try:
             code = proc.wait()
         except BaseException:   # the flow is stopping (SIGTERM, Ctrl-C): take the child with it
-            proc.kill()
+            kill_tree(proc.pid)
             proc.wait()
             raise
         if code < 0:

@@ -42,4 +42,7 @@ def epoch_loader(data: Encoded, pad_id: int, batch_size: int, effective_batch: i
         return {**collate([data.input_ids[i] for i in indices], pad_id), "labels": torch.from_numpy(data.labels[indices])}
 
     sampler = EpochBatches(micro_batches(data, batch_size, effective_batch, seed, group_by_length))
-    return DataLoader(_Indices(len(data)), batch_sampler=sampler, collate_fn=collate_fn)
+    # A generator of its own: torch's DataLoader draws a seed for its workers at every iteration
+    # start, from the global generator otherwise, which would shift dropout after a resume.
+    return DataLoader(_Indices(len(data)), batch_sampler=sampler, collate_fn=collate_fn,
+                      generator=torch.Generator().manual_seed(seed))

@@ -11,6 +11,10 @@ from pathlib import Path
 
 from tasks.models.packaged import PACKAGED, BaseModelError
 
+# A model folder has its weights (one file, or an index of shards) and its tokenizer.
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model")
 # Files that define a base's behaviour: weights and tokenizer (not READMEs).
 _FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".gguf")
 _FINGERPRINT_NAMES = ("config.json", "tokenizer.json", "vocab.txt", "tokenizer_config.json",
@@ -37,6 +41,10 @@ def resolve_base_path(name: str, root: Path | None = None) -> Path:
             f"model.base={name!r}: {path} is not a Hugging Face model folder (no config.json); "
             f"use one of {', '.join(PACKAGED)} or a folder written by save_pretrained"
         )
+    for what, names in (("weights", WEIGHT_FILES), ("tokenizer", TOKENIZER_FILES)):
+        if not any((path / n).is_file() for n in names):
+            raise BaseModelError(f"model.base={name!r}: {path} has no {what} (none of {', '.join(names)}); "
+                                 f"save the model and its tokenizer there with save_pretrained")
     return path
 
 

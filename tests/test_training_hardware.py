@@ -1,0 +1,104 @@
+"""Where training runs: the decision (pure), the refusal of hardware that is not there, bf16 on a
+CPU, and your own base model folder."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, env_for_subprocess
+from tasks.config import TrainSettings
+from tasks.training.hardware import HardwareError, Machine, choose
+
+CPU_ONLY, ONE_GPU, OLD_GPU = Machine(0, False), Machine(1, True), Machine(2, False)
+ADAPTFLOW = str(Path(sys.executable).parent / "adaptflow")
+
+
+def test_auto_picks_the_gpu_and_its_precision_and_fp32_on_a_cpu():
+    assert (choose(TrainSettings(), ONE_GPU).device, choose(TrainSettings(), ONE_GPU).precision) == ("cuda", "bf16")
+    assert choose(TrainSettings(), OLD_GPU).precision == "fp16"
+    cpu = choose(TrainSettings(), CPU_ONLY)
+    assert (cpu.device, cpu.precision) == ("cpu", "no") and "fp32" in cpu.reason
+    assert choose(TrainSettings(device="cpu"), ONE_GPU).device == "cpu"
+    assert choose(TrainSettings(mixed_precision="bf16"), CPU_ONLY).precision == "bf16"
+    both = choose(TrainSettings(batch_size=8, grad_accum_steps=2, processes=2), OLD_GPU)
+    assert both.processes == 2 and "effective batch 8 x 2 accumulation x 2 = 32" in both.reason
+
+
+def test_hardware_that_is_not_there_is_refused_with_what_to_change():
+    with pytest.raises(HardwareError, match="no CUDA device.*set train.device: auto or cpu"):
+        choose(TrainSettings(device="cuda"), CPU_ONLY)
+    with pytest.raises(HardwareError, match="2 processes, one per GPU, but this machine has 1"):
+        choose(TrainSettings(processes=2), ONE_GPU)
+    with pytest.raises(ValueError, match="fp16 needs a GPU"):
+        TrainSettings(device="cpu", mixed_precision="fp16")
+    with pytest.raises(HardwareError, match="fp16 needs a GPU"):
+        choose(TrainSettings(mixed_precision="fp16"), CPU_ONLY)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_adaptflow_run_refuses_cuda_here_before_anything_starts(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"]["device"] = "cuda"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    run = subprocess.run([ADAPTFLOW, "run", "--params", str(path)], env=env_for_subprocess(), capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "train.device: cuda, but torch finds no CUDA device" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "mlflow").exists()   # refused before the store, the data or Prefect
+
+
+def test_bf16_trains_on_a_cpu():
+    sys.path.insert(0, str(ROOT / "tests"))
+    from distributed_train import run
+
+    fp32_model, fp32 = run(Path("/dev/null"), 16, 1, 1, 32, None, 4, precision="no")
+    bf16_model, bf16 = run(Path("/dev/null"), 16, 1, 1, 32, None, 4, precision="bf16")
+    assert bf16.steps == fp32.steps == 2 and all(torch.isfinite(torch.tensor(v)) for _, v in bf16.val_loss)
+    # autocast really ran in bf16: the same steps end at (slightly) different weights
+    a = torch.cat([p.flatten() for n, p in fp32_model.named_parameters() if p.requires_grad])
+    b = torch.cat([p.flatten() for n, p in bf16_model.named_parameters() if p.requires_grad])
+    assert 0 < (a - b).abs().max().item() < 1e-2
+
+
+def test_your_own_base_folder_names_what_is_missing(tmp_path, tiny_bert):
+    from tasks.models.base import BaseModelError, load_base
+
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    with pytest.raises(BaseModelError, match="no config.json"):
+        load_base(str(empty))
+    (empty / "config.json").write_text((tiny_bert / "config.json").read_text())
+    with pytest.raises(BaseModelError, match="no weights.*model.safetensors"):
+        load_base(str(empty))
+    base = load_base(str(tiny_bert))
+    assert base.path == tiny_bert and len(base.fingerprint) == 64
+
+
+def test_gradient_checkpointing_on_a_causal_lm_trains_to_the_same_weights(tiny_llama):
+    import numpy as np
+
+    from tasks.models.encoding import Encoded
+    from tasks.strategies import registry
+    from tasks.training.loop import LoopConfig, seed_everything, train
+
+    lora = registry.get("lora")
+    params = lora.parse_params({"target_modules": ["q_proj", "v_proj"], "dropout": 0.0})
+    rng = np.random.default_rng(0)
+    data = Encoded([rng.integers(5, 200, size=int(rng.integers(4, 16))).tolist() for _ in range(32)],
+                   rng.integers(0, 2, size=32))
+    weights = []
+    for checkpointing in (False, True):
+        seed_everything(0)
+        model = lora.build(tiny_llama, ["negative", "positive"], params)
+        cfg = LoopConfig(learning_rate=1e-2, epochs=1, batch_size=8, eval_every=100, patience=3, seed=1,
+                         gradient_checkpointing=checkpointing)
+        train(model, data, data, cfg, pad_id=2, desc="ckpt")
+        assert model.get_base_model().is_gradient_checkpointing == checkpointing
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters() if p.requires_grad]))
+    assert (weights[0] - weights[1]).abs().max().item() < 1e-5

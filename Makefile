@@ -13,7 +13,7 @@ OFFLINE := $(BIN)/python -m tasks.env
 # Prefect's local state (ephemeral server database) stays inside the project.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
-.PHONY: setup demo test bench clean system-packages
+.PHONY: setup demo test bench bench-gpu clean system-packages
 setup: $(STAMP) .dvc/config
 
 # Debian packages some tests use (chromium: the report is opened in a real browser). Installed
@@ -66,6 +66,11 @@ bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(OFFLINE) $(BIN)/python bench/overhead.py --strategies full_finetune
 	$(OFFLINE) $(BIN)/python bench/overhead.py --demo-breakdown   # stages of the last `make demo`, if one ran
 	$(OFFLINE) $(BIN)/python bench/summary.py
+
+# On a machine with CUDA (README, "Hardware"): lora and full_finetune on the default and causal
+# profiles through adaptflow's loop on the GPU; without CUDA it says so and exits 0.
+bench-gpu: setup
+	$(OFFLINE) $(BIN)/python bench/gpu.py
 
 clean:
 	rm -rf $(VENV) .prefect data/raw data/processed mlflow/mlflow.db mlflow/artifacts

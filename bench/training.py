@@ -18,7 +18,8 @@ tables), N_t = the trainable ones; attention-score FLOPs (~2 % at 40 tokens) are
   every adapter      4 N + 2 N_t         the gradient flows back through the frozen base (2N),
                                          weight gradients only for the trained tensors
 MFU = achieved training FLOP/s / the fp32 matmul FLOP/s measured in the same run (training runs
-in fp32); the bf16 peak is printed beside it.
+in fp32); the bf16 peak is printed beside it. With --bf16, adaptflow's loop is also timed with
+train.mixed_precision: bf16 (accelerate's autocast): bf16_vs_fp32 > 1 means bf16 is faster here.
 """
 from __future__ import annotations
 
@@ -63,8 +64,9 @@ def flops_per_token(name: str, n: int, n_trainable: int) -> float:
     return 4 * n + 2 * n_trainable
 
 
-def adaptflow_run(name: str, data: Data, params, settings, steps: int):
-    """Build (not timed) and train with adaptflow's loop; returns (seconds, trainable params)."""
+def adaptflow_run(name: str, data: Data, params, settings, steps: int, precision: str = "no"):
+    """Build (not timed) and train with adaptflow's loop, in fp32 ("no") or bf16 autocast;
+    returns (seconds, trainable params)."""
     from tasks.evaluation.cost import count_parameters
     from tasks.strategies import registry
     from tasks.training.loop import seed_everything, train
@@ -77,7 +79,8 @@ def adaptflow_run(name: str, data: Data, params, settings, steps: int):
     trainable, _ = count_parameters(model)
     subset = data.train.select(list(range(steps * batch_size)))
     tiny_val = data.train.select(list(range(batch_size)))   # train() ends with one validation check
-    cfg = loop_config(params, settings.train, epochs=1, eval_every=10**9)   # the strategy's own grouping
+    cfg = loop_config(params, settings.train, epochs=1, eval_every=10**9, device="cpu",   # the strategy's own grouping
+                      precision=precision)
     return train(model, subset, tiny_val, cfg, data.pad_id, desc=name).train_seconds, trainable
 
 
@@ -100,6 +103,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="training steps per measurement (default 30)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--strategies", default="", help="comma-separated; default: every trainable one")
+    parser.add_argument("--bf16", action="store_true", help="also time adaptflow's loop in bf16 autocast "
+                                                           "(train.mixed_precision: bf16), interleaved with the rest")
     args = parser.parse_args()
 
     from tasks.env import apply_offline_defaults
@@ -133,13 +138,16 @@ def main() -> None:
         params = registry.get(name).parse_params(raw)
         trainable = {}
 
-        def ours():
-            seconds, trainable["n"] = adaptflow_run(name, data, params, settings, args.steps)
+        def ours(precision: str = "no"):
+            seconds, trainable["n"] = adaptflow_run(name, data, params, settings, args.steps, precision)
             return seconds
 
         hf_run(name, data, tokenizer, raw, params.learning_rate, 2, bs, seed)   # warm-up: first-call costs
-        times = interleaved({"adaptflow": ours, "trainer": lambda: hf_run(
-            name, data, tokenizer, raw, params.learning_rate, args.steps, bs, seed)}, args.repeats)
+        runs = {"adaptflow": ours, "trainer": lambda: hf_run(
+            name, data, tokenizer, raw, params.learning_rate, args.steps, bs, seed)}
+        if args.bf16:
+            runs["adaptflow_bf16"] = lambda: ours("bf16")
+        times = interleaved(runs, args.repeats)
         ours_s, hf_s = median(times["adaptflow"]), median(times["trainer"])
         flops = flops_per_token(name, n_matmul, trainable["n"]) * tokens / ours_s
         grouped = settings.train.group_by_length if params.group_by_length is None else params.group_by_length
@@ -147,7 +155,8 @@ def main() -> None:
                      "trainer_ex_per_s": args.steps * bs / hf_s, "speedup": hf_s / ours_s,
                      "tokens_per_s": tokens / ours_s, "gflop_per_s": flops / 1e9,
                      "mfu_fp32": flops / 1e9 / peak["fp32"], "mfu_bf16": flops / 1e9 / peak["bf16"],
-                     "trainable_params": trainable["n"], "seconds": times})
+                     "trainable_params": trainable["n"], "seconds": times}
+                    | ({"bf16_vs_fp32": ours_s / median(times["adaptflow_bf16"])} if args.bf16 else {}))
         print(table(rows[-1:], [c for c in rows[-1] if c != "seconds"]), flush=True)
     print("\n" + table(rows, [c for c in rows[0] if c != "seconds"]))
     out = write("training", {"steps": args.steps, "batch_size": bs, "real_tokens": tokens, "repeats": args.repeats,

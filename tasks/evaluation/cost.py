@@ -13,7 +13,7 @@ import psutil
 import torch
 from torch import nn
 
-from tasks.models.encoding import Encoded, collate
+from tasks.models.encoding import Encoded, collate, on_device
 
 
 @dataclass(frozen=True)
@@ -47,18 +47,27 @@ def measure_speed(model: nn.Module, data: Encoded, pad_id: int, singles: int = 4
     on real test examples (the first ones, so every strategy sees the same inputs)."""
     model.eval()
     n = len(data)
-    model(**collate([data.input_ids[0]], pad_id))   # warm-up: first-call allocations are not latency
+    call = lambda rows: _synced(model, collate(rows, pad_id))
+    call([data.input_ids[0]])   # warm-up: first-call allocations are not latency
     times = []
     for i in range(min(singles, n)):
         start = time.perf_counter()
-        model(**collate([data.input_ids[i]], pad_id))
+        call([data.input_ids[i]])
         times.append(1000 * (time.perf_counter() - start))
     rows = [data.input_ids[i % n] for i in range(batches * batch_size)]
     start = time.perf_counter()
     for b in range(batches):
-        model(**collate(rows[b * batch_size:(b + 1) * batch_size], pad_id))
+        call(rows[b * batch_size:(b + 1) * batch_size])
     elapsed = time.perf_counter() - start
     return Speed(statistics.median(times), float(np.percentile(times, 95)), len(rows) / elapsed)
+
+
+def _synced(model: nn.Module, inputs: dict[str, torch.Tensor]):
+    """One forward pass, finished when it returns (a GPU runs asynchronously)."""
+    out = model(**on_device(inputs, model))
+    if next(model.parameters()).is_cuda:
+        torch.cuda.synchronize()
+    return out
 
 
 class PeakRSS:
@@ -93,7 +102,7 @@ def merged_speed_metrics(model: nn.Module, merge, data: Encoded, pad_id: int) ->
     """Latency and throughput of the merged copy, measured exactly like the adapter's, and the
     largest logit difference between the two on a batch of test examples (should be ~1e-6)."""
     merged = merge(model)
-    batch = collate(data.input_ids[:32], pad_id)
+    batch = on_device(collate(data.input_ids[:32], pad_id), model)
     diff = (merged(**batch).logits - model(**batch).logits).abs().max().item()
     speed = {f"merged_{k}": v for k, v in asdict(measure_speed(merged, data, pad_id)).items()}
     return speed | {"merged_max_abs_logit_diff": diff}

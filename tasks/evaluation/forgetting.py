@@ -21,7 +21,7 @@ from torch import nn
 
 from tasks.config import EvaluationSettings
 from tasks.models.base import ResolvedBase
-from tasks.models.encoding import Encoded, batches, encode
+from tasks.models.encoding import Encoded, batches, encode, on_device
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ def features(model: nn.Module, data: Encoded, pad_id: int, batch_size: int = 32)
     model.eval()
     out: np.ndarray | None = None
     for idx, inputs, _ in batches(data, batch_size, pad_id):
+        inputs = on_device(inputs, model)
         hidden = model(**inputs, output_hidden_states=True).hidden_states[-1].float()
         mask = inputs["attention_mask"]
         # Prompt tuning prepends virtual tokens: the example's own positions are the last ones.
@@ -87,7 +88,7 @@ def features(model: nn.Module, data: Encoded, pad_id: int, batch_size: int = 32)
         pooled = (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
         if out is None:
             out = np.zeros((len(data), pooled.shape[1]), dtype=np.float32)
-        out[idx] = pooled.numpy()
+        out[idx] = pooled.cpu().numpy()
     return out
 
 

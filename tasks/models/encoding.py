@@ -50,6 +50,13 @@ def collate(rows: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask}
 
 
+def on_device(inputs: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The batch on the device the model's weights are on (after GPU training they are on the GPU;
+    on a CPU this moves nothing)."""
+    device = next(model.parameters()).device
+    return {k: v.to(device) for k, v in inputs.items()}
+
+
 def length_grouped_order(lengths: list[int], batch_size: int, seed: int, pool_batches: int = 50) -> np.ndarray:
     """A shuffled order in which each batch holds examples of similar length (the idea of
     Hugging Face's LengthGroupedSampler): a seeded permutation is cut into pools of

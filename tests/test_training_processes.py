@@ -89,3 +89,26 @@ def test_two_processes_resume_from_a_checkpoint_to_the_same_weights(tmp_path):
     assert max_difference(out, reference) < TOLERANCE
     assert torch.equal(load_file(str(out))["base_model.model.classifier.modules_to_save.default.weight"],
                        load_file(str(reference))["base_model.model.classifier.modules_to_save.default.weight"])
+
+
+def test_the_flow_trains_a_strategy_in_two_processes_and_records_it_once(harness, project_factory, tiny_bert):
+    """train.processes: 2 through `adaptflow run`'s own path: the strategy's process starts under
+    `accelerate launch`, both processes train, only the main one logs to MLflow and answers."""
+    from mlflow.tracking import MlflowClient
+
+    from flows.specialize import SpecializeInput, specialize
+    from tasks.tracking import use_store
+
+    project = project_factory({"model": {"base": str(tiny_bert)}, "train": {"processes": 2},
+                               "profiles": {"smoke": {"ops": {"isolation": "process"}}}})
+    out = specialize(SpecializeInput(params_file=str(project / "params.yaml"), profile="smoke", strategies=["lora"]))
+    assert not out.failed and out.candidate == "lora"
+    use_store(project)
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("adaptflow-rotten-tomatoes").experiment_id],
+                              f"tags.mlflow.parentRunId = '{out.parent_run_id}'")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    params = runs[0].data.params
+    assert params["train.processes"] == "2" and params["train.device_used"] == "cpu"
+    assert params["train.effective_batch"] == str(2 * int(params["train.batch_size"]))
+    assert runs[0].data.metrics["test_accuracy"] > 0

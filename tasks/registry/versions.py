@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -59,10 +58,17 @@ class TestSet:
 
 
 def rescore(model_name: str, version: str, test: TestSet, metric_name: str) -> float:
-    model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version}")
+    """The version's score on `test`, predicted through adaptflow's own loader (its manifest names
+    the strategy; weights are safetensors): no code stored with the version runs."""
+    import tempfile
+
+    from tasks.training.artifact import fetch_version, load_predictor, predict_texts
+
+    with tempfile.TemporaryDirectory(prefix="adaptflow-rescore-") as tmp:
+        model, tokenizer, manifest = load_predictor(fetch_version(model_name, version, Path(tmp)))
+        predicted = predict_texts(model, tokenizer, manifest, test.texts)["label"]
     names = {n: i for i, n in enumerate(test.label_names)}
-    predicted = model.predict(pd.DataFrame({"text": test.texts}))["label"].map(names).to_numpy()
-    return float(RESCORABLE[metric_name](test.labels, predicted, len(test.label_names)))
+    return float(RESCORABLE[metric_name](test.labels, predicted.map(names).to_numpy(), len(test.label_names)))
 
 
 def reference(client: MlflowClient, model_name: str, alias: str, metric_name: str,

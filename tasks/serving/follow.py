@@ -3,9 +3,7 @@ fetching a version's artifact folder."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-import yaml
 from mlflow.exceptions import MlflowException
 
 Route = tuple[str, str]   # (registered model, alias)
@@ -49,17 +47,3 @@ def resolve_aliases(client, models: list[str], aliases: list[str]) -> dict[Route
                     raise
                 out[(model, alias)] = None
     return out
-
-
-def fetch_version(model: str, version: str, dest: Path) -> Path:
-    """Download `models:/model/version` under dest; returns its strategy folder (the pyfunc's
-    `strategy` artifact, which holds the Manifest)."""
-    import mlflow
-
-    dest.mkdir(parents=True, exist_ok=True)
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model}/{version}", dst_path=str(dest)))
-    mlmodel = yaml.safe_load((local / "MLmodel").read_text())
-    artifacts = mlmodel.get("flavors", {}).get("python_function", {}).get("artifacts", {})
-    if "strategy" not in artifacts:
-        raise ValueError(f"{model} v{version} was not logged by adaptflow (no `strategy` artifact in its MLmodel)")
-    return local / artifacts["strategy"]["path"]

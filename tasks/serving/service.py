@@ -23,7 +23,8 @@ from mlflow.exceptions import MlflowException
 from tasks.config import ServingSettings
 from tasks.serving.batching import Batcher
 from tasks.serving.checks import PredictRequest, RequestError
-from tasks.serving.follow import Change, Route, fetch_version, plan_changes, resolve_aliases
+from tasks.serving.follow import Change, Route, plan_changes, resolve_aliases
+from tasks.training.artifact import fetch_version
 from tasks.serving.metrics import ServingMetrics
 from tasks.serving.pool import Loaded, Pool
 

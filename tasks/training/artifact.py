@@ -118,3 +118,18 @@ class AdaptflowModel(mlflow.pyfunc.PythonModel):
         if bad:
             raise ValueError(f"texts must be non-empty strings; bad at position(s) {bad[:10]}")
         return predict_texts(self._model, self._tokenizer, self._manifest, texts)
+
+
+def fetch_version(model: str, version: str, dest: Path) -> Path:
+    """Download `models:/model/version` under dest; returns its strategy folder (the pyfunc's
+    `strategy` artifact, which holds the Manifest). A version logged by anything else is refused."""
+    import mlflow
+    import yaml
+
+    dest.mkdir(parents=True, exist_ok=True)
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model}/{version}", dst_path=str(dest)))
+    mlmodel = yaml.safe_load((local / "MLmodel").read_text())
+    artifacts = mlmodel.get("flavors", {}).get("python_function", {}).get("artifacts", {})
+    if "strategy" not in artifacts:
+        raise ValueError(f"{model} v{version} was not logged by adaptflow (no `strategy` artifact in its MLmodel)")
+    return local / artifacts["strategy"]["path"]

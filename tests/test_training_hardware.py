@@ -53,12 +53,12 @@ def test_adaptflow_run_refuses_cuda_here_before_anything_starts(tmp_path):
     assert not (tmp_path / "mlflow").exists()   # refused before the store, the data or Prefect
 
 
-def test_bf16_trains_on_a_cpu():
+def test_bf16_trains_on_a_cpu(tmp_path):
     sys.path.insert(0, str(ROOT / "tests"))
     from distributed_train import run
 
-    fp32_model, fp32 = run(Path("/dev/null"), 16, 1, 1, 32, None, 4, precision="no")
-    bf16_model, bf16 = run(Path("/dev/null"), 16, 1, 1, 32, None, 4, precision="bf16")
+    fp32_model, fp32 = run(tmp_path / "fp32.safetensors", 16, 1, 1, 32, None, 4, precision="no")
+    bf16_model, bf16 = run(tmp_path / "bf16.safetensors", 16, 1, 1, 32, None, 4, precision="bf16")
     assert bf16.steps == fp32.steps == 2 and all(torch.isfinite(torch.tensor(v)) for _, v in bf16.val_loss)
     # autocast really ran in bf16: the same steps end at (slightly) different weights
     a = torch.cat([p.flatten() for n, p in fp32_model.named_parameters() if p.requires_grad])

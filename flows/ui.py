@@ -24,8 +24,11 @@ def run_ui(params_file: str, prefect_port: int, mlflow_port: int) -> int:
     home = Path(os.environ.get("PREFECT_HOME") or root / ".prefect")
     store = root / "mlflow"
     logs = root / ".cache" / "ui"
-    # SIGTERM behaves like Ctrl-C: both servers are stopped, not orphaned.
+    # SIGTERM behaves like Ctrl-C: both servers are stopped, not orphaned. SIGINT gets the same
+    # handler explicitly: a shell starts background jobs with SIGINT ignored, and Python then
+    # leaves it ignored, so Ctrl-C (or `kill -INT`) would not stop `adaptflow ui &`.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     servers = []
     try:
         servers.append(start_prefect(prefect_port, home, log=logs / "prefect-server.log"))

@@ -83,7 +83,10 @@ def active() -> Checkpointing | None:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    # Plain numbers and tensors only, so a checkpoint loads with weights_only=True (no unpickling).
+    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -91,7 +94,8 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -138,8 +142,8 @@ def _shallow(obj) -> dict:
 
 
 def _read(path: Path) -> dict:
-    # Our own file (numpy RNG state and Python tuples inside): not a weights-only load.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    # Tensors, numbers, strings and containers only: nothing in a checkpoint is unpickled as code.
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def load(folder: Path) -> Checkpoint | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from tasks.models.heads import Head
 from tasks.env import apply_offline_defaults
 
 
@@ -42,7 +43,7 @@ def main() -> None:
     params = strategy.parse_params({})
     params = replace(params, demonstrations=draw_demonstrations(train, labels, params.k, params.demo_seed))
     base = resolve_base_path(SMOLLM2)
-    model = strategy.build(base, labels, params)
+    model = strategy.build(base, Head.for_task('classification', labels), params)
     encoded = load_tokenizer(base)(test["text"].tolist(), truncation=True, max_length=64)["input_ids"]
     rows = [model._own_tokens(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0]
             for ids in encoded]

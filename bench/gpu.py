@@ -65,7 +65,7 @@ def one_run(profile: str | None, name: str, steps: int, test_examples: int, peak
     bs = settings.train.batch_size
     train_set = inputs.splits["train"].select(list(range(min(steps * bs, len(inputs.splits["train"])))))
     seed_everything(settings.train.seed)
-    model = inputs.strategy.build(base.path, inputs.labels, inputs.params)
+    model = inputs.strategy.build(base.path, inputs.head, inputs.params)
     trainable, _ = count_parameters(model)
     cfg = loop_config(inputs.params, settings.train, hardware, epochs=1, eval_every=10**9, group_by_length=True)
     if device == "cuda":

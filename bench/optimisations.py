@@ -33,6 +33,7 @@ def step_loop(model, data: Data, steps: int, batch_size: int, seed: int, padding
     import torch
     from torch import nn
 
+    from tasks.models.heads import Head
     from tasks.models.encoding import collate, length_grouped_order
 
     subset = data.train.select(np.arange(steps * batch_size))
@@ -80,7 +81,7 @@ def measure(name: str, data: Data, params, steps: int, batch_size: int, seed: in
     def run(label: str, v: dict):
         def go():
             seed_everything(seed)
-            model = strategy.build(data.base_path, data.labels, params)
+            model = strategy.build(data.base_path, Head.for_task('classification', data.labels), params)
             torch.set_num_threads(v.get("threads", threads))
             try:
                 seconds, losses[label] = step_loop(model, data, steps, batch_size, seed, v["padding"],

@@ -26,6 +26,7 @@ from bench.common import ROOT, table, write  # noqa: E402
 
 
 def warm_forgetting_cache(params: str, profile: str | None) -> None:
+    from tasks.models.heads import Head
     from tasks.config import load_settings
     from tasks.evaluation.forgetting import base_probe_accuracy
     from tasks.models.base import load_base
@@ -33,7 +34,7 @@ def warm_forgetting_cache(params: str, profile: str | None) -> None:
     s = load_settings(params, profile)
     ev, base = s.evaluation, load_base(s.model.base, s.root)
     if ev.measures_forgetting:
-        base_probe_accuracy(str(base.path), base.fingerprint, tuple(s.validation.labels), ev.forgetting_train_examples,
+        base_probe_accuracy(str(base.path), base.fingerprint, Head.for_task('classification', s.validation.labels), ev.forgetting_train_examples,
                             ev.forgetting_test_examples, ev.forgetting_max_length, s.train.seed)
 
 

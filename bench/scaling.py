@@ -27,6 +27,7 @@ SEQUENCE = ["lora", "ia3", "prompt_tuning", "bottleneck_adapter"]
 
 def child(names: list[str], n: int) -> dict:
     """In this process: build and train each strategy on n examples; seconds and peak RSS."""
+    from tasks.models.heads import Head
     from tasks.env import apply_offline_defaults
 
     apply_offline_defaults()
@@ -50,7 +51,7 @@ def child(names: list[str], n: int) -> dict:
         strategy = registry.get(name)
         params = strategy.parse_params(dict(s.strategy_params.get(name, {})))
         seed_everything(s.train.seed)
-        model = strategy.build(data.base_path, data.labels, params)
+        model = strategy.build(data.base_path, Head.for_task('classification', data.labels), params)
         cfg = loop_config(params, s.train, epochs=1, eval_every=10**9)
         train_seconds += train(model, subset, val, cfg, data.pad_id, desc=f"{name} n={n}").train_seconds
         del model

@@ -51,6 +51,7 @@ def texts(n: int) -> list[str]:
 def save_version(folder: Path, strategy_name: str, seed: int) -> Path:
     import torch
 
+    from tasks.models.heads import Head
     from tasks.models.base import load_base
     from tasks.strategies import registry
     from tasks.training.artifact import Manifest, params_dict
@@ -60,7 +61,7 @@ def save_version(folder: Path, strategy_name: str, seed: int) -> Path:
     strategy = registry.get(strategy_name)
     params = strategy.parse_params({})
     seed_everything(seed)
-    model = strategy.build(base.path, LABELS, params)
+    model = strategy.build(base.path, Head.for_task('classification', LABELS), params)
     with torch.no_grad():   # distinct weights per version (stand-ins for trained ones)
         for p in model.parameters():
             if p.requires_grad:

@@ -50,6 +50,7 @@ def matmul_gflops(dtype: str, n: int = 2048, repeats: int = 5) -> float:
 
 
 def matmul_params(base_path: Path) -> int:
+    from tasks.models.heads import Head
     from tasks.models.loading import load_classifier
 
     model = load_classifier(base_path, ["a", "b"])
@@ -75,7 +76,7 @@ def adaptflow_run(name: str, data: Data, params, settings, steps: int, precision
     batch_size, seed = settings.train.batch_size, settings.train.seed
     strategy = registry.get(name)
     seed_everything(seed)
-    model = strategy.build(data.base_path, data.labels, params)
+    model = strategy.build(data.base_path, Head.for_task('classification', data.labels), params)
     trainable, _ = count_parameters(model)
     subset = data.train.select(list(range(steps * batch_size)))
     tiny_val = data.train.select(list(range(batch_size)))   # train() ends with one validation check

@@ -56,12 +56,17 @@ def _run_command(sub) -> None:
                                           "(default: strategies.run in params)")
     run.add_argument("--base", metavar="PATH", help="your own base model: a local Hugging Face model folder, "
                                                     "encoder or causal LM (default: model.base in params)")
+    run.add_argument("--task", choices=["classification", "generation"],
+                     help="what the model learns: a label per text, or a text per input (default: task in "
+                          "params; the headlines profile is generation)")
     own = run.add_argument_group(
         "your own data", "A CSV, TSV, JSONL or Parquet file instead of data.source in params; the dataset "
                          "keys under data: then start from their defaults (README, \"Your own data\").")
     own.add_argument("--data", metavar="FILE", help="the data file (relative to the current folder)")
-    own.add_argument("--text-col", help="the text column (default: text)")
+    own.add_argument("--text-col", "--input-col", dest="text_col",
+                     help="the text column; generation: the input column (default: text)")
     own.add_argument("--label-col", help="the label column (default: label)")
+    own.add_argument("--target-col", help="generation: the column holding the text to write")
     own.add_argument("--split-col", help="the file's own split column, values train/validation/test")
     own.add_argument("--group-col", help="split grouped by this column: no group in two splits")
     own.add_argument("--labels", help="comma-separated declared label set (default: inferred and logged)")
@@ -247,7 +252,8 @@ def data_input(args) -> dict | None:
     """The --data options as the flow's `data` form (None without --data)."""
     from pathlib import Path
 
-    columns = {"text_col": args.text_col, "label_col": args.label_col, "split_col": args.split_col,
+    columns = {"text_col": args.text_col, "label_col": args.label_col, "target_col": args.target_col,
+               "split_col": args.split_col,
                "group_col": args.group_col}
     if not args.data:
         given = [f"--{k.replace('_', '-')}" for k, v in columns.items() if v] + (["--labels"] if args.labels else [])
@@ -271,7 +277,7 @@ def _run(args) -> int:
     base = str(Path(args.base).expanduser().resolve()) if args.base else None
     try:  # fail in a second, before Prefect starts, when a setting or the hardware is wrong
         data = data_input(args)
-        settings = load_settings(args.params, args.profile, strategies, run_overrides(data, base))
+        settings = load_settings(args.params, args.profile, strategies, run_overrides(data, base, args.task))
         check_hardware(settings.train)
         if base:
             resolve_base_path(base)
@@ -287,7 +293,7 @@ def _run(args) -> int:
     from flows.specialize import SpecializeInput, specialize
 
     state = specialize(SpecializeInput(params_file=args.params, profile=args.profile, strategies=strategies,
-                                       data=data, base=base, await_approval=args.await_approval),
+                                       data=data, base=base, task=args.task, await_approval=args.await_approval),
                        return_state=True)
     if state.is_completed():
         out = state.result()

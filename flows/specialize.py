@@ -3,6 +3,7 @@ train each strategy (apart: one failing does not stop the others) -> register ->
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
@@ -25,8 +26,9 @@ class DataInput(BaseModel):
     """The user's own data file (replaces the dataset described under `data:` in params)."""
 
     path: str = Field(description="CSV, TSV, JSONL or Parquet file (optionally .gz/.bz2/.xz/.zip)")
-    text_col: str | None = Field(None, description="the text column (default: text)")
+    text_col: str | None = Field(None, description="the text column; generation: the input (default: text)")
     label_col: str | None = Field(None, description="the label column (default: label)")
+    target_col: str | None = Field(None, description="generation: the column holding the text to write")
     split_col: str | None = Field(None, description="the file's own split column: train/validation/test")
     group_col: str | None = Field(None, description="split grouped by this column (no group in two splits)")
     labels: list[str] | None = Field(None, description="the declared label set; default: inferred and logged")
@@ -41,6 +43,8 @@ class SpecializeInput(BaseModel):
     data: DataInput | None = Field(None, description="your own data file; default: data.source in params")
     base: str | None = Field(None, description="your own base model: a local Hugging Face model folder "
                                                "(absolute path); default: model.base in params")
+    task: Literal["classification", "generation"] | None = Field(
+        None, description="a label per text, or a text per input; default: task in params")
     await_approval: bool = Field(False, description="after proposing a challenger, pause for a reviewer's "
                                                     "approve/reject in the Prefect UI")
 
@@ -62,7 +66,7 @@ class SpecializeOutput:
 @flow(name="specialize", log_prints=True)
 def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
     data = run.data.model_dump() if run.data else None
-    settings = load_settings(run.params_file, run.profile, run.strategies, run_overrides(data, run.base))
+    settings = load_settings(run.params_file, run.profile, run.strategies, run_overrides(data, run.base, run.task))
     hardware = check_hardware(settings.train)   # a wrong device fails here, before any data is read
     check_tracking(tracking_uri(settings.root), settings.ops.tracking_check_seconds)   # seconds, not minutes
     base = resolve_base(settings.model.base, settings.root)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import LABELS
 
+from tasks.models.heads import Head
 from tasks.evaluation.forgetting import bbc_news, measure_forgetting, probe_accuracy
 from tasks.models.loading import load_tokenizer
 from tasks.strategies import registry
@@ -44,8 +45,8 @@ def test_bbc_news_draw_is_reproducible_and_covers_every_topic():
 def _forgetting(tiny_bert: Path, name: str, overrides: dict | None = None):
     strategy = registry.get(name)
     seed_everything(0)
-    model = strategy.build(tiny_bert, LABELS, strategy.parse_params(overrides or {}))
-    return model, measure_forgetting(model, tiny_bert, "tiny", LABELS, load_tokenizer(tiny_bert), **PROBE)
+    model = strategy.build(tiny_bert, Head.for_task('classification', LABELS), strategy.parse_params(overrides or {}))
+    return model, measure_forgetting(model, tiny_bert, "tiny", Head.for_task('classification', LABELS), load_tokenizer(tiny_bert), **PROBE)
 
 
 def test_an_adapter_that_changes_nothing_forgets_nothing(tiny_bert: Path):
@@ -65,7 +66,7 @@ def test_every_kind_of_adapter_gives_features(tiny_bert: Path, name: str):
         with torch.no_grad():
             for p in model.bert.encoder.parameters():
                 p.add_(torch.randn_like(p) * 0.5)
-        result = measure_forgetting(model, tiny_bert, "tiny", LABELS, load_tokenizer(tiny_bert), **PROBE)
+        result = measure_forgetting(model, tiny_bert, "tiny", Head.for_task('classification', LABELS), load_tokenizer(tiny_bert), **PROBE)
         assert result.probe_accuracy != result.base_probe_accuracy
     assert 0.0 <= result.probe_accuracy <= 1.0
     assert -100 <= result.delta_points <= 100

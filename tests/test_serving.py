@@ -21,6 +21,7 @@ from conftest import LABELS, ROOT, env_for_subprocess
 from mlflow.tracking import MlflowClient
 
 import mlflow
+from tasks.models.heads import Head
 from tasks.config import ServingSettings, SettingsError, load_settings, parse_section
 from tasks.evaluation.record import StrategyResult
 from tasks.models.base import ResolvedBase, load_base
@@ -125,7 +126,7 @@ def register_version(tmp: Path, base: ResolvedBase, model_name: str, strategy_na
     strategy = registry.get(strategy_name)
     params = strategy.parse_params({})
     seed_everything(seed)
-    model = strategy.build(base.path, LABELS, params)
+    model = strategy.build(base.path, Head.for_task('classification', LABELS), params)
     tokenizer = load_tokenizer(base.path)
     data = encode(tokenizer, TRAIN[0], np.array(TRAIN[1]), 32)
     train(model, data, data.subset(4, seed), LoopConfig(learning_rate=params.learning_rate, epochs=1, batch_size=8,

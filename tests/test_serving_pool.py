@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import LABELS
 
+from tasks.models.heads import Head
 from tasks.models.base import load_base
 from tasks.serving.pool import Pool, serving_mode
 from tasks.strategies import registry
@@ -24,7 +25,7 @@ def saved_version(tmp: Path, base, strategy_name: str, seed: int, fingerprint: s
     strategy = registry.get(strategy_name)
     params = strategy.parse_params({})
     seed_everything(seed)
-    model = strategy.build(base.path, LABELS, params)
+    model = strategy.build(base.path, Head.for_task('classification', LABELS), params)
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:

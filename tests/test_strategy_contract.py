@@ -14,6 +14,7 @@ from conftest import LABELS
 from safetensors import safe_open
 
 import tasks.strategies as package
+from tasks.models.heads import Head
 from tasks.evaluation.cost import count_parameters
 from tasks.models.encoding import collate
 from tasks.strategies import registry
@@ -41,7 +42,7 @@ CASES = [(name, kind) for name in registry.names() for kind in ("bert", "llama")
 def test_unsupported_base_is_refused_clearly(name: str, kind: str, request):
     strategy = registry.get(name)
     with pytest.raises(ValueError, match=UNSUPPORTED[(name, kind)]):
-        strategy.build(request.getfixturevalue(f"tiny_{kind}"), LABELS, strategy.parse_params({}))
+        strategy.build(request.getfixturevalue(f"tiny_{kind}"), Head.for_task('classification', LABELS), strategy.parse_params({}))
 
 
 def _batch(base_dir: Path):
@@ -63,7 +64,10 @@ def test_every_strategy_module_is_registered():
                if not m.name.startswith("_") and m.name != "registry"}
     for name in modules:
         importlib.import_module(f"tasks.strategies.{name}")
-    assert modules <= set(registry.names()), f"modules without registration: {modules - set(registry.names())}"
+    # A module is named after its strategy; a second implementation of a name for another task
+    # is <name>_<task> (zero_shot_generation).
+    registered = set(registry.names()) | {f"{n}_generation" for n in registry.names("generation")}
+    assert modules <= registered, f"modules without registration: {modules - registered}"
 
 
 def test_registrar_rejects_bad_and_duplicate_names():
@@ -91,7 +95,7 @@ def _inactive_adapter_warnings(caplog) -> list[str]:
 def test_an_inactive_adapter_is_detected(tiny_bert: Path, caplog):
     """The check below can fail: deactivate the adapter and the warning is caught."""
     strategy = registry.get("bottleneck_adapter")
-    model = strategy.build(tiny_bert, LABELS, strategy.parse_params({}))
+    model = strategy.build(tiny_bert, Head.for_task('classification', LABELS), strategy.parse_params({}))
     model.set_active_adapters(None)
     with caplog.at_level("WARNING"):
         model(**_batch(tiny_bert))
@@ -112,7 +116,7 @@ def test_strategy_contract(name: str, kind: str, request, tmp_path: Path, caplog
     if name == "few_shot":
         params = _few_shot_demos(params)
     seed_everything(0)
-    model = strategy.build(tiny_base, LABELS, params)
+    model = strategy.build(tiny_base, Head.for_task('classification', LABELS), params)
     # `adapters` logs the inactive-adapter warning once inside train_adapter itself, while it
     # switches the adapter on; only forward passes after building are checked.
     caplog.clear()
@@ -164,7 +168,7 @@ def test_strategy_contract(name: str, kind: str, request, tmp_path: Path, caplog
 
     seed_everything(123)  # a different seed: reloading must not depend on the RNG
     assert not _inactive_adapter_warnings(caplog), f"{name}: an adapter was not active while training"
-    reloaded = strategy.load(tiny_base, out, LABELS, params)
+    reloaded = strategy.load(tiny_base, out, Head.for_task('classification', LABELS), params)
     caplog.clear()
     with torch.no_grad():
         after = reloaded(**batch).logits
@@ -175,12 +179,12 @@ def test_strategy_contract(name: str, kind: str, request, tmp_path: Path, caplog
 def test_partial_finetune_refuses_to_freeze_every_layer(tiny_bert: Path):
     strategy = registry.get("partial_finetune")
     with pytest.raises(ValueError, match="freezes all 2 layers; use at most 1"):
-        strategy.build(tiny_bert, LABELS, strategy.parse_params({"frozen_layers": 2}))
+        strategy.build(tiny_bert, Head.for_task('classification', LABELS), strategy.parse_params({"frozen_layers": 2}))
 
 
 def test_partial_finetune_freezes_exactly_the_lower_layers(tiny_bert: Path):
     strategy = registry.get("partial_finetune")
-    model = strategy.build(tiny_bert, LABELS, strategy.parse_params({"frozen_layers": 1}))
+    model = strategy.build(tiny_bert, Head.for_task('classification', LABELS), strategy.parse_params({"frozen_layers": 1}))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert not any(n.startswith("bert.embeddings") or ".layer.0." in n for n in trainable)
     assert any(".layer.1." in n for n in trainable) and any("classifier" in n for n in trainable)
@@ -188,7 +192,7 @@ def test_partial_finetune_freezes_exactly_the_lower_layers(tiny_bert: Path):
 
 def test_few_shot_cached_scores_equal_uncached(tiny_llama: Path):
     strategy = registry.get("few_shot")
-    model = strategy.build(tiny_llama, LABELS, _few_shot_demos(strategy.parse_params({})))
+    model = strategy.build(tiny_llama, Head.for_task('classification', LABELS), _few_shot_demos(strategy.parse_params({})))
     batch = _batch(tiny_llama)
     rows = model._own_tokens(batch["input_ids"], batch["attention_mask"])
     assert all(r and r[0] != model.bos for r in rows)
@@ -198,12 +202,12 @@ def test_few_shot_cached_scores_equal_uncached(tiny_llama: Path):
 def test_few_shot_calibration_removes_the_content_free_label_bias(tiny_llama: Path):
     strategy = registry.get("few_shot")
     params = _few_shot_demos(strategy.parse_params({}))
-    model = strategy.build(tiny_llama, LABELS, params)
+    model = strategy.build(tiny_llama, Head.for_task('classification', LABELS), params)
     batch = _batch(tiny_llama)
     raw = model.score(model._own_tokens(batch["input_ids"], batch["attention_mask"]))
     p_free = torch.softmax(model.score(model.content_free), -1).mean(0)
     torch.testing.assert_close(model(**batch).logits, raw - torch.log(p_free), rtol=0, atol=1e-6)
-    plain = strategy.build(tiny_llama, LABELS, dataclasses.replace(params, calibrate=False))
+    plain = strategy.build(tiny_llama, Head.for_task('classification', LABELS), dataclasses.replace(params, calibrate=False))
     torch.testing.assert_close(plain(**batch).logits, raw, rtol=0, atol=0)
 
 
@@ -237,7 +241,7 @@ def test_an_adapter_is_refused_on_another_base(tiny_bert: Path, tmp_path: Path):
     params = strategy.parse_params({})
     folder = tmp_path / "lora"
     folder.mkdir()
-    strategy.save(strategy.build(tiny_bert, LABELS, params), folder)
+    strategy.save(strategy.build(tiny_bert, Head.for_task('classification', LABELS), params), folder)
     trained_on = load_base(str(tiny_bert))
     Manifest("lora", dataclasses.asdict(params), LABELS, 32, str(other), trained_on.fingerprint, "adapter").write(folder)
     with pytest.raises(BaseModelError, match=f"trained on a base with fingerprint {trained_on.fingerprint[:12]}"):

@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from conftest import ROOT, env_for_subprocess
+from tasks.models.heads import Head
 from tasks.config import TrainSettings
 from tasks.training.hardware import HardwareError, Machine, choose
 
@@ -95,7 +96,7 @@ def test_gradient_checkpointing_on_a_causal_lm_trains_to_the_same_weights(tiny_l
     weights = []
     for checkpointing in (False, True):
         seed_everything(0)
-        model = lora.build(tiny_llama, ["negative", "positive"], params)
+        model = lora.build(tiny_llama, Head.for_task('classification', ['negative', 'positive']), params)
         cfg = LoopConfig(learning_rate=1e-2, epochs=1, batch_size=8, eval_every=100, patience=3, seed=1,
                          gradient_checkpointing=checkpointing)
         train(model, data, data, cfg, pad_id=2, desc="ckpt")

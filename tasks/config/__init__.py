@@ -6,11 +6,11 @@ from tasks.config.load import (Settings, load_settings, read_dataset_params, rea
                                user_data_override, with_labels, write_dataset_params)
 from tasks.config.ops import OpsSettings
 from tasks.config.schema import SettingsError, merge, parse_section
-from tasks.config.sections import (BUDGET_METRICS, DATASET_KEYS, DataSettings, EvaluationSettings, ModelSettings,
-                                   ProjectSettings, TrainSettings, ValidationSettings)
+from tasks.config.sections import (BUDGET_METRICS, DATASET_KEYS, DataSettings, EvaluationSettings, GenerationSettings, ModelSettings,
+                                   ProjectSettings, TASKS, TrainSettings, ValidationSettings)
 from tasks.config.serving import ServingSettings
 
-__all__ = ["BUDGET_METRICS", "DATASET_KEYS", "DataSettings", "EvaluationSettings", "ModelSettings", "OpsSettings",
-           "ProjectSettings", "ServingSettings", "Settings", "SettingsError", "TrainSettings",
+__all__ = ["BUDGET_METRICS", "DATASET_KEYS", "DataSettings", "EvaluationSettings", "GenerationSettings", "ModelSettings", "OpsSettings",
+           "ProjectSettings", "ServingSettings", "Settings", "SettingsError", "TASKS", "TrainSettings",
            "ValidationSettings", "load_settings", "merge", "parse_section", "read_dataset_params",
            "read_pipeline_account", "run_overrides", "user_data_override", "with_labels", "write_dataset_params"]

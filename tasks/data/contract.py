@@ -10,6 +10,12 @@ each split: text/label (and group) columns; text not null, not blank, within cha
   duplicate (normalised) text; no text and no group shared with another split; every label
   present with at least min_examples_per_label rows; no class above max_class_share.
 
+task: generation (data.target_col): the same gates on input and target instead of text and label:
+both exist and are non-empty; prompt + target tokens within model.max_length for all but
+max_share_over_max_length of the examples; target tokens within generation's bounds; no
+duplicate (input, target) pair; no input (and no group) in two splits. The same input with
+different targets, and the longest texts with the truncation they get, are warnings.
+
 Checks that compare rows with other rows or splits run on derived columns computed here (for
 example `_shared_with`: the other split holding the same normalised text), so the suites stay
 small and each failure still names its rows. Every run renders GE Data Docs (HTML).
@@ -32,7 +38,9 @@ from tasks.data.source import ReadProblem, line_of
 DERIVED = {"_label": "label (after label_map)", "_split": "split", "_norm": "text (normalised)",
            "_tokens": "text (tokens)", "_shared_with": "text (normalised: also in another split)",
            "_group_shared_with": "group (also in another split)",
-           "_label_count": "label (rows of this label in the split)", "_label_share": "label (share of the split)"}
+           "_label_count": "label (rows of this label in the split)", "_label_share": "label (share of the split)",
+           "_target_tokens": "target (tokens)", "_pair_norm": "(input, target) pair (normalised)",
+           "_decode_error": "file (bytes not valid in data.encoding)"}
 # How to fix each kind of failure, in one line.
 HINTS = {
     "expect_table_row_count_to_be_between": "the file has no data rows",
@@ -47,6 +55,12 @@ HINTS = {
     "expect_column_values_to_be_null": "a text or group in two splits leaks test data into training; fix the split column or group",
     "expect_column_distinct_values_to_contain_set": "every label needs examples in every split (more data, or larger split sizes)",
     "expect_column_max_to_be_between": "one class dominates; rebalance the data or raise validation.max_class_share",
+}
+GENERATION_HINTS = {
+    "expect_column_values_to_be_unique": "remove the repeated (input, target) pairs (or set data.drop_duplicate_texts: true)",
+    "expect_column_values_to_not_match_regex": "remove the rows with a blank input or target (or set data.drop_empty_texts: true)",
+    "expect_column_values_to_be_between": "see the bound; shorten the texts, raise model.max_length, or change "
+                                          "generation.min/max_target_tokens or validation.max_share_over_max_length",
 }
 
 
@@ -83,6 +97,7 @@ class ValidationReport:
     labels: list[str] = field(default_factory=list)          # the label set in force
     labels_inferred: bool = False
     docs_dir: Path | None = None                              # GE Data Docs site
+    warnings: list[str] = field(default_factory=list)         # logged, not a gate (long texts, ...)
 
     def message(self, files: dict[str, object]) -> str:
         lines = [f"data validation failed ({self.gate}): {len(self.failures)} of {self.evaluated} expectations "
@@ -93,7 +108,7 @@ class ValidationReport:
 
     def summary(self) -> dict:
         return {"gate": self.gate, "success": self.success, "evaluated_expectations": self.evaluated,
-                "labels": self.labels, "labels_inferred": self.labels_inferred,
+                "labels": self.labels, "labels_inferred": self.labels_inferred, "warnings": self.warnings,
                 "failures": [f.__dict__ for f in self.failures]}
 
 
@@ -112,10 +127,14 @@ class SplitContract:
     rules: ValidationSettings
     group_col: str | None = None
     max_length: int = 64
+    # generation: (min, max) target tokens; None for classification
+    target_tokens: tuple[int, int] | None = None
 
     @classmethod
     def from_settings(cls, s: Settings) -> "SplitContract":
-        return cls(s.validation, s.data.group_col, s.model.max_length)
+        g = s.generation
+        bounds = (g.min_target_tokens, g.max_target_tokens) if s.task == "generation" else None
+        return cls(s.validation, s.data.group_col, s.model.max_length, bounds)
 
 
 def _context(docs_dir: Path | None):
@@ -187,6 +206,7 @@ def _detail(r) -> str:
 
 
 def _failures(gate: str, frame: pd.DataFrame, result, limit: int, where, columns) -> list[Failure]:
+    hints = {**HINTS, **GENERATION_HINTS} if "target" in columns else HINTS
     out = []
     for r in result.results:
         if r.success:
@@ -195,7 +215,7 @@ def _failures(gate: str, frame: pd.DataFrame, result, limit: int, where, columns
         out.append(Failure(gate=gate, expectation=r.expectation_config.type,
                            column=DERIVED.get(column, column), unexpected_count=r.result.get("unexpected_count"),
                            examples=_examples(frame, r.result, limit, where, columns), detail=_detail(r),
-                           hint=HINTS.get(r.expectation_config.type, "")))
+                           hint=hints.get(r.expectation_config.type, "")))
     return out
 
 
@@ -217,12 +237,22 @@ def raw_expectations(frame: pd.DataFrame, c: RawContract) -> tuple[pd.DataFrame,
     missing column is one clear failure, not a cascade."""
     import great_expectations as gx
 
+    from tasks.data.source import DECODE_ERROR
+
     e = gx.expectations
     suite: list = [e.ExpectTableRowCountToBeBetween(min_value=1)]
-    wanted = [c.data.text_col, c.data.label_col, *(x for x in (c.data.split_col, c.data.group_col) if x)]
+    second = c.data.target_col or c.data.label_col
+    wanted = [c.data.text_col, second, *(x for x in (c.data.split_col, c.data.group_col) if x and x != second)]
     suite += [e.ExpectColumnToExist(column=col) for col in wanted]
     derived = {}
-    if c.data.label_col in frame.columns:
+    if DECODE_ERROR in frame.columns:
+        if c.data.drop_undecodable:   # dropped, counted and logged by the gate's caller
+            frame = frame[frame[DECODE_ERROR].isna()]
+        else:
+            suite.append(e.ExpectColumnValuesToBeNull(column=DECODE_ERROR))
+    if c.data.target_col:
+        suite += _text_checks(e, frame, [c.data.text_col, c.data.target_col], c)
+    elif c.data.label_col in frame.columns:
         keep, mapped = kept_labels(frame[c.data.label_col], c.data.drop_labels, c.data.label_map)
         frame = frame[keep]
         label = c.data.label_col   # with a label_map, the checks after mapping run on a derived column
@@ -234,17 +264,27 @@ def raw_expectations(frame: pd.DataFrame, c: RawContract) -> tuple[pd.DataFrame,
             suite.append(e.ExpectColumnValuesToBeInSet(column=label, value_set=list(c.rules.labels)))
         suite.append(e.ExpectColumnUniqueValueCountToBeBetween(column=label, min_value=2,
                                                                max_value=c.rules.max_classes))
-    if c.data.text_col in frame.columns:
-        if not c.data.drop_empty_texts:
-            suite += [e.ExpectColumnValuesToNotBeNull(column=c.data.text_col),
-                      e.ExpectColumnValuesToNotMatchRegex(column=c.data.text_col, regex=r"^\s*$")]
-        suite.append(e.ExpectColumnValueLengthsToBeBetween(
-            column=c.data.text_col, min_value=None if c.data.drop_empty_texts else c.rules.text_min_chars, max_value=c.rules.text_max_chars))
+    if not c.data.target_col:
+        suite += _text_checks(e, frame, [c.data.text_col], c)
     if c.data.split_col and c.data.split_col in frame.columns:
         derived["_split"] = frame[c.data.split_col].astype("string").str.strip().str.lower()
         suite += [e.ExpectColumnValuesToNotBeNull(column=c.data.split_col),
                   e.ExpectColumnValuesToBeInSet(column="_split", value_set=sorted(SPLIT_VALUES))]
     return frame.assign(**derived), suite
+
+
+def _text_checks(e, frame: pd.DataFrame, columns: list[str], c: RawContract) -> list:
+    """Not null and not blank (unless such rows are dropped), within the character bounds."""
+    out = []
+    for col in (x for x in columns if x in frame.columns):
+        if not c.data.drop_empty_texts:
+            out += [e.ExpectColumnValuesToNotBeNull(column=col),
+                    e.ExpectColumnValuesToNotMatchRegex(column=col, regex=r"^\s*$")]
+        if c.rules.text_max_chars or not c.data.drop_empty_texts:
+            out.append(e.ExpectColumnValueLengthsToBeBetween(
+                column=col, min_value=None if c.data.drop_empty_texts else c.rules.text_min_chars,
+                max_value=c.rules.text_max_chars))
+    return out
 
 
 def validate_raw(frame: pd.DataFrame, c: RawContract, fmt: str, problems: list[ReadProblem] = (),
@@ -257,13 +297,14 @@ def validate_raw(frame: pd.DataFrame, c: RawContract, fmt: str, problems: list[R
     checked, suite = raw_expectations(frame, c)
     result = _run({"raw": (checked, suite)}, docs_dir)["raw"]
     where = lambda i: line_of(fmt, int(i))
-    failures = _failures("raw", checked, result, c.rules.example_rows, where, (c.data.text_col, c.data.label_col))
+    shown = (c.data.text_col, c.data.target_col or c.data.label_col, "file")
+    failures = _failures("raw", checked, result, c.rules.example_rows, where, shown)
     if delimiter_hint and any(f.expectation == "expect_column_to_exist" for f in failures):
         failures = [Failure("raw", f.expectation, f.column, f.unexpected_count, f.examples, f.detail,
                             delimiter_hint) if f.expectation == "expect_column_to_exist" else f for f in failures]
     labels, inferred = list(c.rules.labels), False
     label = "_label" if "_label" in checked.columns else c.data.label_col
-    if not labels and label in checked.columns:
+    if not labels and label in checked.columns and not c.data.target_col:
         labels, inferred = sorted(str(x) for x in checked[label].dropna().unique()), True
     return ValidationReport("raw", not failures, result.statistics["evaluated_expectations"], failures,
                             {"raw": _compact(result)}, labels, inferred, docs_dir)
@@ -286,22 +327,30 @@ def split_expectations(frame: pd.DataFrame, c: SplitContract) -> list:
     import great_expectations as gx
 
     e = gx.expectations
-    suite: list = [e.ExpectColumnToExist(column=col) for col in ("text", "label", *([c.group_col] if c.group_col else []))]
+    second = "target" if c.target_tokens else "label"
+    suite: list = [e.ExpectColumnToExist(column=col) for col in ("text", second, *([c.group_col] if c.group_col else []))
+                   if col != second or c.group_col != col]
+    for col in ("text", "target") if c.target_tokens else ("text",):
+        if col in frame.columns:
+            suite += [e.ExpectColumnValuesToNotBeNull(column=col),
+                      e.ExpectColumnValuesToNotMatchRegex(column=col, regex=r"^\s*$")]
+            if c.rules.text_max_chars:
+                suite.append(e.ExpectColumnValueLengthsToBeBetween(column=col, min_value=c.rules.text_min_chars,
+                                                                   max_value=c.rules.text_max_chars))
     if "text" in frame.columns:
         suite += [
-            e.ExpectColumnValuesToNotBeNull(column="text"),
-            e.ExpectColumnValuesToNotMatchRegex(column="text", regex=r"^\s*$"),
-            e.ExpectColumnValueLengthsToBeBetween(column="text", min_value=c.rules.text_min_chars, max_value=c.rules.text_max_chars),
-            e.ExpectColumnValuesToBeBetween(column="_tokens", max_value=c.rules.text_max_tokens),
-            # Truncation: a few long texts are normal; many mean max_length is too small.
+            # Truncation: a few long texts are normal (logged); many mean max_length is too small.
             e.ExpectColumnValuesToBeBetween(column="_tokens", max_value=c.max_length,
                                             mostly=1 - c.rules.max_share_over_max_length),
-            e.ExpectColumnValuesToBeUnique(column="_norm"),
+            e.ExpectColumnValuesToBeUnique(column="_pair_norm" if c.target_tokens else "_norm"),
             e.ExpectColumnValuesToBeNull(column="_shared_with"),
         ]
+    if c.target_tokens and "target" in frame.columns:
+        suite.append(e.ExpectColumnValuesToBeBetween(column="_target_tokens", min_value=c.target_tokens[0],
+                                                     max_value=c.target_tokens[1]))
     if c.group_col and c.group_col in frame.columns:
         suite.append(e.ExpectColumnValuesToBeNull(column="_group_shared_with"))
-    if "label" in frame.columns:
+    if "label" in frame.columns and not c.target_tokens:
         suite += [
             e.ExpectColumnValuesToNotBeNull(column="label"),
             e.ExpectColumnValuesToBeInSet(column="label", value_set=list(c.rules.labels)),
@@ -312,32 +361,70 @@ def split_expectations(frame: pd.DataFrame, c: SplitContract) -> list:
     return suite
 
 
+def long_text_warnings(split: str, tokens: list[int], max_length: int, limit: int) -> list[str]:
+    """The longest examples over max_length, with how many tokens truncation cuts from each."""
+    over = sorted(((t, i) for i, t in enumerate(tokens) if t > max_length), reverse=True)
+    if not over:
+        return []
+    rows = ", ".join(f"row {i} ({t} tokens, {t - max_length} cut)" for t, i in over[:limit])
+    return [f"{split}: {len(over)} of {len(tokens)} example(s) exceed model.max_length={max_length} tokens and are "
+            f"truncated; longest: {rows}"]
+
+
+def conflicting_targets(split: str, frame: pd.DataFrame, norm: pd.Series, limit: int) -> list[str]:
+    """The same input written with different targets (allowed, but the model cannot get both right)."""
+    if "target" not in frame.columns:
+        return []
+    targets = frame["target"].astype("string").groupby(norm.to_numpy()).nunique()
+    inputs = targets[targets > 1]
+    if inputs.empty:
+        return []
+    rows = [str(i) for i in frame.index[norm.isin(set(inputs.index))][:limit]]
+    return [f"{split}: {len(inputs)} input(s) appear with different targets (rows {', '.join(rows)}); "
+            f"a model cannot match both references"]
+
+
+def _derived(frame: pd.DataFrame, split: str, c: SplitContract, norms, groups, count_tokens) -> dict:
+    derived = {}
+    if "text" in frame.columns:
+        texts = frame["text"].astype("string").fillna("").tolist()
+        if c.target_tokens and "target" in frame.columns:
+            totals, target_lengths = count_tokens(texts, frame["target"].astype("string").fillna("").tolist())
+            derived.update(_target_tokens=target_lengths,
+                           _pair_norm=norms[split] + "\x00" + normalise(frame["target"]).fillna(""))
+        else:
+            totals = count_tokens(texts)
+        derived.update(_norm=norms[split], _tokens=totals, _shared_with=_shared_with(norms, split))
+    if split in groups and len(groups) == len(norms):
+        derived["_group_shared_with"] = _shared_with(groups, split)
+    if "label" in frame.columns:
+        counts = frame["label"].map(frame["label"].value_counts())
+        derived.update(_label_count=counts, _label_share=counts / max(len(frame), 1))
+    return derived
+
+
 def validate_splits(frames: dict[str, pd.DataFrame], c: SplitContract,
                     count_tokens: Callable[[list[str]], list[int]], docs_dir: Path | None = None
                     ) -> ValidationReport:
-    """Gate 2, on each split; duplicates within a split, leakage across splits, balance."""
+    """Gate 2, on each split; duplicates within a split, leakage across splits, balance.
+    count_tokens(texts) -> tokens per text; generation: count_tokens(inputs, targets) ->
+    (prompt + target tokens, target tokens) per example."""
     frames = {s: f.reset_index(drop=True) for s, f in frames.items()}
     norms = {s: normalise(f["text"]) if "text" in f.columns else pd.Series(dtype="string") for s, f in frames.items()}
     groups = ({s: f[c.group_col].astype("string") for s, f in frames.items() if c.group_col in f.columns}
               if c.group_col else {})
-    batches = {}
+    batches, warnings = {}, []
     for split, frame in frames.items():
-        derived = {}
-        if "text" in frame.columns:
-            texts = frame["text"].astype("string").fillna("").tolist()
-            derived.update(_norm=norms[split], _tokens=count_tokens(texts), _shared_with=_shared_with(norms, split))
-        if split in groups and len(groups) == len(frames):
-            derived["_group_shared_with"] = _shared_with(groups, split)
-        if "label" in frame.columns:
-            counts = frame["label"].map(frame["label"].value_counts())
-            derived.update(_label_count=counts, _label_share=counts / max(len(frame), 1))
-        checked = frame.assign(**derived)
+        checked = frame.assign(**_derived(frame, split, c, norms, groups, count_tokens))
         batches[split] = (checked, split_expectations(checked, c))
+        if "_tokens" in checked.columns:
+            warnings += long_text_warnings(split, list(checked["_tokens"]), c.max_length, c.rules.long_rows_logged)
+            warnings += conflicting_targets(split, checked, checked["_norm"], c.rules.example_rows)
     results = _run(batches, docs_dir)
     failures, evaluated = [], 0
     for split, result in results.items():
         evaluated += result.statistics["evaluated_expectations"]
         failures += _failures(split, batches[split][0], result, c.rules.example_rows, lambda i: f"row {i}",
-                              ("text", "label"))
-    return ValidationReport("splits", not failures, evaluated, failures,
-                            {s: _compact(r) for s, r in results.items()}, list(c.rules.labels), False, docs_dir)
+                              ("text", "target" if c.target_tokens else "label"))
+    return ValidationReport("splits", not failures, evaluated, failures, {s: _compact(r) for s, r in results.items()},
+                            list(c.rules.labels), False, docs_dir, warnings)

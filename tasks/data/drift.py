@@ -39,9 +39,11 @@ class DriftWarning:
 
 
 def profile(frames: dict[str, pd.DataFrame], version: str) -> DataProfile:
-    """Over all splits together (the dataset, not one split)."""
-    df = pd.concat([f[["text", "label"]] for f in frames.values()], ignore_index=True)
-    shares = df["label"].astype("string").value_counts(normalize=True).sort_index()
+    """Over all splits together (the dataset, not one split). Generation has no label: its
+    shares are empty and only input lengths drift."""
+    df = pd.concat([f[[c for c in ("text", "label") if c in f.columns]] for f in frames.values()], ignore_index=True)
+    shares = (df["label"].astype("string").value_counts(normalize=True).sort_index() if "label" in df.columns
+              else pd.Series(dtype=float))
     lengths = df["text"].astype("string").str.len().fillna(0)
     bins = pd.cut(lengths, [*LENGTH_EDGES, math.inf], right=False, labels=False)
     counts = bins.value_counts().reindex(range(len(LENGTH_EDGES)), fill_value=0)

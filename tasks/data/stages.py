@@ -16,8 +16,13 @@ from pathlib import Path
 
 
 def copy_source(source_file: Path, raw_path: Path) -> Path:
+    """The file (or a folder of files, format headline_files) byte for byte."""
     raw_path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source_file, raw_path)
+    if source_file.is_dir():
+        shutil.rmtree(raw_path, ignore_errors=True)
+        shutil.copytree(source_file, raw_path)
+    else:
+        shutil.copyfile(source_file, raw_path)
     return raw_path
 
 

@@ -53,11 +53,28 @@ def validate_raw_data(settings: Settings, raw: RawData, parent_run_id: str) -> S
     if not report.success:
         raise DataValidationError(report.message({"raw": f"{raw.raw_path} (from {raw.source_file})"}))
     logger = get_run_logger()
+    _log_dropped(parent_run_id, frame, d, fmt)
     if report.labels_inferred:
         logger.info("labels inferred from the data (none declared in validation.labels): %s", report.labels)
         tag_run(parent_run_id, {"validation.labels_inferred": "true"})
     logger.info("raw data passed %d expectations (%d rows)", report.evaluated, len(frame))
     return with_labels(settings, report.labels)
+
+
+def _log_dropped(parent_run_id: str, frame: pd.DataFrame, d, fmt: str) -> None:
+    """Every row the prepare stage will drop (data.drop_*), counted by reason with its first
+    rows, in the flow's log and as validation/dropped_rows.json: never silent."""
+    from tasks.data.prepare import cleaned
+    from tasks.data.source import line_of
+
+    dropped = cleaned(frame, d)[1]
+    logger = get_run_logger()
+    for reason, rows in dropped.items():
+        where = ", ".join(f"{line_of(fmt, i)}" + (f" {frame.loc[i, 'file']}" if "file" in frame.columns else "")
+                          for i in rows[:5])
+        logger.warning("dropping %d row(s): %s (as data.drop_* says), e.g. %s", len(rows), reason, where)
+    log_json(parent_run_id, {reason: {"count": len(rows), "rows": rows} for reason, rows in dropped.items()},
+             "validation/dropped_rows.json")
 
 
 @task(name="data: split (dvc repro)", cache_policy=NO_CACHE)
@@ -98,10 +115,17 @@ def _log_docs(run_id: str, docs: Path, where: str) -> None:
         MlflowClient().log_artifacts(run_id, str(keep), where)
 
 
-def _token_counter(base: ResolvedBase):
+def _token_counter(base: ResolvedBase, settings: Settings):
+    """Tokens per text in the base's tokenizer; generation: (prompt + target, target) tokens per
+    example, the prompt built as training builds it."""
     from tasks.models.loading import load_tokenizer, quiet_transformers
 
     tokenizer = load_tokenizer(base.path)
+    if settings.task == "generation":
+        from tasks.models.prompts import PromptFormat, token_lengths
+
+        fmt = PromptFormat(settings.generation.system_prompt, settings.generation.instruction)
+        return lambda texts, targets: token_lengths(tokenizer, fmt, texts, targets)
 
     def count(texts: list[str]) -> list[int]:
         if not texts:
@@ -144,11 +168,13 @@ def validate_data(settings: Settings, data: DataVersion, base: ResolvedBase, par
     frames = {s: pd.read_parquet(data.split_files[s]) for s in SPLITS}
     v = settings.validation
     contract = SplitContract.from_settings(settings)
-    count = _token_counter(base)
+    count = _token_counter(base, settings)
     report = _gate(parent_run_id, lambda docs: validate_splits(frames, contract, count, docs))
     if not report.success:
         raise DataValidationError(report.message(data.split_files))
     logger = get_run_logger()
+    for w in report.warnings:
+        logger.warning("data: %s", w)
     current = profile(frames, data.version)
     previous = previous_profile(parent_run_id, data.source, data.version)
     warnings = drift(previous, current, v.drift_max_label_tvd, v.drift_max_length_psi) if previous else []
@@ -157,6 +183,7 @@ def validate_data(settings: Settings, data: DataVersion, base: ResolvedBase, par
     log_json(parent_run_id, current.to_dict(), "validation/profile.json")
     log_json(parent_run_id, {"success": True, "evaluated_expectations": report.evaluated,
                              "labels": report.labels, "failures": [],
+                             "warnings": report.warnings,
                              "drift_compared_with": previous.version if previous else None,
                              "drift_warnings": [w.__dict__ for w in warnings]}, "validation/summary.json")
     tag_run(parent_run_id, {"validation": "passed", "validation.drift_warnings": str(len(warnings))})

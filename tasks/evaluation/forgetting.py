@@ -21,6 +21,7 @@ from torch import nn
 
 from tasks.config import EvaluationSettings
 from tasks.models.base import ResolvedBase
+from tasks.models.heads import Head
 from tasks.models.encoding import Encoded, batches, encode, on_device
 
 
@@ -123,7 +124,7 @@ def model_probe_accuracy(model: nn.Module, probe: ProbeData, pad_id: int) -> flo
 
 
 @functools.lru_cache(maxsize=4)
-def base_probe_accuracy(base_path: str, fingerprint: str, labels: tuple[str, ...], n_train: int,
+def base_probe_accuracy(base_path: str, fingerprint: str, head: Head, n_train: int,
                         n_test: int, max_length: int, seed: int) -> float:
     """The base model's probe accuracy, measured once per base and probe setting: kept in
     memory and on disk under the adaptflow cache, because each strategy may run in its own
@@ -132,29 +133,29 @@ def base_probe_accuracy(base_path: str, fingerprint: str, labels: tuple[str, ...
     import json
 
     from tasks.models.causal_lm import cache_root
-    from tasks.models.loading import load_classifier, load_tokenizer
+    from tasks.models.loading import load_tokenizer
 
-    key = f"{fingerprint[:16]}-{'_'.join(labels)}-{n_train}-{n_test}-{max_length}-{seed}"
+    key = f"{fingerprint[:16]}-{'_'.join(head.labels) or head.task}-{n_train}-{n_test}-{max_length}-{seed}"
     stored = cache_root() / "forgetting" / f"{key}.json"
     if stored.is_file():
         return float(json.loads(stored.read_text())["base_probe_accuracy"])
     tokenizer = load_tokenizer(Path(base_path))
     probe = probe_data(tokenizer, n_train, n_test, max_length, seed)
-    accuracy = model_probe_accuracy(load_classifier(Path(base_path), list(labels)), probe, tokenizer.pad_token_id)
+    accuracy = model_probe_accuracy(head.load(Path(base_path)), probe, tokenizer.pad_token_id)
     stored.parent.mkdir(parents=True, exist_ok=True)
     stored.write_text(json.dumps({"base_probe_accuracy": accuracy}))
     return accuracy
 
 
-def measure_forgetting(model: nn.Module, base_path: Path, fingerprint: str, labels: list[str], tokenizer,
+def measure_forgetting(model: nn.Module, base_path: Path, fingerprint: str, head: Head, tokenizer,
                        n_train: int, n_test: int, max_length: int, seed: int) -> Forgetting:
     probe = probe_data(tokenizer, n_train, n_test, max_length, seed)
-    return Forgetting(base_probe_accuracy(str(base_path), fingerprint, tuple(labels), n_train, n_test,
+    return Forgetting(base_probe_accuracy(str(base_path), fingerprint, head, n_train, n_test,
                                           max_length, seed),
                       model_probe_accuracy(model, probe, tokenizer.pad_token_id))
 
 
-def forgetting_metrics(model: nn.Module, trains: bool, base: ResolvedBase, labels: list[str], tokenizer,
+def forgetting_metrics(model: nn.Module, trains: bool, base: ResolvedBase, head: Head, tokenizer,
                        ev: EvaluationSettings, seed: int) -> dict[str, float]:
     """forgetting_delta and the two probe accuracies; a strategy that changes no weight has
     the base's features, so its delta is 0 by definition (not measured)."""
@@ -162,7 +163,7 @@ def forgetting_metrics(model: nn.Module, trains: bool, base: ResolvedBase, label
         return {}
     if not trains:
         return {"forgetting_delta": 0.0}
-    result = measure_forgetting(model, base.path, base.fingerprint, labels, tokenizer,
+    result = measure_forgetting(model, base.path, base.fingerprint, head, tokenizer,
                                 ev.forgetting_train_examples, ev.forgetting_test_examples,
                                 ev.forgetting_max_length, seed)
     return result.metrics()

@@ -10,13 +10,34 @@ import torch
 
 @dataclass(frozen=True)
 class Encoded:
-    """Token ids per example (unpadded) and integer labels."""
+    """Token ids per example (unpadded) and integer labels. Generation (tasks/models/prompts.py):
+    each example is prompt + target, `prompt_lengths` where its target starts (the tokens before
+    carry no loss), `references` the target texts and `sources` the input texts."""
 
     input_ids: list[list[int]]
     labels: np.ndarray
+    prompt_lengths: np.ndarray | None = None
+    references: tuple[str, ...] | None = None
+    sources: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+    @property
+    def generates(self) -> bool:
+        return self.prompt_lengths is not None
+
+    def batch_labels(self, idx) -> torch.Tensor:
+        """Class ids, or (generation) the ids to predict per position: -100 (no loss) on the
+        prompt and on padding."""
+        if not self.generates:
+            return torch.from_numpy(self.labels[idx])
+        rows = [self.input_ids[i] for i in idx]
+        out = torch.full((len(rows), max(len(r) for r in rows)), -100, dtype=torch.long)
+        for j, (r, i) in enumerate(zip(rows, idx)):
+            start = int(self.prompt_lengths[i])
+            out[j, start:len(r)] = torch.tensor(r[start:], dtype=torch.long)
+        return out
 
     def subset(self, n: int, seed: int) -> "Encoded":
         """A reproducible random subset of n examples (n <= 0 or n >= len: everything)."""
@@ -24,7 +45,10 @@ class Encoded:
 
     def select(self, idx: np.ndarray) -> "Encoded":
         """The examples at these positions, in this order."""
-        return Encoded([self.input_ids[i] for i in idx], self.labels[idx])
+        pick = lambda seq: None if seq is None else tuple(seq[i] for i in idx)
+        return Encoded([self.input_ids[i] for i in idx], self.labels[idx],
+                       None if self.prompt_lengths is None else self.prompt_lengths[idx],
+                       pick(self.references), pick(self.sources))
 
 
 def subset_indices(total: int, n: int, seed: int) -> np.ndarray:
@@ -104,4 +128,4 @@ def batches(data: Encoded, batch_size: int, pad_id: int, shuffle_seed: int | Non
         order = shuffled_order([len(r) for r in data.input_ids], batch_size, shuffle_seed, group_by_length)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        yield idx, collate([data.input_ids[i] for i in idx], pad_id), torch.from_numpy(data.labels[idx])
+        yield idx, collate([data.input_ids[i] for i in idx], pad_id), data.batch_labels(idx)

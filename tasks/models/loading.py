@@ -47,3 +47,11 @@ def load_frozen(auto_class, path: Path):
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def load_causal_lm(path: Path):
+    """A causal LM with its language-model head (task: generation)."""
+    from transformers import AutoModelForCausalLM
+
+    with quiet_transformers():
+        return AutoModelForCausalLM.from_pretrained(path)

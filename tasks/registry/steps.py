@@ -2,6 +2,7 @@
 whether it earned @challenger."""
 from __future__ import annotations
 
+import numpy as np
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -17,8 +18,13 @@ def register_candidate(ctx: RunContext, results: list[StrategyResult]) -> Regist
     p, labels = ctx.settings.project, ctx.settings.validation.labels
     frame = ctx.frames["test"]
     keep = subset_indices(len(frame), ctx.settings.train.max_eval_examples, ctx.settings.train.seed)
-    test = TestSet(ctx.data.split_hashes["test"], frame["text"].iloc[keep].tolist(),
-                   frame["label"].iloc[keep].map({n: i for i, n in enumerate(labels)}).to_numpy(), labels)
+    texts = frame["text"].iloc[keep].tolist()
+    if ctx.settings.task == "generation":
+        test = TestSet(ctx.data.split_hashes["test"], texts, np.zeros(0, dtype=np.int64), [],
+                       frame["target"].iloc[keep].tolist(), "generation")
+    else:
+        test = TestSet(ctx.data.split_hashes["test"], texts,
+                       frame["label"].iloc[keep].map({n: i for i, n in enumerate(labels)}).to_numpy(), labels)
     reg = register_best(p.registered_model, p.select_metric, p.min_improvement, p.budgets, results,
                         {**ctx.tags, "validation": "passed", "parent_run_id": ctx.parent_run_id}, test)
     log_json(ctx.parent_run_id, {"version": reg.version, "strategy": reg.strategy,

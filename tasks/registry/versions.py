@@ -38,18 +38,34 @@ class Registration:
         return f"registered {self.model_name} v{self.version} ({self.strategy}); {alias}"
 
 
-# Metrics a version can be re-scored on from its predictions alone.
-RESCORABLE = {"test_accuracy": lambda y, p, n: accuracy(y, p), "test_macro_f1": macro_f1}
-
-
 @dataclass(frozen=True)
 class TestSet:
     """The test examples the candidates were scored on, to re-score older versions."""
 
     split_md5: str            # DVC md5 of the test split
     texts: list[str]
-    labels: np.ndarray        # label ids in `label_names` order
+    labels: np.ndarray        # label ids in `label_names` order (generation: empty)
     label_names: list[str]
+    references: list[str] | None = None   # generation: the target texts
+    task: str = "classification"
+
+    def label_ids(self, predicted) -> np.ndarray:
+        names = {n: i for i, n in enumerate(self.label_names)}
+        return predicted["label"].map(names).to_numpy()
+
+
+def _text_mean(field: str):
+    def score(test: TestSet, predicted) -> float:
+        from tasks.evaluation.text_metrics import text_scores
+
+        return float(getattr(text_scores(predicted["output"].tolist(), test.references), field).mean())
+    return score
+
+
+# Metrics a version can be re-scored on from its predictions alone: (test set, its outputs) -> score.
+RESCORABLE = {"test_accuracy": lambda t, out: accuracy(t.labels, t.label_ids(out)),
+              "test_macro_f1": lambda t, out: macro_f1(t.labels, t.label_ids(out), len(t.label_names)),
+              "test_rougeL": _text_mean("rougeL"), "test_chrf": _text_mean("chrf")}
 
     @property
     def data_version(self) -> str:
@@ -66,9 +82,10 @@ def rescore(model_name: str, version: str, test: TestSet, metric_name: str) -> f
 
     with tempfile.TemporaryDirectory(prefix="adaptflow-rescore-") as tmp:
         model, tokenizer, manifest = load_predictor(fetch_version(model_name, version, Path(tmp)))
-        predicted = predict_texts(model, tokenizer, manifest, test.texts)["label"]
-    names = {n: i for i, n in enumerate(test.label_names)}
-    return float(RESCORABLE[metric_name](test.labels, predicted.map(names).to_numpy(), len(test.label_names)))
+        if manifest.task != test.task:
+            raise ValueError(f"{model_name} v{version} is a {manifest.task} model; this run's task is {test.task}")
+        predicted = predict_texts(model, tokenizer, manifest, test.texts)
+    return float(RESCORABLE[metric_name](test, predicted))
 
 
 def reference(client: MlflowClient, model_name: str, alias: str, metric_name: str,
@@ -140,11 +157,11 @@ def register_best(model_name: str, metric_name: str, min_improvement: float,
                                  min_improvement, chosen.metrics, budgets)
     decision = Decision(decision.set_challenger, notes + decision.reasons)
 
-    strategy = registry.get(chosen.strategy)
+    strategy = registry.get(chosen.strategy, test.task)
     base = chosen.base
     tags = {**version_tags, "strategy": chosen.strategy, "saves": chosen.saves, "run_id": chosen.run_id,
             "base.name": base.name, "base.fingerprint": base.fingerprint,
-            "base.registered": ensure_base_registered(client, base),
+            "base.registered": ensure_base_registered(client, base), "task": test.task,
             "adapter.library": strategy.library, "adapter.type": chosen.strategy,
             "adapter.config": json.dumps(chosen.params, sort_keys=True, default=str)[:5000],
             "data.test_md5": test.split_md5, "eval.test_key": test_hash,

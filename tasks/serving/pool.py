@@ -206,7 +206,7 @@ class Pool:
 
         start = time.perf_counter()
         manifest = Manifest.read(folder)
-        strategy = registry.get(manifest.strategy)
+        strategy = registry.get(manifest.strategy, manifest.task)
         params = strategy.parse_params(manifest.params)
         base_path = resolve_base_path(manifest.base_name)
         has_config = strategy.adapter_config is not None
@@ -236,7 +236,7 @@ class Pool:
             else:
                 fp = fingerprint(base_path)
                 check_fingerprint(manifest.base_fingerprint, ResolvedBase(manifest.base_name, base_path, fp), what)
-                module = strategy.load(base_path, folder, manifest.labels, params)
+                module = strategy.load(base_path, folder, manifest.head, params)
                 if mode == "merged":   # a merged copy; the adapter model is dropped right after
                     module = strategy.merge(module)
                 loaded = Loaded(model, version, manifest, mode, base_path, fp, self._tokenizer(base_path),

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from tasks.models.loading import load_classifier
+from tasks.models.heads import Head
 from tasks.strategies._trained_weights import reload_onto_build, save_trained, unfreeze_head
 from tasks.strategies.registry import Strategy
 
@@ -20,10 +20,10 @@ def _uses_prompt_tuning(config) -> bool:
     return any(getattr(c, "architecture", None) == "prompt_tuning" for c in parts)
 
 
-def build_with_adapter(base_dir: Path, labels: list[str], config) -> nn.Module:
+def build_with_adapter(base_dir: Path, head: Head, config) -> nn.Module:
     import adapters
 
-    model = load_classifier(base_dir, labels)
+    model = head.load(base_dir)
     adapters.init(model)
     # The library knows per model type whether prompt tuning exists (it is off for Llama in
     # adapters 1.3); its own refusal in add_adapter does not say why.
@@ -42,8 +42,8 @@ def build_with_adapter(base_dir: Path, labels: list[str], config) -> nn.Module:
 def adapters_strategy(name: str, summary: str, params_cls: type, adapter_config: Callable[[Any], Any]) -> Strategy:
     """The strategy for one `adapters` config: `adapter_config(params)` is all that differs
     between bottleneck adapters, the LoRA + prompt hybrid and UniPELT."""
-    def build(base_dir: Path, labels: list[str], params) -> nn.Module:
-        return build_with_adapter(base_dir, labels, adapter_config(params))
+    def build(base_dir: Path, head: Head, params) -> nn.Module:
+        return build_with_adapter(base_dir, head, adapter_config(params))
 
     return Strategy(name=name, summary=summary, params_cls=params_cls, trains=True, saves="adapter", build=build,
                     save=save_trained, load=reload_onto_build(build), library="adapters",

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from tasks.models.loading import load_classifier
+from tasks.models.heads import Head
 from tasks.strategies.registry import Strategy
 
 
@@ -17,10 +17,10 @@ def save_peft(model: nn.Module, out_dir: Path) -> None:
     model.save_pretrained(out_dir, safe_serialization=True)
 
 
-def load_peft(base_dir: Path, saved_dir: Path, labels: list[str], params) -> nn.Module:
+def load_peft(base_dir: Path, saved_dir: Path, head: Head, params) -> nn.Module:
     from peft import PeftModel
 
-    model = PeftModel.from_pretrained(load_classifier(base_dir, labels), saved_dir)
+    model = PeftModel.from_pretrained(head.load(base_dir), saved_dir)
     return model.eval()
 
 
@@ -32,15 +32,18 @@ def merge_peft(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).merge_and_unload().eval()
 
 
-def peft_strategy(name: str, summary: str, params_cls: type, peft_config: Callable[[Path, Any], Any],
-                  mergeable: bool = False) -> Strategy:
-    """The strategy for one PEFT config: `peft_config(base_dir, params)` is all that differs
-    between LoRA, IA3, prompt and prefix tuning (a prompt initialised from text reads the base's
-    tokenizer). `mergeable`: the adapter folds into the base weights (LoRA, IA3)."""
-    def build(base_dir: Path, labels: list[str], params) -> nn.Module:
-        from peft import get_peft_model
+def peft_strategy(name: str, summary: str, params_cls: type, peft_config: Callable[[Path, Any, Any], Any],
+                  mergeable: bool = False, tasks: tuple[str, ...] = ("classification",)) -> Strategy:
+    """The strategy for one PEFT config: `peft_config(base_dir, params, task_type)` is all that
+    differs between LoRA, IA3, prompt and prefix tuning (a prompt initialised from text reads the
+    base's tokenizer). `mergeable`: the adapter folds into the base weights (LoRA, IA3). PEFT's
+    task type follows the head: SEQ_CLS saves the new head with the adapter, CAUSAL_LM keeps the
+    LM head and prepends virtual tokens' positions to the labels."""
+    def build(base_dir: Path, head: Head, params) -> nn.Module:
+        from peft import TaskType, get_peft_model
 
-        return get_peft_model(load_classifier(base_dir, labels), peft_config(base_dir, params))
+        return get_peft_model(head.load(base_dir), peft_config(base_dir, params, TaskType[head.peft_task_type]))
 
     return Strategy(name=name, summary=summary, params_cls=params_cls, trains=True, saves="adapter", build=build,
-                    save=save_peft, load=load_peft, library="peft", merge=merge_peft if mergeable else None)
+                    save=save_peft, load=load_peft, library="peft", merge=merge_peft if mergeable else None,
+                    tasks=tasks)

@@ -56,6 +56,6 @@ def load_trained(model: nn.Module, saved_dir: Path) -> nn.Module:
 def reload_onto_build(build):
     """A strategy's `load` for weights saved with `save_trained`: rebuild the model from the base
     with the same params, then put the trained tensors back."""
-    def load(base_dir: Path, saved_dir: Path, labels: list[str], params) -> nn.Module:
-        return load_trained(build(base_dir, labels, params), saved_dir)
+    def load(base_dir: Path, saved_dir: Path, head, params) -> nn.Module:
+        return load_trained(build(base_dir, head, params), saved_dir)
     return load

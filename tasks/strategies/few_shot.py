@@ -22,6 +22,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from tasks.models.loading import load_frozen, load_tokenizer
 from tasks.models.packaged import SMOLLM2
+from tasks.models.heads import Head
 from tasks.strategies.registry import Strategy, register
 
 CONFIG_FILE = "few_shot.json"
@@ -209,7 +210,8 @@ def _frozen_lm(base_dir: Path) -> nn.Module:
     return load_frozen(AutoModelForCausalLM, base_dir)
 
 
-def build(base_dir: Path, labels: list[str], params: FewShotParams) -> nn.Module:
+def build(base_dir: Path, head: Head, params: FewShotParams) -> nn.Module:
+    labels = list(head.labels)
     missing = [label for label in labels if label not in params.verbalizers]
     if missing:
         raise ValueError(f"strategies.few_shot.verbalizers has no entry for label(s) {', '.join(missing)}")
@@ -226,10 +228,10 @@ def save(model: nn.Module, out_dir: Path) -> None:
         indent=2))
 
 
-def load(base_dir: Path, saved_dir: Path, labels: list[str], params: FewShotParams) -> nn.Module:
+def load(base_dir: Path, saved_dir: Path, head: Head, params: FewShotParams) -> nn.Module:
     saved = json.loads((saved_dir / CONFIG_FILE).read_text())
     saved.setdefault("calibrate", False)   # prompts saved before calibration existed predicted without it
-    return build(base_dir, labels, replace(params, **saved, variants=[]))
+    return build(base_dir, head, replace(params, **saved, variants=[]))
 
 
 register(Strategy(

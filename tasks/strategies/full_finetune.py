@@ -1,4 +1,5 @@
-"""Full fine-tuning: every weight of the base and a new classification head train."""
+"""Full fine-tuning: every weight of the base trains, with a new classification head (or, for
+generation, the causal LM's own head)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,7 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
-from tasks.models.loading import load_classifier
+from tasks.models.heads import Head
 from tasks.strategies.registry import Strategy, TrainableParams, register
 
 
@@ -15,21 +16,21 @@ class FullFinetuneParams(TrainableParams):
     learning_rate: float = 5e-5
 
 
-def build(base_dir: Path, labels: list[str], params: FullFinetuneParams) -> nn.Module:
-    return load_classifier(base_dir, labels)
+def build(base_dir: Path, head: Head, params: FullFinetuneParams) -> nn.Module:
+    return head.load(base_dir)
 
 
 def save(model: nn.Module, out_dir: Path) -> None:
     model.save_pretrained(out_dir, safe_serialization=True)
 
 
-def load(base_dir: Path, saved_dir: Path, labels: list[str], params: FullFinetuneParams) -> nn.Module:
-    return load_classifier(saved_dir, labels).eval()
+def load(base_dir: Path, saved_dir: Path, head: Head, params: FullFinetuneParams) -> nn.Module:
+    return head.load(saved_dir).eval()
 
 
 register(Strategy(
     name="full_finetune",
     summary="all weights train; saves the whole model",
     params_cls=FullFinetuneParams, trains=True, saves="full_model",
-    build=build, save=save, load=load,
+    build=build, save=save, load=load, tasks=("classification", "generation"),
 ))

@@ -22,12 +22,12 @@ class Ia3Params(TrainableParams):
             raise ValueError("set both target_modules and feedforward_modules, or neither")
 
 
-def peft_config(base_dir: Path, params: Ia3Params):
-    from peft import IA3Config, TaskType
+def peft_config(base_dir: Path, params: Ia3Params, task_type):
+    from peft import IA3Config
 
-    return IA3Config(task_type=TaskType.SEQ_CLS, target_modules=params.target_modules,
+    return IA3Config(task_type=task_type, target_modules=params.target_modules,
                      feedforward_modules=params.feedforward_modules)
 
 
-register(peft_strategy("ia3", "PEFT IA3 rescaling vectors + trained head; saves adapter only",
-                       Ia3Params, peft_config, mergeable=True))
+register(peft_strategy("ia3", "PEFT IA3 rescaling vectors (+ trained head for classification); saves adapter only",
+                       Ia3Params, peft_config, mergeable=True, tasks=("classification", "generation")))

@@ -26,12 +26,12 @@ class LoraParams(TrainableParams):
             raise ValueError("target_modules must name at least one module")
 
 
-def peft_config(base_dir: Path, params: LoraParams):
-    from peft import LoraConfig, TaskType
+def peft_config(base_dir: Path, params: LoraParams, task_type):
+    from peft import LoraConfig
 
-    return LoraConfig(task_type=TaskType.SEQ_CLS, r=params.r, lora_alpha=params.alpha,
+    return LoraConfig(task_type=task_type, r=params.r, lora_alpha=params.alpha,
                       lora_dropout=params.dropout, target_modules=list(params.target_modules))
 
 
-register(peft_strategy("lora", "PEFT LoRA adapters + trained head; saves adapter only",
-                       LoraParams, peft_config, mergeable=True))
+register(peft_strategy("lora", "PEFT LoRA adapters (+ trained head for classification); saves adapter only",
+                       LoraParams, peft_config, mergeable=True, tasks=("classification", "generation")))

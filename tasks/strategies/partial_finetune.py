@@ -1,5 +1,6 @@
 """Partial fine-tuning: the embeddings and the lower N layers stay frozen; the top layers,
-the pooler and the head train. Saves only what trained, loaded back onto the base."""
+the pooler and the head train (generation: the top layers and the final norm; a causal LM's
+head is usually tied to the frozen embeddings). Saves only what trained, loaded back onto the base."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
-from tasks.models.loading import load_classifier
+from tasks.models.heads import Head
 from tasks.strategies._trained_weights import reload_onto_build, save_trained
 from tasks.strategies.registry import Strategy, TrainableParams, register
 
@@ -32,8 +33,8 @@ def _layers_and_embeddings(model: nn.Module) -> tuple[nn.ModuleList, nn.Module]:
     raise ValueError(f"partial_finetune does not know the layers of {type(backbone).__name__}")
 
 
-def build(base_dir: Path, labels: list[str], params: PartialFinetuneParams) -> nn.Module:
-    model = load_classifier(base_dir, labels)
+def build(base_dir: Path, head: Head, params: PartialFinetuneParams) -> nn.Module:
+    model = head.load(base_dir)
     layers, embeddings = _layers_and_embeddings(model)
     if params.frozen_layers >= len(layers):
         raise ValueError(f"strategies.partial_finetune.frozen_layers={params.frozen_layers} freezes "
@@ -41,6 +42,9 @@ def build(base_dir: Path, labels: list[str], params: PartialFinetuneParams) -> n
     for module in [embeddings, *layers[: params.frozen_layers]]:
         for p in module.parameters():
             p.requires_grad_(False)
+    if head.generates:   # an LM head tied to the embeddings is the same tensor: frozen with them
+        for p in model.get_output_embeddings().parameters():
+            p.requires_grad_(p.requires_grad and p is not embeddings.weight)
     return model
 
 
@@ -48,5 +52,5 @@ register(Strategy(
     name="partial_finetune",
     summary="top layers + head train, lower layers frozen; saves the trained layers only",
     params_cls=PartialFinetuneParams, trains=True, saves="partial_weights",
-    build=build, save=save_trained, load=reload_onto_build(build),
+    build=build, save=save_trained, load=reload_onto_build(build), tasks=("classification", "generation"),
 ))

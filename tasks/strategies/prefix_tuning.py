@@ -21,12 +21,12 @@ class PrefixTuningParams(TrainableParams):
             raise ValueError(f"num_virtual_tokens must be in 1..100, got {self.num_virtual_tokens}")
 
 
-def peft_config(base_dir: Path, params: PrefixTuningParams):
-    from peft import PrefixTuningConfig, TaskType
+def peft_config(base_dir: Path, params: PrefixTuningParams, task_type):
+    from peft import PrefixTuningConfig
 
-    return PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=params.num_virtual_tokens,
+    return PrefixTuningConfig(task_type=task_type, num_virtual_tokens=params.num_virtual_tokens,
                               prefix_projection=params.prefix_projection)
 
 
-register(peft_strategy("prefix_tuning", "PEFT prefix tuning (per-layer key/value prefixes) + trained head; saves adapter only",
-                       PrefixTuningParams, peft_config))
+register(peft_strategy("prefix_tuning", "PEFT prefix tuning (per-layer key/value prefixes) (+ trained head for classification); saves adapter only",
+                       PrefixTuningParams, peft_config, tasks=("classification", "generation")))

@@ -24,14 +24,14 @@ class PromptTuningParams(TrainableParams):
             raise ValueError(f"num_virtual_tokens must be in 1..100, got {self.num_virtual_tokens}")
 
 
-def peft_config(base_dir: Path, params: PromptTuningParams):
-    from peft import PromptTuningConfig, PromptTuningInit, TaskType
+def peft_config(base_dir: Path, params: PromptTuningParams, task_type):
+    from peft import PromptTuningConfig, PromptTuningInit
 
     init = ({"prompt_tuning_init": PromptTuningInit.TEXT, "prompt_tuning_init_text": params.init_text,
              "tokenizer_name_or_path": str(base_dir)}
             if params.init_text else {"prompt_tuning_init": PromptTuningInit.RANDOM})
-    return PromptTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=params.num_virtual_tokens, **init)
+    return PromptTuningConfig(task_type=task_type, num_virtual_tokens=params.num_virtual_tokens, **init)
 
 
-register(peft_strategy("prompt_tuning", "PEFT soft prompt (virtual tokens) + trained head; saves adapter only",
-                       PromptTuningParams, peft_config))
+register(peft_strategy("prompt_tuning", "PEFT soft prompt (virtual tokens) (+ trained head for classification); saves adapter only",
+                       PromptTuningParams, peft_config, tasks=("classification", "generation")))

@@ -14,6 +14,8 @@ from typing import Any, Callable, ClassVar, Literal
 
 from torch import nn
 
+from tasks.models.heads import Head
+
 # What a strategy's saved artifact holds: only adapter weights (plus the trained head); only
 # the layers that trained (loaded back onto the base); the whole model; or no weights at all
 # (a prompting baseline saves its prompt configuration).
@@ -62,12 +64,13 @@ class Strategy:
     params_cls: type
     trains: bool
     saves: Saves
-    # build(base_dir, labels, params) -> model whose forward(input_ids, attention_mask) has .logits
-    build: Callable[[Path, list[str], Any], nn.Module]
+    # build(base_dir, head, params) -> model whose forward(input_ids, attention_mask) has .logits;
+    # head (tasks.models.heads.Head): the task, and for classification the labels
+    build: Callable[[Path, Head, Any], nn.Module]
     # save(model, out_dir) writes safetensors (or a config for prompting baselines)
     save: Callable[[nn.Module, Path], None]
-    # load(base_dir, saved_dir, labels, params) -> the same model, ready to predict
-    load: Callable[[Path, Path, list[str], Any], nn.Module]
+    # load(base_dir, saved_dir, head, params) -> the same model, ready to predict
+    load: Callable[[Path, Path, Head, Any], nn.Module]
     # Prompting baselines: the prompt variants (templates, label descriptions, demonstration
     # draws) to evaluate for stability; the run logs their mean and spread and saves the one
     # that scores best on validation. variants(params, train_frame, labels) -> [params];
@@ -82,6 +85,9 @@ class Strategy:
     # Strategies built with the `adapters` library: params -> the library's adapter config, so
     # serving can add each version's adapter to one shared base.
     adapter_config: Callable[[Any], Any] | None = None
+    # The tasks it can run. A name may be registered once per task (zero_shot classifies by
+    # embedding similarity and generates from an instruction: two strategies, one name).
+    tasks: tuple[str, ...] = ("classification",)
 
     def parse_params(self, raw: dict[str, Any]):
         known = {f.name for f in fields(self.params_cls)}
@@ -97,34 +103,50 @@ class Strategy:
             raise ValueError(f"strategies.{self.name}: {exc}") from exc
 
 
-_REGISTRY: dict[str, Strategy] = {}
+_REGISTRY: dict[str, list[Strategy]] = {}
+TASKS = ("classification", "generation")
 
 
 def register(strategy: Strategy) -> Strategy:
     if not _NAME.match(strategy.name):
         raise ValueError(f"bad strategy name {strategy.name!r}: use lower_snake_case, 2-40 chars")
-    if strategy.name in _REGISTRY:
-        raise ValueError(f"strategy {strategy.name!r} is registered twice")
+    if not strategy.tasks or set(strategy.tasks) - set(TASKS):
+        raise ValueError(f"strategy {strategy.name!r}: tasks must be among {', '.join(TASKS)}")
+    taken = [t for s in _REGISTRY.get(strategy.name, []) for t in s.tasks if t in strategy.tasks]
+    if taken:
+        raise ValueError(f"strategy {strategy.name!r} is registered twice for task {', '.join(taken)}")
     if not (isinstance(strategy.params_cls, type) and hasattr(strategy.params_cls, "__dataclass_fields__")):
         raise TypeError(f"strategy {strategy.name!r}: params_cls must be a dataclass")
     if strategy.trains and not issubclass(strategy.params_cls, TrainableParams):
         raise TypeError(f"strategy {strategy.name!r} trains, so its params must extend TrainableParams")
     if strategy.trains and strategy.variants is not None:
         raise TypeError(f"strategy {strategy.name!r}: prompt variants are for strategies that do not train")
-    _REGISTRY[strategy.name] = strategy
+    _REGISTRY.setdefault(strategy.name, []).append(strategy)
     return strategy
 
 
-def get(name: str) -> Strategy:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown strategy {name!r}; registered: {', '.join(names())}") from None
+class UnsupportedTask(KeyError):
+    """The strategy exists but cannot run this task."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
-def names() -> list[str]:
-    return list(_REGISTRY)
+def get(name: str, task: str = "classification") -> Strategy:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown strategy {name!r}; registered: {', '.join(names())}")
+    for strategy in _REGISTRY[name]:
+        if task in strategy.tasks:
+            return strategy
+    raise UnsupportedTask(f"strategy {name!r} cannot run task: {task} (it runs "
+                          f"{', '.join(t for s in _REGISTRY[name] for t in s.tasks)}); "
+                          f"strategies for {task}: {', '.join(names(task))}")
+
+
+def names(task: str | None = None) -> list[str]:
+    """Registered names in registration order; with a task, those that can run it."""
+    return [n for n, impls in _REGISTRY.items() if task is None or any(task in s.tasks for s in impls)]
 
 
 def all_strategies() -> list[Strategy]:
-    return list(_REGISTRY.values())
+    return [s for impls in _REGISTRY.values() for s in impls]

@@ -16,6 +16,7 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from tasks.models.loading import load_frozen, load_tokenizer
+from tasks.models.heads import Head
 from tasks.strategies.registry import Strategy, register
 
 CONFIG_FILE = "zero_shot.json"
@@ -77,7 +78,8 @@ def _frozen_encoder(base_dir: Path) -> nn.Module:
     return load_frozen(AutoModel, base_dir)   # a BERT pooler loads unused: the mean over tokens is the embedding
 
 
-def build(base_dir: Path, labels: list[str], params: ZeroShotParams) -> nn.Module:
+def build(base_dir: Path, head: Head, params: ZeroShotParams) -> nn.Module:
+    labels = list(head.labels)
     missing = [label for label in labels if label not in params.label_descriptions]
     if missing:
         raise ValueError(f"strategies.zero_shot.label_descriptions has no description for "
@@ -104,9 +106,9 @@ def save(model: nn.Module, out_dir: Path) -> None:
         {"label_descriptions": p.label_descriptions, "temperature": p.temperature}, indent=2))
 
 
-def load(base_dir: Path, saved_dir: Path, labels: list[str], params: ZeroShotParams | None) -> nn.Module:
+def load(base_dir: Path, saved_dir: Path, head: Head, params: ZeroShotParams | None) -> nn.Module:
     saved = json.loads((saved_dir / CONFIG_FILE).read_text())
-    return build(base_dir, labels, ZeroShotParams(**saved, variants=[]))
+    return build(base_dir, head, ZeroShotParams(**saved, variants=[]))
 
 
 register(Strategy(

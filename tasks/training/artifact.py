@@ -31,6 +31,21 @@ class Manifest:
     base_name: str
     base_fingerprint: str
     saves: str
+    task: str = "classification"
+    # generation: system_prompt, instruction (the prompt the version answers) and max_new_tokens
+    generation: dict[str, Any] | None = None
+
+    @property
+    def head(self):
+        from tasks.models.heads import Head
+
+        return Head.for_task(self.task, self.labels)
+
+    def prompt(self):
+        from tasks.models.prompts import PromptFormat
+
+        g = self.generation or {}
+        return PromptFormat(g.get("system_prompt", ""), g.get("instruction", ""))
 
     def write(self, folder: Path) -> None:
         (folder / MANIFEST).write_text(json.dumps(asdict(self), indent=2))
@@ -62,10 +77,13 @@ def requirements() -> list[str]:
             ("torch", "transformers", "peft", "mlflow", "pandas", "adaptflow")]
 
 
-def signature():
-    """Input: a `text` column. Output: the label, its probability, and one p_<label> column each."""
+def signature(task: str = "classification"):
+    """Input: a `text` column. Output: the label, its probability, and one p_<label> column each;
+    generation: the `output` text."""
     from mlflow.models import infer_signature
 
+    if task == "generation":
+        return infer_signature(pd.DataFrame({"text": ["an article"]}), pd.DataFrame({"output": ["a headline"]}))
     return infer_signature(pd.DataFrame({"text": ["a review"]}),
                            pd.DataFrame({"label": ["positive"], "probability": [0.9]}))
 
@@ -79,13 +97,20 @@ def load_predictor(folder: Path):
     manifest = Manifest.read(folder)
     base = load_base(manifest.base_name)
     check_fingerprint(manifest.base_fingerprint, base, f"the {manifest.strategy} artifact in {folder}")
-    strategy = registry.get(manifest.strategy)
+    strategy = registry.get(manifest.strategy, manifest.task)
     params = strategy.parse_params(manifest.params)
-    model = strategy.load(base.path, folder, manifest.labels, params)
+    model = strategy.load(base.path, folder, manifest.head, params)
     return model.eval(), load_tokenizer(base.path), manifest
 
 
-def predict_texts(model, tokenizer, manifest: Manifest, texts: list[str]) -> pd.DataFrame:
+def predict_texts(model, tokenizer, manifest: Manifest, texts: list[str], batch_size: int = 16,
+                  max_new_tokens: int | None = None) -> pd.DataFrame:
+    if manifest.task == "generation":
+        from tasks.evaluation.generate import generate_texts
+
+        cap = min(max_new_tokens or 1 << 30, manifest.generation["max_new_tokens"])
+        out = generate_texts(model, tokenizer, manifest.prompt(), texts, manifest.max_length, cap, batch_size)
+        return pd.DataFrame({"output": out.texts})
     from tasks.evaluation.predict import predict_proba
     from tasks.models.encoding import encode
 

@@ -39,7 +39,7 @@ def epoch_loader(data: Encoded, pad_id: int, batch_size: int, effective_batch: i
                  group_by_length: bool) -> DataLoader:
     """A DataLoader of (input_ids, attention_mask, labels) batches, in the epoch's seeded order."""
     def collate_fn(indices: list[int]) -> dict[str, torch.Tensor]:
-        return {**collate([data.input_ids[i] for i in indices], pad_id), "labels": torch.from_numpy(data.labels[indices])}
+        return {**collate([data.input_ids[i] for i in indices], pad_id), "labels": data.batch_labels(indices)}
 
     sampler = EpochBatches(micro_batches(data, batch_size, effective_batch, seed, group_by_length))
     # A generator of its own: torch's DataLoader draws a seed for its workers at every iteration

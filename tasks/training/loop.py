@@ -75,10 +75,28 @@ def make_accelerator(cfg: LoopConfig):
                        gradient_accumulation_steps=cfg.grad_accum_steps)
 
 
+def batch_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of one batch. Class ids (one per example): over the classes. Token ids per
+    position (generation, -100 = no loss): next-token prediction on the target tokens only; the
+    logits may start with positions the labels lack (PEFT prompt tuning's virtual tokens), so
+    the last labels.shape[1] positions are the ones that line up."""
+    if labels.dim() == 1:
+        return nn.functional.cross_entropy(logits.float(), labels, reduction=reduction)
+    logits = logits[:, -labels.shape[1]:-1]
+    return nn.functional.cross_entropy(logits.float().flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100,
+                                       reduction=reduction)
+
+
+def loss_count(labels: torch.Tensor) -> int:
+    """How many predictions a batch's loss averages over: examples, or target tokens."""
+    return len(labels) if labels.dim() == 1 else int((labels[:, 1:] != -100).sum())
+
+
 @torch.no_grad()
 def mean_loss(model: nn.Module, data: Encoded, batch_size: int, pad_id: int, accelerator=None) -> float:
-    """Mean cross-entropy over `data`. With several processes each takes every n-th batch and the
-    sums are added up across processes, so all of them see the same loss (and stop together)."""
+    """Mean cross-entropy over `data` (per example, or per target token for generation: its exp is
+    the perplexity). With several processes each takes every n-th batch and the sums are added up
+    across processes, so all of them see the same loss (and stop together)."""
     model.eval()
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     device = accelerator.device if accelerator else torch.device("cpu")
@@ -87,8 +105,8 @@ def mean_loss(model: nn.Module, data: Encoded, batch_size: int, pad_id: int, acc
         if i % world != rank:
             continue
         logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits
-        total += nn.functional.cross_entropy(logits.float(), labels.to(device), reduction="sum").item()
-        n += len(labels)
+        total += batch_loss(logits, labels.to(device), reduction="sum").item()
+        n += loss_count(labels)
     if world > 1:
         sums = accelerator.reduce(torch.tensor([total, float(n)], device=device, dtype=torch.float64), "sum")
         total, n = float(sums[0]), int(sums[1])
@@ -195,7 +213,7 @@ def _step(loop: _Loop, batch: dict, state: TrainingState) -> bool:
     acc = loop.accelerator
     labels = batch.pop("labels")
     with acc.accumulate(loop.wrapped):
-        loss = nn.functional.cross_entropy(loop.wrapped(**batch).logits.float(), labels)
+        loss = batch_loss(loop.wrapped(**batch).logits, labels)
         acc.backward(loss)
         loop.optimizer.step()
         loop.scheduler.step()

@@ -44,7 +44,8 @@ def _log_training_input(ctx: RunContext) -> None:
         # path is ambiguous between them; either resolves the same file.
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
         dataset = mlflow.data.from_pandas(ctx.frames["train"], source=str(ctx.data.split_files["train"]),
-                                          name="train", targets="label", digest=ctx.data.split_hashes["train"][:8])
+                                          name="train", targets="target" if ctx.settings.task == "generation" else "label",
+                                          digest=ctx.data.split_hashes["train"][:8])
     mlflow.log_input(dataset, context="training")
 
 
@@ -55,17 +56,23 @@ def log_outcome(inputs: StrategyInputs, outcome: Outcome, folder: Path) -> str:
         _log_curves(outcome.training)
     if outcome.variants is not None:
         for r in outcome.variants.rows:
-            mlflow.log_metric("variant_test_accuracy", r["test"]["accuracy"], step=r["variant"])
+            for name, value in r["test"].items():   # accuracy (classification), rougeL (generation)
+                mlflow.log_metric(f"variant_test_{name}", value, step=r["variant"])
         mlflow.log_dict({"chosen_variant": outcome.variants.chosen, "variants": outcome.variants.rows},
                         "prompt_variants.json")
     for n, accuracy in outcome.learning_curve or []:
         mlflow.log_metric("learning_curve_accuracy", accuracy, step=n)
-    _log_predictions(outcome, inputs.labels)
+    if inputs.head.generates:
+        from tasks.training.generation import outputs_record
+
+        mlflow.log_dict(outputs_record(outcome.details), "test_outputs.json")
+    else:
+        _log_predictions(outcome, inputs.labels)
     mlflow.log_metrics(outcome.metrics)
     if inputs.strategy.saves == "config_only":   # the prompt itself, visible on the run page
         mlflow.log_artifacts(str(folder), "prompt")
     info = mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_ENTRY), artifacts={"strategy": str(folder)},
-                                   signature=signature(), pip_requirements=requirements())
+                                   signature=signature(inputs.head.task), pip_requirements=requirements())
     return info.model_uri
 
 

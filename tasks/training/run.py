@@ -19,6 +19,7 @@ from tasks.evaluation.record import StrategyResult
 from tasks.evaluation.statistics import overfitting
 from tasks.models.base import ResolvedBase, load_base
 from tasks.models.encoding import Encoded, encode
+from tasks.models.heads import Head
 from tasks.models.loading import load_tokenizer
 from tasks.strategies import registry
 from tasks.training import record
@@ -46,6 +47,11 @@ def encode_splits(tokenizer, frames: dict[str, pd.DataFrame], labels: list[str],
 
 def prepare_inputs(settings: Settings, base: ResolvedBase, frames: dict[str, pd.DataFrame], name: str
                    ) -> StrategyInputs:
+    """The strategy, its params and the encoded splits; the task decides how (here, once)."""
+    if settings.task == "generation":
+        from tasks.training.generation import prepare_generation_inputs
+
+        return prepare_generation_inputs(settings, base, frames, name)
     strategy = registry.get(name)
     params = strategy.parse_params(settings.strategy_params.get(name, {}))
     cfg = settings.train
@@ -59,7 +65,7 @@ def prepare_inputs(settings: Settings, base: ResolvedBase, frames: dict[str, pd.
     splits = encode_splits(tokenizer, frames, settings.validation.labels, settings.model.max_length,
                            cfg.max_train_examples, max_eval, cfg.seed)
     return StrategyInputs(name, strategy, params, base, tokenizer, settings.validation.labels, splits, frames["train"],
-                          hardware)
+                          hardware, Head.for_task("classification", settings.validation.labels))
 
 
 def loop_config(params, cfg: TrainSettings, hardware: Hardware | None = None, **override) -> LoopConfig:
@@ -77,7 +83,7 @@ def loop_config(params, cfg: TrainSettings, hardware: Hardware | None = None, **
 
 def fit(inputs: StrategyInputs, cfg: TrainSettings, desc: str) -> Fitted:
     """Build, train if the strategy trains, and score on the test split."""
-    model = inputs.strategy.build(inputs.base.path, inputs.labels, inputs.params)
+    model = inputs.strategy.build(inputs.base.path, inputs.head, inputs.params)
     metrics, result = size_metrics(model), None
     if inputs.strategy.trains:
         result = train(model, inputs.splits["train"], inputs.splits["validation"],
@@ -105,6 +111,10 @@ def learning_curve_points(inputs: StrategyInputs, cfg: TrainSettings, sizes: lis
 
 def compute(inputs: StrategyInputs, settings: Settings) -> Outcome:
     """Train (or score every prompt variant), then every measurement the run record holds."""
+    if inputs.head.generates:
+        from tasks.training.generation import compute_generation
+
+        return compute_generation(inputs, settings)
     cfg, ev, test = settings.train, settings.evaluation, inputs.splits["test"]
     seed_everything(cfg.seed)
     with PeakRSS() as rss:
@@ -124,7 +134,7 @@ def compute(inputs: StrategyInputs, settings: Settings) -> Outcome:
     metrics |= asdict(speed) | {"peak_rss_mb": rss.peak_mb, "test_examples": float(len(test)),
                                 "train_seconds": training.train_seconds if training else 0.0}
     # After the peak-memory window: the probe loads a second copy of the base.
-    metrics |= forgetting_metrics(model, inputs.strategy.trains, inputs.base, inputs.labels, inputs.tokenizer,
+    metrics |= forgetting_metrics(model, inputs.strategy.trains, inputs.base, inputs.head, inputs.tokenizer,
                                   ev, cfg.seed)
     if inputs.strategy.merge is not None and ev.merged_latency:
         metrics |= merged_speed_metrics(model, inputs.strategy.merge, test, inputs.pad_id)
@@ -139,8 +149,18 @@ def save_outcome(inputs: StrategyInputs, outcome: Outcome, settings: Settings, f
     """The artifact a registered version would hold, written to `folder`; returns its bytes."""
     manifest = Manifest(strategy=inputs.name, params=params_dict(outcome.params), labels=inputs.labels,
                         max_length=settings.model.max_length, base_name=inputs.base.name,
-                        base_fingerprint=inputs.base.fingerprint, saves=inputs.strategy.saves)
+                        base_fingerprint=inputs.base.fingerprint, saves=inputs.strategy.saves,
+                        task=inputs.head.task, generation=generation_manifest(inputs, settings))
     return write_artifact(inputs.strategy, outcome.model, folder, manifest)
+
+
+def generation_manifest(inputs: StrategyInputs, settings: Settings) -> dict | None:
+    """What a generating version needs beyond its weights: the prompt it was trained (or is
+    prompted) with, and the decoding cap."""
+    if not inputs.head.generates:
+        return None
+    return {"system_prompt": inputs.prompt.system_prompt, "instruction": inputs.prompt.instruction,
+            "max_new_tokens": settings.generation.max_new_tokens}
 
 
 def run_strategy(ctx: RunContext, name: str) -> StrategyResult | None:

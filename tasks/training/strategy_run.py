@@ -11,9 +11,10 @@ import pandas as pd
 from torch import nn
 
 from tasks.evaluation.cost import size_metrics
-from tasks.evaluation.quality import QualityDetails
 from tasks.models.base import ResolvedBase
 from tasks.models.encoding import Encoded
+from tasks.models.heads import Head
+from tasks.models.prompts import PromptFormat
 from tasks.strategies.registry import Strategy
 from tasks.training.hardware import Hardware
 from tasks.training.loop import TrainResult
@@ -31,6 +32,8 @@ class StrategyInputs:
     splits: dict[str, Encoded]   # train / validation / test, limited as train.max_*_examples say
     train_frame: pd.DataFrame    # the train split's texts (prompting strategies draw demonstrations)
     hardware: Hardware           # where it trains: device, precision, processes
+    head: Head = Head("classification")   # the task, and its labels (tasks/models/heads.py)
+    prompt: PromptFormat | None = None    # generation: how inputs become prompts
 
     @property
     def pad_id(self) -> int:
@@ -70,7 +73,18 @@ class Outcome:
     model: nn.Module             # the model to save
     params: Any                  # its params (a prompting strategy's chosen variant)
     metrics: dict[str, float]    # the run's metrics (the record's METRICS and more)
-    details: QualityDetails      # the saved model's test predictions, calibration, confusion matrix
+    details: Any                 # QualityDetails (classification) or GenerationDetails: the saved model's test outputs
     training: TrainResult | None = None
     variants: VariantScores | None = None
     learning_curve: list[tuple[int, float]] | None = None   # (train examples, test accuracy)
+
+
+@dataclass(frozen=True)
+class GenerationDetails:
+    """The saved model's test outputs beside their inputs and references, with per-example scores
+    (the report's side-by-side sample and the paired tests read them)."""
+    sources: list[str]
+    references: list[str]
+    outputs: list[str]
+    rougeL: np.ndarray
+    chrf: np.ndarray

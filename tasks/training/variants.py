@@ -15,7 +15,7 @@ def score_variants(inputs: StrategyInputs) -> VariantScores:
     rows, best, preds = [], None, []
     labels, splits = inputs.labels, inputs.splits
     for i, variant in enumerate(inputs.strategy.variants(inputs.params, inputs.train_frame, labels)):
-        model = inputs.strategy.build(inputs.base.path, labels, variant)
+        model = inputs.strategy.build(inputs.base.path, inputs.head, variant)
         val, test = (score(model, splits[s], len(labels), inputs.pad_id) for s in ("validation", "test"))
         preds.append(test.probs.argmax(1))
         rows.append({"variant": i, "params": params_dict(variant),

@@ -1,0 +1,73 @@
+"""Greedy generation for evaluation and serving: prompts built from input texts with the run's
+prompt format (or the model's own, for prompting strategies), batched with left padding, decoded
+until the end token or `max_new_tokens`. A model may bring its own `generate_prompts` (few-shot
+reuses the demonstrations' KV cache)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from tasks.models.prompts import PromptFormat, cut_at_end, end_ids, left_pad, prompt_ids
+
+
+@dataclass(frozen=True)
+class Generated:
+    texts: list[str]             # decoded outputs, in input order
+    new_tokens: np.ndarray       # tokens generated per example (the end token not counted)
+    hit_cap: np.ndarray          # bool: stopped by max_new_tokens, not by the end token
+    seconds: float               # wall time of all batches
+
+
+def device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def greedy(model: nn.Module, prompts: list[list[int]], pad_id: int, eos: list[int], max_new_tokens: int
+           ) -> list[list[int]]:
+    """Each prompt's new tokens (greedy), cut at the first end token."""
+    custom = getattr(model, "generate_prompts", None)
+    if custom is not None:
+        return custom(prompts, pad_id, eos, max_new_tokens)
+    ids, mask = left_pad(prompts, pad_id)
+    device = device_of(model)
+    out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                         do_sample=False, num_beams=1, pad_token_id=pad_id, eos_token_id=eos or None)
+    return [cut_at_end(row.tolist(), eos) for row in out[:, ids.shape[1]:]]
+
+
+def generate_texts(model: nn.Module, tokenizer, fmt: PromptFormat, texts: list[str], max_length: int,
+                   max_new_tokens: int, batch_size: int) -> Generated:
+    """Outputs for `texts`, in order. Batches follow prompt length (less padding)."""
+    model.eval()
+    fmt = getattr(model, "prompt_format", None) or fmt
+    prompts = [prompt_ids(tokenizer, fmt, t, max_length) for t in texts]
+    eos, pad_id = end_ids(tokenizer), tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    order = np.argsort([len(p) for p in prompts], kind="stable")
+    new: list[list[int]] = [[] for _ in texts]
+    start = time.perf_counter()
+    for b in range(0, len(order), batch_size):
+        idx = order[b:b + batch_size]
+        for i, tokens in zip(idx, greedy(model, [prompts[i] for i in idx], pad_id, eos, max_new_tokens)):
+            new[i] = tokens
+    seconds = time.perf_counter() - start
+    return Generated([tokenizer.decode(t, skip_special_tokens=True).strip() for t in new],
+                     np.array([len(t) for t in new]), np.array([len(t) >= max_new_tokens for t in new]), seconds)
+
+
+def latency(model: nn.Module, tokenizer, fmt: PromptFormat, texts: list[str], max_length: int,
+            max_new_tokens: int) -> dict[str, float]:
+    """Per-example generation latency (one request at a time, as a user waits for it) and tokens/s."""
+    if not texts:
+        return {}
+    times, tokens = [], 0
+    for text in texts:
+        g = generate_texts(model, tokenizer, fmt, [text], max_length, max_new_tokens, 1)
+        times.append(g.seconds * 1000)
+        tokens += int(g.new_tokens.sum())
+    return {"latency_ms_p50": float(np.percentile(times, 50)), "latency_ms_p95": float(np.percentile(times, 95)),
+            "generated_tokens_per_s": tokens / max(sum(times) / 1000, 1e-9)}

@@ -1,0 +1,34 @@
+"""What sits on top of the base for a task: a classification head over the labels, or the
+causal LM's own language-model head (task: generation). Strategies build on a `Head`, so a
+strategy module is the same for both tasks wherever its method is (PEFT, full fine-tuning)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Head:
+    task: str                      # classification | generation
+    labels: tuple[str, ...] = ()   # classification: the label set, in label-id order
+
+    @classmethod
+    def for_task(cls, task: str, labels: list[str] | tuple[str, ...] = ()) -> "Head":
+        return cls(task, tuple(labels) if task == "classification" else ())
+
+    @property
+    def generates(self) -> bool:
+        return self.task == "generation"
+
+    @property
+    def peft_task_type(self) -> str:
+        """PEFT's TaskType name: SEQ_CLS saves the new head with the adapter; CAUSAL_LM keeps
+        the base's LM head (and prepends prompt tokens to the labels)."""
+        return "CAUSAL_LM" if self.generates else "SEQ_CLS"
+
+    def load(self, path: Path):
+        """The base (or a saved full model) with this head: a fresh classification head, or the
+        causal LM as it is."""
+        from tasks.models.loading import load_causal_lm, load_classifier
+
+        return load_causal_lm(path) if self.generates else load_classifier(path, list(self.labels))

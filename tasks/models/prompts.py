@@ -1,0 +1,113 @@
+"""Generation prompts: an input becomes the model's chat-template prompt (system message, the
+instruction and the input as the user's turn, then the assistant's turn opened), and a training
+example is that prompt followed by the target and the end-of-turn token. Only the target's tokens
+(and the end token) carry loss: `Encoded.prompt_lengths` says where each target starts.
+
+The input is cut (never the template, never the target) so prompt + target fit model.max_length.
+A tokenizer without a chat template gets a plain "instruction / input / answer" layout."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from tasks.models.encoding import Encoded
+
+_PLAIN = "{system}\n\n{instruction}\n\n{text}\n\nAnswer: "
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    system_prompt: str
+    instruction: str
+    # (input, target) pairs shown before the input as earlier turns of the chat (few-shot).
+    demonstrations: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def messages(self, text: str) -> list[dict[str, str]]:
+        out = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        for demo_input, demo_target in self.demonstrations:
+            out += [{"role": "user", "content": self.user_turn(demo_input)},
+                    {"role": "assistant", "content": demo_target}]
+        return out + [{"role": "user", "content": self.user_turn(text)}]
+
+    def user_turn(self, text: str) -> str:
+        return f"{self.instruction}\n\n{text}"
+
+
+def render(tokenizer, fmt: PromptFormat, text: str) -> str:
+    """The prompt as text, ending where the model's answer begins."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(fmt.messages(text), tokenize=False, add_generation_prompt=True)
+    demos = "".join(_PLAIN.format(system="", instruction=fmt.instruction, text=i).lstrip() + t + "\n\n"
+                    for i, t in fmt.demonstrations)
+    return demos + _PLAIN.format(system=fmt.system_prompt, instruction=fmt.instruction, text=text)
+
+
+def end_ids(tokenizer) -> list[int]:
+    """What closes an answer: the end-of-turn token (eos)."""
+    return [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+
+
+def _ids(tokenizer, text: str) -> list[int]:
+    # The rendered template already holds its special tokens: add none (SmolLM2's tokenizer
+    # would prepend <|im_start|> to every encoding otherwise).
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def prompt_ids(tokenizer, fmt: PromptFormat, text: str, budget: int) -> list[int]:
+    """The prompt's token ids, at most `budget` long: the input is cut to fit."""
+    ids = _ids(tokenizer, render(tokenizer, fmt, text))
+    if len(ids) <= budget:
+        return ids
+    overhead = len(_ids(tokenizer, render(tokenizer, fmt, "")))
+    keep = max(budget - overhead, 1)
+    cut = tokenizer.decode(_ids(tokenizer, text)[:keep])
+    ids = _ids(tokenizer, render(tokenizer, fmt, cut))
+    return ids[:budget] if len(ids) > budget else ids
+
+
+def target_ids(tokenizer, target: str, max_tokens: int) -> list[int]:
+    """The target's tokens (at most max_tokens) and the end token."""
+    return _ids(tokenizer, target)[:max_tokens] + end_ids(tokenizer)
+
+
+def encode_pairs(tokenizer, fmt: PromptFormat, texts: list[str], targets: list[str], max_length: int,
+                 max_target_tokens: int) -> Encoded:
+    """Training examples: prompt + target + end token, with the prompt's length per example."""
+    ids, lengths = [], []
+    for text, target in zip(texts, targets):
+        answer = target_ids(tokenizer, target, min(max_target_tokens, max_length // 2))
+        prompt = prompt_ids(tokenizer, fmt, text, max_length - len(answer))
+        ids.append(prompt + answer)
+        lengths.append(len(prompt))
+    return Encoded(ids, np.zeros(len(ids), dtype=np.int64), np.asarray(lengths, dtype=np.int64),
+                   tuple(targets), tuple(texts))
+
+
+def token_lengths(tokenizer, fmt: PromptFormat, texts: list[str], targets: list[str]) -> tuple[list[int], list[int]]:
+    """(prompt + target + end tokens, target tokens) per example, uncut: what the data contract
+    checks against model.max_length and the target bounds."""
+    totals, target_lengths = [], []
+    for text, target in zip(texts, targets):
+        t = len(_ids(tokenizer, target))
+        totals.append(len(_ids(tokenizer, render(tokenizer, fmt, text))) + t + len(end_ids(tokenizer)))
+        target_lengths.append(t)
+    return totals, target_lengths
+
+
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+        mask[i, width - len(r):] = 1
+    return ids, mask
+
+
+def cut_at_end(tokens: list[int], eos: list[int]) -> list[int]:
+    for i, t in enumerate(tokens):
+        if t in eos:
+            return tokens[:i]
+    return tokens

@@ -1,0 +1,66 @@
+"""Zero-shot generation: no training. The causal LM is asked in its chat template (system
+message, then the instruction and the input as the user's turn) and answers greedily. Prompt
+variants are other instructions; the one best on validation is saved."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from torch import nn
+
+from tasks.models.heads import Head
+from tasks.models.loading import load_tokenizer
+from tasks.models.prompts import PromptFormat
+from tasks.strategies._prompted_lm import PromptedLM, frozen_causal_lm
+from tasks.strategies.registry import Strategy, register
+
+CONFIG_FILE = "zero_shot_generation.json"
+
+
+@dataclass(frozen=True)
+class ZeroShotGenerationParams:
+    # "" = the run's generation.instruction / generation.system_prompt (filled in by the run)
+    instruction: str = ""
+    system_prompt: str = ""
+    # Other instructions, evaluated for prompt stability next to `instruction`.
+    variants: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if any(not str(v).strip() for v in self.variants):
+            raise ValueError("every instruction variant must be non-empty text")
+
+
+def prompt_format(params) -> PromptFormat:
+    return PromptFormat(params.system_prompt, params.instruction)
+
+
+def build(base_dir: Path, head: Head, params: ZeroShotGenerationParams) -> nn.Module:
+    if not params.instruction.strip():
+        raise ValueError("strategies.zero_shot.instruction is empty (the run fills it from generation.instruction)")
+    return PromptedLM(frozen_causal_lm(Path(base_dir)), load_tokenizer(base_dir), prompt_format(params), params,
+                      cache_prefix=False).eval()
+
+
+def variants(params: ZeroShotGenerationParams, train=None, labels=None) -> list[ZeroShotGenerationParams]:
+    return [replace(params, instruction=i, variants=[]) for i in [params.instruction, *params.variants]]
+
+
+def save(model: nn.Module, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    p = model.params
+    (out_dir / CONFIG_FILE).write_text(json.dumps({"instruction": p.instruction, "system_prompt": p.system_prompt},
+                                                  indent=2))
+
+
+def load(base_dir: Path, saved_dir: Path, head: Head, params) -> nn.Module:
+    saved = json.loads((saved_dir / CONFIG_FILE).read_text())
+    return build(base_dir, head, ZeroShotGenerationParams(**saved))
+
+
+register(Strategy(
+    name="zero_shot",
+    summary="generation: the causal LM answers an instruction in its chat template; saves the prompt",
+    params_cls=ZeroShotGenerationParams, trains=False, saves="config_only", build=build, save=save, load=load,
+    library="none", variants=variants, base_kind="causal_lm", tasks=("generation",),
+))

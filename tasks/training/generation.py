@@ -1,0 +1,159 @@
+"""task: generation -- one strategy's inputs and measurements. The splits are encoded as chat
+prompts + targets (loss on the target only); trained strategies go through the same loop as
+classification; every strategy then writes greedy outputs for the same test inputs, scored with
+ROUGE / chrF / BLEU / exact match / embedding similarity, with cost and risk beside them.
+Prompting strategies are scored on every prompt variant; the one best on validation ROUGE-L is
+saved, so no choice looks at test."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tasks.config import Settings
+from tasks.evaluation.cost import PeakRSS, size_metrics
+from tasks.evaluation.forgetting import forgetting_metrics
+from tasks.evaluation.generate import Generated, generate_texts, latency
+from tasks.evaluation.statistics import overfitting
+from tasks.evaluation.text_metrics import TextScores, quality_metrics, risk_metrics, text_scores
+from tasks.models.base import ResolvedBase
+from tasks.models.encoding import subset_indices
+from tasks.models.heads import Head
+from tasks.models.loading import load_tokenizer
+from tasks.models.prompts import PromptFormat, encode_pairs
+from tasks.strategies import registry
+from tasks.training.artifact import params_dict
+from tasks.training.hardware import check_hardware, threads_per_process
+from tasks.training.loop import mean_loss, seed_everything, train
+from tasks.training.strategy_run import GenerationDetails, Outcome, StrategyInputs
+
+
+def run_prompt(settings: Settings) -> PromptFormat:
+    g = settings.generation
+    return PromptFormat(g.system_prompt, g.instruction)
+
+
+def with_run_prompt(params, fmt: PromptFormat):
+    """Prompting params whose instruction / system prompt are left empty take the run's."""
+    names = {f.name for f in fields(params)}
+    change = {k: getattr(fmt, k) for k in ("instruction", "system_prompt") if k in names and not getattr(params, k)}
+    return replace(params, **change) if change else params
+
+
+def prepare_generation_inputs(settings: Settings, base: ResolvedBase, frames: dict[str, pd.DataFrame], name: str
+                              ) -> StrategyInputs:
+    strategy = registry.get(name, "generation")
+    fmt = run_prompt(settings)
+    params = with_run_prompt(strategy.parse_params(settings.strategy_params.get(name, {})), fmt)
+    cfg, g = settings.train, settings.generation
+    hardware = check_hardware(cfg)
+    torch.set_num_threads(threads_per_process(cfg, hardware))
+    tokenizer = load_tokenizer(base.path)
+    limits = {"train": cfg.max_train_examples, "validation": cfg.max_eval_examples, "test": cfg.max_eval_examples}
+    splits = {}
+    for split, frame in frames.items():
+        rows = frame.iloc[subset_indices(len(frame), limits[split], cfg.seed)]
+        splits[split] = encode_pairs(tokenizer, fmt, rows["text"].astype(str).tolist(),
+                                     rows["target"].astype(str).tolist(), settings.model.max_length,
+                                     g.max_target_tokens)
+    return StrategyInputs(name, strategy, params, base, tokenizer, [], splits, frames["train"], hardware,
+                          Head("generation"), fmt)
+
+
+def _generate(model, inputs: StrategyInputs, settings: Settings, split: str) -> Generated:
+    g, data = settings.generation, inputs.splits[split]
+    return generate_texts(model, inputs.tokenizer, inputs.prompt, list(data.sources), settings.model.max_length,
+                          g.max_new_tokens, g.batch_size)
+
+
+def _score(model, inputs: StrategyInputs, settings: Settings, split: str) -> tuple[Generated, TextScores]:
+    out = _generate(model, inputs, settings, split)
+    return out, text_scores(out.texts, list(inputs.splits[split].references))
+
+
+@dataclass(frozen=True)
+class GenerationVariants:
+    rows: list[dict]             # per variant: index, params, validation and test ROUGE-L
+    chosen: int                  # the variant best on validation ROUGE-L
+    model: object
+    params: object
+    test: tuple[Generated, TextScores]   # the chosen variant's test outputs and scores
+
+    def metrics(self) -> dict[str, float]:
+        scores = np.array([r["test"]["rougeL"] for r in self.rows])
+        return {"prompt_variant_std": float(scores.std(ddof=1)) if len(scores) > 1 else 0.0,
+                "prompt_variant_mean_rougeL": float(scores.mean()), "chosen_variant": float(self.chosen)}
+
+
+def score_generation_variants(inputs: StrategyInputs, settings: Settings) -> GenerationVariants:
+    rows, best = [], None
+    for i, variant in enumerate(inputs.strategy.variants(inputs.params, inputs.train_frame, [])):
+        model = inputs.strategy.build(inputs.base.path, inputs.head, variant)
+        val = _score(model, inputs, settings, "validation")[1]
+        test = _score(model, inputs, settings, "test")
+        rows.append({"variant": i, "params": params_dict(variant), "validation": {"rougeL": float(val.rougeL.mean())},
+                     "test": {"rougeL": float(test[1].rougeL.mean()), "chrf": float(test[1].chrf.mean())}})
+        if best is None or val.rougeL.mean() > best[0]:
+            best = (val.rougeL.mean(), i, model, variant, test)
+    return GenerationVariants(rows, best[1], best[2], best[3], best[4])
+
+
+def _perplexity(model, inputs: StrategyInputs, settings: Settings) -> float:
+    """exp(mean validation loss per target token), each strategy with its own prompt."""
+    from tasks.models.prompts import encode_pairs
+
+    data = inputs.splits["validation"]
+    fmt = getattr(model, "prompt_format", None)
+    if fmt is not None and fmt != inputs.prompt:
+        data = encode_pairs(inputs.tokenizer, fmt, list(data.sources), list(data.references),
+                            max(settings.model.max_length, 1024), settings.generation.max_target_tokens)
+    return float(np.exp(mean_loss(model, data, settings.train.batch_size, inputs.pad_id)))
+
+
+def compute_generation(inputs: StrategyInputs, settings: Settings) -> Outcome:
+    """Train (or score every prompt variant), generate on test, then cost and risk."""
+    from tasks.training.run import loop_config
+
+    cfg, g = settings.train, settings.generation
+    seed_everything(cfg.seed)
+    with PeakRSS() as rss:
+        variants, training = None, None
+        if inputs.strategy.variants is None:
+            model, params = inputs.strategy.build(inputs.base.path, inputs.head, inputs.params), inputs.params
+            metrics = size_metrics(model)
+            if inputs.strategy.trains:
+                training = train(model, inputs.splits["train"], inputs.splits["validation"],
+                                 loop_config(params, cfg, inputs.hardware), inputs.pad_id, desc=inputs.name)
+                metrics |= {"train_examples_per_s": training.examples_seen / max(training.train_seconds, 1e-9),
+                            "overfit_flag": float(overfitting(training.train_loss, training.val_loss))}
+            out, scores = _score(model, inputs, settings, "test")
+        else:
+            variants = score_generation_variants(inputs, settings)
+            model, params, (out, scores) = variants.model, variants.params, variants.test
+            metrics = size_metrics(model) | variants.metrics()
+        metrics |= quality_metrics(scores, cfg.seed) | risk_metrics(out.texts, out.hit_cap)
+        metrics |= {"val_perplexity": _perplexity(model, inputs, settings),
+                    "generation_seconds": out.seconds,
+                    "throughput_examples_per_s": len(out.texts) / max(out.seconds, 1e-9)}
+        sample = list(inputs.splits["test"].sources)[: g.latency_examples]
+        metrics |= latency(model, inputs.tokenizer, inputs.prompt, sample, settings.model.max_length, g.max_new_tokens)
+    test = inputs.splits["test"]
+    metrics |= {"peak_rss_mb": rss.peak_mb, "test_examples": float(len(test)),
+                "train_seconds": training.train_seconds if training else 0.0}
+    metrics |= forgetting_metrics(model, inputs.strategy.trains, inputs.base, inputs.head, inputs.tokenizer,
+                                  settings.evaluation, cfg.seed)
+    details = GenerationDetails(list(test.sources), list(test.references), out.texts, scores.rougeL, scores.chrf)
+    return Outcome(model, params, metrics, details, training, variants, None)
+
+
+def outputs_record(details: GenerationDetails) -> dict:
+    """test_outputs.json: every test input with its reference, the output and its scores."""
+    return {"examples": [{"input": s, "reference": r, "output": o, "rougeL": round(float(x), 5),
+                          "chrf": round(float(c), 5)}
+                         for s, r, o, x, c in zip(details.sources, details.references, details.outputs,
+                                                  details.rougeL, details.chrf)]}
+
+
+__all__ = ["compute_generation", "outputs_record", "prepare_generation_inputs"]

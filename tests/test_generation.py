@@ -1,0 +1,105 @@
+"""Generation on a tiny random Llama (SmolLM2's tokenizer and chat template): the loss is on the
+target tokens only; every generation strategy trains a step (or prompts), saves, reloads and
+generates the same tokens; few-shot's cached prefix generates what the full prompt does."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tasks.config import load_settings
+from tasks.models.base import load_base
+from tasks.models.heads import Head
+from tasks.models.loading import load_tokenizer
+from tasks.models.prompts import PromptFormat, encode_pairs
+from tasks.training.loop import batch_loss, loss_count
+
+ROOT = Path(__file__).resolve().parents[1]
+FMT = PromptFormat("You are a sub-editor.", "Write the headline.")
+
+
+def frames(n: int = 24) -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(0)
+    words = ["market", "rises", "team", "wins", "minister", "says", "film", "award", "court", "rules"]
+    def rows(k, off):
+        return pd.DataFrame({"text": [" ".join(rng.choice(words, 12)) + f" story {off + i}." for i in range(k)],
+                             "target": [" ".join(rng.choice(words, 4)) for _ in range(k)]})
+    return {"train": rows(n, 0), "validation": rows(8, 100), "test": rows(6, 200)}
+
+
+def settings_for(base: Path, tmp_path: Path):
+    s = load_settings(ROOT / "params.yaml", "headlines", ["lora"])
+    return replace(s, model=replace(s.model, base=str(base), max_length=64),
+                   train=replace(s.train, batch_size=4, eval_every=2, max_train_examples=0, epochs=1),
+                   generation=replace(s.generation, max_new_tokens=6, latency_examples=2, batch_size=4),
+                   evaluation=replace(s.evaluation, forgetting_train_examples=0), root=tmp_path)
+
+
+def test_loss_is_on_target_tokens_only(tiny_llama):
+    tok = load_tokenizer(tiny_llama)
+    data = encode_pairs(tok, FMT, ["a long input text here", "short"], ["the target", "x"], 64, 16)
+    labels = data.batch_labels(np.arange(2))
+    for i, row in enumerate(data.input_ids):
+        start = int(data.prompt_lengths[i])
+        assert (labels[i, :start] == -100).all()          # the prompt: no loss
+        assert labels[i, start:len(row)].tolist() == row[start:]   # the target and the end token
+        assert row[-1] == tok.eos_token_id
+    logits = torch.randn(2, labels.shape[1], len(tok))
+    # Changing the logits at prompt positions cannot change the loss.
+    changed = logits.clone()
+    changed[0, : int(data.prompt_lengths[0]) - 1] = torch.randn_like(changed[0, : int(data.prompt_lengths[0]) - 1])
+    assert torch.allclose(batch_loss(logits, labels), batch_loss(changed, labels))
+    assert loss_count(labels) == sum(len(r) - int(p) for r, p in zip(data.input_ids, data.prompt_lengths))
+
+
+@pytest.mark.parametrize("name", ["full_finetune", "partial_finetune", "lora", "ia3", "prompt_tuning",
+                                  "prefix_tuning", "zero_shot", "few_shot"])
+def test_each_generation_strategy_trains_saves_reloads_and_generates_the_same(name, tiny_llama, tmp_path):
+    from tasks.training.artifact import load_predictor, predict_texts
+    from tasks.training.run import compute, prepare_inputs, save_outcome
+
+    settings = settings_for(tiny_llama, tmp_path)
+    overrides = {"partial_finetune": {"frozen_layers": 1},
+                 "ia3": {"target_modules": ["k_proj", "v_proj", "down_proj"], "feedforward_modules": ["down_proj"]},
+                 "lora": {"target_modules": ["q_proj", "v_proj"]}, "few_shot": {"k": 2, "variants": [{"demo_seed": 3}]}}
+    settings = replace(settings, strategy_params={name: overrides.get(name, {})})
+    base = load_base(str(tiny_llama))
+    inputs = prepare_inputs(settings, base, frames(), name)
+    outcome = compute(inputs, settings)
+    m = outcome.metrics
+    assert 0 <= m["test_rougeL"] <= 1 and m["test_rougeL_ci_low"] <= m["test_rougeL"] <= m["test_rougeL_ci_high"]
+    assert np.isfinite(m["val_perplexity"]) and m["latency_ms_p50"] > 0
+    if inputs.strategy.trains:
+        assert outcome.training.steps >= 1 and outcome.training.val_loss
+    folder = tmp_path / "artifact"
+    save_outcome(inputs, outcome, settings, folder)
+    model, tokenizer, manifest = load_predictor(folder)
+    assert manifest.task == "generation"
+    again = predict_texts(model, tokenizer, manifest, list(inputs.splits["test"].sources), batch_size=4)
+    assert again["output"].tolist() == outcome.details.outputs
+
+
+def test_few_shot_prefix_cache_generates_what_the_full_prompt_does(tiny_llama):
+    from tasks.evaluation.generate import generate_texts
+    from tasks.strategies.few_shot_generation import FewShotGenerationParams, build
+
+    tok = load_tokenizer(tiny_llama)
+    params = FewShotGenerationParams(instruction="Write the headline.", system_prompt="Be brief.", k=2,
+                                     demonstrations=[["first story text", "first"], ["second story", "second"]])
+    model = build(tiny_llama, Head("generation"), params)
+    texts = ["a story about markets", "team wins the cup final after extra time", "short"]
+    cached = generate_texts(model, tok, FMT, texts, 256, 8, 3).texts
+    model.generate_prompts = None   # the plain path: the whole prompt, no cache
+    plain = generate_texts(model, tok, FMT, texts, 256, 8, 1).texts
+    assert cached == plain
+
+
+def test_strategies_that_cannot_generate_are_refused_clearly(tmp_path):
+    from tasks.config import SettingsError
+
+    with pytest.raises(SettingsError, match="cannot run task: generation"):
+        load_settings(ROOT / "params.yaml", "headlines", ["bottleneck_adapter"])

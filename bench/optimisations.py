@@ -33,7 +33,6 @@ def step_loop(model, data: Data, steps: int, batch_size: int, seed: int, padding
     import torch
     from torch import nn
 
-    from tasks.models.heads import Head
     from tasks.models.encoding import collate, length_grouped_order
 
     subset = data.train.select(np.arange(steps * batch_size))
@@ -73,6 +72,7 @@ def measure(name: str, data: Data, params, steps: int, batch_size: int, seed: in
             threads: int) -> list[dict]:
     import torch
 
+    from tasks.models.heads import Head
     from tasks.strategies import registry
     from tasks.training.loop import seed_everything
 

@@ -50,7 +50,6 @@ def matmul_gflops(dtype: str, n: int = 2048, repeats: int = 5) -> float:
 
 
 def matmul_params(base_path: Path) -> int:
-    from tasks.models.heads import Head
     from tasks.models.loading import load_classifier
 
     model = load_classifier(base_path, ["a", "b"])
@@ -69,6 +68,7 @@ def adaptflow_run(name: str, data: Data, params, settings, steps: int, precision
     """Build (not timed) and train with adaptflow's loop, in fp32 ("no") or bf16 autocast;
     returns (seconds, trainable params)."""
     from tasks.evaluation.cost import count_parameters
+    from tasks.models.heads import Head
     from tasks.strategies import registry
     from tasks.training.loop import seed_everything, train
     from tasks.training.run import loop_config

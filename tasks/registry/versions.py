@@ -49,6 +49,11 @@ class TestSet:
     references: list[str] | None = None   # generation: the target texts
     task: str = "classification"
 
+    @property
+    def data_version(self) -> str:
+        """Scores compare only on the same examples: the split and how many of it were used."""
+        return f"{self.split_md5}/{len(self.texts)}"
+
     def label_ids(self, predicted) -> np.ndarray:
         names = {n: i for i, n in enumerate(self.label_names)}
         return predicted["label"].map(names).to_numpy()
@@ -66,11 +71,6 @@ def _text_mean(field: str):
 RESCORABLE = {"test_accuracy": lambda t, out: accuracy(t.labels, t.label_ids(out)),
               "test_macro_f1": lambda t, out: macro_f1(t.labels, t.label_ids(out), len(t.label_names)),
               "test_rougeL": _text_mean("rougeL"), "test_chrf": _text_mean("chrf")}
-
-    @property
-    def data_version(self) -> str:
-        """Scores compare only on the same examples: the split and how many of it were used."""
-        return f"{self.split_md5}/{len(self.texts)}"
 
 
 def rescore(model_name: str, version: str, test: TestSet, metric_name: str) -> float:

@@ -88,7 +88,7 @@ class DataSettings:
         require(len(set(named)) == len(named), "text_col, label_col (or target_col) and split_col must name "
                                                "different columns")
         # Grouping by the target is allowed (no headline in two splits); by the input or the split: not.
-        require(self.group_col not in (self.text_col, self.split_col, self.label_col if not self.target_col else None),
+        require(self.group_col is None or self.group_col not in (self.text_col, self.split_col, self.label_col if not self.target_col else None),
                  "group_col must differ from text_col, label_col and split_col")
         require(not Path(self.dvc_remote).as_posix().startswith("data/"),
                  "dvc_remote must be outside data/ (a remote inside the tracked folder would track itself)")

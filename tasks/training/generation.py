@@ -27,6 +27,7 @@ from tasks.strategies import registry
 from tasks.training.artifact import params_dict
 from tasks.training.hardware import check_hardware, threads_per_process
 from tasks.training.loop import mean_loss, seed_everything, train
+from tasks.training.loop_settings import loop_config
 from tasks.training.strategy_run import GenerationDetails, Outcome, StrategyInputs
 
 
@@ -114,8 +115,6 @@ def _perplexity(model, inputs: StrategyInputs, settings: Settings) -> float:
 
 def compute_generation(inputs: StrategyInputs, settings: Settings) -> Outcome:
     """Train (or score every prompt variant), generate on test, then cost and risk."""
-    from tasks.training.run import loop_config
-
     cfg, g = settings.train, settings.generation
     seed_everything(cfg.seed)
     with PeakRSS() as rss:

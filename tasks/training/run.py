@@ -25,8 +25,9 @@ from tasks.strategies import registry
 from tasks.training import record
 from tasks.training.artifact import Manifest, params_dict, write_artifact
 from tasks.training.context import RunContext
-from tasks.training.hardware import Hardware, check_hardware, is_main_process, threads_per_process
-from tasks.training.loop import LoopConfig, seed_everything, train
+from tasks.training.hardware import check_hardware, is_main_process, threads_per_process
+from tasks.training.loop import seed_everything, train
+from tasks.training.loop_settings import loop_config
 from tasks.training.strategy_run import Fitted, Outcome, StrategyInputs
 from tasks.training.variants import score_variants
 
@@ -66,19 +67,6 @@ def prepare_inputs(settings: Settings, base: ResolvedBase, frames: dict[str, pd.
                            cfg.max_train_examples, max_eval, cfg.seed)
     return StrategyInputs(name, strategy, params, base, tokenizer, settings.validation.labels, splits, frames["train"],
                           hardware, Head.for_task("classification", settings.validation.labels))
-
-
-def loop_config(params, cfg: TrainSettings, hardware: Hardware | None = None, **override) -> LoopConfig:
-    """The training loop's settings: train.* with the strategy's own epochs, learning rate and
-    batch grouping (each strategy's params may override train.epochs / train.group_by_length),
-    on `hardware` (default: what train.device / mixed_precision resolve to on this machine)."""
-    hardware = hardware or check_hardware(cfg)
-    return replace(LoopConfig(
-        learning_rate=params.learning_rate, epochs=params.epochs or cfg.epochs, batch_size=cfg.batch_size,
-        eval_every=cfg.eval_every, patience=cfg.patience, seed=cfg.seed,
-        group_by_length=cfg.group_by_length if params.group_by_length is None else params.group_by_length,
-        grad_accum_steps=cfg.grad_accum_steps, device=hardware.device, precision=hardware.precision,
-        gradient_checkpointing=cfg.gradient_checkpointing), **override)
 
 
 def fit(inputs: StrategyInputs, cfg: TrainSettings, desc: str) -> Fitted:

@@ -85,7 +85,7 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
         trained = train_strategies(ctx)
         results = registrable(trained.results)   # only runs whose artifacts are all in the store
         registration = register_candidate(ctx, results)
-        table = publish_comparison(results, registration.summary(), parent_id)
+        table = publish_comparison(results, registration.summary(), parent_id, settings.task)
         report = publish_report(settings, parent_id)
     review = "not_asked"
     if run.await_approval and registration.decision.set_challenger:

@@ -105,7 +105,7 @@ def run_tags(settings: Settings, base: ResolvedBase) -> dict[str, str]:
     return {"data.source": settings.data.source, "data.raw_path": settings.data.raw_path,
             "git.commit": commit, "git.dirty": str(dirty).lower(), "code.version": code_version(settings.root),
             "params.hash": settings.params_hash(), "profile": settings.profile or "default",
-            "base.name": base.name, "base.fingerprint": base.fingerprint}
+            "base.name": base.name, "base.fingerprint": base.fingerprint, "task": settings.task}
 
 
 def lineage_tags(tags: dict[str, str], data: DataVersion) -> dict[str, str]:

@@ -125,10 +125,37 @@ def column_split(df: pd.DataFrame, split_col: str) -> dict[str, pd.DataFrame]:
     return {s: df[which == s].drop(columns=[split_col]).reset_index(drop=True) for s in SPLITS}
 
 
+def linked_groups(keys: list[pd.Series]) -> pd.Series:
+    """One group id per row such that rows sharing a value in any of `keys` share a group
+    (connected components, union-find): e.g. no headline and no lead paragraph in two splits."""
+    parent: dict = {}
+
+    def find(x):
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for i in range(len(keys[0])):
+        nodes = [(j, k.iloc[i]) for j, k in enumerate(keys) if pd.notna(k.iloc[i])]
+        for a, b in zip(nodes, nodes[1:]):
+            parent[find(a)] = find(b)
+    return pd.Series([str(find(next((j, k.iloc[i]) for j, k in enumerate(keys) if pd.notna(k.iloc[i]))))
+                      for i in range(len(keys[0]))], index=keys[0].index)
+
+
 def split_rows(df: pd.DataFrame, d: DataSettings) -> dict[str, pd.DataFrame]:
-    """The user's split column if any; else grouped by group_col if any; else stratified."""
+    """The user's split column if any; else grouped by group_col if any; else stratified.
+    Generation is always grouped by the input as well: the contract refuses an input in two
+    splits, so the splitter never makes one (BBC News repeats leads under reworded headlines)."""
     if d.split_col:
         return column_split(df, d.split_col)
+    if "target" in df.columns:
+        keys = [normalise(df["text"]).fillna("")] + ([df[d.group_col].astype("string")] if d.group_col else [])
+        linked = df.assign(_linked=linked_groups(keys))
+        sizes = split_counts(len(df), d.validation_size, d.test_size)
+        parts = grouped_split(linked, "_linked", sizes, d.split_seed)
+        return {s: part.drop(columns=["_linked"]) for s, part in parts.items()}
     sizes = split_counts(len(df), d.validation_size, d.test_size)
     if sizes["validation"] + sizes["test"] >= len(df):
         raise PrepareError(f"{len(df)} rows cannot give {sizes['validation']} validation and {sizes['test']} "

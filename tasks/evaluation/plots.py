@@ -59,10 +59,12 @@ def reliability_figure(rel: Reliability):
     return fig
 
 
-def pareto_plot(rows: list[StrategyRow], cost_key: str, cost_label: str, log: bool) -> str:
-    done = [r for r in rows if "test_accuracy" in r.metrics and cost_key in r.metrics]
+def pareto_plot(rows: list[StrategyRow], cost_key: str, cost_label: str, log: bool,
+                quality: tuple[str, str] = ("test_accuracy", "accuracy")) -> str:
+    key, label = quality
+    done = [r for r in rows if key in r.metrics and cost_key in r.metrics]
     floor = 1e-6 if log else 0.0
-    points = {r.strategy: (max(r.metrics[cost_key], floor), r.metrics["test_accuracy"]) for r in done}
+    points = {r.strategy: (max(r.metrics[cost_key], floor), r.metrics[key]) for r in done}
     front = pareto_front(points)
     fig, ax = pyplot().subplots(figsize=(5.2, 3.6))
     for name, (x, y) in points.items():
@@ -77,7 +79,7 @@ def pareto_plot(rows: list[StrategyRow], cost_key: str, cost_label: str, log: bo
     if log:
         ax.set_xscale("log")
     ax.set_xlabel(cost_label)
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel(f"test {label}")
     ax.grid(alpha=0.3)
     return _png(fig)
 

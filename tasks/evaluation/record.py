@@ -12,6 +12,12 @@ METRICS = ("test_accuracy", "test_macro_f1", "trainable_params", "trainable_frac
            "artifact_bytes", "train_seconds", "test_accuracy_ci_low", "test_accuracy_ci_high",
            "test_macro_f1_ci_low", "test_macro_f1_ci_high", "test_ece", "latency_ms_p50",
            "latency_ms_p95", "throughput_examples_per_s", "peak_rss_mb")
+# task: generation -- the names every generation strategy logs instead.
+GENERATION_METRICS = ("test_rougeL", "test_rouge1", "test_rouge2", "test_chrf", "test_bleu", "test_exact_match",
+                      "test_embedding_similarity", "test_rougeL_ci_low", "test_rougeL_ci_high", "trainable_params",
+                      "trainable_fraction", "artifact_bytes", "train_seconds", "latency_ms_p50", "latency_ms_p95",
+                      "generated_tokens_per_s", "val_perplexity", "empty_output_share", "repetition_share",
+                      "length_cap_share", "peak_rss_mb")
 
 
 @dataclass(frozen=True)

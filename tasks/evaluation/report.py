@@ -17,16 +17,29 @@ COLUMNS = [("test_accuracy", "accuracy", "{:.4f}"), ("test_macro_f1", "macro-F1"
            ("latency_ms_p95", "p95 ms", "{:.1f}"), ("throughput_examples_per_s", "ex/s (bs 32)", "{:.0f}"),
            ("merged_latency_ms_p50", "merged p50 ms", "{:.1f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
            ("forgetting_delta", "forgetting pts", "{:+.1f}"), ("overfit_flag", "overfit?", "{:.0f}")]
+GENERATION_COLUMNS = [
+    ("test_rougeL", "ROUGE-L", "{:.4f}"), ("paired_p", "p vs best", "{:.3g}"), ("test_rouge1", "ROUGE-1", "{:.4f}"),
+    ("test_rouge2", "ROUGE-2", "{:.4f}"), ("test_chrf", "chrF", "{:.4f}"), ("test_bleu", "BLEU", "{:.4f}"),
+    ("test_exact_match", "exact match", "{:.3f}"), ("test_embedding_similarity", "similarity", "{:.3f}"),
+    ("prompt_variant_std", "prompt std", "{:.4f}"), ("trainable_fraction", "trainable %", "{:.3%}"),
+    ("artifact_bytes", "artifact MB", "{:.3f}"), ("train_seconds", "train s", "{:.1f}"),
+    ("latency_ms_p50", "gen p50 ms", "{:.0f}"), ("latency_ms_p95", "gen p95 ms", "{:.0f}"),
+    ("generated_tokens_per_s", "tokens/s", "{:.1f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
+    ("val_perplexity", "val perplexity", "{:.2f}"), ("forgetting_delta", "forgetting pts", "{:+.1f}"),
+    ("empty_output_share", "empty", "{:.1%}"), ("repetition_share", "repeats", "{:.1%}"),
+    ("length_cap_share", "hit cap", "{:.1%}")]
 # The hybrid and its two parts, side by side (ablation): does training them together pay?
 HYBRID, PARTS = "lora_prompt", ("lora", "prompt_tuning")
 
 
 def recommendation(rows: list[StrategyRow], tolerance_points: float,
-                   budgets: dict[str, float | None] | None = None) -> Recommendation:
-    cands = [Candidate(r.strategy, r.metrics["test_accuracy"], r.metrics.get("trainable_fraction", 0.0),
+                   budgets: dict[str, float | None] | None = None,
+                   quality: tuple[str, str] = ("test_accuracy", "accuracy")) -> Recommendation:
+    key, label = quality
+    cands = [Candidate(r.strategy, r.metrics[key], r.metrics.get("trainable_fraction", 0.0),
                        r.metrics.get("artifact_bytes", 0.0), r.metrics.get("train_seconds", 0.0), r.metrics)
-             for r in rows if r.status == "FINISHED" and "test_accuracy" in r.metrics]
-    return recommend(cands, tolerance_points, budgets)
+             for r in rows if r.status == "FINISHED" and key in r.metrics]
+    return recommend(cands, tolerance_points, budgets, label)
 
 
 def hybrid_ablation(rows: list[StrategyRow]) -> tuple[list[StrategyRow], str]:
@@ -42,6 +55,14 @@ def hybrid_ablation(rows: list[StrategyRow]) -> tuple[list[StrategyRow], str]:
     verdict = "gains" if gap > 0 else "loses"
     return shown, (f"{HYBRID} {verdict} {abs(gap):.1f} points against its best part alone ({best_part.strategy}), "
                    f"with {ratio:.2f}x its trainable parameters")
+
+
+CLASSIFICATION_NOTE = ('Accuracy and macro-F1 with bootstrap 95 % intervals; "p vs best": exact McNemar test '
+                       'against the most accurate strategy on the same test examples (small p: the difference is real).')
+GENERATION_NOTE = ('ROUGE-L and chrF with bootstrap 95 % intervals (rouge-score, sacrebleu; computed offline); '
+                   '"p vs best": paired permutation test on per-example ROUGE-L against the best strategy; '
+                   '"similarity": cosine of MiniLM embeddings of output and reference; latency: one input at a '
+                   'time, greedy; "hit cap": outputs cut by generation.max_new_tokens.')
 
 
 def _cell(m: dict[str, float], key: str, fmt: str) -> str:
@@ -69,12 +90,13 @@ def _table(rows: list[StrategyRow], columns, chosen: str, table_id: str) -> str:
             f'{"".join(body)}</table></div>')
 
 
-def _figures(rows: list[StrategyRow]) -> list[tuple[str, str]]:
+def _figures(rows: list[StrategyRow], quality: tuple[str, str]) -> list[tuple[str, str]]:
     """(caption, PNG data URI) for each figure the rows have data for."""
-    figures = [("Accuracy against trainable parameters (fraction, log scale; no training is drawn at 1e-6)",
-                pareto_plot(rows, "trainable_fraction", "trainable fraction of the weights", True)),
-               ("Accuracy against training time",
-                pareto_plot(rows, "train_seconds", "training seconds", False))]
+    name = quality[1][0].upper() + quality[1][1:]
+    figures = [(f"{name} against trainable parameters (fraction, log scale; no training is drawn at 1e-6)",
+                pareto_plot(rows, "trainable_fraction", "trainable fraction of the weights", True, quality)),
+               (f"{name} against training time",
+                pareto_plot(rows, "train_seconds", "training seconds", False, quality))]
     loss = loss_plot(rows)
     if loss:
         figures.append(("Training and validation loss (dotted: the step whose weights were kept)", loss))
@@ -87,10 +109,27 @@ def _figures(rows: list[StrategyRow]) -> list[tuple[str, str]]:
     return figures
 
 
+def samples(rows: list[StrategyRow]) -> str:
+    """Generation: the same first test inputs, their reference and each strategy's output."""
+    e = html.escape
+    shown = [r for r in rows if r.samples]
+    if not shown:
+        return ""
+    head = "".join(f"<th>{e(r.strategy)}</th>" for r in shown)
+    body = []
+    for i, first in enumerate(shown[0].samples):
+        cells = "".join(f"<td>{e(r.samples[i]['output']) if i < len(r.samples) else '–'}</td>" for r in shown)
+        body.append(f"<tr><td>{e(first['input'][:300])}</td><td><b>{e(first['reference'])}</b></td>{cells}</tr>")
+    return (f'<h2>Side by side</h2><p>The first {len(shown[0].samples)} test inputs, the reference and what each '
+            f'strategy wrote (greedy decoding).</p><div class="wide"><table id="samples" class="text">'
+            f'<tr><th>input</th><th>reference</th>{head}</tr>{"".join(body)}</table></div>')
+
+
 def render(data: ReportData, tolerance_points: float = 1.0, budgets: dict[str, float | None] | None = None) -> str:
     e = html.escape
-    rec = recommendation(data.rows, tolerance_points, budgets)
-    figures = _figures(data.rows)
+    generation = data.task == "generation"
+    rec = recommendation(data.rows, tolerance_points, budgets, data.quality)
+    figures = _figures(data.rows, data.quality)
     ablation_rows, ablation_text = hybrid_ablation(data.rows)
     ablation = ""
     if ablation_text:
@@ -117,6 +156,7 @@ def render(data: ReportData, tolerance_points: float = 1.0, budgets: dict[str, f
 <title>adaptflow report {e(data.parent_run_id)}</title>
 <style>body{{font:14px/1.45 system-ui,sans-serif;max-width:1240px;margin:24px auto;padding:0 16px;color:#222}}
 table{{border-collapse:collapse;margin:8px 0 16px;font-size:12px}}td,th{{padding:3px 6px;border-bottom:1px solid #ddd;text-align:right}}
+table.text td{{text-align:left;vertical-align:top;max-width:320px}}
 .wide{{overflow-x:auto}}
 th:first-child{{text-align:left}}tr.chosen{{background:#fdf2e9}}.rec{{font-size:18px;padding:12px 16px;
 background:#eef6ee;border-left:4px solid #27ae60}}.bad{{color:#c0392b}}figure{{display:inline-block;margin:8px}}
@@ -126,11 +166,11 @@ figcaption{{font-size:12px;color:#555}}code{{font-size:12px}}</style></head><bod
 <p class="rec" id="recommendation"><strong>Recommendation.</strong> {e(rec.sentence)}.</p>
 <ul>{reasons}</ul>
 <h2>Comparison</h2>
-<p>Accuracy and macro-F1 with bootstrap 95 % intervals; "p vs best": exact McNemar test against
-the most accurate strategy on the same test examples (small p: the difference is real).</p>
+<p>{e(GENERATION_NOTE if generation else CLASSIFICATION_NOTE)}</p>
 <p>"forgetting pts": BBC News topic accuracy of a linear probe on the base model's features minus
 on the adapted model's (positive: general features were lost). "merged": LoRA/IA3 folded into the base.</p>
-{_table(data.rows, COLUMNS, rec.choice, "comparison")}
+{_table(data.rows, GENERATION_COLUMNS if generation else COLUMNS, rec.choice, "comparison")}
+{samples(data.rows)}
 {ablation}
 <h2>Trade-offs</h2>{figs}
 <h2>Data and validation</h2><p id="validation">Great Expectations: {e(validation)}</p><ul>{drift}</ul>

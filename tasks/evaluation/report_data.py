@@ -18,6 +18,8 @@ class StrategyRow:
     correct: list[bool] | None = None                    # per test example, for the paired test
     learning_curve: list[tuple[int, float]] = field(default_factory=list)   # (train examples, test accuracy)
     error: str = ""                                      # a failed strategy's error (tag `error`)
+    scores: list[float] | None = None                    # generation: per-example ROUGE-L, for the paired test
+    samples: list[dict] = field(default_factory=list)    # generation: the first test inputs and outputs
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,17 @@ class ReportData:
     rows: list[StrategyRow]
     validation: dict                     # validation/summary.json
     decision: dict                       # registry/decision.json (may be empty)
+    task: str = "classification"         # the parent run's `task` tag
+
+    @property
+    def quality(self) -> tuple[str, str]:
+        """(the metric the report ranks by, its name for people)."""
+        return QUALITY[self.task]
+
+
+# What each task is judged on first: the report's ranking, plots and paired tests.
+QUALITY = {"classification": ("test_accuracy", "accuracy"), "generation": ("test_rougeL", "ROUGE-L")}
+SAMPLES = 10   # generation: test inputs shown side by side (the same first ones for every strategy)
 
 
 def collect(client, parent_run_id: str) -> ReportData:
@@ -50,17 +63,21 @@ def collect(client, parent_run_id: str) -> ReportData:
             return {}
 
     rows = []
+    task = parent.data.tags.get("task", "classification")
     for r in children:
         preds = artifact_json(r.info.run_id, "test_predictions.json")
         correct = [t == p for t, p in zip(preds["y_true"], preds["y_pred"])] if preds else None
+        outputs = artifact_json(r.info.run_id, "test_outputs.json").get("examples", []) if task == "generation" else []
         rows.append(StrategyRow(r.data.tags.get("strategy", r.info.run_name), r.info.run_id, r.info.status,
                                 dict(r.data.metrics), history(r.info.run_id, "train_loss"),
                                 history(r.info.run_id, "val_loss"), artifact_json(r.info.run_id, "reliability.json"),
                                 correct, history(r.info.run_id, "learning_curve_accuracy"),
-                                r.data.tags.get("error", "")))
-    return ReportData(parent_run_id, parent.info.run_name, dict(parent.data.tags), with_paired_tests(rows),
+                                r.data.tags.get("error", ""), [x["rougeL"] for x in outputs] or None,
+                                outputs[:SAMPLES]))
+    paired = with_paired_tests(rows) if task == "classification" else with_paired_text_tests(rows)
+    return ReportData(parent_run_id, parent.info.run_name, dict(parent.data.tags), paired,
                       artifact_json(parent_run_id, "validation/summary.json"),
-                      artifact_json(parent_run_id, "registry/decision.json"))
+                      artifact_json(parent_run_id, "registry/decision.json"), task)
 
 
 def with_paired_tests(rows: list[StrategyRow]) -> list[StrategyRow]:
@@ -81,5 +98,27 @@ def with_paired_tests(rows: list[StrategyRow]) -> list[StrategyRow]:
         if r in scored and r is not best and len(r.correct) == len(best.correct):
             p = mcnemar(np.array(r.correct), np.array(best.correct)).p_value
             r = replace(r, metrics={**r.metrics, "mcnemar_p": p})
+        out.append(r)
+    return out
+
+
+def with_paired_text_tests(rows: list[StrategyRow]) -> list[StrategyRow]:
+    """Generation: each strategy's paired permutation p-value against the best on per-example
+    ROUGE-L, on the same test examples."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from tasks.evaluation.text_metrics import paired_permutation_p
+
+    scored = [r for r in rows if r.scores is not None and "test_rougeL" in r.metrics]
+    if not scored:
+        return rows
+    best = max(scored, key=lambda r: r.metrics["test_rougeL"])
+    out = []
+    for r in rows:
+        if r in scored and r is not best and len(r.scores) == len(best.scores):
+            p = paired_permutation_p(np.array(r.scores), np.array(best.scores))
+            r = replace(r, metrics={**r.metrics, "paired_p": p})
         out.append(r)
     return out

@@ -51,7 +51,7 @@ class Recommendation:
 
 
 def recommend(candidates: list[Candidate], tolerance_points: float = 1.0,
-              budgets: dict[str, float | None] | None = None) -> Recommendation:
+              budgets: dict[str, float | None] | None = None, label: str = "accuracy") -> Recommendation:
     """The cheapest strategy (storage, then training time) whose accuracy is within
     `tolerance_points` accuracy points of the best, among those inside the budgets (the
     project's budgets, applied exactly as the registry gate applies them)."""
@@ -70,13 +70,14 @@ def recommend(candidates: list[Candidate], tolerance_points: float = 1.0,
     close = [c for c in allowed if 100 * (best.accuracy - c.accuracy) <= tolerance_points + 1e-9]
     choice = min(close, key=lambda c: (c.artifact_bytes, c.train_seconds))
     if choice is best:
-        sentence = f"{best.name}: the most accurate ({100 * best.accuracy:.1f} %) within the budgets"
+        sentence = (f"{best.name}: the most accurate ({100 * best.accuracy:.1f} %) within the budgets"
+                    if label == "accuracy" else f"{best.name}: the best {label} ({100 * best.accuracy:.1f}) within the budgets")
     else:
         gap = 100 * (best.accuracy - choice.accuracy)
         params = 100 * choice.trainable_fraction / best.trainable_fraction if best.trainable_fraction else 0.0
         storage = 100 * choice.artifact_bytes / best.artifact_bytes if best.artifact_bytes else 0.0
         sentence = (f"{choice.name}: within {gap:.1f} points of {best.name} with {params:.1f} % of "
                     f"the trainable parameters and {storage:.1f} % of the storage")
-    reasons.append(f"best accuracy: {best.name} {100 * best.accuracy:.1f} %; within {tolerance_points} points: "
+    reasons.append(f"best {label}: {best.name} {100 * best.accuracy:.1f}; within {tolerance_points} points: "
                    + ", ".join(c.name for c in close) + f"; cheapest of those to store: {choice.name}")
     return Recommendation(choice.name, sentence, reasons)

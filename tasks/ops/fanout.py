@@ -61,8 +61,8 @@ def train_strategy(name: str, ctx: RunContext) -> StrategyResult:
         logger.error("%s failed (attempt %d%s): %s", name, attempt, ", will retry" if will_retry else "", exc)
         raise
     shutil.rmtree(folder, ignore_errors=True)   # a finished strategy needs no checkpoint (MiniLM full: ~270 MB)
-    logger.info("%s: test_accuracy=%.4f test_macro_f1=%.4f", name, result.metrics["test_accuracy"],
-                result.metrics["test_macro_f1"])
+    shown = [k for k in ("test_accuracy", "test_macro_f1", "test_rougeL", "test_chrf") if k in result.metrics]
+    logger.info("%s: %s", name, " ".join(f"{k}={result.metrics[k]:.4f}" for k in shown))
     return result
 
 

@@ -23,6 +23,9 @@ class ServingSettings:
     # The version an alias served before a swap stays loaded, so a rollback is a route change
     # (~0.1 s) instead of a download and load (~0.4 s for a tiny LoRA, more for a full model).
     keep_previous: bool = True
+    # POST /generate: the most new tokens a request may ask for (and the default); a version's own
+    # generation.max_new_tokens bounds it further.
+    max_new_tokens: int = 64
 
     def __post_init__(self):
         require(bool(self.host.strip()), "host must not be empty")
@@ -38,6 +41,7 @@ class ServingSettings:
                  "merged must list registered model names")
         require(self.threads > 0, "threads must be positive")
         require(self.max_extra_versions >= 0, "max_extra_versions must be >= 0")
+        require(self.max_new_tokens > 0, "max_new_tokens must be positive")
 
     @property
     def default_alias(self) -> str:

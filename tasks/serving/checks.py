@@ -1,4 +1,4 @@
-"""Checking a /predict body before anything is queued (pure: no model, no registry)."""
+"""Checking a /predict or /generate body before anything is queued (pure: no model, no registry)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,17 +21,30 @@ class PredictRequest:
     texts: list[str]
     alias: str | None = None      # one of serving.aliases; None with version None = the default
     version: str | None = None    # a version number, loaded on demand
+    max_new_tokens: int | None = None   # /generate only: at most serving.max_new_tokens
 
 
 KNOWN_KEYS = {"model", "texts", "alias", "version"}
+GENERATE_KEYS = KNOWN_KEYS | {"max_new_tokens"}
 
 
-def check_request(body: Any, models: list[str], settings: ServingSettings) -> PredictRequest:
+def check_generate_request(body: Any, models: list[str], settings: ServingSettings) -> PredictRequest:
+    """A /generate body: a /predict body plus an optional max_new_tokens, bounded by the server."""
+    req = check_request(body, models, settings, GENERATE_KEYS)
+    cap = body.get("max_new_tokens", settings.max_new_tokens)
+    if isinstance(cap, bool) or not isinstance(cap, int) or not 0 < cap <= settings.max_new_tokens:
+        raise RequestError(422, f"'max_new_tokens' must be an integer in 1..{settings.max_new_tokens} "
+                                f"(serving.max_new_tokens), got {cap!r}")
+    return PredictRequest(req.model, req.texts, req.alias, req.version, cap)
+
+
+def check_request(body: Any, models: list[str], settings: ServingSettings,
+                  known: set[str] = KNOWN_KEYS) -> PredictRequest:
     if not isinstance(body, dict):
         raise RequestError(400, 'the body must be a JSON object like {"model": "...", "texts": ["..."]}')
-    unknown = sorted(set(body) - KNOWN_KEYS)
+    unknown = sorted(set(body) - known)
     if unknown:
-        raise RequestError(422, f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_KEYS))}")
+        raise RequestError(422, f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise RequestError(422, f"'model' must name a served model: {', '.join(models)}")

@@ -52,8 +52,8 @@ def serving_mode(strategy_name: str, saves: str, library: str, has_adapter_confi
 class PeftGroup:
     """One base model with any number of PEFT adapters of one type."""
 
-    def __init__(self, base_path: Path, fingerprint: str, labels: list[str]):
-        self.base_path, self.fingerprint, self.labels = base_path, fingerprint, labels
+    def __init__(self, base_path: Path, fingerprint: str, head):
+        self.base_path, self.fingerprint, self.head = base_path, fingerprint, head
         self.model = None
         self.adapters: set[str] = set()
         self.active: str | None = None
@@ -61,11 +61,8 @@ class PeftGroup:
     def attach(self, name: str, folder: Path, strategy, params) -> None:
         from peft import PeftModel
 
-        from tasks.models.loading import load_classifier
-
         if self.model is None:
-            self.model = PeftModel.from_pretrained(load_classifier(self.base_path, self.labels), folder,
-                                                   adapter_name=name)
+            self.model = PeftModel.from_pretrained(self.head.load(self.base_path), folder, adapter_name=name)
         else:
             self.model.load_adapter(folder, adapter_name=name)
         self.model.eval()   # a new adapter's dropout must be off
@@ -216,14 +213,15 @@ class Pool:
         with self._load_lock:
             if mode in ("shared_peft", "shared_adapters"):
                 group_key = (mode, str(base_path), _peft_type(folder) if mode == "shared_peft" else "",
-                             tuple(manifest.labels))
+                             manifest.head)
                 group = self._groups.get(group_key)
                 fp = group.fingerprint if group else fingerprint(base_path)
                 check_fingerprint(manifest.base_fingerprint, ResolvedBase(manifest.base_name, base_path, fp), what)
                 name = f"a{next(self._names)}"   # valid as a module name, unique per process
                 self._group_ids.setdefault(group_key, f"{mode}:{Path(manifest.base_name).name}:{len(self._group_ids) + 1}")
                 if group is None:   # not visible to the inference thread yet: build it here
-                    group = (PeftGroup if mode == "shared_peft" else AdaptersGroup)(base_path, fp, manifest.labels)
+                    group = (PeftGroup(base_path, fp, manifest.head) if mode == "shared_peft"
+                             else AdaptersGroup(base_path, fp, manifest.labels))
                     group.attach(name, folder, strategy, params)
                     self._groups[group_key] = group
                 else:
@@ -252,6 +250,15 @@ class Pool:
                     if g is loaded.group:
                         del self._groups[k]
         loaded.module = loaded.group = None
+
+    def generate(self, loaded: Loaded, texts: list[str], batch_size: int, max_new_tokens: int) -> list[str]:
+        """Greedy outputs, one per text, with the version's own prompt (on the inference thread)."""
+        from tasks.evaluation.generate import generate_texts
+
+        model = loaded.group.activate(loaded.adapter) if loaded.group is not None else loaded.module
+        cap = min(max_new_tokens, (loaded.manifest.generation or {}).get("max_new_tokens", max_new_tokens))
+        return generate_texts(model, loaded.tokenizer, loaded.manifest.prompt(), texts, loaded.manifest.max_length,
+                              cap, batch_size).texts
 
     def predict(self, loaded: Loaded, texts: list[str], batch_size: int) -> np.ndarray:
         """Class probabilities, one row per text (on the inference thread)."""

@@ -46,6 +46,13 @@ class Refusal:
     retried: bool = False
 
 
+@dataclass(frozen=True)
+class GenerateTarget:
+    """A /generate batch: the version and the token cap its requests share."""
+    loaded: Loaded
+    max_new_tokens: int
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -246,8 +253,19 @@ class Service:
         if idle:
             self._retire_unused()
 
-    def _run_batch(self, loaded: Loaded, texts: list[str]):
-        return list(self.pool.predict(loaded, texts, self.settings.max_batch))
+    def _run_batch(self, target, texts: list[str]):
+        if isinstance(target, GenerateTarget):
+            return self.pool.generate(target.loaded, texts, self.settings.max_batch, target.max_new_tokens)
+        return list(self.pool.predict(target, texts, self.settings.max_batch))
+
+    def submit_generate(self, loaded: Loaded, texts: list[str], max_new_tokens: int):
+        """Queue texts for generation; requests merge into one batch per version and token cap."""
+        return self.batcher.submit((*loaded.key, "generate", max_new_tokens), GenerateTarget(loaded, max_new_tokens),
+                                   texts)
+
+    def answer_generation(self, loaded: Loaded, alias: str | None, outputs: list[str]) -> dict[str, Any]:
+        return {"model": loaded.model, "version": loaded.version, "alias": alias,
+                "strategy": loaded.manifest.strategy, "outputs": outputs}
 
     def answer(self, loaded: Loaded, alias: str | None, probs) -> dict[str, Any]:
         labels = loaded.manifest.labels

@@ -1,0 +1,133 @@
+"""POST /generate over real HTTP on 127.0.0.1 against a real MLflow registry: LoRA versions of a
+tiny random Llama trained two steps on prompt + target (loss on the target only), registered with
+`register_best`; the answers equal the version's own loader, and an alias swap while 4 clients
+generate drops no request."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+from mlflow.tracking import MlflowClient
+
+import mlflow
+from tasks.config import ServingSettings
+from tasks.evaluation.record import StrategyResult
+from tasks.models.base import load_base
+from tasks.models.heads import Head
+from tasks.models.loading import load_tokenizer
+from tasks.models.prompts import PromptFormat, encode_pairs
+from tasks.registry import versions as model_registry
+from tasks.registry.governance import promote, rollback
+from tasks.serving.run import start_in_thread
+from tasks.serving.service import Service
+from tasks.strategies import registry
+from tasks.tracking import use_store
+from tasks.training.artifact import PYFUNC_ENTRY, Manifest, load_predictor, params_dict, predict_texts, signature
+from tasks.training.loop import LoopConfig, seed_everything, train
+
+MODEL = "headlines-lora"
+POLL = 0.5
+SETTINGS = ServingSettings(poll_seconds=POLL, max_texts=8, max_chars=400, batch_wait_ms=5, max_new_tokens=8)
+FMT = PromptFormat("You are a sub-editor.", "Write the headline.")
+PAIRS = ([f"story {i}: the {w} rose sharply today" for i, w in enumerate(["market", "river", "price", "team"] * 2)],
+         ["market up", "river floods", "prices rise", "team wins"] * 2)
+TEST = model_registry.TestSet("gen-test", PAIRS[0][:2], np.zeros(0, dtype=np.int64), [], PAIRS[1][:2], "generation")
+
+
+def register(tmp, base, seed: int, experiment: str) -> str:
+    strategy = registry.get("lora", "generation")
+    params = strategy.parse_params({"target_modules": ["q_proj", "v_proj"]})
+    seed_everything(seed)
+    model = strategy.build(base.path, Head("generation"), params)
+    data = encode_pairs(load_tokenizer(base.path), FMT, *PAIRS, 64, 16)
+    train(model, data, data.subset(4, seed), LoopConfig(learning_rate=5e-2, epochs=1, batch_size=4, eval_every=100,
+                                                        patience=1, seed=seed), 2)
+    folder = tmp / f"lora-{seed}"
+    strategy.save(model, folder)
+    Manifest(strategy="lora", params=params_dict(params), labels=[], max_length=64, base_name=base.name,
+             base_fingerprint=base.fingerprint, saves="adapter", task="generation",
+             generation={"system_prompt": FMT.system_prompt, "instruction": FMT.instruction,
+                         "max_new_tokens": 6}).write(folder)
+    with mlflow.start_run(experiment_id=experiment) as run:
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_ENTRY), artifacts={"strategy": str(folder)},
+                                       signature=signature("generation"), pip_requirements=["adaptflow"])
+    result = StrategyResult("lora", run.info.run_id, info.model_uri, "adapter", {"test_rougeL": 0.1 * seed,
+                            "test_examples": 2.0}, base, params_dict(params))
+    return model_registry.register_best(MODEL, "test_rougeL", 0.0, {}, [result], {}, TEST).version
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, tiny_llama):
+    saved_uri = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    root = tmp_path_factory.mktemp("serving-generation")
+    uri = use_store(root)
+    experiment = mlflow.create_experiment("serving", artifact_location=(root / "artifacts").as_uri())
+    base = load_base(str(tiny_llama))
+    for seed in (1, 2):
+        register(root, base, seed, experiment)
+    client = MlflowClient()
+    promote(client, uri, MODEL, "ana", "first release", version="1")
+    yield root, uri, client
+    if saved_uri is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = saved_uri
+
+
+@pytest.fixture(scope="module")
+def server(store):
+    running = start_in_thread(Service([MODEL], SETTINGS).start())
+    yield running
+    running.stop()
+
+
+def generate(url: str, texts, **extra) -> requests.Response:
+    return requests.post(f"{url}/generate", json={"model": MODEL, "texts": list(texts), **extra}, timeout=60)
+
+
+def test_generate_answers_what_the_version_writes_and_refuses_clearly(server, store):
+    root = store[0]
+    answer = generate(server.url, PAIRS[0][:3]).json()
+    assert answer["version"] == "1" and answer["strategy"] == "lora" and len(answer["outputs"]) == 3
+    from tasks.training.artifact import fetch_version
+
+    model, tokenizer, manifest = load_predictor(fetch_version(MODEL, "1", root / "check"))
+    expected = predict_texts(model, tokenizer, manifest, PAIRS[0][:3])["output"].tolist()
+    assert answer["outputs"] == expected   # the version's own cap (6) is below the server's (8)
+    too_many = generate(server.url, ["x"], max_new_tokens=9)
+    assert too_many.status_code == 422 and "serving.max_new_tokens" in too_many.json()["error"]
+    wrong_route = requests.post(f"{server.url}/predict", json={"model": MODEL, "texts": ["x"]}, timeout=30)
+    assert wrong_route.status_code == 422 and "POST /generate" in wrong_route.json()["error"]
+
+
+def test_an_alias_swap_while_four_clients_generate_drops_no_request(server, store):
+    _, uri, client = store
+    stop, answers, failures = threading.Event(), [], []
+
+    def client_loop():
+        session = requests.Session()
+        for i in range(100):   # bounded
+            if stop.is_set():
+                return
+            r = session.post(f"{server.url}/generate", json={"model": MODEL, "texts": PAIRS[0][i % 4: i % 4 + 2],
+                                                              "max_new_tokens": 4}, timeout=60)
+            ok = r.status_code == 200 and len(r.json()["outputs"]) == 2
+            (answers if ok else failures).append(r.json().get("version") if ok else r.text)
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(client_loop) for _ in range(4)]
+        for action in ("promote", "rollback", "promote", "rollback"):
+            if action == "promote":
+                promote(client, uri, MODEL, "ana", "swap under load", version="2")
+            else:
+                rollback(client, uri, MODEL, "ana", "swap back under load")
+            time.sleep(4 * POLL)
+        stop.set()
+        for f in futures:
+            f.result()
+    print(f"\n{len(answers)} /generate requests from 4 clients during 4 swaps: {len(failures)} failed; "
+          f"served by v1: {answers.count('1')}, v2: {answers.count('2')}")
+    assert not failures and {"1", "2"} <= set(answers)

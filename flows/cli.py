@@ -242,7 +242,8 @@ def list_strategies() -> str:
 
     lines = []
     for s in registry.all_strategies():
-        lines.append(f"{s.name}  [{'trains' if s.trains else 'no training'}; saves {s.saves}]  {s.summary}")
+        lines.append(f"{s.name}  [{'trains' if s.trains else 'no training'}; saves {s.saves}; "
+                     f"{' + '.join(s.tasks)}]  {s.summary}")
         for f in fields(s.params_cls):
             lines.append(f"    {f.name} = {_default(f)}")
     return "\n".join(lines)

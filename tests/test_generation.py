@@ -103,3 +103,33 @@ def test_strategies_that_cannot_generate_are_refused_clearly(tmp_path):
 
     with pytest.raises(SettingsError, match="cannot run task: generation"):
         load_settings(ROOT / "params.yaml", "headlines", ["bottleneck_adapter"])
+
+
+def test_text_metrics_known_answers():
+    from tasks.evaluation.text_metrics import (paired_permutation_p, quality_metrics, repeats_itself, risk_metrics,
+                                               text_scores)
+
+    unit = lambda texts: np.tile(np.eye(1, 4), (len(texts), 1))   # a stand-in embedder: all alike
+    s = text_scores(["Bank raises rates", "cats"], ["Bank raises rates", "dogs bark"], embed=unit)
+    assert s.rougeL.tolist() == [1.0, 0.0] and s.exact.tolist() == [1.0, 0.0] and s.similarity.tolist() == [1.0, 1.0]
+    m = quality_metrics(s, seed=0)
+    assert m["test_rougeL"] == 0.5 and m["test_rougeL_ci_low"] <= 0.5 <= m["test_rougeL_ci_high"]
+    better, worse = np.full(40, 0.6), np.full(40, 0.2)
+    assert paired_permutation_p(better, worse) < 0.001
+    assert paired_permutation_p(better, better) == 1.0
+    assert repeats_itself("the cup the cup the cup") and not repeats_itself("a short headline here")
+    risk = risk_metrics(["", "ok", "the cup the cup the cup"], np.array([False, False, True]))
+    assert risk == {"empty_output_share": 1 / 3, "repetition_share": 1 / 3, "length_cap_share": 1 / 3}
+
+
+def test_the_report_shows_outputs_side_by_side_escaped():
+    from tasks.evaluation.report import render
+    from tasks.evaluation.report_data import ReportData, StrategyRow, with_paired_tests
+
+    sample = [{"input": "<b>lead</b>", "reference": "Ref", "output": "<script>x</script>", "rougeL": 0.0}]
+    rows = [StrategyRow(name, name, "FINISHED", {"test_rougeL": score, "trainable_fraction": f, "artifact_bytes": 1e6,
+                                                 "train_seconds": t}, scores=[score] * 30, samples=sample)
+            for name, score, f, t in (("lora", 0.4, 0.01, 10.0), ("zero_shot", 0.1, 0.0, 0.0))]
+    html = render(ReportData("run", "title", {}, with_paired_tests(rows, "generation"), {}, {}, "generation"))
+    assert 'id="samples"' in html and "&lt;script&gt;x&lt;/script&gt;" in html and "<script>x" not in html
+    assert "lora: the best ROUGE-L" in html

@@ -74,51 +74,33 @@ def collect(client, parent_run_id: str) -> ReportData:
                                 correct, history(r.info.run_id, "learning_curve_accuracy"),
                                 r.data.tags.get("error", ""), [x["rougeL"] for x in outputs] or None,
                                 outputs[:SAMPLES]))
-    paired = with_paired_tests(rows) if task == "classification" else with_paired_text_tests(rows)
-    return ReportData(parent_run_id, parent.info.run_name, dict(parent.data.tags), paired,
+    return ReportData(parent_run_id, parent.info.run_name, dict(parent.data.tags), with_paired_tests(rows, task),
                       artifact_json(parent_run_id, "validation/summary.json"),
                       artifact_json(parent_run_id, "registry/decision.json"), task)
 
 
-def with_paired_tests(rows: list[StrategyRow]) -> list[StrategyRow]:
-    """Each strategy's exact McNemar p-value against the most accurate one, on the same test
-    examples (strategies scored on another subset, e.g. few_shot's, are not paired)."""
+def with_paired_tests(rows: list[StrategyRow], task: str = "classification") -> list[StrategyRow]:
+    """Each strategy's p-value against the best one on the same test examples: classification,
+    the exact McNemar test on per-example correctness (`mcnemar_p`); generation, the paired
+    permutation test on per-example ROUGE-L (`paired_p`). Strategies scored on another subset
+    (e.g. few_shot's, for classification) are not paired."""
     from dataclasses import replace
 
     import numpy as np
 
     from tasks.evaluation.statistics import mcnemar
-
-    scored = [r for r in rows if r.correct is not None and "test_accuracy" in r.metrics]
-    if not scored:
-        return rows
-    best = max(scored, key=lambda r: r.metrics["test_accuracy"])
-    out = []
-    for r in rows:
-        if r in scored and r is not best and len(r.correct) == len(best.correct):
-            p = mcnemar(np.array(r.correct), np.array(best.correct)).p_value
-            r = replace(r, metrics={**r.metrics, "mcnemar_p": p})
-        out.append(r)
-    return out
-
-
-def with_paired_text_tests(rows: list[StrategyRow]) -> list[StrategyRow]:
-    """Generation: each strategy's paired permutation p-value against the best on per-example
-    ROUGE-L, on the same test examples."""
-    from dataclasses import replace
-
-    import numpy as np
-
     from tasks.evaluation.text_metrics import paired_permutation_p
 
-    scored = [r for r in rows if r.scores is not None and "test_rougeL" in r.metrics]
+    key, name = QUALITY[task][0], "mcnemar_p" if task == "classification" else "paired_p"
+    values = (lambda r: r.correct) if task == "classification" else (lambda r: r.scores)
+    test = ((lambda a, b: mcnemar(a, b).p_value) if task == "classification" else paired_permutation_p)
+    scored = [r for r in rows if values(r) is not None and key in r.metrics]
     if not scored:
         return rows
-    best = max(scored, key=lambda r: r.metrics["test_rougeL"])
+    best = max(scored, key=lambda r: r.metrics[key])
     out = []
     for r in rows:
-        if r in scored and r is not best and len(r.scores) == len(best.scores):
-            p = paired_permutation_p(np.array(r.scores), np.array(best.scores))
-            r = replace(r, metrics={**r.metrics, "paired_p": p})
+        if r in scored and r is not best and len(values(r)) == len(values(best)):
+            r = replace(r, metrics={**r.metrics, name: test(np.array(values(r)), np.array(values(best)))})
         out.append(r)
     return out

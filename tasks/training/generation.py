@@ -102,9 +102,9 @@ def score_generation_variants(inputs: StrategyInputs, settings: Settings) -> Gen
 
 
 def _perplexity(model, inputs: StrategyInputs, settings: Settings) -> float:
-    """exp(mean validation loss per target token), each strategy with its own prompt."""
-    from tasks.models.prompts import encode_pairs
-
+    """exp(mean validation loss per target token), each strategy with its own prompt (few-shot
+    demonstrations make a prompt longer than model.max_length, which bounds training examples,
+    not what a frozen model may read: up to the 1,024 tokens its prompts need)."""
     data = inputs.splits["validation"]
     fmt = getattr(model, "prompt_format", None)
     if fmt is not None and fmt != inputs.prompt:

@@ -271,7 +271,7 @@ def data_input(args) -> dict | None:
 
 def _run(args) -> int:
     from tasks.config import load_settings, run_overrides
-    from tasks.models.base import resolve_base_path
+    from tasks.models.base import check_base_for_task, resolve_base_path
     from tasks.training.hardware import check_hardware
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies else None
@@ -280,8 +280,9 @@ def _run(args) -> int:
         data = data_input(args)
         settings = load_settings(args.params, args.profile, strategies, run_overrides(data, base, args.task))
         check_hardware(settings.train)
-        if base:
-            resolve_base_path(base)
+        if base or settings.task == "generation":
+            check_base_for_task(resolve_base_path(settings.model.base, settings.root), settings.model.base,
+                                settings.task)
     except ValueError as exc:
         print(f"adaptflow run: {exc}", file=sys.stderr)
         return 2

@@ -69,7 +69,7 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
     settings = load_settings(run.params_file, run.profile, run.strategies, run_overrides(data, run.base, run.task))
     hardware = check_hardware(settings.train)   # a wrong device fails here, before any data is read
     check_tracking(tracking_uri(settings.root), settings.ops.tracking_check_seconds)   # seconds, not minutes
-    base = resolve_base(settings.model.base, settings.root)
+    base = resolve_base(settings.model.base, settings.root, settings.task)
     experiment_id = configure(settings.root, settings.project.experiment)
     tags = run_tags(settings, base)   # once, before the DVC stages rewrite tracked files
     get_run_logger().info("training on %s", hardware.reason)

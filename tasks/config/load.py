@@ -143,7 +143,12 @@ def _task(path: Path, raw: dict) -> str:
 
 
 def _check_task_data(path: Path, s: Settings) -> None:
-    """A generation run needs a target column; a classification run must not name one."""
+    """A generation run needs a target column; a classification run must not name one; the
+    selection metric must be one the task measures."""
+    try:
+        s.project.selection_metric(s.task)
+    except ValueError as exc:
+        raise SettingsError(f"{path}: {exc}") from exc
     if s.task == "generation" and not s.data.target_col:
         raise SettingsError(f"{path}: task: generation needs data.target_col (--target-col): the column "
                             f"holding the text to write")

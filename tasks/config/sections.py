@@ -16,11 +16,16 @@ BUDGET_METRICS = {"max_ece": ("test_ece", ""), "max_latency_ms": ("latency_ms_p9
                   "max_forgetting": ("forgetting_delta", "")}
 
 
+# The metrics a run's candidate can be selected on (and an older version re-scored on), per task;
+# the first is what `select_metric: auto` means.
+SELECT_METRICS = {"classification": ("test_macro_f1", "test_accuracy"), "generation": ("test_rougeL", "test_chrf")}
+
+
 @dataclass(frozen=True)
 class ProjectSettings:
     experiment: str
     registered_model: str
-    select_metric: str = "test_macro_f1"
+    select_metric: str = "auto"      # auto: test_macro_f1 (classification), test_rougeL (generation)
     min_improvement: float = 0.0
     budgets: dict[str, float | None] = field(default_factory=dict)
     approval_timeout_seconds: int = 86400
@@ -30,6 +35,18 @@ class ProjectSettings:
 
     def __post_init__(self):
         require(bool(self.registered_model.strip()), "registered_model must not be empty")
+        known = {m for names in SELECT_METRICS.values() for m in names}
+        require(self.select_metric == "auto" or self.select_metric in known,
+                f"select_metric must be auto or one of {', '.join(sorted(known))}, not {self.select_metric!r}")
+
+    def selection_metric(self, task: str) -> str:
+        """select_metric for this task (auto: the task's first); a metric of the other task is refused."""
+        if self.select_metric == "auto":
+            return SELECT_METRICS[task][0]
+        require(self.select_metric in SELECT_METRICS[task],
+                f"project.select_metric={self.select_metric} is not measured for task: {task}; use auto or "
+                f"one of {', '.join(SELECT_METRICS[task])}")
+        return self.select_metric
         require(self.min_improvement >= 0, "min_improvement must be >= 0")
         unknown = sorted(set(self.budgets) - set(BUDGET_METRICS))
         require(not unknown, f"unknown budget(s) {', '.join(unknown)}; known: {', '.join(BUDGET_METRICS)}")

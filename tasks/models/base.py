@@ -6,6 +6,7 @@ a Hugging Face model folder.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,3 +76,20 @@ def check_fingerprint(expected: str, base: ResolvedBase, artifact: str) -> None:
             f"{base.name} ({base.path}) has fingerprint {base.fingerprint[:12]}…; load it onto the "
             f"base it was trained on (the version's tags name it)"
         )
+
+
+CAUSAL_ARCHITECTURES = ("ForCausalLM", "LMHeadModel")   # class-name endings of models with an LM head
+
+
+def check_base_for_task(path: Path, name: str, task: str) -> None:
+    """task: generation needs a base that can write: a causal LM (its config names a
+    *ForCausalLM / *LMHeadModel architecture). An encoder such as MiniLM is refused by name."""
+    if task != "generation":
+        return
+    config = json.loads((path / "config.json").read_text())
+    archs = config.get("architectures") or []
+    if not any(a.endswith(CAUSAL_ARCHITECTURES) for a in archs):
+        raise BaseModelError(f"task: generation needs a causal LM base (a model with a language-model head); "
+                             f"model.base={name!r} is {', '.join(archs) or config.get('model_type', 'unknown')}; "
+                             f"pass --base with a causal LM folder, or use the headlines profile "
+                             f"(smollm2-135m-instruct)")

@@ -6,10 +6,13 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.models.base import ResolvedBase, load_base
+from tasks.models.base import ResolvedBase, check_base_for_task, load_base
 
 
 @task(name="load base model", cache_policy=NO_CACHE)
-def resolve_base(name: str, root: Path) -> ResolvedBase:
-    """`model.base` (a packaged name, or a folder relative to the project root) -> the base."""
-    return load_base(name, root)
+def resolve_base(name: str, root: Path, task: str = "classification") -> ResolvedBase:
+    """`model.base` (a packaged name, or a folder relative to the project root) -> the base,
+    refused when it cannot do the task (generation needs a causal LM)."""
+    base = load_base(name, root)
+    check_base_for_task(base.path, name, task)
+    return base

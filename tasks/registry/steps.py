@@ -25,7 +25,7 @@ def register_candidate(ctx: RunContext, results: list[StrategyResult]) -> Regist
     else:
         test = TestSet(ctx.data.split_hashes["test"], texts,
                        frame["label"].iloc[keep].map({n: i for i, n in enumerate(labels)}).to_numpy(), labels)
-    reg = register_best(p.registered_model, p.select_metric, p.min_improvement, p.budgets, results,
+    reg = register_best(p.registered_model, p.selection_metric(ctx.settings.task), p.min_improvement, p.budgets, results,
                         {**ctx.tags, "validation": "passed", "parent_run_id": ctx.parent_run_id}, test)
     log_json(ctx.parent_run_id, {"version": reg.version, "strategy": reg.strategy,
                                  "set_challenger": reg.decision.set_challenger,

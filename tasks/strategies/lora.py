@@ -1,7 +1,7 @@
 """LoRA (PEFT): low-rank updates on the chosen linear layers; the head trains too."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.strategies._peft import peft_strategy
@@ -14,23 +14,26 @@ class LoraParams(TrainableParams):
     r: int = 8                 # rank of each update
     alpha: int = 16            # scaling is alpha / r
     dropout: float = 0.1
-    # BERT names: query/key/value (attention), dense (attention output, FFN, pooler)
-    target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
+    # BERT names: query/key/value (attention), dense (attention output, FFN, pooler); Llama:
+    # q_proj/k_proj/v_proj/o_proj, gate/up/down_proj. None: PEFT's default for the architecture
+    # (the attention query and value projections for BERT and Llama alike).
+    target_modules: list[str] | None = None
     POSITIVE = ("r", "alpha")
 
     def __post_init__(self):
         super().__post_init__()
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not self.target_modules:
-            raise ValueError("target_modules must name at least one module")
+        if self.target_modules is not None and not self.target_modules:
+            raise ValueError("target_modules must name at least one module (or be null: PEFT's default)")
 
 
 def peft_config(base_dir: Path, params: LoraParams, task_type):
     from peft import LoraConfig
 
     return LoraConfig(task_type=task_type, r=params.r, lora_alpha=params.alpha,
-                      lora_dropout=params.dropout, target_modules=list(params.target_modules))
+                      lora_dropout=params.dropout,
+                      target_modules=list(params.target_modules) if params.target_modules else None)
 
 
 register(peft_strategy("lora", "PEFT LoRA adapters (+ trained head for classification); saves adapter only",

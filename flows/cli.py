@@ -3,8 +3,8 @@
   adaptflow run [--params FILE] [--profile NAME] [--strategies a,b|all] [--base MODEL_FOLDER]
                 [--data FILE [--text-col C] [--label-col L] [--split-col S] [--group-col G] [--labels a,b]]
   adaptflow strategies
-  adaptflow promote MODEL (--version N | --from challenger) --reviewer NAME --reason TEXT [--profile NAME]
-  adaptflow rollback MODEL --reviewer NAME --reason TEXT [--profile NAME]
+  adaptflow promote MODEL (--version N | --from challenger) --reason TEXT [--reviewer NAME] [--profile NAME]
+  adaptflow rollback MODEL --reason TEXT [--reviewer NAME] [--profile NAME]
   adaptflow history MODEL
   adaptflow lineage MODEL@ALIAS
   adaptflow report RUN_ID --out FILE.html
@@ -77,7 +77,10 @@ def _registry_commands(sub) -> None:
     store.add_argument("--profile", help="profile from the params file's `profiles:` (its project.pipeline_account "
                                          "is the account promote and rollback refuse)")
     reviewer = argparse.ArgumentParser(add_help=False)
-    reviewer.add_argument("--reviewer", required=True, help="who decides (kept in the audit history)")
+    reviewer.add_argument("--reviewer", help="optional: the account you expect to act as. The audit history "
+                                             "records the account the MLflow server signs you in as (a "
+                                             "different name is refused); on a local store, this name "
+                                             "(default: your OS account), marked as not authenticated")
     reviewer.add_argument("--reason", required=True, help="why (kept in the audit history)")
     promote = sub.add_parser("promote", parents=[store, reviewer], help="move @champion to a version (reviewers)",
                              description="Move @champion to a version and append who, when, why, the "

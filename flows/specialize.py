@@ -53,7 +53,7 @@ class SpecializeOutput:
     candidate: str
     challenger_set: bool
     table: str
-    review: str          # approved | rejected | timed_out | not_asked
+    review: str          # approved | rejected | refused | timed_out | not_asked
     report: str          # the HTML comparison report
     models: dict[str, str]   # strategy -> logged model URI (every strategy, registered or not)
     failed: dict[str, str] = field(default_factory=dict)   # strategy -> error, for those that failed
@@ -87,7 +87,8 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
     if run.await_approval and registration.decision.set_challenger:
         review = await_review(registration.model_name, registration.version,
                               settings.project.approval_timeout_seconds,
-                              settings.project.approval_poll_seconds).outcome
+                              settings.project.approval_poll_seconds,
+                              pipeline_account=settings.project.pipeline_account).outcome
     return SpecializeOutput(parent_id, data.version, registration.version, registration.strategy,
                             registration.decision.set_challenger, table, review, str(report),
                             {r.strategy: r.model_uri for r in trained.results}, trained.failures)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -21,12 +20,11 @@ from urllib.parse import urlparse
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from tasks.registry.errors import GovernanceError
+from tasks.registry.identity import Identity, establish, refuse_pipeline_account
+
 AUDIT_PREFIX = "audit."
 CHAMPION = "champion"
-
-
-class GovernanceError(ValueError):
-    """A reviewer action that cannot be done as asked (the message says why)."""
 
 
 @dataclass(frozen=True)
@@ -35,10 +33,11 @@ class AuditEntry:
     action: str                 # "promote" or "rollback"
     version: str                # the new @champion
     previous: str | None        # the @champion before
-    reviewer: str
+    reviewer: str               # the account that made the change (tasks/registry/identity.py)
     reason: str
     at: str                     # UTC, ISO 8601
     deltas: dict[str, float] = field(default_factory=dict)   # new minus previous, per metric
+    identity_source: str = ""   # how `reviewer` was established
 
     def line(self) -> str:
         moved = f"v{self.previous or '-'} -> v{self.version}"
@@ -111,45 +110,40 @@ def registry_lock(tracking_uri: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def refuse_pipeline_account(pipeline_account: str | None) -> None:
-    """MLflow cannot stop an account that may register versions and set @challenger from also
-    moving @champion (both need EDIT on the registered model). adaptflow refuses reviewer
-    actions under the pipeline's own account; see infra/README.md, "Access"."""
-    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
-    if pipeline_account and user == pipeline_account:
-        raise GovernanceError(f"the pipeline's account ({user}) may not move @champion; "
-                              f"a reviewer signs in with their own account (MLFLOW_TRACKING_USERNAME)")
-
-
-def _require_words(reviewer: str, reason: str) -> None:
-    if not reviewer.strip():
-        raise GovernanceError("--reviewer must name who decides")
+def identify(tracking_uri: str, reviewer: str | None, reason: str, pipeline_account: str | None) -> Identity:
+    """Who acts, from an authenticated source (a name typed in is only checked against it); the
+    pipeline's account is refused whichever way its credentials were given."""
     if not reason.strip():
         raise GovernanceError("--reason must say why (it is kept in the audit history)")
+    refuse_pipeline_account(pipeline_account)            # before any request: configured credentials
+    identity = establish(tracking_uri, reviewer)
+    refuse_pipeline_account(pipeline_account, identity)  # the account the server signed us in as
+    return identity
 
 
 def _record(client: MlflowClient, model: str, action: str, version: str, previous: str | None,
-            reviewer: str, reason: str) -> AuditEntry:
+            who: Identity, reason: str) -> AuditEntry:
     entries = read_history(client, model)
     entry = AuditEntry(seq=(entries[-1].seq + 1) if entries else 1, action=action, version=version,
-                       previous=previous, reviewer=reviewer, reason=reason,
+                       previous=previous, reviewer=who.user, reason=reason, identity_source=who.source,
                        at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        deltas=metric_deltas(_metrics(client, model, version),
                                             _metrics(client, model, previous) if previous else None))
     client.set_registered_model_alias(model, CHAMPION, version)
     client.set_registered_model_tag(model, f"{AUDIT_PREFIX}{entry.seq:06d}", json.dumps(asdict(entry)))
-    for key, value in {"champion.action": action, "champion.by": reviewer, "champion.at": entry.at,
+    for key, value in {"champion.action": action, "champion.by": who.user, "champion.at": entry.at,
                        "champion.reason": reason, "champion.previous": previous or "none",
                        "champion.audit_seq": str(entry.seq)}.items():
         client.set_model_version_tag(model, version, key, value)
     return entry
 
 
-def promote(client: MlflowClient, tracking_uri: str, model: str, reviewer: str, reason: str,
+def promote(client: MlflowClient, tracking_uri: str, model: str, reviewer: str | None, reason: str,
             version: str | None = None, from_alias: str | None = None,
             pipeline_account: str | None = None) -> AuditEntry:
-    refuse_pipeline_account(pipeline_account)
-    _require_words(reviewer, reason)
+    """`reviewer`: None, or the name the caller expects to act as (checked against the
+    established identity on a server; recorded as given on a local store)."""
+    who = identify(tracking_uri, reviewer, reason, pipeline_account)
     if (version is None) == (from_alias is None):
         raise GovernanceError("give exactly one of --version N or --from ALIAS")
     with registry_lock(tracking_uri):
@@ -165,13 +159,12 @@ def promote(client: MlflowClient, tracking_uri: str, model: str, reviewer: str, 
         current = _current(client, model)
         if current == version:
             raise GovernanceError(f"{model} v{version} is already @champion; nothing changed")
-        return _record(client, model, "promote", version, current, reviewer, reason)
+        return _record(client, model, "promote", version, current, who, reason)
 
 
-def rollback(client: MlflowClient, tracking_uri: str, model: str, reviewer: str, reason: str,
+def rollback(client: MlflowClient, tracking_uri: str, model: str, reviewer: str | None, reason: str,
              pipeline_account: str | None = None) -> AuditEntry:
-    refuse_pipeline_account(pipeline_account)
-    _require_words(reviewer, reason)
+    who = identify(tracking_uri, reviewer, reason, pipeline_account)
     with registry_lock(tracking_uri):
         stack = champion_stack(read_history(client, model))
         current = _current(client, model)
@@ -180,4 +173,4 @@ def rollback(client: MlflowClient, tracking_uri: str, model: str, reviewer: str,
                                   + ("" if not stack or stack[-1] == current else
                                      f" (its @champion v{current} was not set by adaptflow promote)")
                                   + "; nothing changed")
-        return _record(client, model, "rollback", stack[-2], current, reviewer, reason)
+        return _record(client, model, "rollback", stack[-2], current, who, reason)

@@ -91,7 +91,10 @@ def _registry_commands(sub) -> None:
     sub.add_parser("rollback", parents=[store, reviewer], help="move @champion back to the previous champion",
                    description="Move @champion back one step in the champion history; repeated, it walks "
                                "further back. With no earlier champion it says so and changes nothing.")
-    sub.add_parser("history", parents=[store], help="print the audit history of @champion moves")
+    sub.add_parser("history", parents=[store], help="print the audit history of @champion moves and check it",
+                   description="Print every @champion move; warn (exit 1) when the hash chain is broken, an "
+                               "entry is unreadable or missing, an audit tag was forged or edited, or "
+                               "@champion was moved outside adaptflow.")
     lineage = sub.add_parser("lineage", help="registered version -> run -> data version -> raw source -> validation",
                              description="Print where a registered version came from, as recorded by its run.")
     lineage.add_argument("ref", help="MODEL@ALIAS (e.g. rotten-tomatoes-sentiment@champion) or MODEL/VERSION")
@@ -186,9 +189,11 @@ def _govern(args) -> int:
     client, uri = _registry(args.params)
     try:
         if args.command == "history":
-            entries = governance.read_history(client, args.model)
-            print("\n".join(e.line() for e in entries) if entries else f"{args.model}: no @champion moves yet")
-            return 0
+            found = governance.history(client, args.model)
+            print("\n".join(e.line() for e in found.entries) if found.entries else f"{args.model}: no @champion moves yet")
+            for problem in found.problems:   # tampering, gaps, unreadable entries: reported, never fatal
+                print(f"adaptflow history: WARNING: {problem}", file=sys.stderr)
+            return 1 if found.problems else 0
         pipeline = read_pipeline_account(args.params, args.profile)
         if args.command == "promote":
             print(governance.promote(client, uri, args.model, args.reviewer, args.reason,

@@ -3,16 +3,13 @@ what adaptflow enforces on top, and the gap between them (pinned, so we notice i
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import requests
-from conftest import env_for_subprocess
+from conftest import auth_mlflow_server, env_for_subprocess
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
@@ -30,44 +27,11 @@ class Const(mlflow.pyfunc.PythonModel):
         return pd.DataFrame({"label": ["positive"] * len(model_input)})
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def auth_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("auth")
-    ini = root / "basic_auth.ini"
-    ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{root / 'auth.db'}\n"
-                   f"admin_username = {ADMIN[0]}\nadmin_password = {ADMIN[1]}\n"
-                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-    port = free_port()
-    env = env_for_subprocess(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_FLASK_SERVER_SECRET_KEY="test-only-secret",
-                             MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")   # no Huey consumer pool
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", (root / "artifacts").as_uri()],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "w"))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/health", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert server.poll() is None, (root / "server.log").read_text()[-3000:]
-            time.sleep(1)
-        else:
-            pytest.fail("the MLflow auth server did not answer /health in 180 s")
+    with auth_mlflow_server(root, ADMIN) as url:
         yield url, root
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def as_user(url: str, user: str, password: str) -> MlflowClient:

@@ -14,13 +14,14 @@ from tasks.registry import governance
 def main(model: str, rounds: int, seed: int) -> None:
     uri = os.environ["MLFLOW_TRACKING_URI"]
     client, rng = MlflowClient(uri, uri), random.Random(seed)
+    me = os.environ["MLFLOW_TRACKING_USERNAME"]   # the signed-in account, so the name is accepted
     moves, refused = [], []
     for i in range(rounds):
         try:
             if rng.random() < 0.6:
-                entry = governance.promote(client, uri, model, None, f"round {i}", version=str(rng.randint(1, 4)))
+                entry = governance.promote(client, uri, model, me, f"round {i}", version=str(rng.randint(1, 4)))
             else:
-                entry = governance.rollback(client, uri, model, None, f"round {i}")
+                entry = governance.rollback(client, uri, model, me, f"round {i}")
             moves.append(entry.seq)
         except governance.GovernanceError as exc:   # already champion, nothing to roll back to
             refused.append(str(exc)[:80])

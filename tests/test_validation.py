@@ -115,3 +115,30 @@ def test_drift_warns_on_label_and_length_shift_only_past_thresholds():
     assert [w.measure for w in warnings] == ["label_tvd", "length_psi"]
     assert "since data version v1" in warnings[0].message and warnings[0].value == 0.4286
     assert DataProfile(**before.to_dict()) == before   # round-trips through the logged JSON
+
+
+def test_label_names_mlflow_cannot_log_fail_the_raw_gate_before_training():
+    """Issue 18, item 8: `4+ stars` would train every strategy, then fail to log
+    `test_precision_4+ stars`; the raw gate refuses it, names the setting that fixes it, and a
+    label_map that renames it passes. MLflow itself refuses the name (checked here)."""
+    import mlflow
+    import pytest
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_metric_name
+
+    from tasks.tracking import unloggable_labels
+
+    c = RawContract(dataset("review", "stars"), ValidationSettings([]))
+    frame = raw(review=["great", "poor", "fine"], stars=["4+ stars", "1 star", "a/../b"])
+    report = validate_raw(frame, c, "csv")
+    assert not report.success
+    text = report.message({"raw": "x.csv"})
+    assert "failed label names MLflow can log" in text and "label '4+ stars'" in text and "label 'a/../b'" in text
+    assert "label '1 star'" not in text and "data.label_map" in text
+    renamed = RawContract(dataset("review", "stars", label_map={"4+ stars": "4plus stars", "a/../b": "a-b", "1 star": "1 star"}),
+                          ValidationSettings([]))
+    assert validate_raw(frame, renamed, "csv").success
+    assert set(unloggable_labels(["ok", "x" * 240, "é:ü", "tab\there"])) == {"x" * 240, "tab\there"}
+    with pytest.raises(MlflowException):
+        _validate_metric_name("test_precision_4+ stars")
+    assert mlflow   # the rule above is MLflow's own validator, not a copy

@@ -265,8 +265,23 @@ def validate_raw(frame: pd.DataFrame, c: RawContract, fmt: str, problems: list[R
     label = "_label" if "_label" in checked.columns else c.data.label_col
     if not labels and label in checked.columns:
         labels, inferred = sorted(str(x) for x in checked[label].dropna().unique()), True
+    failures += _label_name_failures(labels, c)
     return ValidationReport("raw", not failures, result.statistics["evaluated_expectations"], failures,
                             {"raw": _compact(result)}, labels, inferred, docs_dir)
+
+
+def _label_name_failures(labels: list[str], c: RawContract) -> list[Failure]:
+    """Label names end up in metric names (`test_precision_<label>`): one MLflow refuses would
+    fail every strategy after it trained, so it fails the gate instead."""
+    from tasks.tracking import unloggable_labels
+
+    bad = unloggable_labels(labels)
+    if not bad:
+        return []
+    examples = [f"label {name!r}: {why}" for name, why in list(bad.items())[:c.rules.example_rows]]
+    return [Failure("raw", "label names MLflow can log", c.data.label_col, None, examples,
+                    hint="rename these labels with data.label_map (e.g. '4+ stars': '4plus stars'); metric "
+                         "names allow letters, digits, _ - . / : and spaces")]
 
 
 # ---------------------------------------------------------------- the splits

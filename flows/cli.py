@@ -23,7 +23,7 @@ from pathlib import Path
 # Errors a user can fix: shown as their message, without a traceback.
 _USER_ERRORS = ("SettingsError", "DataValidationError", "DataPipelineError", "BaseModelError",
                 "GovernanceError", "DataSourceError", "PrepareError", "TrackingUnavailable", "HardwareError",
-                "AllStrategiesFailed", "ForeignArtifact")
+                "AllStrategiesFailed", "ForeignArtifact", "DataLockTimeout")
 
 
 def _params_option(parser: argparse.ArgumentParser, help: str) -> None:

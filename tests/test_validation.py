@@ -142,3 +142,27 @@ def test_label_names_mlflow_cannot_log_fail_the_raw_gate_before_training():
     with pytest.raises(MlflowException):
         _validate_metric_name("test_precision_4+ stars")
     assert mlflow   # the rule above is MLflow's own validator, not a copy
+
+
+def test_data_docs_escape_labels_and_texts(tmp_path):
+    """Issue 18, item 10: a label or text such as `<script>alert(1)</script>` appears in the Great
+    Expectations Data Docs (unexpected values) as text, never as markup; the gate's own message
+    still quotes it as it is."""
+    payload, image = "<script>alert(1)</script>", "<img src=x onerror=alert(2)>"
+    c = RawContract(dataset("text", "label"), ValidationSettings(["a", payload]))
+    frame = raw(text=[f"good {payload}", "bad", image], label=[payload, f"b{payload}", image])
+    report = validate_raw(frame, c, "csv", docs_dir=tmp_path / "docs")
+    assert not report.success and f"b{payload}" in report.message({"raw": "x.csv"})
+    pages = list((tmp_path / "docs").rglob("*.html"))
+    assert len(pages) >= 2
+    shown = 0
+    for page in pages:
+        text = page.read_text()
+        assert payload not in text and image not in text, page
+        shown += text.count("&lt;script&gt;alert(1)&lt;/script&gt;")
+    assert shown >= 2   # the values are there, as text
+    splits = good()
+    splits["train"].loc[0, "label"] = payload
+    split_report = validate_splits(splits, CONTRACT, words, tmp_path / "split-docs")
+    assert not split_report.success
+    assert all(payload not in p.read_text() for p in (tmp_path / "split-docs").rglob("*.html"))

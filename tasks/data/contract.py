@@ -155,8 +155,34 @@ def _run(batches: dict[str, tuple[pd.DataFrame, list]], docs_dir: Path | None) -
             gx.ValidationDefinition(name=f"adaptflow-{name}", data=batch_definition, suite=suite))
         results[name] = definition.run(batch_parameters={"dataframe": frame}, result_format="COMPLETE")
     if docs_dir is not None:
+        _escape_stored_values(context)
         context.build_data_docs(site_names=["adaptflow"])
     return results
+
+
+def _escaped(value):
+    import html
+
+    if isinstance(value, str):
+        return html.escape(value)
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _escaped(v) for k, v in value.items()}
+    return value
+
+
+def _escape_stored_values(context) -> None:
+    """Data Docs put a failed expectation's unexpected values (texts, labels: user data) into
+    table cells as raw HTML (GX 1.24 escapes its templates' parameters, not these cells): a label
+    `<script>...` would run in the reviewer's browser. The stored results that Data Docs render
+    get every value escaped; the results returned to the gate (its messages) keep the raw text."""
+    store = context.validation_results_store
+    for key in store.list_keys():
+        suite_result = store.get(key)
+        for r in suite_result.results:
+            r.result = _escaped(dict(r.result or {}))
+        store.set(key, suite_result)
 
 
 def _shown(value) -> str:

@@ -126,8 +126,6 @@ def test_label_names_mlflow_cannot_log_fail_the_raw_gate_before_training():
     from mlflow.exceptions import MlflowException
     from mlflow.utils.validation import _validate_metric_name
 
-    from tasks.tracking import unloggable_labels
-
     c = RawContract(dataset("review", "stars"), ValidationSettings([]))
     frame = raw(review=["great", "poor", "fine"], stars=["4+ stars", "1 star", "a/../b"])
     report = validate_raw(frame, c, "csv")
@@ -138,6 +136,8 @@ def test_label_names_mlflow_cannot_log_fail_the_raw_gate_before_training():
     renamed = RawContract(dataset("review", "stars", label_map={"4+ stars": "4plus stars", "a/../b": "a-b", "1 star": "1 star"}),
                           ValidationSettings([]))
     assert validate_raw(frame, renamed, "csv").success
+    from tasks.tracking import unloggable_labels
+
     assert set(unloggable_labels(["ok", "x" * 240, "é:ü", "tab\there"])) == {"x" * 240, "tab\there"}
     with pytest.raises(MlflowException):
         _validate_metric_name("test_precision_4+ stars")

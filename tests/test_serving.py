@@ -97,6 +97,35 @@ def test_batcher_runs_one_key_per_batch_and_survives_a_failing_batch():
     batcher.stop()
 
 
+def test_each_request_is_checked_on_its_own_and_one_bad_request_fails_alone():
+    """Issue 18, item 5: a lone surrogate passes JSON parsing and would break the tokenizer for
+    the whole merged batch; "²" is a digit to str.isdigit() but not to int(). Both are 422 now,
+    and a batch that fails anyway is rerun request by request."""
+    from tasks.serving.batching import Batcher
+
+    for body, words in [({"model": "m", "texts": ["fine", "\ud800"]}, "position(s) [1] are not valid Unicode"),
+                        ({"model": "m", "texts": ["a"], "version": "²"}, "version number"),
+                        ({"model": "m", "texts": ["a"], "version": "9" * 40}, "version number"),
+                        ({"model": "m", "texts": ["a"], "version": -1}, "version number")]:
+        with pytest.raises(RequestError, match=re.escape(words)) as exc:
+            check_request(body, ["m"], SETTINGS)
+        assert exc.value.status == 422
+    assert check_request({"model": "m", "texts": ["a"], "version": "007"}, ["m"], SETTINGS).version == "7"
+
+    def run(target, texts):
+        if "poison" in texts:
+            raise ValueError("tokenizer failed")
+        return [t.upper() for t in texts]
+
+    batcher = Batcher(run, wait_seconds=0.2, max_texts=8)
+    good, bad, other = (batcher.submit("a", "a", t) for t in (["ok"], ["poison"], ["fine"]))
+    batcher.start()
+    assert good.result(5) == ["OK"] and other.result(5) == ["FINE"]
+    with pytest.raises(ValueError, match="tokenizer"):
+        bad.result(5)
+    batcher.stop()
+
+
 def test_plan_follows_moved_aliases_only():
     routes = {("m", "champion"): "1", ("m", "challenger"): "2"}
     resolved = {("m", "champion"): "2", ("m", "challenger"): None, ("n", "champion"): "5"}

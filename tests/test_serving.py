@@ -315,12 +315,14 @@ def test_mismatched_base_is_refused_and_the_previous_version_keeps_serving(serve
         time.sleep(0.05)
     refused = health["models"][ADAPTER_MODEL]["refused"]
     assert health["status"] == "degraded" and refused[0]["version"] == "3" and "fingerprint" in refused[0]["reason"]
+    assert requests.get(f"{server.url}/health", timeout=30).status_code == 503   # the status code tells, too
+    assert "/tmp" not in str(refused) and "<path>" in refused[0]["reason"]      # no local paths shown
     assert any("REFUSED" in r.getMessage() and "fingerprint" in r.getMessage() for r in caplog.records)
     time.sleep(2 * POLL)   # not retried every poll, and still serving v1
     assert predict(server.url).json()["version"] == "1"
     assert len([r for r in caplog.records if "REFUSED" in r.getMessage()]) == 1
     r = predict(server.url, version="3")
-    assert r.status_code == 409 and "fingerprint" in r.json()["error"]
+    assert r.status_code == 409 and "fingerprint" in r.json()["error"] and "/tmp" not in r.text
     rollback(client, uri, ADAPTER_MODEL, "ana", "v3 is not for this base")
     time.sleep(2 * POLL)
     assert requests.get(f"{server.url}/health", timeout=30).json()["status"] == "ok"
@@ -331,6 +333,82 @@ def test_a_version_by_number_is_loaded_on_demand(server):
     assert r.status_code == 200 and r.json()["version"] == "4" and r.json()["alias"] is None
     pinned = [m for m in requests.get(f"{server.url}/models", timeout=30).json()["loaded"] if m["version"] == "4"]
     assert pinned and pinned[0]["pinned"] and pinned[0]["mode"] == "shared_peft"
+
+
+TOKEN_ENV = "ADAPTFLOW_TEST_SERVING_TOKEN"
+
+
+@pytest.fixture
+def tight(store, monkeypatch):
+    """A second service over the same registry with small limits and a token."""
+    monkeypatch.setenv(TOKEN_ENV, "s3cret-token")
+    settings = ServingSettings(poll_seconds=POLL, max_texts=8, max_chars=200, batch_wait_ms=5, max_queue_texts=8,
+                               request_timeout_seconds=1.0, max_connections=12, max_body_bytes=4096,
+                               token_env=TOKEN_ENV)
+    running = start_in_thread(Service([ADAPTER_MODEL], settings).start())
+    yield running
+    running.stop()
+
+
+def settle(running, seconds: float = 15) -> None:
+    """Wait until uvicorn has let go of the connections of earlier requests (it counts them
+    against max_connections for a moment after the client closed them)."""
+    deadline = time.monotonic() + seconds
+    while len(running.server.server_state.connections) > 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_limits_answer_4xx_or_503_and_never_fail_other_requests(tight, monkeypatch):
+    """Issue 18, item 5: token, body cap before parsing, bounded queue, timeout, concurrency
+    limit, no internals in error bodies."""
+    url, auth = tight.url, {"Authorization": "Bearer s3cret-token"}
+    ok = {"model": ADAPTER_MODEL, "texts": ["fine"]}
+    assert requests.post(f"{url}/predict", json=ok, timeout=30).status_code == 401
+    wrong = requests.post(f"{url}/predict", json=ok, headers={"Authorization": "Bearer nope"}, timeout=30)
+    assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"] == "Bearer"
+    assert requests.post(f"{url}/predict", json=ok, headers=auth, timeout=30).status_code == 200
+    assert requests.get(f"{url}/health", timeout=30).status_code == 200   # health needs no token
+    big = b'{"model": "x", "texts": ["' + b"a" * 5000 + b'"]}'
+    assert requests.post(f"{url}/predict", data=big, headers=auth, timeout=30).status_code == 413
+    chunked = requests.post(f"{url}/predict", data=iter([big[:3000], big[3000:]]), headers=auth, timeout=30)
+    assert chunked.status_code == 413 and "serving.max_body_bytes" in chunked.json()["error"]   # no Content-Length
+    nested = requests.post(f"{url}/predict", data=b"[" * 2000 + b"]" * 2000, headers=auth, timeout=30)
+    assert nested.status_code == 400
+    service = tight.service
+    service.batcher.post(lambda: time.sleep(2.5))   # the model is busy for 2.5 s
+    time.sleep(0.1)
+    with ThreadPoolExecutor(3) as pool:
+        waits = [pool.submit(requests.post, f"{url}/predict", json={**ok, "texts": ["a"] * 8}, headers=auth, timeout=30)
+                 for _ in range(2)]
+        time.sleep(0.3)
+        statuses = sorted(f.result().status_code for f in waits)
+    assert statuses == [503, 503]   # one queued, timed out after 1 s; one over the queue bound at once
+    assert all(f.result().headers["Retry-After"] == "1" for f in waits)
+    assert {f.result().json()["error"].split(" (")[0].split(";")[0] for f in waits} >= {"no answer within 1 s"}
+    time.sleep(2.5)
+    settle(tight)
+    monkeypatch.setattr(service, "answer", lambda *a: (_ for _ in ()).throw(OSError("/srv/secret/path.bin broke")))
+    crash = requests.post(f"{url}/predict", json=ok, headers=auth, timeout=30)
+    assert crash.status_code == 500 and "/srv" not in crash.text and "OSError" not in crash.text, crash.text
+    monkeypatch.undo()
+    settle(tight)
+    service.batcher.post(lambda: time.sleep(0.6))   # busy, but less than the 1 s timeout
+    with ThreadPoolExecutor(24) as pool:
+        many = [f.result() for f in [pool.submit(requests.post, f"{url}/predict", json=ok, headers=auth, timeout=30)
+                                     for _ in range(24)]]
+    refused_by_uvicorn = [r for r in many if r.status_code == 503 and r.text == "Service Unavailable"]
+    assert refused_by_uvicorn and any(r.status_code == 200 for r in many)   # past max_connections (12): 503 at once
+    settle(tight)
+    assert requests.post(f"{url}/predict", json=ok, headers=auth, timeout=30).status_code == 200
+
+
+def test_a_missing_token_stops_the_service_from_starting(store, monkeypatch):
+    from tasks.serving.app import create_app
+
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    service = Service([ADAPTER_MODEL], ServingSettings(token_env=TOKEN_ENV))
+    with pytest.raises(ServingError, match=f"{TOKEN_ENV}, which is not set"):
+        create_app(service)
 
 
 @pytest.mark.e2e

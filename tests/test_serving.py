@@ -3,6 +3,7 @@ versions are tiny BERTs trained for two steps by the strategies' own code, regis
 `register_best` and promoted/rolled back with the governance functions reviewers use."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -409,6 +411,112 @@ def test_a_missing_token_stops_the_service_from_starting(store, monkeypatch):
     service = Service([ADAPTER_MODEL], ServingSettings(token_env=TOKEN_ENV))
     with pytest.raises(ServingError, match=f"{TOKEN_ENV}, which is not set"):
         create_app(service)
+
+
+FUZZ_TEXTS = ["a great film", "dull", "loved every minute", "a mess", "fine", "boring plot", "superb acting",
+              "not good", "ok I guess", "awful", "a joy", "hated it"]
+
+
+def fuzz_request(rng, kind: str) -> tuple[bytes, str | None]:
+    """(body, version a valid request expects: "" = either alias version; None = invalid)."""
+    texts = rng.sample(FUZZ_TEXTS, rng.randint(1, 4))
+    ok = {"model": ADAPTER_MODEL, "texts": texts}
+    bodies = {
+        "valid": (ok, ""), "pinned": ({**ok, "version": rng.choice(["1", "2", 2])}, "pin"),
+        "challenger": ({**ok, "alias": "challenger"}, "2"),
+        "surrogate": ({**ok, "texts": texts + ["\ud800 x"]}, None),
+        "wrong_type": (rng.choice([{**ok, "texts": "abc"}, {**ok, "texts": [1, 2]}, {"model": 5, "texts": texts},
+                                   {**ok, "version": "²"}, {**ok, "version": True}, {**ok, "alias": 3},
+                                   {**ok, "texts": [{"a": 1}]}, [ok], None, {**ok, "extra": 1}]), None),
+        "huge_batch": ({**ok, "texts": texts * 50}, None),
+        "unknown_version": ({**ok, "version": rng.choice(["99", "123456", "0"])}, None),
+        "unknown_model": ({**ok, "model": "nope"}, None),
+    }
+    if kind in bodies:
+        body, expect = bodies[kind]
+        return json.dumps(body).encode(), expect
+    raw = {"malformed": b'{"model": "' + ADAPTER_MODEL.encode() + b'", "texts": ["a"',
+           "not_utf8": b'{"model": "\xff\xfe", "texts": ["a"]}',
+           "nested": b"[" * 5000 + b"]" * 5000,
+           "oversized": json.dumps({**ok, "texts": ["x" * 150] * 600}).encode()}
+    return raw[kind], None
+
+
+def test_fuzz_many_clients_mixing_valid_and_hostile_requests_during_alias_swaps(store):
+    """Issue 18, acceptance: >= 2,000 requests from 8 clients on 127.0.0.1, valid ones mixed with
+    malformed JSON, oversized bodies, lone surrogates, wrong types, huge batches and unknown
+    versions, while @champion swaps: every valid request answered with the right version's
+    predictions, every invalid one a 4xx with a message, no 5xx, the service alive."""
+    import random
+
+    _, uri, client, _ = store
+    settings = ServingSettings(poll_seconds=POLL, max_texts=8, max_chars=200, batch_wait_ms=5, max_body_bytes=65536)
+    running = start_in_thread(Service([ADAPTER_MODEL], settings).start())
+    url = running.url
+    reference = {}
+    for version in ("1", "2"):   # each version's answer for every text, asked one version at a time
+        for part in (FUZZ_TEXTS[:6], FUZZ_TEXTS[6:]):
+            r = requests.post(f"{url}/predict", json={"model": ADAPTER_MODEL, "texts": part, "version": version}, timeout=60)
+            assert r.status_code == 200, r.text
+            reference |= {(version, t): p["probabilities"] for t, p in zip(part, r.json()["predictions"])}
+    kinds = ["valid"] * 6 + ["pinned"] * 2 + ["challenger", "surrogate", "wrong_type", "huge_batch", "unknown_version",
+                                              "unknown_model", "malformed", "not_utf8", "nested", "oversized"]
+    counts = Counter()
+    problems: list[str] = []
+
+    def client_loop(seed: int) -> None:
+        rng, session = random.Random(seed), requests.Session()
+        for _ in range(260):
+            kind = rng.choice(kinds)
+            body, expect = fuzz_request(rng, kind)
+            try:
+                r = session.post(f"{url}/predict", data=body, timeout=60, headers={"content-type": "application/json"})
+            except requests.RequestException as exc:
+                counts["no answer"] += 1
+                problems.append(f"{kind}: {type(exc).__name__}")
+                continue
+            counts["requests"] += 1
+            if r.status_code >= 500:
+                counts["5xx"] += 1
+                problems.append(f"{kind}: {r.status_code} {r.text[:100]}")
+            elif expect is None:
+                good = 400 <= r.status_code < 500 and r.json().get("error")
+                counts["invalid 4xx" if good else "invalid not 4xx"] += 1
+                if not good:
+                    problems.append(f"{kind}: {r.status_code} {r.text[:100]}")
+            else:
+                answer = r.json() if r.status_code == 200 else {}
+                sent = json.loads(body)
+                want = str(sent["version"]) if expect == "pin" else expect
+                right = r.status_code == 200 and (not want or answer["version"] == want) and all(
+                    p["probabilities"] == pytest.approx(reference[(answer["version"], t)], abs=1e-4)
+                    for t, p in zip(sent["texts"], answer["predictions"])) and len(answer["predictions"]) == len(sent["texts"])
+                counts["valid right" if right else "valid wrong"] += 1
+                if right:
+                    counts[f"served by v{answer['version']}"] += 1
+                    counts[f"@champion served by v{answer['version']}"] += kind == "valid"
+                else:
+                    problems.append(f"{kind}: {r.status_code} {r.text[:100]}")
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(client_loop, seed) for seed in range(8)]
+            for action in ("promote", "rollback", "promote", "rollback"):
+                time.sleep(2 * POLL)
+                if action == "promote":
+                    promote(client, uri, ADAPTER_MODEL, "ana", "fuzz: swap under hostile load", version="2")
+                else:
+                    rollback(client, uri, ADAPTER_MODEL, "ana", "fuzz: swap back")
+                counts["alias swaps"] += 1
+            for f in futures:
+                f.result()
+        health = requests.get(f"{url}/health", timeout=30)
+    finally:
+        running.stop()
+    print(f"\nfuzz: {dict(sorted(counts.items()))}; first problems: {problems[:5]}")
+    assert counts["requests"] >= 2000 and counts["no answer"] == 0
+    assert counts["valid wrong"] == 0 and counts["invalid not 4xx"] == 0 and counts["5xx"] == 0
+    assert counts["@champion served by v1"] and counts["@champion served by v2"] and health.status_code == 200
 
 
 @pytest.mark.e2e

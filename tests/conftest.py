@@ -102,12 +102,9 @@ def env_for_subprocess(**extra: str) -> dict[str, str]:
     return env
 
 
-@contextmanager
-def auth_mlflow_server(root: Path, admin: tuple[str, str]):
-    """`mlflow server --app-name basic-auth` on 127.0.0.1 over a sqlite store in `root`, until
-    the block ends; yields its URL. Everyone reads (default_permission = READ)."""
-    from tasks.ops.servers import free_port, start_mlflow
-
+def basic_auth_ini(root: Path, admin: tuple[str, str]) -> Path:
+    """A basic_auth.ini for `mlflow server --app-name basic-auth` with its users in `root`;
+    everyone reads (default_permission = READ)."""
     ini = root / "basic_auth.ini"
     ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{root / 'auth.db'}\n"
                    f"admin_username = {admin[0]}\nadmin_password = {admin[1]}\n"
@@ -115,8 +112,17 @@ def auth_mlflow_server(root: Path, admin: tuple[str, str]):
                    # Without the cache every request re-hashes the password (PBKDF2): 0.29 s per request
                    # measured here on the loaded 2-core machine, which the reviewer loop pays 15+ times a move.
                    "auth_cache_ttl_seconds = 300\n")
+    return ini
+
+
+@contextmanager
+def auth_mlflow_server(root: Path, admin: tuple[str, str]):
+    """`mlflow server --app-name basic-auth` on 127.0.0.1 over a sqlite store in `root`, until
+    the block ends; yields its URL."""
+    from tasks.ops.servers import free_port, start_mlflow
+
     server = start_mlflow(free_port(), f"sqlite:///{root / 'mlflow.db'}", root / "artifacts", root / "server.log",
-                          auth_config=ini, secret_key="test-only-secret").wait_healthy(180)
+                          auth_config=basic_auth_ini(root, admin), secret_key="test-only-secret").wait_healthy(180)
     try:
         yield server.url
     finally:

@@ -60,10 +60,14 @@ def server_user(tracking_uri: str) -> str:
             user = (response.json().get("user") or {}).get("username")
         except ValueError:
             user = None
-    if not user:
-        raise GovernanceError(f"the tracking server {tracking_uri} cannot say who you are (HTTP "
-                              f"{response.status_code} from {CURRENT_USER}: it runs without authentication); "
-                              "reviewer actions need `mlflow server --app-name basic-auth` (infra/README.md)")
+    if not user and response.status_code == 404:
+        raise GovernanceError(f"the tracking server {tracking_uri} cannot say who you are (HTTP 404 from "
+                              f"{CURRENT_USER}: it runs without authentication); reviewer actions need "
+                              "`mlflow server --app-name basic-auth` (infra/README.md)")
+    if not user:   # e.g. a token the basic-auth app cannot read: MLflow 3.17 answers 500 with its cache on
+        raise GovernanceError(f"the tracking server {tracking_uri} could not establish who you are (HTTP "
+                              f"{response.status_code} from {CURRENT_USER}); sign in with your own MLflow "
+                              "account; nothing changed")
     return str(user)
 
 

@@ -50,7 +50,8 @@ demo: setup
 # main process an earlier flow test has already bound Prefect's client to the ephemeral server
 # (full-suite run: "deployments not registered", queried on the ephemeral port), while each file
 # passes alone. Any failure, or a file with no tests (exit 5), fails `make test`.
-SERVER_TESTS := tests/test_ops_deploy.py tests/test_ops_mlflow_outage.py tests/test_ops_postgres.py tests/test_ops_ui.py
+SERVER_TESTS := tests/test_ops_deploy.py tests/test_ops_mlflow_outage.py tests/test_ops_postgres.py tests/test_ops_ui.py \
+                tests/test_audit_server.py
 
 test: setup system-packages
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q --durations=10 tests $(addprefix --ignore=,$(SERVER_TESTS))

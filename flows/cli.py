@@ -3,8 +3,8 @@
   adaptflow run [--params FILE] [--profile NAME] [--strategies a,b|all] [--base MODEL_FOLDER]
                 [--data FILE [--text-col C] [--label-col L] [--split-col S] [--group-col G] [--labels a,b]]
   adaptflow strategies
-  adaptflow promote MODEL (--version N | --from challenger) --reviewer NAME --reason TEXT [--profile NAME]
-  adaptflow rollback MODEL --reviewer NAME --reason TEXT [--profile NAME]
+  adaptflow promote MODEL (--version N | --from challenger) --reason TEXT [--reviewer NAME] [--profile NAME]
+  adaptflow rollback MODEL --reason TEXT [--reviewer NAME] [--profile NAME]
   adaptflow history MODEL
   adaptflow lineage MODEL@ALIAS
   adaptflow report RUN_ID --out FILE.html
@@ -23,7 +23,7 @@ from pathlib import Path
 # Errors a user can fix: shown as their message, without a traceback.
 _USER_ERRORS = ("SettingsError", "DataValidationError", "DataPipelineError", "BaseModelError",
                 "GovernanceError", "DataSourceError", "PrepareError", "TrackingUnavailable", "HardwareError",
-                "AllStrategiesFailed")
+                "AllStrategiesFailed", "ForeignArtifact", "DataLockTimeout")
 
 
 def _params_option(parser: argparse.ArgumentParser, help: str) -> None:
@@ -82,7 +82,10 @@ def _registry_commands(sub) -> None:
     store.add_argument("--profile", help="profile from the params file's `profiles:` (its project.pipeline_account "
                                          "is the account promote and rollback refuse)")
     reviewer = argparse.ArgumentParser(add_help=False)
-    reviewer.add_argument("--reviewer", required=True, help="who decides (kept in the audit history)")
+    reviewer.add_argument("--reviewer", help="optional: the account you expect to act as. The audit history "
+                                             "records the account the MLflow server signs you in as (a "
+                                             "different name is refused); on a local store, this name "
+                                             "(default: your OS account), marked as not authenticated")
     reviewer.add_argument("--reason", required=True, help="why (kept in the audit history)")
     promote = sub.add_parser("promote", parents=[store, reviewer], help="move @champion to a version (reviewers)",
                              description="Move @champion to a version and append who, when, why, the "
@@ -93,7 +96,10 @@ def _registry_commands(sub) -> None:
     sub.add_parser("rollback", parents=[store, reviewer], help="move @champion back to the previous champion",
                    description="Move @champion back one step in the champion history; repeated, it walks "
                                "further back. With no earlier champion it says so and changes nothing.")
-    sub.add_parser("history", parents=[store], help="print the audit history of @champion moves")
+    sub.add_parser("history", parents=[store], help="print the audit history of @champion moves and check it",
+                   description="Print every @champion move; warn (exit 1) when the hash chain is broken, an "
+                               "entry is unreadable or missing, an audit tag was forged or edited, or "
+                               "@champion was moved outside adaptflow.")
     lineage = sub.add_parser("lineage", help="registered version -> run -> data version -> raw source -> validation",
                              description="Print where a registered version came from, as recorded by its run.")
     lineage.add_argument("ref", help="MODEL@ALIAS (e.g. rotten-tomatoes-sentiment@champion) or MODEL/VERSION")
@@ -188,9 +194,11 @@ def _govern(args) -> int:
     client, uri = _registry(args.params)
     try:
         if args.command == "history":
-            entries = governance.read_history(client, args.model)
-            print("\n".join(e.line() for e in entries) if entries else f"{args.model}: no @champion moves yet")
-            return 0
+            found = governance.history(client, args.model)
+            print("\n".join(e.line() for e in found.entries) if found.entries else f"{args.model}: no @champion moves yet")
+            for problem in found.problems:   # tampering, gaps, unreadable entries: reported, never fatal
+                print(f"adaptflow history: WARNING: {problem}", file=sys.stderr)
+            return 1 if found.problems else 0
         pipeline = read_pipeline_account(args.params, args.profile)
         if args.command == "promote":
             print(governance.promote(client, uri, args.model, args.reviewer, args.reason,

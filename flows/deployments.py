@@ -4,7 +4,7 @@ flow runs execute in child processes of it).
 
   specialize  on demand; the UI's form is the flow's typed input (SpecializeInput)
   retrain     ops.retrain_cron (weekly by default); skips when nothing changed; never promotes
-  promote     on demand, reviewers; concurrency 1 (no cross-process lock on a tracking server)
+  promote     on demand, reviewers; concurrency 1 (every move is also serialized by the audit claim)
   rollback    on demand, reviewers; concurrency 1
 
 Reviewer deployments refuse to run under the pipeline's MLflow account (project.pipeline_account),

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from flows.specialize import SpecializeInput, SpecializeOutput, specialize
 from tasks.config import load_settings
+from tasks.data.lock import data_steps_lock
 from tasks.data.steps import ingest_data
 from tasks.ops import retrain as decision
 from tasks.ops.tracking_check import check_tracking
@@ -39,7 +40,8 @@ def retrain(run: RetrainInput = RetrainInput()) -> RetrainOutput:
     settings = load_settings(run.params_file, run.profile, run.strategies)
     check_tracking(tracking_uri(settings.root), settings.ops.tracking_check_seconds)
     experiment_id = configure(settings.root, settings.project.experiment)
-    raw = ingest_data(settings)   # `dvc repro ingest`: a changed source is copied, hashed and versioned
+    with data_steps_lock(settings.root, settings.ops.data_lock_timeout_seconds, "retrain", get_run_logger().warning):
+        raw = ingest_data(settings)   # `dvc repro ingest`: a changed source is copied, hashed and versioned
     current = decision.Inputs(raw.md5, code_version(settings.root), settings.params_hash(),
                               git_state(settings.root)[0])
     last = decision.last_successful(MlflowClient(), experiment_id)

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from tasks.config import load_settings, run_overrides
+from tasks.data.lock import data_steps_lock
 from tasks.data.steps import ingest_data, push_data, split_data, validate_data, validate_raw_data
 from tasks.evaluation.steps import publish_comparison, publish_report
 from tasks.models.steps import resolve_base
@@ -57,7 +58,7 @@ class SpecializeOutput:
     candidate: str
     challenger_set: bool
     table: str
-    review: str          # approved | rejected | timed_out | not_asked
+    review: str          # approved | rejected | refused | timed_out | not_asked
     report: str          # the HTML comparison report
     models: dict[str, str]   # strategy -> logged model URI (every strategy, registered or not)
     failed: dict[str, str] = field(default_factory=dict)   # strategy -> error, for those that failed
@@ -74,11 +75,13 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
     tags = run_tags(settings, base)   # once, before the DVC stages rewrite tracked files
     get_run_logger().info("training on %s", hardware.reason)
     with parent_run(experiment_id, "specialize", tags) as parent_id:
-        raw = ingest_data(settings)
-        settings = validate_raw_data(settings, raw, parent_id)   # gate 1; the label set in force
-        data = split_data(settings, raw)
-        frames = validate_data(settings, data, base, parent_id)   # gate 2: nothing trains past a failure
-        push_data(settings, data)
+        with data_steps_lock(settings.root, settings.ops.data_lock_timeout_seconds, f"specialize {parent_id[:8]}",
+                             get_run_logger().warning):   # one run at a time through a project's data
+            raw = ingest_data(settings)
+            settings = validate_raw_data(settings, raw, parent_id)   # gate 1; the label set in force
+            data = split_data(settings, raw)
+            frames = validate_data(settings, data, base, parent_id)   # gate 2: nothing trains past a failure
+            push_data(settings, data)
         tags = lineage_tags(tags, data)
         tag_run(parent_id, {**tags, "mlflow.runName": f"specialize-{data.version[:8]}"})
         ctx = RunContext(settings, base, data, frames, experiment_id, parent_id, tags)
@@ -91,7 +94,8 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
     if run.await_approval and registration.decision.set_challenger:
         review = await_review(registration.model_name, registration.version,
                               settings.project.approval_timeout_seconds,
-                              settings.project.approval_poll_seconds).outcome
+                              settings.project.approval_poll_seconds,
+                              pipeline_account=settings.project.pipeline_account).outcome
     return SpecializeOutput(parent_id, data.version, registration.version, registration.strategy,
                             registration.decision.set_challenger, table, review, str(report),
                             {r.strategy: r.model_uri for r in trained.results}, trained.failures)

@@ -24,6 +24,36 @@ if TYPE_CHECKING:
 CODE_PATHS = ("tasks", "flows", "dvc.yaml")
 
 
+# Per-label metrics put the label into the metric name (tasks/evaluation/quality.py).
+PRECISION_PREFIX, RECALL_PREFIX = "test_precision_", "test_recall_"
+
+
+def metric_name_problem(name: str) -> str | None:
+    """Why MLflow would refuse `name` as a metric name or tag key (None: it accepts it), by
+    MLflow's own rules: letters, digits, `_ - . / :` and spaces, no path-like `//` or `..`
+    segments, at most MAX_ENTITY_KEY_LENGTH (250) characters."""
+    from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, path_not_unique, validate_param_and_metric_name
+
+    if not validate_param_and_metric_name(name):
+        return "has a character MLflow does not allow in a metric name"
+    if path_not_unique(name):
+        return "reads as a file path MLflow would normalise (`//`, `/./`, `/../` or a trailing `/`)"
+    if len(name) > MAX_ENTITY_KEY_LENGTH:
+        return f"makes a metric name over MLflow's {MAX_ENTITY_KEY_LENGTH} characters"
+    return None
+
+
+def unloggable_labels(labels: list[str]) -> dict[str, str]:
+    """Labels that cannot be part of a metric name (label -> why): every strategy would train and
+    then fail to log `test_precision_<label>`, so they are refused before anything trains."""
+    out = {}
+    for label in labels:
+        why = metric_name_problem(f"{PRECISION_PREFIX}{label}") or metric_name_problem(f"{RECALL_PREFIX}{label}")
+        if why:
+            out[label] = why
+    return out
+
+
 def tracking_uri(root: Path) -> str:
     """MLFLOW_TRACKING_URI when set; otherwise the local store under mlflow/ (sqlite)."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow' / 'mlflow.db').resolve()}"

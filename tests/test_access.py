@@ -3,16 +3,13 @@ what adaptflow enforces on top, and the gap between them (pinned, so we notice i
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import requests
-from conftest import env_for_subprocess
+from conftest import auth_mlflow_server, env_for_subprocess
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
@@ -30,44 +27,11 @@ class Const(mlflow.pyfunc.PythonModel):
         return pd.DataFrame({"label": ["positive"] * len(model_input)})
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def auth_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("auth")
-    ini = root / "basic_auth.ini"
-    ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{root / 'auth.db'}\n"
-                   f"admin_username = {ADMIN[0]}\nadmin_password = {ADMIN[1]}\n"
-                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-    port = free_port()
-    env = env_for_subprocess(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_FLASK_SERVER_SECRET_KEY="test-only-secret",
-                             MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")   # no Huey consumer pool
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", (root / "artifacts").as_uri()],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "w"))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/health", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert server.poll() is None, (root / "server.log").read_text()[-3000:]
-            time.sleep(1)
-        else:
-            pytest.fail("the MLflow auth server did not answer /health in 180 s")
+    with auth_mlflow_server(root, ADMIN) as url:
         yield url, root
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def as_user(url: str, user: str, password: str) -> MlflowClient:
@@ -126,9 +90,9 @@ def test_adaptflow_refuses_the_pipeline_account_and_lets_a_reviewer_promote(acco
                         "--reviewer", "cron", "--reason", "self-approval")
     assert refused.returncode == 2 and "pipeline's account (adaptflow-pipeline) may not move @champion" in refused.stderr
     done = adaptflow(url, root, "reviewer-ana", "promote", MODEL, "--from", "challenger",
-                     "--reviewer", "ana", "--reason", "reviewed the report")
+                     "--reason", "reviewed the report")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "by ana: reviewed the report" in adaptflow(url, root, "reviewer-ana", "history", MODEL).stdout
+    assert "by reviewer-ana: reviewed the report" in adaptflow(url, root, "reviewer-ana", "history", MODEL).stdout
     client = as_user(url, "viewer-bob", USERS["viewer-bob"])   # anyone may read who is champion
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "2"
 
@@ -142,8 +106,69 @@ def test_the_documented_gap_and_how_adaptflow_catches_it(accounts):
     pipeline = as_user(url, "adaptflow-pipeline", USERS["adaptflow-pipeline"])
     pipeline.set_registered_model_alias(MODEL, "champion", "1")          # the gap, pinned
     assert str(pipeline.get_model_version_by_alias(MODEL, "champion").version) == "1"
-    refused = adaptflow(url, root, "reviewer-ana", "rollback", MODEL, "--reviewer", "ana", "--reason", "undo")
+    refused = adaptflow(url, root, "reviewer-ana", "rollback", MODEL, "--reviewer", "reviewer-ana", "--reason", "undo")
     assert refused.returncode == 2 and "was not set by adaptflow promote" in refused.stderr
-    repaired = adaptflow(url, root, "reviewer-ana", "promote", MODEL, "--version", "2", "--reviewer", "ana",
+    repaired = adaptflow(url, root, "reviewer-ana", "promote", MODEL, "--version", "2",
                          "--reason", "restore after an out-of-band move")
     assert repaired.returncode == 0 and "v1 -> v2" in repaired.stdout
+
+
+def adaptflow_with(url: str, root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """`adaptflow` with exactly the MLflow credentials in `env` (none inherited from this process)."""
+    params = root / "params.yaml"
+    params.write_text("project:\n  pipeline_account: adaptflow-pipeline\n")
+    base = {k: v for k, v in env_for_subprocess().items()
+            if k not in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")}
+    return subprocess.run([ADAPTFLOW, *args, "--params", str(params)], env={**base, "MLFLOW_TRACKING_URI": url, **env},
+                          capture_output=True, text=True, timeout=120)
+
+
+def champion_of(url: str) -> str | None:
+    try:
+        return str(as_user(url, "viewer-bob", USERS["viewer-bob"]).get_model_version_by_alias(MODEL, "champion").version)
+    except MlflowException:
+        return None
+
+
+def test_identity_comes_from_the_server_not_from_a_typed_name(accounts, tmp_path):
+    """Issue 18, item 2: the pipeline account is refused when its credentials come from the
+    credentials file or a token, a typed --reviewer is not an identity, and a token the server
+    does not accept establishes no identity."""
+    url, root = accounts
+    other = "1" if champion_of(url) == "2" else "2"   # a move that would otherwise be allowed
+    home = tmp_path / "home"
+    (home / ".mlflow").mkdir(parents=True)
+    (home / ".mlflow" / "credentials").write_text(
+        f"[mlflow]\nmlflow_tracking_username = adaptflow-pipeline\nmlflow_tracking_password = {USERS['adaptflow-pipeline']}\n")
+    by_file = adaptflow_with(url, root, {"HOME": str(home)}, "promote", MODEL, "--version", other,
+                             "--reviewer", "cron", "--reason", "self")
+    assert by_file.returncode == 2 and "pipeline's account (adaptflow-pipeline) may not move" in by_file.stderr
+    impostor = adaptflow_with(url, root, {"MLFLOW_TRACKING_USERNAME": "reviewer-ana",
+                                          "MLFLOW_TRACKING_PASSWORD": USERS["reviewer-ana"]},
+                              "promote", MODEL, "--version", other, "--reviewer", "ben", "--reason", "as ben")
+    assert impostor.returncode == 2 and "signed in to MLflow as 'reviewer-ana', not 'ben'" in impostor.stderr
+    token = adaptflow_with(url, root, {"MLFLOW_TRACKING_TOKEN": "not-a-basic-auth-token", "HOME": str(tmp_path)},
+                           "promote", MODEL, "--version", other, "--reviewer", "x",
+                           "--reason", "who am I")
+    assert token.returncode == 2 and ("did not accept your credentials" in token.stderr   # 401 without the auth
+                                      or "could not establish who you are" in token.stderr)   # cache, 500 with it
+
+
+def test_an_approval_under_the_pipeline_account_is_refused(accounts, monkeypatch):
+    """--await-approval: the flow runs under the pipeline's account, so the form's approval
+    (whatever name it types) promotes nothing and is recorded as refused."""
+    import logging
+
+    from tasks.registry import approval
+
+    url, _ = accounts
+    before = champion_of(url)
+    target = "1" if before == "2" else "2"
+    client = as_user(url, "adaptflow-pipeline", USERS["adaptflow-pipeline"])
+    monkeypatch.setattr(approval, "pause_flow_run", lambda **kw: approval.ReviewDecision(
+        approve=True, reviewer="ana", reason="looks fine"))
+    monkeypatch.setattr(approval, "get_run_logger", lambda: logging.getLogger("test-approval"))
+    out = approval.await_review(MODEL, target, 60, 1, pipeline_account="adaptflow-pipeline")
+    assert out.outcome == "refused"
+    assert client.get_model_version(MODEL, target).tags["review.outcome"] == "refused"
+    assert champion_of(url) == before

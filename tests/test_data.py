@@ -135,3 +135,40 @@ def test_the_default_data_version_is_unchanged(tmp_path):
     md5 = {s: hashlib.md5((tmp_path / f"{s}.parquet").read_bytes()).hexdigest() for s in sizes}
     assert md5 == {"train": "2cbf1648b92d60ef9abcdcc968c59029", "validation": "11d67cab2b5c824a9ed3d9944b83b440",
                    "test": "285ad4e9adf7a6edfb131817e7d73736"}
+
+
+def test_a_compression_bomb_is_refused_by_a_named_setting_in_bounded_memory(tmp_path):
+    """Issue 18, item 7: 24 MB of zeros compress to a few KB; with data.max_decompressed_mb = 1
+    each format is refused with a message naming the setting, having held about 1 MB, not 24."""
+    from tasks.data.source import _XzReader
+    import gzip
+    import lzma
+    import tracemalloc
+    import zipfile
+
+    payload = b"text,label\n" + b"0" * (24 << 20)
+    (tmp_path / "bomb.csv.gz").write_bytes(gzip.compress(payload))
+    (tmp_path / "bomb.csv.bz2").write_bytes(bz2.compress(payload))
+    (tmp_path / "bomb.csv.xz").write_bytes(lzma.compress(payload))
+    with zipfile.ZipFile(tmp_path / "bomb.csv.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("bomb.csv", payload)
+    del payload
+    for name in ("bomb.csv.gz", "bomb.csv.bz2", "bomb.csv.xz", "bomb.csv.zip"):
+        tracemalloc.start()
+        read, problems = read_table(tmp_path / name, "csv", max_decompressed_mb=1)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert read.empty and len(problems) == 1, name
+        assert "data.max_decompressed_mb" in problems[0].message and name in problems[0].message
+        # The cap plus a 1 MB read; xz's decoder also holds its dictionary (8 MB at the default preset).
+        bound = (4 + (8 if name.endswith(".xz") else 0)) << 20
+        assert peak < bound, f"{name}: {peak / 2**20:.1f} MB held while refusing"
+    small = tmp_path / "ok.csv.gz"
+    small.write_bytes(gzip.compress(b"text,label\nfine,a\n"))
+    assert read_table(small, "csv", max_decompressed_mb=1)[0]["text"].tolist() == ["fine"]
+    two = tmp_path / "two.csv.xz"   # concatenated xz streams read whole, as lzma.open does
+    two.write_bytes(lzma.compress(b"text,label\n") + lzma.compress(b"fine,a\n"))
+    with _XzReader(two) as fh:
+        assert fh.read(100) + fh.read(100) + fh.read(100) == b"text,label\nfine,a\n"
+    with pytest.raises(ValueError, match="max_decompressed_mb must be positive"):
+        replace(RT, max_decompressed_mb=0)

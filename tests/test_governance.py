@@ -145,3 +145,35 @@ def test_history_cli(store):
     assert "#1" in out and "promote" in out and "v- -> v2" in out and "by ana: ship it" in out
     failed = run("rollback", MODEL, "--reviewer", "ana", "--reason", "oops")
     assert failed.returncode == 2 and "no earlier champion" in failed.stderr
+
+
+def test_no_identity_no_action(tmp_path, monkeypatch):
+    """A tracking server without authentication cannot say who acts: refused. The pipeline
+    account is recognised in ~/.mlflow/credentials, not only in MLFLOW_TRACKING_USERNAME."""
+    import http.server
+    import threading
+
+    from tasks.registry.identity import establish, refuse_pipeline_account
+
+    class NoAuth(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoAuth)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(GovernanceError, match="runs without authentication"):
+            establish(f"http://127.0.0.1:{server.server_address[1]}", "ana")
+    finally:
+        server.shutdown()
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".mlflow").mkdir()
+    (tmp_path / ".mlflow" / "credentials").write_text("[mlflow]\nmlflow_tracking_username = pipe\n")
+    with pytest.raises(GovernanceError, match=r"pipeline's account \(pipe\)"):
+        refuse_pipeline_account("pipe")
+    assert establish("sqlite:///x.db", "ana").source.startswith("local store")

@@ -50,3 +50,37 @@ def test_resuming_from_a_checkpoint_gives_the_same_weights(tiny_bert, tmp_path):
     assert resumed.val_loss == reference.val_loss and resumed.best_step == reference.best_step
     for (n, a), (_, b) in zip(straight.named_parameters(), resumed_model.named_parameters()):
         assert torch.equal(a, b), n
+
+
+class Payload:
+    """Unpickling this touches `marker`: stands for code planted in a shared checkpoint folder."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return Path.touch, (Path(self.marker),)
+
+
+def test_a_checkpoint_carrying_a_pickled_object_is_refused_and_runs_nothing(tmp_path):
+    """Issue 18, item 6: checkpoints load with weights_only=True, so a planted pickle fails to
+    load instead of running (the folder is shared by every pod in the Kubernetes setup)."""
+    import pickle
+
+    import pytest
+
+    from tasks.training.checkpoint import FILE, load
+
+    marker = tmp_path / "planted-code-ran"
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    torch.save({"step": 1, "state": {"step": 1}, "payload": Payload(str(marker))}, folder / FILE)
+    with pytest.raises(pickle.UnpicklingError):
+        load(folder)
+    with pytest.raises(pickle.UnpicklingError):
+        latest_step(tmp_path)
+    assert not marker.exists()
+    torch.load(folder / FILE, weights_only=False)   # the plant is real: unrestricted loading runs it
+    assert marker.exists()

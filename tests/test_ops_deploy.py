@@ -5,19 +5,21 @@ in the MLflow server; `retrain` skips when nothing changed; the cron schedule of
 makes the scheduler create runs."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import env_for_subprocess
+from conftest import basic_auth_ini, env_for_subprocess
 from mlflow.tracking import MlflowClient
 
 from tasks.ops.servers import free_port, start_mlflow, start_prefect
 
 ADAPTFLOW = str(Path(sys.executable).parent / "adaptflow")
 EXPERIMENT = "adaptflow-rotten-tomatoes"
+ADMIN = ("admin", "admin-secret-1234")
 MODEL = "rotten-tomatoes-sentiment"
 
 
@@ -36,7 +38,11 @@ def servers(tmp_path_factory):
     root = tmp_path_factory.mktemp("servers")
     # The scheduler looks for deployments needing runs every 5 s here (60 s by default).
     prefect = start_prefect(free_port(), root / "prefect", scheduler_loop_seconds=5)
-    mlflow = start_mlflow(free_port(), f"sqlite:///{root / 'mlflow.db'}", root / "artifacts", root / "mlflow.log")
+    # With basic-auth: reviewer actions need an identity the server vouches for (here the admin,
+    # for this process and the deploy processes it starts, which inherit the environment).
+    mlflow = start_mlflow(free_port(), f"sqlite:///{root / 'mlflow.db'}", root / "artifacts", root / "mlflow.log",
+                          auth_config=basic_auth_ini(root, ADMIN), secret_key="test-only-secret")
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = ADMIN
     try:
         started = time.monotonic()
         prefect.wait_healthy()
@@ -46,6 +52,8 @@ def servers(tmp_path_factory):
     finally:
         mlflow.stop()
         prefect.stop()
+        os.environ.pop("MLFLOW_TRACKING_USERNAME", None)
+        os.environ.pop("MLFLOW_TRACKING_PASSWORD", None)
 
 
 @pytest.fixture
@@ -140,11 +148,14 @@ def test_deployment_runs_from_the_api_execute_on_the_served_process(served):
     assert "champion" not in client.get_registered_model(MODEL).aliases, "retrain never promotes"
     print(f"retrain: skipped in {took_first:.0f} s; retrained in {took_second:.0f} s")
 
-    promoted, _ = run("promote/promote", {"request": {"model": MODEL, "from_alias": "challenger", "reviewer": "ana",
+    promoted, _ = run("promote/promote", {"request": {"model": MODEL, "from_alias": "challenger",
                                                       "reason": "reviewed the report",
                                                       "params_file": str(project / "params.yaml")}})
     assert promoted.state.is_completed(), (promoted.state, log.read_text()[-3000:])
     assert "champion" in client.get_registered_model(MODEL).aliases
+    from tasks.registry.governance import read_history
+
+    assert read_history(client, MODEL)[-1].reviewer == ADMIN[0]   # the signed-in account, not a typed name
 
 
 def test_the_retrain_cron_schedule_gets_runs_from_the_scheduler(served):

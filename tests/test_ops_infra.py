@@ -33,17 +33,16 @@ def test_compose_file_has_the_production_services():
         for dep in service.get("depends_on", {}):
             assert dep in services, (name, dep)
     assert services["prefect-server"]["image"].startswith("prefecthq/prefect:3.8.8")
-    assert "postgresql+asyncpg://" in services["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    assert "postgresql+asyncpg://" in services["prefect-server"]["environment"]["PREFECT_SERVER_DATABASE_CONNECTION_URL"]
     mlflow = " ".join(services["mlflow"]["command"])
-    assert "--backend-store-uri postgresql://" in mlflow and "--artifacts-destination s3://adaptflow-mlflow" in mlflow
+    assert "mlflow server" in mlflow and "--artifacts-destination s3://adaptflow-mlflow" in mlflow
+    assert "MLFLOW_BACKEND_STORE_URI=\"postgresql://" in " ".join(services["mlflow"]["entrypoint"])
     assert "adaptflow deploy" in " ".join(services["worker"]["command"])
-    variables = set(re.findall(r"\$\{(\w+)\}", (INFRA / "docker-compose.yml").read_text()))
-    example = dict(line.split("=", 1) for line in (INFRA / "compose.env.example").read_text().splitlines()
-                   if line and not line.startswith("#"))
-    assert variables <= set(example), variables - set(example)
+    for path in ("postgres-init.sh", "minio-users.sh", "secrets-env.sh"):   # mounted from infra/
+        assert (INFRA / path).is_file(), path
     if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-        done = subprocess.run(["docker", "compose", "-f", str(INFRA / "docker-compose.yml"), "--env-file",
-                               str(INFRA / "compose.env.example"), "config", "--quiet"], capture_output=True, text=True)
+        done = subprocess.run(["docker", "compose", "-f", str(INFRA / "docker-compose.yml"), "config", "--quiet"],
+                              capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
 
 
@@ -55,8 +54,7 @@ def test_kubernetes_manifests_hang_together():
                    ("RoleBinding", "prefect-worker"), ("ServiceAccount", "prefect-worker"), ("Job", "minio-buckets")]:
         assert needed in kinds, needed
     assert all(d["metadata"].get("namespace") == "adaptflow" for d in docs if d["kind"] != "Namespace")
-    text = "\n".join((INFRA / "k8s" / p).read_text() for p in ("10-postgres.yaml", "20-minio.yaml",
-                                                               "30-prefect-server.yaml", "40-mlflow.yaml"))
+    text = "\n".join(p.read_text() for p in sorted((INFRA / "k8s").glob("[0-9]*.yaml")))
     secret_keys = set(re.findall(r"name: adaptflow-secrets, key: ([\w-]+)", text))
     readme = (INFRA / "README.md").read_text()
     for key in secret_keys:   # the README's `kubectl create secret` names every key the manifests read
@@ -100,3 +98,95 @@ def test_production_profile_and_a_url_dvc_remote(tmp_path):
     subprocess.run(["git", "init", "--quiet"], cwd=tmp_path, check=True)
     ensure_dvc(tmp_path, settings.data.dvc_remote)   # no network: dvc only writes the config
     assert f"url = {settings.data.dvc_remote}" in (tmp_path / ".dvc" / "config.local").read_text()
+
+
+
+# ---- secure by default (issue 18, item 3): each check fails on the files before it -----------
+# A password or key written into a URL or argument: user:secret@ with a literal secret.
+LITERAL_CREDENTIALS = re.compile(r"://[^/\s:@]+:[^@\s$]+@")
+SECRET_NAMES = re.compile(r"PASSWORD|SECRET|AUTH_STRING|ACCESS_KEY")
+
+
+def argv(spec: dict) -> str:
+    """What ends up on a process's command line: entrypoint/command/args, as one string."""
+    parts = [spec.get(k) for k in ("entrypoint", "command", "args")]
+    return " ".join(" ".join(p) if isinstance(p, list) else str(p) for p in parts if p)
+
+
+def secret_names(service: dict, field: str) -> set[str]:
+    return {x[field] if isinstance(x, dict) else x for x in service.get("secrets", [])}
+
+
+def test_compose_is_secure_by_default():
+    compose = yaml.safe_load((INFRA / "docker-compose.yml").read_text())
+    s = compose["services"]
+    readme = (INFRA / "README.md").read_text()
+    # Both servers authenticate; the worker signs in to both with the pipeline's own accounts.
+    assert "--app-name basic-auth" in argv(s["mlflow"]) and s["mlflow"]["environment"]["MLFLOW_AUTH_CONFIG_PATH"]
+    assert "MLFLOW_FLASK_SERVER_SECRET_KEY" in secret_names(s["mlflow"], "target")
+    assert "PREFECT_SERVER_API_AUTH_STRING" in secret_names(s["prefect-server"], "target")
+    assert {"PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= secret_names(s["worker"], "target")
+    # One credential per service: the MinIO root only where MinIO needs it; MLflow's and the
+    # pipeline's object-store users differ; no service but PostgreSQL holds its superuser.
+    for name, service in s.items():
+        sources = secret_names(service, "source")
+        if name not in ("minio", "buckets"):
+            assert not sources & {"minio-root-user", "minio-root-password"}, name
+        if name != "postgres":
+            assert "postgres-superuser-password" not in sources, name
+    assert {"mlflow-s3-key-id", "mlflow-s3-secret"} <= secret_names(s["mlflow"], "source")
+    assert {"dvc-s3-key-id", "dvc-s3-secret"} <= secret_names(s["worker"], "source")
+    assert not secret_names(s["worker"], "source") & {"mlflow-s3-key-id", "mlflow-db-password"}
+    # Secrets only from files: no value interpolated from the environment, none in an environment
+    # value or on a command line; PostgreSQL's password from a file.
+    assert not re.search(r"(?<!\$)\$\{\w+\}", (INFRA / "docker-compose.yml").read_text())
+    for name, service in s.items():
+        assert not LITERAL_CREDENTIALS.search(argv(service)), name
+        for key, value in (service.get("environment") or {}).items():
+            assert not SECRET_NAMES.search(key) or str(value).startswith("/run/secrets/"), (name, key)
+            assert not LITERAL_CREDENTIALS.search(str(value)), (name, key)
+    assert s["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"].startswith("/run/secrets/")
+    for name, spec in compose["secrets"].items():
+        assert spec["file"].startswith("./secrets/") and spec["file"].removeprefix("./") in readme, name
+    # PostgreSQL is on a network of its own with the two servers only.
+    assert {n for n, v in s.items() if "db" in v.get("networks", [])} == {"postgres", "prefect-server", "mlflow"}
+    # The adaptflow image runs as an unprivileged user.
+    users = [line.split()[1] for line in (INFRA / "Dockerfile").read_text().splitlines() if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
+
+
+def pod_spec(doc: dict) -> dict:
+    return doc["spec"]["template"]["spec"] if doc["kind"] in ("Deployment", "StatefulSet", "Job") else {}
+
+
+def test_kubernetes_is_secure_by_default():
+    docs = manifests()
+    containers = {doc["metadata"]["name"]: c for doc in docs for c in pod_spec(doc).get("containers", [])}
+    assert "--app-name basic-auth" in argv(containers["mlflow"])
+    secret_env = {name: {e["name"] for e in c.get("env", []) if "valueFrom" in e} for name, c in containers.items()}
+    assert {"PREFECT_SERVER_API_AUTH_STRING", "PREFECT_SERVER_DATABASE_PASSWORD"} <= secret_env["prefect-server"]
+    assert "PREFECT_API_AUTH_STRING" in secret_env["prefect-worker"]
+    assert {"MLFLOW_BACKEND_STORE_URI", "MLFLOW_FLASK_SERVER_SECRET_KEY"} <= secret_env["mlflow"]
+    for name, c in containers.items():   # secrets by reference only; none on a command line
+        assert not LITERAL_CREDENTIALS.search(argv(c)) and "$MLFLOW_BACKEND_STORE_URI" not in argv(c), name
+        for e in c.get("env", []):
+            assert not SECRET_NAMES.search(e["name"]) or "valueFrom" in e, (name, e["name"])
+    root_users = {doc["metadata"]["name"] for doc in docs
+                  if re.search(r"key: minio-(user|password)\b", yaml.safe_dump(doc).replace("'", ""))}
+    assert root_users <= {"minio", "minio-buckets"}, root_users
+    mlflow_keys = {e["valueFrom"]["secretKeyRef"]["key"] for e in containers["mlflow"]["env"] if "valueFrom" in e}
+    assert {"mlflow-s3-key-id", "mlflow-s3-secret"} <= mlflow_keys
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    assert any(p["spec"]["podSelector"] == {} and p["spec"]["policyTypes"] == ["Ingress"] and not p["spec"].get("ingress")
+               for p in policies), "no default-deny ingress policy"
+    protected = {p["spec"]["podSelector"].get("matchLabels", {}).get("app") for p in policies}
+    assert {"postgres", "minio", "mlflow", "prefect-server"} <= protected
+    template = json.loads((INFRA / "k8s" / "work-pool-template.json").read_text())
+    pod = template["job_configuration"]["job_manifest"]["spec"]["template"]
+    assert pod["metadata"]["labels"]["app"] == "adaptflow-job" and pod["spec"]["securityContext"]["runAsNonRoot"]
+    assert not any(m["mountPath"].startswith("/root") for m in pod["spec"]["containers"][0]["volumeMounts"])
+    # The scripts embedded in ConfigMaps are the ones in infra/ (one source, two layouts).
+    scripts = {k: v for d in docs if d["kind"] == "ConfigMap" for k, v in (d.get("data") or {}).items()}
+    for embedded, source in (("10-roles.sh", "postgres-init.sh"), ("minio-users.sh", "minio-users.sh")):
+        body = [line for line in (INFRA / source).read_text().splitlines()[1:] if line]
+        assert [line for line in scripts[embedded].splitlines()[2:] if line] == body, embedded

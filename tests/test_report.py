@@ -100,3 +100,33 @@ def test_report_renders_in_headless_chromium(tmp_path):
     sizes = figure_sizes(page)
     assert len(sizes) == 4 and all(w > 100 and h > 100 for _, w, h in sizes), sizes
     assert screenshot(page, tmp_path / "report.png").stat().st_size > 10_000
+
+
+PAYLOAD = "<script>alert(1)</script>"
+
+
+def test_user_data_in_the_report_is_escaped():
+    """Issue 18, item 10: labels, texts, sources and errors reach the report from user data and
+    the registry; none is rendered as markup."""
+    from dataclasses import replace
+
+    d = data()
+    rows = [replace(d.rows[-1], error=f"ValueError: label {PAYLOAD}\nmore {PAYLOAD}"), *d.rows[:-1]]
+    d = replace(d, title=f"specialize {PAYLOAD}", rows=rows,
+                tags={**d.tags, "data.source": f"/data/{PAYLOAD}.csv", "data.labels": PAYLOAD},
+                validation={**d.validation, "drift_warnings": [{"message": f"label {PAYLOAD} moved"}]},
+                decision={**d.decision, "version": PAYLOAD, "strategy": PAYLOAD, "reasons": [f"{PAYLOAD} won"]})
+    page = render(d)
+
+    class Scripts(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.scripts = 0
+
+        def handle_starttag(self, tag, attrs):
+            self.scripts += tag == "script" or any(k.startswith("on") for k, _ in attrs)
+
+    parser = Scripts()
+    parser.feed(page)
+    assert parser.scripts == 0 and PAYLOAD not in page
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 7   # shown as text, everywhere it appears

@@ -3,6 +3,7 @@ versions are tiny BERTs trained for two steps by the strategies' own code, regis
 `register_best` and promoted/rolled back with the governance functions reviewers use."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -95,6 +97,35 @@ def test_batcher_runs_one_key_per_batch_and_survives_a_failing_batch():
         futures[3].result(5)
     assert futures[4].result(5) == ["a:6", "a:7"] and futures[1].result(5) == ["b:2"]
     assert seen[0] == ("a", ["1", "3", "4"])   # same key, within max_texts, in one batch
+    batcher.stop()
+
+
+def test_each_request_is_checked_on_its_own_and_one_bad_request_fails_alone():
+    """Issue 18, item 5: a lone surrogate passes JSON parsing and would break the tokenizer for
+    the whole merged batch; "²" is a digit to str.isdigit() but not to int(). Both are 422 now,
+    and a batch that fails anyway is rerun request by request."""
+    from tasks.serving.batching import Batcher
+
+    for body, words in [({"model": "m", "texts": ["fine", "\ud800"]}, "position(s) [1] are not valid Unicode"),
+                        ({"model": "m", "texts": ["a"], "version": "²"}, "version number"),
+                        ({"model": "m", "texts": ["a"], "version": "9" * 40}, "version number"),
+                        ({"model": "m", "texts": ["a"], "version": -1}, "version number")]:
+        with pytest.raises(RequestError, match=re.escape(words)) as exc:
+            check_request(body, ["m"], SETTINGS)
+        assert exc.value.status == 422
+    assert check_request({"model": "m", "texts": ["a"], "version": "007"}, ["m"], SETTINGS).version == "7"
+
+    def run(target, texts):
+        if "poison" in texts:
+            raise ValueError("tokenizer failed")
+        return [t.upper() for t in texts]
+
+    batcher = Batcher(run, wait_seconds=0.2, max_texts=8)
+    good, bad, other = (batcher.submit("a", "a", t) for t in (["ok"], ["poison"], ["fine"]))
+    batcher.start()
+    assert good.result(5) == ["OK"] and other.result(5) == ["FINE"]
+    with pytest.raises(ValueError, match="tokenizer"):
+        bad.result(5)
     batcher.stop()
 
 
@@ -287,12 +318,14 @@ def test_mismatched_base_is_refused_and_the_previous_version_keeps_serving(serve
         time.sleep(0.05)
     refused = health["models"][ADAPTER_MODEL]["refused"]
     assert health["status"] == "degraded" and refused[0]["version"] == "3" and "fingerprint" in refused[0]["reason"]
+    assert requests.get(f"{server.url}/health", timeout=30).status_code == 503   # the status code tells, too
+    assert "/tmp" not in str(refused) and "<path>" in refused[0]["reason"]      # no local paths shown
     assert any("REFUSED" in r.getMessage() and "fingerprint" in r.getMessage() for r in caplog.records)
     time.sleep(2 * POLL)   # not retried every poll, and still serving v1
     assert predict(server.url).json()["version"] == "1"
     assert len([r for r in caplog.records if "REFUSED" in r.getMessage()]) == 1
     r = predict(server.url, version="3")
-    assert r.status_code == 409 and "fingerprint" in r.json()["error"]
+    assert r.status_code == 409 and "fingerprint" in r.json()["error"] and "/tmp" not in r.text
     rollback(client, uri, ADAPTER_MODEL, "ana", "v3 is not for this base")
     time.sleep(2 * POLL)
     assert requests.get(f"{server.url}/health", timeout=30).json()["status"] == "ok"
@@ -303,6 +336,188 @@ def test_a_version_by_number_is_loaded_on_demand(server):
     assert r.status_code == 200 and r.json()["version"] == "4" and r.json()["alias"] is None
     pinned = [m for m in requests.get(f"{server.url}/models", timeout=30).json()["loaded"] if m["version"] == "4"]
     assert pinned and pinned[0]["pinned"] and pinned[0]["mode"] == "shared_peft"
+
+
+TOKEN_ENV = "ADAPTFLOW_TEST_SERVING_TOKEN"
+
+
+@pytest.fixture
+def tight(store, monkeypatch):
+    """A second service over the same registry with small limits and a token."""
+    monkeypatch.setenv(TOKEN_ENV, "s3cret-token")
+    settings = ServingSettings(poll_seconds=POLL, max_texts=8, max_chars=200, batch_wait_ms=5, max_queue_texts=8,
+                               request_timeout_seconds=1.0, max_connections=12, max_body_bytes=4096,
+                               token_env=TOKEN_ENV)
+    running = start_in_thread(Service([ADAPTER_MODEL], settings).start())
+    yield running
+    running.stop()
+
+
+def settle(running, seconds: float = 15) -> None:
+    """Wait until uvicorn has let go of the connections of earlier requests (it counts them
+    against max_connections for a moment after the client closed them)."""
+    deadline = time.monotonic() + seconds
+    while len(running.server.server_state.connections) > 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_limits_answer_4xx_or_503_and_never_fail_other_requests(tight, monkeypatch):
+    """Issue 18, item 5: token, body cap before parsing, bounded queue, timeout, concurrency
+    limit, no internals in error bodies."""
+    url, auth = tight.url, {"Authorization": "Bearer s3cret-token"}
+    ok = {"model": ADAPTER_MODEL, "texts": ["fine"]}
+    assert requests.post(f"{url}/predict", json=ok, timeout=30).status_code == 401
+    wrong = requests.post(f"{url}/predict", json=ok, headers={"Authorization": "Bearer nope"}, timeout=30)
+    assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"] == "Bearer"
+    assert requests.post(f"{url}/predict", json=ok, headers=auth, timeout=30).status_code == 200
+    assert requests.get(f"{url}/health", timeout=30).status_code == 200   # health needs no token
+    big = b'{"model": "x", "texts": ["' + b"a" * 5000 + b'"]}'
+    assert requests.post(f"{url}/predict", data=big, headers=auth, timeout=30).status_code == 413
+    chunked = requests.post(f"{url}/predict", data=iter([big[:3000], big[3000:]]), headers=auth, timeout=30)
+    assert chunked.status_code == 413 and "serving.max_body_bytes" in chunked.json()["error"]   # no Content-Length
+    nested = requests.post(f"{url}/predict", data=b"[" * 2000 + b"]" * 2000, headers=auth, timeout=30)
+    assert nested.status_code == 400
+    service = tight.service
+    service.batcher.post(lambda: time.sleep(2.5))   # the model is busy for 2.5 s
+    time.sleep(0.1)
+    with ThreadPoolExecutor(3) as pool:
+        waits = [pool.submit(requests.post, f"{url}/predict", json={**ok, "texts": ["a"] * 8}, headers=auth, timeout=30)
+                 for _ in range(2)]
+        time.sleep(0.3)
+        statuses = sorted(f.result().status_code for f in waits)
+    assert statuses == [503, 503]   # one queued, timed out after 1 s; one over the queue bound at once
+    assert all(f.result().headers["Retry-After"] == "1" for f in waits)
+    assert {f.result().json()["error"].split(" (")[0].split(";")[0] for f in waits} >= {"no answer within 1 s"}
+    time.sleep(2.5)
+    settle(tight)
+    monkeypatch.setattr(service, "answer", lambda *a: (_ for _ in ()).throw(OSError("/srv/secret/path.bin broke")))
+    crash = requests.post(f"{url}/predict", json=ok, headers=auth, timeout=30)
+    assert crash.status_code == 500 and "/srv" not in crash.text and "OSError" not in crash.text, crash.text
+    monkeypatch.undo()
+    settle(tight)
+    service.batcher.post(lambda: time.sleep(0.6))   # busy, but less than the 1 s timeout
+    with ThreadPoolExecutor(24) as pool:
+        many = [f.result() for f in [pool.submit(requests.post, f"{url}/predict", json=ok, headers=auth, timeout=30)
+                                     for _ in range(24)]]
+    refused_by_uvicorn = [r for r in many if r.status_code == 503 and r.text == "Service Unavailable"]
+    assert refused_by_uvicorn and any(r.status_code == 200 for r in many)   # past max_connections (12): 503 at once
+    settle(tight)
+    assert requests.post(f"{url}/predict", json=ok, headers=auth, timeout=30).status_code == 200
+
+
+def test_a_missing_token_stops_the_service_from_starting(store, monkeypatch):
+    from tasks.serving.app import create_app
+
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    service = Service([ADAPTER_MODEL], ServingSettings(token_env=TOKEN_ENV))
+    with pytest.raises(ServingError, match=f"{TOKEN_ENV}, which is not set"):
+        create_app(service)
+
+
+FUZZ_TEXTS = ["a great film", "dull", "loved every minute", "a mess", "fine", "boring plot", "superb acting",
+              "not good", "ok I guess", "awful", "a joy", "hated it"]
+
+
+def fuzz_request(rng, kind: str) -> tuple[bytes, str | None]:
+    """(body, version a valid request expects: "" = either alias version; None = invalid)."""
+    texts = rng.sample(FUZZ_TEXTS, rng.randint(1, 4))
+    ok = {"model": ADAPTER_MODEL, "texts": texts}
+    bodies = {
+        "valid": (ok, ""), "pinned": ({**ok, "version": rng.choice(["1", "2", 2])}, "pin"),
+        "challenger": ({**ok, "alias": "challenger"}, "2"),
+        "surrogate": ({**ok, "texts": texts + ["\ud800 x"]}, None),
+        "wrong_type": (rng.choice([{**ok, "texts": "abc"}, {**ok, "texts": [1, 2]}, {"model": 5, "texts": texts},
+                                   {**ok, "version": "²"}, {**ok, "version": True}, {**ok, "alias": 3},
+                                   {**ok, "texts": [{"a": 1}]}, [ok], None, {**ok, "extra": 1}]), None),
+        "huge_batch": ({**ok, "texts": texts * 50}, None),
+        "unknown_version": ({**ok, "version": rng.choice(["99", "123456", "0"])}, None),
+        "unknown_model": ({**ok, "model": "nope"}, None),
+    }
+    if kind in bodies:
+        body, expect = bodies[kind]
+        return json.dumps(body).encode(), expect
+    raw = {"malformed": b'{"model": "' + ADAPTER_MODEL.encode() + b'", "texts": ["a"',
+           "not_utf8": b'{"model": "\xff\xfe", "texts": ["a"]}',
+           "nested": b"[" * 5000 + b"]" * 5000,
+           "oversized": json.dumps({**ok, "texts": ["x" * 150] * 600}).encode()}
+    return raw[kind], None
+
+
+def test_fuzz_many_clients_mixing_valid_and_hostile_requests_during_alias_swaps(store):
+    """Issue 18, acceptance: >= 2,000 requests from 8 clients on 127.0.0.1, valid ones mixed with
+    malformed JSON, oversized bodies, lone surrogates, wrong types, huge batches and unknown
+    versions, while @champion swaps: every valid request answered with the right version's
+    predictions, every invalid one a 4xx with a message, no 5xx, the service alive."""
+    import random
+
+    _, uri, client, _ = store
+    settings = ServingSettings(poll_seconds=POLL, max_texts=8, max_chars=200, batch_wait_ms=5, max_body_bytes=65536)
+    running = start_in_thread(Service([ADAPTER_MODEL], settings).start())
+    url = running.url
+    reference = {}
+    for version in ("1", "2"):   # each version's answer for every text, asked one version at a time
+        for part in (FUZZ_TEXTS[:6], FUZZ_TEXTS[6:]):
+            r = requests.post(f"{url}/predict", json={"model": ADAPTER_MODEL, "texts": part, "version": version}, timeout=60)
+            assert r.status_code == 200, r.text
+            reference |= {(version, t): p["probabilities"] for t, p in zip(part, r.json()["predictions"])}
+    kinds = ["valid"] * 6 + ["pinned"] * 2 + ["challenger", "surrogate", "wrong_type", "huge_batch", "unknown_version",
+                                              "unknown_model", "malformed", "not_utf8", "nested", "oversized"]
+    counts = Counter()
+    problems: list[str] = []
+
+    def client_loop(seed: int) -> None:
+        rng, session = random.Random(seed), requests.Session()
+        for _ in range(260):
+            kind = rng.choice(kinds)
+            body, expect = fuzz_request(rng, kind)
+            try:
+                r = session.post(f"{url}/predict", data=body, timeout=60, headers={"content-type": "application/json"})
+            except requests.RequestException as exc:
+                counts["no answer"] += 1
+                problems.append(f"{kind}: {type(exc).__name__}")
+                continue
+            counts["requests"] += 1
+            if r.status_code >= 500:
+                counts["5xx"] += 1
+                problems.append(f"{kind}: {r.status_code} {r.text[:100]}")
+            elif expect is None:
+                good = 400 <= r.status_code < 500 and r.json().get("error")
+                counts["invalid 4xx" if good else "invalid not 4xx"] += 1
+                if not good:
+                    problems.append(f"{kind}: {r.status_code} {r.text[:100]}")
+            else:
+                answer = r.json() if r.status_code == 200 else {}
+                sent = json.loads(body)
+                want = str(sent["version"]) if expect == "pin" else expect
+                right = r.status_code == 200 and (not want or answer["version"] == want) and all(
+                    p["probabilities"] == pytest.approx(reference[(answer["version"], t)], abs=1e-4)
+                    for t, p in zip(sent["texts"], answer["predictions"])) and len(answer["predictions"]) == len(sent["texts"])
+                counts["valid right" if right else "valid wrong"] += 1
+                if right:
+                    counts[f"served by v{answer['version']}"] += 1
+                    counts[f"@champion served by v{answer['version']}"] += kind == "valid"
+                else:
+                    problems.append(f"{kind}: {r.status_code} {r.text[:100]}")
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(client_loop, seed) for seed in range(8)]
+            for action in ("promote", "rollback", "promote", "rollback"):
+                time.sleep(2 * POLL)
+                if action == "promote":
+                    promote(client, uri, ADAPTER_MODEL, "ana", "fuzz: swap under hostile load", version="2")
+                else:
+                    rollback(client, uri, ADAPTER_MODEL, "ana", "fuzz: swap back")
+                counts["alias swaps"] += 1
+            for f in futures:
+                f.result()
+        health = requests.get(f"{url}/health", timeout=30)
+    finally:
+        running.stop()
+    print(f"\nfuzz: {dict(sorted(counts.items()))}; first problems: {problems[:5]}")
+    assert counts["requests"] >= 2000 and counts["no answer"] == 0
+    assert counts["valid wrong"] == 0 and counts["invalid not 4xx"] == 0 and counts["5xx"] == 0
+    assert counts["@champion served by v1"] and counts["@champion served by v2"] and health.status_code == 200
 
 
 @pytest.mark.e2e

@@ -130,3 +130,54 @@ def test_a_few_long_texts_are_a_warning_with_their_rows_not_a_refusal():
     assert report.success, report.failures
     warning = next(w for w in report.warnings if "exceed model.max_length=64" in w)
     assert "2 of 63 example(s)" in warning and "row 0 (1202 tokens, 1138 cut)" in warning
+
+
+def test_label_names_mlflow_cannot_log_fail_the_raw_gate_before_training():
+    """Issue 18, item 8: `4+ stars` would train every strategy, then fail to log
+    `test_precision_4+ stars`; the raw gate refuses it, names the setting that fixes it, and a
+    label_map that renames it passes. MLflow itself refuses the name (checked here)."""
+    import mlflow
+    import pytest
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_metric_name
+
+    c = RawContract(dataset("review", "stars"), ValidationSettings([]))
+    frame = raw(review=["great", "poor", "fine"], stars=["4+ stars", "1 star", "a/../b"])
+    report = validate_raw(frame, c, "csv")
+    assert not report.success
+    text = report.message({"raw": "x.csv"})
+    assert "failed label names MLflow can log" in text and "label '4+ stars'" in text and "label 'a/../b'" in text
+    assert "label '1 star'" not in text and "data.label_map" in text
+    renamed = RawContract(dataset("review", "stars", label_map={"4+ stars": "4plus stars", "a/../b": "a-b", "1 star": "1 star"}),
+                          ValidationSettings([]))
+    assert validate_raw(frame, renamed, "csv").success
+    from tasks.tracking import unloggable_labels
+
+    assert set(unloggable_labels(["ok", "x" * 240, "é:ü", "tab\there"])) == {"x" * 240, "tab\there"}
+    with pytest.raises(MlflowException):
+        _validate_metric_name("test_precision_4+ stars")
+    assert mlflow   # the rule above is MLflow's own validator, not a copy
+
+
+def test_data_docs_escape_labels_and_texts(tmp_path):
+    """Issue 18, item 10: a label or text such as `<script>alert(1)</script>` appears in the Great
+    Expectations Data Docs (unexpected values) as text, never as markup; the gate's own message
+    still quotes it as it is."""
+    payload, image = "<script>alert(1)</script>", "<img src=x onerror=alert(2)>"
+    c = RawContract(dataset("text", "label"), ValidationSettings(["a", payload]))
+    frame = raw(text=[f"good {payload}", "bad", image], label=[payload, f"b{payload}", image])
+    report = validate_raw(frame, c, "csv", docs_dir=tmp_path / "docs")
+    assert not report.success and f"b{payload}" in report.message({"raw": "x.csv"})
+    pages = list((tmp_path / "docs").rglob("*.html"))
+    assert len(pages) >= 2
+    shown = 0
+    for page in pages:
+        text = page.read_text()
+        assert payload not in text and image not in text, page
+        shown += text.count("&lt;script&gt;alert(1)&lt;/script&gt;")
+    assert shown >= 2   # the values are there, as text
+    splits = good()
+    splits["train"].loc[0, "label"] = payload
+    split_report = validate_splits(splits, CONTRACT, words, tmp_path / "split-docs")
+    assert not split_report.success
+    assert all(payload not in p.read_text() for p in (tmp_path / "split-docs").rglob("*.html"))

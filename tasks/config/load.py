@@ -231,8 +231,21 @@ def write_dataset_params(path: Path, data: DataSettings, extra: dict[str, str], 
     where the data is pushed does not change what it is), plus `extra` keys (resolved paths)."""
     from dataclasses import asdict
 
+    import os
+    import tempfile
+
     values = {k: v for k, v in asdict(data).items() if k != "dvc_remote"}
-    path.write_text(header + yaml.safe_dump({"dataset": {**values, **extra}}, sort_keys=False))
+    text = header + yaml.safe_dump({"dataset": {**values, **extra}}, sort_keys=False)
+    # Atomically: a reader (DVC, another run) sees the old file or the new one, never half of one.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)   # mkstemp's 0600 would hide it from the other accounts of a shared project
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read_dataset_params(path: Path, extra: tuple[str, ...]) -> tuple[DataSettings, dict[str, str]]:

@@ -20,6 +20,7 @@ class OpsSettings:
     checkpoint_every_steps: int = 100    # optimizer steps between training checkpoints
     checkpoint_dir: str = ".cache/checkpoints"   # under the project; <parent run>/<strategy>/...
     tracking_check_seconds: float = 20.0 # how long an unreachable MLflow is retried at start
+    data_lock_timeout_seconds: float = 1800.0   # how long a run waits for another's data steps (tasks/data/lock.py)
     retrain_cron: str = "0 3 * * 1"      # the `retrain` deployment's schedule (weekly by default)
     retrain_timezone: str = "UTC"
 
@@ -30,4 +31,5 @@ class OpsSettings:
         require(self.retries >= 0 and self.retry_delay_seconds >= 0, "retries and retry_delay_seconds must be >= 0")
         require(self.checkpoint_every_steps >= 1, "checkpoint_every_steps must be >= 1")
         require(self.tracking_check_seconds > 0, "tracking_check_seconds must be positive")
+        require(self.data_lock_timeout_seconds > 0, "data_lock_timeout_seconds must be positive")
         require(len(self.retrain_cron.split()) == 5, f"retrain_cron must have 5 fields, not {self.retrain_cron!r}")

@@ -26,6 +26,15 @@ class ServingSettings:
     # POST /generate: the most new tokens a request may ask for (and the default); a version's own
     # generation.max_new_tokens bounds it further.
     max_new_tokens: int = 64
+    # Limits that keep one client from failing everyone's requests (tasks/serving/app.py).
+    max_body_bytes: int = 1_048_576  # a body is refused (413) past this, before it is parsed
+    max_queue_texts: int = 1024      # texts waiting for the model; more: 503 with Retry-After
+    request_timeout_seconds: float = 30.0   # a request not answered by then: 503 with Retry-After
+    max_connections: int = 64        # uvicorn's limit_concurrency: more at once get 503
+    max_pending_loads: int = 2       # requests waiting for a version asked for by number to load
+    # The environment variable holding a bearer token for /predict (None: no token asked). The
+    # token itself never goes into params.
+    token_env: str | None = None
 
     def __post_init__(self):
         require(bool(self.host.strip()), "host must not be empty")
@@ -42,6 +51,12 @@ class ServingSettings:
         require(self.threads > 0, "threads must be positive")
         require(self.max_extra_versions >= 0, "max_extra_versions must be >= 0")
         require(self.max_new_tokens > 0, "max_new_tokens must be positive")
+        require(self.max_body_bytes > 0 and self.max_queue_texts >= self.max_texts,
+                 "max_body_bytes must be positive and max_queue_texts at least max_texts")
+        require(self.request_timeout_seconds > 0 and self.max_connections > 0 and self.max_pending_loads > 0,
+                 "request_timeout_seconds, max_connections and max_pending_loads must be positive")
+        require(self.token_env is None or (isinstance(self.token_env, str) and self.token_env.strip() != ""),
+                 "token_env must name an environment variable (or be null)")
 
     @property
     def default_alias(self) -> str:

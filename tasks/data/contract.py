@@ -174,8 +174,34 @@ def _run(batches: dict[str, tuple[pd.DataFrame, list]], docs_dir: Path | None) -
             gx.ValidationDefinition(name=f"adaptflow-{name}", data=batch_definition, suite=suite))
         results[name] = definition.run(batch_parameters={"dataframe": frame}, result_format="COMPLETE")
     if docs_dir is not None:
+        _escape_stored_values(context)
         context.build_data_docs(site_names=["adaptflow"])
     return results
+
+
+def _escaped(value):
+    import html
+
+    if isinstance(value, str):
+        return html.escape(value)
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _escaped(v) for k, v in value.items()}
+    return value
+
+
+def _escape_stored_values(context) -> None:
+    """Data Docs put a failed expectation's unexpected values (texts, labels: user data) into
+    table cells as raw HTML (GX 1.24 escapes its templates' parameters, not these cells): a label
+    `<script>...` would run in the reviewer's browser. The stored results that Data Docs render
+    get every value escaped; the results returned to the gate (its messages) keep the raw text."""
+    store = context.validation_results_store
+    for key in store.list_keys():
+        suite_result = store.get(key)
+        for r in suite_result.results:
+            r.result = _escaped(dict(r.result or {}))
+        store.set(key, suite_result)
 
 
 def _shown(value) -> str:
@@ -306,8 +332,23 @@ def validate_raw(frame: pd.DataFrame, c: RawContract, fmt: str, problems: list[R
     label = "_label" if "_label" in checked.columns else c.data.label_col
     if not labels and label in checked.columns and not c.data.target_col:
         labels, inferred = sorted(str(x) for x in checked[label].dropna().unique()), True
+    failures += _label_name_failures(labels, c)
     return ValidationReport("raw", not failures, result.statistics["evaluated_expectations"], failures,
                             {"raw": _compact(result)}, labels, inferred, docs_dir)
+
+
+def _label_name_failures(labels: list[str], c: RawContract) -> list[Failure]:
+    """Label names end up in metric names (`test_precision_<label>`): one MLflow refuses would
+    fail every strategy after it trained, so it fails the gate instead."""
+    from tasks.tracking import unloggable_labels
+
+    bad = unloggable_labels(labels)
+    if not bad:
+        return []
+    examples = [f"label {name!r}: {why}" for name, why in list(bad.items())[:c.rules.example_rows]]
+    return [Failure("raw", "label names MLflow can log", c.data.label_col, None, examples,
+                    hint="rename these labels with data.label_map (e.g. '4+ stars': '4plus stars'); metric "
+                         "names allow letters, digits, _ - . / : and spaces")]
 
 
 # ---------------------------------------------------------------- the splits

@@ -170,7 +170,8 @@ def prepare(d: DataSettings, raw: Path) -> dict[str, int]:
     """Read the raw file, clean and split it, write the three parquet files; rows per split."""
     from tasks.data.source import detect_format, read_table
 
-    frame, problems = read_table(raw, detect_format(raw, d.format), d.delimiter, d.encoding)
+    frame, problems = read_table(raw, detect_format(raw, d.format), d.delimiter, d.encoding,
+                                  d.max_decompressed_mb)
     if problems:   # the raw gate reports these before prepare runs; by hand, say so plainly
         raise PrepareError("; ".join(p.message for p in problems))
     parts = split_rows(clean(frame, d), d)

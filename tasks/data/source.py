@@ -16,7 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 PACKAGE_PREFIX = "package:"
-COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lambda path, mode: _XzReader(path)}
+# xz decoders allocate the dictionary a file's header asks for (8 MB at the default preset, 64 MB
+# at -9; a crafted header may ask for 1.5 GB): refuse one that needs more than this.
+XZ_MEMLIMIT = 128 << 20
 EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
               ".parquet": "parquet", ".pq": "parquet"}
 DELIMITERS = {"csv": ",", "tsv": "\t"}
@@ -69,14 +72,68 @@ def detect_format(path: Path, declared: str = "auto") -> str:
     return fmt
 
 
-def _bytes(path: Path) -> bytes:
+class TooLarge(Exception):
+    """A compressed file decompresses past data.max_decompressed_mb."""
+
+
+CHUNK = 1 << 20   # read 1 MB at a time, so a cap holds before the memory is spent
+
+
+def _bounded(fh, limit: int) -> bytes:
+    """At most `limit` bytes from a stream; TooLarge past it (reading stops one chunk after)."""
+    out, size = [], 0
+    while chunk := fh.read(min(CHUNK, limit + 1 - size)):
+        out.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+    return b"".join(out)
+
+
+class _XzReader:
+    """`lzma.open(path).read(n)` with a memory limit on the decoder (lzma.open has none);
+    concatenated streams are read one after another, as lzma.open does."""
+
+    def __init__(self, path: Path):
+        self._fh, self._dec, self._pending = open(path, "rb"), lzma.LZMADecompressor(memlimit=XZ_MEMLIMIT), b""
+
+    def read(self, n: int) -> bytes:
+        while True:
+            if self._dec.eof:
+                self._pending, self._dec = self._dec.unused_data + self._pending, lzma.LZMADecompressor(memlimit=XZ_MEMLIMIT)
+            data = self._pending or (self._fh.read(CHUNK) if self._dec.needs_input else b"")
+            self._pending = b""
+            if not data and self._dec.needs_input:
+                return b""
+            try:
+                out = self._dec.decompress(data, max_length=n)
+            except lzma.LZMAError as exc:   # over the memory limit, or not xz
+                if "limit" in str(exc).lower():
+                    raise TooLarge(f"its xz decoder would need over {XZ_MEMLIMIT >> 20} MB of memory") from exc
+                raise
+            if out:
+                return out
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._fh.close()
+
+
+def _bytes(path: Path, max_decompressed_mb: float) -> bytes:
+    """The file's bytes, decompressed in a bounded way (a small .gz can hold gigabytes)."""
+    limit = int(max_decompressed_mb * 1024 * 1024)
     suffix = path.suffix.lower()
     if suffix in COMPRESSIONS:
         with COMPRESSIONS[suffix](path, "rb") as fh:
-            return fh.read()
+            return _bounded(fh, limit)
     if suffix == ".zip":
         with zipfile.ZipFile(path) as z:
-            return z.read(z.namelist()[0]) if z.namelist() else b""
+            if not z.namelist():
+                return b""
+            with z.open(z.namelist()[0]) as fh:   # the declared size can lie: count what comes out
+                return _bounded(fh, limit)
     return path.read_bytes()
 
 
@@ -145,10 +202,11 @@ def read_headline_files(folder: Path, encoding: str = "utf-8") -> pd.DataFrame:
     return frame.astype("string")
 
 
-def read_table(path: Path, fmt: str, delimiter: str | None = None, encoding: str = "utf-8"
-               ) -> tuple[pd.DataFrame, list[ReadProblem]]:
+def read_table(path: Path, fmt: str, delimiter: str | None = None, encoding: str = "utf-8",
+               max_decompressed_mb: float = 512) -> tuple[pd.DataFrame, list[ReadProblem]]:
     """The table as strings (labels such as 0/1 stay "0"/"1"), plus what stopped it from being
-    read. An empty file is an empty frame (the contract then reports zero rows)."""
+    read. An empty file is an empty frame (the contract then reports zero rows). A compressed
+    file is decompressed up to `max_decompressed_mb` (data.max_decompressed_mb) and no further."""
     if fmt == "headline_files":
         return read_headline_files(path, encoding), []
     if fmt == "parquet":
@@ -156,7 +214,14 @@ def read_table(path: Path, fmt: str, delimiter: str | None = None, encoding: str
             return pd.read_parquet(path), []
         except Exception as exc:   # pyarrow raises several types for a file that is not Parquet
             return pd.DataFrame(), [ReadProblem("file_is_parquet", f"{path.name}: not a Parquet file ({exc})")]
-    data = _bytes(path)
+    try:
+        data = _bytes(path, max_decompressed_mb)
+    except TooLarge as exc:
+        why = str(exc) or f"decompresses to more than {max_decompressed_mb:g} MB (data.max_decompressed_mb)"
+        return pd.DataFrame(), [ReadProblem(
+            "file_decompresses_within_data.max_decompressed_mb",
+            f"{path.name}: {why}; nothing past that was read. Raise data.max_decompressed_mb in params.yaml "
+            f"if the file is genuine")]
     problem = decode_problem(data, encoding, path.name)
     if problem:
         return pd.DataFrame(), [problem]

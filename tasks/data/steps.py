@@ -46,7 +46,7 @@ def validate_raw_data(settings: Settings, raw: RawData, parent_run_id: str) -> S
 
     d = settings.data
     fmt = detect_format(raw.path, d.format)
-    frame, problems = read_table(raw.path, fmt, d.delimiter, d.encoding)
+    frame, problems = read_table(raw.path, fmt, d.delimiter, d.encoding, d.max_decompressed_mb)
     hint = separator_hint([str(c) for c in frame.columns], fmt, d.delimiter or DELIMITERS.get(fmt, ","))
     contract = RawContract(d, settings.validation)
     report = _gate(parent_run_id, lambda docs: validate_raw(frame, contract, fmt, problems, docs, hint))

@@ -10,6 +10,7 @@ from torch import nn
 from tasks.evaluation.metrics import accuracy, macro_f1
 from tasks.evaluation.predict import predict_proba
 from tasks.evaluation.statistics import Reliability, bootstrap_ci, per_class, reliability
+from tasks.tracking import PRECISION_PREFIX, RECALL_PREFIX
 from tasks.models.encoding import Encoded
 
 
@@ -46,7 +47,7 @@ def quality_details(probs: np.ndarray, y_true: np.ndarray, labels: list[str], se
     out = {"test_accuracy_ci_low": acc_ci[0], "test_accuracy_ci_high": acc_ci[1],
            "test_macro_f1_ci_low": f1_ci[0], "test_macro_f1_ci_high": f1_ci[1], "test_ece": rel.ece}
     for label, p, r in zip(labels, precision, recall):
-        out |= {f"test_precision_{label}": p, f"test_recall_{label}": r}
+        out |= {f"{PRECISION_PREFIX}{label}": p, f"{RECALL_PREFIX}{label}": r}
     return QualityDetails(out, cm, y_true, probs, rel)
 
 

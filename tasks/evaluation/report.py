@@ -149,7 +149,7 @@ def render(data: ReportData, tolerance_points: float = 1.0, budgets: dict[str, f
     drift = ("".join(f"<li>drift: {e(w.get('message', str(w)))}</li>" for w in v.get("drift_warnings", []))
              or f"<li>no drift beyond the thresholds against data version {e(compared)}</li>") if compared else ""
     reasons = "".join(f"<li>{e(x)}</li>" for x in rec.reasons + data.decision.get("reasons", []))
-    registered = (f"registered v{data.decision['version']} ({e(data.decision['strategy'])}); "
+    registered = (f"registered v{e(str(data.decision['version']))} ({e(data.decision['strategy'])}); "
                   f"@challenger {'set' if data.decision.get('set_challenger') else 'unchanged'}"
                   if data.decision else "")
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">

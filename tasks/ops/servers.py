@@ -114,14 +114,19 @@ def start_prefect(port: int, home: Path, database_url: str | None = None, schedu
     return Server("Prefect server", f"{url}/api", f"{url}/api/health", proc, log)
 
 
-def start_mlflow(port: int, backend_store_uri: str, artifacts: Path, log: Path) -> Server:
-    """`mlflow server` on 127.0.0.1:port; artifacts are served by it (mlflow-artifacts:/)."""
+def start_mlflow(port: int, backend_store_uri: str, artifacts: Path, log: Path,
+                 auth_config: Path | None = None, secret_key: str | None = None) -> Server:
+    """`mlflow server` on 127.0.0.1:port; artifacts are served by it (mlflow-artifacts:/). With
+    `auth_config` (a basic_auth.ini), `--app-name basic-auth` and its Flask `secret_key`."""
     artifacts.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
            "--backend-store-uri", backend_store_uri, "--artifacts-destination", artifacts.resolve().as_uri()]
     # Job execution (MLflow's GenAI background jobs) starts a pool of Huey consumer processes,
     # about 8, each importing MLflow: CPU on a 2-core machine for a feature adaptflow never uses.
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    if auth_config is not None:
+        cmd += ["--app-name", "basic-auth"]
+        env.update(MLFLOW_AUTH_CONFIG_PATH=str(auth_config), MLFLOW_FLASK_SERVER_SECRET_KEY=secret_key or "")
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = _spawn("mlflow", cmd, env, log)
     url = f"http://127.0.0.1:{port}"

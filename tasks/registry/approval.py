@@ -1,6 +1,12 @@
 """Reviewer approval from the Prefect UI: the flow pauses after proposing a challenger and
-waits for a typed answer (approve or reject, reviewer, reason); approval promotes through the
-same audited path as `adaptflow promote`. A timeout changes nothing."""
+waits for a typed answer (approve or reject, reason); approval promotes through the same audited
+path as `adaptflow promote`, with its checks. A timeout changes nothing.
+
+The Prefect form authenticates no one, so the name typed into it is never the identity: the
+identity is the MLflow account this flow signs in with (tasks/registry/identity.py), and the
+pipeline's account is refused. Where the flow runs under the pipeline's account (a tracking
+server with accounts, infra/), an approval is therefore refused and recorded as such; the
+reviewer promotes with `adaptflow promote` under their own account."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,20 +21,21 @@ from prefect.input import RunInput
 from pydantic import Field
 
 import mlflow
-from tasks.registry.governance import promote
+from tasks.registry.governance import GovernanceError, identify, promote
 
 
 class ReviewDecision(RunInput):
     """The form a reviewer fills in to resume the flow run."""
 
     approve: bool = Field(description="true: promote the challenger to @champion; false: reject it")
-    reviewer: str = Field(min_length=1, description="who decides (kept in the audit history)")
+    reviewer: str | None = Field(None, description="optional: your MLflow account; the history records the "
+                                                   "account this flow signs in with, and a different name is refused")
     reason: str = Field(min_length=1, description="why (kept in the audit history)")
 
 
 @dataclass(frozen=True)
 class ReviewOutcome:
-    outcome: str               # approved | rejected | timed_out
+    outcome: str               # approved | rejected | refused | timed_out
     reviewer: str | None = None
     reason: str | None = None
 
@@ -43,11 +50,12 @@ def _back_to_running() -> None:
         client.set_flow_run_state(FlowRunContext.get().flow_run.id, Running(), force=True)
 
 
-def await_review(model: str, version: str, timeout_seconds: int, poll_seconds: int) -> ReviewOutcome:
+def await_review(model: str, version: str, timeout_seconds: int, poll_seconds: int,
+                 pipeline_account: str | None = None) -> ReviewOutcome:
     logger = get_run_logger()
     client = MlflowClient()
     logger.info("%s v%s is @challenger. Waiting up to %d s for a reviewer: resume this flow run in the "
-                "Prefect UI with approve, reviewer and reason.", model, version, timeout_seconds)
+                "Prefect UI with approve and reason.", model, version, timeout_seconds)
     try:
         answer = pause_flow_run(wait_for_input=ReviewDecision, timeout=timeout_seconds,
                                 poll_interval=poll_seconds, key=f"review-{model}-v{version}")
@@ -56,14 +64,27 @@ def await_review(model: str, version: str, timeout_seconds: int, poll_seconds: i
         client.set_model_version_tag(model, version, "review.outcome", "timed_out")
         logger.info("no reviewer answered within %d s: nothing changed", timeout_seconds)
         return ReviewOutcome("timed_out")
+    return apply_review(client, mlflow.get_tracking_uri(), model, version, answer, pipeline_account, logger)
+
+
+def apply_review(client: MlflowClient, tracking_uri: str, model: str, version: str, answer: ReviewDecision,
+                 pipeline_account: str | None, logger) -> ReviewOutcome:
+    """The reviewer's answer, under the identity this process signs in with (never the form's name)."""
     at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    for key, value in {"review.by": answer.reviewer, "review.reason": answer.reason, "review.at": at}.items():
+    try:
+        who = identify(tracking_uri, answer.reviewer, answer.reason, pipeline_account)
+        if answer.approve:
+            entry = promote(client, tracking_uri, model, answer.reviewer, answer.reason, version=version,
+                            pipeline_account=pipeline_account)
+    except GovernanceError as exc:
+        for key, value in {"review.outcome": "refused", "review.refused": str(exc)[:500], "review.at": at}.items():
+            client.set_model_version_tag(model, version, key, value)
+        logger.warning("review refused: %s; @champion unchanged. A reviewer can promote with `adaptflow promote "
+                       "%s --version %s` under their own MLflow account.", exc, model, version)
+        return ReviewOutcome("refused", None, answer.reason)
+    outcome = "approved" if answer.approve else "rejected"
+    for key, value in {"review.by": who.user, "review.identity": who.source, "review.reason": answer.reason,
+                       "review.at": at, "review.outcome": outcome}.items():
         client.set_model_version_tag(model, version, key, value)
-    if answer.approve:
-        entry = promote(client, mlflow.get_tracking_uri(), model, answer.reviewer, answer.reason, version=version)
-        client.set_model_version_tag(model, version, "review.outcome", "approved")
-        logger.info("approved by %s: %s", answer.reviewer, entry.line())
-        return ReviewOutcome("approved", answer.reviewer, answer.reason)
-    client.set_model_version_tag(model, version, "review.outcome", "rejected")
-    logger.info("rejected by %s: %s; @champion unchanged", answer.reviewer, answer.reason)
-    return ReviewOutcome("rejected", answer.reviewer, answer.reason)
+    logger.info("%s by %s (%s): %s", outcome, who.user, who.source, entry.line() if answer.approve else answer.reason)
+    return ReviewOutcome(outcome, who.user, answer.reason)

@@ -1,32 +1,36 @@
 """Reviewer actions on the registry: promote to @champion, roll back, and the audit history.
 
 The pipeline only proposes (@challenger); these functions are the only ones that move
-@champion. Every action appends one entry to the registered model's history, stored as one
-registered-model tag per entry (`audit.000001`, ...) so entries are never overwritten, and
-tags the version (who, when, why, previous champion, metric deltas). Versions are never
-deleted. The champion chain is a replay of the history: promote pushes, rollback pops.
+@champion, and every move goes through one serialized path (`_append`): read the history,
+decide, claim the next sequence number (a compare-and-set that holds on a tracking server:
+tasks/registry/audit.py), and only then move the alias and tag the version (who, when, why,
+previous champion, metric deltas). A writer that finds the last entry not yet applied waits
+for it, or finishes it when its writer died. Versions are never deleted. The champion chain
+is a replay of the history: promote pushes, rollback pops.
 """
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Iterator
-from urllib.parse import urlparse
+from typing import Callable
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-AUDIT_PREFIX = "audit."
+from tasks.registry.audit import GENESIS, Claim, create_claim, digest, read_claims, tag_key, verify
+from tasks.registry.errors import GovernanceError
+from tasks.registry.identity import Identity, establish, refuse_pipeline_account
+
 CHAMPION = "champion"
-
-
-class GovernanceError(ValueError):
-    """A reviewer action that cannot be done as asked (the message says why)."""
+# How long a reviewer waits for another reviewer's move to be applied before giving up (a move
+# takes about a dozen registry requests: well under a second on a local server).
+WAIT_SECONDS = 120
+# A claimed entry whose alias move is not applied after this long: its writer died, and the
+# next writer applies it. Compared with the server's creation time, so clocks must roughly agree.
+STALE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -35,10 +39,12 @@ class AuditEntry:
     action: str                 # "promote" or "rollback"
     version: str                # the new @champion
     previous: str | None        # the @champion before
-    reviewer: str
+    reviewer: str               # the account that made the change (tasks/registry/identity.py)
     reason: str
     at: str                     # UTC, ISO 8601
     deltas: dict[str, float] = field(default_factory=dict)   # new minus previous, per metric
+    identity_source: str = ""   # how `reviewer` was established
+    prev_hash: str = ""         # SHA-256 of the previous entry as written (tasks/registry/audit.py)
 
     def line(self) -> str:
         moved = f"v{self.previous or '-'} -> v{self.version}"
@@ -76,13 +82,43 @@ def _metrics(client: MlflowClient, model: str, version: str) -> dict[str, float]
     return out
 
 
-def read_history(client: MlflowClient, model: str) -> list[AuditEntry]:
+def _entry(claim: Claim) -> AuditEntry | None:
+    """The claim as an entry, or None when it is unreadable (reported by `history`, skipped)."""
+    raw = claim.fields()
+    names = {f.name for f in fields(AuditEntry)}
+    try:
+        return AuditEntry(**{k: v for k, v in raw.items() if k in names}) if raw is not None else None
+    except TypeError:
+        return None
+
+
+@dataclass(frozen=True)
+class History:
+    entries: list[AuditEntry]     # the readable entries, in order
+    problems: list[str]           # tampering, gaps, unreadable entries, out-of-band moves
+    champion: str | None          # where @champion points now
+
+
+def history(client: MlflowClient, model: str) -> History:
+    """The audit history, verified: it keeps going past a bad entry and says what is wrong."""
     try:
         tags = client.get_registered_model(model).tags
     except MlflowException as exc:
         raise GovernanceError(f"no registered model {model!r} in this store") from exc
-    entries = [AuditEntry(**json.loads(v)) for k, v in tags.items() if k.startswith(AUDIT_PREFIX)]
-    return sorted(entries, key=lambda e: e.seq)
+    claims = read_claims(client, model)
+    entries = [e for e in map(_entry, claims) if e is not None]
+    problems = verify(claims, tags)
+    problems += [f"entry {c.seq} lacks fields an entry needs; skipped" for c in claims
+                 if c.fields() is not None and _entry(c) is None]
+    current, stack = _current(client, model), champion_stack(entries)
+    applying = bool(claims) and tag_key(claims[-1].seq) not in tags
+    if stack and current != stack[-1] and not applying:
+        problems.append(f"@champion is v{current} but the history ends at v{stack[-1]}: moved outside adaptflow")
+    return History(entries, problems, current)
+
+
+def read_history(client: MlflowClient, model: str) -> list[AuditEntry]:
+    return history(client, model).entries
 
 
 def _current(client: MlflowClient, model: str) -> str | None:
@@ -92,92 +128,111 @@ def _current(client: MlflowClient, model: str) -> str | None:
         return None
 
 
-@contextmanager
-def registry_lock(tracking_uri: str) -> Iterator[None]:
-    """Serialise reviewer actions on a local store (a file lock beside the sqlite database).
-    A remote tracking server is serialised by running these actions through the Prefect
-    deployments with a concurrency limit of one."""
-    parsed = urlparse(tracking_uri)
-    if parsed.scheme != "sqlite":
-        yield
-        return
-    lock_path = Path(parsed.path).with_suffix(".registry.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def refuse_pipeline_account(pipeline_account: str | None) -> None:
-    """MLflow cannot stop an account that may register versions and set @challenger from also
-    moving @champion (both need EDIT on the registered model). adaptflow refuses reviewer
-    actions under the pipeline's own account; see infra/README.md, "Access"."""
-    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
-    if pipeline_account and user == pipeline_account:
-        raise GovernanceError(f"the pipeline's account ({user}) may not move @champion; "
-                              f"a reviewer signs in with their own account (MLFLOW_TRACKING_USERNAME)")
-
-
-def _require_words(reviewer: str, reason: str) -> None:
-    if not reviewer.strip():
-        raise GovernanceError("--reviewer must name who decides")
+def identify(tracking_uri: str, reviewer: str | None, reason: str, pipeline_account: str | None) -> Identity:
+    """Who acts, from an authenticated source (a name typed in is only checked against it); the
+    pipeline's account is refused whichever way its credentials were given."""
     if not reason.strip():
         raise GovernanceError("--reason must say why (it is kept in the audit history)")
+    refuse_pipeline_account(pipeline_account)            # before any request: configured credentials
+    identity = establish(tracking_uri, reviewer)
+    refuse_pipeline_account(pipeline_account, identity)  # the account the server signed us in as
+    return identity
 
 
-def _record(client: MlflowClient, model: str, action: str, version: str, previous: str | None,
-            reviewer: str, reason: str) -> AuditEntry:
-    entries = read_history(client, model)
-    entry = AuditEntry(seq=(entries[-1].seq + 1) if entries else 1, action=action, version=version,
-                       previous=previous, reviewer=reviewer, reason=reason,
-                       at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                       deltas=metric_deltas(_metrics(client, model, version),
-                                            _metrics(client, model, previous) if previous else None))
-    client.set_registered_model_alias(model, CHAMPION, version)
-    client.set_registered_model_tag(model, f"{AUDIT_PREFIX}{entry.seq:06d}", json.dumps(asdict(entry)))
-    for key, value in {"champion.action": action, "champion.by": reviewer, "champion.at": entry.at,
-                       "champion.reason": reason, "champion.previous": previous or "none",
-                       "champion.audit_seq": str(entry.seq)}.items():
-        client.set_model_version_tag(model, version, key, value)
-    return entry
+# decide(entries, current @champion) -> (action, new champion, previous); raises GovernanceError
+Decide = Callable[[list[AuditEntry], str | None], tuple[str, str, str | None]]
 
 
-def promote(client: MlflowClient, tracking_uri: str, model: str, reviewer: str, reason: str,
+def _append(client: MlflowClient, model: str, decide: Decide, who: Identity, reason: str) -> AuditEntry:
+    """The one path that moves @champion: decide on the current history, claim the next entry
+    (compare-and-set), then apply it. Losing the claim to another reviewer means deciding again."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        tags = client.get_registered_model(model).tags
+        claims = read_claims(client, model)
+        if claims and tag_key(claims[-1].seq) not in tags:         # the last move is being applied
+            if time.time() * 1000 - claims[-1].created_ms > STALE_SECONDS * 1000:
+                _apply(client, model, claims[-1])                   # its writer died: finish it
+            else:
+                _wait(deadline, model)
+            continue
+        action, version, previous = decide([e for e in map(_entry, claims) if e is not None],
+                                           _current(client, model))
+        entry = AuditEntry(seq=claims[-1].seq + 1 if claims else 1, action=action, version=version,
+                           previous=previous, reviewer=who.user, reason=reason,
+                           at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           deltas=metric_deltas(_metrics(client, model, version),
+                                                _metrics(client, model, previous) if previous else None),
+                           identity_source=who.source,
+                           prev_hash=digest(claims[-1].raw) if claims else GENESIS)
+        raw = json.dumps(asdict(entry), sort_keys=True)
+        if create_claim(client, model, entry.seq, raw):             # written before the alias moves
+            _apply(client, model, Claim(entry.seq, raw, 0))
+            return entry
+        _wait(deadline, model)
+
+
+def _wait(deadline: float, model: str) -> None:
+    if time.monotonic() > deadline:
+        raise GovernanceError(f"another reviewer kept moving {model}@{CHAMPION} for {WAIT_SECONDS} s; "
+                              "nothing changed, try again")
+    time.sleep(random.uniform(0.05, 0.3))   # jitter: two waiting writers do not retry in step
+
+
+def _apply(client: MlflowClient, model: str, claim: Claim) -> None:
+    """Make the registry say what the entry says; the mirror tag last marks it applied.
+    Idempotent: a writer finishing a dead writer's entry sets the same values."""
+    e = _entry(claim)
+    if e is not None:
+        client.set_registered_model_alias(model, CHAMPION, e.version)
+        for key, value in {"champion.action": e.action, "champion.by": e.reviewer, "champion.at": e.at,
+                           "champion.reason": e.reason, "champion.previous": e.previous or "none",
+                           "champion.audit_seq": str(e.seq)}.items():
+            client.set_model_version_tag(model, e.version, key, value)
+    client.set_registered_model_tag(model, tag_key(claim.seq), claim.raw)
+
+
+def promote(client: MlflowClient, tracking_uri: str, model: str, reviewer: str | None, reason: str,
             version: str | None = None, from_alias: str | None = None,
             pipeline_account: str | None = None) -> AuditEntry:
-    refuse_pipeline_account(pipeline_account)
-    _require_words(reviewer, reason)
+    """`reviewer`: None, or the name the caller expects to act as (checked against the
+    established identity on a server; recorded as given on a local store)."""
+    who = identify(tracking_uri, reviewer, reason, pipeline_account)
     if (version is None) == (from_alias is None):
         raise GovernanceError("give exactly one of --version N or --from ALIAS")
-    with registry_lock(tracking_uri):
-        if from_alias is not None:
-            try:
-                version = str(client.get_model_version_by_alias(model, from_alias).version)
-            except MlflowException as exc:
-                raise GovernanceError(f"{model} has no @{from_alias} to promote") from exc
+    if from_alias is not None:
         try:
-            client.get_model_version(model, version)
+            version = str(client.get_model_version_by_alias(model, from_alias).version)
         except MlflowException as exc:
-            raise GovernanceError(f"{model} has no version {version}") from exc
-        current = _current(client, model)
+            raise GovernanceError(f"{model} has no @{from_alias} to promote") from exc
+    try:
+        client.get_model_version(model, version)
+    except MlflowException as exc:
+        raise GovernanceError(f"{model} has no version {version}") from exc
+
+    def decide(entries: list[AuditEntry], current: str | None) -> tuple[str, str, str | None]:
         if current == version:
             raise GovernanceError(f"{model} v{version} is already @champion; nothing changed")
-        return _record(client, model, "promote", version, current, reviewer, reason)
+        return "promote", version, current
+
+    return _append(client, model, decide, who, reason)
 
 
-def rollback(client: MlflowClient, tracking_uri: str, model: str, reviewer: str, reason: str,
+def rollback(client: MlflowClient, tracking_uri: str, model: str, reviewer: str | None, reason: str,
              pipeline_account: str | None = None) -> AuditEntry:
-    refuse_pipeline_account(pipeline_account)
-    _require_words(reviewer, reason)
-    with registry_lock(tracking_uri):
-        stack = champion_stack(read_history(client, model))
-        current = _current(client, model)
+    who = identify(tracking_uri, reviewer, reason, pipeline_account)
+
+    def decide(entries: list[AuditEntry], current: str | None) -> tuple[str, str, str | None]:
+        stack = champion_stack(entries)
         if len(stack) < 2 or stack[-1] != current:
             raise GovernanceError(f"{model} has no earlier champion to roll back to"
                                   + ("" if not stack or stack[-1] == current else
                                      f" (its @champion v{current} was not set by adaptflow promote)")
                                   + "; nothing changed")
-        return _record(client, model, "rollback", stack[-2], current, reviewer, reason)
+        return "rollback", stack[-2], current
+
+    try:
+        client.get_registered_model(model)
+    except MlflowException as exc:
+        raise GovernanceError(f"no registered model {model!r} in this store") from exc
+    return _append(client, model, decide, who, reason)

@@ -1,9 +1,18 @@
-"""HTTP routes: POST /predict (classification), POST /generate (generation), GET /health, /models,
-/metrics."""
+"""HTTP routes: POST /predict (classification), POST /generate (generation), GET /health,
+/models, /metrics.
+
+Every limit a hostile or broken client could push against answers with a 4xx or a 503 with
+Retry-After, never by failing other clients' requests: the body is capped before it is parsed,
+each request is checked on its own, the queue is bounded, a request times out, and error bodies
+say what was wrong without exception text or paths (those go to the log).
+"""
 from __future__ import annotations
 
 import asyncio
+import hmac
+import json
 import logging
+import os
 import time
 
 # At module level: FastAPI reads the handlers' annotations (postponed by the __future__ import)
@@ -12,35 +21,94 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from tasks.serving.batching import QueueFull
 from tasks.serving.checks import RequestError, check_generate_request, check_request
 from tasks.serving.metrics import UNKNOWN
-from tasks.serving.service import Service
+from tasks.serving.service import Service, ServingError
 
 log = logging.getLogger("adaptflow.serving")
+RETRY_AFTER_SECONDS = "1"
+
+
+def serving_token(token_env: str | None) -> str | None:
+    """The bearer token /predict asks for (None: none asked). A named variable that is unset
+    or empty stops the service from starting rather than leaving it open."""
+    if token_env is None:
+        return None
+    token = os.environ.get(token_env, "")
+    if not token.strip():
+        raise ServingError(f"serving.token_env names {token_env}, which is not set: set it to the token "
+                           "clients must send, or set serving.token_env: null")
+    return token
+
+
+def require_token(request: Request, token: str | None) -> None:
+    """401 unless the request carries `Authorization: Bearer <token>` (compared in constant time)."""
+    if token is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise RequestError(401, "this service needs 'Authorization: Bearer <token>'")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) past `limit` bytes, whatever Content-Length claims."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise RequestError(413, f"the body is over {limit} bytes (serving.max_body_bytes)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"the body is over {limit} bytes (serving.max_body_bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes):
+    try:
+        return json.loads(body)
+    except ValueError as exc:   # includes bytes that are not UTF-8
+        raise RequestError(400, f"the body is not valid JSON: {str(exc)[:120]}") from exc
+    except RecursionError as exc:   # [[[[...]]]] nested deeper than the parser goes
+        raise RequestError(400, "the body is not valid JSON: nested too deeply") from exc
+
+
+def error(status: int, message: str) -> JSONResponse:
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="adaptflow serving", description="Registered versions of "
                   + ", ".join(service.models) + "; each followed alias hot-swaps when the registry moves it.")
+    settings = service.settings
+    token = serving_token(settings.token_env)
 
     @app.post("/predict")
     async def predict(request: Request):
-        return await _answer(service, request, check_request, _classify)
+        return await _answer(service, request, token, check_request, _classify)
 
     @app.post("/generate")
     async def generate(request: Request):
-        return await _answer(service, request, check_generate_request, _generate)
+        return await _answer(service, request, token, check_generate_request, _generate)
 
+    # The read-only routes run on the event loop (they take one short lock), so they answer
+    # even while every worker thread waits for a version to load.
     @app.get("/health")
-    def health():
-        return service.health()
+    async def health():
+        """200 when every model serves its default alias and nothing is refused; 503 otherwise."""
+        body = service.health()
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
     @app.get("/models")
-    def models():
+    async def models():
         return {"loaded": service.describe_models(), "shared_bases": service.pool.groups()}
 
     @app.get("/metrics")
-    def metrics():
+    async def metrics():
         from prometheus_client import CONTENT_TYPE_LATEST
 
         return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -48,43 +116,55 @@ def create_app(service: Service) -> FastAPI:
     return app
 
 
+async def _wait(service: Service, submit):
+    """Queue a batch job and wait for it: 503 (retry) when the queue is full or it times out."""
+    try:
+        future = submit()
+    except QueueFull as exc:
+        raise RequestError(503, f"the service is busy ({exc}); retry shortly") from exc
+    timeout = service.settings.request_timeout_seconds
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+    except asyncio.TimeoutError as exc:
+        raise RequestError(503, f"no answer within {timeout:g} s (serving.request_timeout_seconds); "
+                                "retry shortly") from exc
+
+
 async def _classify(service: Service, req, loaded, alias):
     if loaded.manifest.task != "classification":
         raise RequestError(422, f"{req.model} v{loaded.version} generates text: POST /generate")
-    probs = await asyncio.wrap_future(service.batcher.submit(loaded.key, loaded, req.texts))
+    probs = await _wait(service, lambda: service.batcher.submit(loaded.key, loaded, req.texts))
     return service.answer(loaded, alias, probs)
 
 
 async def _generate(service: Service, req, loaded, alias):
     if loaded.manifest.task != "generation":
         raise RequestError(422, f"{req.model} v{loaded.version} is a classifier: POST /predict")
-    outputs = await asyncio.wrap_future(service.submit_generate(loaded, req.texts, req.max_new_tokens))
+    outputs = await _wait(service, lambda: service.submit_generate(loaded, req.texts, req.max_new_tokens))
     return service.answer_generation(loaded, alias, outputs)
 
 
-async def _answer(service: Service, request: Request, check, run):
-    """One request: parse and check the body, admit it to a version (loading a pinned one off the
-    event loop), run it, and count it; a refused or failed request never affects the others."""
+async def _answer(service: Service, request: Request, token: str | None, check, run):
+    """One request: authenticate, read (capped) and check the body on its own, admit it to a
+    version (loading a pinned one off the event loop), run it, and count it; a refused or failed
+    request never affects the others, and its error says what was wrong without internals."""
     start = time.perf_counter()
-    label, loaded = UNKNOWN, None
+    label, loaded, route = UNKNOWN, None, request.url.path.strip("/")
     try:
-        try:
-            body = await request.json()
-        except ValueError as exc:
-            raise RequestError(400, f"the body is not valid JSON: {exc}") from exc
-        req = check(body, service.models, service.settings)
+        require_token(request, token)
+        req = check(parse_json(await read_body(request, service.settings.max_body_bytes)),
+                    service.models, service.settings)
         label = req.model
         loaded, alias = (service.admit(req) if req.version is None
                          else await run_in_threadpool(service.admit, req))
         answer = await run(service, req, loaded, alias)
     except RequestError as exc:
         service.metrics.request(label, exc.status, time.perf_counter() - start)
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
-    except Exception as exc:   # the service keeps serving; the client learns what failed
-        log.exception("%s failed", request.url.path)
+        return error(exc.status, str(exc))
+    except Exception:   # the service keeps serving; the details go to the log only
+        log.exception("%s failed", route)
         service.metrics.request(label, 500, time.perf_counter() - start)
-        return JSONResponse({"error": f"{request.url.path.strip('/')} failed: {type(exc).__name__}: {exc}"},
-                            status_code=500)
+        return error(500, f"{route} failed (an internal error; the service log has the details)")
     finally:
         if loaded is not None:
             service.release(loaded)

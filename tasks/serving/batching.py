@@ -15,6 +15,10 @@ from typing import Any, Callable, Hashable
 log = logging.getLogger("adaptflow.serving")
 
 
+class QueueFull(RuntimeError):
+    """More texts are waiting than the queue takes (serving.max_queue_texts): try again later."""
+
+
 @dataclass
 class Job:
     key: Hashable | None          # the loaded version to run on; None = a control call
@@ -40,9 +44,11 @@ def pick_batch(keys_and_sizes: list[tuple[Hashable, int]], max_texts: int) -> li
 
 
 class Batcher:
-    def __init__(self, run_batch: Callable[[Any, list[str]], list[Any]], wait_seconds: float, max_texts: int):
+    def __init__(self, run_batch: Callable[[Any, list[str]], list[Any]], wait_seconds: float, max_texts: int,
+                 max_queue_texts: int | None = None):
         self._run_batch = run_batch   # (target, texts) -> one result per text
         self._wait, self._max = wait_seconds, max_texts
+        self._max_queue = max_queue_texts   # None: unbounded
         self._jobs: list[Job] = []
         self._control: list[Job] = []
         self._cv = threading.Condition()
@@ -60,8 +66,13 @@ class Batcher:
         self._thread.join(timeout=30)
 
     def submit(self, key: Hashable, target: Any, texts: list[str]) -> Future:
+        """Queue a request; QueueFull when serving.max_queue_texts texts already wait. A caller
+        that gives up cancels the future: the job is dropped unless it already runs."""
         job = Job(key=key, texts=texts, target=target)
         with self._cv:
+            waiting = sum(len(j.texts) for j in self._jobs)
+            if self._max_queue is not None and waiting + len(texts) > self._max_queue:
+                raise QueueFull(f"{waiting} texts are waiting (serving.max_queue_texts = {self._max_queue})")
             self._jobs.append(job)
             self._cv.notify_all()
         return job.future
@@ -101,33 +112,45 @@ class Batcher:
                 self._cv.wait(remaining)
             if self._control:
                 return [self._control.pop(0)]
+            self._jobs = [j for j in self._jobs if not j.future.cancelled()]   # their callers gave up
             chosen = pick_batch([(j.key, len(j.texts)) for j in self._jobs], self._max)
             picked = [self._jobs[i] for i in chosen]
             for i in reversed(chosen):
                 del self._jobs[i]
-            return picked
+            # From here a job runs: a cancel that comes now is too late (its result is dropped).
+            return [j for j in picked if j.future.set_running_or_notify_cancel()] or []
 
     def _loop(self) -> None:
         while True:
             jobs = self._next()
             if jobs is None:
                 return
+            if not jobs:
+                continue
             if jobs[0].key is None:
                 self._run_control(jobs[0])
                 continue
             texts = [t for j in jobs for t in j.texts]
             try:
                 results = self._run_batch(jobs[0].target, texts)
-            except Exception as exc:   # the requests fail with this error; the thread lives on
-                log.exception("batch of %d text(s) failed", len(texts))
+            except Exception:   # one request may have broken the batch: run each on its own
+                log.exception("batch of %d text(s) in %d request(s) failed; running each alone", len(texts), len(jobs))
                 for j in jobs:
-                    j.future.set_exception(exc)
+                    self._run_alone(j)
                 continue
             self.batches += 1
             start = 0
             for j in jobs:
                 j.future.set_result(results[start:start + len(j.texts)])
                 start += len(j.texts)
+
+    def _run_alone(self, job: Job) -> None:
+        """A request of a failed merged batch, on its own: only the request that fails, fails."""
+        try:
+            job.future.set_result(self._run_batch(job.target, job.texts))
+            self.batches += 1
+        except Exception as exc:   # the thread lives on
+            job.future.set_exception(exc)
 
     @staticmethod
     def _run_control(job: Job) -> None:

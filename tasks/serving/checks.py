@@ -28,6 +28,14 @@ KNOWN_KEYS = {"model", "texts", "alias", "version"}
 GENERATE_KEYS = KNOWN_KEYS | {"max_new_tokens"}
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_generate_request(body: Any, models: list[str], settings: ServingSettings) -> PredictRequest:
     """A /generate body: a /predict body plus an optional max_new_tokens, bounded by the server."""
     req = check_request(body, models, settings, GENERATE_KEYS)
@@ -57,9 +65,11 @@ def check_request(body: Any, models: list[str], settings: ServingSettings,
         raise RequestError(404, f"alias {alias!r} is not followed; followed: {', '.join(settings.aliases)} "
                                 f"(serving.aliases in params)")
     if version is not None:
-        if isinstance(version, bool) or not (isinstance(version, int) or (isinstance(version, str) and version.isdigit())):
-            raise RequestError(422, f"'version' must be a version number, got {version!r}")
-        version = str(int(version))
+        # ASCII digits only: "²".isdigit() is True and int("²") fails; at most 18 digits.
+        digits = str(version) if isinstance(version, int) and not isinstance(version, bool) and version >= 0 else version
+        if not (isinstance(digits, str) and digits.isascii() and digits.isdigit() and len(digits) <= 18):
+            raise RequestError(422, f"'version' must be a version number, got {str(version)[:40]!r}")
+        version = str(int(digits))
     texts = body.get("texts")
     if not isinstance(texts, list) or not texts:
         raise RequestError(422, "'texts' must be a non-empty list of strings")
@@ -73,4 +83,10 @@ def check_request(body: Any, models: list[str], settings: ServingSettings,
     if long:
         raise RequestError(413, f"text(s) at position(s) {long[:10]} exceed {settings.max_chars} characters "
                                 f"(serving.max_chars)")
+    # A lone surrogate ("\ud800" in JSON) is a valid Python str but not text: the tokenizer fails
+    # on it, and would fail every request merged into the same batch.
+    unencodable = [i for i, t in enumerate(texts) if not _is_utf8(t)]
+    if unencodable:
+        raise RequestError(422, f"text(s) at position(s) {unencodable[:10]} are not valid Unicode text "
+                                f"(a lone surrogate such as \\ud800)")
     return PredictRequest(model=model, texts=list(texts), alias=alias, version=version)

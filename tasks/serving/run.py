@@ -15,12 +15,15 @@ def serve(models: list[str], settings: ServingSettings, host: str, port: int) ->
     import torch
     import uvicorn
 
-    from tasks.serving.app import create_app
+    from tasks.serving.app import create_app, serving_token
 
+    serving_token(settings.token_env)   # a missing token stops us before anything loads
     torch.set_num_threads(settings.threads)
     service = Service(models, settings).start()
     try:
-        uvicorn.run(create_app(service), host=host, port=port, log_level="info")
+        # limit_concurrency: past it uvicorn answers 503 itself, before any work is queued.
+        uvicorn.run(create_app(service), host=host, port=port, log_level="info",
+                    limit_concurrency=settings.max_connections)
     finally:
         service.stop()
 
@@ -52,7 +55,8 @@ def start_in_thread(service: Service, host: str = "127.0.0.1", port: int | None 
     from tasks.serving.app import create_app
 
     port = port or free_port(host)
-    server = uvicorn.Server(uvicorn.Config(create_app(service), host=host, port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(service), host=host, port=port, log_level="warning",
+                                           limit_concurrency=service.settings.max_connections))
     thread = threading.Thread(target=server.run, name="adaptflow-uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout

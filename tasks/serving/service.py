@@ -9,6 +9,7 @@ the alias keeps serving the previous version, /health and the log say why.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -57,6 +58,15 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:/[^\s'\"(),;:]+){2,}")
+
+
+def public_reason(exc: BaseException) -> str:
+    """What a client (or /health) may learn of a failure: its type and message, local paths
+    replaced by <path>, at most 300 characters. The log keeps the whole of it."""
+    return f"{type(exc).__name__}: {_PATH.sub('<path>', str(exc))}"[:300]
+
+
 class Service:
     def __init__(self, models: list[str], settings: ServingSettings, client=None):
         from mlflow.tracking import MlflowClient
@@ -66,7 +76,8 @@ class Service:
         self.models, self.settings = list(dict.fromkeys(models)), settings
         self.client = client or MlflowClient()
         self.metrics = ServingMetrics()
-        self.batcher = Batcher(self._run_batch, settings.batch_wait_ms / 1000, settings.max_batch)
+        self.batcher = Batcher(self._run_batch, settings.batch_wait_ms / 1000, settings.max_batch,
+                               settings.max_queue_texts)
         self.pool = Pool(settings.merged, self.batcher.call)
         self._lock = threading.Lock()
         self._routes: dict[Route, str] = {}
@@ -76,6 +87,7 @@ class Service:
         self._refused: dict[Route, Refusal] = {}
         self._failed_versions: dict[tuple[str, str], str] = {}
         self._held: Counter[tuple[str, str]] = Counter()   # loaded, not yet routed or pinned
+        self._pending_loads = 0   # requests waiting for a version asked for by number
         self._previous: dict[Route, str] = {}   # what each alias served before its last swap
         self._sync_lock = threading.Lock()
         self._stop = threading.Event()
@@ -140,7 +152,8 @@ class Service:
             loaded = self._ensure_loaded(change.model, change.new)
         except Exception as exc:
             log.debug("load failed", exc_info=True)
-            refusal = Refusal(change.alias, change.new, f"{type(exc).__name__}: {exc}", _now(),
+            log.error("loading %s v%s failed: %s: %s", change.model, change.new, type(exc).__name__, exc)
+            refusal = Refusal(change.alias, change.new, public_reason(exc), _now(),
                               retried=isinstance(exc, (OSError, MlflowException)))
             with self._lock:
                 self._refused[route] = refusal
@@ -227,15 +240,23 @@ class Service:
             self.client.get_model_version(model, version)
         except MlflowException as exc:
             raise RequestError(404, f"{model} has no version {version}") from exc
+        with self._lock:   # loads run one at a time: a client cycling version numbers waits in line, bounded
+            if self._pending_loads >= self.settings.max_pending_loads:
+                raise RequestError(503, f"{self._pending_loads} version loads are waiting "
+                                        f"(serving.max_pending_loads); retry shortly")
+            self._pending_loads += 1
         try:
             loaded = self._ensure_loaded(model, version)
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = public_reason(exc)
             with self._lock:
                 self._failed_versions[(model, version)] = reason
             self.metrics.refusals.labels(model).inc()
-            log.error("REFUSED %s v%s (asked for by number): %s", model, version, reason)
+            log.error("REFUSED %s v%s (asked for by number): %s: %s", model, version, type(exc).__name__, exc)
             raise RequestError(409, f"{model} v{version} cannot be served: {reason}") from exc
+        finally:
+            with self._lock:
+                self._pending_loads -= 1
         with self._lock:
             pins = self._pinned[model]
             pins[version] = None

@@ -1,5 +1,6 @@
 """The packaged artifact: what a strategy run saves (and a registered version holds), and the
-MLflow pyfunc that loads it.
+MLflow pyfunc that loads it for other tools. adaptflow itself reads a registered version only
+through `fetch_version` + `load_predictor`: nothing stored with a version runs.
 
 The artifact folder has the strategy's own files (adapter safetensors, a whole model, or a
 prompt config) and `adaptflow.json`: strategy, params, labels, max_length and the base model's
@@ -146,15 +147,29 @@ class AdaptflowModel(mlflow.pyfunc.PythonModel):
 
 
 def fetch_version(model: str, version: str, dest: Path) -> Path:
-    """Download `models:/model/version` under dest; returns its strategy folder (the pyfunc's
-    `strategy` artifact, which holds the Manifest). A version logged by anything else is refused."""
-    import mlflow
+    """Download the strategy folder of `models:/model/version` under dest and return it. Only the
+    MLmodel file is read first; a version whose artifact is not adaptflow's (a pickle, code, a
+    file type adaptflow does not write, another flavor) is refused before its files are fetched
+    (tasks/training/provenance.py). Nothing stored with a version is ever executed."""
     import yaml
+    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+    from tasks.training.provenance import ForeignArtifact, artifact_problems, strategy_path
 
     dest.mkdir(parents=True, exist_ok=True)
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model}/{version}", dst_path=str(dest)))
-    mlmodel = yaml.safe_load((local / "MLmodel").read_text())
-    artifacts = mlmodel.get("flavors", {}).get("python_function", {}).get("artifacts", {})
-    if "strategy" not in artifacts:
-        raise ValueError(f"{model} v{version} was not logged by adaptflow (no `strategy` artifact in its MLmodel)")
-    return local / artifacts["strategy"]["path"]
+    repo = ModelsArtifactRepository(f"models:/{model}/{version}")
+    top = [Path(f.path).name for f in repo.list_artifacts("")]
+    if "MLmodel" not in top:
+        raise ForeignArtifact(f"{model} v{version} was not logged by adaptflow (no MLmodel file); refused")
+    mlmodel = yaml.safe_load(Path(repo.download_artifacts("MLmodel", str(dest))).read_text()) or {}
+    problems = artifact_problems(mlmodel, top, [MANIFEST], MANIFEST)   # the folder is checked once fetched
+    if not problems:
+        folder = Path(repo.download_artifacts(strategy_path(mlmodel), str(dest)))
+        files = [p for p in folder.rglob("*") if p.is_file() or p.is_symlink()]
+        links = [p.name for p in files if p.is_symlink()]
+        problems = artifact_problems(mlmodel, top, [str(p.relative_to(folder)) for p in files], MANIFEST)
+        problems += [f"symbolic links {links[:5]}"] if links else []
+    if problems:
+        raise ForeignArtifact(f"{model} v{version} is not an adaptflow artifact and is refused "
+                              f"(nothing of it was loaded): {'; '.join(problems)}")
+    return folder

@@ -55,7 +55,10 @@ def generate_texts(model: nn.Module, tokenizer, fmt: PromptFormat, texts: list[s
         for i, tokens in zip(idx, greedy(model, [prompts[i] for i in idx], pad_id, eos, max_new_tokens)):
             new[i] = tokens
     seconds = time.perf_counter() - start
-    return Generated([tokenizer.decode(t, skip_special_tokens=True).strip() for t in new],
+    # clean_up_tokenization_spaces would glue quotes and punctuation to the word before (BERT-era
+    # detokenising): "deficit 'stabilises'" came out as "deficit'stabilises'".
+    return Generated([tokenizer.decode(t, skip_special_tokens=True, clean_up_tokenization_spaces=False).strip()
+                      for t in new],
                      np.array([len(t) for t in new]), np.array([len(t) >= max_new_tokens for t in new]), seconds)
 
 

@@ -15,6 +15,7 @@ from conftest import LABELS, ROOT
 
 import mlflow
 from tasks.models.base import load_base
+from tasks.models.heads import Head
 from tasks.registry import versions
 from tasks.strategies import registry
 from tasks.tracking import use_store
@@ -47,7 +48,7 @@ def zero_shot_folder(where: Path, base_dir: Path) -> Path:
     strategy = registry.get("zero_shot")
     params = strategy.parse_params({})
     folder = where / "strategy"
-    strategy.save(strategy.build(base_dir, LABELS, params), folder)
+    strategy.save(strategy.build(base_dir, Head.for_task('classification', LABELS), params), folder)
     Manifest("zero_shot", dataclasses.asdict(params), LABELS, 32, str(base_dir),
              load_base(str(base_dir)).fingerprint, strategy.saves).write(folder)
     return folder

@@ -133,3 +133,27 @@ def test_the_report_shows_outputs_side_by_side_escaped():
     html = render(ReportData("run", "title", {}, with_paired_tests(rows, "generation"), {}, {}, "generation"))
     assert 'id="samples"' in html and "&lt;script&gt;x&lt;/script&gt;" in html and "<script>x" not in html
     assert "lora: the best ROUGE-L" in html
+
+
+def test_a_long_few_shot_prompt_keeps_its_input_and_answer_turn(tiny_llama):
+    """The first headlines run cut few-shot prompts to model.max_length from the end: every
+    input was dropped and all 250 outputs continued the last demonstration. The input is cut,
+    never the template, and a prompting strategy may use the model's context."""
+    from tasks.evaluation.generate import prompt_budget
+    from tasks.models.prompts import prompt_ids
+    from tasks.strategies.few_shot_generation import FewShotGenerationParams, build
+
+    tok = load_tokenizer(tiny_llama)
+    demos = [[f"demonstration story {i} " + "with many words " * 20, f"headline {i}"] for i in range(3)]
+    params = FewShotGenerationParams(instruction="Write the headline.", system_prompt="Be brief.", k=3,
+                                     demonstrations=demos)
+    model = build(tiny_llama, Head("generation"), params)
+    budget = prompt_budget(model, 64, 8)
+    assert budget == 512 - 8        # the tiny Llama's context, less the answer
+    ids = prompt_ids(tok, model.prompt_format, "the actual input story", budget)
+    text = tok.decode(ids)
+    assert "the actual input story" in text and text.endswith("<|im_start|>assistant\n")
+    cut = tok.decode(prompt_ids(tok, FMT, "word " * 200, 40))
+    assert cut.endswith("<|im_start|>assistant\n") and len(tok(cut, add_special_tokens=False)["input_ids"]) <= 40
+    with pytest.raises(ValueError, match="raise model.max_length"):
+        prompt_ids(tok, model.prompt_format, "x", 64)

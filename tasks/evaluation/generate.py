@@ -40,12 +40,24 @@ def greedy(model: nn.Module, prompts: list[list[int]], pad_id: int, eos: list[in
     return [cut_at_end(row.tolist(), eos) for row in out[:, ids.shape[1]:]]
 
 
+def prompt_budget(model: nn.Module, max_length: int, max_new_tokens: int) -> int:
+    """Tokens a prompt may take. A trained model answers prompts cut as in training
+    (model.max_length); a prompting strategy's own prompt (few-shot demonstrations) is longer,
+    so it may use the model's context, less the answer."""
+    if getattr(model, "prompt_format", None) is None:
+        return max_length
+    config = getattr(getattr(model, "lm", model), "config", None)
+    context = getattr(config, "max_position_embeddings", max_length)
+    return max(max_length, context - max_new_tokens)
+
+
 def generate_texts(model: nn.Module, tokenizer, fmt: PromptFormat, texts: list[str], max_length: int,
                    max_new_tokens: int, batch_size: int) -> Generated:
     """Outputs for `texts`, in order. Batches follow prompt length (less padding)."""
     model.eval()
+    budget = prompt_budget(model, max_length, max_new_tokens)
     fmt = getattr(model, "prompt_format", None) or fmt
-    prompts = [prompt_ids(tokenizer, fmt, t, max_length) for t in texts]
+    prompts = [prompt_ids(tokenizer, fmt, t, budget) for t in texts]
     eos, pad_id = end_ids(tokenizer), tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = np.argsort([len(p) for p in prompts], kind="stable")
     new: list[list[int]] = [[] for _ in texts]

@@ -56,15 +56,22 @@ def _ids(tokenizer, text: str) -> list[int]:
 
 
 def prompt_ids(tokenizer, fmt: PromptFormat, text: str, budget: int) -> list[int]:
-    """The prompt's token ids, at most `budget` long: the input is cut to fit."""
+    """The prompt's token ids, at most `budget` long: the input is cut to fit, never the template
+    (cutting its end would drop the input and the opened answer turn, and the model would go on
+    with whatever came before). A template that alone exceeds the budget is an error."""
     ids = _ids(tokenizer, render(tokenizer, fmt, text))
     if len(ids) <= budget:
         return ids
     overhead = len(_ids(tokenizer, render(tokenizer, fmt, "")))
-    keep = max(budget - overhead, 1)
-    cut = tokenizer.decode(_ids(tokenizer, text)[:keep])
-    ids = _ids(tokenizer, render(tokenizer, fmt, cut))
-    return ids[:budget] if len(ids) > budget else ids
+    if overhead >= budget:
+        raise ValueError(f"the prompt template (system prompt, instruction and demonstrations) is {overhead} "
+                         f"tokens, over the {budget}-token budget; raise model.max_length or shorten it")
+    keep = budget - overhead
+    while True:   # decoding and re-encoding a cut text may merge tokens differently: cut until it fits
+        ids = _ids(tokenizer, render(tokenizer, fmt, tokenizer.decode(_ids(tokenizer, text)[:keep])))
+        if len(ids) <= budget or keep <= 1:
+            return ids
+        keep -= len(ids) - budget
 
 
 def target_ids(tokenizer, target: str, max_tokens: int) -> list[int]:

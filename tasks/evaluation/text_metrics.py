@@ -1,7 +1,7 @@
 """Quality of generated text against references, computed offline: ROUGE-1/2/L (`rouge-score`),
 chrF and BLEU (`sacrebleu`), exact match, and the cosine similarity of MiniLM sentence
-embeddings. Never `evaluate.load(...)` or MLflow's built-in ROUGE: both fetch scripts from a
-hub at run time and, offline, skip the metric without an error.
+embeddings, all from installed packages: the Hugging Face `evaluate` loader and MLflow's
+built-in ROUGE download metric scripts at run time and, offline, skip the metric silently.
 
 Per-example scores feed the bootstrap intervals and the paired test against the best strategy;
 risk shares (empty, repetitive, cut by the length cap) describe the outputs themselves."""

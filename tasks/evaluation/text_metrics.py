@@ -102,29 +102,26 @@ def risk_metrics(outputs: list[str], hit_cap: np.ndarray) -> dict[str, float]:
             "length_cap_share": float(np.mean(hit_cap)) if len(hit_cap) else 0.0}
 
 
-@functools.lru_cache(maxsize=1)
-def _minilm():
-    from transformers import AutoModel
+def minilm_embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
+    """MiniLM sentence embeddings (tasks/models/embedding.py) of `texts`, one row each."""
+    import torch
 
-    from tasks.models.loading import load_frozen, load_tokenizer
+    from tasks.models.embedding import embed, frozen_encoder
     from tasks.models.packaged import minilm_folder
 
     path = minilm_folder()
-    return load_tokenizer(path), load_frozen(AutoModel, path)
-
-
-def minilm_embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """Unit-length mean-pooled MiniLM embeddings (how the sentence encoder is meant to be used)."""
-    import torch
-
-    tokenizer, encoder = _minilm()
+    tokenizer, encoder = _tokenizer(path), frozen_encoder(path)
     out = []
     with torch.no_grad():
         for i in range(0, len(texts), batch_size):
             enc = tokenizer(list(texts[i:i + batch_size]), padding=True, truncation=True, max_length=128,
                             return_tensors="pt")
-            hidden = encoder(**enc).last_hidden_state
-            mask = enc["attention_mask"].unsqueeze(-1).float()
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+            out.append(embed(encoder, enc["input_ids"], enc["attention_mask"]).numpy())
     return np.concatenate(out)
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer(path):
+    from tasks.models.loading import load_tokenizer
+
+    return load_tokenizer(path)

@@ -9,7 +9,6 @@ its own tokens (`score_uncached` is the reference it must equal).
 from __future__ import annotations
 
 import copy
-import functools
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,9 +19,10 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from tasks.models.loading import load_frozen, load_tokenizer
+from tasks.models.loading import load_tokenizer
 from tasks.models.packaged import SMOLLM2
 from tasks.models.heads import Head
+from tasks.strategies._prompted_lm import frozen_causal_lm
 from tasks.strategies.registry import Strategy, register
 
 CONFIG_FILE = "few_shot.json"
@@ -122,7 +122,7 @@ class FewShotClassifier(nn.Module):
 
     def __init__(self, lm: nn.Module, tokenizer, labels: list[str], params: FewShotParams):
         super().__init__()
-        self.lm, self.params = lm, params   # frozen and in eval mode (_frozen_lm)
+        self.lm, self.params = lm, params   # frozen and in eval mode (frozen_causal_lm)
         t = params.templates[params.template]
         head, tail = t["example"].split("{text}")
         demos = "".join(t["example"].format(text=d["text"]) + t["answer"].format(label=params.verbalizers[d["label"]])
@@ -201,21 +201,12 @@ class FewShotClassifier(nn.Module):
         return SequenceClassifierOutput(logits=scores - self.label_bias())
 
 
-@functools.lru_cache(maxsize=1)
-def _frozen_lm(base_dir: Path) -> nn.Module:
-    """One frozen copy per process: every prompt variant (4 by default) prompts the same LM,
-    which is never trained, so it is read from disk (538 MB for SmolLM2) once."""
-    from transformers import AutoModelForCausalLM
-
-    return load_frozen(AutoModelForCausalLM, base_dir)
-
-
 def build(base_dir: Path, head: Head, params: FewShotParams) -> nn.Module:
     labels = list(head.labels)
     missing = [label for label in labels if label not in params.verbalizers]
     if missing:
         raise ValueError(f"strategies.few_shot.verbalizers has no entry for label(s) {', '.join(missing)}")
-    return FewShotClassifier(_frozen_lm(Path(base_dir)), load_tokenizer(base_dir), labels, params)
+    return FewShotClassifier(frozen_causal_lm(Path(base_dir)), load_tokenizer(base_dir), labels, params)
 
 
 def save(model: nn.Module, out_dir: Path) -> None:

@@ -6,7 +6,6 @@ meant to be compared.
 """
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,7 +14,8 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from tasks.models.loading import load_frozen, load_tokenizer
+from tasks.models.loading import load_tokenizer
+from tasks.models.embedding import embed, frozen_encoder
 from tasks.models.heads import Head
 from tasks.strategies.registry import Strategy, register
 
@@ -46,36 +46,17 @@ class ZeroShotParams:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
 
 
-def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    mask = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-
-
-def embed(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Unit-length mean-pooled sentence embeddings."""
-    hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    return nn.functional.normalize(_mean_pool(hidden, attention_mask), dim=-1)
-
-
 class ZeroShotClassifier(nn.Module):
     def __init__(self, encoder: nn.Module, label_embeddings: torch.Tensor, params: ZeroShotParams):
         super().__init__()
         self.encoder = encoder
         self.register_buffer("label_embeddings", label_embeddings, persistent=False)
         self.params = params   # saved as the artifact: descriptions are the "model"
-        self.temperature = params.temperature   # the encoder is frozen (_frozen_encoder)
+        self.temperature = params.temperature   # the encoder is frozen (frozen_encoder)
 
     def forward(self, input_ids, attention_mask, **_) -> SequenceClassifierOutput:
         sims = embed(self.encoder, input_ids, attention_mask) @ self.label_embeddings.T
         return SequenceClassifierOutput(logits=sims / self.temperature)
-
-
-@functools.lru_cache(maxsize=1)
-def _frozen_encoder(base_dir: Path) -> nn.Module:
-    """One frozen copy per process: every set of descriptions embeds with the same encoder."""
-    from transformers import AutoModel
-
-    return load_frozen(AutoModel, base_dir)   # a BERT pooler loads unused: the mean over tokens is the embedding
 
 
 def build(base_dir: Path, head: Head, params: ZeroShotParams) -> nn.Module:
@@ -85,7 +66,7 @@ def build(base_dir: Path, head: Head, params: ZeroShotParams) -> nn.Module:
         raise ValueError(f"strategies.zero_shot.label_descriptions has no description for "
                          f"label(s) {', '.join(missing)}; add one per label")
     tokenizer = load_tokenizer(base_dir)
-    encoder = _frozen_encoder(Path(base_dir))
+    encoder = frozen_encoder(Path(base_dir))
     enc = tokenizer([params.label_descriptions[label] for label in labels], padding=True,
                     return_tensors="pt")
     with torch.no_grad():

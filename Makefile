@@ -74,4 +74,4 @@ bench-gpu: setup
 	$(OFFLINE) $(BIN)/python bench/gpu.py
 
 clean:
-	rm -rf $(VENV) .prefect data/raw data/processed mlflow/mlflow.db mlflow/artifacts
+	rm -rf $(VENV) .prefect data/raw data/processed mlflow/mlflow.db mlflow/optuna.db mlflow/artifacts

@@ -1,6 +1,6 @@
 """adaptflow: run every way to specialize a transformer side by side, and register the best.
 
-  adaptflow run [--params FILE] [--profile NAME] [--strategies a,b|all] [--base MODEL_FOLDER]
+  adaptflow run [--params FILE] [--profile NAME] [--strategies a,b|all] [--base MODEL_FOLDER] [--tune [--tune-trials N]]
                 [--data FILE [--text-col C] [--label-col L] [--split-col S] [--group-col G] [--labels a,b]]
   adaptflow strategies
   adaptflow promote MODEL (--version N | --from challenger) --reason TEXT [--reviewer NAME] [--profile NAME]
@@ -70,6 +70,11 @@ def _run_command(sub) -> None:
     own.add_argument("--split-col", help="the file's own split column, values train/validation/test")
     own.add_argument("--group-col", help="split grouped by this column: no group in two splits")
     own.add_argument("--labels", help="comma-separated declared label set (default: inferred and logged)")
+    run.add_argument("--tune", action="store_true",
+                     help="tune each trained strategy with Optuna on the train and validation splits before its "
+                          "final training (tune: in params: trials, minutes, storage, search spaces)")
+    run.add_argument("--tune-trials", type=int, metavar="N",
+                     help="with --tune: trials per strategy (default: tune.trials in params)")
     run.add_argument("--await-approval", action="store_true",
                      help="after proposing a challenger, pause until a reviewer approves or rejects it in "
                           "the Prefect UI (needs PREFECT_API_URL: a server the reviewer can reach)")
@@ -286,7 +291,11 @@ def _run(args) -> int:
     base = str(Path(args.base).expanduser().resolve()) if args.base else None
     try:  # fail in a second, before Prefect starts, when a setting or the hardware is wrong
         data = data_input(args)
-        settings = load_settings(args.params, args.profile, strategies, run_overrides(data, base, args.task))
+        if args.tune_trials is not None and not args.tune:
+            raise ValueError("--tune-trials N goes with --tune")
+        tune = {"enabled": True, **({"trials": args.tune_trials} if args.tune_trials is not None else {})} \
+            if args.tune else None
+        settings = load_settings(args.params, args.profile, strategies, run_overrides(data, base, args.task, tune))
         check_hardware(settings.train)
         if base or settings.task == "generation":
             check_base_for_task(resolve_base_path(settings.model.base, settings.root), settings.model.base,
@@ -303,7 +312,8 @@ def _run(args) -> int:
     from flows.specialize import SpecializeInput, specialize
 
     state = specialize(SpecializeInput(params_file=args.params, profile=args.profile, strategies=strategies,
-                                       data=data, base=base, task=args.task, await_approval=args.await_approval),
+                                       data=data, base=base, task=args.task, tune=args.tune,
+                                       tune_trials=args.tune_trials, await_approval=args.await_approval),
                        return_state=True)
     if state.is_completed():
         out = state.result()

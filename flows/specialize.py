@@ -46,6 +46,9 @@ class SpecializeInput(BaseModel):
                                                "(absolute path); default: model.base in params")
     task: Literal["classification", "generation"] | None = Field(
         None, description="a label per text, or a text per input; default: task in params")
+    tune: bool = Field(False, description="tune each trained strategy (Optuna, train + validation only) "
+                                          "before its final training; default: tune.enabled in params")
+    tune_trials: int | None = Field(None, ge=1, description="with tune: trials per strategy; default: tune.trials")
     await_approval: bool = Field(False, description="after proposing a challenger, pause for a reviewer's "
                                                     "approve/reject in the Prefect UI")
 
@@ -67,7 +70,9 @@ class SpecializeOutput:
 @flow(name="specialize", log_prints=True)
 def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
     data = run.data.model_dump() if run.data else None
-    settings = load_settings(run.params_file, run.profile, run.strategies, run_overrides(data, run.base, run.task))
+    tune = {"enabled": True, **({"trials": run.tune_trials} if run.tune_trials else {})} if run.tune else None
+    settings = load_settings(run.params_file, run.profile, run.strategies,
+                             run_overrides(data, run.base, run.task, tune))
     hardware = check_hardware(settings.train)   # a wrong device fails here, before any data is read
     check_tracking(tracking_uri(settings.root), settings.ops.tracking_check_seconds)   # seconds, not minutes
     base = resolve_base(settings.model.base, settings.root, settings.task)

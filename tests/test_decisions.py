@@ -1,4 +1,4 @@
-from tasks.registry.decisions import Reference, best_candidate, decide_challenger
+from tasks.registry.decisions import Reference, decide_challenger
 
 M = "test_macro_f1"
 
@@ -29,10 +29,6 @@ def test_other_test_data_is_not_comparable():
     d = decide_challenger(M, 0.5, "d2", [ref("champion", 0.9, data="d1")], 0.0)
     assert d.set_challenger
     assert "not comparable" in d.reasons[0]
-
-
-def test_best_candidate_prefers_first_on_ties():
-    assert best_candidate({"a": 0.7, "b": 0.9, "c": 0.9}) == "b"
 
 
 def test_budgets_apply_where_measured():

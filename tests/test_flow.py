@@ -138,7 +138,7 @@ def test_every_strategy_version_loads_back_through_the_registry(harness, project
         assert len(predicted) == 2 and set(predicted["label"]) <= {"negative", "positive"}, strategy
 
 
-def test_champion_is_rescored_when_the_test_data_changed(harness, project_factory, tiny_bert):
+def test_champion_is_rescored_when_the_data_changed(harness, project_factory, tiny_bert):
     import yaml
 
     from tasks.registry.governance import promote
@@ -150,12 +150,12 @@ def test_champion_is_rescored_when_the_test_data_changed(harness, project_factor
     promote(client, mlflow_uri(project), MODEL, "ana", "first release", version=first.registered_version)
 
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["data"]["split_seed"] = 99          # another grouped split: new test data
+    params["data"]["split_seed"] = 99          # another grouped split: new validation and test data
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     second = specialize(form)
     assert second.data_version != first.data_version
     reasons = client.get_model_version(MODEL, second.registered_version).tags["challenger_reasons"]
-    assert f"@champion v{first.registered_version} re-scored on the new test data" in reasons
+    assert f"@champion v{first.registered_version} re-scored on this run's validation examples" in reasons
     assert f"@champion (v{first.registered_version}) was scored on" not in reasons   # not left out
 
 
@@ -194,6 +194,6 @@ def test_scores_on_other_test_examples_are_rescored_not_compared(harness, projec
     assert second.data_version == first.data_version
     client = client_for(project)
     tags = client.get_model_version(MODEL, second.registered_version).tags
-    assert tags["eval.test_key"].endswith("/32")
-    assert f"@challenger v{first.registered_version} re-scored on the new test data" in tags["challenger_reasons"]
+    assert tags["eval.selection_key"].endswith("/32") and tags["eval.selection_split"] == "validation"
+    assert f"@challenger v{first.registered_version} re-scored on this run's validation examples" in tags["challenger_reasons"]
     assert "(32 examples)" in tags["challenger_reasons"]

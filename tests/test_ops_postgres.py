@@ -84,3 +84,36 @@ def test_specialize_smoke_end_to_end_on_postgres(servers, postgres, project_fact
     assert "specialize|COMPLETED" in flow_runs.splitlines(), flow_runs
     print(f"adaptflow run --profile smoke on PostgreSQL: {took:.0f} s, {len(children)} strategies, "
           f"registered v{version.version}")
+
+
+def test_two_tuning_workers_share_one_study_on_postgres(postgres, project_factory, tiny_bert, tmp_path):
+    """Two processes tune the same strategy on the same data against one PostgreSQL study: both
+    run trials, the budget (6) is shared between them, and both end with the study's best."""
+    import json
+
+    import optuna
+
+    postgres.create_database("optuna")
+    url = postgres.url("optuna", "postgresql+psycopg2")
+    project = project_factory({"model": {"base": str(tiny_bert)}})
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    worker = str(Path(__file__).parent / "tune_worker.py")
+    procs = [subprocess.Popen([sys.executable, worker, str(project), url, str(barrier), "2", str(tmp_path / f"w{i}")],
+                              cwd=project, env=env_for_subprocess(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i in range(2)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=900)
+        assert p.returncode == 0, err[-3000:]
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    assert outs[0]["study"] == outs[1]["study"]
+    study = optuna.load_study(study_name=outs[0]["study"], storage=url)
+    finished = [t for t in study.trials if t.state.is_finished()]
+    workers = {t.user_attrs.get("worker") for t in finished}
+    assert len(workers) == 2, workers                       # trials from both processes
+    assert all(o["mine"] for o in outs)
+    assert sorted(outs[0]["mine"] + outs[1]["mine"]) == sorted(t.number for t in study.trials)
+    # The budget counts the whole study: a trial already running when the sixth ends may finish too.
+    assert 6 <= len(finished) <= 7, len(finished)
+    assert outs[0]["chosen"] == outs[1]["chosen"] == {k: study.best_trial.params[k] for k in outs[0]["chosen"]}

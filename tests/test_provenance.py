@@ -88,7 +88,7 @@ def test_a_version_that_is_not_adaptflows_is_refused_and_its_code_never_runs(sto
         fetch_version(MODEL, "2", tmp / "dl2")
     with pytest.raises(ForeignArtifact, match=re.escape("pytorch_model.bin")):
         fetch_version(MODEL, "3", tmp / "dl3")
-    test = versions.TestSet("x", ["good", "bad"], np.array([1, 0]), LABELS)  # the registry's re-scoring path
+    test = versions.ScoringSet("x", ["good", "bad"], np.array([1, 0]), LABELS)  # the registry's re-scoring path
     with pytest.raises(ForeignArtifact, match="not an adaptflow artifact"):
         versions.rescore(MODEL, "2", test, "test_accuracy")
     assert not marker.exists(), "code stored with a version ran"

@@ -24,7 +24,8 @@ class Inventory(HTMLParser):
 
 def data():
     curve = [(s, 0.7 - s / 1000) for s in (100, 200, 300)]
-    m = lambda acc, frac, mb, sec: {"test_accuracy": acc, "test_macro_f1": acc - 0.01, "trainable_params": frac * 2e7,
+    m = lambda acc, frac, mb, sec: {"val_macro_f1": acc - 0.005, "test_accuracy": acc, "test_macro_f1": acc - 0.01,
+                                    "trainable_params": frac * 2e7,
                                     "trainable_fraction": frac, "artifact_bytes": mb * 1e6, "train_seconds": sec,
                                     "best_step": 300}
     return ReportData("abc123", "specialize-0fdc6cdb", {"data.version": "0fdc", "git.commit": "e500"}, [
@@ -58,7 +59,8 @@ def test_report_is_self_contained_with_every_figure_and_table():
 def test_recommendation_sentence_comes_from_the_numbers():
     rec = recommendation(data().rows, 1.0)
     assert rec.choice == "lora"
-    assert rec.sentence.startswith("lora: within 0.2 points of full_finetune with 0.3 % of the trainable parameters")
+    assert rec.sentence.startswith("lora: within 0.2 validation points of full_finetune with 0.3 % of the trainable "
+                                   "parameters")
 
 
 def test_paired_tests_against_the_best():

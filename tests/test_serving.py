@@ -46,7 +46,7 @@ POLL = 0.5   # seconds between registry polls in these tests
 SETTINGS = ServingSettings(poll_seconds=POLL, max_texts=8, max_chars=200, batch_wait_ms=5)
 TRAIN = (["great film", "awful film", "loved it", "hated it", "a joy", "a mess", "superb", "boring"] * 2,
          [1, 0, 1, 0, 1, 0, 1, 0] * 2)
-TEST = model_registry.TestSet(split_md5="serving-test", texts=["good", "bad"], labels=np.array([1, 0]), label_names=LABELS)
+TEST = model_registry.ScoringSet(split_md5="serving-test", texts=["good", "bad"], labels=np.array([1, 0]), label_names=LABELS)
 
 
 # ---- pure decisions -------------------------------------------------------------------

@@ -36,7 +36,7 @@ SETTINGS = ServingSettings(poll_seconds=POLL, max_texts=8, max_chars=400, batch_
 FMT = PromptFormat("You are a sub-editor.", "Write the headline.")
 PAIRS = ([f"story {i}: the {w} rose sharply today" for i, w in enumerate(["market", "river", "price", "team"] * 2)],
          ["market up", "river floods", "prices rise", "team wins"] * 2)
-TEST = model_registry.TestSet("gen-test", PAIRS[0][:2], np.zeros(0, dtype=np.int64), [], PAIRS[1][:2], "generation")
+TEST = model_registry.ScoringSet("gen-test", PAIRS[0][:2], np.zeros(0, dtype=np.int64), [], PAIRS[1][:2], "generation")
 
 
 def register(tmp, base, seed: int, experiment: str) -> str:

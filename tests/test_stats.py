@@ -58,7 +58,7 @@ def test_recommendation_picks_the_cheapest_close_enough():
              Candidate("prompt_tuning", 0.691, 0.0002, 0.025e6, 215)]
     rec = recommend(cands, tolerance_points=1.0)
     assert rec.choice == "lora"
-    assert rec.sentence == ("lora: within 0.2 points of full_finetune with 0.3 % of the trainable "
+    assert rec.sentence == ("lora: within 0.2 validation points of full_finetune with 0.3 % of the trainable "
                             "parameters and 0.3 % of the storage")
     assert recommend(cands, tolerance_points=0.1).choice == "full_finetune"
 

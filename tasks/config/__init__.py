@@ -9,8 +9,9 @@ from tasks.config.schema import SettingsError, merge, parse_section
 from tasks.config.sections import (BUDGET_METRICS, DATASET_KEYS, DataSettings, EvaluationSettings, GenerationSettings, ModelSettings,
                                    ProjectSettings, TASKS, TrainSettings, ValidationSettings)
 from tasks.config.serving import ServingSettings
+from tasks.config.tune import TuneSettings
 
 __all__ = ["BUDGET_METRICS", "DATASET_KEYS", "DataSettings", "EvaluationSettings", "GenerationSettings", "ModelSettings", "OpsSettings",
-           "ProjectSettings", "ServingSettings", "Settings", "SettingsError", "TASKS", "TrainSettings",
+           "ProjectSettings", "ServingSettings", "Settings", "SettingsError", "TASKS", "TrainSettings", "TuneSettings",
            "ValidationSettings", "load_settings", "merge", "parse_section", "read_dataset_params",
            "read_pipeline_account", "run_overrides", "user_data_override", "with_labels", "write_dataset_params"]

@@ -24,6 +24,7 @@ from tasks.config.sections import (
     ValidationSettings,
 )
 from tasks.config.serving import ServingSettings
+from tasks.config.tune import TuneSettings
 
 REQUIRED = ("project", "data", "validation", "model", "train", "strategies")
 
@@ -41,6 +42,7 @@ class Settings:
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     ops: OpsSettings = field(default_factory=OpsSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
+    tune: TuneSettings = field(default_factory=TuneSettings)
     strategy_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     profile: str | None = None
     root: Path = Path(".")
@@ -72,10 +74,14 @@ def user_data_override(path: str, text_col: str | None = None, label_col: str | 
     return {"data": data, "validation": {"labels": list(labels or [])}}
 
 
-def run_overrides(data: dict | None = None, base: str | None = None, task: str | None = None) -> dict | None:
+def run_overrides(data: dict | None = None, base: str | None = None, task: str | None = None,
+                  tune: dict | None = None) -> dict | None:
     """What the command line (or the Prefect form) overrides: the user's data file
-    (`user_data_override`), the base model folder (`--base PATH` -> model.base) and the task."""
+    (`user_data_override`), the base model folder (`--base PATH` -> model.base), the task and
+    tuning (`--tune` -> tune.enabled, keys merged into tune:)."""
     out = user_data_override(**data) if data else {}
+    if tune:
+        out["tune"] = tune
     if base:
         out["model"] = {"base": base}
     if task:
@@ -122,6 +128,7 @@ def load_settings(
         evaluation=_evaluation(raw.get("evaluation")),
         ops=parse_section(OpsSettings, raw.get("ops"), "ops"),
         serving=parse_section(ServingSettings, raw.get("serving"), "serving"),
+        tune=parse_section(TuneSettings, raw.get("tune"), "tune"),
         strategy_params={k: dict(v or {}) for k, v in strat_raw.items()},
         profile=profile,
         root=path.resolve().parent,
@@ -131,8 +138,32 @@ def load_settings(
         raise SettingsError(f"{path}: train.processes={settings.train.processes} starts each strategy under "
                             f"`accelerate launch`, which needs ops.isolation: process (it is "
                             f"{settings.ops.isolation!r}); set one or the other")
+    if settings.tune.enabled and settings.train.processes > 1:
+        raise SettingsError(f"{path}: tune.enabled runs each trial in one process; train.processes="
+                            f"{settings.train.processes} would split every trial across processes. Tune with "
+                            f"train.processes: 1 (several workers can share a study: tune.storage), then train")
     _check_task_data(path, settings)
+    _check_spaces(path, settings)
     return settings
+
+
+def _check_spaces(path: Path, s: Settings) -> None:
+    """Every `tune.spaces` entry names a strategy of this run and a setting of it, in a form
+    the tuner reads; refused at load, not after an hour of trials."""
+    from tasks.strategies import registry
+    from tasks.strategies.search import space_of
+
+    for name, overrides in s.tune.spaces.items():
+        if name not in registry.names(s.task):
+            raise SettingsError(f"{path}: tune.spaces.{name}: no strategy {name!r} for task: {s.task}")
+        if not registry.get(name, s.task).trains:
+            raise SettingsError(f"{path}: tune.spaces.{name}: {name} does not train; its prompt variants "
+                                f"are already chosen on validation")
+        params = registry.get(name, s.task).parse_params(s.strategy_params.get(name, {}))
+        try:
+            space_of(params, overrides or {})
+        except ValueError as exc:
+            raise SettingsError(f"{path}: tune.spaces.{name}.{exc}") from exc
 
 
 def _task(path: Path, raw: dict) -> str:

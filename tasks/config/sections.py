@@ -21,6 +21,12 @@ BUDGET_METRICS = {"max_ece": ("test_ece", ""), "max_latency_ms": ("latency_ms_p9
 SELECT_METRICS = {"classification": ("test_macro_f1", "test_accuracy"), "generation": ("test_rougeL", "test_chrf")}
 
 
+def validation_metric(test_metric: str) -> str:
+    """The validation twin of a test metric (test_macro_f1 -> val_macro_f1): what selection reads;
+    the test metric only reports."""
+    return "val_" + test_metric.removeprefix("test_")
+
+
 @dataclass(frozen=True)
 class ProjectSettings:
     experiment: str
@@ -38,6 +44,11 @@ class ProjectSettings:
         known = {m for names in SELECT_METRICS.values() for m in names}
         require(self.select_metric == "auto" or self.select_metric in known,
                 f"select_metric must be auto or one of {', '.join(sorted(known))}, not {self.select_metric!r}")
+        require(self.min_improvement >= 0, "min_improvement must be >= 0")
+        unknown = sorted(set(self.budgets) - set(BUDGET_METRICS))
+        require(not unknown, f"unknown budget(s) {', '.join(unknown)}; known: {', '.join(BUDGET_METRICS)}")
+        require(self.approval_timeout_seconds > 0 and self.approval_poll_seconds > 0,
+                 "approval_timeout_seconds and approval_poll_seconds must be positive")
 
     def selection_metric(self, task: str) -> str:
         """select_metric for this task (auto: the task's first); a metric of the other task is refused."""
@@ -47,11 +58,10 @@ class ProjectSettings:
                 f"project.select_metric={self.select_metric} is not measured for task: {task}; use auto or "
                 f"one of {', '.join(SELECT_METRICS[task])}")
         return self.select_metric
-        require(self.min_improvement >= 0, "min_improvement must be >= 0")
-        unknown = sorted(set(self.budgets) - set(BUDGET_METRICS))
-        require(not unknown, f"unknown budget(s) {', '.join(unknown)}; known: {', '.join(BUDGET_METRICS)}")
-        require(self.approval_timeout_seconds > 0 and self.approval_poll_seconds > 0,
-                 "approval_timeout_seconds and approval_poll_seconds must be positive")
+
+    def selection_key(self, task: str) -> str:
+        """What the report's recommendation and the registry choose on: select_metric on validation."""
+        return validation_metric(self.selection_metric(task))
 
 
 # The keys that describe one dataset (the file and how to read, clean and split it). `adaptflow
@@ -239,12 +249,16 @@ class EvaluationSettings:
     learning_curve_strategies: list[str] = field(default_factory=list)
     learning_curve_sizes: list[int] = field(default_factory=list)
     merged_latency: bool = True
+    # More seeds: each strategy trains once more per seed (after its run), and the run logs the
+    # mean and std of its validation and test scores over all of them (noise to set a gap against).
+    seeds: list[int] = field(default_factory=list)
 
     def __post_init__(self):
         require(self.forgetting_train_examples >= 0 and self.forgetting_test_examples >= 0,
                  "forgetting_*_examples must be >= 0 (0 = do not measure forgetting)")
         require(8 <= self.forgetting_max_length <= 512, "forgetting_max_length must be between 8 and 512")
         require(all(n > 0 for n in self.learning_curve_sizes), "learning_curve_sizes must be positive")
+        require(len(set(self.seeds)) == len(self.seeds), "seeds must not repeat")
 
     @property
     def measures_forgetting(self) -> bool:

@@ -129,3 +129,33 @@ def learning_curve_plot(rows: list[StrategyRow]) -> str | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _png(fig)
+
+
+def study_plot(rows: list[StrategyRow]) -> str | None:
+    """Each tuned strategy's study: the objective (lowest validation loss) per trial, the
+    configured params' trial circled, pruned trials as crosses at the last loss they reported."""
+    tuned = [r for r in rows if r.tuning.get("trials")]
+    if not tuned:
+        return None
+    fig, axes = _grid(len(tuned), 3, 4, 2.6)
+    for ax, r in zip(axes, tuned):
+        trials = r.tuning["trials"]
+        done = [(t["number"], t["value"]) for t in trials if t["state"] == "COMPLETE"]
+        pruned = [(t["number"], t["curve"][-1][1]) for t in trials if t["state"] == "PRUNED" and t["curve"]]
+        if done:
+            ax.plot(*zip(*done), "o", c="#2980b9", ms=5, label="complete")
+            best = [min(v for n, v in done if n <= x) for x, _ in done]
+            ax.step([x for x, _ in done], best, where="post", c="#2980b9", lw=1, alpha=0.6, label="best so far")
+        if pruned:
+            ax.plot(*zip(*pruned), "x", c="#c0392b", ms=6, label="pruned (last val loss)")
+        default = r.tuning.get("default_trial")
+        value = next((v for n, v in done if n == default), None)
+        if value is not None:
+            ax.plot([default], [value], "o", mfc="none", mec="k", ms=10, label="configured params")
+        ax.set_title(r.strategy, fontsize=9)
+        ax.set_xlabel("trial", fontsize=8)
+        ax.set_ylabel("validation loss", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    return _png(fig)

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import html
 
-from tasks.evaluation.plots import learning_curve_plot, loss_plot, pareto_plot, reliability_plot
-from tasks.evaluation.report_data import ReportData, StrategyRow
-from tasks.evaluation.selection import Candidate, Recommendation, recommend
+import numpy as np
 
-COLUMNS = [("test_accuracy", "accuracy", "{:.4f}"), ("test_macro_f1", "macro-F1", "{:.4f}"),
+from tasks.config.sections import SELECT_METRICS, validation_metric
+from tasks.evaluation.plots import learning_curve_plot, loss_plot, pareto_plot, reliability_plot, study_plot
+from tasks.evaluation.report_data import ReportData, StrategyRow
+from tasks.evaluation.selection import Recommendation, choose
+
+# How people read a selection metric's name.
+LABELS = {"accuracy": "accuracy", "macro_f1": "macro-F1", "rougeL": "ROUGE-L", "chrf": "chrF"}
+COLUMNS = [("val_macro_f1", "val macro-F1", "{:.4f}"), ("test_accuracy", "accuracy", "{:.4f}"),
+           ("test_macro_f1", "macro-F1", "{:.4f}"),
            ("mcnemar_p", "p vs best", "{:.3g}"), ("test_ece", "ECE", "{:.3f}"),
            ("prompt_variant_std", "prompt std", "{:.4f}"), ("trainable_params", "trainable", "{:,.0f}"),
            ("trainable_fraction", "trainable %", "{:.3%}"), ("artifact_bytes", "artifact MB", "{:.3f}"),
@@ -18,7 +24,7 @@ COLUMNS = [("test_accuracy", "accuracy", "{:.4f}"), ("test_macro_f1", "macro-F1"
            ("merged_latency_ms_p50", "merged p50 ms", "{:.1f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
            ("forgetting_delta", "forgetting pts", "{:+.1f}"), ("overfit_flag", "overfit?", "{:.0f}")]
 GENERATION_COLUMNS = [
-    ("test_rougeL", "ROUGE-L", "{:.4f}"), ("paired_p", "p vs best", "{:.3g}"), ("test_rouge1", "ROUGE-1", "{:.4f}"),
+    ("val_rougeL", "val ROUGE-L", "{:.4f}"), ("test_rougeL", "ROUGE-L", "{:.4f}"), ("paired_p", "p vs best", "{:.3g}"), ("test_rouge1", "ROUGE-1", "{:.4f}"),
     ("test_rouge2", "ROUGE-2", "{:.4f}"), ("test_chrf", "chrF", "{:.4f}"), ("test_bleu", "BLEU", "{:.4f}"),
     ("test_exact_match", "exact match", "{:.3f}"), ("test_embedding_similarity", "similarity", "{:.3f}"),
     ("prompt_variant_std", "prompt std", "{:.4f}"), ("trainable_fraction", "trainable %", "{:.3%}"),
@@ -32,29 +38,66 @@ GENERATION_COLUMNS = [
 HYBRID, PARTS = "lora_prompt", ("lora", "prompt_tuning")
 
 
+def selection(task: str, key: str | None = None) -> tuple[str, str]:
+    """(the validation metric the recommendation reads, its name for people); default: the
+    task's `select_metric: auto`."""
+    key = key or validation_metric(SELECT_METRICS[task][0])
+    return key, LABELS.get(key.removeprefix("val_"), key)
+
+
 def recommendation(rows: list[StrategyRow], tolerance_points: float,
                    budgets: dict[str, float | None] | None = None,
-                   quality: tuple[str, str] = ("test_accuracy", "accuracy")) -> Recommendation:
-    key, label = quality
-    cands = [Candidate(r.strategy, r.metrics[key], r.metrics.get("trainable_fraction", 0.0),
-                       r.metrics.get("artifact_bytes", 0.0), r.metrics.get("train_seconds", 0.0), r.metrics)
-             for r in rows if r.status == "FINISHED" and key in r.metrics]
-    return recommend(cands, tolerance_points, budgets, label)
+                   select: tuple[str, str] = ("val_macro_f1", "macro-F1")) -> Recommendation:
+    """The registry's rule (tasks/evaluation/selection.py: choose), on the finished strategies."""
+    key, label = select
+    return choose([(r.strategy, r.metrics) for r in rows if r.status == "FINISHED"], key, tolerance_points,
+                  budgets, label)
 
 
 def hybrid_ablation(rows: list[StrategyRow]) -> tuple[list[StrategyRow], str]:
-    """The hybrid and its parts (those that ran), and what the numbers say about combining them."""
+    """The hybrid and its parts (those that ran), and what the numbers say about combining them,
+    with the exact McNemar test of the hybrid against each part on the same test examples."""
+    from tasks.evaluation.statistics import mcnemar
+
     done = {r.strategy: r for r in rows if "test_accuracy" in r.metrics}
     shown = [done[n] for n in (*PARTS, HYBRID) if n in done]
     if HYBRID not in done or len(shown) < 2:
         return shown, ""
-    hybrid = done[HYBRID].metrics
+    hybrid = done[HYBRID]
     best_part = max((done[n] for n in PARTS if n in done), key=lambda r: r.metrics["test_accuracy"])
-    gap = 100 * (hybrid["test_accuracy"] - best_part.metrics["test_accuracy"])
-    ratio = hybrid.get("trainable_params", 0) / max(best_part.metrics.get("trainable_params", 0), 1)
+    gap = 100 * (hybrid.metrics["test_accuracy"] - best_part.metrics["test_accuracy"])
+    ratio = hybrid.metrics.get("trainable_params", 0) / max(best_part.metrics.get("trainable_params", 0), 1)
     verdict = "gains" if gap > 0 else "loses"
+    tests = [f"p = {mcnemar(np.array(hybrid.correct), np.array(done[n].correct)).p_value:.3g} against {n}"
+             for n in PARTS if n in done and hybrid.correct is not None and done[n].correct is not None
+             and len(done[n].correct) == len(hybrid.correct)]
     return shown, (f"{HYBRID} {verdict} {abs(gap):.1f} points against its best part alone ({best_part.strategy}), "
-                   f"with {ratio:.2f}x its trainable parameters")
+                   f"with {ratio:.2f}x its trainable parameters" + (f" (McNemar: {'; '.join(tests)})" if tests else ""))
+
+
+def tuning_section(rows: list[StrategyRow]) -> str:
+    """Tuned against untuned (the configured params are the study's trial 0), each study's
+    size and the chosen params; the study-history plot is with the figures."""
+    e = html.escape
+    tuned = [r for r in rows if r.tuning.get("trials")]
+    if not tuned:
+        return ""
+    body = []
+    for r in tuned:
+        t, m = r.tuning, r.metrics
+        states = [x["state"] for x in t["trials"]]
+        default = m.get("tune_default_val_loss")
+        chosen = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["chosen"].items())
+        body.append(f"<tr><th>{e(r.strategy)}</th><td>{len(states)}</td><td>{states.count('PRUNED')}</td>"
+                    f"<td>{states.count('FAIL')}</td><td>{'–' if default is None else f'{default:.4f}'}</td>"
+                    f"<td>{m.get('tune_best_val_loss', float('nan')):.4f}</td><td>{m.get('tune_seconds', 0):.0f}</td>"
+                    f"<td style='text-align:left'><code>{e(chosen)}</code></td></tr>")
+    return ('<h2>Tuning</h2><p>Each trained strategy was tuned with Optuna (TPE sampler, median pruner on '
+            'validation loss) on the train and validation splits only; the objective is the lowest validation '
+            'loss a trial reached. Trial 0 runs the configured params (untuned). The final model uses the '
+            'chosen params.</p><div class="wide"><table id="tuning"><tr><th>strategy</th><th>trials</th>'
+            '<th>pruned</th><th>failed</th><th>untuned val loss</th><th>tuned val loss</th><th>tuning s</th>'
+            f'<th>chosen params</th></tr>{"".join(body)}</table></div>')
 
 
 CLASSIFICATION_NOTE = ('Accuracy and macro-F1 with bootstrap 95 % intervals; "p vs best": exact McNemar test '
@@ -72,6 +115,9 @@ def _cell(m: dict[str, float], key: str, fmt: str) -> str:
     low, high = m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
     if low is not None and high is not None:
         text += f' <small>[{low:.3f}, {high:.3f}]</small>'
+    std = m.get(f"{key}_seed_std")
+    if std is not None:   # evaluation.seeds: the spread of the same recipe over seeds
+        text += f' <small>± {std:.3f} ({m.get(f"{key}_seed_mean", float("nan")):.3f} over {m.get("seeds_run", 0):.0f} seeds)</small>'
     return text
 
 
@@ -106,6 +152,10 @@ def _figures(rows: list[StrategyRow], quality: tuple[str, str]) -> list[tuple[st
     curve = learning_curve_plot(rows)
     if curve:
         figures.append(("Learning curves: test accuracy against training-set size (data efficiency)", curve))
+    study = study_plot(rows)
+    if study:
+        figures.append(("Tuning: the objective (lowest validation loss) of each trial; x: pruned, circled: "
+                        "the configured params", study))
     return figures
 
 
@@ -125,15 +175,17 @@ def samples(rows: list[StrategyRow]) -> str:
             f'<tr><th>input</th><th>reference</th>{head}</tr>{"".join(body)}</table></div>')
 
 
-def render(data: ReportData, tolerance_points: float = 1.0, budgets: dict[str, float | None] | None = None) -> str:
+def render(data: ReportData, tolerance_points: float = 1.0, budgets: dict[str, float | None] | None = None,
+           select: str | None = None) -> str:
+    """`select`: the validation metric the recommendation reads (project.selection_key)."""
     e = html.escape
     generation = data.task == "generation"
-    rec = recommendation(data.rows, tolerance_points, budgets, data.quality)
+    rec = recommendation(data.rows, tolerance_points, budgets, selection(data.task, select))
     figures = _figures(data.rows, data.quality)
     ablation_rows, ablation_text = hybrid_ablation(data.rows)
     ablation = ""
     if ablation_text:
-        keep = {"test_accuracy", "test_macro_f1", "mcnemar_p", "trainable_params", "artifact_bytes",
+        keep = {"val_macro_f1", "test_accuracy", "test_macro_f1", "mcnemar_p", "trainable_params", "artifact_bytes",
                 "train_seconds", "latency_ms_p50", "forgetting_delta"}
         ablation = (f"<h2>Hybrid ablation</h2><p>{e(ablation_text)}.</p>"
                     + _table(ablation_rows, [c for c in COLUMNS if c[0] in keep], "", "ablation"))
@@ -164,6 +216,8 @@ figcaption{{font-size:12px;color:#555}}code{{font-size:12px}}</style></head><bod
 <h1>Strategy comparison</h1>
 <p>{e(data.title)} — MLflow parent run <code>{e(data.parent_run_id)}</code>. {registered}</p>
 <p class="rec" id="recommendation"><strong>Recommendation.</strong> {e(rec.sentence)}.</p>
+<p>Chosen on validation scores, by the rule the registry applies (best validation {e(selection(data.task, select)[1])},
+then the cheapest within {tolerance_points} points, inside every budget); the test columns only report.</p>
 <ul>{reasons}</ul>
 <h2>Comparison</h2>
 <p>{e(GENERATION_NOTE if generation else CLASSIFICATION_NOTE)}</p>
@@ -172,6 +226,7 @@ on the adapted model's (positive: general features were lost). "merged": LoRA/IA
 {_table(data.rows, GENERATION_COLUMNS if generation else COLUMNS, rec.choice, "comparison")}
 {samples(data.rows)}
 {ablation}
+{tuning_section(data.rows)}
 <h2>Trade-offs</h2>{figs}
 <h2>Data and validation</h2><p id="validation">Great Expectations: {e(validation)}</p><ul>{drift}</ul>
 <table id="lineage">{lineage}</table>

@@ -20,6 +20,7 @@ class StrategyRow:
     error: str = ""                                      # a failed strategy's error (tag `error`)
     scores: list[float] | None = None                    # generation: per-example ROUGE-L, for the paired test
     samples: list[dict] = field(default_factory=list)    # generation: the first test inputs and outputs
+    tuning: dict = field(default_factory=dict)           # tuning.json of a tuned strategy (its study)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def collect(client, parent_run_id: str) -> ReportData:
                                 history(r.info.run_id, "val_loss"), artifact_json(r.info.run_id, "reliability.json"),
                                 correct, history(r.info.run_id, "learning_curve_accuracy"),
                                 r.data.tags.get("error", ""), [x["rougeL"] for x in outputs] or None,
-                                outputs[:SAMPLES]))
+                                outputs[:SAMPLES], artifact_json(r.info.run_id, "tuning.json")))
     return ReportData(parent_run_id, parent.info.run_name, dict(parent.data.tags), with_paired_tests(rows, task),
                       artifact_json(parent_run_id, "validation/summary.json"),
                       artifact_json(parent_run_id, "registry/decision.json"), task)

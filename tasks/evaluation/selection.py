@@ -1,6 +1,7 @@
 """Choosing among strategies, as pure functions: the Pareto front of quality against cost, the
-budgets (`project.budgets`) and the recommendation. The registry gate applies the same
-budgets through `over_budget`."""
+budgets (`project.budgets`) and the recommendation. One rule, `recommend`, picks both what the
+report recommends and what the registry registers, on validation scores: the test split only
+reports. The registry gate applies the same budgets through `over_budget`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
 @dataclass(frozen=True)
 class Candidate:
     name: str
-    accuracy: float
+    score: float                 # the selection metric on validation (project.select_metric's val_ twin)
     trainable_fraction: float
     artifact_bytes: float
     train_seconds: float
@@ -50,11 +51,30 @@ class Recommendation:
     reasons: list[str]
 
 
+def candidates(named: list[tuple[str, dict[str, float]]], key: str) -> list[Candidate]:
+    """(name, metrics) pairs as candidates scored on `key`, among those scored on the run's
+    whole validation subset (few_shot may score fewer examples: its score is not comparable);
+    those without `key` are left out."""
+    scored = [(n, m) for n, m in named if key in m]
+    most = max((m.get("val_examples", 0.0) for _, m in scored), default=0.0)
+    return [Candidate(n, m[key], m.get("trainable_fraction", 0.0), m.get("artifact_bytes", 0.0),
+                      m.get("train_seconds", 0.0), m) for n, m in scored if m.get("val_examples", 0.0) == most]
+
+
+def choose(named: list[tuple[str, dict[str, float]]], key: str, tolerance_points: float = 1.0,
+           budgets: dict[str, float | None] | None = None, label: str = "accuracy") -> Recommendation:
+    """The one rule the report's recommendation and the registry's candidate both come from."""
+    found = candidates(named, key)
+    if not found:   # every strategy failed, or a run from before validation scores were logged
+        return Recommendation("none", f"No strategy has a validation score ({key}) to choose on", [])
+    return recommend(found, tolerance_points, budgets, label)
+
+
 def recommend(candidates: list[Candidate], tolerance_points: float = 1.0,
               budgets: dict[str, float | None] | None = None, label: str = "accuracy") -> Recommendation:
-    """The cheapest strategy (storage, then training time) whose accuracy is within
-    `tolerance_points` accuracy points of the best, among those inside the budgets (the
-    project's budgets, applied exactly as the registry gate applies them)."""
+    """Among the strategies inside every budget (applied exactly as the registry gate applies
+    them), the best score, then the cheapest (storage, then training time) within
+    `tolerance_points` points of it. Scores are validation scores: nothing here reads test."""
     if not candidates:
         raise ValueError("no strategy to recommend")
     reasons, allowed = [], []
@@ -66,18 +86,17 @@ def recommend(candidates: list[Candidate], tolerance_points: float = 1.0,
             allowed.append(c)
     if not allowed:
         return Recommendation("none", "No strategy fits the budgets: " + "; ".join(reasons), reasons)
-    best = max(allowed, key=lambda c: c.accuracy)
-    close = [c for c in allowed if 100 * (best.accuracy - c.accuracy) <= tolerance_points + 1e-9]
+    best = max(allowed, key=lambda c: c.score)
+    close = [c for c in allowed if 100 * (best.score - c.score) <= tolerance_points + 1e-9]
     choice = min(close, key=lambda c: (c.artifact_bytes, c.train_seconds))
     if choice is best:
-        sentence = (f"{best.name}: the most accurate ({100 * best.accuracy:.1f} %) within the budgets"
-                    if label == "accuracy" else f"{best.name}: the best {label} ({100 * best.accuracy:.1f}) within the budgets")
+        sentence = f"{best.name}: the best validation {label} ({100 * best.score:.1f}) within the budgets"
     else:
-        gap = 100 * (best.accuracy - choice.accuracy)
+        gap = 100 * (best.score - choice.score)
         params = 100 * choice.trainable_fraction / best.trainable_fraction if best.trainable_fraction else 0.0
         storage = 100 * choice.artifact_bytes / best.artifact_bytes if best.artifact_bytes else 0.0
-        sentence = (f"{choice.name}: within {gap:.1f} points of {best.name} with {params:.1f} % of "
+        sentence = (f"{choice.name}: within {gap:.1f} validation points of {best.name} with {params:.1f} % of "
                     f"the trainable parameters and {storage:.1f} % of the storage")
-    reasons.append(f"best {label}: {best.name} {100 * best.accuracy:.1f}; within {tolerance_points} points: "
+    reasons.append(f"best validation {label}: {best.name} {100 * best.score:.1f}; within {tolerance_points} points: "
                    + ", ".join(c.name for c in close) + f"; cheapest of those to store: {choice.name}")
     return Recommendation(choice.name, sentence, reasons)

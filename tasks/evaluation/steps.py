@@ -57,7 +57,7 @@ def build_report(settings: Settings, parent_run_id: str) -> str:
     from tasks.evaluation.report_data import collect
 
     return render(collect(MlflowClient(), parent_run_id), settings.project.recommend_tolerance_points,
-                  settings.project.budgets)
+                  settings.project.budgets, settings.project.selection_key(settings.task))
 
 
 @task(name="report", cache_policy=NO_CACHE)

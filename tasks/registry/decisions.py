@@ -60,10 +60,3 @@ def decide_challenger(metric_name: str, candidate: float, data_version: str,
         reasons.append("no comparable @champion or @challenger: the candidate becomes @challenger")
         return Decision(True, reasons)
     return Decision(beats_all, reasons)
-
-
-def best_candidate(scores: dict[str, float]) -> str:
-    """The strategy with the highest score; ties go to the one listed first."""
-    if not scores:
-        raise ValueError("no strategy produced a score; nothing to register")
-    return max(scores, key=lambda name: (scores[name], -list(scores).index(name)))

@@ -8,25 +8,28 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.evaluation.record import StrategyResult
 from tasks.models.encoding import subset_indices
-from tasks.registry.versions import Registration, TestSet, register_best
+from tasks.registry.versions import Registration, ScoringSet, register_best
 from tasks.tracking import log_json
 from tasks.training.context import RunContext
 
 
+def scoring_set(ctx: RunContext) -> ScoringSet:
+    """The validation examples every strategy was scored on (the same subset as training's):
+    what the candidate and the alias holders are compared on. Test only reports."""
+    frame, labels = ctx.frames["validation"], ctx.settings.validation.labels
+    keep = subset_indices(len(frame), ctx.settings.train.max_eval_examples, ctx.settings.train.seed)
+    texts, md5 = frame["text"].iloc[keep].tolist(), ctx.data.split_hashes["validation"]
+    if ctx.settings.task == "generation":
+        return ScoringSet(md5, texts, np.zeros(0, dtype=np.int64), [], frame["target"].iloc[keep].tolist(), "generation")
+    return ScoringSet(md5, texts, frame["label"].iloc[keep].map({n: i for i, n in enumerate(labels)}).to_numpy(), labels)
+
+
 @task(name="register candidate", cache_policy=NO_CACHE)
 def register_candidate(ctx: RunContext, results: list[StrategyResult]) -> Registration:
-    p, labels = ctx.settings.project, ctx.settings.validation.labels
-    frame = ctx.frames["test"]
-    keep = subset_indices(len(frame), ctx.settings.train.max_eval_examples, ctx.settings.train.seed)
-    texts = frame["text"].iloc[keep].tolist()
-    if ctx.settings.task == "generation":
-        test = TestSet(ctx.data.split_hashes["test"], texts, np.zeros(0, dtype=np.int64), [],
-                       frame["target"].iloc[keep].tolist(), "generation")
-    else:
-        test = TestSet(ctx.data.split_hashes["test"], texts,
-                       frame["label"].iloc[keep].map({n: i for i, n in enumerate(labels)}).to_numpy(), labels)
-    reg = register_best(p.registered_model, p.selection_metric(ctx.settings.task), p.min_improvement, p.budgets, results,
-                        {**ctx.tags, "validation": "passed", "parent_run_id": ctx.parent_run_id}, test)
+    p, task = ctx.settings.project, ctx.settings.task
+    reg = register_best(p.registered_model, p.selection_key(task), p.min_improvement, p.budgets, results,
+                        {**ctx.tags, "validation": "passed", "parent_run_id": ctx.parent_run_id},
+                        scoring_set(ctx), p.recommend_tolerance_points)
     log_json(ctx.parent_run_id, {"version": reg.version, "strategy": reg.strategy,
                                  "set_challenger": reg.decision.set_challenger,
                                  "reasons": reg.decision.reasons}, "registry/decision.json")

@@ -17,8 +17,9 @@ from mlflow.tracking import MlflowClient
 import mlflow
 from tasks.evaluation.metrics import accuracy, macro_f1
 from tasks.evaluation.record import StrategyResult
+from tasks.evaluation.selection import candidates, choose
 from tasks.models.base import ResolvedBase
-from tasks.registry.decisions import Decision, Reference, best_candidate, decide_challenger
+from tasks.registry.decisions import Decision, Reference, decide_challenger
 from tasks.strategies import registry
 
 ALIASES = ("champion", "challenger")
@@ -39,15 +40,17 @@ class Registration:
 
 
 @dataclass(frozen=True)
-class TestSet:
-    """The test examples the candidates were scored on, to re-score older versions."""
+class ScoringSet:
+    """The examples the candidates are compared on (the validation split: selection never reads
+    test), to re-score older versions on the same examples."""
 
-    split_md5: str            # DVC md5 of the test split
+    split_md5: str            # DVC md5 of the split
     texts: list[str]
     labels: np.ndarray        # label ids in `label_names` order (generation: empty)
     label_names: list[str]
     references: list[str] | None = None   # generation: the target texts
     task: str = "classification"
+    split: str = "validation"
 
     @property
     def data_version(self) -> str:
@@ -60,21 +63,23 @@ class TestSet:
 
 
 def _text_mean(field: str):
-    def score(test: TestSet, predicted) -> float:
+    def score(examples: ScoringSet, predicted) -> float:
         from tasks.evaluation.text_metrics import text_scores
 
-        return float(getattr(text_scores(predicted["output"].tolist(), test.references), field).mean())
+        return float(getattr(text_scores(predicted["output"].tolist(), examples.references), field).mean())
     return score
 
 
-# Metrics a version can be re-scored on from its predictions alone: (test set, its outputs) -> score.
-RESCORABLE = {"test_accuracy": lambda t, out: accuracy(t.labels, t.label_ids(out)),
-              "test_macro_f1": lambda t, out: macro_f1(t.labels, t.label_ids(out), len(t.label_names)),
-              "test_rougeL": _text_mean("rougeL"), "test_chrf": _text_mean("chrf")}
+# Metrics a version can be re-scored on from its predictions alone: (examples, its outputs) -> score.
+# The same for a metric's validation twin (val_macro_f1 ...): the scorer does not care which split.
+_SCORERS = {"accuracy": lambda t, out: accuracy(t.labels, t.label_ids(out)),
+            "macro_f1": lambda t, out: macro_f1(t.labels, t.label_ids(out), len(t.label_names)),
+            "rougeL": _text_mean("rougeL"), "chrf": _text_mean("chrf")}
+RESCORABLE = {f"{split}_{name}": scorer for name, scorer in _SCORERS.items() for split in ("test", "val")}
 
 
-def rescore(model_name: str, version: str, test: TestSet, metric_name: str) -> float:
-    """The version's score on `test`, predicted through adaptflow's own loader (its manifest names
+def rescore(model_name: str, version: str, examples: ScoringSet, metric_name: str) -> float:
+    """The version's score on `examples`, predicted through adaptflow's own loader (its manifest names
     the strategy; weights are safetensors): no code stored with the version runs."""
     import tempfile
 
@@ -82,31 +87,31 @@ def rescore(model_name: str, version: str, test: TestSet, metric_name: str) -> f
 
     with tempfile.TemporaryDirectory(prefix="adaptflow-rescore-") as tmp:
         model, tokenizer, manifest = load_predictor(fetch_version(model_name, version, Path(tmp)))
-        if manifest.task != test.task:
-            raise ValueError(f"{model_name} v{version} is a {manifest.task} model; this run's task is {test.task}")
-        predicted = predict_texts(model, tokenizer, manifest, test.texts)
-    return float(RESCORABLE[metric_name](test, predicted))
+        if manifest.task != examples.task:
+            raise ValueError(f"{model_name} v{version} is a {manifest.task} model; this run's task is {examples.task}")
+        predicted = predict_texts(model, tokenizer, manifest, examples.texts)
+    return float(RESCORABLE[metric_name](examples, predicted))
 
 
 def reference(client: MlflowClient, model_name: str, alias: str, metric_name: str,
-              test: TestSet | None = None) -> tuple[Reference | None, str | None]:
-    """The alias holder's score; re-scored on `test` when it was scored on other test examples."""
+              examples: ScoringSet | None = None) -> tuple[Reference | None, str | None]:
+    """The alias holder's score; re-scored on `examples` when it was scored on other examples."""
     try:
         mv = client.get_model_version_by_alias(model_name, alias)
     except MlflowException:
         return None, None  # no such model or alias yet
     raw = mv.tags.get(f"metric.{metric_name}")
     ref = Reference(alias=alias, version=str(mv.version), metric=float(raw) if raw is not None else None,
-                    data_version=mv.tags.get("eval.test_key", ""))
-    if test is None or ref.data_version == test.data_version:
+                    data_version=mv.tags.get("eval.selection_key", ""))
+    if examples is None or ref.data_version == examples.data_version:
         return ref, None
     if metric_name not in RESCORABLE:
-        return ref, f"@{alias} v{ref.version}: {metric_name} cannot be re-scored on this run's test examples"
-    score = rescore(model_name, ref.version, test, metric_name)
-    note = (f"@{alias} v{ref.version} re-scored on the new test data {test.data_version[:8]} "
-            f"({len(test.texts)} examples): {metric_name} {score:.4f} (was {ref.metric:.4f} on "
+        return ref, f"@{alias} v{ref.version}: {metric_name} cannot be re-scored on this run's examples"
+    score = rescore(model_name, ref.version, examples, metric_name)
+    note = (f"@{alias} v{ref.version} re-scored on this run's {examples.split} examples {examples.data_version[:8]} "
+            f"({len(examples.texts)} examples): {metric_name} {score:.4f} (was {ref.metric:.4f} on "
             f"{ref.data_version[:8] or 'unrecorded examples'})")
-    return Reference(alias, ref.version, score, test.data_version), note
+    return Reference(alias, ref.version, score, examples.data_version), note
 
 
 def base_model_name(base_name: str) -> str:
@@ -140,34 +145,41 @@ def ensure_base_registered(client: MlflowClient, base: ResolvedBase) -> str:
 
 def register_best(model_name: str, metric_name: str, min_improvement: float,
                   budgets: dict[str, float | None], results: list[StrategyResult],
-                  version_tags: dict[str, str], test: TestSet) -> Registration:
+                  version_tags: dict[str, str], scoring: ScoringSet, tolerance_points: float = 1.0) -> Registration:
+    """Register the strategy `recommend` picks on `metric_name` (the report's recommendation:
+    one rule), and set @challenger when it is inside the budgets and beats the alias holders
+    re-scored on the same `scoring` examples. Nothing fits the budgets: the best is registered
+    for the record and @challenger stays."""
     client = MlflowClient()
-    test_hash = test.data_version
-    # Only strategies scored on the run's common test examples compete (few_shot may score a
-    # smaller subset); if none was, all do.
-    common = [r for r in results if int(r.metrics.get("test_examples", -1)) == len(test.texts)] or results
-    scores = {r.strategy: r.metrics[metric_name] for r in common}
-    chosen = next(r for r in results if r.strategy == best_candidate(scores))
+    rec = choose([(r.strategy, r.metrics) for r in results], metric_name, tolerance_points, budgets, metric_name)
+    named = {r.strategy: r for r in results}
+    scored = candidates([(n, r.metrics) for n, r in named.items()], metric_name)
+    if not scored:
+        raise ValueError(f"no strategy produced {metric_name}; nothing to register")
+    # Nothing inside the budgets: the best on validation is registered for the record; the gate refuses it.
+    pick = rec.choice if rec.choice != "none" else max(scored, key=lambda c: c.score).name
+    chosen = named[pick]
     refs, notes = [], []
     for alias in ALIASES:
-        ref, note = reference(client, model_name, alias, metric_name, test)
+        ref, note = reference(client, model_name, alias, metric_name, scoring)
         refs += [ref] if ref else []
         notes += [note] if note else []
-    decision = decide_challenger(metric_name, chosen.metrics[metric_name], test_hash, refs,
+    decision = decide_challenger(metric_name, chosen.metrics[metric_name], scoring.data_version, refs,
                                  min_improvement, chosen.metrics, budgets)
-    decision = Decision(decision.set_challenger, notes + decision.reasons)
+    decision = Decision(decision.set_challenger, [f"candidate: {rec.sentence}"] + notes + decision.reasons)
 
-    strategy = registry.get(chosen.strategy, test.task)
+    strategy = registry.get(chosen.strategy, scoring.task)
     base = chosen.base
     tags = {**version_tags, "strategy": chosen.strategy, "saves": chosen.saves, "run_id": chosen.run_id,
             "base.name": base.name, "base.fingerprint": base.fingerprint,
-            "base.registered": ensure_base_registered(client, base), "task": test.task,
+            "base.registered": ensure_base_registered(client, base), "task": scoring.task,
             "adapter.library": strategy.library, "adapter.type": chosen.strategy,
             "adapter.config": json.dumps(chosen.params, sort_keys=True, default=str)[:5000],
-            "data.test_md5": test.split_md5, "eval.test_key": test_hash,
+            f"data.{scoring.split}_md5": scoring.split_md5, "eval.selection_key": scoring.data_version,
+            "eval.selection_split": scoring.split, "eval.selection_metric": metric_name,
             f"metric.{metric_name}": repr(chosen.metrics[metric_name]),
             "challenger_decision": "set" if decision.set_challenger else "kept previous",
-            "challenger_reasons": " | ".join(decision.reasons)}
+            "challenger_reasons": " | ".join(decision.reasons)[:5000]}
     for key, value in chosen.metrics.items():
         tags.setdefault(f"metric.{key}", repr(value))
     mv = mlflow.register_model(chosen.model_uri, model_name, tags=tags)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from tasks.strategies._adapters_lib import adapters_strategy
 from tasks.strategies.registry import TrainableParams, register
+from tasks.strategies.search import Choice, Range
 
 VARIANTS = ("pfeiffer", "houlsby")
 
@@ -18,6 +19,7 @@ class BottleneckParams(TrainableParams):
     learning_rate: float = 1e-3
     variant: str = "pfeiffer"
     reduction_factor: int = 16   # bottleneck width = hidden size / reduction_factor (384/16 = 24)
+    SEARCH = {"learning_rate": Range(2e-4, 5e-3, log=True), "reduction_factor": Choice((8, 16, 32))}
 
     def __post_init__(self):
         super().__post_init__()

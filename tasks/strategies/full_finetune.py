@@ -9,11 +9,13 @@ from torch import nn
 
 from tasks.models.heads import Head
 from tasks.strategies.registry import Strategy, TrainableParams, register
+from tasks.strategies.search import Range
 
 
 @dataclass(frozen=True)
 class FullFinetuneParams(TrainableParams):
     learning_rate: float = 5e-5
+    SEARCH = {"learning_rate": Range(1e-5, 2e-4, log=True)}
 
 
 def build(base_dir: Path, head: Head, params: FullFinetuneParams) -> nn.Module:

@@ -6,12 +6,14 @@ from pathlib import Path
 
 from tasks.strategies._peft import peft_strategy
 from tasks.strategies.registry import TrainableParams, register
+from tasks.strategies.search import Range
 
 
 @dataclass(frozen=True)
 class Ia3Params(TrainableParams):
     # IA3 scales start at 1 and move slowly: it needs a far higher rate than LoRA.
     learning_rate: float = 5e-3
+    SEARCH = {"learning_rate": Range(1e-3, 5e-2, log=True)}
     # None = PEFT's defaults for the architecture (BERT: key, value, output.dense)
     target_modules: list[str] | None = None
     feedforward_modules: list[str] | None = None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tasks.strategies._peft import peft_strategy
 from tasks.strategies.registry import TrainableParams, register
+from tasks.strategies.search import Choice, Range
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,8 @@ class LoraParams(TrainableParams):
     # (the attention query and value projections for BERT and Llama alike).
     target_modules: list[str] | None = None
     POSITIVE = ("r", "alpha")
+    # alpha stays fixed, so a larger rank also scales each update down (alpha / r)
+    SEARCH = {"learning_rate": Range(2e-4, 5e-3, log=True), "r": Choice((4, 8, 16))}
 
     def __post_init__(self):
         super().__post_init__()

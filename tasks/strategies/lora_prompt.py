@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from tasks.strategies._adapters_lib import adapters_strategy
 from tasks.strategies.registry import TrainableParams, register
+from tasks.strategies.search import Choice, Range
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,7 @@ class LoraPromptParams(TrainableParams):
     alpha: int = 16
     prompt_length: int = 10
     POSITIVE = ("r", "alpha", "prompt_length")
+    SEARCH = {"learning_rate": Range(2e-4, 5e-3, log=True), "r": Choice((4, 8, 16))}
 
 
 def adapter_config(params: LoraPromptParams):

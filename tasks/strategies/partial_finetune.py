@@ -11,11 +11,13 @@ from torch import nn
 from tasks.models.heads import Head
 from tasks.strategies._trained_weights import reload_onto_build, save_trained
 from tasks.strategies.registry import Strategy, TrainableParams, register
+from tasks.strategies.search import Range
 
 
 @dataclass(frozen=True)
 class PartialFinetuneParams(TrainableParams):
     learning_rate: float = 5e-5
+    SEARCH = {"learning_rate": Range(1e-5, 5e-4, log=True)}
     frozen_layers: int = 4   # MiniLM has 6 layers: the top 2 train
 
     def __post_init__(self):

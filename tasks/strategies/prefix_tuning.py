@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tasks.strategies._peft import peft_strategy
 from tasks.strategies.registry import TrainableParams, register
+from tasks.strategies.search import Choice, Range
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,9 @@ class PrefixTuningParams(TrainableParams):
     num_virtual_tokens: int = 10
     # Reparameterise the prefix through an MLP while training (stabler); off keeps it direct.
     prefix_projection: bool = False
+    # The MLP reparameterisation is what the prefix-tuning paper needed for stable training.
+    SEARCH = {"learning_rate": Range(1e-3, 1e-1, log=True), "num_virtual_tokens": Choice((10, 20)),
+              "prefix_projection": Choice((False, True)), "epochs": Choice((2, 3))}
 
     def __post_init__(self):
         super().__post_init__()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tasks.strategies._peft import peft_strategy
 from tasks.strategies.registry import TrainableParams, register
+from tasks.strategies.search import Choice, Range
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,9 @@ class PromptTuningParams(TrainableParams):
     num_virtual_tokens: int = 10   # 20 tokens cost about 25 % throughput at max_length 64
     # Initialise the virtual tokens from this text's embeddings ("" = random init).
     init_text: str = "Is this movie review positive or negative?"
+    # Soft prompts learn slowly and are sensitive to the rate: epochs and length are searched too.
+    SEARCH = {"learning_rate": Range(3e-3, 3e-1, log=True), "num_virtual_tokens": Choice((10, 20)),
+              "epochs": Choice((2, 3))}
 
     def __post_init__(self):
         super().__post_init__()

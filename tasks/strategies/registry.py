@@ -47,6 +47,9 @@ class TrainableParams:
     group_by_length: bool | None = None
     # Fields a subclass requires to be > 0 (sizes, ranks, lengths), checked with the rest.
     POSITIVE: ClassVar[tuple[str, ...]] = ()
+    # What `--tune` searches (tasks/strategies/search.py): name -> Range | Choice. The learning
+    # rate is always searched, a decade either side of the configured one where none is declared.
+    SEARCH: ClassVar[dict] = {}
 
     def __post_init__(self):
         if self.POSITIVE:

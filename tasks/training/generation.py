@@ -16,8 +16,12 @@ from tasks.config import Settings
 from tasks.evaluation.cost import PeakRSS, size_metrics
 from tasks.evaluation.forgetting import forgetting_metrics
 from tasks.evaluation.generate import Generated, generate_texts, latency
-from tasks.evaluation.statistics import overfitting
-from tasks.evaluation.text_metrics import TextScores, quality_metrics, risk_metrics, text_scores
+from tasks.evaluation.text_metrics import (
+    TextScores,
+    quality_metrics,
+    risk_metrics,
+    text_scores,
+)
 from tasks.models.base import ResolvedBase
 from tasks.models.encoding import subset_indices
 from tasks.models.heads import Head
@@ -25,9 +29,9 @@ from tasks.models.loading import load_tokenizer
 from tasks.models.prompts import PromptFormat, encode_pairs
 from tasks.strategies import registry
 from tasks.training.artifact import params_dict
+from tasks.training.fitting import build_and_train
 from tasks.training.hardware import check_hardware, threads_per_process
-from tasks.training.loop import mean_loss, seed_everything, train
-from tasks.training.loop_settings import loop_config
+from tasks.training.loop import mean_loss, seed_everything
 from tasks.training.strategy_run import GenerationDetails, Outcome, StrategyInputs
 
 
@@ -84,7 +88,9 @@ class GenerationVariants:
 
     def metrics(self) -> dict[str, float]:
         scores = np.array([r["test"]["rougeL"] for r in self.rows])
-        return {"prompt_variant_std": float(scores.std(ddof=1)) if len(scores) > 1 else 0.0,
+        chosen = self.rows[self.chosen]["validation"]   # selection reads the saved variant's validation score
+        return {"val_rougeL": chosen["rougeL"], "val_chrf": chosen["chrf"],
+                "prompt_variant_std": float(scores.std(ddof=1)) if len(scores) > 1 else 0.0,
                 "prompt_variant_mean_rougeL": float(scores.mean()), "chosen_variant": float(self.chosen)}
 
 
@@ -94,7 +100,7 @@ def score_generation_variants(inputs: StrategyInputs, settings: Settings) -> Gen
         model = inputs.strategy.build(inputs.base.path, inputs.head, variant)
         val = _score(model, inputs, settings, "validation")[1]
         test = _score(model, inputs, settings, "test")
-        rows.append({"variant": i, "params": params_dict(variant), "validation": {"rougeL": float(val.rougeL.mean())},
+        rows.append({"variant": i, "params": params_dict(variant), "validation": {"rougeL": float(val.rougeL.mean()), "chrf": float(val.chrf.mean())},
                      "test": {"rougeL": float(test[1].rougeL.mean()), "chrf": float(test[1].chrf.mean())}})
         if best is None or val.rougeL.mean() > best[0]:
             best = (val.rougeL.mean(), i, model, variant, test)
@@ -120,13 +126,10 @@ def compute_generation(inputs: StrategyInputs, settings: Settings) -> Outcome:
     with PeakRSS() as rss:
         variants, training = None, None
         if inputs.strategy.variants is None:
-            model, params = inputs.strategy.build(inputs.base.path, inputs.head, inputs.params), inputs.params
-            metrics = size_metrics(model)
-            if inputs.strategy.trains:
-                training = train(model, inputs.splits["train"], inputs.splits["validation"],
-                                 loop_config(params, cfg, inputs.hardware), inputs.pad_id, desc=inputs.name)
-                metrics |= {"train_examples_per_s": training.examples_seen / max(training.train_seconds, 1e-9),
-                            "overfit_flag": float(overfitting(training.train_loss, training.val_loss))}
+            trained, params = build_and_train(inputs, cfg, inputs.name), inputs.params
+            model, training, metrics = trained.model, trained.training, dict(trained.metrics)
+            val = _score(model, inputs, settings, "validation")[1]
+            metrics |= {"val_rougeL": float(val.rougeL.mean()), "val_chrf": float(val.chrf.mean())}
             out, scores = _score(model, inputs, settings, "test")
         else:
             variants = score_generation_variants(inputs, settings)
@@ -145,6 +148,17 @@ def compute_generation(inputs: StrategyInputs, settings: Settings) -> Outcome:
                                   settings.evaluation, cfg.seed)
     details = GenerationDetails(list(test.sources), list(test.references), out.texts, scores.rougeL, scores.chrf)
     return Outcome(model, params, metrics, details, training, variants, None)
+
+
+def seed_scores(inputs: StrategyInputs, settings: Settings) -> dict[str, float]:
+    """Validation and test ROUGE-L / chrF of the recipe trained with settings.train.seed."""
+    model = build_and_train(inputs, settings.train, f"{inputs.name} (seed {settings.train.seed})").model
+    out = {}
+    for split in ("validation", "test"):
+        scores = _score(model, inputs, settings, split)[1]
+        prefix = "val" if split == "validation" else "test"
+        out |= {f"{prefix}_rougeL": float(scores.rougeL.mean()), f"{prefix}_chrf": float(scores.chrf.mean())}
+    return out
 
 
 def outputs_record(details: GenerationDetails) -> dict:

@@ -12,7 +12,7 @@ import random
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -114,25 +114,29 @@ def mean_loss(model: nn.Module, data: Encoded, batch_size: int, pad_id: int, acc
 
 
 def train(model: nn.Module, train_data: Encoded, val_data: Encoded, cfg: LoopConfig,
-          pad_id: int, desc: str = "train") -> TrainResult:
+          pad_id: int, desc: str = "train", on_check: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train `model` in place and return what happened. `on_check(step, val_loss)` is called
+    after each validation check; it may raise to stop the training (the tuner's pruner does)."""
     seed_everything(cfg.seed)
     acc = make_accelerator(cfg)
     if cfg.gradient_checkpointing:
         _enable_gradient_checkpointing(model, desc)
     optimizer, scheduler, total_steps = _optimizer(model, cfg, len(train_data), acc.num_processes, desc)
     wrapped, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
-    loop = _Loop(acc, wrapped, acc.unwrap_model(wrapped), optimizer, scheduler, cfg, pad_id, val_data)
+    loop = _Loop(acc, wrapped, acc.unwrap_model(wrapped), optimizer, scheduler, cfg, pad_id, val_data, on_check)
     start = time.perf_counter()
     bar = tqdm(total=total_steps, desc=desc, unit="step", dynamic_ncols=True, mininterval=1.0,
                disable=not acc.is_local_main_process)
     ckpt = checkpoint.active()
     saver = _Saver(ckpt.for_run(desc), ckpt.every_steps, loop, start) if ckpt else None
-    state = _resume(saver, loop, bar, desc)
-    resumed_from = state.step
-    stopped = _epochs(loop, train_data, state, bar, saver)
-    if not state.val_curve or state.val_curve[-1][0] != state.step:
-        _check(loop, state, bar)
-    bar.close()
+    try:
+        state = _resume(saver, loop, bar, desc)
+        resumed_from = state.step
+        stopped = _epochs(loop, train_data, state, bar, saver)
+        if not state.val_curve or state.val_curve[-1][0] != state.step:
+            _check(loop, state, bar)
+    finally:
+        bar.close()
     acc.wait_for_everyone()
     if state.best_weights is not None:  # restore the weights with the lowest validation loss
         _copy_into(loop.model, state.best_weights)
@@ -154,6 +158,7 @@ class _Loop:
     cfg: LoopConfig
     pad_id: int
     val_data: Encoded
+    on_check: Callable[[int, float], None] | None = None
 
 
 def _optimizer(model: nn.Module, cfg: LoopConfig, examples: int, processes: int, desc: str):
@@ -241,6 +246,8 @@ def _check(loop: _Loop, state: TrainingState, bar) -> bool:
         state.bad_checks += 1
     bar.set_postfix(train_loss=f"{state.train_curve[-1][1]:.3f}", val_loss=f"{loss:.3f}",
                     best=f"{state.best_loss:.3f}@{state.best_step}")
+    if loop.on_check is not None:
+        loop.on_check(state.step, loss)
     return state.bad_checks >= cfg.patience
 
 

@@ -12,11 +12,10 @@ import pandas as pd
 import torch
 
 from tasks.config import Settings, TrainSettings
-from tasks.evaluation.cost import PeakRSS, measure_speed, merged_speed_metrics, size_metrics
+from tasks.evaluation.cost import PeakRSS, measure_speed, merged_speed_metrics
 from tasks.evaluation.forgetting import forgetting_metrics
 from tasks.evaluation.quality import quality_details, score, variant_mean_intervals
 from tasks.evaluation.record import StrategyResult
-from tasks.evaluation.statistics import overfitting
 from tasks.models.base import ResolvedBase, load_base
 from tasks.models.encoding import Encoded, encode
 from tasks.models.heads import Head
@@ -25,9 +24,9 @@ from tasks.strategies import registry
 from tasks.training import record
 from tasks.training.artifact import Manifest, params_dict, write_artifact
 from tasks.training.context import RunContext
+from tasks.training.fitting import build_and_train
 from tasks.training.hardware import check_hardware, is_main_process, threads_per_process
-from tasks.training.loop import seed_everything, train
-from tasks.training.loop_settings import loop_config
+from tasks.training.loop import seed_everything
 from tasks.training.strategy_run import Fitted, Outcome, StrategyInputs
 from tasks.training.variants import score_variants
 
@@ -70,17 +69,13 @@ def prepare_inputs(settings: Settings, base: ResolvedBase, frames: dict[str, pd.
 
 
 def fit(inputs: StrategyInputs, cfg: TrainSettings, desc: str) -> Fitted:
-    """Build, train if the strategy trains, and score on the test split."""
-    model = inputs.strategy.build(inputs.base.path, inputs.head, inputs.params)
-    metrics, result = size_metrics(model), None
-    if inputs.strategy.trains:
-        result = train(model, inputs.splits["train"], inputs.splits["validation"],
-                       loop_config(inputs.params, cfg, inputs.hardware), inputs.pad_id, desc=desc)
-        metrics |= {"train_examples_per_s": result.examples_seen / max(result.train_seconds, 1e-9),
-                    "overfit_flag": float(overfitting(result.train_loss, result.val_loss))}
-    test = score(model, inputs.splits["test"], len(inputs.labels), inputs.pad_id)
-    return Fitted(model, {"test_accuracy": test.accuracy, "test_macro_f1": test.macro_f1, **metrics}, result,
-                  test.probs)
+    """Build, train if the strategy trains, and score on validation (what selection reads) and
+    test (what the report shows)."""
+    trained = build_and_train(inputs, cfg, desc)
+    val, test = (score(trained.model, inputs.splits[s], len(inputs.labels), inputs.pad_id) for s in ("validation", "test"))
+    return Fitted(trained.model, {"val_accuracy": val.accuracy, "val_macro_f1": val.macro_f1,
+                                  "test_accuracy": test.accuracy, "test_macro_f1": test.macro_f1, **trained.metrics},
+                  trained.training, test.probs)
 
 
 def learning_curve_points(inputs: StrategyInputs, cfg: TrainSettings, sizes: list[int]) -> list[tuple[int, float]]:
@@ -92,17 +87,59 @@ def learning_curve_points(inputs: StrategyInputs, cfg: TrainSettings, sizes: lis
     points = []
     for n in sorted(x for x in set(sizes) if x < len(train_set)):
         seed_everything(cfg.seed)
-        subset = replace(inputs, splits={**inputs.splits, "train": train_set.select(np.sort(order[:n]))})
+        subset = replace(inputs, splits={**inputs.splits, "train": train_set.select(np.sort(order[:n]))},
+                         trained=None)
         points.append((n, fit(subset, cfg, f"{inputs.name} (n={n})").metrics["test_accuracy"]))
     return points
 
 
 def compute(inputs: StrategyInputs, settings: Settings) -> Outcome:
-    """Train (or score every prompt variant), then every measurement the run record holds."""
+    """Train (or score every prompt variant), then every measurement the run record holds, then
+    the spread over evaluation.seeds."""
     if inputs.head.generates:
         from tasks.training.generation import compute_generation
 
-        return compute_generation(inputs, settings)
+        outcome = compute_generation(inputs, settings)
+    else:
+        outcome = compute_classification(inputs, settings)
+    outcome.metrics["val_examples"] = float(len(inputs.splits["validation"]))
+    outcome.metrics.update(seed_spread(inputs, settings, outcome.metrics))
+    return outcome
+
+
+# The scores whose spread over seeds the run logs (mean and sample std), per task.
+SEED_KEYS = {"classification": ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1"),
+             "generation": ("val_rougeL", "val_chrf", "test_rougeL", "test_chrf")}
+
+
+def seed_spread(inputs: StrategyInputs, settings: Settings, metrics: dict[str, float]) -> dict[str, float]:
+    """The same recipe (the run's params, tuned or not) trained again with each other seed of
+    evaluation.seeds; mean and std over all seeds, the run's own included. Seeds change the
+    initialisation and the data order, never the split."""
+    seeds = [s for s in settings.evaluation.seeds if s != settings.train.seed]
+    if not seeds or not inputs.strategy.trains:
+        return {}
+    keys = SEED_KEYS[inputs.head.task]
+    runs = [{k: metrics[k] for k in keys}]
+    for seed in seeds:
+        cfg = replace(settings.train, seed=seed)
+        seed_everything(seed)
+        seeded = replace(inputs, trained=None)
+        if inputs.head.generates:
+            from tasks.training.generation import seed_scores
+
+            scores = seed_scores(seeded, replace(settings, train=cfg))
+        else:
+            scores = fit(seeded, cfg, f"{inputs.name} (seed {seed})").metrics
+        runs.append({k: scores[k] for k in keys})
+    out = {"seeds_run": float(len(runs))}
+    for k in keys:
+        values = np.array([r[k] for r in runs])
+        out |= {f"{k}_seed_mean": float(values.mean()), f"{k}_seed_std": float(values.std(ddof=1))}
+    return out
+
+
+def compute_classification(inputs: StrategyInputs, settings: Settings) -> Outcome:
     cfg, ev, test = settings.train, settings.evaluation, inputs.splits["test"]
     seed_everything(cfg.seed)
     with PeakRSS() as rss:
@@ -151,15 +188,27 @@ def generation_manifest(inputs: StrategyInputs, settings: Settings) -> dict | No
             "max_new_tokens": settings.generation.max_new_tokens}
 
 
+def data_key(ctx: RunContext) -> str:
+    """The data a study tunes on: the train and validation splits' DVC hashes."""
+    return f"{ctx.data.split_hashes['train']}/{ctx.data.split_hashes['validation']}"
+
+
 def run_strategy(ctx: RunContext, name: str) -> StrategyResult | None:
-    """One strategy, computed and recorded in its own MLflow child run of the flow's parent run.
-    Under several processes (train.processes) every process computes, training in step with
+    """One strategy, computed and recorded in its own MLflow child run of the flow's parent run
+    (tuned first when tune.enabled: its trials are runs nested under it). Under several processes (train.processes) every process computes, training in step with
     the others, and only the main one records and returns the result (the others None)."""
     inputs = prepare_inputs(ctx.settings, ctx.base, ctx.frames, name)
     if not is_main_process(inputs.hardware):
         compute(inputs, ctx.settings)
         return None
     with record.strategy_run(ctx, inputs) as run_id:
+        tuned = None
+        if ctx.settings.tune.enabled and inputs.strategy.trains:
+            from tasks.training.tuning import log_tuned, tune_strategy
+
+            tuned = tune_strategy(inputs, ctx.settings, data_key(ctx), ctx.experiment_id)
+            log_tuned(tuned)
+            inputs = replace(inputs, params=tuned.params, trained=tuned.trained)
         outcome = compute(inputs, ctx.settings)
         with tempfile.TemporaryDirectory(prefix=f"adaptflow-{name}-") as tmp:
             folder = Path(tmp) / name

@@ -21,6 +21,14 @@ from tasks.training.loop import TrainResult
 
 
 @dataclass(frozen=True)
+class Trained:
+    """A model built with one set of params and (if the strategy trains) trained."""
+    model: nn.Module
+    training: TrainResult | None
+    metrics: dict[str, float]    # size; trained: examples/s, overfit flag
+
+
+@dataclass(frozen=True)
 class StrategyInputs:
     """What one strategy run starts from: the strategy, its params, its base and the encoded splits."""
     name: str
@@ -34,6 +42,7 @@ class StrategyInputs:
     hardware: Hardware           # where it trains: device, precision, processes
     head: Head = Head("classification")   # the task, and its labels (tasks/models/heads.py)
     prompt: PromptFormat | None = None    # generation: how inputs become prompts
+    trained: Trained | None = None        # the tuner's best trial, already trained with `params`
 
     @property
     def pad_id(self) -> int:
@@ -61,7 +70,9 @@ class VariantScores:
     def metrics(self) -> dict[str, float]:
         """Test metrics as the mean over variants; prompt_variant_std is their sample std."""
         accs = np.array([r["test"]["accuracy"] for r in self.rows])
-        return {"test_accuracy": float(accs.mean()),
+        chosen = self.rows[self.chosen]["validation"]   # selection reads the saved variant's validation score
+        return {"val_accuracy": chosen["accuracy"], "val_macro_f1": chosen["macro_f1"],
+                "test_accuracy": float(accs.mean()),
                 "test_macro_f1": float(np.mean([r["test"]["macro_f1"] for r in self.rows])),
                 "prompt_variant_std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
                 "chosen_variant": float(self.chosen), **size_metrics(self.model)}

@@ -1,0 +1,228 @@
+"""Tuning (`tune.enabled`, `adaptflow run --tune`): an Optuna study per trained strategy over the
+search space its params declare (tasks/strategies/search.py), trained on the train split and
+judged on validation only -- the objective is the lowest validation loss a trial reaches (what
+early stopping keeps), and the median pruner stops a trial whose validation loss trails the
+others' at the same step. Trial 0 is the configured params, so "untuned" is in the study too.
+
+Each trial is an MLflow run nested under its strategy's run (params, validation curve, state).
+Studies live in `tune.storage` (SQLite under the project by default; a database URL lets
+several workers share one study) under a name fixed by what is being tuned (strategy, params,
+space, training settings, base and data version): a retried or repeated run resumes the study,
+and its trials count toward `tune.trials`. The best trial's model, when it ran in this process,
+is the strategy's final model (no second training of the same recipe)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import mlflow
+from tasks.config import Settings
+from tasks.strategies.search import Choice, Space, space_of
+from tasks.training.artifact import params_dict
+from tasks.training.fitting import best_val_loss, build_and_train
+from tasks.training.strategy_run import StrategyInputs, Trained
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    number: int
+    state: str                   # COMPLETE | PRUNED | FAIL | RUNNING
+    value: float | None          # the lowest validation loss it reached (None: pruned or failed)
+    params: dict[str, Any]       # the searched values
+    last_step: int | None        # the last step it reported (a pruned trial: where it stopped)
+    curve: list[tuple[int, float]]   # (step, validation loss) as reported
+    worker: str                  # host:pid that ran it
+
+
+@dataclass(frozen=True)
+class Tuned:
+    study: str
+    params: Any                  # the strategy's params with the chosen values
+    chosen: dict[str, Any]       # the chosen values of the searched params
+    space: dict[str, str]        # what was searched, as text
+    trials: list[TrialRecord]    # every trial of the study, every worker's
+    default_trial: int | None    # the trial that ran the configured params (None: not in the space)
+    seconds: float               # this process's tuning time
+    trained: Trained | None      # the best trial's model when it ran here, else None (retrain)
+
+    def value(self, number: int | None) -> float | None:
+        return next((t.value for t in self.trials if t.number == number), None)
+
+    @property
+    def best(self) -> TrialRecord:
+        return min((t for t in self.trials if t.state == "COMPLETE"), key=lambda t: t.value)
+
+    def metrics(self) -> dict[str, float]:
+        out = {"tune_trials": float(len(self.trials)), "tune_seconds": self.seconds,
+               "tune_pruned": float(sum(t.state == "PRUNED" for t in self.trials)),
+               "tune_failed": float(sum(t.state == "FAIL" for t in self.trials)),
+               "tune_best_val_loss": self.best.value}
+        default = self.value(self.default_trial)
+        return out | ({"tune_default_val_loss": default} if default is not None else {})
+
+    def record(self) -> dict:
+        """tuning.json on the strategy's run (the report's study history reads it)."""
+        return {"study": self.study, "space": self.space, "chosen": self.chosen, "best_trial": self.best.number,
+                "default_trial": self.default_trial, "seconds": self.seconds,
+                "trials": [asdict(t) for t in self.trials]}
+
+
+def storage_url(settings: Settings) -> str:
+    """tune.storage as a SQLAlchemy URL: a database URL as given, a file as SQLite under the project."""
+    tune = settings.tune
+    if tune.is_url:
+        return tune.storage
+    path = settings.path(tune.storage)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def study_name(inputs: StrategyInputs, settings: Settings, data_key: str) -> str:
+    """Fixed by what is tuned, so every worker (and a retry) tuning the same thing shares a study."""
+    what = {"task": settings.task, "strategy": inputs.name, "params": params_dict(inputs.params),
+            "space": describe(space_of(inputs.params, settings.tune.spaces.get(inputs.name))),
+            "train": asdict(settings.train), "max_length": settings.model.max_length,
+            "base": inputs.base.fingerprint, "data": data_key, "pruner": settings.tune.pruner,
+            "startup": settings.tune.startup_trials, "warmup": settings.tune.warmup_checks}
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"{inputs.name}-{digest}"
+
+
+def describe(space: dict[str, Space]) -> dict[str, str]:
+    def text(s: Space) -> str:
+        if isinstance(s, Choice):
+            return "one of " + ", ".join(map(str, s.values))
+        return f"{s.low:g} .. {s.high:g}{' (log)' if s.log else ''}{' (integer)' if s.integer else ''}"
+    return {name: text(s) for name, s in space.items()}
+
+
+def suggest(trial, name: str, space: Space):
+    if isinstance(space, Choice):
+        return trial.suggest_categorical(name, list(space.values))
+    if space.integer:
+        return trial.suggest_int(name, int(space.low), int(space.high), log=space.log)
+    return trial.suggest_float(name, space.low, space.high, log=space.log)
+
+
+def _configured(params: Any, space: dict[str, Space]) -> dict[str, Any] | None:
+    """The configured values of the searched params, when each lies in the space (trial 0)."""
+    values = {name: getattr(params, name) for name in space}
+    for name, s in space.items():
+        v = values[name]
+        inside = v in s.values if isinstance(s, Choice) else v is not None and s.low <= v <= s.high
+        if not inside:
+            return None
+    return values
+
+
+def open_study(name: str, settings: Settings, space: dict[str, Space], params: Any):
+    import optuna
+
+    tune, cfg = settings.tune, settings.train
+    storage = optuna.storages.RDBStorage(storage_url(settings), heartbeat_interval=60, grace_period=180)
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=tune.startup_trials,
+                                          n_warmup_steps=tune.warmup_checks * cfg.eval_every)
+              if tune.pruner == "median" else optuna.pruners.NopPruner())
+    seed = cfg.seed if tune.sampler_seed is None else tune.sampler_seed
+    # Half the budget samples at random before TPE models the rest (TPE's own default is 10
+    # random trials, more than a small budget holds).
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, tune.trials // 2))
+    study = optuna.create_study(storage=storage, study_name=name, direction="minimize", sampler=sampler,
+                                pruner=pruner, load_if_exists=True)
+    default = _configured(params, space)
+    if default is not None:
+        study.enqueue_trial(default, user_attrs={"configured": True}, skip_if_exists=True)
+    return study
+
+
+def tune_strategy(inputs: StrategyInputs, settings: Settings, data_key: str, experiment_id: str) -> Tuned:
+    """Run the strategy's study (inside its MLflow run) and return the chosen params."""
+    import optuna
+
+    # The loop's own defaults made explicit, so the configured params can be trial 0.
+    inputs = replace(inputs, params=replace(inputs.params, epochs=inputs.params.epochs or settings.train.epochs))
+    space = space_of(inputs.params, settings.tune.spaces.get(inputs.name))
+    name = study_name(inputs, settings, data_key)
+    study = open_study(name, settings, space, inputs.params)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    kept: dict[str, Any] = {}
+    parent = mlflow.active_run().info.run_id
+
+    def objective(trial) -> float:
+        values = {n: suggest(trial, n, s) for n, s in space.items()}
+        trial.set_user_attr("worker", worker)
+        params = replace(inputs.params, **values)   # the params' own checks apply
+        pruned = False
+
+        def check(step: int, loss: float) -> None:
+            mlflow.log_metric("val_loss", loss, step=step)
+            trial.report(loss, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"validation loss {loss:.4f} at step {step} trails the median")
+
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{inputs.name} trial {trial.number}",
+                              nested=True, parent_run_id=parent,
+                              tags={"tune.study": name, "tune.trial": str(trial.number), "strategy": inputs.name,
+                                    "tune.worker": worker}):
+            mlflow.log_params({f"trial.{k}": v for k, v in values.items()})
+            try:
+                trained = build_and_train(replace(inputs, params=params, trained=None), settings.train,
+                                          f"{inputs.name} trial {trial.number}", on_check=check)
+            except optuna.TrialPruned:
+                mlflow.set_tag("tune.state", "pruned")
+                pruned = True
+            else:
+                value = best_val_loss(trained)
+                mlflow.log_metric("best_val_loss", value)
+                mlflow.set_tag("tune.state", "complete")
+        if pruned:
+            raise optuna.TrialPruned()
+        if "value" not in kept or value < kept["value"]:
+            kept.update(value=value, number=trial.number, trained=trained, params=params)
+        return value
+
+    start = time.perf_counter()
+    tune = settings.tune
+    done = len(study.get_trials(deepcopy=False, states=_finished()))
+    if done < tune.trials:
+        # Counted over the whole study, so two workers sharing it run `trials` between them.
+        cap = optuna.study.MaxTrialsCallback(tune.trials, states=_finished())
+        study.optimize(objective, n_trials=tune.trials - done, timeout=tune.minutes * 60 if tune.minutes else None,
+                       callbacks=[cap], catch=(Exception,), gc_after_trial=True)
+    trials = [_record(t) for t in study.get_trials(deepcopy=False)]
+    if not any(t.state == "COMPLETE" for t in trials):
+        errors = "; ".join(f"trial {t.number}: {t.state}" for t in trials)
+        raise RuntimeError(f"{inputs.name}: no tuning trial completed ({errors}); see the trial runs in MLflow")
+    best = study.best_trial
+    chosen = {k: best.params[k] for k in space}
+    params = replace(inputs.params, **chosen)
+    default = next((t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get("configured")), None)
+    trained = kept["trained"] if kept.get("number") == best.number else None
+    return Tuned(name, params, chosen, describe(space), trials, default, time.perf_counter() - start, trained)
+
+
+def _finished() -> tuple:
+    """The trial states that count toward the budget: complete, pruned and failed."""
+    from optuna.trial import TrialState
+
+    return (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def _record(t) -> TrialRecord:
+    curve = sorted((int(step), float(v)) for step, v in t.intermediate_values.items())
+    return TrialRecord(t.number, t.state.name, t.value if t.state.name == "COMPLETE" else None,
+                       dict(t.params), curve[-1][0] if curve else None, curve, t.user_attrs.get("worker", "?"))
+
+
+def log_tuned(tuned: Tuned) -> None:
+    """The chosen params, the study's figures and its whole history on the strategy's run."""
+    mlflow.log_params({f"tune.chosen.{k}": v for k, v in tuned.chosen.items()} | {"tune.study": tuned.study})
+    mlflow.log_metrics(tuned.metrics())
+    mlflow.log_dict(tuned.record(), "tuning.json")
+
+

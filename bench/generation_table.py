@@ -6,7 +6,7 @@ then the run's recommendation and registered version, and whether the version ho
 wrote for the first N test inputs.
 
   .venv/bin/python bench/generation_table.py PARENT_RUN_ID [--project DIR] [--model bbc-headlines]
-      [--alias challenger] [--check 10]
+      [--alias challenger | --version N] [--check 10]
 """
 from __future__ import annotations
 
@@ -46,17 +46,15 @@ def rows(client, children, reference: str = "zero_shot") -> list[dict]:
     return out
 
 
-def check_alias(project: Path, model: str, alias: str, expected: list[dict], n: int) -> str:
-    from mlflow.tracking import MlflowClient
-
+def check_version(project: Path, model: str, version, expected: list[dict], n: int, alias: str | None) -> str:
     from tasks.training.artifact import fetch_version, load_predictor, predict_texts
 
-    version = MlflowClient().get_model_version_by_alias(model, alias)
     with tempfile.TemporaryDirectory() as tmp:
         m, tok, manifest = load_predictor(fetch_version(model, version.version, Path(tmp)))
         got = predict_texts(m, tok, manifest, [x["input"] for x in expected[:n]])["output"].tolist()
     same = sum(g == x["output"] for g, x in zip(got, expected[:n]))
-    return f"models:/{model}@{alias} = v{version.version} ({version.tags.get('strategy')}): {same}/{n} outputs identical"
+    uri = f"models:/{model}@{alias} = v{version.version}" if alias else f"models:/{model}/{version.version}"
+    return f"{uri} ({version.tags.get('strategy')}): {same}/{n} outputs identical"
 
 
 def main() -> int:
@@ -65,6 +63,7 @@ def main() -> int:
     parser.add_argument("--project", default=".", help="the project folder holding mlflow/ (default: .)")
     parser.add_argument("--model", default="bbc-headlines", help="registered model (project.registered_model)")
     parser.add_argument("--alias", default="challenger")
+    parser.add_argument("--version", help="check this version instead of the alias holder")
     parser.add_argument("--check", type=int, default=10, help="test inputs to regenerate from the alias")
     args = parser.parse_args()
     from tasks.env import apply_offline_defaults
@@ -85,12 +84,14 @@ def main() -> int:
     decision = json.loads(Path(client.download_artifacts(args.run_id, "registry/decision.json")).read_text())
     print(f"registered: v{decision['version']} ({decision['strategy']}); @challenger "
           f"{'set' if decision['set_challenger'] else 'unchanged'}")
-    alias_holder = client.get_model_version_by_alias(args.model, args.alias)
-    run = next((r for r in children if r.info.run_id == alias_holder.tags.get("run_id")), None)
+    alias = None if args.version else args.alias
+    holder = (client.get_model_version(args.model, args.version) if args.version
+              else client.get_model_version_by_alias(args.model, args.alias))
+    run = next((r for r in children if r.info.run_id == holder.tags.get("run_id")), None)
     if run is None:
-        print(f"@{args.alias} holds v{alias_holder.version}, from another run: nothing to compare")
+        print(f"{'@' + alias if alias else 'version'} v{holder.version} is from another run: nothing to compare")
     else:
-        print(check_alias(project, args.model, args.alias, outputs(client, run.info.run_id), args.check))
+        print(check_version(project, args.model, holder, outputs(client, run.info.run_id), args.check, alias))
     return 0
 
 

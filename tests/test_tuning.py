@@ -71,6 +71,49 @@ def test_every_trained_strategy_searches_its_learning_rate_and_overrides_are_che
                                    "budgets": {"max_cost": 1}})
 
 
+# ---- a study on its own (SQLite, as by default) ----------------------------------------
+def test_a_study_starts_from_the_configured_params_prunes_on_validation_loss_and_resumes(
+        tmp_path, tiny_bert, monkeypatch):
+    """lora on a tiny BERT, learning rate 1e-3 (configured) or 1e-9 (cannot learn): trial 0 is the
+    configured params, a 1e-9 trial is pruned once its validation loss trails the median, every
+    trial is an MLflow run nested under the strategy's, and a second call resumes the study."""
+    from conftest import make_project
+    from tune_worker import frames
+
+    from tasks.models.base import load_base
+    from tasks.training.run import prepare_inputs
+    from tasks.training.tuning import tune_strategy
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    project = make_project(tmp_path, {"model": {"base": str(tiny_bert)}})
+    tune = {"enabled": True, "trials": 5, "startup_trials": 1, "warmup_checks": 0,
+            "spaces": {"lora": {"learning_rate": [1e-3, 1e-9], "r": [8]}}}
+    settings = load_settings(project / "params.yaml", "smoke", ["lora"],
+                             {"tune": tune, "train": {"max_train_examples": 160, "eval_every": 2, "epochs": 1}})
+    inputs = prepare_inputs(settings, load_base(settings.model.base, settings.root), frames(), "lora")
+    use_store(project)
+    experiment = mlflow.create_experiment("tuning")
+    with mlflow.start_run(experiment_id=experiment) as run:
+        tuned = tune_strategy(inputs, settings, "data-key", experiment)
+    assert tuned.default_trial == 0 and tuned.trials[0].params == {"learning_rate": 1e-3, "r": 8}
+    assert len(tuned.trials) == 5 and tuned.chosen == {"learning_rate": 1e-3, "r": 8}
+    assert tuned.params.learning_rate == 1e-3 and tuned.trained is not None   # the best trial's model, kept
+    states = {t.number: (t.params["learning_rate"], t.state) for t in tuned.trials}
+    assert all(state == "PRUNED" for lr, state in states.values() if lr == 1e-9), states
+    assert any(state == "PRUNED" for _, state in states.values()), states
+    pruned = [t for t in tuned.trials if t.state == "PRUNED"]
+    assert all(t.last_step < 10 for t in pruned)   # stopped before the last of 10 steps
+    client = MlflowClient()
+    nested = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert sorted(int(r.data.tags["tune.trial"]) for r in nested) == list(range(5))
+    assert {r.data.tags["tune.state"] for r in nested if r.data.params["trial.learning_rate"] == "1e-09"} == {"pruned"}
+
+    with mlflow.start_run(experiment_id=experiment):
+        again = tune_strategy(inputs, settings, "data-key", experiment)
+    assert again.study == tuned.study and len(again.trials) == 5 and again.chosen == tuned.chosen
+    assert again.trained is None   # resumed with its budget spent: the final training retrains the best recipe
+
+
 # ---- one rule for the report and the registry ----------------------------------------
 def test_the_registry_registers_what_the_report_recommends_when_the_top_scorer_is_over_budget(
         tmp_path, tiny_bert, monkeypatch):
@@ -182,3 +225,31 @@ def test_tuning_runs_nested_trials_and_no_choice_reads_the_test_split(harness, p
     assert second.candidate == first.candidate
     report = open(second.report).read()
     assert re.search(r'id="recommendation"><strong>Recommendation.</strong> (\w+):', report).group(1) == second.candidate
+
+
+def test_seed_spread_trains_the_same_recipe_once_more_per_seed(tmp_path, tiny_bert):
+    from conftest import make_project
+    from tune_worker import frames
+
+    from tasks.models.base import load_base
+    from tasks.training.run import fit, prepare_inputs, seed_spread
+
+    project = make_project(tmp_path, {"model": {"base": str(tiny_bert)}})
+    settings = load_settings(project / "params.yaml", "smoke", ["lora"], {"evaluation": {"seeds": [13, 14, 15]}})
+    inputs = prepare_inputs(settings, load_base(settings.model.base, settings.root), frames(), "lora")
+    first = fit(inputs, settings.train, "lora").metrics
+    spread = seed_spread(inputs, settings, first)
+    assert spread["seeds_run"] == 3
+    for key in ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1"):
+        assert 0 <= spread[f"{key}_seed_mean"] <= 1 and spread[f"{key}_seed_std"] >= 0
+    # The same three trainings by hand: the spread is over exactly these.
+    from dataclasses import replace
+
+    from tasks.training.loop import seed_everything
+
+    accuracies = [first["val_accuracy"]]
+    for seed in (14, 15):
+        seed_everything(seed)
+        accuracies.append(fit(inputs, replace(settings.train, seed=seed), "lora").metrics["val_accuracy"])
+    assert spread["val_accuracy_seed_mean"] == pytest.approx(np.mean(accuracies))
+    assert spread["val_accuracy_seed_std"] == pytest.approx(np.std(accuracies, ddof=1))

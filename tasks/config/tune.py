@@ -23,7 +23,8 @@ class TuneSettings:
     warmup_checks: int = 1
     sampler_seed: int | None = None  # TPE sampler seed; null: train.seed
     # Where studies live: a file under the project (SQLite), or a database URL that several
-    # workers share (postgresql+psycopg2://...; the production profile's PostgreSQL).
+    # workers share (postgresql+psycopg2://...), or env:NAME to read that URL from the environment
+    # (the production profile: the password stays out of params).
     storage: str = "mlflow/optuna.db"
     spaces: dict[str, dict[str, Any]] = field(default_factory=dict)   # strategy -> param -> range/choices
 
@@ -36,4 +37,4 @@ class TuneSettings:
 
     @property
     def is_url(self) -> bool:
-        return "://" in self.storage
+        return "://" in self.storage or self.storage.startswith("env:")

@@ -73,8 +73,15 @@ class Tuned:
 
 
 def storage_url(settings: Settings) -> str:
-    """tune.storage as a SQLAlchemy URL: a database URL as given, a file as SQLite under the project."""
+    """tune.storage as a SQLAlchemy URL: a database URL as given (or from the environment variable
+    `env:NAME` names), a file as SQLite under the project."""
     tune = settings.tune
+    if tune.storage.startswith("env:"):   # a URL with a password stays out of params (production profile)
+        name = tune.storage.removeprefix("env:")
+        if not os.environ.get(name):
+            raise ValueError(f"tune.storage: {tune.storage} names the environment variable {name}, which is not "
+                             f"set; set it to the study database URL (postgresql+psycopg2://...)")
+        return os.environ[name]
     if tune.is_url:
         return tune.storage
     path = settings.path(tune.storage)
@@ -124,7 +131,11 @@ def open_study(name: str, settings: Settings, space: dict[str, Space], params: A
     import optuna
 
     tune, cfg = settings.tune, settings.train
-    storage = optuna.storages.RDBStorage(storage_url(settings), heartbeat_interval=60, grace_period=180)
+    url = storage_url(settings)
+    # SQLite: processes of one machine (Dask workers) wait for each other's writes instead of failing.
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    # A worker that dies mid-trial stops beating: its trial is marked failed after the grace period.
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=60, grace_period=180)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=tune.startup_trials,
                                           n_warmup_steps=tune.warmup_checks * cfg.eval_every)
               if tune.pruner == "median" else optuna.pruners.NopPruner())

@@ -144,6 +144,19 @@ def test_the_registry_registers_what_the_report_recommends_when_the_top_scorer_i
         recommendation(rows, 1.0, budgets, ("val_macro_f1", "macro-F1")).reasons)
 
 
+def test_choose_reads_validation_only_and_leaves_out_a_smaller_validation_subset():
+    from tasks.evaluation.selection import choose
+
+    named = [("full_finetune", {"val_macro_f1": 0.82, "test_macro_f1": 0.10, "artifact_bytes": 9e7, "val_examples": 800}),
+             ("lora", {"val_macro_f1": 0.815, "test_macro_f1": 0.99, "artifact_bytes": 3e5, "val_examples": 800}),
+             ("few_shot", {"val_macro_f1": 0.95, "test_macro_f1": 0.99, "artifact_bytes": 1e3, "val_examples": 300})]
+    rec = choose(named, "val_macro_f1", 1.0)
+    assert rec.choice == "lora" and rec.reasons[0].startswith("few_shot: scored on 300 validation examples, not 800")
+    flipped = [(n, m | {"test_macro_f1": 1 - m["test_macro_f1"]}) for n, m in named]
+    assert choose(flipped, "val_macro_f1", 1.0) == rec
+    assert choose(named, "val_macro_f1", 0.1).choice == "full_finetune"
+
+
 def logged_result(tmp, base_dir, name: str, metrics: dict, experiment: str):
     """A strategy built on the tiny base, saved and logged as `adaptflow run` logs it (untrained:
     the registry does not look at the weights), as the StrategyResult the flow hands on."""

@@ -67,7 +67,11 @@ def choose(named: list[tuple[str, dict[str, float]]], key: str, tolerance_points
     found = candidates(named, key)
     if not found:   # every strategy failed, or a run from before validation scores were logged
         return Recommendation("none", f"No strategy has a validation score ({key}) to choose on", [])
-    return recommend(found, tolerance_points, budgets, label)
+    rec = recommend(found, tolerance_points, budgets, label)
+    most = found[0].metrics.get("val_examples", 0.0)
+    left_out = [f"{n}: scored on {m.get('val_examples', 0.0):.0f} validation examples, not {most:.0f}; not compared"
+                for n, m in named if key in m and m.get("val_examples", 0.0) != most]
+    return Recommendation(rec.choice, rec.sentence, left_out + rec.reasons)
 
 
 def recommend(candidates: list[Candidate], tolerance_points: float = 1.0,

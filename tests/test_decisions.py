@@ -33,8 +33,8 @@ def test_other_test_data_is_not_comparable():
 
 def test_budgets_apply_where_measured():
     budgets = {"max_ece": 0.1, "max_artifact_bytes": 1e6, "max_latency_ms": None}
-    d = decide_challenger(M, 0.9, "d1", [], 0.0, {"test_ece": 0.2, "artifact_bytes": 5e5}, budgets)
-    assert not d.set_challenger and "test_ece 0.2 is over max_ece=0.1" in d.reasons[0]
+    d = decide_challenger(M, 0.9, "d1", [], 0.0, {"val_ece": 0.2, "artifact_bytes": 5e5}, budgets)
+    assert not d.set_challenger and "val_ece 0.2 is over max_ece=0.1" in d.reasons[0]
     # ECE not measured: the artifact budget still applies, the ECE one cannot
     assert decide_challenger(M, 0.9, "d1", [], 0.0, {"artifact_bytes": 5e5}, budgets).set_challenger
     assert not decide_challenger(M, 0.9, "d1", [], 0.0, {"artifact_bytes": 9e7}, budgets).set_challenger

@@ -127,12 +127,13 @@ def test_the_report_shows_outputs_side_by_side_escaped():
     from tasks.evaluation.report_data import ReportData, StrategyRow, with_paired_tests
 
     sample = [{"input": "<b>lead</b>", "reference": "Ref", "output": "<script>x</script>", "rougeL": 0.0}]
-    rows = [StrategyRow(name, name, "FINISHED", {"test_rougeL": score, "trainable_fraction": f, "artifact_bytes": 1e6,
+    rows = [StrategyRow(name, name, "FINISHED", {"val_rougeL": score, "test_rougeL": score, "trainable_fraction": f,
+                                                 "artifact_bytes": 1e6,
                                                  "train_seconds": t}, scores=[score] * 30, samples=sample)
             for name, score, f, t in (("lora", 0.4, 0.01, 10.0), ("zero_shot", 0.1, 0.0, 0.0))]
     html = render(ReportData("run", "title", {}, with_paired_tests(rows, "generation"), {}, {}, "generation"))
     assert 'id="samples"' in html and "&lt;script&gt;x&lt;/script&gt;" in html and "<script>x" not in html
-    assert "lora: the best ROUGE-L" in html
+    assert "lora: the best validation ROUGE-L" in html
 
 
 def test_a_long_few_shot_prompt_keeps_its_input_and_answer_turn(tiny_llama):

@@ -95,6 +95,7 @@ def test_two_tuning_workers_share_one_study_on_postgres(postgres, project_factor
 
     postgres.create_database("optuna")
     url = postgres.url("optuna", "postgresql+psycopg2")
+    optuna.storages.RDBStorage(url)   # the schema first: two processes creating it at once is Optuna's own race
     project = project_factory({"model": {"base": str(tiny_bert)}})
     barrier = tmp_path / "barrier"
     barrier.mkdir()
@@ -116,4 +117,8 @@ def test_two_tuning_workers_share_one_study_on_postgres(postgres, project_factor
     assert sorted(outs[0]["mine"] + outs[1]["mine"]) == sorted(t.number for t in study.trials)
     # The budget counts the whole study: a trial already running when the sixth ends may finish too.
     assert 6 <= len(finished) <= 7, len(finished)
-    assert outs[0]["chosen"] == outs[1]["chosen"] == {k: study.best_trial.params[k] for k in outs[0]["chosen"]}
+    # Each chose the best trial it saw finished; the last to stop saw them all.
+    best = {k: study.best_trial.params[k] for k in outs[0]["chosen"]}
+    assert best in (outs[0]["chosen"], outs[1]["chosen"])
+    numbers = [t.number for t in study.trials if t.state.name == "COMPLETE"]
+    assert all(any(o["chosen"] == {k: study.trials[n].params[k] for k in o["chosen"]} for n in numbers) for o in outs)

@@ -64,10 +64,10 @@ def test_recommendation_picks_the_cheapest_close_enough():
 
 
 def test_recommendation_respects_budgets():
-    cands = [Candidate("a", 0.9, 1.0, 100e6, 10, {"test_ece": 0.2, "forgetting_delta": 3.0}),
-             Candidate("b", 0.8, 0.01, 1e6, 10, {"test_ece": 0.05, "forgetting_delta": 0.5})]
+    cands = [Candidate("a", 0.9, 1.0, 100e6, 10, {"val_ece": 0.2, "forgetting_delta": 3.0}),
+             Candidate("b", 0.8, 0.01, 1e6, 10, {"val_ece": 0.05, "forgetting_delta": 0.5})]
     rec = recommend(cands, budgets={"max_ece": 0.1})
-    assert rec.choice == "b" and rec.reasons[0] == "a: test_ece 0.2 is over max_ece=0.1"
+    assert rec.choice == "b" and rec.reasons[0] == "a: val_ece 0.2 is over max_ece=0.1"
     assert recommend(cands, budgets={"max_forgetting": 1.0}).choice == "b"
     assert recommend(cands, budgets={"max_ece": None, "max_forgetting": 5.0}).choice == "a"
     assert recommend(cands, budgets={"max_artifact_bytes": 0.5e6}).choice == "none"

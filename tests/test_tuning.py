@@ -126,7 +126,7 @@ def test_the_registry_registers_what_the_report_recommends_when_the_top_scorer_i
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     use_store(tmp_path)
-    experiment = mlflow.create_experiment("one-rule")
+    experiment = mlflow.create_experiment("one-rule", artifact_location=(tmp_path / "artifacts").as_uri())
     budgets = {"max_artifact_bytes": 5e7}
     metrics = {"full_finetune": {"val_macro_f1": 0.90, "test_macro_f1": 0.70, "artifact_bytes": 9e7},
                "lora": {"val_macro_f1": 0.80, "test_macro_f1": 0.60, "artifact_bytes": 1e6},

@@ -11,7 +11,7 @@ from tasks.config.schema import require
 
 # Budget name -> (the metric it limits, unit for messages): the names `project.budgets` accepts.
 # A budget applies where its metric is measured (tasks/evaluation/selection.py).
-BUDGET_METRICS = {"max_ece": ("test_ece", ""), "max_latency_ms": ("latency_ms_p95", " ms"),
+BUDGET_METRICS = {"max_ece": ("val_ece", ""), "max_latency_ms": ("latency_ms_p95", " ms"),
                   "max_artifact_bytes": ("artifact_bytes", " bytes"),
                   "max_forgetting": ("forgetting_delta", "")}
 

@@ -39,7 +39,7 @@ class Candidate:
     trainable_fraction: float
     artifact_bytes: float
     train_seconds: float
-    # What the budgets are checked against (test_ece, latency_ms_p95, artifact_bytes,
+    # What the budgets are checked against (val_ece, latency_ms_p95, artifact_bytes,
     # forgetting_delta): the same rule as the registry gate.
     metrics: dict[str, float] = field(default_factory=dict)
 

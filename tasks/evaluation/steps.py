@@ -56,8 +56,12 @@ def build_report(settings: Settings, parent_run_id: str) -> str:
     from tasks.evaluation.report import render
     from tasks.evaluation.report_data import collect
 
-    return render(collect(MlflowClient(), parent_run_id), settings.project.recommend_tolerance_points,
-                  settings.project.budgets, settings.project.selection_key(settings.task))
+    data = collect(MlflowClient(), parent_run_id)
+    # The run's own task decides the metric (a generation run rebuilt with the default params);
+    # select_metric applies when it belongs to that task.
+    p = settings.project
+    select = p.selection_key(data.task) if p.select_metric == "auto" or data.task == settings.task else None
+    return render(data, p.recommend_tolerance_points, p.budgets, select)
 
 
 @task(name="report", cache_policy=NO_CACHE)

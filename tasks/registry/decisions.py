@@ -9,7 +9,7 @@ from tasks.evaluation.selection import over_budget
 
 @dataclass(frozen=True)
 class Reference:
-    """A version already holding an alias, with its score on its test data."""
+    """A version already holding an alias, with its score on the examples it was compared on."""
 
     alias: str            # "champion" or "challenger"
     version: str
@@ -31,8 +31,9 @@ def decide_challenger(metric_name: str, candidate: float, data_version: str,
     comparable alias holder (@champion and the current @challenger) by more than
     `min_improvement`.
 
-    Scores on another test data version are not comparable and are left out (said in the
-    reasons): callers re-score the champion on the current test split first. A candidate with
+    Scores on other examples (another validation data version) are not comparable and are left
+    out (said in the reasons): callers re-score the champion on this run's validation examples
+    first. A candidate with
     no comparable reference becomes @challenger.
     """
     broken = over_budget(candidate_metrics or {}, budgets or {})
@@ -44,7 +45,7 @@ def decide_challenger(metric_name: str, candidate: float, data_version: str,
             reasons.append(f"@{ref.alias} (v{ref.version}) has no {metric_name}; not compared")
             continue
         if ref.data_version != data_version:
-            reasons.append(f"@{ref.alias} (v{ref.version}) was scored on test data {ref.data_version[:8]}, "
+            reasons.append(f"@{ref.alias} (v{ref.version}) was scored on other examples {ref.data_version[:8]}, "
                            f"not {data_version[:8]}; not comparable, left out")
             continue
         compared += 1

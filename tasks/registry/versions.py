@@ -109,7 +109,8 @@ def reference(client: MlflowClient, model_name: str, alias: str, metric_name: st
         return ref, f"@{alias} v{ref.version}: {metric_name} cannot be re-scored on this run's examples"
     score = rescore(model_name, ref.version, examples, metric_name)
     note = (f"@{alias} v{ref.version} re-scored on this run's {examples.split} examples {examples.data_version[:8]} "
-            f"({len(examples.texts)} examples): {metric_name} {score:.4f} (was {ref.metric:.4f} on "
+            f"({len(examples.texts)} examples): {metric_name} {score:.4f} (was "
+            f"{'unrecorded' if ref.metric is None else f'{ref.metric:.4f}'} on "
             f"{ref.data_version[:8] or 'unrecorded examples'})")
     return Reference(alias, ref.version, score, examples.data_version), note
 

@@ -3,12 +3,13 @@ the one step the final training, each tuning trial and each extra seed share. No
 reads the test split."""
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 from tasks.config import TrainSettings
 from tasks.evaluation.cost import size_metrics
 from tasks.evaluation.statistics import overfitting
-from tasks.training.loop import train
+from tasks.training.loop import seed_everything, train
 from tasks.training.loop_settings import loop_config
 from tasks.training.strategy_run import StrategyInputs, Trained
 
@@ -19,6 +20,7 @@ def build_and_train(inputs: StrategyInputs, cfg: TrainSettings, desc: str,
     (`inputs.trained`) is used as it is instead of training the same recipe again."""
     if inputs.trained is not None:
         return inputs.trained
+    seed_everything(cfg.seed)   # the head and adapter start the same whatever ran before (trial 0 = untuned)
     model = inputs.strategy.build(inputs.base.path, inputs.head, inputs.params)
     metrics, result = size_metrics(model), None
     if inputs.strategy.trains:
@@ -30,7 +32,10 @@ def build_and_train(inputs: StrategyInputs, cfg: TrainSettings, desc: str,
 
 
 def best_val_loss(trained: Trained) -> float:
-    """The validation loss of the weights the loop kept (the lowest it saw)."""
+    """The validation loss of the weights the loop kept (the lowest finite one it saw)."""
     if trained.training is None or not trained.training.val_loss:
         raise ValueError("this model did not train: it has no validation loss")
-    return min(loss for _, loss in trained.training.val_loss)
+    finite = [loss for _, loss in trained.training.val_loss if math.isfinite(loss)]
+    if not finite:
+        raise ValueError("the validation loss was never finite (the training diverged)")
+    return min(finite)

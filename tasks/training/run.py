@@ -16,6 +16,7 @@ from tasks.evaluation.cost import PeakRSS, measure_speed, merged_speed_metrics
 from tasks.evaluation.forgetting import forgetting_metrics
 from tasks.evaluation.quality import quality_details, score, variant_mean_intervals
 from tasks.evaluation.record import StrategyResult
+from tasks.evaluation.statistics import reliability
 from tasks.models.base import ResolvedBase, load_base
 from tasks.models.encoding import Encoded, encode
 from tasks.models.heads import Head
@@ -74,6 +75,7 @@ def fit(inputs: StrategyInputs, cfg: TrainSettings, desc: str) -> Fitted:
     trained = build_and_train(inputs, cfg, desc)
     val, test = (score(trained.model, inputs.splits[s], len(inputs.labels), inputs.pad_id) for s in ("validation", "test"))
     return Fitted(trained.model, {"val_accuracy": val.accuracy, "val_macro_f1": val.macro_f1,
+                                  "val_ece": reliability(val.probs, inputs.splits["validation"].labels).ece,
                                   "test_accuracy": test.accuracy, "test_macro_f1": test.macro_f1, **trained.metrics},
                   trained.training, test.probs)
 

@@ -71,7 +71,7 @@ class VariantScores:
         """Test metrics as the mean over variants; prompt_variant_std is their sample std."""
         accs = np.array([r["test"]["accuracy"] for r in self.rows])
         chosen = self.rows[self.chosen]["validation"]   # selection reads the saved variant's validation score
-        return {"val_accuracy": chosen["accuracy"], "val_macro_f1": chosen["macro_f1"],
+        return {"val_accuracy": chosen["accuracy"], "val_macro_f1": chosen["macro_f1"], "val_ece": chosen["ece"],
                 "test_accuracy": float(accs.mean()),
                 "test_macro_f1": float(np.mean([r["test"]["macro_f1"] for r in self.rows])),
                 "prompt_variant_std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,

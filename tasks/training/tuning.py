@@ -116,15 +116,17 @@ def suggest(trial, name: str, space: Space):
     return trial.suggest_float(name, space.low, space.high, log=space.log)
 
 
-def _configured(params: Any, space: dict[str, Space]) -> dict[str, Any] | None:
-    """The configured values of the searched params, when each lies in the space (trial 0)."""
-    values = {name: getattr(params, name) for name in space}
+def with_configured(space: dict[str, Space], params: Any) -> dict[str, Space]:
+    """The space widened to hold the configured value of each searched param, so trial 0 can
+    always be the untuned recipe (e.g. epochs 1 against a declared choice of 2 or 3)."""
+    out = {}
     for name, s in space.items():
-        v = values[name]
-        inside = v in s.values if isinstance(s, Choice) else v is not None and s.low <= v <= s.high
-        if not inside:
-            return None
-    return values
+        v = getattr(params, name)
+        if isinstance(s, Choice):
+            out[name] = s if v in s.values else Choice((v, *s.values))
+        else:
+            out[name] = replace(s, low=min(s.low, v), high=max(s.high, v))
+    return out
 
 
 def open_study(name: str, settings: Settings, space: dict[str, Space], params: Any):
@@ -136,19 +138,34 @@ def open_study(name: str, settings: Settings, space: dict[str, Space], params: A
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
     # A worker that dies mid-trial stops beating: its trial is marked failed after the grace period.
     storage = optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=60, grace_period=180)
+    # Optuna prunes from step n_warmup_steps on: + 1 spares exactly `warmup_checks` checks.
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=tune.startup_trials,
-                                          n_warmup_steps=tune.warmup_checks * cfg.eval_every)
+                                          n_warmup_steps=tune.warmup_checks * cfg.eval_every + 1)
               if tune.pruner == "median" else optuna.pruners.NopPruner())
-    seed = cfg.seed if tune.sampler_seed is None else tune.sampler_seed
+    study = _create(optuna, storage, name, pruner)
+    # A fresh study draws from the seed; a resumed one, or a second worker on a shared database,
+    # draws from another stream, or it would repeat the trials already run.
+    seed = (cfg.seed if tune.sampler_seed is None else tune.sampler_seed) + len(study.trials)
+    seed += os.getpid() if tune.is_url else 0
     # Half the budget samples at random before TPE models the rest (TPE's own default is 10
     # random trials, more than a small budget holds).
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, tune.trials // 2))
-    study = optuna.create_study(storage=storage, study_name=name, direction="minimize", sampler=sampler,
-                                pruner=pruner, load_if_exists=True)
-    default = _configured(params, space)
-    if default is not None:
-        study.enqueue_trial(default, user_attrs={"configured": True}, skip_if_exists=True)
+    study.sampler = optuna.samplers.TPESampler(seed=seed % 2**32, n_startup_trials=max(1, tune.trials // 2))
+    study.enqueue_trial({n: getattr(params, n) for n in space}, user_attrs={"configured": True}, skip_if_exists=True)
     return study
+
+
+def _create(optuna, storage, name: str, pruner, attempts: int = 3):
+    """create_study(load_if_exists) races when several processes create the same study (or the
+    schema of a new database) at once: the loser gets an integrity error; it loads on a retry."""
+    for attempt in range(attempts):
+        try:
+            return optuna.create_study(storage=storage, study_name=name, direction="minimize", pruner=pruner,
+                                       load_if_exists=True)
+        except Exception as exc:   # sqlalchemy IntegrityError / ProgrammingError / OperationalError
+            if attempt == attempts - 1 or "exist" not in str(exc).lower() and "duplicate" not in str(exc).lower() \
+                    and "locked" not in str(exc).lower():
+                raise
+            time.sleep(1 + attempt)
 
 
 def tune_strategy(inputs: StrategyInputs, settings: Settings, data_key: str, experiment_id: str) -> Tuned:
@@ -157,7 +174,7 @@ def tune_strategy(inputs: StrategyInputs, settings: Settings, data_key: str, exp
 
     # The loop's own defaults made explicit, so the configured params can be trial 0.
     inputs = replace(inputs, params=replace(inputs.params, epochs=inputs.params.epochs or settings.train.epochs))
-    space = space_of(inputs.params, settings.tune.spaces.get(inputs.name))
+    space = with_configured(space_of(inputs.params, settings.tune.spaces.get(inputs.name)), inputs.params)
     name = study_name(inputs, settings, data_key)
     study = open_study(name, settings, space, inputs.params)
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -200,6 +217,10 @@ def tune_strategy(inputs: StrategyInputs, settings: Settings, data_key: str, exp
     start = time.perf_counter()
     tune = settings.tune
     done = len(study.get_trials(deepcopy=False, states=_finished()))
+    failed = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)))
+    if failed >= tune.trials:   # a study that only fails is broken, not unlucky: say so, do not loop
+        raise RuntimeError(f"{inputs.name}: study {name} has {failed} failed trials (of tune.trials={tune.trials}); "
+                           f"see the trial runs in MLflow, fix the cause, then delete the study or change tune.storage")
     if done < tune.trials:
         # Counted over the whole study, so two workers sharing it run `trials` between them.
         cap = optuna.study.MaxTrialsCallback(tune.trials, states=_finished())
@@ -218,10 +239,11 @@ def tune_strategy(inputs: StrategyInputs, settings: Settings, data_key: str, exp
 
 
 def _finished() -> tuple:
-    """The trial states that count toward the budget: complete, pruned and failed."""
+    """The trial states that count toward the budget: complete and pruned (a failed trial, e.g.
+    an MLflow outage, does not use it up; a study that only fails is refused above)."""
     from optuna.trial import TrialState
 
-    return (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def _record(t) -> TrialRecord:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from tasks.evaluation.quality import score
+from tasks.evaluation.statistics import reliability
 from tasks.training.artifact import params_dict
 from tasks.training.strategy_run import StrategyInputs, VariantScores
 
@@ -19,7 +20,8 @@ def score_variants(inputs: StrategyInputs) -> VariantScores:
         val, test = (score(model, splits[s], len(labels), inputs.pad_id) for s in ("validation", "test"))
         preds.append(test.probs.argmax(1))
         rows.append({"variant": i, "params": params_dict(variant),
-                     "validation": {"accuracy": val.accuracy, "macro_f1": val.macro_f1},
+                     "validation": {"accuracy": val.accuracy, "macro_f1": val.macro_f1,
+                                    "ece": reliability(val.probs, splits["validation"].labels).ece},
                      "test": {"accuracy": test.accuracy, "macro_f1": test.macro_f1}})
         if best is None or val.accuracy > best[0]:
             best = (val.accuracy, i, model, variant, test.probs)

@@ -31,7 +31,7 @@ def reviews(n: int = 240) -> pd.DataFrame:
         good = i % 2 == 0
         word = (GOOD if good else BAD)[(i // 2) % 5]
         rows.append({"review": f"review {i}: a {word} film, {word} from start to finish (take {i * 7})",
-                     "sentiment": "good" if good else "bad"})
+                     "sentiment": "positive" if good else "negative"})   # zero_shot's described labels
     return pd.DataFrame(rows).assign(part=["train"] * 160 + ["validation"] * 40 + ["test"] * 40)
 
 
@@ -195,7 +195,7 @@ def test_tuning_runs_nested_trials_and_no_choice_reads_the_test_split(harness, p
                                "strategies": {"run": ["lora", "prompt_tuning", "zero_shot"]}})
     clean, flipped = reviews(), reviews()
     test = flipped["part"] == "test"
-    flipped.loc[test, "sentiment"] = flipped.loc[test, "sentiment"].map({"good": "bad", "bad": "good"})
+    flipped.loc[test, "sentiment"] = flipped.loc[test, "sentiment"].map({"positive": "negative", "negative": "positive"})
     clean.to_csv(tmp_path / "clean.csv", index=False)
     flipped.to_csv(tmp_path / "flipped.csv", index=False)
 

@@ -44,6 +44,7 @@ def main(project: str, storage: str, barrier_dir: str, workers: str, mlflow_dir:
     settings = load_settings(Path(project) / "params.yaml", "smoke", ["lora"], {"tune": tune})
     base = load_base(settings.model.base, settings.root)
     inputs = prepare_inputs(settings, base, frames(), "lora")
+    Path(mlflow_dir).mkdir(parents=True, exist_ok=True)
     use_store(Path(mlflow_dir))   # each worker its own MLflow store: only the study is shared
     experiment = mlflow.create_experiment("tune-worker")
     with mlflow.start_run(experiment_id=experiment):

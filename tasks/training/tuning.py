@@ -198,9 +198,10 @@ def tune_strategy(inputs: StrategyInputs, settings: Settings, data_key: str, exp
                               tags={"tune.study": name, "tune.trial": str(trial.number), "strategy": inputs.name,
                                     "tune.worker": worker}):
             mlflow.log_params({f"trial.{k}": v for k, v in values.items()})
+            desc = f"{inputs.name} trial {trial.number}"
             try:
-                trained = build_and_train(replace(inputs, params=params, trained=None), settings.train,
-                                          f"{inputs.name} trial {trial.number}", on_check=check)
+                trained = build_and_train(replace(inputs, params=params, trained=None), settings.train, desc,
+                                          on_check=check)
             except optuna.TrialPruned:
                 mlflow.set_tag("tune.state", "pruned")
                 pruned = True
@@ -208,6 +209,7 @@ def tune_strategy(inputs: StrategyInputs, settings: Settings, data_key: str, exp
                 value = best_val_loss(trained)
                 mlflow.log_metric("best_val_loss", value)
                 mlflow.set_tag("tune.state", "complete")
+        _drop_checkpoints(desc)
         if pruned:
             raise optuna.TrialPruned()
         if "value" not in kept or value < kept["value"]:
@@ -236,6 +238,18 @@ def tune_strategy(inputs: StrategyInputs, settings: Settings, data_key: str, exp
     default = next((t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get("configured")), None)
     trained = kept["trained"] if kept.get("number") == best.number else None
     return Tuned(name, params, chosen, describe(space), trials, default, time.perf_counter() - start, trained)
+
+
+def _drop_checkpoints(desc: str) -> None:
+    """A trial's checkpoints are never resumed (a retry starts a new trial): free the disk now
+    (a MiniLM full fine-tuning checkpoint is ~270 MB) rather than when the strategy ends."""
+    import shutil
+
+    from tasks.training import checkpoint
+
+    ckpt = checkpoint.active()
+    if ckpt is not None:
+        shutil.rmtree(ckpt.for_run(desc), ignore_errors=True)
 
 
 def _finished() -> tuple:

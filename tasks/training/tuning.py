@@ -89,10 +89,10 @@ def storage_url(settings: Settings) -> str:
     return f"sqlite:///{path}"
 
 
-def study_name(inputs: StrategyInputs, settings: Settings, data_key: str) -> str:
+def study_name(inputs: StrategyInputs, settings: Settings, data_key: str, space: dict[str, Space]) -> str:
     """Fixed by what is tuned, so every worker (and a retry) tuning the same thing shares a study."""
     what = {"task": settings.task, "strategy": inputs.name, "params": params_dict(inputs.params),
-            "space": describe(space_of(inputs.params, settings.tune.spaces.get(inputs.name))),
+            "space": describe(space),
             "train": asdict(settings.train), "max_length": settings.model.max_length,
             "base": inputs.base.fingerprint, "data": data_key, "pruner": settings.tune.pruner,
             "startup": settings.tune.startup_trials, "warmup": settings.tune.warmup_checks}
@@ -170,22 +170,62 @@ def _create(optuna, storage, name: str, pruner, attempts: int = 3):
 
 def tune_strategy(inputs: StrategyInputs, settings: Settings, data_key: str, experiment_id: str) -> Tuned:
     """Run the strategy's study (inside its MLflow run) and return the chosen params."""
-    import optuna
-
     # The loop's own defaults made explicit, so the configured params can be trial 0.
     inputs = replace(inputs, params=replace(inputs.params, epochs=inputs.params.epochs or settings.train.epochs))
     space = with_configured(space_of(inputs.params, settings.tune.spaces.get(inputs.name)), inputs.params)
-    name = study_name(inputs, settings, data_key)
+    name = study_name(inputs, settings, data_key, space)
     study = open_study(name, settings, space, inputs.params)
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-    kept: dict[str, Any] = {}
-    parent = mlflow.active_run().info.run_id
+    objective = _Objective(inputs, settings, space, name, experiment_id, mlflow.active_run().info.run_id)
+    start = time.perf_counter()
+    _spend_budget(study, objective, settings, name, inputs.name)
+    trials = [_record(t) for t in study.get_trials(deepcopy=False)]
+    if not any(t.state == "COMPLETE" for t in trials):
+        errors = "; ".join(f"trial {t.number}: {t.state}" for t in trials)
+        raise RuntimeError(f"{inputs.name}: no tuning trial completed ({errors}); see the trial runs in MLflow")
+    best = study.best_trial
+    chosen = {k: best.params[k] for k in space}
+    default = next((t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get("configured")), None)
+    trained = objective.kept[1] if objective.kept and objective.kept[0] == best.number else None
+    return Tuned(name, replace(inputs.params, **chosen), chosen, describe(space), trials, default,
+                 time.perf_counter() - start, trained)
 
-    def objective(trial) -> float:
-        values = {n: suggest(trial, n, s) for n, s in space.items()}
-        trial.set_user_attr("worker", worker)
-        params = replace(inputs.params, **values)   # the params' own checks apply
-        pruned = False
+
+def _spend_budget(study, objective, settings: Settings, name: str, strategy: str) -> None:
+    """Trials until the study holds tune.trials finished ones (every worker's) or tune.minutes pass."""
+    import optuna
+
+    tune = settings.tune
+    done = len(study.get_trials(deepcopy=False, states=_finished()))
+    failed = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)))
+    if failed >= tune.trials:   # a study that only fails is broken, not unlucky: say so, do not loop
+        raise RuntimeError(f"{strategy}: study {name} has {failed} failed trials (of tune.trials={tune.trials}); "
+                           f"see the trial runs in MLflow, fix the cause, then delete the study or change tune.storage")
+    if done < tune.trials:
+        # Counted over the whole study, so two workers sharing it run `trials` between them.
+        cap = optuna.study.MaxTrialsCallback(tune.trials, states=_finished())
+        study.optimize(objective, n_trials=tune.trials - done, timeout=tune.minutes * 60 if tune.minutes else None,
+                       callbacks=[cap], catch=(Exception,), gc_after_trial=True)
+
+
+class _Objective:
+    """One trial: the searched values on top of the strategy's params, trained in an MLflow run
+    nested under the strategy's, reported to the pruner at each validation check. Keeps the
+    best model this process trained as `kept` = (trial number, Trained, its value)."""
+
+    def __init__(self, inputs: StrategyInputs, settings: Settings, space: dict[str, Space], study: str,
+                 experiment_id: str, parent_run_id: str):
+        self.inputs, self.settings, self.space, self.study = inputs, settings, space, study
+        self.experiment_id, self.parent = experiment_id, parent_run_id
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.kept: tuple[int, Trained, float] | None = None
+
+    def __call__(self, trial) -> float:
+        import optuna
+
+        values = {n: suggest(trial, n, s) for n, s in self.space.items()}
+        trial.set_user_attr("worker", self.worker)
+        inputs = replace(self.inputs, params=replace(self.inputs.params, **values), trained=None)  # params check themselves
+        desc = f"{inputs.name} trial {trial.number}"
 
         def check(step: int, loss: float) -> None:
             mlflow.log_metric("val_loss", loss, step=step)
@@ -193,51 +233,25 @@ def tune_strategy(inputs: StrategyInputs, settings: Settings, data_key: str, exp
             if trial.should_prune():
                 raise optuna.TrialPruned(f"validation loss {loss:.4f} at step {step} trails the median")
 
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{inputs.name} trial {trial.number}",
-                              nested=True, parent_run_id=parent,
-                              tags={"tune.study": name, "tune.trial": str(trial.number), "strategy": inputs.name,
-                                    "tune.worker": worker}):
+        trained = None
+        with mlflow.start_run(experiment_id=self.experiment_id, run_name=desc, nested=True, parent_run_id=self.parent,
+                              tags={"tune.study": self.study, "tune.trial": str(trial.number), "strategy": inputs.name,
+                                    "tune.worker": self.worker}):
             mlflow.log_params({f"trial.{k}": v for k, v in values.items()})
-            desc = f"{inputs.name} trial {trial.number}"
             try:
-                trained = build_and_train(replace(inputs, params=params, trained=None), settings.train, desc,
-                                          on_check=check)
+                trained = build_and_train(inputs, self.settings.train, desc, on_check=check)
             except optuna.TrialPruned:
                 mlflow.set_tag("tune.state", "pruned")
-                pruned = True
             else:
                 value = best_val_loss(trained)
                 mlflow.log_metric("best_val_loss", value)
                 mlflow.set_tag("tune.state", "complete")
         _drop_checkpoints(desc)
-        if pruned:
+        if trained is None:
             raise optuna.TrialPruned()
-        if "value" not in kept or value < kept["value"]:
-            kept.update(value=value, number=trial.number, trained=trained, params=params)
+        if self.kept is None or value < self.kept[2]:
+            self.kept = (trial.number, trained, value)
         return value
-
-    start = time.perf_counter()
-    tune = settings.tune
-    done = len(study.get_trials(deepcopy=False, states=_finished()))
-    failed = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)))
-    if failed >= tune.trials:   # a study that only fails is broken, not unlucky: say so, do not loop
-        raise RuntimeError(f"{inputs.name}: study {name} has {failed} failed trials (of tune.trials={tune.trials}); "
-                           f"see the trial runs in MLflow, fix the cause, then delete the study or change tune.storage")
-    if done < tune.trials:
-        # Counted over the whole study, so two workers sharing it run `trials` between them.
-        cap = optuna.study.MaxTrialsCallback(tune.trials, states=_finished())
-        study.optimize(objective, n_trials=tune.trials - done, timeout=tune.minutes * 60 if tune.minutes else None,
-                       callbacks=[cap], catch=(Exception,), gc_after_trial=True)
-    trials = [_record(t) for t in study.get_trials(deepcopy=False)]
-    if not any(t.state == "COMPLETE" for t in trials):
-        errors = "; ".join(f"trial {t.number}: {t.state}" for t in trials)
-        raise RuntimeError(f"{inputs.name}: no tuning trial completed ({errors}); see the trial runs in MLflow")
-    best = study.best_trial
-    chosen = {k: best.params[k] for k in space}
-    params = replace(inputs.params, **chosen)
-    default = next((t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get("configured")), None)
-    trained = kept["trained"] if kept.get("number") == best.number else None
-    return Tuned(name, params, chosen, describe(space), trials, default, time.perf_counter() - start, trained)
 
 
 def _drop_checkpoints(desc: str) -> None:

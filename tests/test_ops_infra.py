@@ -148,8 +148,17 @@ def test_compose_is_secure_by_default():
     assert s["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"].startswith("/run/secrets/")
     for name, spec in compose["secrets"].items():
         assert spec["file"].startswith("./secrets/") and spec["file"].removeprefix("./") in readme, name
-    # PostgreSQL is on a network of its own with the two servers only.
-    assert {n for n, v in s.items() if "db" in v.get("networks", [])} == {"postgres", "prefect-server", "mlflow"}
+    # PostgreSQL is on a network of its own with the two servers and the worker, whose only
+    # database account is the tuning studies' (role optuna), not the servers' stores.
+    assert {n for n, v in s.items() if "db" in v.get("networks", [])} == {"postgres", "prefect-server", "mlflow", "worker"}
+    assert "optuna-db-password" in secret_names(s["worker"], "source")
+    assert not secret_names(s["worker"], "source") & {"prefect-db-password", "mlflow-db-password"}
+    # The production profile's study storage is an environment variable that the compose worker
+    # builds from its password file and the Kubernetes job secret documents.
+    storage = yaml.safe_load((ROOT / "params.yaml").read_text())["profiles"]["production"]["tune"]["storage"]
+    variable = storage.removeprefix("env:")
+    assert storage.startswith("env:") and f"export {variable}=" in argv(s["worker"])
+    assert f"{variable}=postgresql://optuna:" in readme
     # The adaptflow image runs as an unprivileged user.
     users = [line.split()[1] for line in (INFRA / "Dockerfile").read_text().splitlines() if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0")
@@ -180,6 +189,10 @@ def test_kubernetes_is_secure_by_default():
     assert any(p["spec"]["podSelector"] == {} and p["spec"]["policyTypes"] == ["Ingress"] and not p["spec"].get("ingress")
                for p in policies), "no default-deny ingress policy"
     protected = {p["spec"]["podSelector"].get("matchLabels", {}).get("app") for p in policies}
+    postgres_clients = {peer["podSelector"]["matchLabels"]["app"] for p in policies
+                        if p["spec"]["podSelector"].get("matchLabels", {}).get("app") == "postgres"
+                        for rule in p["spec"]["ingress"] for peer in rule["from"]}
+    assert postgres_clients == {"prefect-server", "mlflow", "adaptflow-job"}   # jobs: the tuning studies
     assert {"postgres", "minio", "mlflow", "prefect-server"} <= protected
     template = json.loads((INFRA / "k8s" / "work-pool-template.json").read_text())
     pod = template["job_configuration"]["job_manifest"]["spec"]["template"]

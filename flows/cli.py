@@ -118,10 +118,13 @@ def _registry_commands(sub) -> None:
 
 def _serve_command(sub) -> None:
     serve = sub.add_parser("serve", help="serve registered models over HTTP, following @champion",
-                           description="Answer POST /predict from each model's followed aliases (serving.aliases; "
+                           description="Answer POST /predict (classifiers) and POST /generate (generating "
+                                       "models) from each model's followed aliases (serving.aliases; "
                                        "@champion by default), one base model in memory for all adapters on it, "
-                                       "switching when a reviewer promotes or rolls back. GET /health, /models, "
-                                       "/metrics. Settings: the `serving:` section of params.yaml.")
+                                       "switching when a reviewer promotes or rolls back. Every answer passes "
+                                       "the output policy (`policy:`: blocked outputs name their rules, unsure "
+                                       "classifications abstain). GET /health, /models, /metrics. Settings: the "
+                                       "`serving:` and `policy:` sections of params.yaml.")
     serve.add_argument("--models", required=True, help="comma-separated registered model names")
     serve.add_argument("--host", help="address to listen on (default: serving.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: serving.port)")
@@ -225,17 +228,18 @@ def _serve(args) -> int:
     from tasks.serving.service import ServingError
 
     try:
-        settings = load_settings(args.params).serving
+        loaded = load_settings(args.params)
     except ValueError as exc:
         print(f"adaptflow serve: {exc}", file=sys.stderr)
         return 2
+    settings = loaded.serving
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _registry(args.params)
     from tasks.serving.run import serve
 
     try:
-        serve(models, settings, args.host or settings.host, args.port or settings.port)
+        serve(models, settings, args.host or settings.host, args.port or settings.port, loaded.policy)
     except ServingError as exc:
         print(f"adaptflow serve: {exc}", file=sys.stderr)
         return 2

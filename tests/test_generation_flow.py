@@ -20,7 +20,9 @@ TINY = {"ops": {"isolation": "none"},
         "generation": {"max_new_tokens": 6, "latency_examples": 2,
                        "strategies": {"few_shot": {"k": 1, "variants": []},
                                       "zero_shot": {"variants": ["Give it a headline."]}}},
-        "strategies": {"run": ["lora", "zero_shot", "few_shot"]}}
+        "strategies": {"run": ["lora", "zero_shot", "few_shot"]},
+        # Six random tokens often run past 12 characters: the policy has something to count.
+        "policy": {"max_output_chars": 12, "deny": {"digits": "[0-9]{3}"}}}
 
 
 def project_for(project_factory, tiny_llama, extra: dict | None = None):
@@ -55,6 +57,21 @@ def test_headlines_profile_runs_end_to_end_and_registers_a_generating_adapter(ha
     model, tokenizer, manifest = load_predictor(folder)
     again = predict_texts(model, tokenizer, manifest, [x["input"] for x in logged], batch_size=16)
     assert again["output"].tolist() == [x["output"] for x in logged]
+    # The output policy counted in evaluation exactly what its checker blocks in the logged outputs.
+    from tasks.config import PolicySettings
+    from tasks.evaluation.policy import OutputPolicy
+
+    policy = OutputPolicy(PolicySettings(**TINY["policy"]))
+    for child in children:
+        outputs = json.load(open(client.download_artifacts(child.info.run_id, "test_outputs.json")))["examples"]
+        verdicts = [policy.check(x["output"]) for x in outputs]
+        m = child.data.metrics
+        assert m["policy_violation_rate"] == pytest.approx(sum(v.blocked for v in verdicts) / len(verdicts))
+        assert m["policy_violations_max_length"] == pytest.approx(
+            sum(len(x["output"]) > 12 for x in outputs) / len(outputs))
+        assert "val_policy_violation_rate" in m and "policy_violations_personal_data_email" in m
+    assert any(c.data.metrics["policy_violation_rate"] > 0 for c in children)   # the check had something to count
+    assert 'id="policy"' in open(out.report).read()
 
 
 def _jsonl(path, rows) -> str:

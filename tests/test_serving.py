@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 
 import mlflow
 from tasks.models.heads import Head
-from tasks.config import ServingSettings, SettingsError, load_settings, parse_section
+from tasks.config import PolicySettings, ServingSettings, SettingsError, load_settings, parse_section
 from tasks.evaluation.record import StrategyResult
 from tasks.models.base import ResolvedBase, load_base
 from tasks.models.encoding import encode
@@ -546,3 +546,21 @@ def test_serve_command(store):
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     assert f"{ADAPTER_MODEL}@champion: (none) -> v1" in out
+
+
+def test_an_unsure_classification_abstains_over_http_and_is_counted(store):
+    """policy.min_confidence above anything a two-step tiny model reaches: every answer abstains
+    with its reason and probabilities (for the person it is routed to), none carries a label,
+    and /metrics counts each."""
+    running = start_in_thread(Service([ADAPTER_MODEL], SETTINGS, policy=PolicySettings(min_confidence=0.999)).start())
+    try:
+        r = requests.post(f"{running.url}/predict", json={"model": ADAPTER_MODEL, "texts": ["good", "bad", "fine"]},
+                          timeout=60)
+        metrics = requests.get(f"{running.url}/metrics", timeout=30).text
+    finally:
+        running.stop()
+    assert r.status_code == 200, r.text
+    for p in r.json()["predictions"]:
+        assert p["label"] is None and p["abstained"] and "policy.min_confidence 0.999" in p["reason"]
+        assert set(p["probabilities"]) == set(LABELS) and p["probability"] == max(p["probabilities"].values()) < 0.999
+    assert f'adaptflow_policy_abstentions_total{{model="{ADAPTER_MODEL}"}} 3.0' in metrics

@@ -5,6 +5,7 @@ generate drops no request."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ import requests
 from mlflow.tracking import MlflowClient
 
 import mlflow
-from tasks.config import ServingSettings
+from tasks.config import PolicySettings, ServingSettings
 from tasks.evaluation.record import StrategyResult
 from tasks.models.base import load_base
 from tasks.models.heads import Head
@@ -131,3 +132,29 @@ def test_an_alias_swap_while_four_clients_generate_drops_no_request(server, stor
     print(f"\n{len(answers)} /generate requests from 4 clients during 4 swaps: {len(failures)} failed; "
           f"served by v1: {answers.count('1')}, v2: {answers.count('2')}")
     assert not failures and {"1", "2"} <= set(answers)
+
+
+def test_a_deny_listed_phrase_is_blocked_over_http_counted_and_kept_out_of_the_log(store, caplog):
+    """The policy of params (here a deny rule on a phrase this version writes for the first input)
+    replaces that output by its rule, answers the other outputs of the request, counts the block
+    in /metrics and logs it without the text."""
+    root = store[0]
+    from tasks.training.artifact import fetch_version
+
+    model, tokenizer, manifest = load_predictor(fetch_version(MODEL, "1", root / "policy-check"))
+    written = predict_texts(model, tokenizer, manifest, PAIRS[0][:3])["output"].tolist()
+    phrase = written[0].strip()
+    assert phrase and all(phrase not in w for w in written[1:]), written   # the test needs a phrase of its own
+    policy = PolicySettings(deny={"house_style": re.escape(phrase)})
+    running = start_in_thread(Service([MODEL], SETTINGS, policy=policy).start())
+    try:
+        with caplog.at_level("WARNING", logger="adaptflow.serving"):
+            answer = generate(running.url, PAIRS[0][:3]).json()
+        metrics = requests.get(f"{running.url}/metrics", timeout=30).text
+    finally:
+        running.stop()
+    assert answer["outputs"] == [None, *written[1:]]
+    assert answer["policy"] == [{"blocked": True, "rules": ["deny_house_style"]},
+                                {"blocked": False, "rules": []}, {"blocked": False, "rules": []}]
+    assert f'adaptflow_policy_blocked_total{{model="{MODEL}",rule="deny_house_style"}} 1.0' in metrics
+    assert "deny_house_style" in caplog.text and phrase not in caplog.text

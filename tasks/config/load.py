@@ -23,6 +23,7 @@ from tasks.config.sections import (
     TrainSettings,
     ValidationSettings,
 )
+from tasks.config.policy import PolicySettings
 from tasks.config.serving import ServingSettings
 from tasks.config.tune import TuneSettings
 
@@ -43,6 +44,7 @@ class Settings:
     ops: OpsSettings = field(default_factory=OpsSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
     tune: TuneSettings = field(default_factory=TuneSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)   # checked in evaluation and serving
     strategy_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     profile: str | None = None
     root: Path = Path(".")
@@ -129,6 +131,7 @@ def load_settings(
         ops=parse_section(OpsSettings, raw.get("ops"), "ops"),
         serving=parse_section(ServingSettings, raw.get("serving"), "serving"),
         tune=parse_section(TuneSettings, raw.get("tune"), "tune"),
+        policy=parse_section(PolicySettings, raw.get("policy"), "policy"),
         strategy_params={k: dict(v or {}) for k, v in strat_raw.items()},
         profile=profile,
         root=path.resolve().parent,

@@ -13,7 +13,10 @@ from tasks.config.schema import require
 # A budget applies where its metric is measured (tasks/evaluation/selection.py).
 BUDGET_METRICS = {"max_ece": ("val_ece", ""), "max_latency_ms": ("latency_ms_p95", " ms"),
                   "max_artifact_bytes": ("artifact_bytes", " bytes"),
-                  "max_forgetting": ("forgetting_delta", "")}
+                  "max_forgetting": ("forgetting_delta", ""),
+                  # The output policy (policy:), on validation outputs: selection never reads test.
+                  "max_policy_violation_rate": ("val_policy_violation_rate", ""),
+                  "max_abstention_rate": ("val_abstention_rate", "")}
 
 
 # The metrics a run's candidate can be selected on (and an older version re-scored on), per task;

@@ -22,7 +22,9 @@ COLUMNS = [("val_macro_f1", "val macro-F1", "{:.4f}"), ("test_accuracy", "accura
            ("train_seconds", "train s", "{:.1f}"), ("latency_ms_p50", "p50 ms (bs 1)", "{:.1f}"),
            ("latency_ms_p95", "p95 ms", "{:.1f}"), ("throughput_examples_per_s", "ex/s (bs 32)", "{:.0f}"),
            ("merged_latency_ms_p50", "merged p50 ms", "{:.1f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
-           ("forgetting_delta", "forgetting pts", "{:+.1f}"), ("overfit_flag", "overfit?", "{:.0f}")]
+           ("forgetting_delta", "forgetting pts", "{:+.1f}"), ("overfit_flag", "overfit?", "{:.0f}"),
+           ("policy_violation_rate", "policy blocked", "{:.1%}"), ("abstention_rate", "abstained", "{:.1%}"),
+           ("answered_accuracy", "acc. answered", "{:.4f}")]
 GENERATION_COLUMNS = [
     ("val_rougeL", "val ROUGE-L", "{:.4f}"), ("test_rougeL", "ROUGE-L", "{:.4f}"), ("paired_p", "p vs best", "{:.3g}"), ("test_rouge1", "ROUGE-1", "{:.4f}"),
     ("test_rouge2", "ROUGE-2", "{:.4f}"), ("test_chrf", "chrF", "{:.4f}"), ("test_bleu", "BLEU", "{:.4f}"),
@@ -33,7 +35,7 @@ GENERATION_COLUMNS = [
     ("generated_tokens_per_s", "tokens/s", "{:.1f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
     ("val_perplexity", "val perplexity", "{:.2f}"), ("forgetting_delta", "forgetting pts", "{:+.1f}"),
     ("empty_output_share", "empty", "{:.1%}"), ("repetition_share", "repeats", "{:.1%}"),
-    ("length_cap_share", "hit cap", "{:.1%}")]
+    ("length_cap_share", "hit cap", "{:.1%}"), ("policy_violation_rate", "policy blocked", "{:.1%}")]
 # The hybrid and its two parts, side by side (ablation): does training them together pay?
 HYBRID, PARTS = "lora_prompt", ("lora", "prompt_tuning")
 
@@ -136,6 +138,22 @@ def _table(rows: list[StrategyRow], columns, chosen: str, table_id: str) -> str:
             f'{"".join(body)}</table></div>')
 
 
+def policy_section(rows: list[StrategyRow]) -> str:
+    """The output policy's verdicts on each strategy's test outputs, rule by rule (what serving
+    would have blocked); nothing when no rule has a per-rule figure."""
+    rules = sorted({k.removeprefix("policy_violations_") for r in rows for k in r.metrics
+                    if k.startswith("policy_violations_")})
+    if not rules:
+        return ""
+    columns = [("policy_violation_rate", "any rule", "{:.1%}")] + [
+        (f"policy_violations_{rule}", rule.replace("_", " "), "{:.1%}") for rule in rules]
+    columns += [c for c in COLUMNS if c[0] in ("abstention_rate", "answered_accuracy")]
+    return ("<h2>Output policy</h2><p>Share of each strategy's test outputs the output policy (params "
+            "<code>policy:</code>, the same checker serving applies) blocks, by rule; budgets "
+            "(<code>max_policy_violation_rate</code>, <code>max_abstention_rate</code>) read the validation "
+            "figures.</p>" + _table(rows, columns, "", "policy"))
+
+
 def _figures(rows: list[StrategyRow], quality: tuple[str, str]) -> list[tuple[str, str]]:
     """(caption, PNG data URI) for each figure the rows have data for."""
     name = quality[1][0].upper() + quality[1][1:]
@@ -225,6 +243,7 @@ then the cheapest within {tolerance_points} points, inside every budget); the te
 on the adapted model's (positive: general features were lost). "merged": LoRA/IA3 folded into the base.</p>
 {_table(data.rows, GENERATION_COLUMNS if generation else COLUMNS, rec.choice, "comparison")}
 {samples(data.rows)}
+{policy_section(data.rows)}
 {ablation}
 {tuning_section(data.rows)}
 <h2>Trade-offs</h2>{figs}

@@ -27,6 +27,11 @@ class ServingMetrics:
         self.swaps = Counter("adaptflow_swaps", "Alias moves the service followed", ["model"], registry=r)
         self.refusals = Counter("adaptflow_refusals", "Versions refused (e.g. base fingerprint mismatch)",
                                 ["model"], registry=r)
+        self.policy_blocked = Counter("adaptflow_policy_blocked", "Outputs the output policy blocked, by rule",
+                                      ["model", "rule"], registry=r)
+        self.abstentions = Counter("adaptflow_policy_abstentions",
+                                   "Classifications under policy.min_confidence (routed to a person)",
+                                   ["model"], registry=r)
         self.serving = Gauge("adaptflow_serving_version", "Version served per alias", ["model", "alias"],
                              registry=r)
 

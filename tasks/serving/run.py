@@ -6,12 +6,14 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tasks.config import ServingSettings
+from tasks.config import PolicySettings, ServingSettings
 from tasks.serving.service import Service
 
 
-def serve(models: list[str], settings: ServingSettings, host: str, port: int) -> None:
-    """Load the followed aliases, then answer on host:port until interrupted (Ctrl-C, SIGTERM)."""
+def serve(models: list[str], settings: ServingSettings, host: str, port: int,
+          policy: PolicySettings | None = None) -> None:
+    """Load the followed aliases, then answer on host:port until interrupted (Ctrl-C, SIGTERM);
+    every answer passes `policy` (params' policy:, as in evaluation)."""
     import torch
     import uvicorn
 
@@ -19,7 +21,7 @@ def serve(models: list[str], settings: ServingSettings, host: str, port: int) ->
 
     serving_token(settings.token_env)   # a missing token stops us before anything loads
     torch.set_num_threads(settings.threads)
-    service = Service(models, settings).start()
+    service = Service(models, settings, policy=policy).start()
     try:
         # limit_concurrency: past it uvicorn answers 503 itself, before any work is queued.
         uvicorn.run(create_app(service), host=host, port=port, log_level="info",

@@ -21,12 +21,14 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 
-from tasks.config import ServingSettings
+from tasks.config import PolicySettings, ServingSettings
+from tasks.evaluation.policy import OutputPolicy
 from tasks.serving.batching import Batcher
 from tasks.serving.checks import PredictRequest, RequestError
 from tasks.serving.follow import Change, Route, plan_changes, resolve_aliases
 from tasks.training.artifact import fetch_version
 from tasks.serving.metrics import ServingMetrics
+from tasks.serving.policy import guard_outputs, guard_prediction
 from tasks.serving.pool import Loaded, Pool
 
 log = logging.getLogger("adaptflow.serving")
@@ -68,7 +70,8 @@ def public_reason(exc: BaseException) -> str:
 
 
 class Service:
-    def __init__(self, models: list[str], settings: ServingSettings, client=None):
+    def __init__(self, models: list[str], settings: ServingSettings, client=None,
+                 policy: PolicySettings | None = None):
         from mlflow.tracking import MlflowClient
 
         if not models:
@@ -76,6 +79,8 @@ class Service:
         self.models, self.settings = list(dict.fromkeys(models)), settings
         self.client = client or MlflowClient()
         self.metrics = ServingMetrics()
+        # params' policy: section, the one evaluation applied to the test outputs.
+        self.policy = OutputPolicy(policy if policy is not None else PolicySettings())
         self.batcher = Batcher(self._run_batch, settings.batch_wait_ms / 1000, settings.max_batch,
                                settings.max_queue_texts)
         self.pool = Pool(settings.merged, self.batcher.call)
@@ -285,16 +290,19 @@ class Service:
                                    texts)
 
     def answer_generation(self, loaded: Loaded, alias: str | None, outputs: list[str]) -> dict[str, Any]:
+        """The outputs as the policy lets them through (blocked ones null, with their rules)."""
+        shown, verdicts = guard_outputs(self.policy, self.metrics, loaded.model, loaded.version, outputs)
         return {"model": loaded.model, "version": loaded.version, "alias": alias,
-                "strategy": loaded.manifest.strategy, "outputs": outputs}
+                "strategy": loaded.manifest.strategy, "outputs": shown, "policy": verdicts}
 
     def answer(self, loaded: Loaded, alias: str | None, probs) -> dict[str, Any]:
         labels = loaded.manifest.labels
         return {"model": loaded.model, "version": loaded.version, "alias": alias,
                 "strategy": loaded.manifest.strategy,
-                "predictions": [{"label": labels[int(p.argmax())], "probability": float(p.max()),
-                                 "probabilities": {label: float(x) for label, x in zip(labels, p)}}
-                                for p in probs]}
+                "predictions": [guard_prediction(self.policy, self.metrics, loaded.model, loaded.version, i,
+                                                 labels[int(p.argmax())],
+                                                 {label: float(x) for label, x in zip(labels, p)})
+                                for i, p in enumerate(probs)]}
 
     # ---- what is loaded, and health -----------------------------------------------
     def describe_models(self) -> list[dict[str, Any]]:

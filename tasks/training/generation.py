@@ -16,6 +16,7 @@ from tasks.config import Settings
 from tasks.evaluation.cost import PeakRSS, size_metrics
 from tasks.evaluation.forgetting import forgetting_metrics
 from tasks.evaluation.generate import Generated, generate_texts, latency
+from tasks.evaluation.policy import OutputPolicy, text_policy_metrics
 from tasks.evaluation.text_metrics import (
     TextScores,
     quality_metrics,
@@ -85,6 +86,7 @@ class GenerationVariants:
     model: object
     params: object
     test: tuple[Generated, TextScores]   # the chosen variant's test outputs and scores
+    val_texts: list[str]         # the chosen variant's validation outputs (the policy's val_ figures)
 
     def metrics(self) -> dict[str, float]:
         scores = np.array([r["test"]["rougeL"] for r in self.rows])
@@ -98,13 +100,13 @@ def score_generation_variants(inputs: StrategyInputs, settings: Settings) -> Gen
     rows, best = [], None
     for i, variant in enumerate(inputs.strategy.variants(inputs.params, inputs.train_frame, [])):
         model = inputs.strategy.build(inputs.base.path, inputs.head, variant)
-        val = _score(model, inputs, settings, "validation")[1]
+        val_out, val = _score(model, inputs, settings, "validation")
         test = _score(model, inputs, settings, "test")
         rows.append({"variant": i, "params": params_dict(variant), "validation": {"rougeL": float(val.rougeL.mean()), "chrf": float(val.chrf.mean())},
                      "test": {"rougeL": float(test[1].rougeL.mean()), "chrf": float(test[1].chrf.mean())}})
         if best is None or val.rougeL.mean() > best[0]:
-            best = (val.rougeL.mean(), i, model, variant, test)
-    return GenerationVariants(rows, best[1], best[2], best[3], best[4])
+            best = (val.rougeL.mean(), i, model, variant, test, val_out.texts)
+    return GenerationVariants(rows, best[1], best[2], best[3], best[4], best[5])
 
 
 def _perplexity(model, inputs: StrategyInputs, settings: Settings) -> float:
@@ -128,12 +130,14 @@ def compute_generation(inputs: StrategyInputs, settings: Settings) -> Outcome:
         if inputs.strategy.variants is None:
             trained, params = build_and_train(inputs, cfg, inputs.name), inputs.params
             model, training, metrics = trained.model, trained.training, dict(trained.metrics)
-            val = _score(model, inputs, settings, "validation")[1]
+            val_out, val = _score(model, inputs, settings, "validation")
+            val_texts = val_out.texts
             metrics |= {"val_rougeL": float(val.rougeL.mean()), "val_chrf": float(val.chrf.mean())}
             out, scores = _score(model, inputs, settings, "test")
         else:
             variants = score_generation_variants(inputs, settings)
             model, params, (out, scores) = variants.model, variants.params, variants.test
+            val_texts = variants.val_texts
             metrics = size_metrics(model) | variants.metrics()
         metrics |= quality_metrics(scores, cfg.seed) | risk_metrics(out.texts, out.hit_cap)
         metrics |= {"val_perplexity": _perplexity(model, inputs, settings),
@@ -142,6 +146,8 @@ def compute_generation(inputs: StrategyInputs, settings: Settings) -> Outcome:
         sample = list(inputs.splits["test"].sources)[: g.latency_examples]
         metrics |= latency(model, inputs.tokenizer, inputs.prompt, sample, settings.model.max_length, g.max_new_tokens)
     test = inputs.splits["test"]
+    # Outside the peak-memory window: the personal-data recognisers are the policy's, not the model's.
+    metrics |= text_policy_metrics(OutputPolicy(settings.policy), {"val_": val_texts, "test_": out.texts})
     metrics |= {"peak_rss_mb": rss.peak_mb, "test_examples": float(len(test)),
                 "train_seconds": training.train_seconds if training else 0.0}
     metrics |= forgetting_metrics(model, inputs.strategy.trains, inputs.base, inputs.head, inputs.tokenizer,

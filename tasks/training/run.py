@@ -14,6 +14,7 @@ import torch
 from tasks.config import Settings, TrainSettings
 from tasks.evaluation.cost import PeakRSS, measure_speed, merged_speed_metrics
 from tasks.evaluation.forgetting import forgetting_metrics
+from tasks.evaluation.policy import OutputPolicy, label_policy_metrics
 from tasks.evaluation.quality import quality_details, score, variant_mean_intervals
 from tasks.evaluation.record import StrategyResult
 from tasks.evaluation.statistics import reliability
@@ -77,7 +78,7 @@ def fit(inputs: StrategyInputs, cfg: TrainSettings, desc: str) -> Fitted:
     return Fitted(trained.model, {"val_accuracy": val.accuracy, "val_macro_f1": val.macro_f1,
                                   "val_ece": reliability(val.probs, inputs.splits["validation"].labels).ece,
                                   "test_accuracy": test.accuracy, "test_macro_f1": test.macro_f1, **trained.metrics},
-                  trained.training, test.probs)
+                  trained.training, test.probs, val.probs)
 
 
 def learning_curve_points(inputs: StrategyInputs, cfg: TrainSettings, sizes: list[int]) -> list[tuple[int, float]]:
@@ -149,15 +150,21 @@ def compute_classification(inputs: StrategyInputs, settings: Settings) -> Outcom
         if inputs.strategy.variants is None:
             fitted = fit(inputs, cfg, inputs.name)
             model, params, metrics, probs = fitted.model, inputs.params, dict(fitted.metrics), fitted.test_probs
+            val_probs = fitted.val_probs
         else:
             variants = score_variants(inputs)
             model, params, metrics, probs = variants.model, variants.params, variants.metrics(), variants.test_probs
+            val_probs = variants.val_probs
         details = quality_details(probs, test.labels, inputs.labels, cfg.seed)
         metrics |= details.metrics
         if variants is not None:   # the intervals belong to the mean over variants
             metrics |= variant_mean_intervals(test.labels, variants.test_preds, len(inputs.labels), cfg.seed)
         speed = measure_speed(model, test, inputs.pad_id)
     training = fitted.training if fitted else None
+    # Outside the peak-memory window: the personal-data recognisers are the policy's, not the model's.
+    metrics |= label_policy_metrics(OutputPolicy(settings.policy), inputs.labels,
+                                    {"val_": (val_probs, inputs.splits["validation"].labels),
+                                     "test_": (probs, test.labels)})
     metrics |= asdict(speed) | {"peak_rss_mb": rss.peak_mb, "test_examples": float(len(test)),
                                 "train_seconds": training.train_seconds if training else 0.0}
     # After the peak-memory window: the probe loads a second copy of the base.

@@ -56,6 +56,7 @@ class Fitted:
     metrics: dict[str, float]    # test accuracy and macro-F1, size; trained: examples/s, overfit flag
     training: TrainResult | None
     test_probs: np.ndarray
+    val_probs: np.ndarray        # what the policy's validation figures (budgets) are computed on
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class VariantScores:
     params: Any                  # the chosen variant's params
     test_probs: np.ndarray       # the chosen variant's test probabilities
     test_preds: np.ndarray       # examples x variants: every variant's test predictions
+    val_probs: np.ndarray        # the chosen variant's validation probabilities
 
     def metrics(self) -> dict[str, float]:
         """Test metrics as the mean over variants; prompt_variant_std is their sample std."""

@@ -24,5 +24,5 @@ def score_variants(inputs: StrategyInputs) -> VariantScores:
                                     "ece": reliability(val.probs, splits["validation"].labels).ece},
                      "test": {"accuracy": test.accuracy, "macro_f1": test.macro_f1}})
         if best is None or val.accuracy > best[0]:
-            best = (val.accuracy, i, model, variant, test.probs)
-    return VariantScores(rows, best[1], best[2], best[3], best[4], np.stack(preds, axis=1))
+            best = (val.accuracy, i, model, variant, test.probs, val.probs)
+    return VariantScores(rows, best[1], best[2], best[3], best[4], np.stack(preds, axis=1), best[5])

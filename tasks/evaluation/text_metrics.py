@@ -104,24 +104,6 @@ def risk_metrics(outputs: list[str], hit_cap: np.ndarray) -> dict[str, float]:
 
 def minilm_embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
     """MiniLM sentence embeddings (tasks/models/embedding.py) of `texts`, one row each."""
-    import torch
+    from tasks.models.embedding import embed_texts
 
-    from tasks.models.embedding import embed, frozen_encoder
-    from tasks.models.packaged import minilm_folder
-
-    path = minilm_folder()
-    tokenizer, encoder = _tokenizer(path), frozen_encoder(path)
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(texts), batch_size):
-            enc = tokenizer(list(texts[i:i + batch_size]), padding=True, truncation=True, max_length=128,
-                            return_tensors="pt")
-            out.append(embed(encoder, enc["input_ids"], enc["attention_mask"]).numpy())
-    return np.concatenate(out)
-
-
-@functools.lru_cache(maxsize=1)
-def _tokenizer(path):
-    from tasks.models.loading import load_tokenizer
-
-    return load_tokenizer(path)
+    return embed_texts(texts, batch_size=batch_size)

@@ -1,10 +1,13 @@
 """Sentence embeddings with a frozen encoder (MiniLM): unit-length mean-pooled last-layer
 states, the way the sentence encoder was trained to be compared. Used by classification's
-zero_shot (label prototypes) and by generation's output/reference similarity."""
+zero_shot (label prototypes), by generation's output/reference similarity and by the retrieval
+index (tasks/models/retrieval.py)."""
 from __future__ import annotations
 
 import functools
 from pathlib import Path
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -29,3 +32,27 @@ def frozen_encoder(base_dir: Path) -> nn.Module:
     from transformers import AutoModel
 
     return load_frozen(AutoModel, base_dir)
+
+
+@functools.lru_cache(maxsize=2)
+def _tokenizer(path: Path):
+    from tasks.models.loading import load_tokenizer
+
+    return load_tokenizer(path)
+
+
+def embed_texts(texts: list[str], path: Path | None = None, batch_size: int = 64, max_length: int = 128
+                ) -> np.ndarray:
+    """Unit-length sentence embeddings of `texts` (one float32 row each) with the encoder in
+    `path` (None: the packaged MiniLM), inputs cut to `max_length` tokens (MiniLM was trained on 128)."""
+    from tasks.models.packaged import minilm_folder
+
+    path = Path(path) if path is not None else minilm_folder()
+    tokenizer, encoder = _tokenizer(path), frozen_encoder(path)
+    out = [np.zeros((0, encoder.config.hidden_size), dtype=np.float32)]
+    with torch.no_grad():
+        for i in range(0, len(texts), batch_size):
+            enc = tokenizer(list(texts[i:i + batch_size]), padding=True, truncation=True, max_length=max_length,
+                            return_tensors="pt")
+            out.append(embed(encoder, enc["input_ids"], enc["attention_mask"]).float().numpy())
+    return np.concatenate(out)

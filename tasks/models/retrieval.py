@@ -1,0 +1,121 @@
+"""A vector index of the train split's inputs, for retrieval beside a strategy (README, "Retrieval").
+
+The inputs are embedded with a sentence encoder (the packaged MiniLM by default) and searched
+with FAISS: a maintained library that runs embedded in one process here and offers the same
+search over IVF / HNSW / product-quantised and GPU indexes when an index outgrows one machine's
+memory. Here: exact inner product over unit vectors (cosine), `IndexIDMap(IndexFlatIP)`, ids =
+row positions in the train split.
+
+An index is bound to what it was built from: the train split's DVC hash (the data version) and
+the encoder's fingerprint. Loading it for other data or another encoder is refused, like an
+adapter on the wrong base. Leakage guard: only train rows are ever in the index, and a train row
+never retrieves itself (`exclude`)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tasks.models.base import ResolvedBase
+
+INDEX_FILE, META_FILE = "index.faiss", "index.json"
+
+
+class RetrievalError(ValueError):
+    """An index cannot serve this request: other data, another encoder, or a broken file."""
+
+
+@dataclass(frozen=True)
+class IndexIdentity:
+    data_version: str            # the train split's DVC md5: the rows the index holds
+    embedder: str                # the encoder's name (model.base style)
+    embedder_fingerprint: str    # sha256 of its weights and tokenizer (tasks/models/base.py)
+    rows: int
+    dim: int
+    max_length: int              # tokens of each text the encoder read
+
+
+@dataclass
+class RetrievalIndex:
+    identity: IndexIdentity
+    texts: list[str]             # the train inputs, by row position
+    answers: list[str]           # their labels (classification) or targets (generation)
+    encoder_path: Path
+    index: object                # a faiss.Index
+
+    @classmethod
+    def build(cls, encoder: ResolvedBase, texts: list[str], answers: list[str], data_version: str,
+              max_length: int = 128) -> "RetrievalIndex":
+        import faiss
+
+        from tasks.models.embedding import embed_texts
+
+        if len(texts) != len(answers) or not texts:
+            raise RetrievalError(f"an index needs one answer per text and at least one text "
+                                 f"({len(texts)} texts, {len(answers)} answers)")
+        vectors = embed_texts(texts, encoder.path, max_length=max_length)
+        index = faiss.IndexIDMap(faiss.IndexFlatIP(vectors.shape[1]))
+        index.add_with_ids(vectors, np.arange(len(texts), dtype=np.int64))
+        identity = IndexIdentity(data_version, encoder.name, encoder.fingerprint, len(texts), vectors.shape[1],
+                                 max_length)
+        return cls(identity, list(texts), list(answers), encoder.path, index)
+
+    def search(self, queries: list[str], k: int, exclude: list[int | None] | None = None) -> list[list[int]]:
+        """The k nearest train rows of each query, nearest first; `exclude[i]` is query i's own
+        train row (a train example never retrieves itself)."""
+        from tasks.models.embedding import embed_texts
+
+        if not 1 <= k < self.identity.rows:
+            raise RetrievalError(f"retrieval k={k}: must be at least 1 and below the index's "
+                                 f"{self.identity.rows} rows")
+        exclude = exclude or [None] * len(queries)
+        vectors = embed_texts(queries, self.encoder_path, max_length=self.identity.max_length)
+        _, ids = self.index.search(vectors, k + 1)   # one spare: the query's own row, when excluded
+        return [[int(j) for j in row if j >= 0 and j != own][:k] for row, own in zip(ids, exclude)]
+
+    def neighbours(self, queries: list[str], k: int, exclude: list[int | None] | None = None
+                   ) -> list[list[tuple[str, str]]]:
+        """(text, answer) of each query's k nearest train rows."""
+        return [[(self.texts[j], self.answers[j]) for j in row] for row in self.search(queries, k, exclude)]
+
+    def save(self, folder: Path) -> None:
+        """FAISS's own index file (no pickle) and the rows and identity as JSON."""
+        import faiss
+
+        folder.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self.index, str(folder / INDEX_FILE))
+        (folder / META_FILE).write_text(json.dumps({"identity": asdict(self.identity), "texts": self.texts,
+                                                    "answers": self.answers}))
+
+    @classmethod
+    def load(cls, folder: Path, encoder: ResolvedBase, data_version: str | None = None) -> "RetrievalIndex":
+        """The index in `folder`, refused unless it was built by `encoder` (same fingerprint) and,
+        when given, from `data_version`."""
+        import faiss
+
+        try:
+            meta = json.loads((folder / META_FILE).read_text())
+            identity = IndexIdentity(**meta["identity"])
+            index = faiss.read_index(str(folder / INDEX_FILE))
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise RetrievalError(f"{folder}: not a readable retrieval index ({type(exc).__name__}: {exc}); "
+                                 f"rebuild it with `adaptflow run`") from exc
+        check_identity(identity, encoder, data_version, str(folder))
+        if index.ntotal != identity.rows or len(meta["texts"]) != identity.rows:
+            raise RetrievalError(f"{folder}: the index holds {index.ntotal} vectors and {len(meta['texts'])} "
+                                 f"rows, its identity says {identity.rows}; rebuild it")
+        return cls(identity, meta["texts"], meta["answers"], encoder.path, index)
+
+
+def check_identity(identity: IndexIdentity, encoder: ResolvedBase, data_version: str | None, what: str) -> None:
+    """Another encoder, or other data than the caller's, is an error naming both sides."""
+    if identity.embedder_fingerprint != encoder.fingerprint:
+        raise RetrievalError(f"{what} was built with encoder {identity.embedder} (fingerprint "
+                             f"{identity.embedder_fingerprint[:12]}…), not {encoder.name} "
+                             f"({encoder.fingerprint[:12]}…); use the index built with this encoder")
+    if data_version is not None and identity.data_version != data_version:
+        raise RetrievalError(f"{what} indexes data version {identity.data_version[:12]}… (train split md5), "
+                             f"not {data_version[:12]}…; use the index built from this data version "
+                             f"(the version's retrieval.data_version tag names it)")

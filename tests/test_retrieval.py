@@ -1,0 +1,66 @@
+"""The retrieval index (tasks/models/retrieval.py): real FAISS over the packaged MiniLM's
+embeddings. Leakage guard (a train row never retrieves itself; validation and test rows are
+never in the index), and an index refused for other data or another encoder."""
+from __future__ import annotations
+
+import pytest
+
+from tasks.models.base import load_base
+from tasks.models.packaged import MINILM
+from tasks.models.retrieval import INDEX_FILE, RetrievalError, RetrievalIndex
+
+TRAIN = [("a gripping thriller with a clever twist", "positive"), ("a tense, twisty thriller", "positive"),
+         ("dull and far too long", "negative"), ("boring, overlong and flat", "negative"),
+         ("a warm family comedy", "positive"), ("the jokes fall flat", "negative"),
+         ("stunning animation for all ages", "positive"), ("a lifeless sequel", "negative")]
+# Near-copies of train rows: a guard that only compared ids of one table would still pass them.
+VALIDATION = ["a gripping thriller with a clever twist!", "dull and far too long."]
+TEST = ["boring, overlong and flat!!", "a warm family comedy."]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return load_base(MINILM)
+
+
+@pytest.fixture(scope="module")
+def index(encoder):
+    texts, labels = map(list, zip(*TRAIN))
+    return RetrievalIndex.build(encoder, texts, labels, data_version="md5-train-v1")
+
+
+def test_neighbours_are_the_nearest_train_rows_and_never_the_query_itself(index):
+    texts = [t for t, _ in TRAIN]
+    unguarded = index.search(texts, k=2)
+    assert [row[0] for row in unguarded] == list(range(len(TRAIN)))   # each text is its own nearest row...
+    guarded = index.search(texts, k=2, exclude=list(range(len(TRAIN))))
+    assert all(i not in row and len(row) == 2 for i, row in enumerate(guarded))   # ...unless it is excluded
+    assert guarded[0][0] == 1 and guarded[2][0] == 3   # thriller -> thriller, dull/long -> boring/overlong
+    assert index.neighbours(["an exciting thriller"], k=1) == [[TRAIN[0]]] or \
+        index.neighbours(["an exciting thriller"], k=1) == [[TRAIN[1]]]
+
+
+def test_validation_and_test_rows_are_never_retrieved(index):
+    for queries in (VALIDATION, TEST, [t for t, _ in TRAIN]):
+        for row in index.neighbours(queries, k=3):
+            retrieved = {text for text, _ in row}
+            assert retrieved <= {t for t, _ in TRAIN} and not retrieved & set(VALIDATION + TEST)
+
+
+def test_a_saved_index_loads_back_and_is_refused_for_other_data_or_another_encoder(index, encoder, tmp_path,
+                                                                                  tiny_bert):
+    index.save(tmp_path / "index")
+    again = RetrievalIndex.load(tmp_path / "index", encoder, data_version="md5-train-v1")
+    assert again.search(VALIDATION, k=2) == index.search(VALIDATION, k=2) and again.identity == index.identity
+    with pytest.raises(RetrievalError, match="indexes data version md5-train-v1… .*not md5-train-v2"):
+        RetrievalIndex.load(tmp_path / "index", encoder, data_version="md5-train-v2")
+    with pytest.raises(RetrievalError, match=f"built with encoder {MINILM}"):
+        RetrievalIndex.load(tmp_path / "index", load_base(str(tiny_bert)), data_version="md5-train-v1")
+    (tmp_path / "index" / INDEX_FILE).write_bytes(b"not an index")
+    with pytest.raises(RetrievalError, match="not a readable retrieval index"):
+        RetrievalIndex.load(tmp_path / "index", encoder)
+
+
+def test_k_must_leave_a_row_to_choose(index):
+    with pytest.raises(RetrievalError, match="k=8: must be at least 1 and below the index's 8 rows"):
+        index.search(["x"], k=8)

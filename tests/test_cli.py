@@ -8,7 +8,7 @@ from tasks.strategies import registry
 def test_strategies_lists_every_registered_one_with_defaults(capsys):
     assert main(["strategies"]) == 0
     out = capsys.readouterr().out
-    for name in registry.names():
+    for name in registry.names():   # every task's
         assert f"\n{name}  [" in f"\n{out}"
     assert "    r = 8" in list_strategies()
 

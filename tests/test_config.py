@@ -33,7 +33,7 @@ def test_smoke_profile_overrides_only_what_it_names():
 
 
 def test_strategies_all_and_unknown():
-    assert load_settings(ROOT / "params.yaml", strategies=["all"]).strategies == registry.names()
+    assert load_settings(ROOT / "params.yaml", strategies=["all"]).strategies == registry.names("classification")
     with pytest.raises(SettingsError, match="unknown strategy nope; registered: full_finetune"):
         load_settings(ROOT / "params.yaml", strategies=["nope"])
 

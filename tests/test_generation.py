@@ -57,7 +57,7 @@ def test_loss_is_on_target_tokens_only(tiny_llama):
 
 
 @pytest.mark.parametrize("name", ["full_finetune", "partial_finetune", "lora", "ia3", "prompt_tuning",
-                                  "prefix_tuning", "zero_shot", "few_shot"])
+                                  "prefix_tuning", "zero_shot", "few_shot", "retrieval_few_shot"])
 def test_each_generation_strategy_trains_saves_reloads_and_generates_the_same(name, tiny_llama, tmp_path):
     from tasks.training.artifact import load_predictor, predict_texts
     from tasks.training.run import compute, prepare_inputs, save_outcome
@@ -75,6 +75,9 @@ def test_each_generation_strategy_trains_saves_reloads_and_generates_the_same(na
     assert np.isfinite(m["val_perplexity"]) and m["latency_ms_p50"] > 0
     if inputs.strategy.trains:
         assert outcome.training.steps >= 1 and outcome.training.val_loss
+    if name == "retrieval_few_shot":   # its cost is measured: the index, a query, the longer prompts
+        assert m["index_rows"] == 24 and m["index_bytes"] > 0 and m["retrieval_ms_p50"] > 0
+        assert m["retrieval_extra_prompt_tokens"] > 0
     folder = tmp_path / "artifact"
     save_outcome(inputs, outcome, settings, folder)
     model, tokenizer, manifest = load_predictor(folder)

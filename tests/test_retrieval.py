@@ -3,6 +3,8 @@ embeddings. Leakage guard (a train row never retrieves itself; validation and te
 never in the index), and an index refused for other data or another encoder."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tasks.models.base import load_base
@@ -64,3 +66,32 @@ def test_a_saved_index_loads_back_and_is_refused_for_other_data_or_another_encod
 def test_k_must_leave_a_row_to_choose(index):
     with pytest.raises(RetrievalError, match="k=8: must be at least 1 and below the index's 8 rows"):
         index.search(["x"], k=8)
+
+
+def test_retrieval_few_shot_demonstrates_only_train_examples_and_its_version_is_bound_to_its_index(
+        tiny_llama, tmp_path, monkeypatch):
+    """The strategy: each held-out input's demonstrations are its nearest train rows (never a
+    held-out one); the saved version carries its index, and pointing it at other data is refused."""
+    import json
+
+    import pandas as pd
+
+    from tasks.models.heads import Head
+    from tasks.strategies import retrieval_few_shot as rfs
+
+    monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path / "cache"))
+    train = pd.DataFrame({"text": [t for t, _ in TRAIN], "target": [y for _, y in TRAIN]})
+    params = rfs.variants(rfs.RetrievalFewShotParams(instruction="Label it.", k=2), train)[0]
+    assert params.data_version == rfs.data_version(train) and Path(params.index).is_dir()
+    model = rfs.build(tiny_llama, Head("generation"), params)
+    for fmt in model.prompt_formats(VALIDATION + TEST):
+        assert len(fmt.demonstrations) == 2 and set(fmt.demonstrations) <= set(TRAIN)
+    assert model.prompt_formats([VALIDATION[0]])[0].demonstrations[0] == TRAIN[0]   # its near-copy in train
+    rfs.save(model, tmp_path / "version")
+    again = rfs.load(tiny_llama, tmp_path / "version", Head("generation"), None)
+    assert again.prompt_formats(TEST) == model.prompt_formats(TEST)
+    config = tmp_path / "version" / rfs.CONFIG_FILE
+    saved = json.loads(config.read_text())
+    config.write_text(json.dumps({**saved, "data_version": "0" * 64}))
+    with pytest.raises(RetrievalError, match="indexes data version .* not 000000000000"):
+        rfs.load(tiny_llama, tmp_path / "version", Head("generation"), None)

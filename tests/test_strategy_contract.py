@@ -34,7 +34,7 @@ TINY_OVERRIDES = {
 EMBEDDINGS = ("word_embeddings", "embed_tokens")   # BERT and Llama token embeddings (base weights)
 # Combinations a library cannot do: the strategy must refuse them with this message.
 UNSUPPORTED = {("lora_prompt", "llama"): "does not support for llama models"}
-CASES = [(name, kind) for name in registry.names() for kind in ("bert", "llama")
+CASES = [(name, kind) for name in registry.names("classification") for kind in ("bert", "llama")
          if (kind == "llama" or registry.get(name).base_kind == "any") and (name, kind) not in UNSUPPORTED]
 
 

@@ -1,5 +1,6 @@
 """Greedy generation for evaluation and serving: prompts built from input texts with the run's
-prompt format (or the model's own, for prompting strategies), batched with left padding, decoded
+prompt format (or the model's own, for prompting strategies, or one per input when the model
+retrieves demonstrations), batched with left padding, decoded
 until the end token or `max_new_tokens`. A model may bring its own `generate_prompts` (few-shot
 reuses the demonstrations' KV cache)."""
 from __future__ import annotations
@@ -51,17 +52,25 @@ def prompt_budget(model: nn.Module, max_length: int, max_new_tokens: int) -> int
     return max(max_length, context - max_new_tokens)
 
 
+def prompt_formats(model: nn.Module, fmt: PromptFormat, texts: list[str]) -> list[PromptFormat]:
+    """Each text's prompt format: the model's own per input (retrieved demonstrations), else the
+    model's one format (a prompting strategy's), else the run's `fmt`."""
+    per_input = getattr(model, "prompt_formats", None)
+    if per_input is not None:
+        return per_input(list(texts))
+    return [getattr(model, "prompt_format", None) or fmt] * len(texts)
+
+
 def generate_texts(model: nn.Module, tokenizer, fmt: PromptFormat, texts: list[str], max_length: int,
                    max_new_tokens: int, batch_size: int) -> Generated:
     """Outputs for `texts`, in order. Batches follow prompt length (less padding)."""
     model.eval()
     budget = prompt_budget(model, max_length, max_new_tokens)
-    fmt = getattr(model, "prompt_format", None) or fmt
-    prompts = [prompt_ids(tokenizer, fmt, t, budget) for t in texts]
+    start = time.perf_counter()   # building prompts is part of the wait (retrieval: embedding and search)
+    prompts = [prompt_ids(tokenizer, f, t, budget) for f, t in zip(prompt_formats(model, fmt, texts), texts)]
     eos, pad_id = end_ids(tokenizer), tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = np.argsort([len(p) for p in prompts], kind="stable")
     new: list[list[int]] = [[] for _ in texts]
-    start = time.perf_counter()
     for b in range(0, len(order), batch_size):
         idx = order[b:b + batch_size]
         for i, tokens in zip(idx, greedy(model, [prompts[i] for i in idx], pad_id, eos, max_new_tokens)):

@@ -35,7 +35,8 @@ GENERATION_COLUMNS = [
     ("generated_tokens_per_s", "tokens/s", "{:.1f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
     ("val_perplexity", "val perplexity", "{:.2f}"), ("forgetting_delta", "forgetting pts", "{:+.1f}"),
     ("empty_output_share", "empty", "{:.1%}"), ("repetition_share", "repeats", "{:.1%}"),
-    ("length_cap_share", "hit cap", "{:.1%}"), ("policy_violation_rate", "policy blocked", "{:.1%}")]
+    ("length_cap_share", "hit cap", "{:.1%}"), ("policy_violation_rate", "policy blocked", "{:.1%}"),
+    ("retrieval_ms_p50", "retrieval p50 ms", "{:.1f}"), ("retrieval_extra_prompt_tokens", "retrieved tokens", "{:.0f}")]
 # The hybrid and its two parts, side by side (ablation): does training them together pay?
 HYBRID, PARTS = "lora_prompt", ("lora", "prompt_tuning")
 

@@ -79,11 +79,13 @@ def target_ids(tokenizer, target: str, max_tokens: int) -> list[int]:
     return _ids(tokenizer, target)[:max_tokens] + end_ids(tokenizer)
 
 
-def encode_pairs(tokenizer, fmt: PromptFormat, texts: list[str], targets: list[str], max_length: int,
-                 max_target_tokens: int) -> Encoded:
-    """Training examples: prompt + target + end token, with the prompt's length per example."""
+def encode_pairs(tokenizer, fmt: PromptFormat | list[PromptFormat], texts: list[str], targets: list[str],
+                 max_length: int, max_target_tokens: int) -> Encoded:
+    """Training examples: prompt + target + end token, with the prompt's length per example.
+    `fmt`: one format for all, or one per example (retrieved demonstrations)."""
     ids, lengths = [], []
-    for text, target in zip(texts, targets):
+    formats = fmt if isinstance(fmt, list) else [fmt] * len(texts)
+    for fmt, text, target in zip(formats, texts, targets):
         answer = target_ids(tokenizer, target, min(max_target_tokens, max_length // 2))
         prompt = prompt_ids(tokenizer, fmt, text, max_length - len(answer))
         ids.append(prompt + answer)

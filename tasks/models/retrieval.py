@@ -44,14 +44,18 @@ class RetrievalIndex:
     answers: list[str]           # their labels (classification) or targets (generation)
     encoder_path: Path
     index: object                # a faiss.Index
+    build_seconds: float = 0.0   # embedding the rows and adding them (what building it cost)
 
     @classmethod
     def build(cls, encoder: ResolvedBase, texts: list[str], answers: list[str], data_version: str,
               max_length: int = 128) -> "RetrievalIndex":
+        import time
+
         import faiss
 
         from tasks.models.embedding import embed_texts
 
+        start = time.perf_counter()
         if len(texts) != len(answers) or not texts:
             raise RetrievalError(f"an index needs one answer per text and at least one text "
                                  f"({len(texts)} texts, {len(answers)} answers)")
@@ -60,7 +64,7 @@ class RetrievalIndex:
         index.add_with_ids(vectors, np.arange(len(texts), dtype=np.int64))
         identity = IndexIdentity(data_version, encoder.name, encoder.fingerprint, len(texts), vectors.shape[1],
                                  max_length)
-        return cls(identity, list(texts), list(answers), encoder.path, index)
+        return cls(identity, list(texts), list(answers), encoder.path, index, time.perf_counter() - start)
 
     def search(self, queries: list[str], k: int, exclude: list[int | None] | None = None) -> list[list[int]]:
         """The k nearest train rows of each query, nearest first; `exclude[i]` is query i's own
@@ -87,7 +91,13 @@ class RetrievalIndex:
         folder.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.index, str(folder / INDEX_FILE))
         (folder / META_FILE).write_text(json.dumps({"identity": asdict(self.identity), "texts": self.texts,
-                                                    "answers": self.answers}))
+                                                    "answers": self.answers, "build_seconds": self.build_seconds}))
+
+    def size_bytes(self) -> int:
+        """What the index costs to store: FAISS's vectors plus the rows (the saved files)."""
+        import faiss
+
+        return len(faiss.serialize_index(self.index)) + len(json.dumps([self.texts, self.answers]).encode())
 
     @classmethod
     def load(cls, folder: Path, encoder: ResolvedBase, data_version: str | None = None) -> "RetrievalIndex":
@@ -106,7 +116,7 @@ class RetrievalIndex:
         if index.ntotal != identity.rows or len(meta["texts"]) != identity.rows:
             raise RetrievalError(f"{folder}: the index holds {index.ntotal} vectors and {len(meta['texts'])} "
                                  f"rows, its identity says {identity.rows}; rebuild it")
-        return cls(identity, meta["texts"], meta["answers"], encoder.path, index)
+        return cls(identity, meta["texts"], meta["answers"], encoder.path, index, meta.get("build_seconds", 0.0))
 
 
 def check_identity(identity: IndexIdentity, encoder: ResolvedBase, data_version: str | None, what: str) -> None:

@@ -15,7 +15,7 @@ import torch
 from tasks.config import Settings
 from tasks.evaluation.cost import PeakRSS, size_metrics
 from tasks.evaluation.forgetting import forgetting_metrics
-from tasks.evaluation.generate import Generated, generate_texts, latency
+from tasks.evaluation.generate import Generated, generate_texts, latency, prompt_formats
 from tasks.evaluation.policy import OutputPolicy, text_policy_metrics
 from tasks.evaluation.text_metrics import (
     TextScores,
@@ -114,9 +114,9 @@ def _perplexity(model, inputs: StrategyInputs, settings: Settings) -> float:
     demonstrations make a prompt longer than model.max_length, which bounds training examples,
     not what a frozen model may read: up to the 1,024 tokens its prompts need)."""
     data = inputs.splits["validation"]
-    fmt = getattr(model, "prompt_format", None)
-    if fmt is not None and fmt != inputs.prompt:
-        data = encode_pairs(inputs.tokenizer, fmt, list(data.sources), list(data.references),
+    formats = prompt_formats(model, inputs.prompt, list(data.sources))
+    if any(f != inputs.prompt for f in formats):
+        data = encode_pairs(inputs.tokenizer, formats, list(data.sources), list(data.references),
                             max(settings.model.max_length, 1024), settings.generation.max_target_tokens)
     return float(np.exp(mean_loss(model, data, settings.train.batch_size, inputs.pad_id)))
 
@@ -145,6 +145,8 @@ def compute_generation(inputs: StrategyInputs, settings: Settings) -> Outcome:
                     "throughput_examples_per_s": len(out.texts) / max(out.seconds, 1e-9)}
         sample = list(inputs.splits["test"].sources)[: g.latency_examples]
         metrics |= latency(model, inputs.tokenizer, inputs.prompt, sample, settings.model.max_length, g.max_new_tokens)
+        if hasattr(model, "retrieval_metrics"):   # retrieval_few_shot: the index and what a query costs
+            metrics |= model.retrieval_metrics(list(inputs.splits["test"].sources))
     test = inputs.splits["test"]
     # Outside the peak-memory window: the personal-data recognisers are the policy's, not the model's.
     metrics |= text_policy_metrics(OutputPolicy(settings.policy), {"val_": val_texts, "test_": out.texts})

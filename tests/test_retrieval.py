@@ -77,12 +77,13 @@ def test_retrieval_few_shot_demonstrates_only_train_examples_and_its_version_is_
     import pandas as pd
 
     from tasks.models.heads import Head
-    from tasks.strategies import retrieval_few_shot as rfs
+    from tasks.strategies import retrieval_few_shot_generation as rfs
+    from tasks.strategies._retrieval import data_version
 
     monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path / "cache"))
     train = pd.DataFrame({"text": [t for t, _ in TRAIN], "target": [y for _, y in TRAIN]})
     params = rfs.variants(rfs.RetrievalFewShotParams(instruction="Label it.", k=2), train)[0]
-    assert params.data_version == rfs.data_version(train) and Path(params.index).is_dir()
+    assert params.data_version == data_version(train, "target") and Path(params.index).is_dir()
     model = rfs.build(tiny_llama, Head("generation"), params)
     for fmt in model.prompt_formats(VALIDATION + TEST):
         assert len(fmt.demonstrations) == 2 and set(fmt.demonstrations) <= set(TRAIN)
@@ -95,3 +96,34 @@ def test_retrieval_few_shot_demonstrates_only_train_examples_and_its_version_is_
     config.write_text(json.dumps({**saved, "data_version": "0" * 64}))
     with pytest.raises(RetrievalError, match="indexes data version .* not 000000000000"):
         rfs.load(tiny_llama, tmp_path / "version", Head("generation"), None)
+
+
+def test_retrieval_few_shot_classifies_through_the_run_with_train_demonstrations_only(tiny_llama, tmp_path,
+                                                                                      monkeypatch):
+    """Classification through prepare_inputs/compute (the flow's own calls): each held-out
+    example's prompt shows train reviews only, and the run logs what retrieval costs."""
+    from dataclasses import replace
+
+    import pandas as pd
+    from conftest import ROOT
+
+    from tasks.config import load_settings
+    from tasks.training.run import compute, prepare_inputs
+
+    monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path / "cache"))
+    settings = load_settings(ROOT / "params.yaml", strategies=["retrieval_few_shot"])
+    settings = replace(settings, strategy_params={"retrieval_few_shot": {"base": str(tiny_llama), "k": 2}},
+                       evaluation=replace(settings.evaluation, forgetting_train_examples=0,
+                                          learning_curve_strategies=[]),
+                       root=tmp_path)
+    frames = {"train": pd.DataFrame({"text": [t for t, _ in TRAIN], "label": [y for _, y in TRAIN]}),
+              "validation": pd.DataFrame({"text": VALIDATION, "label": ["positive", "negative"]}),
+              "test": pd.DataFrame({"text": TEST, "label": ["negative", "positive"]})}
+    inputs = prepare_inputs(settings, load_base(MINILM), frames, "retrieval_few_shot")
+    outcome = compute(inputs, settings)
+    for prompt in outcome.model.prompts(VALIDATION + TEST):
+        shown = [line.removeprefix("Review: ") for line in prompt.splitlines() if line.startswith("Review: ")]
+        assert len(shown) == 3 and set(shown[:2]) <= {t for t, _ in TRAIN}   # 2 demonstrations, then the example
+    m = outcome.metrics
+    assert m["index_rows"] == len(TRAIN) and m["retrieval_ms_p50"] > 0 and m["retrieval_extra_prompt_tokens"] > 10
+    assert 0 <= m["test_accuracy"] <= 1 and "abstention_rate" in m

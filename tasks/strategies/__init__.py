@@ -13,6 +13,7 @@ from tasks.strategies import lora_prompt  # noqa: F401
 from tasks.strategies import unipelt  # noqa: F401
 from tasks.strategies import zero_shot  # noqa: F401
 from tasks.strategies import few_shot  # noqa: F401
+from tasks.strategies import retrieval_few_shot  # noqa: F401
 from tasks.strategies import zero_shot_generation  # noqa: F401
 from tasks.strategies import few_shot_generation  # noqa: F401
-from tasks.strategies import retrieval_few_shot  # noqa: F401
+from tasks.strategies import retrieval_few_shot_generation  # noqa: F401

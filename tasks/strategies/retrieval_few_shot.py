@@ -1,30 +1,29 @@
-"""Retrieval few-shot generation: no training. Each input gets its own k demonstrations, the k
-train examples nearest to it (MiniLM embeddings, FAISS: tasks/models/retrieval.py), as earlier
-chat turns, then the input. The index is built from the train split the run hands to `variants`
-(only train rows, so a validation or test input can never retrieve itself or another held-out
-example), cached by its data version, and saved with the version: a registered version carries
-the index it was evaluated with, bound to that data version and the encoder's fingerprint."""
+"""Retrieval few-shot classification: no training. Like few_shot (a template, verbalizers, each
+label scored by the log-likelihood of its verbalizer), but each example's k demonstrations are
+the k train examples nearest to it (MiniLM + FAISS, tasks/models/retrieval.py) instead of one
+fixed draw. The prompt differs per example, so there is no shared prefix cache: each example and
+label runs its whole prompt (batched). Only train rows are indexed: a validation or test example
+never sees itself or another held-out example. The index is saved with the version."""
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
 
-from tasks.models.base import load_base
-from tasks.models.causal_lm import cache_root
 from tasks.models.heads import Head
 from tasks.models.loading import load_tokenizer
-from tasks.models.packaged import MINILM
-from tasks.models.prompts import PromptFormat
+from tasks.models.packaged import MINILM, SMOLLM2
 from tasks.models.retrieval import RetrievalIndex
-from tasks.strategies._prompted_lm import PromptedLM, frozen_causal_lm
+from tasks.strategies._prompted_lm import frozen_causal_lm
+from tasks.strategies._retrieval import load_index, train_index
+from tasks.strategies.few_shot import DEFAULT_TEMPLATES, TEMPLATE_PARTS
 from tasks.strategies.registry import Strategy, register
 
 CONFIG_FILE, INDEX_DIR = "retrieval_few_shot.json", "index"
@@ -32,74 +31,98 @@ CONFIG_FILE, INDEX_DIR = "retrieval_few_shot.json", "index"
 
 @dataclass(frozen=True)
 class RetrievalFewShotParams:
-    instruction: str = ""             # "" = generation.instruction (filled in by the run)
-    system_prompt: str = ""           # "" = generation.system_prompt
-    k: int = 3                        # demonstrations per input: its k nearest train examples
-    # A retrieved input longer than this many characters is cut (the prompt, not the index): every
-    # token of a demonstration is attended to by every generated token.
-    demo_max_chars: int = 300
-    embedder: str = MINILM            # the sentence encoder the index is built with
+    base: str = SMOLLM2               # the causal LM that is prompted (not model.base)
+    templates: dict[str, dict[str, str]] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
+    template: str = "review-sentiment@v1"
+    k: int = 4                        # demonstrations per example: its k nearest train examples
+    verbalizers: dict[str, str] = field(default_factory=lambda: {"negative": "negative",
+                                                                 "positive": "positive"})
+    demo_max_chars: int = 300         # a retrieved text longer than this is cut in the prompt
+    max_test_examples: int = 300      # every example runs its whole prompt: slower than few_shot
+    embedder: str = MINILM
     # Filled by the run from the train split (and saved): where the index is, and what it indexes.
     index: str = ""
     data_version: str = ""
 
     def __post_init__(self):
+        if self.template not in self.templates:
+            raise ValueError(f"template must be one of {', '.join(self.templates)}, got {self.template!r}")
+        t = self.templates[self.template]
+        if set(t) != set(TEMPLATE_PARTS):
+            raise ValueError(f"template {self.template!r} must have exactly {', '.join(TEMPLATE_PARTS)}")
         if not 1 <= self.k <= 16:
             raise ValueError(f"k must be in 1..16, got {self.k}")
         if self.demo_max_chars <= 0:
             raise ValueError("demo_max_chars must be positive")
+        if not self.verbalizers or any(not v.strip() for v in self.verbalizers.values()):
+            raise ValueError("verbalizers must map every label to non-empty text")
 
 
-def data_version(train: pd.DataFrame) -> str:
-    """The train split's identity: sha256 of its (input, target) rows in order."""
-    digest = hashlib.sha256()
-    for text, target in zip(train["text"].astype(str), train["target"].astype(str)):
-        digest.update(text.encode() + b"\x1f" + target.encode() + b"\x1e")
-    return digest.hexdigest()
-
-
-def variants(params: RetrievalFewShotParams, train: pd.DataFrame, labels=None) -> list[RetrievalFewShotParams]:
+def variants(params: RetrievalFewShotParams, train: pd.DataFrame, labels: list[str]) -> list[RetrievalFewShotParams]:
     """One configuration, with the index of `train` (built once per data version and encoder)."""
-    encoder = load_base(params.embedder)
-    version = data_version(train)
-    folder = cache_root() / "retrieval" / f"{version[:16]}-{encoder.fingerprint[:12]}"
-    if not (folder / "index.json").is_file():
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        RetrievalIndex.build(encoder, train["text"].astype(str).tolist(), train["target"].astype(str).tolist(),
-                             version).save(tmp)
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)   # another process reading it sees a whole index or none
-    return [replace(params, index=str(folder), data_version=version)]
+    folder, version = train_index(train, "label", params.embedder)
+    return [replace(params, index=str(folder), data_version=version,
+                    templates={params.template: params.templates[params.template]})]
 
 
-class RetrievalPromptedLM(PromptedLM):
-    """A frozen LM whose prompt format depends on the input: `prompt_formats(texts)`."""
+class RetrievalFewShotClassifier(nn.Module):
+    """forward(input_ids, attention_mask) -> per-label log-likelihoods as logits; input_ids are the
+    example's own tokens from this LM's tokenizer (decoded back to text to query the index)."""
 
-    def __init__(self, lm: nn.Module, tokenizer, params: RetrievalFewShotParams, index: RetrievalIndex):
-        super().__init__(lm, tokenizer, PromptFormat(params.system_prompt, params.instruction), params,
-                         cache_prefix=False)
-        self.index, self.tokenizer = index, tokenizer
-        self.single_query_ms: list[float] = []   # one input at a time, as a user's request waits for it
+    def __init__(self, lm: nn.Module, tokenizer, labels: list[str], params: RetrievalFewShotParams,
+                 index: RetrievalIndex):
+        super().__init__()
+        self.lm, self.tokenizer, self.params, self.index = lm, tokenizer, params, index
+        self.t = params.templates[params.template]
+        self.bos = tokenizer.bos_token_id
+        self.answers = [self._ids(self.t["answer"].format(label=params.verbalizers[label])) for label in labels]
+        self.single_query_ms: list[float] = []
 
-    def prompt_formats(self, texts: list[str]) -> list[PromptFormat]:
-        p, cut = self.params, self.params.demo_max_chars
+    def _ids(self, text: str) -> list[int]:
+        out = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return out[1:] if out and out[0] == self.bos else out   # SmolLM2 prepends bos regardless
+
+    def prompts(self, texts: list[str]) -> list[str]:
+        """Each example's prompt up to where the label's verbalizer goes."""
+        t, p = self.t, self.params
         start = time.perf_counter()
-        rows = self.index.neighbours(list(texts), p.k)
+        rows = self.index.neighbours(texts, p.k)
         if len(texts) == 1:
             self.single_query_ms.append((time.perf_counter() - start) * 1000)
-        return [PromptFormat(p.system_prompt, p.instruction, tuple((t[:cut], y) for t, y in row)) for row in rows]
+        demo = lambda text, label: (t["example"].format(text=text[: p.demo_max_chars])
+                                    + t["answer"].format(label=p.verbalizers[label]) + t["separator"])
+        return [t["instruction"] + "".join(demo(x, y) for x, y in row) + t["example"].format(text=text)
+                for text, row in zip(texts, rows)]
+
+    @torch.no_grad()
+    def score(self, prompts: list[list[int]]) -> torch.Tensor:
+        """log p(answer | prompt) for every prompt and label, each label's sequences in one batch."""
+        out = torch.zeros(len(prompts), len(self.answers))
+        for j, answer in enumerate(self.answers):
+            seqs = [p + answer for p in prompts]
+            width = max(map(len, seqs))
+            ids = torch.zeros(len(seqs), width, dtype=torch.long)
+            mask = torch.zeros(len(seqs), width, dtype=torch.long)
+            for i, s in enumerate(seqs):   # right padding: positions of the real tokens are unchanged
+                ids[i, : len(s)], mask[i, : len(s)] = torch.tensor(s), 1
+            logp = torch.log_softmax(self.lm(input_ids=ids, attention_mask=mask).logits.float(), -1)
+            for i, s in enumerate(seqs):
+                start = len(s) - len(answer)   # answer token t is predicted at position t-1
+                out[i, j] = sum(logp[i, start + t - 1, tok] for t, tok in enumerate(answer))
+        return out
+
+    def forward(self, input_ids, attention_mask, **_) -> SequenceClassifierOutput:
+        texts = []
+        for ids, mask in zip(input_ids.tolist(), attention_mask.tolist()):
+            own = ids[: sum(mask)]
+            texts.append(self.tokenizer.decode(own[1:] if own and own[0] == self.bos else own))
+        return SequenceClassifierOutput(logits=self.score([self._ids(p) for p in self.prompts(texts)]))
 
     def retrieval_metrics(self, texts: list[str]) -> dict[str, float]:
-        """What retrieval costs: the index (rows, bytes, build seconds), the latency of one query
-        (embedding + search; p50/p95 over the single-input calls so far) and the prompt tokens
-        the demonstrations add to each of `texts`, on average."""
-        from tasks.models.prompts import render
-
-        plain = PromptFormat(self.params.system_prompt, self.params.instruction)
-        extra = [len(self.tokenizer(render(self.tokenizer, f, t), add_special_tokens=False)["input_ids"])
-                 - len(self.tokenizer(render(self.tokenizer, plain, t), add_special_tokens=False)["input_ids"])
-                 for f, t in zip(self.prompt_formats(texts), texts)]
+        """The index (rows, bytes, build seconds), one query's latency (p50/p95 over the single-
+        example calls so far) and the prompt tokens the demonstrations add, on average."""
+        plain = [len(self._ids(self.t["instruction"] + self.t["example"].format(text=x))) for x in texts]
+        extra = [len(self._ids(p)) - n for p, n in zip(self.prompts(texts), plain)]
         out = {"index_rows": float(self.index.identity.rows), "index_bytes": float(self.index.size_bytes()),
                "index_build_seconds": self.index.build_seconds,
                "retrieval_extra_prompt_tokens": float(np.mean(extra)) if extra else 0.0}
@@ -110,36 +133,33 @@ class RetrievalPromptedLM(PromptedLM):
 
 
 def build(base_dir: Path, head: Head, params: RetrievalFewShotParams) -> nn.Module:
-    if not params.index:
-        raise ValueError("retrieval_few_shot has no index: the run builds it from the train split")
-    if not params.instruction.strip():
-        raise ValueError("strategies.retrieval_few_shot.instruction is empty (the run fills it from "
-                         "generation.instruction)")
-    index = RetrievalIndex.load(Path(params.index), load_base(params.embedder), params.data_version)
-    return RetrievalPromptedLM(frozen_causal_lm(Path(base_dir)), load_tokenizer(base_dir), params, index).eval()
+    labels = list(head.labels)
+    missing = [label for label in labels if label not in params.verbalizers]
+    if missing:
+        raise ValueError(f"strategies.retrieval_few_shot.verbalizers has no entry for label(s) {', '.join(missing)}")
+    index = load_index(params.index, params.embedder, params.data_version)
+    return RetrievalFewShotClassifier(frozen_causal_lm(Path(base_dir)), load_tokenizer(base_dir), labels, params,
+                                      index)
 
 
 def save(model: nn.Module, out_dir: Path) -> None:
-    """The prompt settings and a copy of the index (FAISS file + rows as JSON): the version
-    answers with the examples it was evaluated with."""
     out_dir.mkdir(parents=True, exist_ok=True)
     p = model.params
     model.index.save(out_dir / INDEX_DIR)
     (out_dir / CONFIG_FILE).write_text(json.dumps(
-        {"instruction": p.instruction, "system_prompt": p.system_prompt, "k": p.k,
-         "demo_max_chars": p.demo_max_chars, "embedder": p.embedder, "data_version": p.data_version}, indent=2))
+        {"template": p.template, "templates": {p.template: p.templates[p.template]}, "k": p.k,
+         "verbalizers": p.verbalizers, "demo_max_chars": p.demo_max_chars, "embedder": p.embedder,
+         "data_version": p.data_version}, indent=2))
 
 
-def load(base_dir: Path, saved_dir: Path, head: Head, params) -> nn.Module:
-    """Refused when the saved index is not the data version the version names, or the encoder
-    here is not the one it was built with."""
+def load(base_dir: Path, saved_dir: Path, head: Head, params: RetrievalFewShotParams) -> nn.Module:
     saved = json.loads((saved_dir / CONFIG_FILE).read_text())
-    return build(base_dir, head, RetrievalFewShotParams(**saved, index=str(saved_dir / INDEX_DIR)))
+    return build(base_dir, head, replace(params, **saved, index=str(saved_dir / INDEX_DIR)))
 
 
 register(Strategy(
     name="retrieval_few_shot",
-    summary="generation: each input's k nearest train examples (MiniLM + FAISS) as demonstrations; saves prompt + index",
-    params_cls=RetrievalFewShotParams, trains=False, saves="config_only", build=build, save=save, load=load,
-    library="none", variants=variants, base_kind="causal_lm", tasks=("generation",),
+    summary="few_shot whose k demonstrations are each example's nearest train examples (MiniLM + FAISS); saves prompt + index",
+    params_cls=RetrievalFewShotParams, trains=False, saves="config_only",
+    build=build, save=save, load=load, library="none", variants=variants, base_kind="causal_lm",
 ))

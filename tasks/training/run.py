@@ -160,6 +160,9 @@ def compute_classification(inputs: StrategyInputs, settings: Settings) -> Outcom
         if variants is not None:   # the intervals belong to the mean over variants
             metrics |= variant_mean_intervals(test.labels, variants.test_preds, len(inputs.labels), cfg.seed)
         speed = measure_speed(model, test, inputs.pad_id)
+        if hasattr(model, "retrieval_metrics"):   # retrieval_few_shot: the index and what a query costs
+            sample = [inputs.tokenizer.decode(ids, skip_special_tokens=True) for ids in test.input_ids[:100]]
+            metrics |= model.retrieval_metrics(sample)
     training = fitted.training if fitted else None
     # Outside the peak-memory window: the personal-data recognisers are the policy's, not the model's.
     metrics |= label_policy_metrics(OutputPolicy(settings.policy), inputs.labels,

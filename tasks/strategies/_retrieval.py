@@ -1,0 +1,42 @@
+"""What the retrieval strategies share: the index of the train split the run hands them, built
+once per data version and encoder (cached under ADAPTFLOW_CACHE), and the data version itself."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from tasks.models.base import load_base
+from tasks.models.causal_lm import cache_root
+from tasks.models.retrieval import RetrievalIndex
+
+
+def data_version(train: pd.DataFrame, answer_col: str) -> str:
+    """The train split's identity: sha256 of its (input, answer) rows in order."""
+    digest = hashlib.sha256()
+    for text, answer in zip(train["text"].astype(str), train[answer_col].astype(str)):
+        digest.update(text.encode() + b"\x1f" + answer.encode() + b"\x1e")
+    return digest.hexdigest()
+
+
+def train_index(train: pd.DataFrame, answer_col: str, embedder: str) -> tuple[Path, str]:
+    """(the folder of the index of `train`, its data version); built when not cached yet."""
+    encoder = load_base(embedder)
+    version = data_version(train, answer_col)
+    folder = cache_root() / "retrieval" / f"{version[:16]}-{encoder.fingerprint[:12]}"
+    if not (folder / "index.json").is_file():
+        tmp = folder.with_name(f"{folder.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        RetrievalIndex.build(encoder, train["text"].astype(str).tolist(), train[answer_col].astype(str).tolist(),
+                             version).save(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)   # another process reading it sees a whole index or none
+    return folder, version
+
+
+def load_index(folder: str | Path, embedder: str, version: str) -> RetrievalIndex:
+    if not str(folder):
+        raise ValueError("this strategy has no index: the run builds it from the train split")
+    return RetrievalIndex.load(Path(folder), load_base(embedder), version)

@@ -1,5 +1,6 @@
 """The `specialize` flow: check MLflow -> ingest -> validate raw -> split -> validate splits -> push ->
-train each strategy (apart: one failing does not stop the others) -> register -> publish."""
+the retrieval index (when a strategy retrieves) -> train each strategy (apart: one failing does
+not stop the others) -> register -> publish."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from tasks.registry.steps import register_candidate
 from tasks.tracking import configure, lineage_tags, parent_run, run_tags, tag_run, tracking_uri
 from tasks.training.hardware import check_hardware
 from tasks.training.context import RunContext
+from tasks.training.retrieval_step import build_retrieval_index, retrieval_embedders
 
 
 class DataInput(BaseModel):
@@ -90,6 +92,8 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
         tags = lineage_tags(tags, data)
         tag_run(parent_id, {**tags, "mlflow.runName": f"specialize-{data.version[:8]}"})
         ctx = RunContext(settings, base, data, frames, experiment_id, parent_id, tags)
+        if retrieval_embedders(ctx):
+            build_retrieval_index(ctx)   # once, from train only; each retrieval strategy reuses it
         trained = train_strategies(ctx)
         results = registrable(trained.results)   # only runs whose artifacts are all in the store
         registration = register_candidate(ctx, results)

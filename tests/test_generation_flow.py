@@ -20,7 +20,7 @@ TINY = {"ops": {"isolation": "none"},
         "generation": {"max_new_tokens": 6, "latency_examples": 2,
                        "strategies": {"few_shot": {"k": 1, "variants": []},
                                       "zero_shot": {"variants": ["Give it a headline."]}}},
-        "strategies": {"run": ["lora", "zero_shot", "few_shot"]},
+        "strategies": {"run": ["lora", "zero_shot", "few_shot", "retrieval_few_shot"]},
         # Six random tokens often run past 12 characters: the policy has something to count.
         "policy": {"max_output_chars": 12, "deny": {"digits": "[0-9]{3}"}}}
 
@@ -39,13 +39,20 @@ def test_headlines_profile_runs_end_to_end_and_registers_a_generating_adapter(ha
     client = MlflowClient()
     children = client.search_runs([client.get_experiment_by_name("adaptflow-headlines").experiment_id],
                                   f"tags.mlflow.parentRunId = '{out.parent_run_id}'")
-    assert sorted(r.data.tags["strategy"] for r in children) == ["few_shot", "lora", "zero_shot"]
+    assert sorted(r.data.tags["strategy"] for r in children) == ["few_shot", "lora", "retrieval_few_shot", "zero_shot"]
     for run in children:
         assert set(GENERATION_METRICS) <= set(run.data.metrics), run.data.tags["strategy"]
     parent = client.get_run(out.parent_run_id)
     dropped = json.load(open(client.download_artifacts(out.parent_run_id, "validation/dropped_rows.json")))
     assert dropped["not valid utf-8"]["count"] == 1 and dropped["duplicate (input, target) pair"]["count"] == 120
     assert parent.data.tags["task"] == "generation"
+    # The retrieval index: a step of the flow, on the parent run, from the train split only.
+    assert parent.data.metrics["retrieval_index_rows"] == json.load(open(client.download_artifacts(
+        out.parent_run_id, "retrieval_index/index.json")))["identity"]["rows"] > 0
+    retrieving = next(r for r in children if r.data.tags["strategy"] == "retrieval_few_shot")
+    chosen = json.load(open(client.download_artifacts(retrieving.info.run_id, "prompt_variants.json")))
+    assert chosen["variants"][0]["params"]["data_version"] == parent.data.tags["retrieval_index.data_version"]
+    assert retrieving.data.metrics["retrieval_ms_p50"] > 0
     html = open(out.report).read()
     assert 'id="samples"' in html and "ROUGE-L" in html
     version = client.get_model_version("bbc-headlines", out.registered_version)

@@ -181,6 +181,9 @@ def register_best(model_name: str, metric_name: str, min_improvement: float,
             f"metric.{metric_name}": repr(chosen.metrics[metric_name]),
             "challenger_decision": "set" if decision.set_challenger else "kept previous",
             "challenger_reasons": " | ".join(decision.reasons)[:5000]}
+    if chosen.params.get("data_version") and "embedder" in chosen.params:   # a retrieving strategy: its index
+        tags |= {"retrieval.data_version": str(chosen.params["data_version"]),
+                 "retrieval.embedder": str(chosen.params["embedder"])}
     for key, value in chosen.metrics.items():
         tags.setdefault(f"metric.{key}", repr(value))
     mv = mlflow.register_model(chosen.model_uri, model_name, tags=tags)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from tasks.models.base import load_base
@@ -40,3 +42,26 @@ def load_index(folder: str | Path, embedder: str, version: str) -> RetrievalInde
     if not str(folder):
         raise ValueError("this strategy has no index: the run builds it from the train split")
     return RetrievalIndex.load(Path(folder), load_base(embedder), version)
+
+
+def timed_neighbours(index: RetrievalIndex, texts: list[str], k: int, single_query_ms: list[float]
+                     ) -> list[list[tuple[str, str]]]:
+    """index.neighbours; a one-text call (a user's request) also records its milliseconds."""
+    start = time.perf_counter()
+    rows = index.neighbours(list(texts), k)
+    if len(texts) == 1:
+        single_query_ms.append((time.perf_counter() - start) * 1000)
+    return rows
+
+
+def cost_metrics(index: RetrievalIndex, single_query_ms: list[float], extra_tokens: list[int]) -> dict[str, float]:
+    """What retrieval costs: the index (rows, bytes, build seconds), one query's latency
+    (embedding + search; p50/p95 over the one-text calls) and the prompt tokens the retrieved
+    demonstrations add, on average."""
+    out = {"index_rows": float(index.identity.rows), "index_bytes": float(index.size_bytes()),
+           "index_build_seconds": index.build_seconds,
+           "retrieval_extra_prompt_tokens": float(np.mean(extra_tokens)) if extra_tokens else 0.0}
+    if single_query_ms:
+        out |= {"retrieval_ms_p50": float(np.percentile(single_query_ms, 50)),
+                "retrieval_ms_p95": float(np.percentile(single_query_ms, 95))}
+    return out

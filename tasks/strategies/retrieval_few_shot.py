@@ -7,11 +7,9 @@ never sees itself or another held-out example. The index is saved with the versi
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -22,7 +20,7 @@ from tasks.models.loading import load_tokenizer
 from tasks.models.packaged import MINILM, SMOLLM2
 from tasks.models.retrieval import RetrievalIndex
 from tasks.strategies._prompted_lm import frozen_causal_lm
-from tasks.strategies._retrieval import load_index, train_index
+from tasks.strategies._retrieval import cost_metrics, load_index, timed_neighbours, train_index
 from tasks.strategies.few_shot import DEFAULT_TEMPLATES, TEMPLATE_PARTS
 from tasks.strategies.registry import Strategy, register
 
@@ -85,10 +83,7 @@ class RetrievalFewShotClassifier(nn.Module):
     def prompts(self, texts: list[str]) -> list[str]:
         """Each example's prompt up to where the label's verbalizer goes."""
         t, p = self.t, self.params
-        start = time.perf_counter()
-        rows = self.index.neighbours(texts, p.k)
-        if len(texts) == 1:
-            self.single_query_ms.append((time.perf_counter() - start) * 1000)
+        rows = timed_neighbours(self.index, texts, p.k, self.single_query_ms)
         demo = lambda text, label: (t["example"].format(text=text[: p.demo_max_chars])
                                     + t["answer"].format(label=p.verbalizers[label]) + t["separator"])
         return [t["instruction"] + "".join(demo(x, y) for x, y in row) + t["example"].format(text=text)
@@ -119,17 +114,9 @@ class RetrievalFewShotClassifier(nn.Module):
         return SequenceClassifierOutput(logits=self.score([self._ids(p) for p in self.prompts(texts)]))
 
     def retrieval_metrics(self, texts: list[str]) -> dict[str, float]:
-        """The index (rows, bytes, build seconds), one query's latency (p50/p95 over the single-
-        example calls so far) and the prompt tokens the demonstrations add, on average."""
         plain = [len(self._ids(self.t["instruction"] + self.t["example"].format(text=x))) for x in texts]
         extra = [len(self._ids(p)) - n for p, n in zip(self.prompts(texts), plain)]
-        out = {"index_rows": float(self.index.identity.rows), "index_bytes": float(self.index.size_bytes()),
-               "index_build_seconds": self.index.build_seconds,
-               "retrieval_extra_prompt_tokens": float(np.mean(extra)) if extra else 0.0}
-        if self.single_query_ms:
-            out |= {"retrieval_ms_p50": float(np.percentile(self.single_query_ms, 50)),
-                    "retrieval_ms_p95": float(np.percentile(self.single_query_ms, 95))}
-        return out
+        return cost_metrics(self.index, self.single_query_ms, extra)
 
 
 def build(base_dir: Path, head: Head, params: RetrievalFewShotParams) -> nn.Module:

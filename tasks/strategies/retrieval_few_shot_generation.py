@@ -7,11 +7,9 @@ the index it was evaluated with, bound to that data version and the encoder's fi
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from torch import nn
 
@@ -21,7 +19,7 @@ from tasks.models.packaged import MINILM
 from tasks.models.prompts import PromptFormat
 from tasks.models.retrieval import RetrievalIndex
 from tasks.strategies._prompted_lm import PromptedLM, frozen_causal_lm
-from tasks.strategies._retrieval import load_index, train_index
+from tasks.strategies._retrieval import cost_metrics, load_index, timed_neighbours, train_index
 from tasks.strategies.registry import Strategy, register
 
 CONFIG_FILE, INDEX_DIR = "retrieval_few_shot_generation.json", "index"
@@ -64,29 +62,16 @@ class RetrievalPromptedLM(PromptedLM):
 
     def prompt_formats(self, texts: list[str]) -> list[PromptFormat]:
         p, cut = self.params, self.params.demo_max_chars
-        start = time.perf_counter()
-        rows = self.index.neighbours(list(texts), p.k)
-        if len(texts) == 1:
-            self.single_query_ms.append((time.perf_counter() - start) * 1000)
+        rows = timed_neighbours(self.index, texts, p.k, self.single_query_ms)
         return [PromptFormat(p.system_prompt, p.instruction, tuple((t[:cut], y) for t, y in row)) for row in rows]
 
     def retrieval_metrics(self, texts: list[str]) -> dict[str, float]:
-        """What retrieval costs: the index (rows, bytes, build seconds), the latency of one query
-        (embedding + search; p50/p95 over the single-input calls so far) and the prompt tokens
-        the demonstrations add to each of `texts`, on average."""
         from tasks.models.prompts import render
 
         plain = PromptFormat(self.params.system_prompt, self.params.instruction)
-        extra = [len(self.tokenizer(render(self.tokenizer, f, t), add_special_tokens=False)["input_ids"])
-                 - len(self.tokenizer(render(self.tokenizer, plain, t), add_special_tokens=False)["input_ids"])
-                 for f, t in zip(self.prompt_formats(texts), texts)]
-        out = {"index_rows": float(self.index.identity.rows), "index_bytes": float(self.index.size_bytes()),
-               "index_build_seconds": self.index.build_seconds,
-               "retrieval_extra_prompt_tokens": float(np.mean(extra)) if extra else 0.0}
-        if self.single_query_ms:
-            out |= {"retrieval_ms_p50": float(np.percentile(self.single_query_ms, 50)),
-                    "retrieval_ms_p95": float(np.percentile(self.single_query_ms, 95))}
-        return out
+        n = lambda fmt, text: len(self.tokenizer(render(self.tokenizer, fmt, text), add_special_tokens=False)["input_ids"])
+        extra = [n(f, t) - n(plain, t) for f, t in zip(self.prompt_formats(texts), texts)]
+        return cost_metrics(self.index, self.single_query_ms, extra)
 
 
 def build(base_dir: Path, head: Head, params: RetrievalFewShotParams) -> nn.Module:

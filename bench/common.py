@@ -81,22 +81,44 @@ class Data:
     max_length: int
 
 
-def default_data(params: str = "params.yaml") -> Data:
-    """The processed splits of the default data (made by `dvc repro` / `make demo`; made here
-    with the same code if missing), tokenized with the default base's tokenizer."""
+def default_splits(settings) -> dict:
+    """The train / validation / test frames of the data `settings` describe, made by the flow's own
+    code (tasks.data.prepare) into a bench-owned folder keyed by those settings, never read from
+    data/processed: after `adaptflow run --data other.csv` that folder holds other rows and other
+    labels (a bench once died there with "Target -9223372036854775808 is out of bounds"). Says
+    which data it is; labels outside the settings' label set are an error naming them."""
+    import hashlib
+    from dataclasses import asdict
+
     import pandas as pd
 
-    from tasks.config import load_settings
     from tasks.data.prepare import SPLITS
+
+    key = hashlib.sha256(json.dumps(asdict(settings.data), sort_keys=True, default=str).encode()).hexdigest()[:12]
+    processed = ROOT / ".cache" / "bench-data" / key
+    if not all((processed / f"{s}.parquet").is_file() for s in SPLITS):
+        _prepare(settings, processed)
+    frames = {s: pd.read_parquet(processed / f"{s}.parquet") for s in SPLITS}
+    labels = set(settings.validation.labels)
+    unknown = sorted({str(x) for f in frames.values() if "label" in f for x in f["label"].unique()} - labels) \
+        if labels else []
+    if unknown:
+        raise SystemExit(f"{processed}: labels {unknown} are not validation.labels {sorted(labels)}; delete the folder")
+    print(f"data: {settings.data.source} ({', '.join(f'{s} {len(f):,}' for s, f in frames.items())} rows), "
+          f"prepared by tasks.data.prepare into {processed.relative_to(ROOT)}")
+    return frames
+
+
+def default_data(params: str = "params.yaml") -> Data:
+    """The default data's train and test splits (`default_splits`), tokenized with the default
+    base's tokenizer."""
+    from tasks.config import load_settings
     from tasks.models.base import resolve_base_path
     from tasks.models.encoding import encode
     from tasks.models.loading import load_tokenizer
 
     settings = load_settings(str(ROOT / params))
-    processed = settings.root / settings.data.processed_dir
-    if not all((processed / f"{s}.parquet").is_file() for s in SPLITS):
-        _prepare(settings, processed)
-    frames = {s: pd.read_parquet(processed / f"{s}.parquet") for s in ("train", "test")}
+    frames = {s: f for s, f in default_splits(settings).items() if s in ("train", "test")}
     labels = list(settings.validation.labels)
     ids = {label: i for i, label in enumerate(labels)}
     base_path = resolve_base_path(settings.model.base, settings.root)

@@ -2,20 +2,23 @@
 
   .venv/bin/python bench/few_shot_cache.py [--examples 24] [--repeats 3]
 
-Real SmolLM2-135M-Instruct, real Rotten Tomatoes test texts (data/processed from `dvc repro`),
+Real SmolLM2-135M-Instruct, real Rotten Tomatoes test texts (the default data, bench/common.py),
 k=4 demonstrations. Prints medians, the speed-up and the largest score difference; writes JSON
 to bench/results/few_shot_cache.json.
 """
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
 import json
 import statistics
 import time
 from dataclasses import replace
-from pathlib import Path
 
-import pandas as pd
 import torch
 
 from tasks.models.heads import Head
@@ -37,8 +40,12 @@ def main() -> None:
     from tasks.strategies.few_shot import draw_demonstrations
 
     labels = ["negative", "positive"]
-    train = pd.read_parquet("data/processed/train.parquet")
-    test = pd.read_parquet("data/processed/test.parquet").head(args.examples)
+    from bench.common import ROOT, default_splits
+
+    from tasks.config import load_settings
+
+    frames = default_splits(load_settings(ROOT / "params.yaml"))
+    train, test = frames["train"], frames["test"].head(args.examples)
     strategy = registry.get("few_shot")
     params = strategy.parse_params({})
     params = replace(params, demonstrations=draw_demonstrations(train, labels, params.k, params.demo_seed))

@@ -36,15 +36,9 @@ def cuda_matmul_peak(dtype, n: int = 8192, repeats: int = 10) -> float:
 
 
 def splits(settings):
-    import pandas as pd
+    from bench.common import default_splits
 
-    from bench.common import _prepare
-    from tasks.data.prepare import SPLITS
-
-    processed = settings.root / settings.data.processed_dir
-    if not all((processed / f"{s}.parquet").is_file() for s in SPLITS):
-        _prepare(settings, processed)
-    return {s: pd.read_parquet(processed / f"{s}.parquet") for s in SPLITS}
+    return default_splits(settings)
 
 
 def one_run(profile: str | None, name: str, steps: int, test_examples: int, peak: float, device: str = "cuda") -> dict:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import Data, default_data, interleaved, median, table, write  # noqa: E402
+from bench.common import Data, default_data, default_splits, interleaved, median, table, write  # noqa: E402
 
 
 def step_loop(model, data: Data, steps: int, batch_size: int, seed: int, padding: str, bf16: bool) -> tuple[float, float]:
@@ -109,7 +109,7 @@ def tokenizing_seconds(repeats: int) -> dict:
     from tasks.training.run import encode_splits
 
     s = load_settings(str(Path(__file__).resolve().parents[1] / "params.yaml"))
-    frames = {k: pd.read_parquet(s.root / s.data.processed_dir / f"{k}.parquet") for k in ("train", "validation", "test")}
+    frames = default_splits(s)
     path = resolve_base_path(s.model.base, s.root)
     times, load = [], []
     for _ in range(repeats):

@@ -11,6 +11,11 @@ and lengths are listed, never needed to judge the rate). Writes bench/results/po
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import argparse
 import time
 
@@ -24,7 +29,7 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     apply_offline_defaults()
-    from common import ROOT, machine, write
+    from bench.common import ROOT, machine, write
 
     from tasks.config import load_settings
     from tasks.data.source import read_headline_files, resolve_source

@@ -1,0 +1,31 @@
+"""Benchmarks measure the default data they name, whatever the last `adaptflow run` left in
+data/processed (issue 19: after a run on other labels, bench/optimisations.py died with
+"Target -9223372036854775808 is out of bounds")."""
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+from tasks.config import load_settings
+from tasks.data.prepare import SPLITS
+
+sys.path.insert(0, str(ROOT))
+from bench.common import default_splits  # noqa: E402
+
+
+def test_benchmarks_prepare_the_default_data_and_ignore_what_a_run_left(project_factory):
+    project = project_factory()
+    processed = project / "data" / "processed"
+    processed.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:   # what `adaptflow run --data other.csv` leaves behind
+        pd.DataFrame({"text": ["another dataset"], "label": ["billing"]}).to_parquet(processed / f"{split}.parquet")
+    settings = load_settings(project / "params.yaml")
+    frames = default_splits(settings)
+    assert set(frames["train"]["label"]) == set(settings.validation.labels) == {"negative", "positive"}
+    assert len(frames["train"]) > 9000 and len(frames["test"]) > 2000
+    with pytest.raises(SystemExit, match=r"labels \['negative', 'positive'\] are not validation.labels"):
+        default_splits(replace(settings, validation=replace(settings.validation, labels=["billing", "refund"])))

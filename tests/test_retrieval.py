@@ -127,3 +127,24 @@ def test_retrieval_few_shot_classifies_through_the_run_with_train_demonstrations
     m = outcome.metrics
     assert m["index_rows"] == len(TRAIN) and m["retrieval_ms_p50"] > 0 and m["retrieval_extra_prompt_tokens"] > 10
     assert 0 <= m["test_accuracy"] <= 1 and "abstention_rate" in m
+
+
+def test_a_retrieving_version_passes_the_provenance_check(tiny_llama, tmp_path, monkeypatch):
+    """Its index (FAISS's own format, no pickle) is a file adaptflow writes: a registered
+    retrieval version is not refused as foreign, while a pickle beside it still is."""
+    import pandas as pd
+
+    from tasks.models.heads import Head
+    from tasks.strategies import retrieval_few_shot_generation as rfs
+    from tasks.training.provenance import CODE_LOADER, artifact_problems
+
+    monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path / "cache"))
+    train = pd.DataFrame({"text": [t for t, _ in TRAIN], "target": [y for _, y in TRAIN]})
+    params = rfs.variants(rfs.RetrievalFewShotParams(instruction="Label it.", k=2), train)[0]
+    rfs.save(rfs.build(tiny_llama, Head("generation"), params), tmp_path / "v")
+    files = sorted(p.relative_to(tmp_path / "v").as_posix() for p in (tmp_path / "v").rglob("*") if p.is_file())
+    assert "index/index.faiss" in files
+    mlmodel = {"flavors": {"python_function": {"loader_module": CODE_LOADER,
+                                               "artifacts": {"strategy": {"path": "artifacts/strategy"}}}}}
+    assert artifact_problems(mlmodel, [], files + ["manifest.json"], "manifest.json") == []
+    assert artifact_problems(mlmodel, [], files + ["manifest.json", "index/evil.pkl"], "manifest.json")

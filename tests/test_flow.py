@@ -10,6 +10,7 @@ import mlflow
 from flows.specialize import SpecializeInput, specialize
 from tasks.data.dvc import dvc
 from tasks.evaluation.record import METRICS
+from tasks.strategies import registry
 from tasks.tracking import use_store
 
 MODEL = "rotten-tomatoes-sentiment"
@@ -113,19 +114,21 @@ def test_an_empty_text_stops_the_flow_before_training(harness, project_factory, 
 
 
 def test_every_strategy_version_loads_back_through_the_registry(harness, project_factory, tiny_bert, tiny_llama):
-    """All strategies on tiny models (few_shot prompts the tiny Llama); each artifact that is not
-    a whole model is registered and loaded back with models:/NAME/VERSION, and predicts."""
+    """All strategies on tiny models (few_shot and retrieval_few_shot prompt the tiny Llama); each
+    artifact that is not a whole model (a retrieval version: its prompt and index) is registered
+    and loaded back with models:/NAME/VERSION, and predicts."""
     import pandas as pd
 
     project = project_factory({"model": {"base": str(tiny_bert)},
                                "strategies": {"few_shot": {"base": str(tiny_llama)},
+                                              "retrieval_few_shot": {"base": str(tiny_llama), "k": 2},
                                               "partial_finetune": {"frozen_layers": 1}}})
     out = specialize(SpecializeInput(params_file=str(project / "params.yaml"), profile="smoke",
                                      strategies=["all"]))
     client = client_for(project)
     children = {r.data.tags["strategy"]: r for r in runs_of(client)
                 if r.data.tags.get("mlflow.parentRunId") == out.parent_run_id}
-    assert set(children) == set(out.models) and len(children) == 11
+    assert set(children) == set(out.models) and len(children) == len(registry.names("classification")) == 12
     for strategy in ("zero_shot", "few_shot"):
         assert "prompt_variant_std" in children[strategy].data.metrics
         assert children[strategy].data.metrics["chosen_variant"] >= 0

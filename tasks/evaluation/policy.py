@@ -135,9 +135,9 @@ def label_policy_metrics(policy: OutputPolicy, labels: list[str],
     blocked; an abstention shows no label, so it breaks no rule). Only the deny rules can
     apply to a label, so only they get a per-rule share."""
     by_label = [policy.check_label(label) for label in labels]
+    rules = [r for r in policy.rules if r.startswith("deny_")]
     out = {}
     for prefix, (probs, y_true) in scored.items():
         shown = [by_label[int(p.argmax())] if not policy.abstains(float(p.max())) else Verdict() for p in probs]
-        rules = [r for r in policy.rules if r.startswith("deny_")]
         out |= violation_metrics(shown, rules, prefix) | abstention_metrics(probs, y_true, policy, prefix)
     return _with_test_unprefixed(out)

@@ -2,6 +2,7 @@
 once per data version and encoder (cached under ADAPTFLOW_CACHE), and the data version itself."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 import time
@@ -23,9 +24,16 @@ def data_version(train: pd.DataFrame, answer_col: str) -> str:
     return digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=2)
+def _encoder(embedder: str):
+    """The encoder resolved and fingerprinted once per process (hashing MiniLM's 90 MB each time
+    the index is found, then loaded, would read it twice per strategy)."""
+    return load_base(embedder)
+
+
 def train_index(train: pd.DataFrame, answer_col: str, embedder: str) -> tuple[Path, str]:
     """(the folder of the index of `train`, its data version); built when not cached yet."""
-    encoder = load_base(embedder)
+    encoder = _encoder(embedder)
     version = data_version(train, answer_col)
     folder = cache_root() / "retrieval" / f"{version[:16]}-{encoder.fingerprint[:12]}"
     if not (folder / "index.json").is_file():
@@ -41,7 +49,7 @@ def train_index(train: pd.DataFrame, answer_col: str, embedder: str) -> tuple[Pa
 def load_index(folder: str | Path, embedder: str, version: str) -> RetrievalIndex:
     if not str(folder):
         raise ValueError("this strategy has no index: the run builds it from the train split")
-    return RetrievalIndex.load(Path(folder), load_base(embedder), version)
+    return RetrievalIndex.load(Path(folder), _encoder(embedder), version)
 
 
 def timed_neighbours(index: RetrievalIndex, texts: list[str], k: int, single_query_ms: list[float]

@@ -26,15 +26,13 @@ def retrieval_embedders(ctx: RunContext) -> list[str]:
 def build_retrieval_index(ctx: RunContext) -> None:
     from mlflow.tracking import MlflowClient
 
-    from tasks.models.base import load_base
-    from tasks.models.retrieval import RetrievalIndex
-    from tasks.strategies._retrieval import train_index
+    from tasks.strategies._retrieval import load_index, train_index
 
     answer = "target" if ctx.settings.task == "generation" else "label"
     client, embedders = MlflowClient(), retrieval_embedders(ctx)
     for embedder in embedders:
         folder, version = train_index(ctx.frames["train"], answer, embedder)
-        index = RetrievalIndex.load(folder, load_base(embedder), version)
+        index = load_index(folder, embedder, version)
         name = "retrieval_index" if len(embedders) == 1 else f"retrieval_index.{embedder}"
         for key, value in {"rows": index.identity.rows, "bytes": index.size_bytes(),
                            "build_seconds": index.build_seconds}.items():

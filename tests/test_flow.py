@@ -200,3 +200,29 @@ def test_scores_on_other_test_examples_are_rescored_not_compared(harness, projec
     assert tags["eval.selection_key"].endswith("/32") and tags["eval.selection_split"] == "validation"
     assert f"@challenger v{first.registered_version} re-scored on this run's validation examples" in tags["challenger_reasons"]
     assert "(32 examples)" in tags["challenger_reasons"]
+
+
+def test_lora_with_and_without_retrieval_run_side_by_side_and_the_retrieving_version_loads(
+        harness, project_factory, tiny_bert):
+    """`strategies.lora.retrieval` + `--strategies lora,lora+retrieval`: the index is built as a
+    flow step, both run, the report's retrieval ablation pairs them with a paired test, and the
+    retrieving version (adapter + index) loads back through the registry and predicts."""
+    import pandas as pd
+
+    project = project_factory({"model": {"base": str(tiny_bert)},
+                               "strategies": {"lora": {"retrieval": {"k": 2, "context_tokens": 32}}}})
+    out = specialize(SpecializeInput(params_file=str(project / "params.yaml"), profile="smoke",
+                                     strategies=["lora", "lora+retrieval"]))
+    client = client_for(project)
+    children = {r.data.tags["strategy"]: r for r in runs_of(client)
+                if r.data.tags.get("mlflow.parentRunId") == out.parent_run_id}
+    assert set(children) == {"lora", "lora+retrieval"} and not out.failed
+    with_r, without = children["lora+retrieval"].data.metrics, children["lora"].data.metrics
+    assert with_r["index_rows"] > 0 and with_r["retrieval_ms_p50"] > 0 and "index_rows" not in without
+    assert client.get_run(out.parent_run_id).data.metrics["retrieval_index_rows"] == with_r["index_rows"]
+    page = open(out.report).read()
+    assert "Retrieval ablation" in page and "lora → lora+retrieval" in page and "exact McNemar" in page
+    version = mlflow.register_model(out.models["lora+retrieval"], "check-lora-retrieval")
+    predicted = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}").predict(
+        pd.DataFrame({"text": ["a joy from start to finish", "a chore to sit through"]}))
+    assert len(predicted) == 2 and set(predicted["label"]) <= {"negative", "positive"}

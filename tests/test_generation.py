@@ -57,7 +57,7 @@ def test_loss_is_on_target_tokens_only(tiny_llama):
 
 
 @pytest.mark.parametrize("name", ["full_finetune", "partial_finetune", "lora", "ia3", "prompt_tuning",
-                                  "prefix_tuning", "zero_shot", "few_shot", "retrieval_few_shot"])
+                                  "prefix_tuning", "zero_shot", "few_shot", "retrieval_few_shot", "lora+retrieval"])
 def test_each_generation_strategy_trains_saves_reloads_and_generates_the_same(name, tiny_llama, tmp_path):
     from tasks.training.artifact import load_predictor, predict_texts
     from tasks.training.run import compute, prepare_inputs, save_outcome
@@ -65,7 +65,8 @@ def test_each_generation_strategy_trains_saves_reloads_and_generates_the_same(na
     settings = settings_for(tiny_llama, tmp_path)
     overrides = {"partial_finetune": {"frozen_layers": 1},
                  "ia3": {"target_modules": ["k_proj", "v_proj", "down_proj"], "feedforward_modules": ["down_proj"]},
-                 "lora": {"target_modules": ["q_proj", "v_proj"]}, "few_shot": {"k": 2, "variants": [{"demo_seed": 3}]}}
+                 "lora": {"target_modules": ["q_proj", "v_proj"]}, "few_shot": {"k": 2, "variants": [{"demo_seed": 3}]},
+                 "lora+retrieval": {"target_modules": ["q_proj", "v_proj"], "k": 2, "context_tokens": 96}}
     settings = replace(settings, strategy_params={name: overrides.get(name, {})})
     base = load_base(str(tiny_llama))
     inputs = prepare_inputs(settings, base, frames(), name)
@@ -75,7 +76,7 @@ def test_each_generation_strategy_trains_saves_reloads_and_generates_the_same(na
     assert np.isfinite(m["val_perplexity"]) and m["latency_ms_p50"] > 0
     if inputs.strategy.trains:
         assert outcome.training.steps >= 1 and outcome.training.val_loss
-    if name == "retrieval_few_shot":   # its cost is measured: the index, a query, the longer prompts
+    if name in ("retrieval_few_shot", "lora+retrieval"):   # its cost is measured: the index, a query, the longer prompts
         assert m["index_rows"] == 24 and m["index_bytes"] > 0 and m["retrieval_ms_p50"] > 0
         assert m["retrieval_extra_prompt_tokens"] > 0
     folder = tmp_path / "artifact"

@@ -230,23 +230,56 @@ def _strategies(path: Path, strat_raw: dict, strategies: list[str] | None, task:
     strat_raw.pop("run", None)
     if chosen == ["all"]:
         chosen = registry.names(task)
-    unknown = [s for s in chosen if s not in registry.names()]
+    unknown = [s for s in chosen if not registry.known(s)]
     if unknown:
         raise SettingsError(
-            f"unknown strategy {', '.join(unknown)}; registered: {', '.join(registry.names())}"
+            f"unknown strategy {', '.join(unknown)}; registered: {', '.join(registry.names())} "
+            f"(and <trained strategy>+retrieval)"
         )
-    unsupported = [s for s in chosen if s not in registry.names(task)]
-    if unsupported:
-        raise SettingsError(f"strategy {', '.join(unsupported)} cannot run task: {task}; strategies for "
-                            f"{task}: {', '.join(registry.names(task))}")
+    for name in chosen:
+        if not registry.known(name, task):
+            try:
+                registry.get(name, task)
+            except KeyError as exc:   # the registry's message says which strategies can
+                raise SettingsError(str(exc).strip("'\"")) from exc
     if not chosen:
         raise SettingsError("no strategy to run: set strategies.run in params or pass --strategies")
     for name in strat_raw:
         if name not in registry.names():
-            raise SettingsError(f"{path}: strategies.{name} configures an unregistered strategy")
+            raise SettingsError(f"{path}: strategies.{name} configures an unregistered strategy"
+                                + (f" (set {name}'s retrieval under strategies.{retrieval_base(name)}.retrieval)"
+                                   if retrieval_base(name) else ""))
+    strat_raw = with_retrieval_sections(strat_raw, chosen)
     for name in chosen:
         registry.get(name, task).parse_params(strat_raw.get(name) or {})
     return list(chosen), strat_raw
+
+
+def with_retrieval_sections(strat_raw: dict, chosen: list[str]) -> dict:
+    """Each strategy's params section without its `retrieval` option, plus one section per
+    retrieval variant that runs: `strategies.lora.retrieval: {k: 4}` configures `lora+retrieval`
+    (its LoRA settings are lora's), and `lora` itself runs without retrieval."""
+    from tasks.strategies._with_retrieval import SUFFIX, option_params
+
+    out = {}
+    for name, raw in strat_raw.items():
+        try:
+            own, option = option_params(raw or {})
+        except ValueError as exc:
+            raise SettingsError(f"strategies.{name}.{exc}") from exc
+        out[name] = own
+        if option or name + SUFFIX in chosen:
+            out[name + SUFFIX] = {**own, **option}
+    for name in chosen:
+        if retrieval_base(name) and name not in out:
+            out[name] = {}
+    return out
+
+
+def retrieval_base(name: str) -> str | None:
+    from tasks.strategies._with_retrieval import base_name
+
+    return base_name(name)
 
 
 def _evaluation(raw: dict | None) -> EvaluationSettings:

@@ -45,8 +45,8 @@ def prompt_budget(model: nn.Module, max_length: int, max_new_tokens: int) -> int
     """Tokens a prompt may take. A trained model answers prompts cut as in training
     (model.max_length); a prompting strategy's own prompt (few-shot demonstrations) is longer,
     so it may use the model's context, less the answer."""
-    if getattr(model, "prompt_format", None) is None:
-        return max_length
+    if getattr(model, "prompt_format", None) is None:   # trained; retrieved turns add what they did in training
+        return max_length + getattr(model, "extra_prompt_tokens", 0)
     config = getattr(getattr(model, "lm", model), "config", None)
     context = getattr(config, "max_position_embeddings", max_length)
     return max(max_length, context - max_new_tokens)
@@ -57,7 +57,7 @@ def prompt_formats(model: nn.Module, fmt: PromptFormat, texts: list[str]) -> lis
     model's one format (a prompting strategy's), else the run's `fmt`."""
     per_input = getattr(model, "prompt_formats", None)
     if per_input is not None:
-        return per_input(list(texts))
+        return per_input(list(texts), fmt)
     return [getattr(model, "prompt_format", None) or fmt] * len(texts)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from tasks.config.sections import SELECT_METRICS, validation_metric
 from tasks.evaluation.plots import learning_curve_plot, loss_plot, pareto_plot, reliability_plot, study_plot
 from tasks.evaluation.report_data import ReportData, StrategyRow
+from tasks.evaluation.retrieval_ablation import retrieval_section
 from tasks.evaluation.selection import Recommendation, choose
 
 # How people read a selection metric's name.
@@ -246,6 +247,7 @@ on the adapted model's (positive: general features were lost). "merged": LoRA/IA
 {samples(data.rows)}
 {policy_section(data.rows)}
 {ablation}
+{retrieval_section(data.rows, generation)}
 {tuning_section(data.rows)}
 <h2>Trade-offs</h2>{figs}
 <h2>Data and validation</h2><p id="validation">Great Expectations: {e(validation)}</p><ul>{drift}</ul>

@@ -58,9 +58,25 @@ def subset_indices(total: int, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
 
 
-def encode(tokenizer, texts: list[str], labels: np.ndarray, max_length: int) -> Encoded:
-    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    return Encoded(ids, np.asarray(labels, dtype=np.int64))
+def encode(tokenizer, texts: list[str], labels: np.ndarray, max_length: int,
+           contexts: list[str] | None = None, extra_tokens: int = 0) -> Encoded:
+    """Token ids of each text, cut at max_length. `contexts`: a second segment per text (retrieved
+    examples, tasks/strategies/_with_retrieval.py), encoded as a pair within max_length +
+    extra_tokens (the longer of the two segments is cut first). `sources` keeps the texts."""
+    if contexts is None:
+        ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    else:
+        ids = tokenizer(list(texts), list(contexts), truncation="longest_first",
+                        max_length=max_length + extra_tokens)["input_ids"]
+    return Encoded(ids, np.asarray(labels, dtype=np.int64), sources=tuple(texts))
+
+
+def encode_requests(model, tokenizer, texts: list[str], max_length: int) -> Encoded:
+    """Texts as `model` reads them: with its retrieved context when it retrieves (`augment_texts`),
+    exactly as its training examples were built."""
+    augment = getattr(model, "augment_texts", None)
+    contexts, extra = augment(list(texts)) if augment is not None else (None, 0)
+    return encode(tokenizer, texts, np.zeros(len(texts), dtype=np.int64), max_length, contexts, extra)
 
 
 def collate(rows: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:

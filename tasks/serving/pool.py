@@ -31,9 +31,13 @@ Mode = Literal["shared_peft", "shared_adapters", "merged", "own"]
 
 
 def serving_mode(strategy_name: str, saves: str, library: str, has_adapter_config: bool, mergeable: bool,
-                 model: str, merged: list[str]) -> tuple[Mode, str]:
+                 model: str, merged: list[str], retrieves: bool = False) -> tuple[Mode, str]:
     """How a version is held, and a note when params asked for something it cannot do.
-    `mergeable`: the strategy has a merge (LoRA, IA3); prompts cannot fold into weights."""
+    `mergeable`: the strategy has a merge (LoRA, IA3); prompts cannot fold into weights.
+    `retrieves`: its inputs carry neighbours from its own index, so it is its own module (merged
+    when asked: the index stays beside the merged weights)."""
+    if retrieves:
+        return ("merged", "") if model in merged and mergeable else ("own", "")
     if saves != "adapter":
         return "own", ""
     if model in merged:
@@ -208,7 +212,7 @@ class Pool:
         base_path = resolve_base_path(manifest.base_name)
         has_config = strategy.adapter_config is not None
         mode, note = serving_mode(strategy.name, strategy.saves, strategy.library, has_config,
-                                  strategy.merge is not None, model, self._merged)
+                                  strategy.merge is not None, model, self._merged, strategy.retrieves)
         what = f"{model} v{version} ({strategy.name})"
         with self._load_lock:
             if mode in ("shared_peft", "shared_adapters"):
@@ -263,10 +267,10 @@ class Pool:
     def predict(self, loaded: Loaded, texts: list[str], batch_size: int) -> np.ndarray:
         """Class probabilities, one row per text (on the inference thread)."""
         from tasks.evaluation.predict import predict_proba
-        from tasks.models.encoding import encode
+        from tasks.models.encoding import encode_requests
 
         model = loaded.group.activate(loaded.adapter) if loaded.group is not None else loaded.module
-        data = encode(loaded.tokenizer, texts, np.zeros(len(texts), dtype=np.int64), loaded.manifest.max_length)
+        data = encode_requests(model, loaded.tokenizer, texts, loaded.manifest.max_length)
         return predict_proba(model, data, loaded.tokenizer.pad_token_id, batch_size=batch_size)
 
     def _tokenizer(self, base_path: Path):

@@ -91,6 +91,9 @@ class Strategy:
     # The tasks it can run. A name may be registered once per task (zero_shot classifies by
     # embedding similarity and generates from an instruction: two strategies, one name).
     tasks: tuple[str, ...] = ("classification",)
+    # Inputs carry retrieved train examples (`<name>+retrieval`, tasks/strategies/_with_retrieval.py):
+    # served as its own module, since the index and the inputs it builds are the version's own.
+    retrieves: bool = False
 
     def parse_params(self, raw: dict[str, Any]):
         known = {f.name for f in fields(self.params_cls)}
@@ -107,6 +110,7 @@ class Strategy:
 
 
 _REGISTRY: dict[str, list[Strategy]] = {}
+_VARIANTS: dict[str, Callable[[Strategy], Strategy]] = {}
 TASKS = ("classification", "generation")
 
 
@@ -135,7 +139,22 @@ class UnsupportedTask(KeyError):
         return str(self.args[0])
 
 
+def register_variant(suffix: str, derive: Callable[[Strategy], Strategy]) -> None:
+    """`<name><suffix>` names `derive(<name>'s strategy)`: an option every trained strategy can
+    take (`lora+retrieval`, tasks/strategies/_with_retrieval.py). derive raises KeyError when the
+    strategy cannot take it."""
+    _VARIANTS[suffix] = derive
+
+
+def _variant(name: str) -> tuple[str, Callable[[Strategy], Strategy]] | None:
+    return next(((name[: -len(s)], d) for s, d in _VARIANTS.items() if name.endswith(s)), None)
+
+
 def get(name: str, task: str = "classification") -> Strategy:
+    """The strategy `name` for `task`; `<trained strategy>+retrieval` is derived from it."""
+    variant = _variant(name)
+    if variant is not None:
+        return variant[1](get(variant[0], task))
     if name not in _REGISTRY:
         raise KeyError(f"unknown strategy {name!r}; registered: {', '.join(names())}")
     for strategy in _REGISTRY[name]:
@@ -144,6 +163,17 @@ def get(name: str, task: str = "classification") -> Strategy:
     raise UnsupportedTask(f"strategy {name!r} cannot run task: {task} (it runs "
                           f"{', '.join(t for s in _REGISTRY[name] for t in s.tasks)}); "
                           f"strategies for {task}: {', '.join(names(task))}")
+
+
+def known(name: str, task: str | None = None) -> bool:
+    """A registered name (that runs `task`, when given), or a variant of one (`lora+retrieval`)."""
+    if task is None:
+        return (_variant(name) or (name,))[0] in _REGISTRY
+    try:
+        get(name, task)
+    except KeyError:
+        return False
+    return True
 
 
 def names(task: str | None = None) -> list[str]:

@@ -113,7 +113,8 @@ class RetrievalFewShotClassifier(nn.Module):
             texts.append(self.tokenizer.decode(own[1:] if own and own[0] == self.bos else own))
         return SequenceClassifierOutput(logits=self.score([self._ids(p) for p in self.prompts(texts)]))
 
-    def retrieval_metrics(self, texts: list[str]) -> dict[str, float]:
+    def retrieval_metrics(self, texts: list[str], tokenizer=None, fmt=None) -> dict[str, float]:
+        """(tokenizer and fmt: this model's own are used.)"""
         plain = [len(self._ids(self.t["instruction"] + self.t["example"].format(text=x))) for x in texts]
         extra = [len(self._ids(p)) - n for p, n in zip(self.prompts(texts), plain)]
         return cost_metrics(self.index, self.single_query_ms, extra)

@@ -60,12 +60,14 @@ class RetrievalPromptedLM(PromptedLM):
         self.index, self.tokenizer = index, tokenizer
         self.single_query_ms: list[float] = []   # one input at a time, as a user's request waits for it
 
-    def prompt_formats(self, texts: list[str]) -> list[PromptFormat]:
+    def prompt_formats(self, texts: list[str], fmt: PromptFormat | None = None) -> list[PromptFormat]:
+        """Each input's prompt (`fmt`, the run's, is not used: this strategy's params carry its own)."""
         p, cut = self.params, self.params.demo_max_chars
         rows = timed_neighbours(self.index, texts, p.k, self.single_query_ms)
         return [PromptFormat(p.system_prompt, p.instruction, tuple((t[:cut], y) for t, y in row)) for row in rows]
 
-    def retrieval_metrics(self, texts: list[str]) -> dict[str, float]:
+    def retrieval_metrics(self, texts: list[str], tokenizer=None, fmt=None) -> dict[str, float]:
+        """(tokenizer and fmt: this model's own are used.)"""
         from tasks.models.prompts import render
 
         plain = PromptFormat(self.params.system_prompt, self.params.instruction)

@@ -113,9 +113,9 @@ def predict_texts(model, tokenizer, manifest: Manifest, texts: list[str], batch_
         out = generate_texts(model, tokenizer, manifest.prompt(), texts, manifest.max_length, cap, batch_size)
         return pd.DataFrame({"output": out.texts})
     from tasks.evaluation.predict import predict_proba
-    from tasks.models.encoding import encode
+    from tasks.models.encoding import encode_requests
 
-    data = encode(tokenizer, texts, np.zeros(len(texts), dtype=np.int64), manifest.max_length)
+    data = encode_requests(model, tokenizer, texts, manifest.max_length)
     probs = predict_proba(model, data, tokenizer.pad_token_id)
     out = pd.DataFrame({"label": [manifest.labels[i] for i in probs.argmax(1)],
                         "probability": probs.max(1)})

@@ -58,12 +58,21 @@ def prepare_generation_inputs(settings: Settings, base: ResolvedBase, frames: di
     torch.set_num_threads(threads_per_process(cfg, hardware))
     tokenizer = load_tokenizer(base.path)
     limits = {"train": cfg.max_train_examples, "validation": cfg.max_eval_examples, "test": cfg.max_eval_examples}
-    splits = {}
-    for split, frame in frames.items():
-        rows = frame.iloc[subset_indices(len(frame), limits[split], cfg.seed)]
-        splits[split] = encode_pairs(tokenizer, fmt, rows["text"].astype(str).tolist(),
-                                     rows["target"].astype(str).tolist(), settings.model.max_length,
-                                     g.max_target_tokens)
+    picked = {split: frame.iloc[subset_indices(len(frame), limits[split], cfg.seed)] for split, frame in frames.items()}
+    formats, max_length = {split: fmt for split in frames}, settings.model.max_length
+    if strategy.retrieves:   # `<name>+retrieval`: each example's neighbours as earlier turns
+        from tasks.strategies._with_retrieval import attach_index, generation_formats, split_neighbours
+
+        params = attach_index(params, frames["train"], "target")
+        # Only the rows the limits keep are searched; a train row's position in frames["train"]
+        # is its id in the index, so it never retrieves itself.
+        positions = {split: subset_indices(len(frame), limits[split], cfg.seed) for split, frame in frames.items()}
+        found = split_neighbours(params, picked, {s: list(map(int, p)) for s, p in positions.items()})
+        formats = {split: generation_formats(rows, fmt, params.demo_max_chars) for split, rows in found.items()}
+        max_length += params.context_tokens
+    splits = {split: encode_pairs(tokenizer, formats[split], rows["text"].astype(str).tolist(),
+                                  rows["target"].astype(str).tolist(), max_length, g.max_target_tokens)
+              for split, rows in picked.items()}
     return StrategyInputs(name, strategy, params, base, tokenizer, [], splits, frames["train"], hardware,
                           Head("generation"), fmt)
 
@@ -145,8 +154,8 @@ def compute_generation(inputs: StrategyInputs, settings: Settings) -> Outcome:
                     "throughput_examples_per_s": len(out.texts) / max(out.seconds, 1e-9)}
         sample = list(inputs.splits["test"].sources)[: g.latency_examples]
         metrics |= latency(model, inputs.tokenizer, inputs.prompt, sample, settings.model.max_length, g.max_new_tokens)
-        if hasattr(model, "retrieval_metrics"):   # retrieval_few_shot: the index and what a query costs
-            metrics |= model.retrieval_metrics(list(inputs.splits["test"].sources))
+        if hasattr(model, "retrieval_metrics"):   # a retrieving strategy: the index and what a query costs
+            metrics |= model.retrieval_metrics(list(inputs.splits["test"].sources), inputs.tokenizer, inputs.prompt)
     test = inputs.splits["test"]
     # Outside the peak-memory window: the personal-data recognisers are the policy's, not the model's.
     metrics |= text_policy_metrics(OutputPolicy(settings.policy), {"val_": val_texts, "test_": out.texts})

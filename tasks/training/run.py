@@ -39,11 +39,20 @@ def tightest_limit(*limits: int) -> int:
 
 
 def encode_splits(tokenizer, frames: dict[str, pd.DataFrame], labels: list[str], max_length: int,
-                  max_train: int, max_eval: int, seed: int) -> dict[str, Encoded]:
+                  max_train: int, max_eval: int, seed: int, params=None) -> dict[str, Encoded]:
+    """Each split encoded and limited; with retrieval params (`<name>+retrieval`), each row
+    carries its neighbours as a second segment."""
     ids = {label: i for i, label in enumerate(labels)}
     limits = {"train": max_train, "validation": max_eval, "test": max_eval}
+    contexts, extra = {}, 0
+    if params is not None:
+        from tasks.strategies._with_retrieval import classification_context, split_neighbours
+
+        contexts = {split: classification_context(rows, params.demo_max_chars)
+                    for split, rows in split_neighbours(params, frames).items()}
+        extra = params.context_tokens
     return {split: encode(tokenizer, frame["text"].tolist(), frame["label"].map(ids).to_numpy(),
-                          max_length).subset(limits[split], seed)
+                          max_length, contexts.get(split), extra).subset(limits[split], seed)
             for split, frame in frames.items()}
 
 
@@ -61,11 +70,15 @@ def prepare_inputs(settings: Settings, base: ResolvedBase, frames: dict[str, pd.
     torch.set_num_threads(threads_per_process(cfg, hardware))
     if getattr(params, "base", None) and params.base != base.name:
         base = load_base(params.base, settings.root)
+    if strategy.retrieves:
+        from tasks.strategies._with_retrieval import attach_index
+
+        params = attach_index(params, frames["train"], "label")
     tokenizer = load_tokenizer(base.path)
     # A strategy may score fewer test examples (a prompted LM is slow); always the same subset.
     max_eval = tightest_limit(cfg.max_eval_examples, getattr(params, "max_test_examples", 0))
     splits = encode_splits(tokenizer, frames, settings.validation.labels, settings.model.max_length,
-                           cfg.max_train_examples, max_eval, cfg.seed)
+                           cfg.max_train_examples, max_eval, cfg.seed, params if strategy.retrieves else None)
     return StrategyInputs(name, strategy, params, base, tokenizer, settings.validation.labels, splits, frames["train"],
                           hardware, Head.for_task("classification", settings.validation.labels))
 
@@ -160,9 +173,8 @@ def compute_classification(inputs: StrategyInputs, settings: Settings) -> Outcom
         if variants is not None:   # the intervals belong to the mean over variants
             metrics |= variant_mean_intervals(test.labels, variants.test_preds, len(inputs.labels), cfg.seed)
         speed = measure_speed(model, test, inputs.pad_id)
-        if hasattr(model, "retrieval_metrics"):   # retrieval_few_shot: the index and what a query costs
-            sample = [inputs.tokenizer.decode(ids, skip_special_tokens=True) for ids in test.input_ids[:100]]
-            metrics |= model.retrieval_metrics(sample)
+        if hasattr(model, "retrieval_metrics"):   # a retrieving strategy: the index and what a query costs
+            metrics |= model.retrieval_metrics(list(test.sources[:100]), inputs.tokenizer)
     training = fitted.training if fitted else None
     # Outside the peak-memory window: the personal-data recognisers are the policy's, not the model's.
     metrics |= label_policy_metrics(OutputPolicy(settings.policy), inputs.labels,

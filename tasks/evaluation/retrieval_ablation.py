@@ -1,0 +1,90 @@
+"""The report's retrieval ablation: each strategy with and without retrieved train examples,
+side by side on the same test examples (few_shot against retrieval_few_shot; `X` against
+`X+retrieval`), the difference with its paired test, and what retrieval costs."""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import numpy as np
+
+from tasks.evaluation.report_data import StrategyRow
+
+# Pairs (without, with) besides every `X` / `X+retrieval` that both ran.
+PROMPTING_PAIRS = (("few_shot", "retrieval_few_shot"),)
+
+
+@dataclass(frozen=True)
+class AblationPair:
+    without: StrategyRow
+    with_retrieval: StrategyRow
+    metric: str                  # test_accuracy or test_rougeL
+    gain_points: float           # (with - without) x 100
+    p_value: float | None        # paired: McNemar (classification) or permutation (per-example ROUGE-L)
+    test: str                    # the paired test's name, or why there is none
+
+
+def pairs_of(names: list[str]) -> list[tuple[str, str]]:
+    """(without, with) for every pair whose two strategies ran, in run order."""
+    from tasks.models.retrieval import RETRIEVAL_SUFFIX as SUFFIX
+
+    out = [(a, b) for a, b in PROMPTING_PAIRS if a in names and b in names]
+    return out + [(n[: -len(SUFFIX)], n) for n in names if n.endswith(SUFFIX) and n[: -len(SUFFIX)] in names]
+
+
+def paired(a: StrategyRow, b: StrategyRow, generation: bool) -> tuple[float | None, str]:
+    """The paired p-value of b against a on the same test examples, or why there is none."""
+    from tasks.evaluation.statistics import mcnemar
+    from tasks.evaluation.text_metrics import paired_permutation_p
+
+    x, y = (a.scores, b.scores) if generation else (a.correct, b.correct)
+    if x is None or y is None:
+        return None, "per-example results not recorded"
+    if len(x) != len(y):
+        return None, f"not paired: {len(x)} and {len(y)} test examples (set the same max_test_examples)"
+    if generation:
+        return paired_permutation_p(np.array(y), np.array(x)), "paired permutation, per-example ROUGE-L"
+    return mcnemar(np.array(y), np.array(x)).p_value, "exact McNemar"
+
+
+def retrieval_pairs(rows: list[StrategyRow], generation: bool) -> list[AblationPair]:
+    metric = "test_rougeL" if generation else "test_accuracy"
+    done = {r.strategy: r for r in rows if metric in r.metrics}
+    out = []
+    for a, b in pairs_of(list(done)):
+        gain = 100 * (done[b].metrics[metric] - done[a].metrics[metric])
+        p, test = paired(done[a], done[b], generation)
+        out.append(AblationPair(done[a], done[b], metric, gain, p, test))
+    return out
+
+
+def _score(row: StrategyRow, metric: str) -> str:
+    m = row.metrics
+    low, high = m.get(f"{metric}_ci_low"), m.get(f"{metric}_ci_high")
+    return f"{m[metric]:.4f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
+
+
+def retrieval_section(rows: list[StrategyRow], generation: bool) -> str:
+    pairs = retrieval_pairs(rows, generation)
+    if not pairs:
+        return ""
+    e, label = html.escape, "ROUGE-L" if generation else "accuracy"
+    body = []
+    for p in pairs:
+        m = p.with_retrieval.metrics
+        cost = lambda key, fmt: fmt.format(m[key]) if key in m else "–"
+        body.append(
+            f"<tr><th>{e(p.without.strategy)} → {e(p.with_retrieval.strategy)}</th>"
+            f"<td>{_score(p.without, p.metric)}</td><td>{_score(p.with_retrieval, p.metric)}</td>"
+            f"<td>{p.gain_points:+.1f}</td><td>{'–' if p.p_value is None else f'{p.p_value:.3g}'}</td>"
+            f"<td style='text-align:left'>{e(p.test)}</td><td>{cost('retrieval_ms_p50', '{:.1f}')}</td>"
+            f"<td>{cost('retrieval_ms_p95', '{:.1f}')}</td><td>{cost('retrieval_extra_prompt_tokens', '{:.0f}')}</td>"
+            f"<td>{cost('index_bytes', '{:,.0f}')}</td><td>{cost('index_build_seconds', '{:.1f}')}</td></tr>")
+    return (f"<h2>Retrieval ablation</h2><p>Each strategy without and with its inputs' nearest train examples "
+            f"(MiniLM + FAISS; a training example never retrieves itself), on the same test examples. "
+            f"Test {label} with its 95 % bootstrap interval; gain in points; the paired test of the two. "
+            f"Retrieval cost: one query's latency (embedding + search), the tokens the neighbours add to an "
+            f"input, and the index.</p><table id=\"retrieval\"><tr><th>strategy</th><th>without</th>"
+            f"<th>with retrieval</th><th>gain pts</th><th>p</th><th>test</th><th>retrieval p50 ms</th>"
+            f"<th>p95 ms</th><th>added tokens</th><th>index bytes</th><th>index build s</th></tr>"
+            f"{''.join(body)}</table>")

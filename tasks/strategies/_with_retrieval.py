@@ -1,0 +1,214 @@
+"""Retrieval as an option on a trained strategy: `lora+retrieval` is LoRA whose every input
+carries its k nearest train examples (MiniLM + FAISS, tasks/models/retrieval.py), in training
+exactly as in evaluation and serving, so the report can set `lora` and `lora+retrieval` side by
+side (the retrieval ablation).
+
+How the neighbours enter the input depends on the task:
+- classification: a second segment after the example, "label: text | label: text …"
+  (tokenizer pair encoding, so BERT sees [CLS] example [SEP] neighbours [SEP]); the sequence may
+  grow by `context_tokens` beyond model.max_length;
+- generation: the neighbours as earlier chat turns (the same prompt retrieval_few_shot builds),
+  the prompt allowed `context_tokens` more than model.max_length.
+
+Leakage guard: only train rows are indexed, and a train example never retrieves its own row
+(`exclude`), so training never sees an example's own answer in its context. The index is saved
+with the version and bound to its data version and encoder, like retrieval_few_shot's.
+
+Registered once as a variant (last line): registry.get("lora+retrieval") derives it from lora
+on demand; its params are lora's plus `RetrievalFields`."""
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, fields, make_dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+from torch import nn
+
+from tasks.models.heads import Head
+from tasks.models.packaged import MINILM
+from tasks.models.prompts import PromptFormat
+from tasks.models.retrieval import RETRIEVAL_SUFFIX as SUFFIX
+from tasks.models.retrieval import RetrievalIndex
+from tasks.strategies._retrieval import cost_metrics, load_index, train_index
+from tasks.strategies.registry import Strategy, register_variant
+
+INDEX_DIR = "retrieval_index"
+
+
+@dataclass(frozen=True)
+class RetrievalFields:
+    """What `strategies.<name>.retrieval` sets (README, "Retrieval")."""
+    k: int = 4                   # neighbours per input
+    demo_max_chars: int = 200    # each retrieved text is cut to this many characters
+    # Tokens the neighbours may add to an input beyond model.max_length (attention cost grows with
+    # it: 128 more on 128 is about 2x the training time per step on BERT-base).
+    context_tokens: int = 128
+    embedder: str = MINILM
+    # Filled by the run from the train split (and saved): where the index is, what it indexes.
+    index: str = ""
+    data_version: str = ""
+
+    def __post_init__(self):
+        if not 1 <= self.k <= 16:
+            raise ValueError(f"retrieval.k must be in 1..16, got {self.k}")
+        if self.demo_max_chars <= 0 or self.context_tokens <= 0:
+            raise ValueError(f"retrieval.demo_max_chars and retrieval.context_tokens must be positive, got "
+                             f"{self.demo_max_chars} and {self.context_tokens}")
+        own_checks = getattr(super(), "__post_init__", None)   # the strategy's params' (MRO: after these)
+        if own_checks is not None:
+            own_checks()
+
+
+OPTION_FIELDS = tuple(f.name for f in fields(RetrievalFields))
+
+
+def base_name(name: str) -> str | None:
+    """'lora' for 'lora+retrieval'; None for a name without the suffix."""
+    return name[: -len(SUFFIX)] if name.endswith(SUFFIX) else None
+
+
+def option_params(raw: dict) -> tuple[dict, dict]:
+    """(the strategy's own settings, its `retrieval` section) from its params section."""
+    own = {k: v for k, v in raw.items() if k != "retrieval"}
+    option = raw.get("retrieval") or {}
+    if not isinstance(option, dict):
+        raise ValueError(f"retrieval must be a mapping such as {{k: 4}}, got {option!r}")
+    return own, dict(option)
+
+
+# --- what the neighbours add to an input: one function per task, used in training, evaluation and serving
+
+
+def neighbours(index: RetrievalIndex, texts: list[str], k: int, exclude: list[int | None] | None = None,
+               timings: list[float] | None = None) -> list[list[tuple[str, str]]]:
+    start = time.perf_counter()
+    rows = index.neighbours(list(texts), k, exclude)
+    if timings is not None and len(texts) == 1:   # one request's wait: embedding + search
+        timings.append((time.perf_counter() - start) * 1000)
+    return rows
+
+
+def classification_context(rows: list[list[tuple[str, str]]], cut: int) -> list[str]:
+    """The second segment of each input: its neighbours with their labels, nearest first."""
+    return [" | ".join(f"{label}: {text[:cut]}" for text, label in row) for row in rows]
+
+
+def generation_formats(rows: list[list[tuple[str, str]]], fmt: PromptFormat, cut: int) -> list[PromptFormat]:
+    """Each input's prompt: the run's, with its neighbours as earlier chat turns."""
+    return [PromptFormat(fmt.system_prompt, fmt.instruction, tuple((t[:cut], y) for t, y in row)) for row in rows]
+
+
+class Retrieving(nn.Module):
+    """A trained model whose inputs carry their neighbours. forward / generate are the inner
+    model's; `augment_texts` (classification) and `prompt_formats` (generation) are what the
+    evaluation and serving code call, by name, to build inputs the way training did."""
+
+    def __init__(self, inner: nn.Module, index: RetrievalIndex, params):
+        super().__init__()
+        self.inner, self.index, self.params = inner, index, params
+        self.extra_prompt_tokens = params.context_tokens   # generate_texts' prompt budget, as in training
+        self.single_query_ms: list[float] = []
+
+    def forward(self, *args, **kwargs):
+        return self.inner(*args, **kwargs)
+
+    def generate(self, **kwargs):
+        return self.inner.generate(**kwargs)
+
+    def augment_texts(self, texts: list[str]) -> tuple[list[str], int]:
+        """(each text's neighbour segment, the tokens it may add)."""
+        rows = neighbours(self.index, texts, self.params.k, timings=self.single_query_ms)
+        return classification_context(rows, self.params.demo_max_chars), self.params.context_tokens
+
+    def prompt_formats(self, texts: list[str], fmt: PromptFormat) -> list[PromptFormat]:
+        rows = neighbours(self.index, texts, self.params.k, timings=self.single_query_ms)
+        return generation_formats(rows, fmt, self.params.demo_max_chars)
+
+    def retrieval_metrics(self, texts: list[str], tokenizer, fmt: PromptFormat | None = None) -> dict[str, float]:
+        """Index size and build time, one query's latency (50 queries one at a time, as serving
+        sees them) and the tokens the neighbours add (capped by context_tokens, as the inputs are)."""
+        from tasks.models.prompts import render
+
+        for text in texts[:50]:
+            neighbours(self.index, [text], self.params.k, timings=self.single_query_ms)
+        rows, cap = neighbours(self.index, texts, self.params.k), self.params.context_tokens
+        n = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if fmt is None:   # classification: the second segment and its separator
+            extra = [min(n(c) + 1, cap) for c in classification_context(rows, self.params.demo_max_chars)]
+        else:
+            extra = [min(n(render(tokenizer, f, t)) - n(render(tokenizer, fmt, t)), cap)
+                     for f, t in zip(generation_formats(rows, fmt, self.params.demo_max_chars), texts)]
+        return cost_metrics(self.index, self.single_query_ms, extra)
+
+
+# --- the derived strategy
+
+
+def split_params(base: Strategy, params) -> tuple[object, RetrievalFields]:
+    own = {f.name: getattr(params, f.name) for f in fields(base.params_cls)}
+    return base.params_cls(**own), params
+
+
+def attach_index(params, train: pd.DataFrame, answer_col: str):
+    """The params with the index of `train` (built once per data version and encoder)."""
+    folder, version = train_index(train, answer_col, params.embedder)
+    return replace(params, index=str(folder), data_version=version)
+
+
+@functools.lru_cache(maxsize=None)
+def with_retrieval(base: Strategy) -> Strategy:
+    if not base.trains:
+        raise KeyError(f"strategy {base.name!r} does not train: retrieval is an option of trained strategies "
+                       f"(retrieval_few_shot is the prompting one)")
+    clash = set(OPTION_FIELDS) & {f.name for f in fields(base.params_cls)}
+    if clash:
+        raise KeyError(f"strategy {base.name!r} has its own {', '.join(sorted(clash))}: it cannot take retrieval")
+    params_cls = make_dataclass(f"{base.params_cls.__name__}WithRetrieval", [],
+                                bases=(RetrievalFields, base.params_cls), frozen=True)
+
+    def build(base_dir: Path, head: Head, params) -> nn.Module:
+        own, option = split_params(base, params)
+        index = load_index(option.index, option.embedder, option.data_version)
+        return Retrieving(base.build(base_dir, head, own), index, params)
+
+    def save(model: nn.Module, out_dir: Path) -> None:
+        base.save(model.inner, out_dir)
+        model.index.save(out_dir / INDEX_DIR)
+
+    def load(base_dir: Path, saved_dir: Path, head: Head, params) -> nn.Module:
+        """Refused when the saved index is not the data version the version names, or the
+        encoder here is not the one it was built with."""
+        own, option = split_params(base, params)
+        index = load_index(saved_dir / INDEX_DIR, option.embedder, option.data_version)
+        return Retrieving(base.load(base_dir, saved_dir, head, own), index, params)
+
+    merge = None
+    if base.merge is not None:
+        def merge(model: nn.Module) -> nn.Module:
+            return Retrieving(base.merge(model.inner), model.index, model.params)
+
+    return Strategy(name=base.name + SUFFIX, summary=f"{base.name} with each input's k nearest train examples in it",
+                    params_cls=params_cls, trains=True, saves=base.saves, build=build, save=save, load=load,
+                    base_kind=base.base_kind, library=base.library, merge=merge, tasks=base.tasks, retrieves=True)
+
+
+def split_neighbours(params, frames: dict[str, pd.DataFrame], train_ids: dict[str, list[int]] | None = None
+                     ) -> dict[str, list[list[tuple[str, str]]]]:
+    """Every split's rows' neighbours from the index in `params` (attach_index first). A train
+    row never retrieves its own row, so no training example sees its own answer: its id in the
+    index is its position in the whole train split (`train_ids["train"]` when `frames` holds a
+    subset of the rows, else its position in the frame)."""
+    index = load_index(params.index, params.embedder, params.data_version)
+    out = {}
+    for split, frame in frames.items():
+        texts = frame["text"].astype(str).tolist()
+        exclude = None
+        if split == "train":
+            exclude = (train_ids or {}).get("train") or list(range(len(texts)))
+        out[split] = neighbours(index, texts, params.k, exclude)
+    return out
+
+
+register_variant(SUFFIX, with_retrieval)

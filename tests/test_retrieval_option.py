@@ -1,0 +1,122 @@
+"""Retrieval as an option on a trained strategy (`lora+retrieval`, tasks/strategies/_with_retrieval.py):
+configured under the strategy, trained with its neighbours exactly as it is evaluated and served,
+a training example never seeing its own row, and the saved version bound to its index."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT
+
+from tasks.config import SettingsError, load_settings
+from tasks.models.base import load_base
+from tasks.models.retrieval import RetrievalError
+
+REVIEWS = [("a gripping thriller with a clever twist", "positive"), ("a tense, twisty thriller", "positive"),
+           ("dull and far too long", "negative"), ("boring, overlong and flat", "negative"),
+           ("a warm family comedy", "positive"), ("the jokes fall flat", "negative"),
+           ("stunning animation for all ages", "positive"), ("a lifeless sequel", "negative"),
+           ("moving and beautifully acted", "positive"), ("a mess from start to finish", "negative")]
+
+
+def frames() -> dict[str, pd.DataFrame]:
+    frame = lambda rows: pd.DataFrame({"text": [t for t, _ in rows], "label": [y for _, y in rows]})
+    return {"train": frame(REVIEWS), "validation": frame([("a clever thriller", "positive"), ("flat and dull", "negative")]),
+            "test": frame([("a warm, moving comedy", "positive"), ("far too long and lifeless", "negative"),
+                           ("twisty and tense", "positive")])}
+
+
+def params_file(tmp_path: Path, lora: dict) -> Path:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["strategies"]["lora"] = {**(raw["strategies"].get("lora") or {}), **lora}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_the_option_lives_under_its_strategy_and_runs_beside_it(tmp_path):
+    s = load_settings(params_file(tmp_path, {"retrieval": {"k": 3}}), strategies=["lora", "lora+retrieval"])
+    assert "retrieval" not in s.strategy_params["lora"]   # plain lora runs without it
+    assert s.strategy_params["lora+retrieval"]["k"] == 3
+    assert s.strategy_params["lora+retrieval"]["r"] == s.strategy_params["lora"].get("r", 8)
+    with pytest.raises(SettingsError, match="does not train: retrieval is an option of trained strategies"):
+        load_settings(ROOT / "params.yaml", strategies=["few_shot+retrieval"])
+    with pytest.raises(ValueError, match=r"strategies.lora\+retrieval: retrieval.k must be in 1..16, got 40"):
+        load_settings(params_file(tmp_path, {"retrieval": {"k": 40}}), strategies=["lora+retrieval"])
+    with pytest.raises(ValueError, match=r"strategies.lora\+retrieval: unknown setting\(s\) neighbours"):
+        load_settings(params_file(tmp_path, {"retrieval": {"neighbours": 3}}), strategies=["lora+retrieval"])
+
+
+def test_a_training_example_never_sees_its_own_row(tmp_path, monkeypatch):
+    from tasks.models.packaged import MINILM
+    from tasks.strategies._with_retrieval import RetrievalFields, attach_index, split_neighbours
+
+    monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path / "cache"))
+    f = frames()
+    params = attach_index(RetrievalFields(k=3, embedder=MINILM), f["train"], "label")
+    found = split_neighbours(params, f)
+    for (text, label), row in zip(REVIEWS, found["train"]):
+        assert (text, label) not in row and len(row) == 3
+    for split in ("validation", "test"):
+        held_out = set(f[split]["text"])
+        assert all(t not in held_out and (t, y) in REVIEWS for row in found[split] for t, y in row)
+    # A subset of train rows keeps each row's own id (its position in the whole split).
+    picked = {"train": f["train"].iloc[[2, 5, 7]]}
+    rows = split_neighbours(params, picked, {"train": [2, 5, 7]})["train"]
+    assert all(REVIEWS[i] not in row for i, row in zip([2, 5, 7], rows))
+
+
+def test_lora_with_retrieval_trains_on_what_it_is_served_with_and_keeps_its_index(tiny_bert, tmp_path, monkeypatch):
+    """Through prepare_inputs / compute / save_outcome (the flow's own calls), then the
+    registry's loader: the reloaded version augments a request exactly as training did (same
+    probabilities), and pointing it at another data version is refused."""
+    from tasks.training.artifact import MANIFEST, load_predictor, predict_texts
+    from tasks.training.run import compute, prepare_inputs, save_outcome
+
+    monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path / "cache"))
+    s = load_settings(params_file(tmp_path, {"retrieval": {"k": 2, "context_tokens": 48}}),
+                      strategies=["lora", "lora+retrieval"])
+    s = replace(s, model=replace(s.model, base=str(tiny_bert), max_length=32),
+                train=replace(s.train, batch_size=4, epochs=1, max_train_examples=0, max_eval_examples=0),
+                evaluation=replace(s.evaluation, forgetting_train_examples=0, learning_curve_strategies=[]),
+                root=tmp_path)
+    base = load_base(str(tiny_bert))
+    plain = prepare_inputs(s, base, frames(), "lora")
+    inputs = prepare_inputs(s, base, frames(), "lora+retrieval")
+    assert inputs.params.data_version and Path(inputs.params.index).is_dir()
+    for a, b in zip(plain.splits["train"].input_ids, inputs.splits["train"].input_ids):
+        assert len(b) > len(a) and len(b) <= 32 + 48 and b[: len(a) - 1] == a[:-1]   # the example, then its neighbours
+    outcome = compute(inputs, s)
+    m = outcome.metrics
+    assert m["index_rows"] == len(REVIEWS) and m["retrieval_ms_p50"] > 0 and 0 < m["retrieval_extra_prompt_tokens"] <= 48
+    assert 0 <= m["test_accuracy"] <= 1 and outcome.training.steps >= 1
+
+    folder = tmp_path / "artifact"
+    save_outcome(inputs, outcome, s, folder)
+    model, tokenizer, manifest = load_predictor(folder)
+    assert manifest.strategy == "lora+retrieval" and (folder / "retrieval_index" / "index.faiss").is_file()
+    texts = list(frames()["test"]["text"])
+    served = predict_texts(model, tokenizer, manifest, texts)
+    from tasks.evaluation.predict import predict_proba
+
+    probs = predict_proba(outcome.model, inputs.splits["test"], tokenizer.pad_token_id)
+    assert np.allclose(served[[f"p_{label}" for label in manifest.labels]].to_numpy(), probs, atol=1e-5)
+
+    raw = json.loads((folder / MANIFEST).read_text())
+    raw["params"]["data_version"] = "0" * 64
+    (folder / MANIFEST).write_text(json.dumps(raw))
+    with pytest.raises(RetrievalError, match="indexes data version .* not 000000000000"):
+        load_predictor(folder)
+
+
+def test_a_retrieving_version_is_served_as_its_own_module():
+    from tasks.serving.pool import serving_mode
+
+    assert serving_mode("lora+retrieval", "adapter", "peft", False, True, "m", [], retrieves=True) == ("own", "")
+    assert serving_mode("lora+retrieval", "adapter", "peft", False, True, "m", ["m"], retrieves=True)[0] == "merged"
+    assert serving_mode("lora", "adapter", "peft", False, True, "m", [])[0] == "shared_peft"

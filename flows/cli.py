@@ -53,7 +53,9 @@ def _run_command(sub) -> None:
     _params_option(run, "params file (default: params.yaml)")
     run.add_argument("--profile", help="profile from the params file's `profiles:`, e.g. smoke")
     run.add_argument("--strategies", help="comma-separated strategy names, or `all` "
-                                          "(default: strategies.run in params)")
+                                          "(default: strategies.run in params); a trained strategy "
+                                          "with `+retrieval` (lora+retrieval) runs it with each "
+                                          "input's nearest train examples")
     run.add_argument("--base", metavar="PATH", help="your own base model: a local Hugging Face model folder, "
                                                     "encoder or causal LM (default: model.base in params)")
     run.add_argument("--task", choices=["classification", "generation"],
@@ -263,6 +265,11 @@ def list_strategies() -> str:
                      f"{' + '.join(s.tasks)}]  {s.summary}")
         for f in fields(s.params_cls):
             lines.append(f"    {f.name} = {_default(f)}")
+    from tasks.strategies._with_retrieval import RetrievalFields
+
+    lines.append("<trained strategy>+retrieval  [trains; saves the strategy's weights + its index]  the strategy "
+                 "with each input's k nearest train examples in it; set under strategies.<name>.retrieval:")
+    lines += [f"    {f.name} = {_default(f)}" for f in fields(RetrievalFields) if f.name not in ("index", "data_version")]
     return "\n".join(lines)
 
 

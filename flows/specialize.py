@@ -42,7 +42,8 @@ class SpecializeInput(BaseModel):
 
     params_file: str = Field("params.yaml", description="params file; its folder is the project root")
     profile: str | None = Field(None, description="a profile under `profiles:` in the params file, e.g. smoke")
-    strategies: list[str] | None = Field(None, description="strategies to run; default: strategies.run; ['all'] for every one")
+    strategies: list[str] | None = Field(None, description="strategies to run; default: strategies.run; ['all'] for every one; "
+                                                            "a trained strategy + '+retrieval' (lora+retrieval) adds retrieved examples")
     data: DataInput | None = Field(None, description="your own data file; default: data.source in params")
     base: str | None = Field(None, description="your own base model: a local Hugging Face model folder "
                                                "(absolute path); default: model.base in params")

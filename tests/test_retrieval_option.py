@@ -120,3 +120,25 @@ def test_a_retrieving_version_is_served_as_its_own_module():
     assert serving_mode("lora+retrieval", "adapter", "peft", False, True, "m", [], retrieves=True) == ("own", "")
     assert serving_mode("lora+retrieval", "adapter", "peft", False, True, "m", ["m"], retrieves=True)[0] == "merged"
     assert serving_mode("lora", "adapter", "peft", False, True, "m", [])[0] == "shared_peft"
+
+
+def test_the_report_pairs_each_strategy_with_its_retrieval_variant_on_the_same_examples():
+    from tasks.evaluation.report_data import StrategyRow
+    from tasks.evaluation.retrieval_ablation import retrieval_pairs, retrieval_section
+
+    def row(name, acc, correct):
+        return StrategyRow(name, "r", "FINISHED", {"test_accuracy": acc, "test_accuracy_ci_low": acc - 0.05,
+                                                   "test_accuracy_ci_high": acc + 0.05, "retrieval_ms_p50": 7.5},
+                           correct=correct)
+    wrong_then_right = [False] * 12 + [True] * 28
+    rows = [row("lora", 0.70, [True] * 28 + [False] * 12), row("lora+retrieval", 0.70, wrong_then_right),
+            row("few_shot", 0.6, [True] * 30), row("retrieval_few_shot", 0.7, [True] * 40), row("ia3", 0.8, None)]
+    pairs = retrieval_pairs(rows, generation=False)
+    assert [(p.without.strategy, p.with_retrieval.strategy) for p in pairs] == [
+        ("few_shot", "retrieval_few_shot"), ("lora", "lora+retrieval")]
+    assert pairs[0].p_value is None and "not paired: 30 and 40" in pairs[0].test
+    assert pairs[1].gain_points == pytest.approx(0) and pairs[1].p_value == pytest.approx(1.0)   # 12 vs 12 discordant
+    html = retrieval_section(rows, generation=False)
+    assert "lora → lora+retrieval" in html and "0.7000 [0." in html and "7.5" in html
+    assert "1.0000 [1.000, 1.000]" in html   # retrieval_few_shot's 40 of 40, from its per-example results
+    assert retrieval_section(rows[:1], generation=False) == ""

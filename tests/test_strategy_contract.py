@@ -3,6 +3,8 @@ the loss falls on a fixed batch, it saves only what it should, and it reloads wi
 logits."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dataclasses
 import importlib
 import pkgutil
@@ -203,6 +205,11 @@ def test_few_shot_cached_scores_equal_uncached(tiny_llama: Path):
     rows = model._own_tokens(batch["input_ids"], batch["attention_mask"])
     assert all(r and r[0] != model.bos for r in rows)
     torch.testing.assert_close(model.score(rows), model.score_uncached(rows), rtol=0, atol=1e-4)
+    # Verbalizers of several tokens and unequal lengths: the answers' later tokens run as a second step.
+    wordy = replace(model.params, verbalizers={"negative": "quite bad overall, sadly", "positive": "good"})
+    model = strategy.build(tiny_llama, Head.for_task('classification', LABELS), wordy)
+    assert max(map(len, model.answers)) > 2 and len({len(a) for a in model.answers}) == 2
+    torch.testing.assert_close(model.score(rows), model.score_uncached(rows), rtol=0, atol=1e-4)
 
 
 def test_few_shot_calibration_removes_the_content_free_label_bias(tiny_llama: Path):
@@ -252,3 +259,21 @@ def test_an_adapter_is_refused_on_another_base(tiny_bert: Path, tmp_path: Path):
     Manifest("lora", dataclasses.asdict(params), LABELS, 32, str(other), trained_on.fingerprint, "adapter").write(folder)
     with pytest.raises(BaseModelError, match=f"trained on a base with fingerprint {trained_on.fingerprint[:12]}"):
         load_predictor(folder)
+
+
+def test_label_scores_of_prompts_of_unequal_lengths_equal_each_prompt_run_alone(tiny_llama: Path):
+    """retrieval_few_shot's path (no shared prefix): left padding, positions and the answers'
+    later tokens give what one unpadded prompt + answer gives."""
+    from tasks.models.loading import load_tokenizer
+    from tasks.strategies._prompted_lm import frozen_causal_lm, label_log_likelihoods
+
+    lm, tok = frozen_causal_lm(tiny_llama), load_tokenizer(tiny_llama)
+    ids = lambda text: tok(text, add_special_tokens=False)["input_ids"]
+    prompts = [ids("Review: a long and winding but rewarding film\nSentiment:"), ids("Review: bad\nSentiment:")]
+    answers = [ids(" negative, sadly"), ids(" good")]
+    expected = torch.zeros(2, 2)
+    for i, p in enumerate(prompts):
+        for j, a in enumerate(answers):
+            logp = torch.log_softmax(lm(torch.tensor([p + a])).logits.float(), -1)[0]
+            expected[i, j] = sum(logp[len(p) + t - 1, tok_id] for t, tok_id in enumerate(a))
+    torch.testing.assert_close(label_log_likelihoods(lm, prompts, answers), expected, rtol=0, atol=1e-4)

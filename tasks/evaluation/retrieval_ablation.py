@@ -52,16 +52,37 @@ def retrieval_pairs(rows: list[StrategyRow], generation: bool) -> list[AblationP
     done = {r.strategy: r for r in rows if metric in r.metrics}
     out = []
     for a, b in pairs_of(list(done)):
-        gain = 100 * (done[b].metrics[metric] - done[a].metrics[metric])
+        x, y = per_example(done[a], generation), per_example(done[b], generation)
+        gain = 100 * ((np.mean(y) - np.mean(x)) if x and y else (done[b].metrics[metric] - done[a].metrics[metric]))
         p, test = paired(done[a], done[b], generation)
         out.append(AblationPair(done[a], done[b], metric, gain, p, test))
     return out
 
 
-def _score(row: StrategyRow, metric: str) -> str:
-    m = row.metrics
-    low, high = m.get(f"{metric}_ci_low"), m.get(f"{metric}_ci_high")
-    return f"{m[metric]:.4f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
+def per_example(row: StrategyRow, generation: bool) -> list[float] | None:
+    """What the paired test reads: the saved model's (for a prompting strategy, the saved
+    variant's) correctness or ROUGE-L per test example."""
+    values = row.scores if generation else row.correct
+    return None if values is None else [float(v) for v in values]
+
+
+def mean_ci(values: list[float], seed: int = 0, resamples: int = 2000) -> tuple[float, float, float]:
+    """The mean and its 95 % percentile-bootstrap interval over examples."""
+    x = np.asarray(values, float)
+    means = x[np.random.default_rng(seed).integers(0, len(x), (resamples, len(x)))].mean(axis=1)
+    return float(x.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def _score(row: StrategyRow, metric: str, generation: bool) -> str:
+    """The saved model's test score with its interval (the logged figure of a prompting strategy
+    is the mean over its variants; the pair compares the saved ones)."""
+    values = per_example(row, generation)
+    if values:
+        mean, low, high = mean_ci(values)
+    else:
+        m = row.metrics
+        mean, low, high = m[metric], m.get(f"{metric}_ci_low"), m.get(f"{metric}_ci_high")
+    return f"{mean:.4f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
 
 
 def retrieval_section(rows: list[StrategyRow], generation: bool) -> str:
@@ -75,14 +96,15 @@ def retrieval_section(rows: list[StrategyRow], generation: bool) -> str:
         cost = lambda key, fmt: fmt.format(m[key]) if key in m else "–"
         body.append(
             f"<tr><th>{e(p.without.strategy)} → {e(p.with_retrieval.strategy)}</th>"
-            f"<td>{_score(p.without, p.metric)}</td><td>{_score(p.with_retrieval, p.metric)}</td>"
+            f"<td>{_score(p.without, p.metric, generation)}</td><td>{_score(p.with_retrieval, p.metric, generation)}</td>"
             f"<td>{p.gain_points:+.1f}</td><td>{'–' if p.p_value is None else f'{p.p_value:.3g}'}</td>"
             f"<td style='text-align:left'>{e(p.test)}</td><td>{cost('retrieval_ms_p50', '{:.1f}')}</td>"
             f"<td>{cost('retrieval_ms_p95', '{:.1f}')}</td><td>{cost('retrieval_extra_prompt_tokens', '{:.0f}')}</td>"
             f"<td>{cost('index_bytes', '{:,.0f}')}</td><td>{cost('index_build_seconds', '{:.1f}')}</td></tr>")
     return (f"<h2>Retrieval ablation</h2><p>Each strategy without and with its inputs' nearest train examples "
             f"(MiniLM + FAISS; a training example never retrieves itself), on the same test examples. "
-            f"Test {label} with its 95 % bootstrap interval; gain in points; the paired test of the two. "
+            f"Test {label} of the saved model (of a prompting strategy, its saved variant) with its 95 % "
+            f"bootstrap interval; gain in points; the paired test of the two. "
             f"Retrieval cost: one query's latency (embedding + search), the tokens the neighbours add to an "
             f"input, and the index.</p><table id=\"retrieval\"><tr><th>strategy</th><th>without</th>"
             f"<th>with retrieval</th><th>gain pts</th><th>p</th><th>test</th><th>retrieval p50 ms</th>"

@@ -80,3 +80,65 @@ class PromptedLM(nn.Module):
                                max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=pad_id,
                                eos_token_id=eos or None)
         return [cut_at_end(row.tolist(), eos) for row in out[:, ids.shape[1]:]]
+
+
+@torch.no_grad()
+def label_log_likelihoods(lm: nn.Module, rows: list[list[int]], answers: list[list[int]],
+                          prefix: list[int] = (), prefix_cache=None) -> torch.Tensor:
+    """log p(answer | prefix + row) for every row and answer (rows x answers): how a prompted
+    LM classifies. `prefix_cache`: the key/value cache of `prefix`, shared by every row.
+
+    Each row runs once for all answers, left-padded so every row ends in the last column: one
+    row of logits there (not the whole sequence's 49k-word softmax per token) gives every
+    answer's first token. Only answers longer than one token run again, for their later tokens,
+    one batch of rows x answers continuing the rows' cache. Padding is masked and positions
+    follow each row's real tokens, so the scores equal running each prompt + answer alone."""
+    n_prefix, width = len(prefix), max(map(len, rows))
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    positions = torch.full((len(rows), width), n_prefix, dtype=torch.long)   # padding: masked, any position
+    mask = torch.zeros(len(rows), n_prefix + width, dtype=torch.long)
+    mask[:, :n_prefix] = 1
+    for i, row in enumerate(rows):
+        pad = width - len(row)
+        ids[i, pad:], mask[i, n_prefix + pad:] = torch.tensor(row, dtype=torch.long), 1
+        positions[i, pad:] = torch.arange(n_prefix, n_prefix + len(row))
+    cache = None
+    if prefix_cache is not None:
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_repeat_interleave(len(rows))
+    device = next(lm.parameters()).device
+    out = lm(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=cache,
+             position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
+    first = torch.log_softmax(out.logits[:, -1].float(), -1).cpu()
+    scores = torch.stack([first[:, answer[0]] for answer in answers], dim=1)
+    if any(len(a) > 1 for a in answers):
+        ends = [n_prefix + len(row) for row in rows]
+        scores += _later_answer_tokens(lm, out.past_key_values, mask, ends, answers)
+    return scores
+
+
+def _later_answer_tokens(lm: nn.Module, cache, mask: torch.Tensor, ends: list[int], answers: list[list[int]]
+                         ) -> torch.Tensor:
+    """Per row and answer, the sum of log p(token | prompt, the answer's earlier tokens) over the
+    answer's tokens after its first, continuing `cache` for rows x answers at once."""
+    n, k = len(ends), len(answers)
+    inputs = [a[:-1] for a in answers]   # token t predicts token t + 1
+    m = max(map(len, inputs))
+    cache.batch_repeat_interleave(k)     # row i, answer j -> i * k + j
+    ids = torch.zeros(n * k, m, dtype=torch.long)
+    ext = torch.zeros(n * k, m, dtype=torch.long)
+    positions = torch.zeros(n * k, m, dtype=torch.long)
+    for i in range(n):
+        for j, tokens in enumerate(inputs):
+            ids[i * k + j, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+            ext[i * k + j, : len(tokens)] = 1
+            positions[i * k + j] = torch.arange(ends[i], ends[i] + m)
+    mask = torch.cat([mask.repeat_interleave(k, dim=0), ext], dim=1)
+    device = next(lm.parameters()).device
+    logp = torch.log_softmax(lm(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=cache,
+                                position_ids=positions.to(device)).logits.float(), -1).cpu()
+    out = torch.zeros(n, k)
+    for j, answer in enumerate(answers):
+        for t in range(1, len(answer)):
+            out[:, j] += logp[j::k, t - 1, answer[t]]
+    return out

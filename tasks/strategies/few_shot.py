@@ -8,7 +8,6 @@ its own tokens (`score_uncached` is the reference it must equal).
 """
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +21,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from tasks.models.loading import load_tokenizer
 from tasks.models.packaged import SMOLLM2
 from tasks.models.heads import Head
-from tasks.strategies._prompted_lm import frozen_causal_lm
+from tasks.strategies._prompted_lm import frozen_causal_lm, label_log_likelihoods
 from tasks.strategies.registry import Strategy, register
 
 CONFIG_FILE = "few_shot.json"
@@ -154,26 +153,10 @@ class FewShotClassifier(nn.Module):
 
     @torch.no_grad()
     def score(self, rows: list[list[int]]) -> torch.Tensor:
-        """log p(answer | prefix, example) for every row and label, reusing the prefix cache."""
-        n_prefix, out = len(self.prefix), torch.zeros(len(rows), len(self.answers))
-        for j, answer in enumerate(self.answers):
-            seqs = [r + self.tail + answer for r in rows]
-            width = max(map(len, seqs))
-            ids = torch.zeros(len(seqs), width, dtype=torch.long)
-            mask = torch.zeros(len(seqs), n_prefix + width, dtype=torch.long)
-            mask[:, :n_prefix] = 1
-            for i, s in enumerate(seqs):
-                ids[i, : len(s)] = torch.tensor(s)
-                mask[i, n_prefix : n_prefix + len(s)] = 1
-            cache = copy.deepcopy(self._prefix_cache())
-            cache.batch_repeat_interleave(len(seqs))
-            positions = torch.arange(n_prefix, n_prefix + width).expand(len(seqs), -1)
-            logp = torch.log_softmax(self.lm(input_ids=ids, attention_mask=mask, past_key_values=cache,
-                                             position_ids=positions).logits.float(), -1)
-            for i, s in enumerate(seqs):
-                start = len(s) - len(answer)   # answer token t is predicted at position t-1
-                out[i, j] = sum(logp[i, start + t - 1, tok] for t, tok in enumerate(answer))
-        return out
+        """log p(answer | prefix, example) for every row and label, reusing the demonstrations'
+        cache (equal to `score_uncached`; tasks/strategies/_prompted_lm.py: label_log_likelihoods)."""
+        return label_log_likelihoods(self.lm, [r + self.tail for r in rows], self.answers, self.prefix,
+                                     self._prefix_cache())
 
     @torch.no_grad()
     def score_uncached(self, rows: list[list[int]]) -> torch.Tensor:

@@ -19,7 +19,7 @@ from tasks.models.heads import Head
 from tasks.models.loading import load_tokenizer
 from tasks.models.packaged import MINILM, SMOLLM2
 from tasks.models.retrieval import RetrievalIndex
-from tasks.strategies._prompted_lm import frozen_causal_lm
+from tasks.strategies._prompted_lm import frozen_causal_lm, label_log_likelihoods
 from tasks.strategies._retrieval import cost_metrics, load_index, timed_neighbours, train_index
 from tasks.strategies.few_shot import DEFAULT_TEMPLATES, TEMPLATE_PARTS
 from tasks.strategies.registry import Strategy, register
@@ -89,22 +89,9 @@ class RetrievalFewShotClassifier(nn.Module):
         return [t["instruction"] + "".join(demo(x, y) for x, y in row) + t["example"].format(text=text)
                 for text, row in zip(texts, rows)]
 
-    @torch.no_grad()
     def score(self, prompts: list[list[int]]) -> torch.Tensor:
-        """log p(answer | prompt) for every prompt and label, each label's sequences in one batch."""
-        out = torch.zeros(len(prompts), len(self.answers))
-        for j, answer in enumerate(self.answers):
-            seqs = [p + answer for p in prompts]
-            width = max(map(len, seqs))
-            ids = torch.zeros(len(seqs), width, dtype=torch.long)
-            mask = torch.zeros(len(seqs), width, dtype=torch.long)
-            for i, s in enumerate(seqs):   # right padding: positions of the real tokens are unchanged
-                ids[i, : len(s)], mask[i, : len(s)] = torch.tensor(s), 1
-            logp = torch.log_softmax(self.lm(input_ids=ids, attention_mask=mask).logits.float(), -1)
-            for i, s in enumerate(seqs):
-                start = len(s) - len(answer)   # answer token t is predicted at position t-1
-                out[i, j] = sum(logp[i, start + t - 1, tok] for t, tok in enumerate(answer))
-        return out
+        """log p(answer | prompt) for every prompt and label (each prompt runs once for all labels)."""
+        return label_log_likelihoods(self.lm, prompts, self.answers)
 
     def forward(self, input_ids, attention_mask, **_) -> SequenceClassifierOutput:
         texts = []

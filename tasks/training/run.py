@@ -19,7 +19,7 @@ from tasks.evaluation.quality import quality_details, score, variant_mean_interv
 from tasks.evaluation.record import StrategyResult
 from tasks.evaluation.statistics import reliability
 from tasks.models.base import ResolvedBase, load_base
-from tasks.models.encoding import Encoded, encode
+from tasks.models.encoding import Encoded, encode, subset_indices
 from tasks.models.heads import Head
 from tasks.models.loading import load_tokenizer
 from tasks.strategies import registry
@@ -40,20 +40,23 @@ def tightest_limit(*limits: int) -> int:
 
 def encode_splits(tokenizer, frames: dict[str, pd.DataFrame], labels: list[str], max_length: int,
                   max_train: int, max_eval: int, seed: int, params=None) -> dict[str, Encoded]:
-    """Each split encoded and limited; with retrieval params (`<name>+retrieval`), each row
-    carries its neighbours as a second segment."""
+    """Each split limited (the same rows wherever a limit applies) and encoded; with retrieval
+    params (`<name>+retrieval`), each kept row carries its neighbours as a second segment (only
+    the kept rows are searched; a train row's id in the index is its position in the split)."""
     ids = {label: i for i, label in enumerate(labels)}
     limits = {"train": max_train, "validation": max_eval, "test": max_eval}
+    positions = {split: subset_indices(len(frame), limits[split], seed) for split, frame in frames.items()}
+    picked = {split: frame.iloc[positions[split]] for split, frame in frames.items()}
     contexts, extra = {}, 0
     if params is not None:
         from tasks.strategies._with_retrieval import classification_context, split_neighbours
 
-        contexts = {split: classification_context(rows, params.demo_max_chars)
-                    for split, rows in split_neighbours(params, frames).items()}
+        found = split_neighbours(params, picked, {"train": [int(i) for i in positions["train"]]})
+        contexts = {split: classification_context(rows, params.demo_max_chars) for split, rows in found.items()}
         extra = params.context_tokens
     return {split: encode(tokenizer, frame["text"].tolist(), frame["label"].map(ids).to_numpy(),
-                          max_length, contexts.get(split), extra).subset(limits[split], seed)
-            for split, frame in frames.items()}
+                          max_length, contexts.get(split), extra)
+            for split, frame in picked.items()}
 
 
 def prepare_inputs(settings: Settings, base: ResolvedBase, frames: dict[str, pd.DataFrame], name: str

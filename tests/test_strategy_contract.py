@@ -39,6 +39,9 @@ EMBEDDINGS = ("word_embeddings", "embed_tokens")   # BERT and Llama token embedd
 UNSUPPORTED = {("lora_prompt", "llama"): "does not support for llama models"}
 CASES = [(name, kind) for name in registry.names("classification") for kind in ("bert", "llama")
          if (kind == "llama" or registry.get(name).base_kind == "any") and (name, kind) not in UNSUPPORTED]
+# The `+retrieval` variant of trained strategies of each library and kind of artifact.
+CASES += [("lora+retrieval", "bert"), ("partial_finetune+retrieval", "llama"), ("prompt_tuning+retrieval", "bert"),
+          ("bottleneck_adapter+retrieval", "bert")]
 
 
 @pytest.mark.parametrize("name,kind", sorted(UNSUPPORTED))
@@ -116,13 +119,16 @@ def test_strategy_contract(name: str, kind: str, request, tmp_path: Path, caplog
     caplog.set_level("WARNING")
     tiny_base = request.getfixturevalue(f"tiny_{kind}")
     strategy: Strategy = registry.get(name)
-    params = strategy.parse_params(TINY_OVERRIDES[kind].get(name, {}))
+    params = strategy.parse_params(TINY_OVERRIDES[kind].get(name.removesuffix("+retrieval"), {}))
     if name == "few_shot":
         params = _few_shot_demos(params)
-    if name == "retrieval_few_shot":   # the run builds its index from the train split
+    if name == "retrieval_few_shot" or strategy.retrieves:   # the run builds its index from the train split
+        from tasks.strategies._with_retrieval import attach_index
+
         monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path / "cache"))
         train = pd.DataFrame({"text": TEXTS, "label": [LABELS[int(y)] for y in Y]})
-        params = strategy.variants(dataclasses.replace(params, k=2), train, LABELS)[0]
+        params = dataclasses.replace(params, k=2)
+        params = attach_index(params, train, "label") if strategy.retrieves else strategy.variants(params, train, LABELS)[0]
     seed_everything(0)
     model = strategy.build(tiny_base, Head.for_task('classification', LABELS), params)
     # `adapters` logs the inactive-adapter warning once inside train_adapter itself, while it
@@ -165,7 +171,8 @@ def test_strategy_contract(name: str, kind: str, request, tmp_path: Path, caplog
     if strategy.saves == "adapter":
         base_keys = [k for k in tensors if any(e in k for e in EMBEDDINGS)]
         assert not base_keys, f"{name}: adapter artifact holds base weights: {base_keys[:3]}"
-        assert sum(p.stat().st_size for p in files) < 0.2 * (tiny_base / "model.safetensors").stat().st_size
+        weights = [p for p in files if "retrieval_index" not in p.parts]   # the index is data, not weights
+        assert sum(p.stat().st_size for p in weights) < 0.2 * (tiny_base / "model.safetensors").stat().st_size
     elif strategy.saves == "partial_weights":
         assert tensors and not any(e in k for k in tensors for e in (*EMBEDDINGS, ".layer.0.", ".layers.0.")), \
             "frozen layers must not be saved"

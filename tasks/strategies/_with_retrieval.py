@@ -117,6 +117,10 @@ class Retrieving(nn.Module):
     def generate(self, **kwargs):
         return self.inner.generate(**kwargs)
 
+    def get_base_model(self) -> nn.Module:
+        """The transformers model under any adapter wrapper (train.gradient_checkpointing)."""
+        return self.inner.get_base_model() if hasattr(self.inner, "get_base_model") else self.inner
+
     def augment_texts(self, texts: list[str]) -> tuple[list[str], int]:
         """(each text's neighbour segment, the tokens it may add)."""
         rows = neighbours(self.index, texts, self.params.k, timings=self.single_query_ms)

@@ -98,3 +98,35 @@ def test_mismatched_base_fingerprint_is_refused(tmp_path, tiny_bert):
         pool.load("m", "2", bad)
     assert pool.groups() == {kept.group_id: [kept.adapter]}
     np.testing.assert_allclose(pool.predict(kept, TEXTS, 32), reference(good), atol=1e-5)
+
+
+def test_a_retrieving_version_answers_with_its_own_index_beside_shared_adapters(tmp_path, tiny_bert, monkeypatch):
+    """lora+retrieval is held as its own module (its index builds each request's context), while
+    plain LoRA versions keep sharing one base; each answers as the version loaded alone."""
+    import dataclasses
+
+    import pandas as pd
+
+    from tasks.strategies._with_retrieval import attach_index
+
+    monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path / "cache"))
+    base = load_base(str(tiny_bert))
+    strategy = registry.get("lora+retrieval")
+    train = pd.DataFrame({"text": TEXTS * 2, "label": LABELS * 4})
+    params = attach_index(dataclasses.replace(strategy.parse_params({}), k=2, context_tokens=24), train, "label")
+    seed_everything(5)
+    model = strategy.build(base.path, Head.for_task('classification', LABELS), params)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.3 * torch.randn_like(p))
+    folder = tmp_path / "lora-retrieval"
+    strategy.save(model, folder)
+    Manifest(strategy=strategy.name, params=params_dict(params), labels=LABELS, max_length=32,
+             base_name=str(base.path), base_fingerprint=base.fingerprint, saves=strategy.saves).write(folder)
+    plain = [saved_version(tmp_path, base, "lora", seed) for seed in (1, 2)]
+    pool = Pool(merged=[], on_inference_thread=lambda fn: fn())
+    loaded = [pool.load("m", str(i + 1), f) for i, f in enumerate([*plain, folder])]
+    assert [x.mode for x in loaded] == ["shared_peft", "shared_peft", "own"] and len(pool.groups()) == 1
+    for got, f in zip(loaded, [*plain, folder]):
+        np.testing.assert_allclose(pool.predict(got, TEXTS, 32), reference(f), atol=1e-5)

@@ -293,7 +293,34 @@ def data_input(args) -> dict | None:
     return {"path": str(path), **columns, "labels": labels}
 
 
+def _start_prefect_server_early():
+    """The thread starting Prefect's ephemeral API server (None when PREFECT_API_URL names a
+    server): its own process starts while this one imports torch and checks the settings, instead
+    of after. The flow's first call to Prefect finds it running (one server per process:
+    SubprocessASGIServer is a singleton). A failure here is not lost: that call starts it again
+    and reports the error."""
+    import threading
+
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return None
+
+    def start():
+        from prefect.server.api.server import SubprocessASGIServer
+
+        try:
+            SubprocessASGIServer().start()
+        except Exception:   # noqa: BLE001 -- started (and reported) again by the flow
+            pass
+
+    thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
+    thread.start()
+    return thread
+
+
 def _run(args) -> int:
+    server = _start_prefect_server_early()
     from tasks.config import load_settings, run_overrides
     from tasks.models.base import check_base_for_task, resolve_base_path
     from tasks.training.hardware import check_hardware
@@ -322,6 +349,8 @@ def _run(args) -> int:
         return 2
     from flows.specialize import SpecializeInput, specialize
 
+    if server is not None:
+        server.join()   # the flow must not talk to a server that is still starting
     state = specialize(SpecializeInput(params_file=args.params, profile=args.profile, strategies=strategies,
                                        data=data, base=base, task=args.task, tune=args.tune,
                                        tune_trials=args.tune_trials, await_approval=args.await_approval),

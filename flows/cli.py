@@ -295,8 +295,8 @@ def data_input(args) -> dict | None:
 
 def _start_prefect_server_early():
     """The thread starting Prefect's ephemeral API server (None when PREFECT_API_URL names a
-    server): its own process starts while this one imports torch and checks the settings, instead
-    of after. The flow's first call to Prefect finds it running (one server per process:
+    server): its own process starts while this one imports the flow (Prefect, MLflow, Great
+    Expectations, DVC), instead of after. The flow's first call to Prefect finds it running (one server per process:
     SubprocessASGIServer is a singleton). A failure here is not lost: that call starts it again
     and reports the error."""
     import threading
@@ -320,7 +320,6 @@ def _start_prefect_server_early():
 
 
 def _run(args) -> int:
-    server = _start_prefect_server_early()
     from tasks.config import load_settings, run_overrides
     from tasks.models.base import check_base_for_task, resolve_base_path
     from tasks.training.hardware import check_hardware
@@ -347,6 +346,7 @@ def _run(args) -> int:
         print("adaptflow run: --await-approval needs a Prefect server the reviewer can reach; set "
               "PREFECT_API_URL (e.g. start one with `prefect server start`)", file=sys.stderr)
         return 2
+    server = _start_prefect_server_early()   # after the checks: bad settings never start a server
     from flows.specialize import SpecializeInput, specialize
 
     if server is not None:

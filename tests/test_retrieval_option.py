@@ -67,7 +67,7 @@ def test_a_training_example_never_sees_its_own_row(tmp_path, monkeypatch):
         assert all(t not in held_out and (t, y) in REVIEWS for row in found[split] for t, y in row)
     # A subset of train rows keeps each row's own id (its position in the whole split).
     picked = {"train": f["train"].iloc[[2, 5, 7]]}
-    rows = split_neighbours(params, picked, {"train": [2, 5, 7]})["train"]
+    rows = split_neighbours(params, picked, [2, 5, 7])["train"]
     assert all(REVIEWS[i] not in row for i, row in zip([2, 5, 7], rows))
 
 

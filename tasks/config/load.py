@@ -225,6 +225,7 @@ def _strategies(path: Path, strat_raw: dict, strategies: list[str] | None, task:
     """(the strategies to run, each strategy's params section); every chosen strategy's params
     are validated now, not mid-run, and each must support the task."""
     from tasks.strategies import registry  # strategies register on import of the package
+    from tasks.strategies._with_retrieval import base_name
 
     chosen = strategies if strategies is not None else strat_raw.pop("run", [])
     strat_raw.pop("run", None)
@@ -237,18 +238,17 @@ def _strategies(path: Path, strat_raw: dict, strategies: list[str] | None, task:
             f"(and <trained strategy>+retrieval)"
         )
     for name in chosen:
-        if not registry.known(name, task):
-            try:
-                registry.get(name, task)
-            except KeyError as exc:   # the registry's message says which strategies can
-                raise SettingsError(str(exc).strip("'\"")) from exc
+        try:
+            registry.get(name, task)
+        except KeyError as exc:   # the registry's message says which strategies can
+            raise SettingsError(str(exc).strip("'\"")) from exc
     if not chosen:
         raise SettingsError("no strategy to run: set strategies.run in params or pass --strategies")
     for name in strat_raw:
         if name not in registry.names():
             raise SettingsError(f"{path}: strategies.{name} configures an unregistered strategy"
-                                + (f" (set {name}'s retrieval under strategies.{retrieval_base(name)}.retrieval)"
-                                   if retrieval_base(name) else ""))
+                                + (f" (set {name}'s retrieval under strategies.{base_name(name)}.retrieval)"
+                                   if base_name(name) else ""))
     strat_raw = with_retrieval_sections(strat_raw, chosen)
     for name in chosen:
         registry.get(name, task).parse_params(strat_raw.get(name) or {})
@@ -259,7 +259,7 @@ def with_retrieval_sections(strat_raw: dict, chosen: list[str]) -> dict:
     """Each strategy's params section without its `retrieval` option, plus one section per
     retrieval variant that runs: `strategies.lora.retrieval: {k: 4}` configures `lora+retrieval`
     (its LoRA settings are lora's), and `lora` itself runs without retrieval."""
-    from tasks.strategies._with_retrieval import SUFFIX, option_params
+    from tasks.strategies._with_retrieval import SUFFIX, base_name, option_params
 
     out = {}
     for name, raw in strat_raw.items():
@@ -271,15 +271,9 @@ def with_retrieval_sections(strat_raw: dict, chosen: list[str]) -> dict:
         if option or name + SUFFIX in chosen:
             out[name + SUFFIX] = {**own, **option}
     for name in chosen:
-        if retrieval_base(name) and name not in out:
+        if base_name(name) and name not in out:
             out[name] = {}
     return out
-
-
-def retrieval_base(name: str) -> str | None:
-    from tasks.strategies._with_retrieval import base_name
-
-    return base_name(name)
 
 
 def _evaluation(raw: dict | None) -> EvaluationSettings:

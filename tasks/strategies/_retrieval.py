@@ -13,6 +13,7 @@ import pandas as pd
 
 from tasks.models.base import load_base
 from tasks.models.causal_lm import cache_root
+from tasks.models.prompts import PromptFormat
 from tasks.models.retrieval import RetrievalIndex
 
 
@@ -60,6 +61,12 @@ def timed_neighbours(index: RetrievalIndex, texts: list[str], k: int, single_que
     if len(texts) == 1:
         single_query_ms.append((time.perf_counter() - start) * 1000)
     return rows
+
+
+def generation_formats(rows: list[list[tuple[str, str]]], fmt: PromptFormat, cut: int) -> list[PromptFormat]:
+    """Each input's prompt: `fmt` with its neighbours (each input cut to `cut` characters) as
+    earlier chat turns (retrieval_few_shot and `<name>+retrieval` for generation)."""
+    return [PromptFormat(fmt.system_prompt, fmt.instruction, tuple((t[:cut], y) for t, y in row)) for row in rows]
 
 
 def cost_metrics(index: RetrievalIndex, single_query_ms: list[float], extra_tokens: list[int]) -> dict[str, float]:

@@ -19,7 +19,6 @@ on demand; its params are lora's plus `RetrievalFields`."""
 from __future__ import annotations
 
 import functools
-import time
 from dataclasses import dataclass, fields, make_dataclass, replace
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from tasks.models.packaged import MINILM
 from tasks.models.prompts import PromptFormat
 from tasks.models.retrieval import RETRIEVAL_SUFFIX as SUFFIX
 from tasks.models.retrieval import RetrievalIndex
-from tasks.strategies._retrieval import cost_metrics, load_index, train_index
+from tasks.strategies._retrieval import cost_metrics, generation_formats, load_index, timed_neighbours, train_index
 from tasks.strategies.registry import Strategy, register_variant
 
 INDEX_DIR = "retrieval_index"
@@ -81,23 +80,9 @@ def option_params(raw: dict) -> tuple[dict, dict]:
 # --- what the neighbours add to an input: one function per task, used in training, evaluation and serving
 
 
-def neighbours(index: RetrievalIndex, texts: list[str], k: int, exclude: list[int | None] | None = None,
-               timings: list[float] | None = None) -> list[list[tuple[str, str]]]:
-    start = time.perf_counter()
-    rows = index.neighbours(list(texts), k, exclude)
-    if timings is not None and len(texts) == 1:   # one request's wait: embedding + search
-        timings.append((time.perf_counter() - start) * 1000)
-    return rows
-
-
 def classification_context(rows: list[list[tuple[str, str]]], cut: int) -> list[str]:
     """The second segment of each input: its neighbours with their labels, nearest first."""
     return [" | ".join(f"{label}: {text[:cut]}" for text, label in row) for row in rows]
-
-
-def generation_formats(rows: list[list[tuple[str, str]]], fmt: PromptFormat, cut: int) -> list[PromptFormat]:
-    """Each input's prompt: the run's, with its neighbours as earlier chat turns."""
-    return [PromptFormat(fmt.system_prompt, fmt.instruction, tuple((t[:cut], y) for t, y in row)) for row in rows]
 
 
 class Retrieving(nn.Module):
@@ -123,11 +108,11 @@ class Retrieving(nn.Module):
 
     def augment_texts(self, texts: list[str]) -> tuple[list[str], int]:
         """(each text's neighbour segment, the tokens it may add)."""
-        rows = neighbours(self.index, texts, self.params.k, timings=self.single_query_ms)
+        rows = timed_neighbours(self.index, texts, self.params.k, self.single_query_ms)
         return classification_context(rows, self.params.demo_max_chars), self.params.context_tokens
 
     def prompt_formats(self, texts: list[str], fmt: PromptFormat) -> list[PromptFormat]:
-        rows = neighbours(self.index, texts, self.params.k, timings=self.single_query_ms)
+        rows = timed_neighbours(self.index, texts, self.params.k, self.single_query_ms)
         return generation_formats(rows, fmt, self.params.demo_max_chars)
 
     def retrieval_metrics(self, texts: list[str], tokenizer, fmt: PromptFormat | None = None) -> dict[str, float]:
@@ -136,8 +121,8 @@ class Retrieving(nn.Module):
         from tasks.models.prompts import render
 
         for text in texts[:50]:
-            neighbours(self.index, [text], self.params.k, timings=self.single_query_ms)
-        rows, cap = neighbours(self.index, texts, self.params.k), self.params.context_tokens
+            timed_neighbours(self.index, [text], self.params.k, self.single_query_ms)
+        rows, cap = self.index.neighbours(list(texts), self.params.k), self.params.context_tokens
         n = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
         if fmt is None:   # classification: the second segment and its separator
             extra = [min(n(c) + 1, cap) for c in classification_context(rows, self.params.demo_max_chars)]
@@ -150,9 +135,9 @@ class Retrieving(nn.Module):
 # --- the derived strategy
 
 
-def split_params(base: Strategy, params) -> tuple[object, RetrievalFields]:
-    own = {f.name: getattr(params, f.name) for f in fields(base.params_cls)}
-    return base.params_cls(**own), params
+def own_params(base: Strategy, params):
+    """The strategy's own params out of its retrieval variant's."""
+    return base.params_cls(**{f.name: getattr(params, f.name) for f in fields(base.params_cls)})
 
 
 def attach_index(params, train: pd.DataFrame, answer_col: str):
@@ -173,9 +158,8 @@ def with_retrieval(base: Strategy) -> Strategy:
                                 bases=(RetrievalFields, base.params_cls), frozen=True)
 
     def build(base_dir: Path, head: Head, params) -> nn.Module:
-        own, option = split_params(base, params)
-        index = load_index(option.index, option.embedder, option.data_version)
-        return Retrieving(base.build(base_dir, head, own), index, params)
+        index = load_index(params.index, params.embedder, params.data_version)
+        return Retrieving(base.build(base_dir, head, own_params(base, params)), index, params)
 
     def save(model: nn.Module, out_dir: Path) -> None:
         base.save(model.inner, out_dir)
@@ -184,9 +168,8 @@ def with_retrieval(base: Strategy) -> Strategy:
     def load(base_dir: Path, saved_dir: Path, head: Head, params) -> nn.Module:
         """Refused when the saved index is not the data version the version names, or the
         encoder here is not the one it was built with."""
-        own, option = split_params(base, params)
-        index = load_index(saved_dir / INDEX_DIR, option.embedder, option.data_version)
-        return Retrieving(base.load(base_dir, saved_dir, head, own), index, params)
+        index = load_index(saved_dir / INDEX_DIR, params.embedder, params.data_version)
+        return Retrieving(base.load(base_dir, saved_dir, head, own_params(base, params)), index, params)
 
     merge = None
     if base.merge is not None:
@@ -198,20 +181,18 @@ def with_retrieval(base: Strategy) -> Strategy:
                     base_kind=base.base_kind, library=base.library, merge=merge, tasks=base.tasks, retrieves=True)
 
 
-def split_neighbours(params, frames: dict[str, pd.DataFrame], train_ids: dict[str, list[int]] | None = None
+def split_neighbours(params, frames: dict[str, pd.DataFrame], train_ids: list[int] | None = None
                      ) -> dict[str, list[list[tuple[str, str]]]]:
     """Every split's rows' neighbours from the index in `params` (attach_index first). A train
     row never retrieves its own row, so no training example sees its own answer: its id in the
-    index is its position in the whole train split (`train_ids["train"]` when `frames` holds a
-    subset of the rows, else its position in the frame)."""
+    index is its position in the whole train split (`train_ids` when frames["train"] holds some
+    of the rows, else its position in the frame)."""
     index = load_index(params.index, params.embedder, params.data_version)
     out = {}
     for split, frame in frames.items():
         texts = frame["text"].astype(str).tolist()
-        exclude = None
-        if split == "train":
-            exclude = (train_ids or {}).get("train") or list(range(len(texts)))
-        out[split] = neighbours(index, texts, params.k, exclude)
+        exclude = (list(train_ids) if train_ids is not None else list(range(len(texts)))) if split == "train" else None
+        out[split] = index.neighbours(texts, params.k, exclude)
     return out
 
 

@@ -19,7 +19,7 @@ from tasks.models.packaged import MINILM
 from tasks.models.prompts import PromptFormat
 from tasks.models.retrieval import RetrievalIndex
 from tasks.strategies._prompted_lm import PromptedLM, frozen_causal_lm
-from tasks.strategies._retrieval import cost_metrics, load_index, timed_neighbours, train_index
+from tasks.strategies._retrieval import cost_metrics, generation_formats, load_index, timed_neighbours, train_index
 from tasks.strategies.registry import Strategy, register
 
 CONFIG_FILE, INDEX_DIR = "retrieval_few_shot_generation.json", "index"
@@ -62,9 +62,9 @@ class RetrievalPromptedLM(PromptedLM):
 
     def prompt_formats(self, texts: list[str], fmt: PromptFormat | None = None) -> list[PromptFormat]:
         """Each input's prompt (`fmt`, the run's, is not used: this strategy's params carry its own)."""
-        p, cut = self.params, self.params.demo_max_chars
+        p = self.params
         rows = timed_neighbours(self.index, texts, p.k, self.single_query_ms)
-        return [PromptFormat(p.system_prompt, p.instruction, tuple((t[:cut], y) for t, y in row)) for row in rows]
+        return generation_formats(rows, PromptFormat(p.system_prompt, p.instruction), p.demo_max_chars)
 
     def retrieval_metrics(self, texts: list[str], tokenizer=None, fmt=None) -> dict[str, float]:
         """(tokenizer and fmt: this model's own are used.)"""

@@ -58,16 +58,17 @@ def prepare_generation_inputs(settings: Settings, base: ResolvedBase, frames: di
     torch.set_num_threads(threads_per_process(cfg, hardware))
     tokenizer = load_tokenizer(base.path)
     limits = {"train": cfg.max_train_examples, "validation": cfg.max_eval_examples, "test": cfg.max_eval_examples}
-    picked = {split: frame.iloc[subset_indices(len(frame), limits[split], cfg.seed)] for split, frame in frames.items()}
+    positions = {split: subset_indices(len(frame), limits[split], cfg.seed) for split, frame in frames.items()}
+    picked = {split: frame.iloc[positions[split]] for split, frame in frames.items()}
     formats, max_length = {split: fmt for split in frames}, settings.model.max_length
     if strategy.retrieves:   # `<name>+retrieval`: each example's neighbours as earlier turns
-        from tasks.strategies._with_retrieval import attach_index, generation_formats, split_neighbours
+        from tasks.strategies._retrieval import generation_formats
+        from tasks.strategies._with_retrieval import attach_index, split_neighbours
 
         params = attach_index(params, frames["train"], "target")
         # Only the rows the limits keep are searched; a train row's position in frames["train"]
         # is its id in the index, so it never retrieves itself.
-        positions = {split: subset_indices(len(frame), limits[split], cfg.seed) for split, frame in frames.items()}
-        found = split_neighbours(params, picked, {s: list(map(int, p)) for s, p in positions.items()})
+        found = split_neighbours(params, picked, [int(i) for i in positions["train"]])
         formats = {split: generation_formats(rows, fmt, params.demo_max_chars) for split, rows in found.items()}
         max_length += params.context_tokens
     splits = {split: encode_pairs(tokenizer, formats[split], rows["text"].astype(str).tolist(),

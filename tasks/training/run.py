@@ -51,7 +51,7 @@ def encode_splits(tokenizer, frames: dict[str, pd.DataFrame], labels: list[str],
     if params is not None:
         from tasks.strategies._with_retrieval import classification_context, split_neighbours
 
-        found = split_neighbours(params, picked, {"train": [int(i) for i in positions["train"]]})
+        found = split_neighbours(params, picked, [int(i) for i in positions["train"]])
         contexts = {split: classification_context(rows, params.demo_max_chars) for split, rows in found.items()}
         extra = params.context_tokens
     return {split: encode(tokenizer, frame["text"].tolist(), frame["label"].map(ids).to_numpy(),

@@ -50,7 +50,8 @@ def one_run(profile: str | None, name: str, steps: int, test_examples: int, peak
     from tasks.models.base import load_base
     from tasks.training.hardware import check_hardware
     from tasks.training.loop import seed_everything, train
-    from tasks.training.run import loop_config, prepare_inputs
+    from tasks.training.loop_settings import loop_config
+    from tasks.training.run import prepare_inputs
 
     settings = load_settings(ROOT / "params.yaml", profile, [name], {"train": {"device": device}})
     hardware = check_hardware(settings.train)

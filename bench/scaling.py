@@ -38,7 +38,7 @@ def child(names: list[str], n: int) -> dict:
     from tasks.config import load_settings
     from tasks.strategies import registry
     from tasks.training.loop import seed_everything, train
-    from tasks.training.run import loop_config
+    from tasks.training.loop_settings import loop_config
 
     hf_logging.set_verbosity_error()
     s = load_settings(str(Path(__file__).resolve().parents[1] / "params.yaml"))

@@ -73,7 +73,7 @@ def adaptflow_run(name: str, data: Data, params, settings, steps: int, precision
     from tasks.models.heads import Head
     from tasks.strategies import registry
     from tasks.training.loop import seed_everything, train
-    from tasks.training.run import loop_config
+    from tasks.training.loop_settings import loop_config
 
     batch_size, seed = settings.train.batch_size, settings.train.seed
     strategy = registry.get(name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,7 +144,11 @@ def base_probe_accuracy(base_path: str, fingerprint: str, head: Head, n_train: i
     probe = probe_data(tokenizer, n_train, n_test, max_length, seed)
     accuracy = model_probe_accuracy(head.load(Path(base_path)), probe, tokenizer.pad_token_id)
     stored.parent.mkdir(parents=True, exist_ok=True)
-    stored.write_text(json.dumps({"base_probe_accuracy": accuracy}))
+    # Written aside, then renamed: a strategy running beside this one (ops.parallel_strategies)
+    # reads either nothing or the whole file.
+    partial = stored.with_name(f".{stored.name}.{os.getpid()}")
+    partial.write_text(json.dumps({"base_probe_accuracy": accuracy}))
+    os.replace(partial, stored)
     return accuracy
 
 

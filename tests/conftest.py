@@ -20,6 +20,16 @@ LABELS = ["negative", "positive"]
 apply_offline_defaults()
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (`make test`: -n 2) each worker gets a Prefect home of its own: two
+    flows starting at once in two workers must not share (and migrate) one ephemeral-server
+    SQLite database. Before any test module imports Prefect, which reads it once."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        home = Path(os.environ.get("PREFECT_HOME", ROOT / ".prefect")) / f"xdist-{worker}"
+        os.environ["PREFECT_HOME"] = str(home)
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     """A 2-layer BERT, hidden 32, random weights, with the MiniLM tokenizer."""

@@ -58,6 +58,9 @@ def test_accelerate_launch_command_for_gpus():
     assert four[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
     assert four[four.index("--num_processes") + 1] == "4" and "--multi_gpu" in four
     assert four[-4:] == ["--module", "tasks.ops.strategy_process", "job", "out"]
+    # Each launch its own meeting port: two runs at once must not join each other's processes.
+    two = command(2, "m", [], port=31234)
+    assert two[two.index("--main_process_port") + 1] == "31234"
 
 
 def test_accelerate_accepts_the_built_arguments():
@@ -65,7 +68,7 @@ def test_accelerate_accepts_the_built_arguments():
     from accelerate.commands.launch import launch_command_parser
 
     args = launch_command_parser().parse_args(command(2, "tasks.ops.strategy_process", ["job", "out"])[3:])
-    assert args.multi_gpu and args.num_processes == 2 and args.module
+    assert args.multi_gpu and args.num_processes == 2 and args.module and args.main_process_port > 0
     assert args.training_script == "tasks.ops.strategy_process" and args.training_script_args == ["job", "out"]
 
 

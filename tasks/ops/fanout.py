@@ -6,16 +6,22 @@ cluster (a LocalCluster of ops.dask_workers processes, or the scheduler at ops.d
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
-from tasks.config import OpsSettings
+from tasks.config import OpsSettings, Settings
 from tasks.evaluation.record import StrategyResult
 from tasks.training.context import RunContext
+
+if TYPE_CHECKING:
+    from tasks.ops.isolate import Spares
 
 
 @dataclass(frozen=True)
@@ -33,8 +39,27 @@ def checkpoint_folder(ctx: RunContext, name: str) -> Path:
     return ctx.settings.path(ctx.settings.ops.checkpoint_dir) / ctx.parent_run_id / name
 
 
+@contextmanager
+def spare_processes(settings: Settings) -> Iterator[Spares | None]:
+    """Warm strategy processes (tasks/ops/isolate.py, Spares) for a run that starts one process
+    per strategy, one after another: the first imports while the data is validated. None for
+    other layouts (in the flow's process, on Dask, or under `accelerate launch`)."""
+    from tasks.ops.isolate import Spares
+    from tasks.tracking import tracking_uri
+
+    ops = settings.ops
+    if ops.isolation != "process" or ops.task_runner != "sequential" or settings.train.processes != 1:
+        yield None
+        return
+    spares = Spares(tracking_uri(settings.root), len(settings.strategies))
+    try:
+        yield spares
+    finally:
+        spares.close()
+
+
 @task(name="train + evaluate", task_run_name="strategy: {name}", cache_policy=NO_CACHE)
-def train_strategy(name: str, ctx: RunContext) -> StrategyResult:
+def train_strategy(name: str, ctx: RunContext, spares: Spares | None = None) -> StrategyResult:
     from tasks.ops.failures import record_failure
     from tasks.ops.isolate import Job, run_in_process
     from tasks.tracking import use_store
@@ -48,7 +73,7 @@ def train_strategy(name: str, ctx: RunContext) -> StrategyResult:
     logger = get_run_logger()
     try:
         if ops.isolation == "process":
-            result = run_in_process(Job(name, ctx, str(folder), uri))
+            result = run_in_process(Job(name, ctx, str(folder), uri), spares)
         else:
             with checkpointing(folder, ops.checkpoint_every_steps):
                 result = run_strategy(ctx, name)
@@ -77,7 +102,7 @@ def task_runner(ops: OpsSettings):
                                           "processes": True, "dashboard_address": None})
 
 
-def train_strategies(ctx: RunContext) -> Trained:
+def train_strategies(ctx: RunContext, spares: Spares | None = None) -> Trained:
     ops, names = ctx.settings.ops, list(ctx.settings.strategies)
     step = train_strategy.with_options(retries=ops.retries, retry_delay_seconds=ops.retry_delay_seconds)
     if ops.task_runner == "dask":
@@ -87,7 +112,7 @@ def train_strategies(ctx: RunContext) -> Trained:
                 f.wait()
             states = [f.state for f in futures]
     else:   # one after another, in the flow's own thread
-        states = [step(n, ctx, return_state=True) for n in names]
+        states = [step(n, ctx, spares, return_state=True) for n in names]
     results, failures = [], {}
     for name, state in zip(names, states):
         if state.is_completed():

@@ -7,6 +7,10 @@ torch, transformers and MLflow again (a few seconds; more on a loaded machine).
 
 The job (strategy name, run context, checkpoint folder) goes to the process as a pickle;
 the result, or the exception, comes back the same way.
+
+Spares: with one process per strategy (train.processes: 1), the next strategy's process is
+started before its job is known (`Spares`), so its imports (about 8 s on 2 cores) overlap the
+data gates or the previous strategy's training instead of adding to the run.
 """
 from __future__ import annotations
 
@@ -69,13 +73,59 @@ def kill_tree(pid: int) -> None:
     psutil.wait_procs(below, timeout=10)
 
 
-def run_in_process(job: Job) -> object:
-    """Run the job in a child process and return its StrategyResult (or raise its error)."""
+WAIT_FLAG = "--wait-for-job"
+
+
+class Spares:
+    """Strategy processes started ahead of their jobs: each imports what a strategy needs, then
+    waits for one job on its stdin (tab-separated job file, result file, strategy name) and runs
+    it as `python -m tasks.ops.strategy_process JOB OUT` would. `take` hands one out and starts
+    the next while jobs remain; `close` ends the unused ones (EOF on stdin: they exit 0). The
+    parent dying closes their stdin too."""
+
+    def __init__(self, tracking_uri: str, jobs: int):
+        self.tracking_uri, self.remaining, self.waiting = tracking_uri, jobs, None
+        self._start()
+
+    def _start(self) -> None:
+        self.waiting = None
+        if self.remaining > 0:
+            env = {**os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri, "ADAPTFLOW_STRATEGY_PROCESS": "spare"}
+            self.waiting = subprocess.Popen([sys.executable, "-m", "tasks.ops.strategy_process", WAIT_FLAG],
+                                            stdin=subprocess.PIPE, env=env, text=True)
+
+    def take(self, job_file: Path, out_file: Path, name: str) -> subprocess.Popen | None:
+        """A warm process running this job, or None (none left, or the spare died: start one)."""
+        proc, self.remaining = self.waiting, self.remaining - 1
+        self._start()   # the next strategy's imports overlap this one's training
+        if proc is None or proc.poll() is not None:
+            return None
+        try:
+            proc.stdin.write(f"{job_file}\t{out_file}\t{name}\n")
+            proc.stdin.close()
+        except (BrokenPipeError, OSError):   # it died between poll and write
+            proc.wait()
+            return None
+        return proc
+
+    def close(self) -> None:
+        """End an unused spare now (it holds nothing but imports; waiting for them would cost seconds)."""
+        if self.waiting is not None:
+            self.waiting.kill()
+            self.waiting.wait()
+            self.waiting.stdin.close()
+            self.waiting = None
+
+
+def run_in_process(job: Job, spares: Spares | None = None) -> object:
+    """Run the job in a child process (a warm spare when given and the job runs in one process)
+    and return its StrategyResult (or raise its error)."""
     with tempfile.TemporaryDirectory(prefix=f"adaptflow-{job.name}-") as tmp:
         job_file, out_file = Path(tmp) / "job.pkl", Path(tmp) / "result.pkl"
         job_file.write_bytes(pickle.dumps(job))
         env = {**os.environ, "MLFLOW_TRACKING_URI": job.tracking_uri, "ADAPTFLOW_STRATEGY_PROCESS": job.name}
-        proc = subprocess.Popen(launch_command(job, job_file, out_file), env=env)
+        warm = spares.take(job_file, out_file, job.name) if spares and job.ctx.settings.train.processes == 1 else None
+        proc = warm or subprocess.Popen(launch_command(job, job_file, out_file), env=env)
         try:
             code = proc.wait()
         except BaseException:   # the flow is stopping (SIGTERM, Ctrl-C): take the child with it
@@ -92,6 +142,22 @@ def run_in_process(job: Job) -> object:
     if ok:
         return payload
     raise payload
+
+
+def wait_for_job() -> int:
+    """A spare (`Spares`): import what a strategy needs, then run the job named on stdin."""
+    from tasks.env import apply_offline_defaults
+
+    apply_offline_defaults()
+    import mlflow  # noqa: F401 -- imported now, while nothing waits for this process
+
+    import tasks.training.run  # noqa: F401 -- torch, transformers, PEFT, every strategy
+    line = sys.stdin.readline().rstrip("\n")
+    if not line:   # not needed: the flow closed our stdin
+        return 0
+    job_file, out_file, name = line.split("\t")
+    os.environ["ADAPTFLOW_STRATEGY_PROCESS"] = name
+    return main(job_file, out_file)
 
 
 def main(job_file: str, out_file: str) -> int:

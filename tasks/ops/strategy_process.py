@@ -1,7 +1,8 @@
-"""Entry point of a strategy's own process: `python -m tasks.ops.strategy_process JOB OUT`."""
+"""Entry point of a strategy's own process: `python -m tasks.ops.strategy_process JOB OUT`, or
+`... --wait-for-job` for a spare that reads JOB and OUT from stdin (tasks/ops/isolate.py, Spares)."""
 import sys
 
-from tasks.ops.isolate import main
+from tasks.ops.isolate import WAIT_FLAG, main, wait_for_job
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:3]))
+    sys.exit(wait_for_job() if sys.argv[1:] == [WAIT_FLAG] else main(*sys.argv[1:3]))

@@ -50,16 +50,21 @@ demo: setup
 
 # The suite runs in two pytest-xdist workers (`-n 2`, one per core), each test file whole in one
 # worker (`--dist loadfile`: a module's Prefect test server and fixtures are built once). Tests that
-# point Prefect at servers of their own run in a pytest process each, two at a time: in a process
-# where an earlier flow test has already bound Prefect's client to the ephemeral server (full-suite
-# run: "deployments not registered", queried on the ephemeral port) they fail, while each file
-# passes alone. Any failure, or a file with no tests (exit 5), fails `make test`.
+# point Prefect at servers of their own run in a pytest process each, one after another, beside the
+# workers (they mostly wait for their servers; their output is printed after the suite's): in a
+# process where an earlier flow test has already bound Prefect's client to the ephemeral server
+# (full-suite run: "deployments not registered", queried on the ephemeral port) they fail, while
+# each file passes alone. Any failure, or a file with no tests (exit 5), fails `make test`.
 SERVER_TESTS := tests/test_ops_deploy.py tests/test_ops_mlflow_outage.py tests/test_ops_postgres.py tests/test_ops_ui.py \
                 tests/test_audit_server.py
+SERVER_LOG := .cache/server-tests.log
 
 test: setup system-packages
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -n 2 --dist loadfile --durations=15 tests $(addprefix --ignore=,$(SERVER_TESTS))
-	printf '%s\n' $(SERVER_TESTS) | PATH="$(CURDIR)/$(BIN):$$PATH" xargs -P 2 -I{} $(BIN)/pytest -q -p no:xdist {}
+	@mkdir -p .cache; export PATH="$(CURDIR)/$(BIN):$$PATH"; \
+	for t in $(SERVER_TESTS); do $(BIN)/pytest -q -p no:xdist $$t || exit 1; done > $(SERVER_LOG) 2>&1 & servers=$$!; \
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=15 tests $(addprefix --ignore=,$(SERVER_TESTS)); suite=$$?; \
+	wait $$servers; status=$$?; echo "== server tests ($(SERVER_LOG))"; cat $(SERVER_LOG); \
+	[ $$suite -eq 0 ] && [ $$status -eq 0 ]
 
 # Benchmarks (README, Performance): figures printed and written to bench/results/*.json, within
 # 30 minutes on 2 cores. The overhead run is the default profile with its quickest trained

@@ -284,3 +284,30 @@ def test_label_scores_of_prompts_of_unequal_lengths_equal_each_prompt_run_alone(
             logp = torch.log_softmax(lm(torch.tensor([p + a])).logits.float(), -1)[0]
             expected[i, j] = sum(logp[len(p) + t - 1, tok_id] for t, tok_id in enumerate(a))
     torch.testing.assert_close(label_log_likelihoods(lm, prompts, answers), expected, rtol=0, atol=1e-4)
+
+
+def test_zero_shot_variants_scored_from_one_embedding_pass_equal_each_model_scored_alone(tiny_bert: Path):
+    """tasks/training/variants.py embeds a split once for every zero_shot variant; each variant's
+    probabilities equal those of its own model run end to end (what serving computes)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from tasks.evaluation.predict import predict_proba
+    from tasks.models.encoding import encode
+    from tasks.models.loading import load_tokenizer
+    from tasks.training.variants import score_variant
+
+    strategy = registry.get("zero_shot")
+    params = strategy.parse_params({"label_descriptions": {"negative": "bad", "positive": "good"},
+                                    "variants": [{"negative": "awful film", "positive": "great film"}]})
+    tokenizer = load_tokenizer(tiny_bert)
+    texts = ["a joy", "a chore to sit through, long and dull", "fine", "the best of the year by far"] * 5
+    data = encode(tokenizer, texts, np.array([1, 0, 1, 1] * 5), 32)
+    inputs = SimpleNamespace(splits={"test": data}, labels=LABELS, pad_id=tokenizer.pad_token_id)
+    shared: dict = {}
+    for variant in strategy.variants(params):
+        model = strategy.build(tiny_bert, Head.for_task("classification", LABELS), variant)
+        alone = predict_proba(model, data, tokenizer.pad_token_id)
+        assert np.allclose(score_variant(model, inputs, "test", shared).probs, alone, atol=1e-6)
+    assert set(shared) == {"test"}   # one embedding pass, reused by the second variant

@@ -8,15 +8,24 @@ from torch import nn
 from tasks.models.encoding import Encoded, batches, on_device
 
 
+def probabilities(logits: torch.Tensor) -> np.ndarray:
+    return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+
 @torch.no_grad()
-def predict_proba(model: nn.Module, data: Encoded, pad_id: int, batch_size: int = 64) -> np.ndarray:
+def predict_rows(model: nn.Module, data: Encoded, pad_id: int, rows, batch_size: int = 64) -> np.ndarray:
+    """`rows(model inputs)` -> one float32 row per example, for every example of `data`, in input order."""
     model.eval()
     out: np.ndarray | None = None
     for idx, inputs, _ in batches(data, batch_size, pad_id):
-        probs = torch.softmax(model(**on_device(inputs, model)).logits.float(), dim=-1).cpu().numpy()
+        values = rows(on_device(inputs, model))
         if out is None:
-            out = np.zeros((len(data), probs.shape[1]), dtype=np.float32)
-        out[idx] = probs
+            out = np.zeros((len(data), values.shape[1]), dtype=np.float32)
+        out[idx] = values
     if out is None:
         raise ValueError("cannot predict an empty split")
     return out
+
+
+def predict_proba(model: nn.Module, data: Encoded, pad_id: int, batch_size: int = 64) -> np.ndarray:
+    return predict_rows(model, data, pad_id, lambda inputs: probabilities(model(**inputs).logits), batch_size)

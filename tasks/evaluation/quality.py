@@ -22,9 +22,12 @@ class Quality:
 
 
 def score(model: nn.Module, data: Encoded, num_labels: int, pad_id: int) -> Quality:
-    probs = predict_proba(model, data, pad_id)
+    return quality(predict_proba(model, data, pad_id), data.labels, num_labels)
+
+
+def quality(probs: np.ndarray, y_true: np.ndarray, num_labels: int) -> Quality:
     y_pred = probs.argmax(1)
-    return Quality(accuracy(data.labels, y_pred), macro_f1(data.labels, y_pred, num_labels), probs)
+    return Quality(accuracy(y_true, y_pred), macro_f1(y_true, y_pred, num_labels), probs)
 
 
 @dataclass(frozen=True)

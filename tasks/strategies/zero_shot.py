@@ -54,9 +54,15 @@ class ZeroShotClassifier(nn.Module):
         self.params = params   # saved as the artifact: descriptions are the "model"
         self.temperature = params.temperature   # the encoder is frozen (frozen_encoder)
 
+    def text_features(self, input_ids, attention_mask, **_) -> torch.Tensor:
+        """The part every variant shares (tasks/training/variants.py scores them from one pass)."""
+        return embed(self.encoder, input_ids, attention_mask)
+
+    def logits_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        return features @ self.label_embeddings.T / self.temperature
+
     def forward(self, input_ids, attention_mask, **_) -> SequenceClassifierOutput:
-        sims = embed(self.encoder, input_ids, attention_mask) @ self.label_embeddings.T
-        return SequenceClassifierOutput(logits=sims / self.temperature)
+        return SequenceClassifierOutput(logits=self.logits_from_features(self.text_features(input_ids, attention_mask)))
 
 
 def build(base_dir: Path, head: Head, params: ZeroShotParams) -> nn.Module:

@@ -9,8 +9,8 @@ The job (strategy name, run context, checkpoint folder) goes to the process as a
 the result, or the exception, comes back the same way.
 
 Spares: with one process per strategy (train.processes: 1), the next strategy's process is
-started before its job is known (`Spares`), so its imports (about 8 s on 2 cores) overlap the
-data gates or the previous strategy's training instead of adding to the run.
+started before its job is known (`Spares`), so its imports and first-use loading (about 6 s on
+2 cores) overlap the data gates or the previous strategy's training instead of adding to the run.
 """
 from __future__ import annotations
 
@@ -80,8 +80,8 @@ class Spares:
     """Strategy processes started ahead of their jobs: each imports what a strategy needs, then
     waits for one job on its stdin (tab-separated job file, result file, strategy name) and runs
     it as `python -m tasks.ops.strategy_process JOB OUT` would. `take` hands one out and starts
-    the next while jobs remain; `close` ends the unused ones (EOF on stdin: they exit 0). The
-    parent dying closes their stdin too."""
+    the next while jobs remain; `close` kills an unused one (it holds nothing but imports). If
+    the flow's process dies, a spare reads EOF on its stdin and exits."""
 
     def __init__(self, tracking_uri: str, jobs: int):
         self.tracking_uri, self.remaining, self.waiting = tracking_uri, jobs, None

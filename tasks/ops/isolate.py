@@ -118,13 +118,13 @@ class Spares:
 
 
 def run_in_process(job: Job, spares: Spares | None = None) -> object:
-    """Run the job in a child process (a warm spare when given and the job runs in one process)
-    and return its StrategyResult (or raise its error)."""
+    """Run the job in a child process (a warm spare when given) and return its StrategyResult
+    (or raise its error)."""
     with tempfile.TemporaryDirectory(prefix=f"adaptflow-{job.name}-") as tmp:
         job_file, out_file = Path(tmp) / "job.pkl", Path(tmp) / "result.pkl"
         job_file.write_bytes(pickle.dumps(job))
         env = {**os.environ, "MLFLOW_TRACKING_URI": job.tracking_uri, "ADAPTFLOW_STRATEGY_PROCESS": job.name}
-        warm = spares.take(job_file, out_file, job.name) if spares and job.ctx.settings.train.processes == 1 else None
+        warm = spares.take(job_file, out_file, job.name) if spares else None   # one process per job (spare_processes)
         proc = warm or subprocess.Popen(launch_command(job, job_file, out_file), env=env)
         try:
             code = proc.wait()

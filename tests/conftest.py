@@ -71,10 +71,11 @@ def tiny_llama(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def harness():
-    """A temporary Prefect server for the flows of one test module (first start migrates a new
-    database: up to 180 s on a loaded machine)."""
+    """A temporary Prefect server for the flows of the session: one per pytest-xdist worker (first
+    start migrates a new database: up to 180 s on a loaded machine). Shared, not one per module:
+    each start cost 6-10 s, ten modules use it, and no test reads runs it did not start."""
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=180):

@@ -60,7 +60,7 @@ def accounts(auth_server):
     exp = mlflow.create_experiment("access")
     for _ in range(2):
         with mlflow.start_run(experiment_id=exp):
-            info = mlflow.pyfunc.log_model(name="m", python_model=Const())
+            info = mlflow.pyfunc.log_model(name="m", python_model=Const(), pip_requirements=["pandas"])
         mlflow.register_model(info.model_uri, MODEL)
     pipeline.set_registered_model_alias(MODEL, "challenger", "2")
     yield url, root

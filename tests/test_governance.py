@@ -45,7 +45,8 @@ def store(tmp_path, monkeypatch):
     exp = mlflow.create_experiment("gov", artifact_location=(tmp_path / "art").as_uri())
     for i in range(1, 5):
         with mlflow.start_run(experiment_id=exp):
-            info = mlflow.pyfunc.log_model(name="m", python_model=Echo(str(i)))
+            info = mlflow.pyfunc.log_model(name="m", python_model=Echo(str(i)),
+                                            pip_requirements=["pandas"])   # inferring them: 1.7 s a model
         mlflow.register_model(info.model_uri, MODEL, tags={"metric.test_accuracy": str(0.7 + i / 100)})
     return tmp_path, uri
 

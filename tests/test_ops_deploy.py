@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import basic_auth_ini, env_for_subprocess
+from conftest import basic_auth_ini, env_for_subprocess, make_project
 from mlflow.tracking import MlflowClient
 
 from tasks.ops.servers import free_port, start_mlflow, start_prefect
@@ -56,22 +56,27 @@ def servers(tmp_path_factory):
         os.environ.pop("MLFLOW_TRACKING_PASSWORD", None)
 
 
-@pytest.fixture
-def served(servers, project_factory, tiny_bert, monkeypatch):
-    """`adaptflow deploy` against the server, serving the four deployments for a throwaway project."""
+@pytest.fixture(scope="module")
+def served(servers, tmp_path_factory, tiny_bert):
+    """`adaptflow deploy` against the server, serving the four deployments for a throwaway project.
+    One deploy process for the module's tests, as a user keeps one running (its start-up, imports
+    and four registrations, is paid once)."""
     prefect, mlflow = servers
-    project = project_factory({"model": {"base": str(tiny_bert)}, "strategies": {"run": ["zero_shot"]}})
-    monkeypatch.setenv("PREFECT_API_URL", prefect.url)
+    project = make_project(tmp_path_factory.mktemp("served"),
+                           {"model": {"base": str(tiny_bert)}, "strategies": {"run": ["zero_shot"]}})
     env = env_for_subprocess(PREFECT_API_URL=prefect.url, MLFLOW_TRACKING_URI=mlflow.url)
     log = project / "deploy.log"
-    proc = subprocess.Popen([ADAPTFLOW, "deploy", "--params", str(project / "params.yaml"), "--profile", "smoke"],
-                            env=env, cwd=project, stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    try:
-        wait_for_deployments(["specialize/specialize", "retrain/retrain", "promote/promote", "rollback/rollback"],
-                             proc, log)
-        yield project, prefect, mlflow, log
-    finally:
-        _stop(proc)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PREFECT_API_URL", prefect.url)
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        proc = subprocess.Popen([ADAPTFLOW, "deploy", "--params", str(project / "params.yaml"), "--profile", "smoke"],
+                                env=env, cwd=project, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        try:
+            wait_for_deployments(["specialize/specialize", "retrain/retrain", "promote/promote",
+                                  "rollback/rollback"], proc, log)
+            yield project, prefect, mlflow, log
+        finally:
+            _stop(proc)
 
 
 def wait_for_deployments(names, proc, log, timeout=300):
@@ -113,11 +118,44 @@ def logs_of(flow_run_id, expected: str, timeout: float = 60) -> str:
             time.sleep(2)
 
 
-def parents(mlflow_url: str):
+def parents(mlflow_url: str, experiment: str = EXPERIMENT):
     client = MlflowClient(mlflow_url)
-    exp = client.get_experiment_by_name(EXPERIMENT)
+    exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id]) if exp else []
     return client, [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+
+
+def test_work_pool_registration_runs_on_a_prefect_worker(servers, project_factory, tiny_bert, monkeypatch):
+    """`adaptflow deploy --work-pool` (the Kubernetes path) registers and returns; a worker of that
+    pool (a process worker here: no cluster on this machine) picks the run up and executes it.
+    First in the module, before `served` starts a runner of the same deployment name; its own
+    experiment and model, so the runs and aliases the later tests count are theirs alone."""
+    prefect, mlflow = servers
+    project = project_factory({"model": {"base": str(tiny_bert)}, "strategies": {"run": ["zero_shot"]},
+                               "project": {"experiment": "work-pool", "registered_model": "work-pool-model"}})
+    monkeypatch.setenv("PREFECT_API_URL", prefect.url)
+    env = env_for_subprocess(PREFECT_API_URL=prefect.url, MLFLOW_TRACKING_URI=mlflow.url)
+    created = subprocess.run([sys.executable, "-m", "prefect", "work-pool", "create", "adaptflow-test", "--type",
+                              "process", "--overwrite"], env=env, capture_output=True, text=True, timeout=300)
+    assert created.returncode == 0, created.stdout + created.stderr
+    done = subprocess.run([ADAPTFLOW, "deploy", "--work-pool", "adaptflow-test", "--only", "specialize", "--params", str(project / "params.yaml"), "--profile", "smoke"],
+                          env=env, cwd=project, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "registered 1 deployment(s) for work pool adaptflow-test" in done.stdout, \
+        (done.stdout[-2000:], done.stderr[-3000:])
+    log = project / "worker.log"
+    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "adaptflow-test",
+                               "--type", "process"], env=env, cwd=project, stdout=open(log, "w"),
+                              stderr=subprocess.STDOUT)
+    try:
+        before = len(parents(mlflow.url, "work-pool")[1])
+        flow_run, took = run("specialize/specialize", {"run": {"params_file": str(project / "params.yaml"),
+                                                               "profile": "smoke"}})
+        assert flow_run.state.is_completed(), (flow_run.state, log.read_text()[-3000:])
+        assert flow_run.work_pool_name == "adaptflow-test"
+        assert len(parents(mlflow.url, "work-pool")[1]) == before + 1
+        print(f"\nwork-pool deployment run on a process worker: {took:.0f} s")
+    finally:
+        _stop(worker)
 
 
 def test_deployment_runs_from_the_api_execute_on_the_served_process(served):
@@ -178,33 +216,3 @@ def test_the_retrain_cron_schedule_gets_runs_from_the_scheduler(served):
     assert all(t.weekday() == 0 and t.hour == 3 for t in times), times   # Mondays, 03:00 UTC
     print(f"\nscheduler created {len(scheduled)} retrain runs in {time.monotonic() - started:.0f} s: "
           f"{', '.join(t.isoformat() for t in times[:3])}")
-
-
-def test_work_pool_registration_runs_on_a_prefect_worker(servers, project_factory, tiny_bert, monkeypatch):
-    """`adaptflow deploy --work-pool` (the Kubernetes path) registers and returns; a worker of that
-    pool (a process worker here: no cluster on this machine) picks the run up and executes it."""
-    prefect, mlflow = servers
-    project = project_factory({"model": {"base": str(tiny_bert)}, "strategies": {"run": ["zero_shot"]}})
-    monkeypatch.setenv("PREFECT_API_URL", prefect.url)
-    env = env_for_subprocess(PREFECT_API_URL=prefect.url, MLFLOW_TRACKING_URI=mlflow.url)
-    created = subprocess.run([sys.executable, "-m", "prefect", "work-pool", "create", "adaptflow-test", "--type",
-                              "process", "--overwrite"], env=env, capture_output=True, text=True, timeout=300)
-    assert created.returncode == 0, created.stdout + created.stderr
-    done = subprocess.run([ADAPTFLOW, "deploy", "--work-pool", "adaptflow-test", "--only", "specialize", "--params", str(project / "params.yaml"), "--profile", "smoke"],
-                          env=env, cwd=project, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0 and "registered 1 deployment(s) for work pool adaptflow-test" in done.stdout, \
-        (done.stdout[-2000:], done.stderr[-3000:])
-    log = project / "worker.log"
-    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "adaptflow-test",
-                               "--type", "process"], env=env, cwd=project, stdout=open(log, "w"),
-                              stderr=subprocess.STDOUT)
-    try:
-        before = len(parents(mlflow.url)[1])
-        flow_run, took = run("specialize/specialize", {"run": {"params_file": str(project / "params.yaml"),
-                                                               "profile": "smoke"}})
-        assert flow_run.state.is_completed(), (flow_run.state, log.read_text()[-3000:])
-        assert flow_run.work_pool_name == "adaptflow-test"
-        assert len(parents(mlflow.url)[1]) == before + 1
-        print(f"\nwork-pool deployment run on a process worker: {took:.0f} s")
-    finally:
-        _stop(worker)

@@ -90,7 +90,8 @@ def test_a_run_without_its_model_artifacts_is_not_registrable(tmp_path, harness,
     saved.mkdir()
     (saved / "adapter_model.safetensors").write_bytes(b"\0" * 16)
     with mlflow.start_run(experiment_id=exp):
-        info = mlflow.pyfunc.log_model(name="model", python_model=Const(), artifacts={"strategy": str(saved)})
+        info = mlflow.pyfunc.log_model(name="model", python_model=Const(), artifacts={"strategy": str(saved)},
+                                       pip_requirements=["pandas"])
     assert missing_artifacts(info.model_uri) is None
     location = Path(MlflowClient().get_logged_model(info.model_id).artifact_location.removeprefix("file://"))
     shutil.rmtree(location / "artifacts")       # an upload cut off before the strategy's files

@@ -1,0 +1,146 @@
+"""Where one training step's time goes, per strategy: data (the next padded batch), forward (with
+the loss), backward, optimizer (AdamW step, schedule, zero_grad), timed apart on adaptflow's own
+parts (the strategy's model, `epoch_loader`, accelerate, `_optimizer`, `batch_loss`), fp32, the
+default data and params. Then torch's profiler over a few steps of each: the operators that take
+the most CPU time (matmuls against the rest).
+
+  .venv/bin/python bench/step_profile.py [--steps 24] [--strategies lora,full_finetune]
+
+The first 4 steps of each strategy warm up (oneDNN picks its kernels) and are not counted, and
+the first strategy runs a few steps unmeasured beforehand; medians over the rest. On a CPU every operator runs synchronously, so wall-clock phases are exact. The phases
+add up to a little more than `bench/training.py`'s step (perf_counter calls and the split
+`accumulate` context); compare shares, not absolute times.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import Data, default_data, median, table, write  # noqa: E402
+
+WARMUP = 4
+PHASES = ("data", "forward", "backward", "optimizer")
+
+
+def setup(name: str, data: Data, settings, steps: int):
+    """The strategy's model, prepared with its optimizer and the length-grouped (or shuffled)
+    loader, exactly as `tasks.training.loop.train` builds them."""
+    from tasks.models.heads import Head
+    from tasks.strategies import registry
+    from tasks.training.loop import _optimizer, make_accelerator, seed_everything
+    from tasks.training.loader import epoch_loader
+    from tasks.training.loop_settings import loop_config
+
+    strategy = registry.get(name)
+    params = strategy.parse_params(dict(settings.strategy_params.get(name, {})))
+    seed_everything(settings.train.seed)
+    model = strategy.build(data.base_path, Head.for_task("classification", data.labels), params)
+    bs = settings.train.batch_size
+    cfg = loop_config(params, settings.train, epochs=1, eval_every=10**9, device="cpu", precision="no")
+    acc = make_accelerator(cfg)
+    optimizer, scheduler, _ = _optimizer(model, cfg, steps * bs, 1, name)
+    wrapped, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
+    subset = data.train.select(list(range(steps * bs)))
+    loader = acc.prepare(epoch_loader(subset, data.pad_id, bs, bs, cfg.seed, cfg.group_by_length))
+    wrapped.train()
+    return acc, wrapped, optimizer, scheduler, loader, cfg.group_by_length
+
+
+def timed_steps(acc, wrapped, optimizer, scheduler, loader) -> dict[str, list[float]]:
+    """Seconds per phase for every step after the warm-up."""
+    from tasks.training.loop import batch_loss
+
+    times: dict[str, list[float]] = {p: [] for p in PHASES}
+    batches = iter(loader)
+    step = 0
+    while True:
+        t0 = time.perf_counter()
+        batch = next(batches, None)
+        if batch is None:
+            return times
+        labels = batch.pop("labels")
+        t1 = time.perf_counter()
+        loss = batch_loss(wrapped(**batch).logits, labels)
+        t2 = time.perf_counter()
+        acc.backward(loss)
+        t3 = time.perf_counter()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss.item()
+        t4 = time.perf_counter()
+        if step >= WARMUP:
+            for phase, seconds in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                times[phase].append(seconds)
+        step += 1
+
+
+def top_operators(acc, wrapped, optimizer, scheduler, loader, steps: int = 6, top: int = 6) -> list[dict]:
+    """torch.profiler over `steps` steps: the operators with the most self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from tasks.training.loop import batch_loss
+
+    batches = iter(loader)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            batch = next(batches)
+            labels = batch.pop("labels")
+            acc.backward(batch_loss(wrapped(**batch).logits, labels))
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    return [{"op": e.key, "share": e.self_cpu_time_total / total, "calls": e.count} for e in events[:top]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=24, help=f"steps per strategy, {WARMUP} of them warm-up")
+    parser.add_argument("--strategies", default="", help="comma-separated; default: every trainable one")
+    args = parser.parse_args()
+
+    from tasks.env import apply_offline_defaults
+
+    apply_offline_defaults()
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from tasks.config import load_settings
+    from tasks.strategies import registry
+
+    hf_logging.set_verbosity_error()
+    settings = load_settings(str(Path(__file__).resolve().parents[1] / "params.yaml"))
+    torch.set_num_threads(settings.train.threads)
+    data = default_data()
+    names = [s for s in args.strategies.split(",") if s] or [s.name for s in registry.all_strategies() if s.trains]
+    print(f"{torch.get_num_threads()} threads, batch {settings.train.batch_size}, {args.steps} steps "
+          f"({WARMUP} warm-up) per strategy, fp32, default data")
+    rows, operators = [], {}
+    # The process's first training steps ran 1.7-2x slower (145/247 ms forward/backward for
+    # full_finetune measured first, 76-81/119-131 ms after another model): one unmeasured pass.
+    timed_steps(*setup(names[0], data, settings, WARMUP + 4)[:5])
+    for name in names:
+        parts = setup(name, data, settings, args.steps)
+        times = timed_steps(*parts[:5])
+        med = {p: median(times[p]) for p in PHASES}
+        step = sum(med.values())
+        rows.append({"strategy": name, "grouped": parts[5], "step_ms": step * 1000,
+                     **{f"{p}_ms": med[p] * 1000 for p in PHASES},
+                     **{f"{p}_share": med[p] / step for p in PHASES}})
+        operators[name] = top_operators(*setup(name, data, settings, 6 + 1)[:5])
+        print(table(rows[-1:]), flush=True)
+        print("  top operators (self CPU): " + ", ".join(f"{o['op']} {o['share']:.0%}" for o in operators[name]),
+              flush=True)
+    print("\n" + table(rows))
+    out = write("step_profile", {"steps": args.steps, "warmup": WARMUP, "rows": rows, "operators": operators})
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -293,48 +293,61 @@ def data_input(args) -> dict | None:
     return {"path": str(path), **columns, "labels": labels}
 
 
-def _start_prefect_server_early():
-    """The thread starting Prefect's ephemeral API server (None when PREFECT_API_URL names a
-    server): its own process starts while this one imports the flow (Prefect, MLflow, Great
-    Expectations, DVC), instead of after. The flow's first call to Prefect finds it running (one server per process:
-    SubprocessASGIServer is a singleton). A failure here is not lost: that call starts it again
-    and reports the error."""
-    import threading
-
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+def _start_temporary_prefect_server():
+    """Prefect's temporary API server for this run, or None when Prefect's settings name a server
+    (PREFECT_API_URL) or forbid a temporary one. Started first, before the checks and imports: its
+    own process takes about 4 s, beside them. Prefect would start the same one at the flow's first
+    API call, after importing prefect.server (3 s) into this process (measured with pyinstrument
+    on an AMD EPYC: the flow began 10.4 s after the command, 6.4 s of it before the server's start).
+    Called from the main thread: the server ends when it does."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, PREFECT_SERVER_EPHEMERAL_ENABLED
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return None
+    from tasks.ops.servers import free_port, start_temporary_prefect
 
-    def start():
-        from prefect.server.api.server import SubprocessASGIServer
-
-        try:
-            SubprocessASGIServer().start()
-        except Exception:   # noqa: BLE001 -- started (and reported) again by the flow
-            pass
-
-    thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
-    thread.start()
-    return thread
+    server = start_temporary_prefect(free_port(), Path(PREFECT_HOME.value()) / "temporary-server.log")
+    print(f"Prefect: temporary server on {server.url} (runs recorded under {PREFECT_HOME.value()}; "
+          "`adaptflow ui` shows them)", file=sys.stderr)
+    return server
 
 
 def _import_what_the_data_steps_use() -> None:
     """Great Expectations (2.6 s) and transformers' tokenizer classes (1.2 s), imported while
-    Prefect's server starts (measured with pyinstrument on an AMD EPYC: the flow waited 7.8 s for
-    it, then imported these in its first tasks)."""
+    Prefect's server starts rather than in the first tasks."""
     import great_expectations  # noqa: F401
     from transformers import AutoTokenizer  # noqa: F401
 
 
 def _run(args) -> int:
+    """`adaptflow run`, beside the temporary Prefect server it starts (stopped however it ends)."""
+    server = None if args.await_approval else _start_temporary_prefect_server()
+    try:
+        return _run_flow(args, server)
+    finally:
+        if server is not None:
+            _send_what_prefect_holds()
+            server.stop()
+
+
+def _send_what_prefect_holds(timeout: float = 30) -> None:
+    """Prefect's log and event workers send their last batches (the flow's final log lines and
+    state events) before the server stops; Prefect itself drains them at exit, too late here."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=timeout)
+
+
+def _run_flow(args, server) -> int:
     from tasks.config import load_settings, run_overrides
     from tasks.models.base import check_base_for_task, resolve_base_path
     from tasks.training.hardware import check_hardware
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies else None
     base = str(Path(args.base).expanduser().resolve()) if args.base else None
-    try:  # fail in a second, before Prefect starts, when a setting or the hardware is wrong
+    try:  # fail in seconds, before the flow starts, when a setting or the hardware is wrong
         data = data_input(args)
         if args.tune_trials is not None and not args.tune:
             raise ValueError("--tune-trials N goes with --tune")
@@ -354,16 +367,18 @@ def _run(args) -> int:
         print("adaptflow run: --await-approval needs a Prefect server the reviewer can reach; set "
               "PREFECT_API_URL (e.g. start one with `prefect server start`)", file=sys.stderr)
         return 2
-    server = _start_prefect_server_early()   # after the checks: bad settings never start a server
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     from flows.specialize import SpecializeInput, specialize
 
     if server is not None:
-        _import_what_the_data_steps_use()   # ~4 s, inside the ~8 s the server takes to start
-        server.join()   # the flow must not talk to a server that is still starting
-    state = specialize(SpecializeInput(params_file=args.params, profile=args.profile, strategies=strategies,
-                                       data=data, base=base, task=args.task, tune=args.tune,
-                                       tune_trials=args.tune_trials, await_approval=args.await_approval),
-                       return_state=True)
+        _import_what_the_data_steps_use()   # while the server finishes starting
+        server.wait_healthy(poll=0.1)
+    with temporary_settings({PREFECT_API_URL: server.url} if server is not None else {}):
+        state = specialize(SpecializeInput(params_file=args.params, profile=args.profile, strategies=strategies,
+                                           data=data, base=base, task=args.task, tune=args.tune,
+                                           tune_trials=args.tune_trials, await_approval=args.await_approval),
+                           return_state=True)
     if state.is_completed():
         out = state.result()
         print(f"\n{out.table}\n\nMLflow parent run {out.parent_run_id}; data version {out.data_version}"
@@ -434,5 +449,14 @@ def main(argv: list[str] | None = None) -> int:
     return _run(args)
 
 
+def entry() -> None:
+    """The `adaptflow` command: main(), then an exit without the interpreter's module teardown
+    (3.2 s after `adaptflow run`, measured on an AMD EPYC; threads, atexit hooks and output are
+    finished first). An exception leaves the normal way, with its traceback."""
+    from tasks.ops.quick_exit import exit_now
+
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

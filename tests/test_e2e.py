@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import env_for_subprocess
+from test_temporary_server import flow_run_logs
 from mlflow.tracking import MlflowClient
 
 import mlflow
@@ -28,6 +29,9 @@ def test_smoke_run_end_to_end(project_factory, tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "strategy" in proc.stdout and "registered rotten-tomatoes-sentiment v1" in proc.stdout
+    # The temporary Prefect server stopped after the run's last log lines reached it.
+    [(state, logs)] = flow_run_logs(tmp_path / "prefect")
+    assert state == "COMPLETED" and logs[-1] == "Finished in state Completed()", (state, logs[-3:])
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)

@@ -42,14 +42,14 @@ class Server:
         except requests.RequestException:
             return False
 
-    def wait_healthy(self, timeout: float = START_TIMEOUT_SECONDS) -> "Server":
+    def wait_healthy(self, timeout: float = START_TIMEOUT_SECONDS, poll: float = 1.0) -> "Server":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServerError(f"{self.name} exited with code {self.proc.returncode}:\n{self.tail()}")
             if self.healthy():
                 return self
-            time.sleep(1)
+            time.sleep(poll)
         self.stop()
         raise ServerError(f"{self.name} did not answer {self.health_url} within {timeout:.0f} s:\n{self.tail()}")
 
@@ -88,11 +88,40 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _spawn(name: str, cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+def _spawn(name: str, cmd: list[str], env: dict[str, str], log: Path, die_with_parent: bool = False) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_sigterm_when_parent_dies() if die_with_parent else None)
+
+
+def _sigterm_when_parent_dies():
+    """What the child runs before exec, on Linux: SIGTERM when the thread that started it ends
+    (the command's main thread: call from it), even by SIGKILL, so a killed command leaves no
+    server behind. libc is loaded here, in the parent: nothing is imported after the fork."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    return lambda: libc.prctl(1, signal.SIGTERM)   # 1 = PR_SET_PDEATHSIG
+
+
+def start_temporary_prefect(port: int, log: Path) -> Server:
+    """Prefect's temporary API server: what `prefect` starts by itself on a flow's first API call
+    when no server is configured (SubprocessASGIServer: its uvicorn app in ephemeral mode, no UI,
+    state in PREFECT_HOME), started by adaptflow instead, so that it can start first and this
+    process never imports prefect.server (3 s). It ends with the command that started it."""
+    import importlib.util
+
+    site = Path(importlib.util.find_spec("prefect").origin).parent.parent
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+    env.pop("PREFECT_API_URL", None)
+    cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(site), "--factory", "prefect.server.api.server:create_app",
+           "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"]
+    url = f"http://127.0.0.1:{port}"
+    return Server("Prefect temporary server", f"{url}/api", f"{url}/api/health",
+                  _spawn("prefect", cmd, env, log, die_with_parent=True), log)
 
 
 def start_prefect(port: int, home: Path, database_url: str | None = None, scheduler_loop_seconds: float | None = None,

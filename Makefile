@@ -70,6 +70,7 @@ test: setup system-packages
 # strategy: the flow's fixed costs over the smallest job (the 4-strategy demo shares them).
 bench: setup
 	$(OFFLINE) $(BIN)/python bench/training.py --steps 12 --repeats 3
+	$(OFFLINE) $(BIN)/python bench/step_profile.py --steps 24
 	$(OFFLINE) $(BIN)/python bench/optimisations.py --steps 16 --repeats 3
 	$(OFFLINE) $(BIN)/python bench/scaling.py --count-examples 300
 	$(OFFLINE) $(BIN)/python bench/lanes.py --steps 24 --repeats 2

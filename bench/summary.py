@@ -20,7 +20,8 @@ def load(name: str) -> dict | None:
 
 
 def main() -> None:
-    training, opts, scaling, overhead = (load(n) for n in ("training", "optimisations", "scaling", "overhead"))
+    training, opts, scaling, overhead, steps = (load(n) for n in ("training", "optimisations", "scaling", "overhead",
+                                                                   "step_profile"))
     source = training or opts or scaling or overhead
     if source is None:
         sys.exit("no results yet: run `make bench`")
@@ -34,6 +35,10 @@ def main() -> None:
               f"median of {training['repeats']}):")
         print(table(training["rows"], ["strategy", "adaptflow_ex_per_s", "trainer_ex_per_s", "speedup",
                                        "gflop_per_s", "mfu_fp32", "mfu_bf16"]) + "\n")
+    if steps:
+        print(f"one training step ({steps['steps'] - steps['warmup']} measured steps, medians):")
+        print(table(steps["rows"], ["strategy", "step_ms", "data_share", "forward_share", "backward_share",
+                                    "optimizer_share"]) + "\n")
     if opts:
         print(f"optimisations ({opts['steps']} steps, median of {opts['repeats']}; vs_dynamic > 1 is faster):")
         print(table(opts["rows"], ["strategy", "variant", "ex_per_s", "vs_dynamic", "loss_last10"]))

@@ -136,3 +136,24 @@ def _prepare(settings, processed: Path) -> None:
     from tasks.data.source import resolve_source
 
     prepare(replace(settings.data, processed_dir=str(processed)), resolve_source(settings.data.source, settings.root))
+
+
+def training_bench(strategies: str):
+    """What a training benchmark starts from: offline settings, transformers' logging quiet,
+    the default params (torch set to their thread count), the default data, and the strategies
+    named in `strategies` (comma-separated; empty: every trainable one). Returns
+    (settings, data, names)."""
+    from tasks.env import apply_offline_defaults
+
+    apply_offline_defaults()
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from tasks.config import load_settings
+    from tasks.strategies import registry
+
+    hf_logging.set_verbosity_error()
+    settings = load_settings(str(ROOT / "params.yaml"))
+    torch.set_num_threads(settings.train.threads)
+    names = [s for s in strategies.split(",") if s] or [s.name for s in registry.all_strategies() if s.trains]
+    return settings, default_data(), names

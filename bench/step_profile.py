@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import Data, default_data, median, table, write  # noqa: E402
+from bench.common import Data, median, table, training_bench, write  # noqa: E402
 
 WARMUP = 4
 PHASES = ("data", "forward", "backward", "optimizer")
@@ -28,7 +28,7 @@ PHASES = ("data", "forward", "backward", "optimizer")
 
 def setup(name: str, data: Data, settings, steps: int):
     """The strategy's model, prepared with its optimizer and the length-grouped (or shuffled)
-    loader, exactly as `tasks.training.loop.train` builds them."""
+    loader, exactly as `tasks.training.loop.train` builds them; and whether batches are grouped."""
     from tasks.models.heads import Head
     from tasks.strategies import registry
     from tasks.training.loop import _optimizer, make_accelerator, seed_everything
@@ -47,7 +47,7 @@ def setup(name: str, data: Data, settings, steps: int):
     subset = data.train.select(list(range(steps * bs)))
     loader = acc.prepare(epoch_loader(subset, data.pad_id, bs, bs, cfg.seed, cfg.group_by_length))
     wrapped.train()
-    return acc, wrapped, optimizer, scheduler, loader, cfg.group_by_length
+    return (acc, wrapped, optimizer, scheduler, loader), cfg.group_by_length
 
 
 def timed_steps(acc, wrapped, optimizer, scheduler, loader) -> dict[str, list[float]]:
@@ -105,35 +105,24 @@ def main() -> None:
     parser.add_argument("--strategies", default="", help="comma-separated; default: every trainable one")
     args = parser.parse_args()
 
-    from tasks.env import apply_offline_defaults
-
-    apply_offline_defaults()
+    settings, data, names = training_bench(args.strategies)
     import torch
-    from transformers.utils import logging as hf_logging
 
-    from tasks.config import load_settings
-    from tasks.strategies import registry
-
-    hf_logging.set_verbosity_error()
-    settings = load_settings(str(Path(__file__).resolve().parents[1] / "params.yaml"))
-    torch.set_num_threads(settings.train.threads)
-    data = default_data()
-    names = [s for s in args.strategies.split(",") if s] or [s.name for s in registry.all_strategies() if s.trains]
     print(f"{torch.get_num_threads()} threads, batch {settings.train.batch_size}, {args.steps} steps "
           f"({WARMUP} warm-up) per strategy, fp32, default data")
     rows, operators = [], {}
     # The process's first training steps ran 1.7-2x slower (145/247 ms forward/backward for
     # full_finetune measured first, 76-81/119-131 ms after another model): one unmeasured pass.
-    timed_steps(*setup(names[0], data, settings, WARMUP + 4)[:5])
+    timed_steps(*setup(names[0], data, settings, WARMUP + 4)[0])
     for name in names:
-        parts = setup(name, data, settings, args.steps)
-        times = timed_steps(*parts[:5])
+        parts, grouped = setup(name, data, settings, args.steps)
+        times = timed_steps(*parts)
         med = {p: median(times[p]) for p in PHASES}
         step = sum(med.values())
-        rows.append({"strategy": name, "grouped": parts[5], "step_ms": step * 1000,
+        rows.append({"strategy": name, "grouped": grouped, "step_ms": step * 1000,
                      **{f"{p}_ms": med[p] * 1000 for p in PHASES},
                      **{f"{p}_share": med[p] / step for p in PHASES}})
-        operators[name] = top_operators(*setup(name, data, settings, 6 + 1)[:5])
+        operators[name] = top_operators(*setup(name, data, settings, 6 + 1)[0])
         print(table(rows[-1:]), flush=True)
         print("  top operators (self CPU): " + ", ".join(f"{o['op']} {o['share']:.0%}" for o in operators[name]),
               flush=True)

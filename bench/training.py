@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import Data, default_data, interleaved, median, table, write  # noqa: E402
+from bench.common import Data, interleaved, median, table, training_bench, write  # noqa: E402
 
 
 def matmul_gflops(dtype: str, n: int = 2048, repeats: int = 5) -> float:
@@ -110,23 +110,13 @@ def main() -> None:
                                                            "(train.mixed_precision: bf16), interleaved with the rest")
     args = parser.parse_args()
 
-    from tasks.env import apply_offline_defaults
-
-    apply_offline_defaults()
+    settings, data, names = training_bench(args.strategies)
     import torch
-    from transformers.utils import logging as hf_logging
 
-    from tasks.config import load_settings
     from tasks.models.loading import load_tokenizer
     from tasks.strategies import registry
 
-    hf_logging.set_verbosity_error()
-    settings = load_settings(str(Path(__file__).resolve().parents[1] / "params.yaml"))
-    torch.set_num_threads(settings.train.threads)
-    data = default_data()
     tokenizer = load_tokenizer(data.base_path)   # the Trainer script's, loaded once for every run
-    names = [s for s in args.strategies.split(",") if s] or \
-        [s.name for s in registry.all_strategies() if s.trains]
     bs, seed = settings.train.batch_size, settings.train.seed
     peak = {"fp32": matmul_gflops("fp32"), "bf16": matmul_gflops("bf16")}
     n_matmul = matmul_params(data.base_path)

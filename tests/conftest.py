@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
@@ -138,3 +139,11 @@ def auth_mlflow_server(root: Path, admin: tuple[str, str]):
         yield server.url
     finally:
         server.stop()
+
+
+def flow_run_logs(prefect_home: Path) -> list[tuple[str, list[str]]]:
+    """(state, log messages) of each flow run in a Prefect home's database."""
+    with sqlite3.connect(prefect_home / "prefect.db") as db:
+        runs = db.execute("select id, state_type from flow_run").fetchall()
+        return [(state, [m for (m,) in db.execute("select message from log where flow_run_id = ? order by timestamp",
+                                                    (run_id,))]) for run_id, state in runs]

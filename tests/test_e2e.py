@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import env_for_subprocess
-from test_temporary_server import flow_run_logs
+from conftest import env_for_subprocess, flow_run_logs
 from mlflow.tracking import MlflowClient
 
 import mlflow

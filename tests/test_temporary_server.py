@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -62,10 +61,3 @@ def test_a_killed_run_leaves_no_server_behind(project_factory, tmp_path):
         proc.kill()
     assert wait_closed(port), f"the temporary server on port {port} outlived the killed command"
 
-
-def flow_run_logs(prefect_home: Path) -> list[tuple[str, list[str]]]:
-    """(state, log messages) of each flow run in a Prefect home's database."""
-    with sqlite3.connect(prefect_home / "prefect.db") as db:
-        runs = db.execute("select id, state_type from flow_run").fetchall()
-        return [(state, [m for (m,) in db.execute("select message from log where flow_run_id = ? order by timestamp",
-                                                    (run_id,))]) for run_id, state in runs]

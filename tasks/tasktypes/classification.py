@@ -1,0 +1,22 @@
+"""Classification: a label from a declared (or inferred) label set, learned by a classification
+head; judged on accuracy and macro-F1 with calibration; served at POST /predict."""
+from tasks.tasktypes.registry import TaskType, register
+
+register(TaskType(
+    name="classification",
+    summary="one label per text from a label set (accuracy, macro-F1, calibration)",
+    answer_column="label", answer_setting="label_col", has_labels=True, generates=False, base_kind="any",
+    strategies_section=("strategies",),
+    quality="accuracy", selectable=("macro_f1", "accuracy"), paired_test="mcnemar_p",
+    seed_keys=("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1"),
+    table=("test_accuracy", "test_macro_f1", "trainable_params", "trainable_fraction", "artifact_bytes",
+           "train_seconds"),
+    route="/predict",
+    request_schema={"type": "object", "required": ["model", "texts"],
+                    "properties": {"model": {"type": "string"}, "texts": {"type": "array", "items": {"type": "string"}},
+                                   "alias": {"type": "string"}, "version": {"type": "integer"}}},
+    response_schema={"type": "object", "properties": {"predictions": {"type": "array", "items": {
+        "type": "object", "properties": {"label": {"type": "string"}, "probability": {"type": "number"}}}}}},
+    feedback="label",
+    signature_example=({"text": ["a review"]}, {"label": ["positive"], "probability": [0.9]}),
+))

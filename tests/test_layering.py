@@ -9,20 +9,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # Package -> the tasks packages it may import (besides itself). The order is the architecture:
-# models < strategies < config < data < evaluation < training < registry < ops < serving.
-# `tracking` (MLflow setup, run tags) and `env` (offline settings) are shared modules.
+# tasktypes < models < strategies < config < data < evaluation < artifacts < training < registry
+# < ops < serving. `tasktypes` (task types and the metric catalogue: declarations), `errors` (the
+# user-error family the CLI catches by type), `tracking` (MLflow setup, run tags) and `env`
+# (offline settings) are shared modules every stage may import.
+SHARED = {"tasktypes", "errors", "env"}
 ALLOWED = {
-    "models": set(),
-    "strategies": {"models"},
-    "config": {"strategies"},
-    "data": {"config", "models", "tracking", "env"},
-    "evaluation": {"config", "models", "tracking", "env"},
-    "training": {"config", "models", "strategies", "data", "evaluation", "tracking", "env"},
-    "registry": {"config", "models", "strategies", "data", "evaluation", "training", "tracking", "env"},
-    "ops": {"config", "models", "strategies", "data", "evaluation", "training", "registry", "tracking", "env"},
-    "serving": {"config", "models", "strategies", "evaluation", "training", "registry", "tracking", "env"},
-    "tracking": {"config", "data", "models"},   # type annotations only (TYPE_CHECKING)
+    "tasktypes": set(),
+    "errors": set(),
     "env": set(),
+    "models": SHARED,
+    "strategies": SHARED | {"models"},
+    "config": SHARED | {"strategies", "models"},
+    "data": SHARED | {"config", "models", "tracking"},
+    "evaluation": SHARED | {"config", "models", "tracking"},
+    "artifacts": SHARED | {"config", "models", "strategies", "evaluation", "tracking"},
+    "training": SHARED | {"config", "models", "strategies", "data", "evaluation", "artifacts", "tracking"},
+    "registry": SHARED | {"config", "models", "strategies", "data", "evaluation", "artifacts", "training", "tracking"},
+    "ops": SHARED | {"config", "models", "strategies", "data", "evaluation", "artifacts", "training", "registry",
+                     "tracking"},
+    "serving": SHARED | {"config", "models", "strategies", "evaluation", "artifacts", "training", "registry",
+                         "tracking"},
+    "tracking": SHARED | {"config", "data", "models"},   # type annotations only (TYPE_CHECKING)
 }
 NEVER = {"strategies": ("mlflow", "prefect"), "models": ("mlflow",), "config": ("mlflow", "prefect")}
 
@@ -101,6 +109,7 @@ def test_every_tasks_package_is_in_the_layering_table():
     packages = {p.name for p in (ROOT / "tasks").iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
     modules = {p.stem for p in (ROOT / "tasks").glob("*.py") if p.stem != "__init__"}
     assert packages | modules <= set(ALLOWED), sorted((packages | modules) - set(ALLOWED))
+    assert not any(p in ALLOWED[p] for p in ALLOWED), "a package lists itself"
 
 
 def test_each_package_imports_only_what_is_below_it():
@@ -115,7 +124,7 @@ def test_the_checks_catch_a_wrong_import_and_a_cycle():
     """Deliberately wrong maps: the rules are not vacuous."""
     assert violations({"tasks.data.steps": {"tasks.training.run"}}) == \
         ["tasks.data.steps imports tasks.training.run: data may import only "
-         "['config', 'env', 'models', 'tracking']"]
+         "['config', 'env', 'errors', 'models', 'tasktypes', 'tracking']"]
     assert violations({"tasks.strategies.lora": {"mlflow"}})[0].endswith("never imports mlflow, prefect")
     assert violations({"tasks.ops.fanout": {"flows.specialize"}})[0].endswith("nothing under tasks/ imports flows/")
     assert cycles({"tasks.a": {"tasks.b"}, "tasks.b": {"tasks.a"}}) == [["tasks.a", "tasks.b", "tasks.a"]]

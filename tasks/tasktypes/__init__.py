@@ -11,5 +11,9 @@ tasks package, and nothing heavy), so every stage may ask it.
   docs read it.
 
 May import: nothing of tasks (the standard library only)."""
+# ruff: noqa: I001
 from tasks.tasktypes.metrics import Metric, catalogue, lookup  # noqa: F401
 from tasks.tasktypes.registry import DEFAULT, TaskType, names, part, register, register_part, task_type  # noqa: F401
+# The task types, in the order `--task` lists them; adding one = one module + one line here.
+from tasks.tasktypes import classification  # noqa: F401
+from tasks.tasktypes import generation  # noqa: F401

@@ -70,22 +70,14 @@ def register(task: TaskType) -> TaskType:
     return task
 
 
-def _load() -> None:
-    # The declarations register on import of their modules (as strategies do); imported here
-    # lazily so that importing the registrar alone has no side effects.
-    from tasks.tasktypes import classification, generation  # noqa: F401
-
-
 def task_type(name: str) -> TaskType:
     """The task type `name`; an unknown name names the registered ones."""
-    _load()
     if name not in _TYPES:
         raise KeyError(f"unknown task type {name!r}; registered: {', '.join(_TYPES)}")
     return _TYPES[name]
 
 
 def names() -> tuple[str, ...]:
-    _load()
     return tuple(_TYPES)
 
 

@@ -13,7 +13,9 @@ from conftest import env_for_subprocess, flow_run_logs
 from mlflow.tracking import MlflowClient
 
 import mlflow
-from tasks.evaluation.record import METRICS
+from tasks.tasktypes.metrics import recorded
+
+METRICS = recorded("classification")   # what every classification run records (the catalogue)
 
 ADAPTFLOW = str(Path(sys.executable).parent / "adaptflow")
 

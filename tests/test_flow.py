@@ -9,7 +9,9 @@ from mlflow.tracking import MlflowClient
 import mlflow
 from flows.specialize import SpecializeInput, specialize
 from tasks.data.dvc import dvc
-from tasks.evaluation.record import METRICS
+from tasks.tasktypes.metrics import recorded
+
+METRICS = recorded("classification")   # what every classification run records (the catalogue)
 from tasks.strategies import registry
 from tasks.tracking import use_store
 

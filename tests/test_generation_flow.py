@@ -10,7 +10,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.specialize import DataInput, SpecializeInput, specialize
-from tasks.evaluation.record import GENERATION_METRICS
+from tasks.tasktypes.metrics import recorded
+
+GENERATION_METRICS = recorded("generation")   # what every generation run records (the catalogue)
 from tasks.tracking import use_store
 
 TINY = {"ops": {"isolation": "none"},

@@ -134,3 +134,83 @@ def test_every_stage_package_says_what_it_owns_and_may_import():
     for init in (ROOT / "tasks").glob("*/__init__.py"):
         doc = ast.get_docstring(ast.parse(init.read_text())) or ""
         assert "import" in doc.lower(), f"{init.relative_to(ROOT)}: say what it may and must not import"
+
+
+# ---- task types: no code outside the task-type declarations branches on a task's name ----
+# Each stage registers its part for a task type in its own task_parts.py (a declaration, keyed by
+# the name once); everything else asks the task type (tasks/tasktypes).
+TASK_NAME_HOMES = ("tasks/tasktypes/", "task_parts.py")
+
+
+def task_name_branches(source: str, task_names: tuple[str, ...], filename: str = "<source>") -> list[str]:
+    """Comparisons with a task's name (`task == "generation"`, `in ("classification", ...)`) and
+    tables keyed by it (`{"classification": ...}`), as `line: code` (pure, so a test can feed it
+    planted code)."""
+    lines, found = source.splitlines(), []
+
+    def named(node) -> bool:
+        if isinstance(node, ast.Constant):
+            return node.value in task_names
+        return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and any(named(e) for e in node.elts)
+
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.Compare) and any(named(x) for x in (node.left, *node.comparators)):
+            found.append(node)
+        elif isinstance(node, ast.Dict) and any(k is not None and named(k) for k in node.keys):
+            found.append(node)
+        elif isinstance(node, ast.match_case) and named(getattr(node.pattern, "value", None)):
+            found.append(node)
+    return [f"{n.lineno}: {lines[n.lineno - 1].strip()}" for n in found]
+
+
+def test_no_code_outside_the_task_types_branches_on_a_task_name():
+    from tasks.tasktypes import names
+
+    found = {}
+    for folder in ("tasks", "flows"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if "__pycache__" in rel or any(home in rel for home in TASK_NAME_HOMES):
+                continue
+            hits = task_name_branches(path.read_text(), names(), rel)
+            if hits:
+                found[rel] = hits
+    assert found == {}, f"{sum(map(len, found.values()))} task-name branches: ask the task type instead: {found}"
+
+
+def test_the_task_name_check_catches_a_planted_branch():
+    planted = ('def f(settings, task):\n    if settings.task == "generation":\n        return 1\n'
+               '    keys = {"classification": 1}\n    return task in ("classification", "other")\n')
+    assert task_name_branches(planted, ("classification", "generation")) == [
+        '2: if settings.task == "generation":', '4: keys = {"classification": 1}',
+        '5: return task in ("classification", "other")']
+    assert task_name_branches('x = registry.get(name, "generation")\n', ("generation",)) == []
+
+
+# ---- underscores: a module's private names stay in its package ----
+def private_uses(modules: dict[str, set[str]]) -> list[str]:
+    """Imports of an underscore module or name of another package (`tasks.strategies._retrieval`
+    from tasks.training; `from tasks.training.loop import _optimizer` in bench/): rename what is
+    really public."""
+    out = []
+    for module, imported in modules.items():
+        for target in sorted(imported):
+            parts = target.split(".")
+            if parts[0] != "tasks" or not any(p.startswith("_") and not p.startswith("__") for p in parts[1:]):
+                continue
+            if package_of(module) is None or package_of(target) != package_of(module):
+                out.append(f"{module} imports {target}: a private name of tasks.{package_of(target)}")
+    return out
+
+
+def test_no_package_uses_another_packages_private_names():
+    modules = {**project_modules(), **{f"bench.{p.stem}": imports(p) for p in sorted((ROOT / "bench").glob("*.py"))}}
+    assert private_uses(modules) == []
+
+
+def test_the_private_name_check_catches_a_planted_use():
+    assert private_uses({"tasks.training.run": {"tasks.strategies._retrieval"},
+                         "tasks.strategies.lora": {"tasks.strategies._peft"},
+                         "bench.step_profile": {"tasks.training.loop._optimizer"}}) == [
+        "tasks.training.run imports tasks.strategies._retrieval: a private name of tasks.strategies",
+        "bench.step_profile imports tasks.training.loop._optimizer: a private name of tasks.training"]

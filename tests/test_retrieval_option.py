@@ -133,12 +133,12 @@ def test_the_report_pairs_each_strategy_with_its_retrieval_variant_on_the_same_e
     wrong_then_right = [False] * 12 + [True] * 28
     rows = [row("lora", 0.70, [True] * 28 + [False] * 12), row("lora+retrieval", 0.70, wrong_then_right),
             row("few_shot", 0.6, [True] * 30), row("retrieval_few_shot", 0.7, [True] * 40), row("ia3", 0.8, None)]
-    pairs = retrieval_pairs(rows, generation=False)
+    pairs = retrieval_pairs(rows, task="classification")
     assert [(p.without.strategy, p.with_retrieval.strategy) for p in pairs] == [
         ("few_shot", "retrieval_few_shot"), ("lora", "lora+retrieval")]
     assert pairs[0].p_value is None and "not paired: 30 and 40" in pairs[0].test
     assert pairs[1].gain_points == pytest.approx(0) and pairs[1].p_value == pytest.approx(1.0)   # 12 vs 12 discordant
-    html = retrieval_section(rows, generation=False)
+    html = retrieval_section(rows, task="classification")
     assert "lora → lora+retrieval" in html and "0.7000 [0." in html and "7.5" in html
     assert "1.0000 [1.000, 1.000]" in html   # retrieval_few_shot's 40 of 40, from its per-example results
-    assert retrieval_section(rows[:1], generation=False) == ""
+    assert retrieval_section(rows[:1], task="classification") == ""

@@ -1,18 +1,19 @@
 """Settings: params.yaml, a profile and the command line, read once by `load_settings` and
 returned as typed, validated sections (project, data, validation, model, train, evaluation,
 ops, serving, policy, each strategy's params). Every other package reads settings from here.
-May import: tasks.strategies (to validate each strategy's params). Nothing else of tasks."""
+May import: tasks.strategies (to validate each strategy's params), tasks.models, and the shared
+tasktypes, errors and env. Nothing else of tasks."""
 from tasks.config.load import (Settings, load_settings, read_dataset_params, read_pipeline_account, run_overrides,
                                user_data_override, with_labels, write_dataset_params)
 from tasks.config.ops import OpsSettings
 from tasks.config.schema import SettingsError, merge, parse_section
-from tasks.config.sections import (BUDGET_METRICS, DATASET_KEYS, DataSettings, EvaluationSettings, GenerationSettings, ModelSettings,
-                                   ProjectSettings, TASKS, TrainSettings, ValidationSettings)
+from tasks.config.sections import (DATASET_KEYS, DataSettings, EvaluationSettings, GenerationSettings, ModelSettings,
+                                   ProjectSettings, TrainSettings, ValidationSettings)
 from tasks.config.policy import PERSONAL_DATA, PolicySettings
 from tasks.config.serving import ServingSettings
 from tasks.config.tune import TuneSettings
 
-__all__ = ["BUDGET_METRICS", "DATASET_KEYS", "DataSettings", "EvaluationSettings", "GenerationSettings", "ModelSettings", "OpsSettings", "PERSONAL_DATA", "PolicySettings",
-           "ProjectSettings", "ServingSettings", "Settings", "SettingsError", "TASKS", "TrainSettings", "TuneSettings",
+__all__ = ["DATASET_KEYS", "DataSettings", "EvaluationSettings", "GenerationSettings", "ModelSettings", "OpsSettings", "PERSONAL_DATA", "PolicySettings",
+           "ProjectSettings", "ServingSettings", "Settings", "SettingsError", "TrainSettings", "TuneSettings",
            "ValidationSettings", "load_settings", "merge", "parse_section", "read_dataset_params",
            "read_pipeline_account", "run_overrides", "user_data_override", "with_labels", "write_dataset_params"]

@@ -15,7 +15,6 @@ from tasks.config.schema import SettingsError, merge, parse_section
 from tasks.config.sections import (
     DATASET_KEYS,
     DataSettings,
-    TASKS,
     EvaluationSettings,
     GenerationSettings,
     ModelSettings,
@@ -26,6 +25,8 @@ from tasks.config.sections import (
 from tasks.config.policy import PolicySettings
 from tasks.config.serving import ServingSettings
 from tasks.config.tune import TuneSettings
+from tasks.tasktypes import DEFAULT, task_type
+from tasks.tasktypes import names as task_names
 
 REQUIRED = ("project", "data", "validation", "model", "train", "strategies")
 
@@ -38,7 +39,7 @@ class Settings:
     model: ModelSettings
     train: TrainSettings
     strategies: list[str]
-    task: str = "classification"     # classification | generation: each stage branches on it once
+    task: str = DEFAULT              # a registered task type (tasks/tasktypes): stages ask it, never its name
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     ops: OpsSettings = field(default_factory=OpsSettings)
@@ -111,11 +112,12 @@ def load_settings(
         raise SettingsError(f"{path}: missing section(s): {', '.join(missing)}")
     task = _task(path, raw)
     generation = dict(raw.get("generation") or {})
-    # Generation strategies' params live under generation.strategies (zero_shot and few_shot
-    # take other params there; LoRA's target modules differ on a causal LM); the list to run
-    # is strategies.run for both tasks.
+    # Generation strategies' params live under generation.strategies (zero_shot and few_shot take
+    # other params there; LoRA's target modules differ on a causal LM): the task type says where.
+    # The list to run is strategies.run for every task type.
     own = generation.pop("strategies", None) or {}
-    section = {"run": raw["strategies"].get("run", []), **own} if task == "generation" else dict(raw["strategies"])
+    sections = {"strategies": dict(raw["strategies"]), "generation.strategies": own}
+    section = {"run": raw["strategies"].get("run", []), **sections[task_type(task).strategies_section]}
     chosen, strat_raw = _strategies(path, section, strategies, task)
     raw["strategies"] = {"run": list(chosen), **strat_raw}
     settings = Settings(
@@ -170,9 +172,9 @@ def _check_spaces(path: Path, s: Settings) -> None:
 
 
 def _task(path: Path, raw: dict) -> str:
-    task = raw.get("task", "classification")
-    if task not in TASKS:
-        raise SettingsError(f"{path}: task must be one of {', '.join(TASKS)}, not {task!r} (--task)")
+    task = raw.get("task", DEFAULT)
+    if task not in task_names():
+        raise SettingsError(f"{path}: task must be one of {', '.join(task_names())}, not {task!r} (--task)")
     return task
 
 
@@ -183,12 +185,13 @@ def _check_task_data(path: Path, s: Settings) -> None:
         s.project.selection_metric(s.task)
     except ValueError as exc:
         raise SettingsError(f"{path}: {exc}") from exc
-    if s.task == "generation" and not s.data.target_col:
-        raise SettingsError(f"{path}: task: generation needs data.target_col (--target-col): the column "
+    writes = [t for t in task_names() if task_type(t).answer_setting == "target_col"]
+    if s.task in writes and not s.data.target_col:
+        raise SettingsError(f"{path}: task: {s.task} needs data.target_col (--target-col): the column "
                             f"holding the text to write")
-    if s.task == "classification" and s.data.target_col:
-        raise SettingsError(f"{path}: data.target_col={s.data.target_col!r} is for task: generation "
-                            f"(--task generation); a classifier learns data.label_col")
+    if s.task not in writes and s.data.target_col:
+        raise SettingsError(f"{path}: data.target_col={s.data.target_col!r} is for task: {' or '.join(writes)} "
+                            f"(--task {writes[0]}); a classifier learns data.label_col")
 
 
 def read_pipeline_account(params_file: str | Path, profile: str | None = None) -> str | None:

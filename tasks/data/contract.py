@@ -33,6 +33,7 @@ import pandas as pd
 from tasks.config import DataSettings, Settings, ValidationSettings
 from tasks.data.prepare import SPLIT_VALUES, kept_labels, normalise
 from tasks.data.source import ReadProblem, line_of
+from tasks.tasktypes import task_type
 
 # Derived columns: what each means in a message.
 DERIVED = {"_label": "label (after label_map)", "_split": "split", "_norm": "text (normalised)",
@@ -133,7 +134,7 @@ class SplitContract:
     @classmethod
     def from_settings(cls, s: Settings) -> "SplitContract":
         g = s.generation
-        bounds = (g.min_target_tokens, g.max_target_tokens) if s.task == "generation" else None
+        bounds = (g.min_target_tokens, g.max_target_tokens) if task_type(s.task).generates else None
         return cls(s.validation, s.data.group_col, s.model.max_length, bounds)
 
 

@@ -17,6 +17,7 @@ from tasks.data.dvc import DataVersion, RawData
 from tasks.data.prepare import SPLITS
 from tasks.models.base import ResolvedBase
 from tasks.tracking import log_json, tag_run
+from tasks.tasktypes import task_type
 
 
 def dvc_remote(settings: Settings) -> Path | str:
@@ -121,7 +122,7 @@ def _token_counter(base: ResolvedBase, settings: Settings):
     from tasks.models.loading import load_tokenizer, quiet_transformers
 
     tokenizer = load_tokenizer(base.path)
-    if settings.task == "generation":
+    if task_type(settings.task).generates:   # counted as training builds it: the chat prompt + target
         from tasks.models.prompts import PromptFormat, token_lengths
 
         fmt = PromptFormat(settings.generation.system_prompt, settings.generation.instruction)

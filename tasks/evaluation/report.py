@@ -7,46 +7,35 @@ import html
 
 import numpy as np
 
-from tasks.config.sections import SELECT_METRICS, validation_metric
 from tasks.evaluation.plots import learning_curve_plot, loss_plot, pareto_plot, reliability_plot, study_plot
 from tasks.evaluation.report_data import ReportData, StrategyRow
 from tasks.evaluation.retrieval_ablation import retrieval_section
 from tasks.evaluation.selection import Recommendation, choose
+from tasks.evaluation.task_parts import evaluation_part
+from tasks.tasktypes import DEFAULT, catalogue, lookup, task_type
 
-# How people read a selection metric's name.
-LABELS = {"accuracy": "accuracy", "macro_f1": "macro-F1", "rougeL": "ROUGE-L", "chrf": "chrF"}
-COLUMNS = [("val_macro_f1", "val macro-F1", "{:.4f}"), ("test_accuracy", "accuracy", "{:.4f}"),
-           ("test_macro_f1", "macro-F1", "{:.4f}"),
-           ("mcnemar_p", "p vs best", "{:.3g}"), ("test_ece", "ECE", "{:.3f}"),
-           ("prompt_variant_std", "prompt std", "{:.4f}"), ("trainable_params", "trainable", "{:,.0f}"),
-           ("trainable_fraction", "trainable %", "{:.3%}"), ("artifact_bytes", "artifact MB", "{:.3f}"),
-           ("train_seconds", "train s", "{:.1f}"), ("latency_ms_p50", "p50 ms (bs 1)", "{:.1f}"),
-           ("latency_ms_p95", "p95 ms", "{:.1f}"), ("throughput_examples_per_s", "ex/s (bs 32)", "{:.0f}"),
-           ("merged_latency_ms_p50", "merged p50 ms", "{:.1f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
-           ("forgetting_delta", "forgetting pts", "{:+.1f}"), ("overfit_flag", "overfit?", "{:.0f}"),
-           ("policy_violation_rate", "policy blocked", "{:.1%}"), ("abstention_rate", "abstained", "{:.1%}"),
-           ("answered_accuracy", "acc. answered", "{:.4f}")]
-GENERATION_COLUMNS = [
-    ("val_rougeL", "val ROUGE-L", "{:.4f}"), ("test_rougeL", "ROUGE-L", "{:.4f}"), ("paired_p", "p vs best", "{:.3g}"), ("test_rouge1", "ROUGE-1", "{:.4f}"),
-    ("test_rouge2", "ROUGE-2", "{:.4f}"), ("test_chrf", "chrF", "{:.4f}"), ("test_bleu", "BLEU", "{:.4f}"),
-    ("test_exact_match", "exact match", "{:.3f}"), ("test_embedding_similarity", "similarity", "{:.3f}"),
-    ("prompt_variant_std", "prompt std", "{:.4f}"), ("trainable_fraction", "trainable %", "{:.3%}"),
-    ("artifact_bytes", "artifact MB", "{:.3f}"), ("train_seconds", "train s", "{:.1f}"),
-    ("latency_ms_p50", "gen p50 ms", "{:.0f}"), ("latency_ms_p95", "gen p95 ms", "{:.0f}"),
-    ("generated_tokens_per_s", "tokens/s", "{:.1f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
-    ("val_perplexity", "val perplexity", "{:.2f}"), ("forgetting_delta", "forgetting pts", "{:+.1f}"),
-    ("empty_output_share", "empty", "{:.1%}"), ("repetition_share", "repeats", "{:.1%}"),
-    ("length_cap_share", "hit cap", "{:.1%}"), ("policy_violation_rate", "policy blocked", "{:.1%}"),
-    ("retrieval_ms_p50", "retrieval p50 ms", "{:.1f}"), ("retrieval_extra_prompt_tokens", "retrieved tokens", "{:.0f}")]
+def column(key: str, task: str = DEFAULT) -> tuple[str, str, str]:
+    """(logged key, its name for people, its format) from the metric catalogue, with the task
+    type's own name where it has one."""
+    metric, split = lookup(key)
+    label = task_type(task).labels.get(key) or (f"val {metric.label}" if split == "val" else metric.label)
+    return key, label, metric.fmt
+
+
+def columns(task: str = DEFAULT) -> list[tuple[str, str, str]]:
+    """The comparison table's columns: the task type's report columns."""
+    return [column(k, task) for k in task_type(task).report_columns]
+
+
 # The hybrid and its two parts, side by side (ablation): does training them together pay?
 HYBRID, PARTS = "lora_prompt", ("lora", "prompt_tuning")
 
 
 def selection(task: str, key: str | None = None) -> tuple[str, str]:
     """(the validation metric the recommendation reads, its name for people); default: the
-    task's `select_metric: auto`."""
-    key = key or validation_metric(SELECT_METRICS[task][0])
-    return key, LABELS.get(key.removeprefix("val_"), key)
+    task type's `select_metric: auto`."""
+    metric = lookup(key)[0] if key else catalogue()[task_type(task).select_auto]
+    return metric.key("val"), metric.label
 
 
 def recommendation(rows: list[StrategyRow], tolerance_points: float,
@@ -104,18 +93,17 @@ def tuning_section(rows: list[StrategyRow]) -> str:
             f'<th>chosen params</th></tr>{"".join(body)}</table></div>')
 
 
-CLASSIFICATION_NOTE = ('Accuracy and macro-F1 with bootstrap 95 % intervals; "p vs best": exact McNemar test '
-                       'against the most accurate strategy on the same test examples (small p: the difference is real).')
-GENERATION_NOTE = ('ROUGE-L and chrF with bootstrap 95 % intervals (rouge-score, sacrebleu; computed offline); '
-                   '"p vs best": paired permutation test on per-example ROUGE-L against the best strategy; '
-                   '"similarity": cosine of MiniLM embeddings of output and reference; latency: one input at a '
-                   'time, greedy; "hit cap": outputs cut by generation.max_new_tokens.')
+def _scale(key: str) -> float:
+    try:
+        return lookup(key)[0].scale
+    except KeyError:   # figures outside the catalogue (a policy rule's share): as logged
+        return 1.0
 
 
 def _cell(m: dict[str, float], key: str, fmt: str) -> str:
     if key not in m:
         return "–"
-    text = fmt.format(m[key] / (1e6 if key == "artifact_bytes" else 1))
+    text = fmt.format(m[key] * _scale(key))
     low, high = m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
     if low is not None and high is not None:
         text += f' <small>[{low:.3f}, {high:.3f}]</small>'
@@ -149,7 +137,7 @@ def policy_section(rows: list[StrategyRow]) -> str:
         return ""
     columns = [("policy_violation_rate", "any rule", "{:.1%}")] + [
         (f"policy_violations_{rule}", rule.replace("_", " "), "{:.1%}") for rule in rules]
-    columns += [c for c in COLUMNS if c[0] in ("abstention_rate", "answered_accuracy")]
+    columns += [column("abstention_rate"), column("answered_accuracy")]
     return ("<h2>Output policy</h2><p>Share of each strategy's test outputs the output policy (params "
             "<code>policy:</code>, the same checker serving applies) blocks, by rule; budgets "
             "(<code>max_policy_violation_rate</code>, <code>max_abstention_rate</code>) read the validation "
@@ -199,7 +187,6 @@ def render(data: ReportData, tolerance_points: float = 1.0, budgets: dict[str, f
            select: str | None = None) -> str:
     """`select`: the validation metric the recommendation reads (project.selection_key)."""
     e = html.escape
-    generation = data.task == "generation"
     rec = recommendation(data.rows, tolerance_points, budgets, selection(data.task, select))
     figures = _figures(data.rows, data.quality)
     ablation_rows, ablation_text = hybrid_ablation(data.rows)
@@ -208,7 +195,7 @@ def render(data: ReportData, tolerance_points: float = 1.0, budgets: dict[str, f
         keep = {"val_macro_f1", "test_accuracy", "test_macro_f1", "mcnemar_p", "trainable_params", "artifact_bytes",
                 "train_seconds", "latency_ms_p50", "forgetting_delta"}
         ablation = (f"<h2>Hybrid ablation</h2><p>{e(ablation_text)}.</p>"
-                    + _table(ablation_rows, [c for c in COLUMNS if c[0] in keep], "", "ablation"))
+                    + _table(ablation_rows, [c for c in columns(data.task) if c[0] in keep], "", "ablation"))
     figs = "".join(f'<figure><img alt="{e(t)}" src="{src}"><figcaption>{e(t)}</figcaption></figure>'
                    for t, src in figures)
     tags = data.tags
@@ -240,14 +227,14 @@ figcaption{{font-size:12px;color:#555}}code{{font-size:12px}}</style></head><bod
 then the cheapest within {tolerance_points} points, inside every budget); the test columns only report.</p>
 <ul>{reasons}</ul>
 <h2>Comparison</h2>
-<p>{e(GENERATION_NOTE if generation else CLASSIFICATION_NOTE)}</p>
+<p>{e(evaluation_part(data.task).note)}</p>
 <p>"forgetting pts": BBC News topic accuracy of a linear probe on the base model's features minus
 on the adapted model's (positive: general features were lost). "merged": LoRA/IA3 folded into the base.</p>
-{_table(data.rows, GENERATION_COLUMNS if generation else COLUMNS, rec.choice, "comparison")}
+{_table(data.rows, columns(data.task), rec.choice, "comparison")}
 {samples(data.rows)}
 {policy_section(data.rows)}
 {ablation}
-{retrieval_section(data.rows, generation)}
+{retrieval_section(data.rows, data.task)}
 {tuning_section(data.rows)}
 <h2>Trade-offs</h2>{figs}
 <h2>Data and validation</h2><p id="validation">Great Expectations: {e(validation)}</p><ul>{drift}</ul>

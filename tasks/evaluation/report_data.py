@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from tasks.evaluation.task_parts import evaluation_part
+from tasks.tasktypes import DEFAULT, catalogue, task_type
+
 
 @dataclass(frozen=True)
 class StrategyRow:
@@ -31,16 +34,21 @@ class ReportData:
     rows: list[StrategyRow]
     validation: dict                     # validation/summary.json
     decision: dict                       # registry/decision.json (may be empty)
-    task: str = "classification"         # the parent run's `task` tag
+    task: str = DEFAULT                  # the parent run's `task` tag
 
     @property
     def quality(self) -> tuple[str, str]:
         """(the metric the report ranks by, its name for people)."""
-        return QUALITY[self.task]
+        return quality(self.task)
 
 
-# What each task is judged on first: the report's ranking, plots and paired tests.
-QUALITY = {"classification": ("test_accuracy", "accuracy"), "generation": ("test_rougeL", "ROUGE-L")}
+def quality(task: str) -> tuple[str, str]:
+    """What a task type is judged on first (the report's ranking, plots and paired tests): its
+    test key and its name for people."""
+    metric = catalogue()[task_type(task).quality]
+    return metric.key("test"), metric.label
+
+
 SAMPLES = 10   # generation: test inputs shown side by side (the same first ones for every strategy)
 
 
@@ -64,11 +72,12 @@ def collect(client, parent_run_id: str) -> ReportData:
             return {}
 
     rows = []
-    task = parent.data.tags.get("task", "classification")
+    task = parent.data.tags.get("task", DEFAULT)
+    outputs_artifact = evaluation_part(task).outputs_artifact
     for r in children:
         preds = artifact_json(r.info.run_id, "test_predictions.json")
         correct = [t == p for t, p in zip(preds["y_true"], preds["y_pred"])] if preds else None
-        outputs = artifact_json(r.info.run_id, "test_outputs.json").get("examples", []) if task == "generation" else []
+        outputs = artifact_json(r.info.run_id, outputs_artifact).get("examples", []) if outputs_artifact else []
         rows.append(StrategyRow(r.data.tags.get("strategy", r.info.run_name), r.info.run_id, r.info.status,
                                 dict(r.data.metrics), history(r.info.run_id, "train_loss"),
                                 history(r.info.run_id, "val_loss"), artifact_json(r.info.run_id, "reliability.json"),
@@ -80,28 +89,24 @@ def collect(client, parent_run_id: str) -> ReportData:
                       artifact_json(parent_run_id, "registry/decision.json"), task)
 
 
-def with_paired_tests(rows: list[StrategyRow], task: str = "classification") -> list[StrategyRow]:
-    """Each strategy's p-value against the best one on the same test examples: classification,
-    the exact McNemar test on per-example correctness (`mcnemar_p`); generation, the paired
-    permutation test on per-example ROUGE-L (`paired_p`). Strategies scored on another subset
-    (e.g. few_shot's, for classification) are not paired."""
+def with_paired_tests(rows: list[StrategyRow], task: str = DEFAULT) -> list[StrategyRow]:
+    """Each strategy's p-value against the best one on the same test examples, by the task type's
+    paired test (classification: exact McNemar on per-example correctness, `mcnemar_p`;
+    generation: paired permutation on per-example ROUGE-L, `paired_p`). Strategies scored on
+    another subset (e.g. few_shot's, for classification) are not paired."""
     from dataclasses import replace
 
     import numpy as np
 
-    from tasks.evaluation.statistics import mcnemar
-    from tasks.evaluation.text_metrics import paired_permutation_p
-
-    key, name = QUALITY[task][0], "mcnemar_p" if task == "classification" else "paired_p"
-    values = (lambda r: r.correct) if task == "classification" else (lambda r: r.scores)
-    test = ((lambda a, b: mcnemar(a, b).p_value) if task == "classification" else paired_permutation_p)
-    scored = [r for r in rows if values(r) is not None and key in r.metrics]
+    key, name, ev = quality(task)[0], task_type(task).paired_test, evaluation_part(task)
+    scored = [r for r in rows if ev.per_example(r) is not None and key in r.metrics]
     if not scored:
         return rows
     best = max(scored, key=lambda r: r.metrics[key])
     out = []
     for r in rows:
-        if r in scored and r is not best and len(values(r)) == len(values(best)):
-            r = replace(r, metrics={**r.metrics, name: test(np.array(values(r)), np.array(values(best)))})
+        if r in scored and r is not best and len(ev.per_example(r)) == len(ev.per_example(best)):
+            p = ev.paired_p(np.array(ev.per_example(r)), np.array(ev.per_example(best)))
+            r = replace(r, metrics={**r.metrics, name: p})
         out.append(r)
     return out

@@ -6,16 +6,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tasks.config import BUDGET_METRICS
+from tasks.tasktypes import lookup
+from tasks.tasktypes.metrics import budgets as budget_metrics
+
+
+def higher_is_better(key: str) -> bool:
+    """The catalogue's direction for a logged metric name (a name it does not know: higher)."""
+    try:
+        return lookup(key)[0].higher_is_better
+    except KeyError:
+        return True
+
+
+def improvement(key: str, new: float, old: float) -> float:
+    """How much better `new` is than `old` in `key`'s direction (negative: worse)."""
+    return new - old if higher_is_better(key) else old - new
 
 
 def over_budget(metrics: dict[str, float], budgets: dict[str, float | None]) -> list[str]:
     """Reasons the candidate breaks a budget (empty: within every measured budget)."""
-    broken = []
+    broken, declared = [], budget_metrics()
     for budget, limit in budgets.items():
         if limit is None:
             continue
-        metric, unit = BUDGET_METRICS[budget]
+        metric, unit = declared[budget].key(declared[budget].budget_split), declared[budget].unit
         if metric in metrics and metrics[metric] > limit:
             broken.append(f"{metric} {metrics[metric]:g}{unit} is over {budget}={limit:g}{unit}")
     return broken
@@ -42,6 +56,12 @@ class Candidate:
     # What the budgets are checked against (val_ece, latency_ms_p95, artifact_bytes,
     # forgetting_delta): the same rule as the registry gate.
     metrics: dict[str, float] = field(default_factory=dict)
+    higher_is_better: bool = True    # the selection metric's direction (the catalogue's)
+
+    @property
+    def merit(self) -> float:
+        """The score oriented so that more is better."""
+        return self.score if self.higher_is_better else -self.score
 
 
 @dataclass(frozen=True)
@@ -58,7 +78,8 @@ def candidates(named: list[tuple[str, dict[str, float]]], key: str) -> list[Cand
     scored = [(n, m) for n, m in named if key in m]
     most = max((m.get("val_examples", 0.0) for _, m in scored), default=0.0)
     return [Candidate(n, m[key], m.get("trainable_fraction", 0.0), m.get("artifact_bytes", 0.0),
-                      m.get("train_seconds", 0.0), m) for n, m in scored if m.get("val_examples", 0.0) == most]
+                      m.get("train_seconds", 0.0), m, higher_is_better(key))
+            for n, m in scored if m.get("val_examples", 0.0) == most]
 
 
 def choose(named: list[tuple[str, dict[str, float]]], key: str, tolerance_points: float = 1.0,
@@ -90,13 +111,13 @@ def recommend(candidates: list[Candidate], tolerance_points: float = 1.0,
             allowed.append(c)
     if not allowed:
         return Recommendation("none", "No strategy fits the budgets: " + "; ".join(reasons), reasons)
-    best = max(allowed, key=lambda c: c.score)
-    close = [c for c in allowed if 100 * (best.score - c.score) <= tolerance_points + 1e-9]
+    best = max(allowed, key=lambda c: c.merit)
+    close = [c for c in allowed if 100 * (best.merit - c.merit) <= tolerance_points + 1e-9]
     choice = min(close, key=lambda c: (c.artifact_bytes, c.train_seconds))
     if choice is best:
         sentence = f"{best.name}: the best validation {label} ({100 * best.score:.1f}) within the budgets"
     else:
-        gap = 100 * (best.score - choice.score)
+        gap = 100 * (best.merit - choice.merit)
         params = 100 * choice.trainable_fraction / best.trainable_fraction if best.trainable_fraction else 0.0
         storage = 100 * choice.artifact_bytes / best.artifact_bytes if best.artifact_bytes else 0.0
         sentence = (f"{choice.name}: within {gap:.1f} validation points of {best.name} with {params:.1f} % of "

@@ -10,38 +10,54 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.config import Settings
-from tasks.evaluation.record import GENERATION_METRICS, METRICS, StrategyResult
+from tasks.evaluation.record import StrategyResult
+from tasks.tasktypes import DEFAULT, lookup, task_type
+from tasks.tasktypes.metrics import recorded
 from tasks.tracking import log_json
 
 
-def comparison_rows(results: list[StrategyResult], task: str = "classification") -> list[dict[str, object]]:
-    names = GENERATION_METRICS if task == "generation" else METRICS
+def comparison_rows(results: list[StrategyResult], task: str = DEFAULT) -> list[dict[str, object]]:
+    """One row per strategy: the metrics every run of the task type records (the catalogue's)."""
+    names = recorded(task)
     return [{"strategy": r.strategy, **{m: r.metrics[m] for m in names}} for r in results]
 
 
-def format_table(rows: list[dict[str, object]]) -> str:
-    if rows and "test_rougeL" in rows[0]:
-        head = ["strategy", "ROUGE-L [95% CI]", "chrF", "exact", "trainable %", "artifact MB", "train s", "gen p50 ms"]
-        body = [[str(r["strategy"]), f"{r['test_rougeL']:.4f} [{r['test_rougeL_ci_low']:.3f}, "
-                 f"{r['test_rougeL_ci_high']:.3f}]", f"{r['test_chrf']:.4f}", f"{r['test_exact_match']:.3f}",
-                 f"{100 * r['trainable_fraction']:.3f}", f"{r['artifact_bytes'] / 1e6:.3f}",
-                 f"{r['train_seconds']:.1f}", f"{r['latency_ms_p50']:.0f}"] for r in rows]
-    else:
-        head = ["strategy", "accuracy", "macro_f1", "trainable", "trainable %", "artifact MB", "train s"]
-        body = [[str(r["strategy"]), f"{r['test_accuracy']:.4f}", f"{r['test_macro_f1']:.4f}",
-                 f"{int(r['trainable_params']):,}", f"{100 * r['trainable_fraction']:.3f}",
-                 f"{r['artifact_bytes'] / 1e6:.3f}", f"{r['train_seconds']:.1f}"] for r in rows]
+def format_table(rows: list[dict[str, object]], task: str = DEFAULT) -> str:
+    """The comparison as a text table: the task type's table columns, named and formatted by the
+    metric catalogue (a key with a bootstrap interval shows it)."""
+    keys = task_type(task).table
+    head = ["strategy", *(_heading(k) for k in keys)]
+    body = [[str(r["strategy"]), *(_value(r, k) for k in keys)] for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, body)])
 
 
+def _heading(key: str) -> str:
+    metric, split = lookup(key)
+    return (f"val {metric.label}" if split == "val" else metric.label) + (" [95% CI]" if _has_ci(key) else "")
+
+
+def _has_ci(key: str) -> bool:
+    try:
+        lookup(f"{key}_ci_low")
+        return True
+    except KeyError:
+        return False
+
+
+def _value(row: dict[str, object], key: str) -> str:
+    text = lookup(key)[0].format(float(row[key]))
+    low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
+    return text + (f" [{low:.3f}, {high:.3f}]" if _has_ci(key) and low is not None and high is not None else "")
+
+
 @task(name="publish comparison", cache_policy=NO_CACHE)
 def publish_comparison(results: list[StrategyResult], registered: str, parent_run_id: str,
-                       task: str = "classification") -> str:
+                       task: str = DEFAULT) -> str:
     """`registered`: the registry's one-line outcome (which version, which strategy, @challenger or not)."""
     rows = comparison_rows(results, task)
-    table = format_table(rows)
+    table = format_table(rows, task)
     summary = f"{table}\n\n{registered}"
     create_table_artifact(key="strategy-comparison", table=rows,
                           description=f"MLflow parent run {parent_run_id}; {summary.splitlines()[-1]}")

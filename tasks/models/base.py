@@ -82,14 +82,16 @@ CAUSAL_ARCHITECTURES = ("ForCausalLM", "LMHeadModel")   # class-name endings of 
 
 
 def check_base_for_task(path: Path, name: str, task: str) -> None:
-    """task: generation needs a base that can write: a causal LM (its config names a
+    """A task type that writes (generation) needs a base that can: a causal LM (its config names a
     *ForCausalLM / *LMHeadModel architecture). An encoder such as MiniLM is refused by name."""
-    if task != "generation":
+    from tasks.tasktypes import task_type
+
+    if task_type(task).base_kind != "causal_lm":
         return
     config = json.loads((path / "config.json").read_text())
     archs = config.get("architectures") or []
     if not any(a.endswith(CAUSAL_ARCHITECTURES) for a in archs):
-        raise BaseModelError(f"task: generation needs a causal LM base (a model with a language-model head); "
+        raise BaseModelError(f"task: {task} needs a causal LM base (a model with a language-model head); "
                              f"model.base={name!r} is {', '.join(archs) or config.get('model_type', 'unknown')}; "
                              f"pass --base with a causal LM folder, or use the headlines profile "
                              f"(smollm2-135m-instruct)")

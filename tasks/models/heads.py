@@ -6,19 +6,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.tasktypes import task_type
+
 
 @dataclass(frozen=True)
 class Head:
-    task: str                      # classification | generation
-    labels: tuple[str, ...] = ()   # classification: the label set, in label-id order
+    task: str                      # a registered task type (tasks/tasktypes)
+    labels: tuple[str, ...] = ()   # a task type with labels: the label set, in label-id order
 
     @classmethod
     def for_task(cls, task: str, labels: list[str] | tuple[str, ...] = ()) -> "Head":
-        return cls(task, tuple(labels) if task == "classification" else ())
+        return cls(task, tuple(labels) if task_type(task).has_labels else ())
 
     @property
     def generates(self) -> bool:
-        return self.task == "generation"
+        return task_type(self.task).generates
 
     @property
     def peft_task_type(self) -> str:

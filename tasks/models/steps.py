@@ -7,10 +7,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.models.base import ResolvedBase, check_base_for_task, load_base
+from tasks.tasktypes import DEFAULT
 
 
 @task(name="load base model", cache_policy=NO_CACHE)
-def resolve_base(name: str, root: Path, task: str = "classification") -> ResolvedBase:
+def resolve_base(name: str, root: Path, task: str = DEFAULT) -> ResolvedBase:
     """`model.base` (a packaged name, or a folder relative to the project root) -> the base,
     refused when it cannot do the task (generation needs a causal LM)."""
     base = load_base(name, root)

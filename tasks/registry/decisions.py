@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tasks.evaluation.selection import over_budget
+from tasks.evaluation.selection import improvement, over_budget
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def decide_challenger(metric_name: str, candidate: float, data_version: str,
                            f"not {data_version[:8]}; not comparable, left out")
             continue
         compared += 1
-        margin = candidate - ref.metric
+        margin = improvement(metric_name, candidate, ref.metric)
         if margin > min_improvement:
             reasons.append(f"beats @{ref.alias} (v{ref.version}): {metric_name} {candidate:.4f} vs "
                            f"{ref.metric:.4f} (+{margin:.4f} > {min_improvement})")

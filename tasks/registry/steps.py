@@ -9,6 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.evaluation.record import StrategyResult
 from tasks.models.encoding import subset_indices
 from tasks.registry.versions import Registration, ScoringSet, register_best
+from tasks.tasktypes import task_type
 from tasks.tracking import log_json
 from tasks.training.context import RunContext
 
@@ -19,9 +20,12 @@ def scoring_set(ctx: RunContext) -> ScoringSet:
     frame, labels = ctx.frames["validation"], ctx.settings.validation.labels
     keep = subset_indices(len(frame), ctx.settings.train.max_eval_examples, ctx.settings.train.seed)
     texts, md5 = frame["text"].iloc[keep].tolist(), ctx.data.split_hashes["validation"]
-    if ctx.settings.task == "generation":
-        return ScoringSet(md5, texts, np.zeros(0, dtype=np.int64), [], frame["target"].iloc[keep].tolist(), "generation")
-    return ScoringSet(md5, texts, frame["label"].iloc[keep].map({n: i for i, n in enumerate(labels)}).to_numpy(), labels)
+    tt = task_type(ctx.settings.task)
+    if not tt.has_labels:   # the references the outputs are scored against
+        return ScoringSet(md5, texts, np.zeros(0, dtype=np.int64), [],
+                          frame[tt.answer_column].iloc[keep].tolist(), tt.name)
+    return ScoringSet(md5, texts, frame[tt.answer_column].iloc[keep].map({n: i for i, n in enumerate(labels)}).to_numpy(),
+                      labels, task=tt.name)
 
 
 @task(name="register candidate", cache_policy=NO_CACHE)

@@ -21,6 +21,7 @@ from tasks.evaluation.selection import candidates, choose
 from tasks.models.base import ResolvedBase
 from tasks.registry.decisions import Decision, Reference, decide_challenger
 from tasks.strategies import registry
+from tasks.tasktypes import DEFAULT
 
 ALIASES = ("champion", "challenger")
 
@@ -49,7 +50,7 @@ class ScoringSet:
     labels: np.ndarray        # label ids in `label_names` order (generation: empty)
     label_names: list[str]
     references: list[str] | None = None   # generation: the target texts
-    task: str = "classification"
+    task: str = DEFAULT
     split: str = "validation"
 
     @property

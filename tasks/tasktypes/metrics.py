@@ -135,7 +135,7 @@ declare(Metric(name="rougeL_ci_high", label="ROUGE-L 95% CI high", splits=("test
                tasks=GENERATION))
 declare(Metric(name="paired_p", label="p vs best", fmt="{:.3g}", tasks=GENERATION,
                doc="paired permutation test of per-example ROUGE-L against the best strategy (report only)"))
-declare(Metric(name="perplexity", label="val perplexity", fmt="{:.2f}", higher_is_better=False, splits=("val",),
+declare(Metric(name="perplexity", label="perplexity", fmt="{:.2f}", higher_is_better=False, splits=("val",),
                recorded=("val",), tasks=GENERATION))
 declare(Metric(name="empty_output_share", label="empty", fmt="{:.1%}", higher_is_better=False, recorded=("",),
                tasks=GENERATION))

@@ -31,7 +31,7 @@ class TaskType:
     # causal LM (a language-model head), checked before a run starts.
     base_kind: Literal["any", "causal_lm"]
     # Where its strategies' params live in params.yaml: `strategies` or `generation.strategies`.
-    strategies_section: tuple[str, ...]
+    strategies_section: str
     # The metric the report ranks by and plots (catalogue name, test split), the default
     # selection metric (`select_metric: auto`), and the other metrics a run may select on.
     quality: str
@@ -40,8 +40,12 @@ class TaskType:
     paired_test: str
     # The scores whose spread over evaluation.seeds a run logs (catalogue keys).
     seed_keys: tuple[str, ...]
-    # The CLI's comparison table: catalogue keys in column order.
+    # The CLI's comparison table and the report's comparison table: catalogue keys in column order,
+    # with the names people read where they differ from the catalogue's label (`val ` + label for
+    # a validation key).
     table: tuple[str, ...]
+    report_columns: tuple[str, ...]
+    labels: dict[str, str] = field(default_factory=dict)
     # Serving: the route that answers it, and the request and response bodies (JSON Schema).
     route: str
     request_schema: dict[str, Any] = field(default_factory=dict)

@@ -33,7 +33,8 @@ from tasks.training.artifact import params_dict
 from tasks.training.fitting import build_and_train
 from tasks.training.hardware import check_hardware, threads_per_process
 from tasks.training.loop import mean_loss, seed_everything
-from tasks.training.strategy_run import GenerationDetails, Outcome, StrategyInputs
+from tasks.training.strategy_run import STAGE, GenerationDetails, Outcome, StrategyInputs, TrainingPart
+from tasks.tasktypes import register_part
 
 
 def run_prompt(settings: Settings) -> PromptFormat:
@@ -50,7 +51,7 @@ def with_run_prompt(params, fmt: PromptFormat):
 
 def prepare_generation_inputs(settings: Settings, base: ResolvedBase, frames: dict[str, pd.DataFrame], name: str
                               ) -> StrategyInputs:
-    strategy = registry.get(name, "generation")
+    strategy = registry.get(name, settings.task)
     fmt = run_prompt(settings)
     params = with_run_prompt(strategy.parse_params(settings.strategy_params.get(name, {})), fmt)
     cfg, g = settings.train, settings.generation
@@ -75,7 +76,7 @@ def prepare_generation_inputs(settings: Settings, base: ResolvedBase, frames: di
                                   rows["target"].astype(str).tolist(), max_length, g.max_target_tokens)
               for split, rows in picked.items()}
     return StrategyInputs(name, strategy, params, base, tokenizer, [], splits, frames["train"], hardware,
-                          Head("generation"), fmt)
+                          Head.for_task(settings.task), fmt)
 
 
 def _generate(model, inputs: StrategyInputs, settings: Settings, split: str) -> Generated:
@@ -188,3 +189,7 @@ def outputs_record(details: GenerationDetails) -> dict:
 
 
 __all__ = ["compute_generation", "outputs_record", "prepare_generation_inputs"]
+
+
+register_part("generation", STAGE, TrainingPart(
+    prepare=prepare_generation_inputs, compute=compute_generation, seed_scores=seed_scores))

@@ -8,6 +8,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.training.context import RunContext
+from tasks.tasktypes import task_type
 
 
 def retrieval_embedders(ctx: RunContext) -> list[str]:
@@ -28,7 +29,7 @@ def build_retrieval_index(ctx: RunContext) -> None:
 
     from tasks.strategies._retrieval import load_index, train_index
 
-    answer = "target" if ctx.settings.task == "generation" else "label"
+    answer = task_type(ctx.settings.task).answer_column   # what a retrieved neighbour shows
     client, embedders = MlflowClient(), retrieval_embedders(ctx)
     for embedder in embedders:
         folder, version = train_index(ctx.frames["train"], answer, embedder)

@@ -29,8 +29,11 @@ from tasks.training.context import RunContext
 from tasks.training.fitting import build_and_train
 from tasks.training.hardware import check_hardware, is_main_process, threads_per_process
 from tasks.training.loop import seed_everything
-from tasks.training.strategy_run import Fitted, Outcome, StrategyInputs
+from tasks.training.strategy_run import STAGE, Fitted, Outcome, StrategyInputs, TrainingPart, training_part
 from tasks.training.variants import score_variants
+from tasks.tasktypes import register_part, task_type
+
+import tasks.training.generation  # noqa: F401,I001  (registers generation's TrainingPart)
 
 
 def tightest_limit(*limits: int) -> int:
@@ -61,12 +64,15 @@ def encode_splits(tokenizer, frames: dict[str, pd.DataFrame], labels: list[str],
 
 def prepare_inputs(settings: Settings, base: ResolvedBase, frames: dict[str, pd.DataFrame], name: str
                    ) -> StrategyInputs:
-    """The strategy, its params and the encoded splits; the task decides how (here, once)."""
-    if settings.task == "generation":
-        from tasks.training.generation import prepare_generation_inputs
+    """The strategy, its params and the encoded splits, as the task type prepares them."""
+    return training_part(settings.task).prepare(settings, base, frames, name)
 
-        return prepare_generation_inputs(settings, base, frames, name)
-    strategy = registry.get(name)
+
+def prepare_classification_inputs(settings: Settings, base: ResolvedBase, frames: dict[str, pd.DataFrame],
+                                  name: str) -> StrategyInputs:
+    """Classification: the texts encoded (with retrieved neighbours for `<name>+retrieval`) and
+    their label ids."""
+    strategy = registry.get(name, settings.task)
     params = strategy.parse_params(settings.strategy_params.get(name, {}))
     cfg = settings.train
     hardware = check_hardware(cfg)
@@ -83,7 +89,7 @@ def prepare_inputs(settings: Settings, base: ResolvedBase, frames: dict[str, pd.
     splits = encode_splits(tokenizer, frames, settings.validation.labels, settings.model.max_length,
                            cfg.max_train_examples, max_eval, cfg.seed, params if strategy.retrieves else None)
     return StrategyInputs(name, strategy, params, base, tokenizer, settings.validation.labels, splits, frames["train"],
-                          hardware, Head.for_task("classification", settings.validation.labels))
+                          hardware, Head.for_task(settings.task, settings.validation.labels))
 
 
 def fit(inputs: StrategyInputs, cfg: TrainSettings, desc: str) -> Fitted:
@@ -115,20 +121,10 @@ def learning_curve_points(inputs: StrategyInputs, cfg: TrainSettings, sizes: lis
 def compute(inputs: StrategyInputs, settings: Settings) -> Outcome:
     """Train (or score every prompt variant), then every measurement the run record holds, then
     the spread over evaluation.seeds."""
-    if inputs.head.generates:
-        from tasks.training.generation import compute_generation
-
-        outcome = compute_generation(inputs, settings)
-    else:
-        outcome = compute_classification(inputs, settings)
+    outcome = training_part(inputs.head.task).compute(inputs, settings)
     outcome.metrics["val_examples"] = float(len(inputs.splits["validation"]))
     outcome.metrics.update(seed_spread(inputs, settings, outcome.metrics))
     return outcome
-
-
-# The scores whose spread over seeds the run logs (mean and sample std), per task.
-SEED_KEYS = {"classification": ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1"),
-             "generation": ("val_rougeL", "val_chrf", "test_rougeL", "test_chrf")}
 
 
 def seed_spread(inputs: StrategyInputs, settings: Settings, metrics: dict[str, float]) -> dict[str, float]:
@@ -138,18 +134,12 @@ def seed_spread(inputs: StrategyInputs, settings: Settings, metrics: dict[str, f
     seeds = [s for s in settings.evaluation.seeds if s != settings.train.seed]
     if not seeds or not inputs.strategy.trains:
         return {}
-    keys = SEED_KEYS[inputs.head.task]
+    keys = task_type(inputs.head.task).seed_keys   # the scores whose spread over seeds is logged
     runs = [{k: metrics[k] for k in keys}]
     for seed in seeds:
         cfg = replace(settings.train, seed=seed)
         seed_everything(seed)
-        seeded = replace(inputs, trained=None)
-        if inputs.head.generates:
-            from tasks.training.generation import seed_scores
-
-            scores = seed_scores(seeded, replace(settings, train=cfg))
-        else:
-            scores = fit(seeded, cfg, f"{inputs.name} (seed {seed})").metrics
+        scores = training_part(inputs.head.task).seed_scores(replace(inputs, trained=None), replace(settings, train=cfg))
         runs.append({k: scores[k] for k in keys})
     out = {"seeds_run": float(len(runs))}
     for k in keys:
@@ -243,3 +233,11 @@ def run_strategy(ctx: RunContext, name: str) -> StrategyResult | None:
             model_uri = record.log_outcome(inputs, outcome, folder)
     return StrategyResult(strategy=name, run_id=run_id, model_uri=model_uri, saves=inputs.strategy.saves,
                           metrics=outcome.metrics, base=inputs.base, params=params_dict(outcome.params))
+
+
+def _classification_seed_scores(inputs: StrategyInputs, settings: Settings) -> dict[str, float]:
+    return fit(inputs, settings.train, f"{inputs.name} (seed {settings.train.seed})").metrics
+
+
+register_part("classification", STAGE, TrainingPart(
+    prepare=prepare_classification_inputs, compute=compute_classification, seed_scores=_classification_seed_scores))

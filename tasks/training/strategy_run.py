@@ -4,7 +4,7 @@ record.py, which logs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,7 @@ from tasks.models.prompts import PromptFormat
 from tasks.strategies.registry import Strategy
 from tasks.training.hardware import Hardware
 from tasks.training.loop import TrainResult
+from tasks.tasktypes import DEFAULT, part
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,25 @@ class Trained:
     model: nn.Module
     training: TrainResult | None
     metrics: dict[str, float]    # size; trained: examples/s, overfit flag
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingPart:
+    """What training does for one task type, registered once per type (`register_part(task,
+    STAGE, ...)`: run.py for classification, generation.py for generation)."""
+    # (settings, base, frames, strategy name) -> StrategyInputs: the encoded splits
+    prepare: Callable
+    # (inputs, settings) -> Outcome: train (or score prompt variants), then every measurement
+    compute: Callable
+    # (inputs with another seed, settings with it) -> scores including the task type's seed_keys
+    seed_scores: Callable
+
+
+STAGE = "training"
+
+
+def training_part(task: str) -> TrainingPart:
+    return part(task, STAGE)
 
 
 @dataclass(frozen=True)
@@ -40,7 +60,7 @@ class StrategyInputs:
     splits: dict[str, Encoded]   # train / validation / test, limited as train.max_*_examples say
     train_frame: pd.DataFrame    # the train split's texts (prompting strategies draw demonstrations)
     hardware: Hardware           # where it trains: device, precision, processes
-    head: Head = Head("classification")   # the task, and its labels (tasks/models/heads.py)
+    head: Head = Head(DEFAULT)            # the task type, and its labels (tasks/models/heads.py)
     prompt: PromptFormat | None = None    # generation: how inputs become prompts
     trained: Trained | None = None        # the tuner's best trial, already trained with `params`
 

@@ -109,6 +109,9 @@ declare(Metric(name="macro_f1_ci_high", label="macro-F1 95% CI high", splits=("t
 declare(Metric(name="ece", label="ECE", fmt="{:.3f}", higher_is_better=False, splits=("val", "test"),
                recorded=("test",), tasks=CLASSIFICATION, budget="max_ece", budget_split="val",
                doc="expected calibration error, 15 equal-width confidence bins"))
+declare(Metric(name="brier", label="Brier", fmt="{:.4f}", higher_is_better=False, splits=("val", "test"),
+               recorded=("val", "test"), tasks=CLASSIFICATION,
+               doc="multi-class Brier score: squared distance of the probabilities from the one-hot truth (0 best, 2 worst)"))
 declare(Metric(name="mcnemar_p", label="p vs best", fmt="{:.3g}", tasks=CLASSIFICATION,
                doc="exact McNemar test against the most accurate strategy on the same test examples (report only)"))
 declare(Metric(name="abstention_rate", label="abstained", fmt="{:.1%}", higher_is_better=False, splits=("val", "test"),

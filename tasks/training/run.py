@@ -14,6 +14,7 @@ import torch
 from tasks.config import Settings, TrainSettings
 from tasks.evaluation.cost import PeakRSS, measure_speed, merged_speed_metrics
 from tasks.evaluation.forgetting import forgetting_metrics
+from tasks.evaluation.metric_functions import probability_metrics
 from tasks.evaluation.policy import OutputPolicy, label_policy_metrics
 from tasks.evaluation.quality import quality_details, score, variant_mean_intervals
 from tasks.evaluation.record import StrategyResult
@@ -170,6 +171,7 @@ def compute_classification(inputs: StrategyInputs, settings: Settings) -> Outcom
             metrics |= model.retrieval_metrics(list(test.sources[:100]), inputs.tokenizer)
     training = fitted.training if fitted else None
     # Outside the peak-memory window: the personal-data recognisers are the policy's, not the model's.
+    metrics |= probability_metrics({"val": (val_probs, inputs.splits["validation"].labels), "test": (probs, test.labels)})
     metrics |= label_policy_metrics(OutputPolicy(settings.policy), inputs.labels,
                                     {"val_": (val_probs, inputs.splits["validation"].labels),
                                      "test_": (probs, test.labels)})

@@ -214,3 +214,10 @@ def test_the_private_name_check_catches_a_planted_use():
                          "bench.step_profile": {"tasks.training.loop._optimizer"}}) == [
         "tasks.training.run imports tasks.strategies._retrieval: a private name of tasks.strategies",
         "bench.step_profile imports tasks.training.loop._optimizer: a private name of tasks.training"]
+
+
+def test_the_metrics_page_is_the_catalogue():
+    from tasks.tasktypes.docs import metrics_markdown
+
+    assert (ROOT / "docs" / "metrics.md").read_text() == metrics_markdown(), \
+        "docs/metrics.md is stale: .venv/bin/python -m tasks.tasktypes.docs > docs/metrics.md"

@@ -1,6 +1,6 @@
 """Where one training step's time goes, per strategy: data (the next padded batch), forward (with
 the loss), backward, optimizer (AdamW step, schedule, zero_grad), timed apart on adaptflow's own
-parts (the strategy's model, `epoch_loader`, accelerate, `_optimizer`, `batch_loss`), fp32, the
+parts (the strategy's model, `epoch_loader`, accelerate, `make_optimizer`, `batch_loss`), fp32, the
 default data and params. Then torch's profiler over a few steps of each: the operators that take
 the most CPU time (matmuls against the rest).
 
@@ -31,7 +31,7 @@ def setup(name: str, data: Data, settings, steps: int):
     loader, exactly as `tasks.training.loop.train` builds them; and whether batches are grouped."""
     from tasks.models.heads import Head
     from tasks.strategies import registry
-    from tasks.training.loop import _optimizer, make_accelerator, seed_everything
+    from tasks.training.loop import make_optimizer, make_accelerator, seed_everything
     from tasks.training.loader import epoch_loader
     from tasks.training.loop_settings import loop_config
 
@@ -42,7 +42,7 @@ def setup(name: str, data: Data, settings, steps: int):
     bs = settings.train.batch_size
     cfg = loop_config(params, settings.train, epochs=1, eval_every=10**9, device="cpu", precision="no")
     acc = make_accelerator(cfg)
-    optimizer, scheduler, _ = _optimizer(model, cfg, steps * bs, 1, name)
+    optimizer, scheduler, _ = make_optimizer(model, cfg, steps * bs, 1, name)
     wrapped, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
     subset = data.train.select(list(range(steps * bs)))
     loader = acc.prepare(epoch_loader(subset, data.pad_id, bs, bs, cfg.seed, cfg.group_by_length))

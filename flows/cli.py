@@ -265,7 +265,7 @@ def list_strategies() -> str:
                      f"{' + '.join(s.tasks)}]  {s.summary}")
         for f in fields(s.params_cls):
             lines.append(f"    {f.name} = {_default(f)}")
-    from tasks.strategies._with_retrieval import RetrievalFields
+    from tasks.strategies.with_retrieval import RetrievalFields
 
     lines.append("<trained strategy>+retrieval  [trains; saves the strategy's weights + its index]  the strategy "
                  "with each input's k nearest train examples in it; set under strategies.<name>.retrieval:")

@@ -189,7 +189,7 @@ def test_the_task_name_check_catches_a_planted_branch():
 
 # ---- underscores: a module's private names stay in its package ----
 def private_uses(modules: dict[str, set[str]]) -> list[str]:
-    """Imports of an underscore module or name of another package (`tasks.strategies._retrieval`
+    """Imports of an underscore module or name of another package (`tasks.strategies._peft`
     from tasks.training; `from tasks.training.loop import _optimizer` in bench/): rename what is
     really public."""
     out = []
@@ -209,10 +209,10 @@ def test_no_package_uses_another_packages_private_names():
 
 
 def test_the_private_name_check_catches_a_planted_use():
-    assert private_uses({"tasks.training.run": {"tasks.strategies._retrieval"},
+    assert private_uses({"tasks.training.run": {"tasks.strategies._peft"},
                          "tasks.strategies.lora": {"tasks.strategies._peft"},
                          "bench.step_profile": {"tasks.training.loop._optimizer"}}) == [
-        "tasks.training.run imports tasks.strategies._retrieval: a private name of tasks.strategies",
+        "tasks.training.run imports tasks.strategies._peft: a private name of tasks.strategies",
         "bench.step_profile imports tasks.training.loop._optimizer: a private name of tasks.training"]
 
 

@@ -78,7 +78,7 @@ def test_retrieval_few_shot_demonstrates_only_train_examples_and_its_version_is_
 
     from tasks.models.heads import Head
     from tasks.strategies import retrieval_few_shot_generation as rfs
-    from tasks.strategies._retrieval import data_version
+    from tasks.strategies.retrieval_index import data_version
 
     monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path / "cache"))
     train = pd.DataFrame({"text": [t for t, _ in TRAIN], "target": [y for _, y in TRAIN]})

@@ -1,4 +1,4 @@
-"""Retrieval as an option on a trained strategy (`lora+retrieval`, tasks/strategies/_with_retrieval.py):
+"""Retrieval as an option on a trained strategy (`lora+retrieval`, tasks/strategies/with_retrieval.py):
 configured under the strategy, trained with its neighbours exactly as it is evaluated and served,
 a training example never seeing its own row, and the saved version bound to its index."""
 from __future__ import annotations
@@ -54,7 +54,7 @@ def test_the_option_lives_under_its_strategy_and_runs_beside_it(tmp_path):
 
 def test_a_training_example_never_sees_its_own_row(tmp_path, monkeypatch):
     from tasks.models.packaged import MINILM
-    from tasks.strategies._with_retrieval import RetrievalFields, attach_index, split_neighbours
+    from tasks.strategies.with_retrieval import RetrievalFields, attach_index, split_neighbours
 
     monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path / "cache"))
     f = frames()

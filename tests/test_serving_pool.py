@@ -107,7 +107,7 @@ def test_a_retrieving_version_answers_with_its_own_index_beside_shared_adapters(
 
     import pandas as pd
 
-    from tasks.strategies._with_retrieval import attach_index
+    from tasks.strategies.with_retrieval import attach_index
 
     monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path / "cache"))
     base = load_base(str(tiny_bert))

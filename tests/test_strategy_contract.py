@@ -123,7 +123,7 @@ def test_strategy_contract(name: str, kind: str, request, tmp_path: Path, caplog
     if name == "few_shot":
         params = _few_shot_demos(params)
     if name == "retrieval_few_shot" or strategy.retrieves:   # the run builds its index from the train split
-        from tasks.strategies._with_retrieval import attach_index
+        from tasks.strategies.with_retrieval import attach_index
 
         monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path / "cache"))
         train = pd.DataFrame({"text": TEXTS, "label": [LABELS[int(y)] for y in Y]})

@@ -228,7 +228,7 @@ def _strategies(path: Path, strat_raw: dict, strategies: list[str] | None, task:
     """(the strategies to run, each strategy's params section); every chosen strategy's params
     are validated now, not mid-run, and each must support the task."""
     from tasks.strategies import registry  # strategies register on import of the package
-    from tasks.strategies._with_retrieval import base_name
+    from tasks.strategies.with_retrieval import base_name
 
     chosen = strategies if strategies is not None else strat_raw.pop("run", [])
     strat_raw.pop("run", None)
@@ -262,7 +262,7 @@ def with_retrieval_sections(strat_raw: dict, chosen: list[str]) -> dict:
     """Each strategy's params section without its `retrieval` option, plus one section per
     retrieval variant that runs: `strategies.lora.retrieval: {k: 4}` configures `lora+retrieval`
     (its LoRA settings are lora's), and `lora` itself runs without retrieval."""
-    from tasks.strategies._with_retrieval import SUFFIX, base_name, option_params
+    from tasks.strategies.with_retrieval import SUFFIX, base_name, option_params
 
     out = {}
     for name, raw in strat_raw.items():

@@ -61,7 +61,7 @@ def subset_indices(total: int, n: int, seed: int) -> np.ndarray:
 def encode(tokenizer, texts: list[str], labels: np.ndarray, max_length: int,
            contexts: list[str] | None = None, extra_tokens: int = 0) -> Encoded:
     """Token ids of each text, cut at max_length. `contexts`: a second segment per text (retrieved
-    examples, tasks/strategies/_with_retrieval.py), encoded as a pair within max_length +
+    examples, tasks/strategies/with_retrieval.py), encoded as a pair within max_length +
     extra_tokens (the longer of the two segments is cut first). `sources` keeps the texts."""
     if contexts is None:
         ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]

@@ -21,7 +21,7 @@ import numpy as np
 from tasks.models.base import ResolvedBase
 
 INDEX_FILE, META_FILE = "index.faiss", "index.json"
-# `lora+retrieval`: a trained strategy whose inputs carry retrieved examples (tasks/strategies/_with_retrieval.py).
+# `lora+retrieval`: a trained strategy whose inputs carry retrieved examples (tasks/strategies/with_retrieval.py).
 RETRIEVAL_SUFFIX = "+retrieval"
 
 

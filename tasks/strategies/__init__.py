@@ -17,4 +17,4 @@ from tasks.strategies import retrieval_few_shot  # noqa: F401
 from tasks.strategies import zero_shot_generation  # noqa: F401
 from tasks.strategies import few_shot_generation  # noqa: F401
 from tasks.strategies import retrieval_few_shot_generation  # noqa: F401
-from tasks.strategies import _with_retrieval  # noqa: F401  (the `+retrieval` variant of each trained strategy)
+from tasks.strategies import with_retrieval  # noqa: F401  (the `+retrieval` variant of each trained strategy)

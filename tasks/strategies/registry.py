@@ -91,7 +91,7 @@ class Strategy:
     # The tasks it can run. A name may be registered once per task (zero_shot classifies by
     # embedding similarity and generates from an instruction: two strategies, one name).
     tasks: tuple[str, ...] = ("classification",)
-    # Inputs carry retrieved train examples (`<name>+retrieval`, tasks/strategies/_with_retrieval.py):
+    # Inputs carry retrieved train examples (`<name>+retrieval`, tasks/strategies/with_retrieval.py):
     # served as its own module, since the index and the inputs it builds are the version's own.
     retrieves: bool = False
 
@@ -141,7 +141,7 @@ class UnsupportedTask(KeyError):
 
 def register_variant(suffix: str, derive: Callable[[Strategy], Strategy]) -> None:
     """`<name><suffix>` names `derive(<name>'s strategy)`: an option every trained strategy can
-    take (`lora+retrieval`, tasks/strategies/_with_retrieval.py). derive raises KeyError when the
+    take (`lora+retrieval`, tasks/strategies/with_retrieval.py). derive raises KeyError when the
     strategy cannot take it."""
     _VARIANTS[suffix] = derive
 

@@ -20,7 +20,7 @@ from tasks.models.loading import load_tokenizer
 from tasks.models.packaged import MINILM, SMOLLM2
 from tasks.models.retrieval import RetrievalIndex
 from tasks.strategies._prompted_lm import frozen_causal_lm, label_log_likelihoods
-from tasks.strategies._retrieval import cost_metrics, load_index, timed_neighbours, train_index
+from tasks.strategies.retrieval_index import cost_metrics, load_index, timed_neighbours, train_index
 from tasks.strategies.few_shot import DEFAULT_TEMPLATES, TEMPLATE_PARTS
 from tasks.strategies.registry import Strategy, register
 

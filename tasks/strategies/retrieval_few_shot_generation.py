@@ -19,7 +19,7 @@ from tasks.models.packaged import MINILM
 from tasks.models.prompts import PromptFormat
 from tasks.models.retrieval import RetrievalIndex
 from tasks.strategies._prompted_lm import PromptedLM, frozen_causal_lm
-from tasks.strategies._retrieval import cost_metrics, generation_formats, load_index, timed_neighbours, train_index
+from tasks.strategies.retrieval_index import cost_metrics, generation_formats, load_index, timed_neighbours, train_index
 from tasks.strategies.registry import Strategy, register
 
 CONFIG_FILE, INDEX_DIR = "retrieval_few_shot_generation.json", "index"

@@ -63,8 +63,8 @@ def prepare_generation_inputs(settings: Settings, base: ResolvedBase, frames: di
     picked = {split: frame.iloc[positions[split]] for split, frame in frames.items()}
     formats, max_length = {split: fmt for split in frames}, settings.model.max_length
     if strategy.retrieves:   # `<name>+retrieval`: each example's neighbours as earlier turns
-        from tasks.strategies._retrieval import generation_formats
-        from tasks.strategies._with_retrieval import attach_index, split_neighbours
+        from tasks.strategies.retrieval_index import generation_formats
+        from tasks.strategies.with_retrieval import attach_index, split_neighbours
 
         params = attach_index(params, frames["train"], "target")
         # Only the rows the limits keep are searched; a train row's position in frames["train"]

@@ -121,7 +121,7 @@ def train(model: nn.Module, train_data: Encoded, val_data: Encoded, cfg: LoopCon
     acc = make_accelerator(cfg)
     if cfg.gradient_checkpointing:
         _enable_gradient_checkpointing(model, desc)
-    optimizer, scheduler, total_steps = _optimizer(model, cfg, len(train_data), acc.num_processes, desc)
+    optimizer, scheduler, total_steps = make_optimizer(model, cfg, len(train_data), acc.num_processes, desc)
     wrapped, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
     loop = _Loop(acc, wrapped, acc.unwrap_model(wrapped), optimizer, scheduler, cfg, pad_id, val_data, on_check)
     start = time.perf_counter()
@@ -161,7 +161,7 @@ class _Loop:
     on_check: Callable[[int, float], None] | None = None
 
 
-def _optimizer(model: nn.Module, cfg: LoopConfig, examples: int, processes: int, desc: str):
+def make_optimizer(model: nn.Module, cfg: LoopConfig, examples: int, processes: int, desc: str):
     """AdamW over the trainable parameters, linear warmup then decay over every optimizer step of
     the whole run. accelerate steps the schedule once per process for each optimizer step (every
     process saw a batch), so it is sized in optimizer steps x processes; returns the optimizer

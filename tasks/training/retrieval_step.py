@@ -27,7 +27,7 @@ def retrieval_embedders(ctx: RunContext) -> list[str]:
 def build_retrieval_index(ctx: RunContext) -> None:
     from mlflow.tracking import MlflowClient
 
-    from tasks.strategies._retrieval import load_index, train_index
+    from tasks.strategies.retrieval_index import load_index, train_index
 
     answer = task_type(ctx.settings.task).answer_column   # what a retrieved neighbour shows
     client, embedders = MlflowClient(), retrieval_embedders(ctx)

@@ -53,7 +53,7 @@ def encode_splits(tokenizer, frames: dict[str, pd.DataFrame], labels: list[str],
     picked = {split: frame.iloc[positions[split]] for split, frame in frames.items()}
     contexts, extra = {}, 0
     if params is not None:
-        from tasks.strategies._with_retrieval import classification_context, split_neighbours
+        from tasks.strategies.with_retrieval import classification_context, split_neighbours
 
         found = split_neighbours(params, picked, [int(i) for i in positions["train"]])
         contexts = {split: classification_context(rows, params.demo_max_chars) for split, rows in found.items()}
@@ -81,7 +81,7 @@ def prepare_classification_inputs(settings: Settings, base: ResolvedBase, frames
     if getattr(params, "base", None) and params.base != base.name:
         base = load_base(params.base, settings.root)
     if strategy.retrieves:
-        from tasks.strategies._with_retrieval import attach_index
+        from tasks.strategies.with_retrieval import attach_index
 
         params = attach_index(params, frames["train"], "label")
     tokenizer = load_tokenizer(base.path)

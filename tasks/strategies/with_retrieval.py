@@ -30,7 +30,7 @@ from tasks.models.packaged import MINILM
 from tasks.models.prompts import PromptFormat
 from tasks.models.retrieval import RETRIEVAL_SUFFIX as SUFFIX
 from tasks.models.retrieval import RetrievalIndex
-from tasks.strategies._retrieval import cost_metrics, generation_formats, load_index, timed_neighbours, train_index
+from tasks.strategies.retrieval_index import cost_metrics, generation_formats, load_index, timed_neighbours, train_index
 from tasks.strategies.registry import Strategy, register_variant
 
 INDEX_DIR = "retrieval_index"

@@ -75,8 +75,9 @@ def prepare_generation_inputs(settings: Settings, base: ResolvedBase, frames: di
     splits = {split: encode_pairs(tokenizer, formats[split], rows["text"].astype(str).tolist(),
                                   rows["target"].astype(str).tolist(), max_length, g.max_target_tokens)
               for split, rows in picked.items()}
-    return StrategyInputs(name, strategy, params, base, tokenizer, [], splits, frames["train"], hardware,
-                          Head.for_task(settings.task), fmt)
+    return StrategyInputs(name=name, strategy=strategy, params=params, base=base, tokenizer=tokenizer, labels=[],
+                          splits=splits, train_frame=frames["train"], hardware=hardware,
+                          head=Head.for_task(settings.task), prompt=fmt)
 
 
 def _generate(model, inputs: StrategyInputs, settings: Settings, split: str) -> Generated:

@@ -89,8 +89,9 @@ def prepare_classification_inputs(settings: Settings, base: ResolvedBase, frames
     max_eval = tightest_limit(cfg.max_eval_examples, getattr(params, "max_test_examples", 0))
     splits = encode_splits(tokenizer, frames, settings.validation.labels, settings.model.max_length,
                            cfg.max_train_examples, max_eval, cfg.seed, params if strategy.retrieves else None)
-    return StrategyInputs(name, strategy, params, base, tokenizer, settings.validation.labels, splits, frames["train"],
-                          hardware, Head.for_task(settings.task, settings.validation.labels))
+    return StrategyInputs(name=name, strategy=strategy, params=params, base=base, tokenizer=tokenizer,
+                          labels=settings.validation.labels, splits=splits, train_frame=frames["train"],
+                          hardware=hardware, head=Head.for_task(settings.task, settings.validation.labels))
 
 
 def fit(inputs: StrategyInputs, cfg: TrainSettings, desc: str) -> Fitted:

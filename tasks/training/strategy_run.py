@@ -48,7 +48,7 @@ def training_part(task: str) -> TrainingPart:
     return part(task, STAGE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StrategyInputs:
     """What one strategy run starts from: the strategy, its params, its base and the encoded splits."""
     name: str

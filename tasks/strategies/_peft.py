@@ -9,6 +9,7 @@ from torch import nn
 
 from tasks.models.heads import Head
 from tasks.strategies.registry import Strategy
+from tasks.tasktypes import DEFAULT
 
 
 def save_peft(model: nn.Module, out_dir: Path) -> None:
@@ -33,7 +34,7 @@ def merge_peft(model: nn.Module) -> nn.Module:
 
 
 def peft_strategy(name: str, summary: str, params_cls: type, peft_config: Callable[[Path, Any, Any], Any],
-                  mergeable: bool = False, tasks: tuple[str, ...] = ("classification",)) -> Strategy:
+                  mergeable: bool = False, tasks: tuple[str, ...] = (DEFAULT,)) -> Strategy:
     """The strategy for one PEFT config: `peft_config(base_dir, params, task_type)` is all that
     differs between LoRA, IA3, prompt and prefix tuning (a prompt initialised from text reads the
     base's tokenizer). `mergeable`: the adapter folds into the base weights (LoRA, IA3). PEFT's

@@ -15,6 +15,8 @@ from typing import Any, Callable, ClassVar, Literal
 from torch import nn
 
 from tasks.models.heads import Head
+from tasks.tasktypes import DEFAULT
+from tasks.tasktypes import names as task_names
 
 # What a strategy's saved artifact holds: only adapter weights (plus the trained head); only
 # the layers that trained (loaded back onto the base); the whole model; or no weights at all
@@ -90,7 +92,7 @@ class Strategy:
     adapter_config: Callable[[Any], Any] | None = None
     # The tasks it can run. A name may be registered once per task (zero_shot classifies by
     # embedding similarity and generates from an instruction: two strategies, one name).
-    tasks: tuple[str, ...] = ("classification",)
+    tasks: tuple[str, ...] = (DEFAULT,)
     # Inputs carry retrieved train examples (`<name>+retrieval`, tasks/strategies/with_retrieval.py):
     # served as its own module, since the index and the inputs it builds are the version's own.
     retrieves: bool = False
@@ -111,14 +113,13 @@ class Strategy:
 
 _REGISTRY: dict[str, list[Strategy]] = {}
 _VARIANTS: dict[str, Callable[[Strategy], Strategy]] = {}
-TASKS = ("classification", "generation")
 
 
 def register(strategy: Strategy) -> Strategy:
     if not _NAME.match(strategy.name):
         raise ValueError(f"bad strategy name {strategy.name!r}: use lower_snake_case, 2-40 chars")
-    if not strategy.tasks or set(strategy.tasks) - set(TASKS):
-        raise ValueError(f"strategy {strategy.name!r}: tasks must be among {', '.join(TASKS)}")
+    if not strategy.tasks or set(strategy.tasks) - set(task_names()):
+        raise ValueError(f"strategy {strategy.name!r}: tasks must be among {', '.join(task_names())}")
     taken = [t for s in _REGISTRY.get(strategy.name, []) for t in s.tasks if t in strategy.tasks]
     if taken:
         raise ValueError(f"strategy {strategy.name!r} is registered twice for task {', '.join(taken)}")
@@ -150,7 +151,7 @@ def _variant(name: str) -> tuple[str, Callable[[Strategy], Strategy]] | None:
     return next(((name[: -len(s)], d) for s, d in _VARIANTS.items() if name.endswith(s)), None)
 
 
-def get(name: str, task: str = "classification") -> Strategy:
+def get(name: str, task: str = DEFAULT) -> Strategy:
     """The strategy `name` for `task`; `<trained strategy>+retrieval` is derived from it."""
     variant = _variant(name)
     if variant is not None:

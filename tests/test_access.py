@@ -131,7 +131,7 @@ def champion_of(url: str) -> str | None:
 
 
 def test_identity_comes_from_the_server_not_from_a_typed_name(accounts, tmp_path):
-    """Issue 18, item 2: the pipeline account is refused when its credentials come from the
+    """The pipeline account is refused when its credentials come from the
     credentials file or a token, a typed --reviewer is not an identity, and a token the server
     does not accept establishes no identity."""
     url, root = accounts

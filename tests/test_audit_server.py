@@ -1,6 +1,5 @@
-"""The audit history against a real `mlflow server --app-name basic-auth` on 127.0.0.1 (issue
-18, item 4): two reviewers, each a process with its own account, promote and roll back at once
-in a loop; no history entry is lost, @champion always equals the last applied entry, and a
+"""The audit history against a real `mlflow server --app-name basic-auth` on 127.0.0.1:
+two reviewers, each a process with its own account, promote and roll back at once in a loop; no history entry is lost, @champion always equals the last applied entry, and a
 forged or edited audit tag, or an unreadable entry, is reported by `history`, which keeps going."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Benchmarks measure the default data they name, whatever the last `adaptflow run` left in
-data/processed (issue 19: after a run on other labels, bench/optimisations.py died with
+data/processed (after a run on other labels, bench/optimisations.py died with
 "Target -9223372036854775808 is out of bounds")."""
 from __future__ import annotations
 

@@ -138,7 +138,7 @@ def test_the_default_data_version_is_unchanged(tmp_path):
 
 
 def test_a_compression_bomb_is_refused_by_a_named_setting_in_bounded_memory(tmp_path):
-    """Issue 18, item 7: 24 MB of zeros compress to a few KB; with data.max_decompressed_mb = 1
+    """24 MB of zeros compress to a few KB; with data.max_decompressed_mb = 1
     each format is refused with a message naming the setting, having held about 1 MB, not 24."""
     from tasks.data.source import _XzReader
     import gzip

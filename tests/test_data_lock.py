@@ -1,4 +1,4 @@
-"""Two runs on one project root (issue 18, item 9): the data steps are taken one run at a time,
+"""Two runs on one project root: the data steps are taken one run at a time,
 with a clear wait and timeout message, and data-params.yaml is replaced atomically."""
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ class Payload:
 
 
 def test_a_checkpoint_carrying_a_pickled_object_is_refused_and_runs_nothing(tmp_path):
-    """Issue 18, item 6: checkpoints load with weights_only=True, so a planted pickle fails to
+    """Checkpoints load with weights_only=True, so a planted pickle fails to
     load instead of running (the folder is shared by every pod in the Kubernetes setup)."""
     import pickle
 

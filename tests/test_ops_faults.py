@@ -1,4 +1,4 @@
-"""Fault isolation (issue 7): a failing strategy is retried, then recorded as a FAILED child run
+"""Fault isolation: a failing strategy is retried, then recorded as a FAILED child run
 with its error while the others finish and the best of them is registered; an unreachable
 MLflow at start stops the run in seconds, before any data is read; only runs whose model
 artifacts are all in the store can become versions. Real Prefect, MLflow, DVC; no mocks."""

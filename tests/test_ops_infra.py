@@ -101,7 +101,7 @@ def test_production_profile_and_a_url_dvc_remote(tmp_path):
 
 
 
-# ---- secure by default (issue 18, item 3): each check fails on the files before it -----------
+# ---- secure by default: each check fails on the files before it -----------
 # A password or key written into a URL or argument: user:secret@ with a literal secret.
 LITERAL_CREDENTIALS = re.compile(r"://[^/\s:@]+:[^@\s$]+@")
 SECRET_NAMES = re.compile(r"PASSWORD|SECRET|AUTH_STRING|ACCESS_KEY")

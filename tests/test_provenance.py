@@ -1,4 +1,4 @@
-"""Registered versions never run stored code (issue 18, item 1): adaptflow loads a version only
+"""Registered versions never run stored code: adaptflow loads a version only
 through its own loader, and refuses one whose artifact is not adaptflow's before loading any of
 it. The planted payloads below would create a marker file if anything executed them."""
 from __future__ import annotations

@@ -108,7 +108,7 @@ PAYLOAD = "<script>alert(1)</script>"
 
 
 def test_user_data_in_the_report_is_escaped():
-    """Issue 18, item 10: labels, texts, sources and errors reach the report from user data and
+    """Labels, texts, sources and errors reach the report from user data and
     the registry; none is rendered as markup."""
     from dataclasses import replace
 

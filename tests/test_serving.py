@@ -101,7 +101,7 @@ def test_batcher_runs_one_key_per_batch_and_survives_a_failing_batch():
 
 
 def test_each_request_is_checked_on_its_own_and_one_bad_request_fails_alone():
-    """Issue 18, item 5: a lone surrogate passes JSON parsing and would break the tokenizer for
+    """A lone surrogate passes JSON parsing and would break the tokenizer for
     the whole merged batch; "²" is a digit to str.isdigit() but not to int(). Both are 422 now,
     and a batch that fails anyway is rerun request by request."""
     from tasks.serving.batching import Batcher
@@ -362,7 +362,7 @@ def settle(running, seconds: float = 15) -> None:
 
 
 def test_limits_answer_4xx_or_503_and_never_fail_other_requests(tight, monkeypatch):
-    """Issue 18, item 5: token, body cap before parsing, bounded queue, timeout, concurrency
+    """Token, body cap before parsing, bounded queue, timeout, concurrency
     limit, no internals in error bodies."""
     url, auth = tight.url, {"Authorization": "Bearer s3cret-token"}
     ok = {"model": ADAPTER_MODEL, "texts": ["fine"]}
@@ -444,7 +444,7 @@ def fuzz_request(rng, kind: str) -> tuple[bytes, str | None]:
 
 
 def test_fuzz_many_clients_mixing_valid_and_hostile_requests_during_alias_swaps(store):
-    """Issue 18, acceptance: >= 2,000 requests from 8 clients on 127.0.0.1, valid ones mixed with
+    """>= 2,000 requests from 8 clients on 127.0.0.1, valid ones mixed with
     malformed JSON, oversized bodies, lone surrogates, wrong types, huge batches and unknown
     versions, while @champion swaps: every valid request answered with the right version's
     predictions, every invalid one a 4xx with a message, no 5xx, the service alive."""

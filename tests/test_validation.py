@@ -133,7 +133,7 @@ def test_a_few_long_texts_are_a_warning_with_their_rows_not_a_refusal():
 
 
 def test_label_names_mlflow_cannot_log_fail_the_raw_gate_before_training():
-    """Issue 18, item 8: `4+ stars` would train every strategy, then fail to log
+    """`4+ stars` would train every strategy, then fail to log
     `test_precision_4+ stars`; the raw gate refuses it, names the setting that fixes it, and a
     label_map that renames it passes. MLflow itself refuses the name (checked here)."""
     import mlflow
@@ -160,7 +160,7 @@ def test_label_names_mlflow_cannot_log_fail_the_raw_gate_before_training():
 
 
 def test_data_docs_escape_labels_and_texts(tmp_path):
-    """Issue 18, item 10: a label or text such as `<script>alert(1)</script>` appears in the Great
+    """A label or text such as `<script>alert(1)</script>` appears in the Great
     Expectations Data Docs (unexpected values) as text, never as markup; the gate's own message
     still quotes it as it is."""
     payload, image = "<script>alert(1)</script>", "<img src=x onerror=alert(2)>"

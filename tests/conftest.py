@@ -147,3 +147,17 @@ def flow_run_logs(prefect_home: Path) -> list[tuple[str, list[str]]]:
         runs = db.execute("select id, state_type from flow_run").fetchall()
         return [(state, [m for (m,) in db.execute("select message from log where flow_run_id = ? order by timestamp",
                                                     (run_id,))]) for run_id, state in runs]
+
+
+def latest_step(folder: Path) -> int:
+    """The step of the checkpoint under `folder` (any subfolder), 0 when there is none."""
+    from tasks.training.checkpoint import FILE, read_checkpoint
+
+    return max((read_checkpoint(p)["state"]["step"] for p in Path(folder).rglob(FILE)), default=0)
+
+
+def read_history(client, model: str) -> list:
+    """The model's audit entries, oldest first."""
+    from tasks.registry.governance import history
+
+    return history(client, model).entries

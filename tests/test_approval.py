@@ -9,7 +9,7 @@ import time
 from mlflow.tracking import MlflowClient
 
 from flows.specialize import SpecializeInput, specialize
-from tasks.registry.governance import read_history
+from conftest import read_history
 from tasks.tracking import use_store
 
 MODEL = "rotten-tomatoes-sentiment"

@@ -17,10 +17,10 @@ from tasks.registry.governance import (
     champion_stack,
     metric_deltas,
     promote,
-    read_history,
     rollback,
 )
 from tasks.tracking import use_store
+from conftest import read_history
 
 MODEL = "gov-model"
 ADAPTFLOW = str(Path(sys.executable).parent / "adaptflow")

@@ -7,7 +7,8 @@ import torch
 
 from tasks.models.encoding import encode
 from tasks.models.loading import load_tokenizer
-from tasks.training.checkpoint import checkpointing, latest_step
+from conftest import latest_step
+from tasks.training.checkpoint import checkpointing
 from tasks.training.loop import LoopConfig, seed_everything, train
 
 LABELS = ["negative", "positive"]

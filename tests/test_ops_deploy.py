@@ -191,7 +191,7 @@ def test_deployment_runs_from_the_api_execute_on_the_served_process(served):
                                                       "params_file": str(project / "params.yaml")}})
     assert promoted.state.is_completed(), (promoted.state, log.read_text()[-3000:])
     assert "champion" in client.get_registered_model(MODEL).aliases
-    from tasks.registry.governance import read_history
+    from conftest import read_history
 
     assert read_history(client, MODEL)[-1].reviewer == ADMIN[0]   # the signed-in account, not a typed name
 

@@ -13,7 +13,8 @@ import pytest
 from conftest import env_for_subprocess
 from mlflow.tracking import MlflowClient
 
-from tasks.ops.servers import ServerError, free_port, pg_bin, start_mlflow, start_postgres, start_prefect
+from postgres_cluster import pg_bin, start_postgres
+from tasks.ops.servers import ServerError, free_port, start_mlflow, start_prefect
 
 ADAPTFLOW = str(Path(sys.executable).parent / "adaptflow")
 EXPERIMENT = "adaptflow-rotten-tomatoes"

@@ -12,7 +12,8 @@ from mlflow.tracking import MlflowClient
 
 from flows.specialize import SpecializeInput, specialize
 from tasks.tracking import use_store
-from tasks.training.checkpoint import FILE, latest_step
+from conftest import latest_step
+from tasks.training.checkpoint import FILE
 
 EXPERIMENT = "adaptflow-rotten-tomatoes"
 

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from conftest import env_for_subprocess
 from tasks.ops.accelerate_launch import command
 from tasks.ops.isolate import kill_tree
-from tasks.training.checkpoint import latest_step
+from conftest import latest_step
 
 TESTS = Path(__file__).resolve().parent
 # Float sums in another order (two processes, or two micro-batches) differ by about 1e-7 after 8

@@ -117,10 +117,6 @@ def history(client: MlflowClient, model: str) -> History:
     return History(entries, problems, current)
 
 
-def read_history(client: MlflowClient, model: str) -> list[AuditEntry]:
-    return history(client, model).entries
-
-
 def _current(client: MlflowClient, model: str) -> str | None:
     try:
         return str(client.get_model_version_by_alias(model, CHAMPION).version)

@@ -121,7 +121,7 @@ def load_rng(folder: Path, process: int, step: int) -> dict | None:
     path = _rng_file(folder, process)
     if not path.is_file():
         return None
-    saved = _read(path)
+    saved = read_checkpoint(path)
     return saved["rng"] if saved["step"] == step else None
 
 
@@ -141,7 +141,7 @@ def _shallow(obj) -> dict:
     return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
-def _read(path: Path) -> dict:
+def read_checkpoint(path: Path) -> dict:
     # Tensors, numbers, strings and containers only: nothing in a checkpoint is unpickled as code.
     return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -150,10 +150,5 @@ def load(folder: Path) -> Checkpoint | None:
     path = folder / FILE
     if not path.is_file():
         return None
-    raw = _read(path)
+    raw = read_checkpoint(path)
     return Checkpoint(**{**raw, "state": TrainingState(**raw["state"])})
-
-
-def latest_step(folder: Path) -> int:
-    """The step of the checkpoint under `folder` (any subfolder), 0 when there is none."""
-    return max((_read(p)["state"]["step"] for p in Path(folder).rglob(FILE)), default=0)

@@ -20,10 +20,7 @@ import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-# Errors a user can fix: shown as their message, without a traceback.
-_USER_ERRORS = ("SettingsError", "DataValidationError", "DataPipelineError", "BaseModelError",
-                "GovernanceError", "DataSourceError", "PrepareError", "TrackingUnavailable", "HardwareError",
-                "AllStrategiesFailed", "ForeignArtifact", "DataLockTimeout")
+from tasks.errors import UserError
 
 
 def _params_option(parser: argparse.ArgumentParser, help: str) -> None:
@@ -358,7 +355,7 @@ def _run_flow(args, server) -> int:
         if base or settings.task == "generation":
             check_base_for_task(resolve_base_path(settings.model.base, settings.root), settings.model.base,
                                 settings.task)
-    except ValueError as exc:
+    except (ValueError, UserError) as exc:
         print(f"adaptflow run: {exc}", file=sys.stderr)
         return 2
     import os
@@ -379,6 +376,12 @@ def _run_flow(args, server) -> int:
                                            data=data, base=base, task=args.task, tune=args.tune,
                                            tune_trials=args.tune_trials, await_approval=args.await_approval),
                            return_state=True)
+    return _outcome(state)
+
+
+def _outcome(state) -> int:
+    """Print what the specialize flow's final state says; the exit code: 0, 2 for a user error
+    (its message, no traceback), 1 for anything else (a bug: Prefect's log has its traceback)."""
     if state.is_completed():
         out = state.result()
         print(f"\n{out.table}\n\nMLflow parent run {out.parent_run_id}; data version {out.data_version}"
@@ -386,12 +389,12 @@ def _run_flow(args, server) -> int:
         for name, error in out.failed.items():   # recorded as FAILED child runs; the others went on
             print(f"FAILED {name}: {error.splitlines()[0] if error else ''}", file=sys.stderr)
         return 0
-    exc = state.result(raise_on_failure=False)
-    name = type(exc).__name__
-    if name in _USER_ERRORS:
+    exc = state.result(raise_on_failure=False)   # the exception the flow raised, its type intact
+    if isinstance(exc, UserError):
         print(f"\nadaptflow run stopped: {exc}", file=sys.stderr)
         return 2
-    print(f"\nadaptflow run failed ({name}): {exc}\nThe Prefect log above has the traceback.", file=sys.stderr)
+    print(f"\nadaptflow run failed ({type(exc).__name__}): {exc}\nThe Prefect log above has the traceback.",
+          file=sys.stderr)
     return 1
 
 

@@ -7,24 +7,15 @@ from dataclasses import dataclass
 
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field
 
-from flows.specialize import SpecializeInput, SpecializeOutput, specialize
+from flows.inputs import RetrainInput, SpecializeInput
+from flows.specialize import SpecializeOutput, specialize
 from tasks.config import load_settings
 from tasks.data.lock import data_steps_lock
 from tasks.data.steps import ingest_data
 from tasks.ops import retrain as decision
 from tasks.ops.tracking_check import check_tracking
 from tasks.tracking import code_version, configure, git_state, tracking_uri
-
-
-class RetrainInput(BaseModel):
-    """The scheduled run's parameters (set by `adaptflow deploy`)."""
-
-    params_file: str = Field("params.yaml", description="params file; its folder is the project root")
-    profile: str | None = Field(None, description="a profile under `profiles:` in the params file")
-    strategies: list[str] | None = Field(None, description="strategies to run; default: strategies.run")
-    force: bool = Field(False, description="retrain even when nothing changed")
 
 
 @dataclass(frozen=True)

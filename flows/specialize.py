@@ -24,7 +24,7 @@ from tasks.training.context import RunContext
 from tasks.training.retrieval_step import build_retrieval_index, retrieval_embedders
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SpecializeOutput:
     parent_run_id: str
     data_version: str
@@ -58,7 +58,8 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
             push_data(settings, data)
         tags = lineage_tags(tags, data)
         tag_run(parent_id, {**tags, "mlflow.runName": f"specialize-{data.version[:8]}"})
-        ctx = RunContext(settings, base, data, frames, experiment_id, parent_id, tags)
+        ctx = RunContext(settings=settings, base=base, data=data, frames=frames, experiment_id=experiment_id,
+                         parent_run_id=parent_id, tags=tags)
         if retrieval_embedders(ctx):
             build_retrieval_index(ctx)   # once, from train only; each retrieval strategy reuses it
         trained = train_strategies(ctx, spares)
@@ -72,6 +73,8 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
                               settings.project.approval_timeout_seconds,
                               settings.project.approval_poll_seconds,
                               pipeline_account=settings.project.pipeline_account).outcome
-    return SpecializeOutput(parent_id, data.version, registration.version, registration.strategy,
-                            registration.decision.set_challenger, table, review, str(report),
-                            {r.strategy: r.model_uri for r in trained.results}, trained.failures)
+    return SpecializeOutput(parent_run_id=parent_id, data_version=data.version,
+                            registered_version=registration.version, candidate=registration.strategy,
+                            challenger_set=registration.decision.set_challenger, table=table, review=review,
+                            report=str(report), models={r.strategy: r.model_uri for r in trained.results},
+                            failed=trained.failures)

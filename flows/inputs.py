@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 _PARAMS = "params file; its folder holds the local MLflow store, which MLFLOW_TRACKING_URI overrides"
 _MODEL = "registered model name (project.registered_model in params)"
 _REVIEWER = ("optional: the account you expect to act as. The audit history records the account the MLflow "
-             "server signs you in as (a different name is refused); on a local store, this name (default: "
-             "your OS account), marked as not authenticated")
+             "server signs in (yours on the command line, the flow's from a form; a different name is refused); "
+             "on a local store, this name (default: the OS account), marked as not authenticated")
 _REASON = "why (kept in the audit history)"
 
 

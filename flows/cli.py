@@ -20,10 +20,8 @@ import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-# Errors a user can fix: shown as their message, without a traceback.
-_USER_ERRORS = ("SettingsError", "DataValidationError", "DataPipelineError", "BaseModelError",
-                "GovernanceError", "DataSourceError", "PrepareError", "TrackingUnavailable", "HardwareError",
-                "AllStrategiesFailed", "ForeignArtifact", "DataLockTimeout")
+from flows.options import Spelling, add_options, build, flags, values
+from tasks.errors import UserError
 
 
 def _params_option(parser: argparse.ArgumentParser, help: str) -> None:
@@ -45,61 +43,47 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Where `adaptflow run` spells the form's fields (flows/inputs.py) its own way; the rest is generated.
+RUN_SPELLING = {"params_file": Spelling(("--params",), metavar="PARAMS"), "base": Spelling(metavar="PATH"),
+                "tune_trials": Spelling(metavar="N")}
+DATA_SPELLING = {"path": Spelling(("--data",), metavar="FILE", default=None),   # optional here: no file, no group
+                 "text_col": Spelling(("--text-col", "--input-col"))}
+# The reviewer commands: the model is positional; a version or an alias, one of them, none preselected.
+REVIEW_SPELLING = {"model": Spelling(("model",)), "params_file": Spelling(("--params",), metavar="PARAMS"),
+                   "from_alias": Spelling(("--from",), default=None)}
+
+
 def _run_command(sub) -> None:
+    from flows.inputs import DataInput, SpecializeInput
+
     run = sub.add_parser("run", help="run the specialize flow: data, validation, strategies, registry",
                          description="Version the data with DVC, validate it with Great Expectations, "
                                      "train and evaluate each strategy, log to MLflow, and register "
                                      "the best candidate (moving @challenger when it earns it).")
-    _params_option(run, "params file (default: params.yaml)")
-    run.add_argument("--profile", help="profile from the params file's `profiles:`, e.g. smoke")
-    run.add_argument("--strategies", help="comma-separated strategy names, or `all` "
-                                          "(default: strategies.run in params); a trained strategy "
-                                          "with `+retrieval` (lora+retrieval) runs it with each "
-                                          "input's nearest train examples")
-    run.add_argument("--base", metavar="PATH", help="your own base model: a local Hugging Face model folder, "
-                                                    "encoder or causal LM (default: model.base in params)")
-    run.add_argument("--task", choices=["classification", "generation"],
-                     help="what the model learns: a label per text, or a text per input (default: task in "
-                          "params; the headlines profile is generation)")
+    names = tuple(SpecializeInput.model_fields)
+    at = names.index("data")   # the form's data: the group of DataInput's fields, in its place
+    add_options(run, SpecializeInput, only=names[:at], spelling=RUN_SPELLING)
     own = run.add_argument_group(
         "your own data", "A CSV, TSV, JSONL or Parquet file instead of data.source in params; the dataset "
                          "keys under data: then start from their defaults (README, \"Your own data\").")
-    own.add_argument("--data", metavar="FILE", help="the data file (relative to the current folder)")
-    own.add_argument("--text-col", "--input-col", dest="text_col",
-                     help="the text column; generation: the input column (default: text)")
-    own.add_argument("--label-col", help="the label column (default: label)")
-    own.add_argument("--target-col", help="generation: the column holding the text to write")
-    own.add_argument("--split-col", help="the file's own split column, values train/validation/test")
-    own.add_argument("--group-col", help="split grouped by this column: no group in two splits")
-    own.add_argument("--labels", help="comma-separated declared label set (default: inferred and logged)")
-    run.add_argument("--tune", action="store_true",
-                     help="tune each trained strategy with Optuna on the train and validation splits before its "
-                          "final training (tune: in params: trials, minutes, storage, search spaces)")
-    run.add_argument("--tune-trials", type=int, metavar="N",
-                     help="with --tune: trials per strategy (default: tune.trials in params)")
-    run.add_argument("--await-approval", action="store_true",
-                     help="after proposing a challenger, pause until a reviewer approves or rejects it in "
-                          "the Prefect UI (needs PREFECT_API_URL: a server the reviewer can reach)")
+    add_options(own, DataInput, spelling=DATA_SPELLING)
+    add_options(run, SpecializeInput, only=names[at + 1:], spelling=RUN_SPELLING)
 
 
 def _registry_commands(sub) -> None:
+    from flows.inputs import PromoteInput, RollbackInput
+
     store = argparse.ArgumentParser(add_help=False)
-    store.add_argument("model", help="registered model name (project.registered_model in params)")
-    _params_option(store, "params file; its folder holds the local MLflow store (MLFLOW_TRACKING_URI overrides)")
+    add_options(store, RollbackInput, only=("model", "params_file"), spelling=REVIEW_SPELLING)
     store.add_argument("--profile", help="profile from the params file's `profiles:` (its project.pipeline_account "
                                          "is the account promote and rollback refuse)")
     reviewer = argparse.ArgumentParser(add_help=False)
-    reviewer.add_argument("--reviewer", help="optional: the account you expect to act as. The audit history "
-                                             "records the account the MLflow server signs you in as (a "
-                                             "different name is refused); on a local store, this name "
-                                             "(default: your OS account), marked as not authenticated")
-    reviewer.add_argument("--reason", required=True, help="why (kept in the audit history)")
+    add_options(reviewer, RollbackInput, only=("reviewer", "reason"), spelling=REVIEW_SPELLING)
     promote = sub.add_parser("promote", parents=[store, reviewer], help="move @champion to a version (reviewers)",
                              description="Move @champion to a version and append who, when, why, the "
                                          "previous champion and the metric deltas to the audit history.")
-    which = promote.add_mutually_exclusive_group(required=True)
-    which.add_argument("--version", help="the version number to promote")
-    which.add_argument("--from", dest="from_alias", help="promote the version holding this alias, e.g. challenger")
+    add_options(promote.add_mutually_exclusive_group(required=True), PromoteInput, only=("version", "from_alias"),
+                spelling=REVIEW_SPELLING)
     sub.add_parser("rollback", parents=[store, reviewer], help="move @champion back to the previous champion",
                    description="Move @champion back one step in the champion history; repeated, it walks "
                                "further back. With no earlier champion it says so and changes nothing.")
@@ -201,7 +185,7 @@ def _govern(args) -> int:
     from tasks.config import read_pipeline_account
     from tasks.registry import governance
 
-    client, uri = _registry(args.params)
+    client, uri = _registry(args.params_file)
     try:
         if args.command == "history":
             found = governance.history(client, args.model)
@@ -209,7 +193,7 @@ def _govern(args) -> int:
             for problem in found.problems:   # tampering, gaps, unreadable entries: reported, never fatal
                 print(f"adaptflow history: WARNING: {problem}", file=sys.stderr)
             return 1 if found.problems else 0
-        pipeline = read_pipeline_account(args.params, args.profile)
+        pipeline = read_pipeline_account(args.params_file, args.profile)
         if args.command == "promote":
             print(governance.promote(client, uri, args.model, args.reviewer, args.reason,
                                      version=args.version, from_alias=args.from_alias,
@@ -275,22 +259,34 @@ def list_strategies() -> str:
 
 def data_input(args) -> dict | None:
     """The --data options as the flow's `data` form (None without --data)."""
-    from pathlib import Path
+    from flows.inputs import DataInput
 
-    columns = {"text_col": args.text_col, "label_col": args.label_col, "target_col": args.target_col,
-               "split_col": args.split_col,
-               "group_col": args.group_col}
-    if not args.data:
-        given = [f"--{k.replace('_', '-')}" for k, v in columns.items() if v] + (["--labels"] if args.labels else [])
+    chosen = values(args, DataInput)
+    path = chosen.pop("path")
+    if not path:
+        given = [flags(name, DATA_SPELLING.get(name))[0] for name, value in chosen.items() if value]
         if given:
             raise ValueError(f"{', '.join(given)} describe(s) a file given with --data FILE; for the file in "
                              f"params, set the same keys under data: (text_col, label_col, ...)")
         return None
-    path = Path(args.data).expanduser().resolve()
-    if not path.is_file():
-        raise ValueError(f"--data {args.data}: no such file ({path})")
-    labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
-    return {"path": str(path), **columns, "labels": labels}
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.is_file():
+        raise ValueError(f"--data {path}: no such file ({resolved})")
+    return {"path": str(resolved), **chosen}
+
+
+def run_input(args):
+    """The specialize flow's form (SpecializeInput), filled from `adaptflow run`'s options; paths
+    resolved from the current folder."""
+    from flows.inputs import SpecializeInput
+
+    data = data_input(args)
+    if args.tune_trials is not None and not args.tune:
+        raise ValueError("--tune-trials N goes with --tune")
+    chosen = values(args, SpecializeInput)
+    if chosen["base"]:
+        chosen["base"] = str(Path(chosen["base"]).expanduser().resolve())
+    return build(SpecializeInput, {**chosen, "data": data}, RUN_SPELLING)
 
 
 def _start_temporary_prefect_server():
@@ -341,44 +337,45 @@ def _send_what_prefect_holds(timeout: float = 30) -> None:
 
 
 def _run_flow(args, server) -> int:
-    from tasks.config import load_settings, run_overrides
-    from tasks.models.base import check_base_for_task, resolve_base_path
-    from tasks.training.hardware import check_hardware
-
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies else None
-    base = str(Path(args.base).expanduser().resolve()) if args.base else None
     try:  # fail in seconds, before the flow starts, when a setting or the hardware is wrong
-        data = data_input(args)
-        if args.tune_trials is not None and not args.tune:
-            raise ValueError("--tune-trials N goes with --tune")
-        tune = {"enabled": True, **({"trials": args.tune_trials} if args.tune_trials is not None else {})} \
-            if args.tune else None
-        settings = load_settings(args.params, args.profile, strategies, run_overrides(data, base, args.task, tune))
-        check_hardware(settings.train)
-        if base or settings.task == "generation":
-            check_base_for_task(resolve_base_path(settings.model.base, settings.root), settings.model.base,
-                                settings.task)
-    except ValueError as exc:
+        run = run_input(args)
+        _check(run)
+    except (ValueError, UserError) as exc:
         print(f"adaptflow run: {exc}", file=sys.stderr)
         return 2
     import os
 
-    if args.await_approval and not os.environ.get("PREFECT_API_URL"):
+    if run.await_approval and not os.environ.get("PREFECT_API_URL"):
         print("adaptflow run: --await-approval needs a Prefect server the reviewer can reach; set "
               "PREFECT_API_URL (e.g. start one with `prefect server start`)", file=sys.stderr)
         return 2
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.specialize import SpecializeInput, specialize
+    from flows.specialize import specialize
 
     if server is not None:
         _import_what_the_data_steps_use()   # while the server finishes starting
         server.wait_healthy(poll=0.1)
     with temporary_settings({PREFECT_API_URL: server.url} if server is not None else {}):
-        state = specialize(SpecializeInput(params_file=args.params, profile=args.profile, strategies=strategies,
-                                           data=data, base=base, task=args.task, tune=args.tune,
-                                           tune_trials=args.tune_trials, await_approval=args.await_approval),
-                           return_state=True)
+        state = specialize(run, return_state=True)
+    return _outcome(state)
+
+
+def _check(run) -> None:
+    """What the run's form gets wrong that shows in seconds: its settings, the hardware they ask
+    for, a base model that cannot do the task."""
+    from tasks.models.base import check_base_for_task, resolve_base_path
+    from tasks.training.hardware import check_hardware
+
+    settings = run.settings()
+    check_hardware(settings.train)
+    if run.base or settings.task == "generation":
+        check_base_for_task(resolve_base_path(settings.model.base, settings.root), settings.model.base, settings.task)
+
+
+def _outcome(state) -> int:
+    """Print what the specialize flow's final state says; the exit code: 0, 2 for a user error
+    (its message, no traceback), 1 for anything else (a bug: Prefect's log has its traceback)."""
     if state.is_completed():
         out = state.result()
         print(f"\n{out.table}\n\nMLflow parent run {out.parent_run_id}; data version {out.data_version}"
@@ -386,12 +383,12 @@ def _run_flow(args, server) -> int:
         for name, error in out.failed.items():   # recorded as FAILED child runs; the others went on
             print(f"FAILED {name}: {error.splitlines()[0] if error else ''}", file=sys.stderr)
         return 0
-    exc = state.result(raise_on_failure=False)
-    name = type(exc).__name__
-    if name in _USER_ERRORS:
+    exc = state.result(raise_on_failure=False)   # the exception the flow raised, its type intact
+    if isinstance(exc, UserError):
         print(f"\nadaptflow run stopped: {exc}", file=sys.stderr)
         return 2
-    print(f"\nadaptflow run failed ({name}): {exc}\nThe Prefect log above has the traceback.", file=sys.stderr)
+    print(f"\nadaptflow run failed ({type(exc).__name__}): {exc}\nThe Prefect log above has the traceback.",
+          file=sys.stderr)
     return 1
 
 

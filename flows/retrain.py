@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field
 
-from flows.specialize import SpecializeInput, SpecializeOutput, specialize
+from flows.inputs import RetrainInput, SpecializeInput
+from flows.specialize import SpecializeOutput, specialize
 from tasks.config import load_settings
 from tasks.data.lock import data_steps_lock
 from tasks.data.steps import ingest_data
@@ -18,16 +18,7 @@ from tasks.ops.tracking_check import check_tracking
 from tasks.tracking import code_version, configure, git_state, tracking_uri
 
 
-class RetrainInput(BaseModel):
-    """The scheduled run's parameters (set by `adaptflow deploy`)."""
-
-    params_file: str = Field("params.yaml", description="params file; its folder is the project root")
-    profile: str | None = Field(None, description="a profile under `profiles:` in the params file")
-    strategies: list[str] | None = Field(None, description="strategies to run; default: strategies.run")
-    force: bool = Field(False, description="retrain even when nothing changed")
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RetrainOutput:
     retrained: bool
     reason: str
@@ -42,17 +33,18 @@ def retrain(run: RetrainInput = RetrainInput()) -> RetrainOutput:
     experiment_id = configure(settings.root, settings.project.experiment)
     with data_steps_lock(settings.root, settings.ops.data_lock_timeout_seconds, "retrain", get_run_logger().warning):
         raw = ingest_data(settings)   # `dvc repro ingest`: a changed source is copied, hashed and versioned
-    current = decision.Inputs(raw.md5, code_version(settings.root), settings.params_hash(),
-                              git_state(settings.root)[0])
+    current = decision.Inputs(data=raw.md5, code=code_version(settings.root), params=settings.params_hash(),
+                              commit=git_state(settings.root)[0])
     last = decision.last_successful(MlflowClient(), experiment_id)
     verdict = decision.decide(current, *(last or (None, None)))
     logger = get_run_logger()
     if not verdict.retrain and not run.force:
         logger.info("retrain %s", verdict.reason)
-        return RetrainOutput(False, verdict.reason, raw.md5)
+        return RetrainOutput(retrained=False, reason=verdict.reason, raw_md5=raw.md5)
     logger.info("retraining: %s", verdict.reason if verdict.retrain else "forced")
     out = specialize(SpecializeInput(params_file=run.params_file, profile=run.profile, strategies=run.strategies))
     logger.info("proposed %s v%s (%s); @challenger %s. Promotion is a reviewer's call (`promote` deployment).",
                 settings.project.registered_model, out.registered_version, out.candidate,
                 "set" if out.challenger_set else "unchanged")
-    return RetrainOutput(True, verdict.reason if verdict.retrain else "forced", raw.md5, out)
+    return RetrainOutput(retrained=True, reason=verdict.reason if verdict.retrain else "forced", raw_md5=raw.md5,
+                         specialize=out)

@@ -7,25 +7,8 @@ import os
 from pathlib import Path
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field
 
-
-class PromoteInput(BaseModel):
-    model: str = Field(description="registered model name, e.g. rotten-tomatoes-sentiment")
-    version: str | None = Field(None, description="the version to promote (or from_alias)")
-    from_alias: str | None = Field("challenger", description="promote the version holding this alias")
-    reviewer: str | None = Field(None, description="optional: the MLflow account you expect this run to act as; "
-                                                   "the history records the account it signs in with")
-    reason: str = Field(min_length=1, description="why (kept in the audit history)")
-    params_file: str = Field("params.yaml", description="params file; its folder holds the local MLflow store")
-
-
-class RollbackInput(BaseModel):
-    model: str = Field(description="registered model name")
-    reviewer: str | None = Field(None, description="optional: the MLflow account you expect this run to act as; "
-                                                   "the history records the account it signs in with")
-    reason: str = Field(min_length=1, description="why (kept in the audit history)")
-    params_file: str = Field("params.yaml", description="params file; its folder holds the local MLflow store")
+from flows.inputs import PromoteInput, RollbackInput
 
 
 def _registry(params_file: str):

@@ -4,12 +4,11 @@ not stop the others) -> register -> publish."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field
 
-from tasks.config import load_settings, run_overrides
+# DataInput: re-exported, so a flow's caller imports the form and its parts from here.
+from flows.inputs import DataInput, SpecializeInput  # noqa: F401
 from tasks.data.lock import data_steps_lock
 from tasks.data.steps import ingest_data, push_data, split_data, validate_data, validate_raw_data
 from tasks.evaluation.steps import publish_comparison, publish_report
@@ -25,38 +24,7 @@ from tasks.training.context import RunContext
 from tasks.training.retrieval_step import build_retrieval_index, retrieval_embedders
 
 
-class DataInput(BaseModel):
-    """The user's own data file (replaces the dataset described under `data:` in params)."""
-
-    path: str = Field(description="CSV, TSV, JSONL or Parquet file (optionally .gz/.bz2/.xz/.zip)")
-    text_col: str | None = Field(None, description="the text column; generation: the input (default: text)")
-    label_col: str | None = Field(None, description="the label column (default: label)")
-    target_col: str | None = Field(None, description="generation: the column holding the text to write")
-    split_col: str | None = Field(None, description="the file's own split column: train/validation/test")
-    group_col: str | None = Field(None, description="split grouped by this column (no group in two splits)")
-    labels: list[str] | None = Field(None, description="the declared label set; default: inferred and logged")
-
-
-class SpecializeInput(BaseModel):
-    """The form a run takes (the Prefect UI renders it)."""
-
-    params_file: str = Field("params.yaml", description="params file; its folder is the project root")
-    profile: str | None = Field(None, description="a profile under `profiles:` in the params file, e.g. smoke")
-    strategies: list[str] | None = Field(None, description="strategies to run; default: strategies.run; ['all'] for every one; "
-                                                            "a trained strategy + '+retrieval' (lora+retrieval) adds retrieved examples")
-    data: DataInput | None = Field(None, description="your own data file; default: data.source in params")
-    base: str | None = Field(None, description="your own base model: a local Hugging Face model folder "
-                                               "(absolute path); default: model.base in params")
-    task: Literal["classification", "generation"] | None = Field(
-        None, description="a label per text, or a text per input; default: task in params")
-    tune: bool = Field(False, description="tune each trained strategy (Optuna, train + validation only) "
-                                          "before its final training; default: tune.enabled in params")
-    tune_trials: int | None = Field(None, ge=1, description="with tune: trials per strategy; default: tune.trials")
-    await_approval: bool = Field(False, description="after proposing a challenger, pause for a reviewer's "
-                                                    "approve/reject in the Prefect UI")
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SpecializeOutput:
     parent_run_id: str
     data_version: str
@@ -72,10 +40,7 @@ class SpecializeOutput:
 
 @flow(name="specialize", log_prints=True)
 def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
-    data = run.data.model_dump() if run.data else None
-    tune = {"enabled": True, **({"trials": run.tune_trials} if run.tune_trials else {})} if run.tune else None
-    settings = load_settings(run.params_file, run.profile, run.strategies,
-                             run_overrides(data, run.base, run.task, tune))
+    settings = run.settings()
     hardware = check_hardware(settings.train)   # a wrong device fails here, before any data is read
     check_tracking(tracking_uri(settings.root), settings.ops.tracking_check_seconds)   # seconds, not minutes
     base = resolve_base(settings.model.base, settings.root, settings.task)
@@ -93,7 +58,8 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
             push_data(settings, data)
         tags = lineage_tags(tags, data)
         tag_run(parent_id, {**tags, "mlflow.runName": f"specialize-{data.version[:8]}"})
-        ctx = RunContext(settings, base, data, frames, experiment_id, parent_id, tags)
+        ctx = RunContext(settings=settings, base=base, data=data, frames=frames, experiment_id=experiment_id,
+                         parent_run_id=parent_id, tags=tags)
         if retrieval_embedders(ctx):
             build_retrieval_index(ctx)   # once, from train only; each retrieval strategy reuses it
         trained = train_strategies(ctx, spares)
@@ -107,6 +73,8 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
                               settings.project.approval_timeout_seconds,
                               settings.project.approval_poll_seconds,
                               pipeline_account=settings.project.pipeline_account).outcome
-    return SpecializeOutput(parent_id, data.version, registration.version, registration.strategy,
-                            registration.decision.set_challenger, table, review, str(report),
-                            {r.strategy: r.model_uri for r in trained.results}, trained.failures)
+    return SpecializeOutput(parent_run_id=parent_id, data_version=data.version,
+                            registered_version=registration.version, candidate=registration.strategy,
+                            challenger_set=registration.decision.set_challenger, table=table, review=review,
+                            report=str(report), models={r.strategy: r.model_uri for r in trained.results},
+                            failed=trained.failures)

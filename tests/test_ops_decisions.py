@@ -20,7 +20,7 @@ def test_no_successful_run_yet_retrains():
 
 
 def test_nothing_changed_skips_and_says_why():
-    verdict = decide(NOW, Inputs(NOW.data, NOW.code, NOW.params, "abc1234"), "run42")
+    verdict = decide(NOW, Inputs(data=NOW.data, code=NOW.code, params=NOW.params, commit="abc1234"), "run42")
     assert not verdict.retrain
     assert verdict.reason.startswith("skipped: data dddddddd, code cccccccc (commit abc1234) and params pppppppp")
     assert verdict.reason.endswith("run42")
@@ -34,7 +34,7 @@ def test_any_change_retrains_and_names_it(field, label):
 
 
 def test_a_run_from_before_code_versions_counts_as_changed():
-    verdict = decide(NOW, Inputs(NOW.data, "", NOW.params))
+    verdict = decide(NOW, Inputs(data=NOW.data, code="", params=NOW.params))
     assert verdict.retrain and "code (unrecorded) -> cccccccc" in verdict.reason
 
 

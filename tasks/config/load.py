@@ -78,13 +78,13 @@ def user_data_override(path: str, text_col: str | None = None, label_col: str | 
 
 
 def run_overrides(data: dict | None = None, base: str | None = None, task: str | None = None,
-                  tune: dict | None = None) -> dict | None:
+                  tune: bool = False, tune_trials: int | None = None) -> dict | None:
     """What the command line (or the Prefect form) overrides: the user's data file
     (`user_data_override`), the base model folder (`--base PATH` -> model.base), the task and
-    tuning (`--tune` -> tune.enabled, keys merged into tune:)."""
+    tuning (`--tune` -> tune.enabled, `--tune-trials N` with it -> tune.trials)."""
     out = user_data_override(**data) if data else {}
     if tune:
-        out["tune"] = tune
+        out["tune"] = {"enabled": True, **({"trials": tune_trials} if tune_trials is not None else {})}
     if base:
         out["model"] = {"base": base}
     if task:

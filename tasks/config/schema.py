@@ -5,10 +5,12 @@ import copy
 from dataclasses import fields
 from typing import TypeVar
 
+from tasks.errors import UserError
+
 T = TypeVar("T")
 
 
-class SettingsError(ValueError):
+class SettingsError(ValueError, UserError):
     """A setting in params.yaml (or a profile, or the command line) is wrong."""
 
 

@@ -33,6 +33,7 @@ import pandas as pd
 from tasks.config import DataSettings, Settings, ValidationSettings
 from tasks.data.prepare import SPLIT_VALUES, kept_labels, normalise
 from tasks.data.source import ReadProblem, line_of
+from tasks.errors import UserError
 from tasks.tasktypes import task_type
 
 # Derived columns: what each means in a message.
@@ -65,7 +66,7 @@ GENERATION_HINTS = {
 }
 
 
-class DataValidationError(RuntimeError):
+class DataValidationError(RuntimeError, UserError):
     """The data broke its contract; training must not start."""
 
 

@@ -13,13 +13,14 @@ import yaml
 
 from tasks.config import DataSettings, write_dataset_params
 from tasks.data.prepare import SPLITS
+from tasks.errors import UserError
 
 DATA_PARAMS = "data-params.yaml"   # generated; dvc.yaml reads it; commit it with dvc.lock
 # Keys data-params.yaml holds beside the DataSettings fields (resolved where the run started).
 STAGE_KEYS = ("source_file", "raw_path")
 
 
-class DataPipelineError(RuntimeError):
+class DataPipelineError(RuntimeError, UserError):
     """A DVC command failed; the message carries its output."""
 
 

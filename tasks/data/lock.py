@@ -20,11 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
+from tasks.errors import UserError
+
 LOCK_FILE = ".cache/adaptflow-data.lock"
 POLL_SECONDS = 1.0
 
 
-class DataLockTimeout(RuntimeError):
+class DataLockTimeout(RuntimeError, UserError):
     """Another run kept the project's data steps for longer than the timeout."""
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.config import DataSettings
+from tasks.errors import UserError
 
 SPLITS = ("train", "validation", "test")
 # Values accepted in a user's split column; anything else is a validation error.
@@ -17,7 +18,7 @@ SPLIT_VALUES = {"train": "train", "validation": "validation", "val": "validation
                 "dev": "validation", "test": "test"}
 
 
-class PrepareError(ValueError):
+class PrepareError(ValueError, UserError):
     """The data cannot be split as configured; the message says which setting to change."""
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from tasks.errors import UserError
+
 PACKAGE_PREFIX = "package:"
 COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lambda path, mode: _XzReader(path)}
 # xz decoders allocate the dictionary a file's header asks for (8 MB at the default preset, 64 MB
@@ -27,7 +29,7 @@ DELIMITERS = {"csv": ",", "tsv": "\t"}
 _OTHER_SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe", ",": "comma"}
 
 
-class DataSourceError(ValueError):
+class DataSourceError(ValueError, UserError):
     """The data file cannot be found or its format cannot be told; the message says how to fix it."""
 
 

@@ -8,10 +8,11 @@ import importlib.util
 from pathlib import Path
 from typing import Callable
 
+from tasks.errors import UserError
 from tasks.models.causal_lm import smollm2_folder
 
 
-class BaseModelError(ValueError):
+class BaseModelError(ValueError, UserError):
     """The base model cannot be found, or is not the one an artifact was trained on."""
 
 

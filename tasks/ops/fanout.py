@@ -18,6 +18,7 @@ from prefect.context import TaskRunContext
 
 from tasks.config import OpsSettings, Settings
 from tasks.evaluation.record import StrategyResult
+from tasks.errors import UserError
 from tasks.training.context import RunContext
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class Trained:
     failures: dict[str, str] = field(default_factory=dict)  # strategy -> its error (after retries)
 
 
-class AllStrategiesFailed(RuntimeError):
+class AllStrategiesFailed(RuntimeError, UserError):
     """No strategy finished: nothing to register."""
 
 

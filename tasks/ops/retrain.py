@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Inputs:
     data: str          # data.raw_md5
     code: str          # code.version
@@ -42,6 +42,6 @@ def last_successful(client, experiment_id: str) -> tuple[Inputs, str] | None:
         tags = run.data.tags
         if "mlflow.parentRunId" in tags:
             continue
-        return Inputs(tags.get("data.raw_md5", ""), tags.get("code.version", ""), tags.get("params.hash", ""),
-                      tags.get("git.commit", "")), run.info.run_id
+        return Inputs(data=tags.get("data.raw_md5", ""), code=tags.get("code.version", ""),
+                      params=tags.get("params.hash", ""), commit=tags.get("git.commit", "")), run.info.run_id
     return None

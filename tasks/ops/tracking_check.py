@@ -10,8 +10,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from tasks.errors import UserError
 
-class TrackingUnavailable(RuntimeError):
+
+class TrackingUnavailable(RuntimeError, UserError):
     """The MLflow tracking store cannot be reached (the message says where and what to do)."""
 
 

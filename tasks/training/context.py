@@ -11,7 +11,7 @@ from tasks.data.dvc import DataVersion
 from tasks.models.base import ResolvedBase
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunContext:
     settings: Settings             # with the label set the raw-data gate settled on
     base: ResolvedBase             # model.base, resolved and fingerprinted

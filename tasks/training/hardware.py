@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tasks.config import TrainSettings
+from tasks.errors import UserError
 
 
-class HardwareError(ValueError):
+class HardwareError(ValueError, UserError):
     """The settings ask for hardware this machine does not have; the message says what to change."""
 
 

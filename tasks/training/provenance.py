@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Any
 
+from tasks.errors import UserError
+
 # What adaptflow's strategies write (adapter / model weights, configs, PEFT's README, a retrieval
 # strategy's FAISS index: vectors and ids in FAISS's own format, read by faiss.read_index, no code).
 STRATEGY_SUFFIXES = (".safetensors", ".json", ".md", ".txt", ".faiss")
@@ -22,7 +24,7 @@ CODE_LOADER = "mlflow.pyfunc.loaders.code_model"
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".cloudpickle", ".joblib", ".bin", ".pt", ".pth", ".ckpt")
 
 
-class ForeignArtifact(ValueError):
+class ForeignArtifact(ValueError, UserError):
     """A registered version whose artifact is not adaptflow's: refused, nothing of it loaded."""
 
 

@@ -365,11 +365,12 @@ def _check(run) -> None:
     """What the run's form gets wrong that shows in seconds: its settings, the hardware they ask
     for, a base model that cannot do the task."""
     from tasks.models.base import check_base_for_task, resolve_base_path
+    from tasks.tasktypes import task_type
     from tasks.training.hardware import check_hardware
 
     settings = run.settings()
     check_hardware(settings.train)
-    if run.base or settings.task == "generation":
+    if run.base or task_type(settings.task).base_kind != "any":
         check_base_for_task(resolve_base_path(settings.model.base, settings.root), settings.model.base, settings.task)
 
 

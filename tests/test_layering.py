@@ -178,6 +178,18 @@ def test_no_code_outside_the_task_types_branches_on_a_task_name():
     assert found == {}, f"{sum(map(len, found.values()))} task-name branches: ask the task type instead: {found}"
 
 
+def test_the_run_form_offers_exactly_the_registered_task_types():
+    """The Prefect form's (and `--task`'s) choices are a Literal, so the UI shows them; it must
+    name the registered task types, no more, no fewer."""
+    import typing
+
+    from flows.inputs import SpecializeInput
+    from tasks.tasktypes import names
+
+    choices = typing.get_args(typing.get_args(SpecializeInput.model_fields["task"].annotation)[0])
+    assert choices == names()
+
+
 def test_the_task_name_check_catches_a_planted_branch():
     planted = ('def f(settings, task):\n    if settings.task == "generation":\n        return 1\n'
                '    keys = {"classification": 1}\n    return task in ("classification", "other")\n')

@@ -1,7 +1,7 @@
 """The CLI's own behaviour: help texts, the strategy list, and fast, clear setting errors."""
 from conftest import ROOT
 
-from flows.cli import list_strategies, main
+from flows.cli import main
 from tasks.strategies import registry
 
 
@@ -10,7 +10,7 @@ def test_strategies_lists_every_registered_one_with_defaults(capsys):
     out = capsys.readouterr().out
     for name in registry.names():   # every task's
         assert f"\n{name}  [" in f"\n{out}"
-    assert "    r = 8" in list_strategies()
+    assert "    r: int = 8" in registry.describe_all()
 
 
 def test_bad_settings_fail_before_any_work(capsys):

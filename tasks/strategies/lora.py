@@ -1,24 +1,25 @@
 """LoRA (PEFT): low-rank updates on the chosen linear layers; the head trains too."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.strategies._peft import peft_strategy
-from tasks.strategies.registry import TrainableParams, register
+from tasks.strategies.registry import TrainableParams, learning_rate_field, register
 from tasks.strategies.search import Choice, Range
 
 
 @dataclass(frozen=True)
 class LoraParams(TrainableParams):
-    learning_rate: float = 1e-3
-    r: int = 8                 # rank of each update
-    alpha: int = 16            # scaling is alpha / r
-    dropout: float = 0.1
-    # BERT names: query/key/value (attention), dense (attention output, FFN, pooler); Llama:
-    # q_proj/k_proj/v_proj/o_proj, gate/up/down_proj. None: PEFT's default for the architecture
-    # (the attention query and value projections for BERT and Llama alike).
-    target_modules: list[str] | None = None
+    learning_rate: float = learning_rate_field(1e-3)
+    r: int = field(default=8, metadata={"help": "rank of each low-rank update"})
+    alpha: int = field(default=16, metadata={"help": "scaling of each update: alpha / r"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout on the LoRA path, in [0, 1)"})
+    target_modules: list[str] | None = field(default=None, metadata={
+        "help": "the linear layers that get an update. BERT: query, key, value (attention), dense (attention "
+                "output, FFN, pooler); Llama: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj. "
+                "null: PEFT's default for the architecture (the attention query and value projections for "
+                "BERT and Llama alike)"})
     POSITIVE = ("r", "alpha")
     # alpha stays fixed, so a larger rank also scales each update down (alpha / r)
     SEARCH = {"learning_rate": Range(2e-4, 5e-3, log=True), "r": Choice((4, 8, 16))}

@@ -1,20 +1,21 @@
 """Prefix tuning (PEFT): trainable key/value prefixes in every attention layer."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.strategies._peft import peft_strategy
-from tasks.strategies.registry import TrainableParams, register
+from tasks.strategies.registry import TrainableParams, learning_rate_field, register
 from tasks.strategies.search import Choice, Range
 
 
 @dataclass(frozen=True)
 class PrefixTuningParams(TrainableParams):
-    learning_rate: float = 1e-2
-    num_virtual_tokens: int = 10
-    # Reparameterise the prefix through an MLP while training (stabler); off keeps it direct.
-    prefix_projection: bool = False
+    learning_rate: float = learning_rate_field(1e-2)
+    num_virtual_tokens: int = field(default=10, metadata={
+        "help": "prefix length: key/value positions added in every attention layer (1..100)"})
+    prefix_projection: bool = field(default=False, metadata={
+        "help": "reparameterise the prefix through an MLP while training (stabler); false keeps it direct"})
     # The MLP reparameterisation is what the prefix-tuning paper needed for stable training.
     SEARCH = {"learning_rate": Range(1e-3, 1e-1, log=True), "num_virtual_tokens": Choice((10, 20)),
               "prefix_projection": Choice((False, True)), "epochs": Choice((2, 3))}

@@ -4,20 +4,22 @@ For BERT the virtual tokens go in front of [CLS], so the pooler reads the first 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.strategies._peft import peft_strategy
-from tasks.strategies.registry import TrainableParams, register
+from tasks.strategies.registry import TrainableParams, learning_rate_field, register
 from tasks.strategies.search import Choice, Range
 
 
 @dataclass(frozen=True)
 class PromptTuningParams(TrainableParams):
-    learning_rate: float = 3e-2
-    num_virtual_tokens: int = 10   # 20 tokens cost about 25 % throughput at max_length 64
-    # Initialise the virtual tokens from this text's embeddings ("" = random init).
-    init_text: str = "Is this movie review positive or negative?"
+    learning_rate: float = learning_rate_field(3e-2)
+    num_virtual_tokens: int = field(default=10, metadata={
+        "help": "trainable virtual tokens in front of the input (1..100); 20 cost about 25 % throughput "
+                "at max_length 64"})
+    init_text: str = field(default="Is this movie review positive or negative?", metadata={
+        "help": "the virtual tokens start as this text's embeddings; \"\": random initialisation"})
     # Soft prompts learn slowly and are sensitive to the rate: epochs and length are searched too.
     SEARCH = {"learning_rate": Range(3e-3, 3e-1, log=True), "num_virtual_tokens": Choice((10, 20)),
               "epochs": Choice((2, 3))}

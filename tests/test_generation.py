@@ -71,6 +71,8 @@ def test_each_generation_strategy_trains_saves_reloads_and_generates_the_same(na
     base = load_base(str(tiny_llama))
     inputs = prepare_inputs(settings, base, frames(), name)
     outcome = compute(inputs, settings)
+    if name == "prompt_tuning":   # no init_text given: the virtual tokens start from the run's instruction
+        assert outcome.model.peft_config["default"].prompt_tuning_init_text == settings.generation.instruction
     m = outcome.metrics
     assert 0 <= m["test_rougeL"] <= 1 and m["test_rougeL_ci_low"] <= m["test_rougeL"] <= m["test_rougeL_ci_high"]
     assert np.isfinite(m["val_perplexity"]) and m["latency_ms_p50"] > 0

@@ -132,6 +132,20 @@ def test_strategies_are_described_per_task_with_type_default_and_help():
     assert 'templates: dict[str, dict[str, str]] = {"review-sentiment@v1": ..., "critic-verdict@v1": ...}' in few_shot
 
 
+def test_prompt_tuning_starts_from_the_task_unless_its_params_say_otherwise(tiny_bert: Path):
+    """No domain text as a default: the virtual tokens start from the labels (classification) or
+    the run's instruction (generation); init_text sets another text, "" a random start."""
+    from tasks.strategies.prompt_tuning import init_text, peft_config
+
+    params = registry.get("prompt_tuning").parse_params({})
+    head = Head.for_task("classification", LABELS)
+    assert init_text(params, head) == f"Classify the text as one of: {', '.join(LABELS)}."
+    assert init_text(params, Head("generation", instruction="Write the headline.")) == "Write the headline."
+    assert init_text(replace(params, init_text="Is it good?"), head) == "Is it good?"
+    assert peft_config(tiny_bert, params, head).prompt_tuning_init_text == init_text(params, head)
+    assert peft_config(tiny_bert, replace(params, init_text=""), head).prompt_tuning_init == "RANDOM"
+
+
 INACTIVE = "none are activated for the forward pass"   # the `adapters` library's warning
 
 

@@ -11,10 +11,18 @@ from pathlib import Path
 class Head:
     task: str                      # classification | generation
     labels: tuple[str, ...] = ()   # classification: the label set, in label-id order
+    instruction: str = ""          # generation: the run's instruction (generation.instruction)
 
     @classmethod
     def for_task(cls, task: str, labels: list[str] | tuple[str, ...] = ()) -> "Head":
         return cls(task, tuple(labels) if task == "classification" else ())
+
+    def task_text(self) -> str:
+        """The task in one sentence, for what starts from text (prompt tuning's virtual tokens):
+        classification names its labels; generation is the run's instruction ("" when not given)."""
+        if self.generates:
+            return self.instruction
+        return f"Classify the text as one of: {', '.join(self.labels)}." if self.labels else "Classify the text."
 
     @property
     def generates(self) -> bool:

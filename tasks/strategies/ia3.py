@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.strategies._peft import peft_strategy
+from tasks.models.heads import Head
+from tasks.strategies._peft import peft_strategy, task_type
 from tasks.strategies.registry import TrainableParams, learning_rate_field, register
 from tasks.strategies.search import Range
 
@@ -28,10 +29,10 @@ class Ia3Params(TrainableParams):
             raise ValueError("set both target_modules and feedforward_modules, or neither")
 
 
-def peft_config(base_dir: Path, params: Ia3Params, task_type):
+def peft_config(base_dir: Path, params: Ia3Params, head: Head):
     from peft import IA3Config
 
-    return IA3Config(task_type=task_type, target_modules=params.target_modules,
+    return IA3Config(task_type=task_type(head), target_modules=params.target_modules,
                      feedforward_modules=params.feedforward_modules)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.strategies._peft import peft_strategy
+from tasks.models.heads import Head
+from tasks.strategies._peft import peft_strategy, task_type
 from tasks.strategies.registry import TrainableParams, learning_rate_field, register
 from tasks.strategies.search import Choice, Range
 
@@ -32,10 +33,10 @@ class LoraParams(TrainableParams):
             raise ValueError("target_modules must name at least one module (or be null: PEFT's default)")
 
 
-def peft_config(base_dir: Path, params: LoraParams, task_type):
+def peft_config(base_dir: Path, params: LoraParams, head: Head):
     from peft import LoraConfig
 
-    return LoraConfig(task_type=task_type, r=params.r, lora_alpha=params.alpha,
+    return LoraConfig(task_type=task_type(head), r=params.r, lora_alpha=params.alpha,
                       lora_dropout=params.dropout,
                       target_modules=list(params.target_modules) if params.target_modules else None)
 

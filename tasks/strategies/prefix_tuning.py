@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.strategies._peft import peft_strategy
+from tasks.models.heads import Head
+from tasks.strategies._peft import peft_strategy, task_type
 from tasks.strategies.registry import TrainableParams, learning_rate_field, register
 from tasks.strategies.search import Choice, Range
 
@@ -26,10 +27,10 @@ class PrefixTuningParams(TrainableParams):
             raise ValueError(f"num_virtual_tokens must be in 1..100, got {self.num_virtual_tokens}")
 
 
-def peft_config(base_dir: Path, params: PrefixTuningParams, task_type):
+def peft_config(base_dir: Path, params: PrefixTuningParams, head: Head):
     from peft import PrefixTuningConfig
 
-    return PrefixTuningConfig(task_type=task_type, num_virtual_tokens=params.num_virtual_tokens,
+    return PrefixTuningConfig(task_type=task_type(head), num_virtual_tokens=params.num_virtual_tokens,
                               prefix_projection=params.prefix_projection)
 
 

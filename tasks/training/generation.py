@@ -75,7 +75,7 @@ def prepare_generation_inputs(settings: Settings, base: ResolvedBase, frames: di
                                   rows["target"].astype(str).tolist(), max_length, g.max_target_tokens)
               for split, rows in picked.items()}
     return StrategyInputs(name, strategy, params, base, tokenizer, [], splits, frames["train"], hardware,
-                          Head("generation"), fmt)
+                          Head("generation", instruction=fmt.instruction), fmt)
 
 
 def _generate(model, inputs: StrategyInputs, settings: Settings, split: str) -> Generated:

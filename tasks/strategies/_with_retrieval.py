@@ -150,6 +150,22 @@ def attach_index(params, train: pd.DataFrame, answer_col: str):
 
 
 @functools.lru_cache(maxsize=None)
+def params_with_retrieval(own_cls: type) -> type:
+    """A strategy's params plus RetrievalFields: one class per strategy's params class, made when
+    first asked for. Pickled as (own_cls, values) and made again on loading (`_restore`), since no
+    module holds it by name (ops.isolation: process sends the parsed settings as a pickle)."""
+    def __reduce__(self):
+        return _restore, (own_cls, {f.name: getattr(self, f.name) for f in fields(self)})
+
+    return make_dataclass(f"{own_cls.__name__}WithRetrieval", [], bases=(RetrievalFields, own_cls), frozen=True,
+                          namespace={"__reduce__": __reduce__})
+
+
+def _restore(own_cls: type, values: dict):
+    return params_with_retrieval(own_cls)(**values)
+
+
+@functools.lru_cache(maxsize=None)
 def with_retrieval(base: Strategy) -> Strategy:
     if not base.trains:
         raise KeyError(f"strategy {base.name!r} does not train: retrieval is an option of trained strategies "
@@ -157,8 +173,7 @@ def with_retrieval(base: Strategy) -> Strategy:
     clash = set(OPTION_FIELDS) & {f.name for f in fields(base.params_cls)}
     if clash:
         raise KeyError(f"strategy {base.name!r} has its own {', '.join(sorted(clash))}: it cannot take retrieval")
-    params_cls = make_dataclass(f"{base.params_cls.__name__}WithRetrieval", [],
-                                bases=(RetrievalFields, base.params_cls), frozen=True)
+    params_cls = params_with_retrieval(base.params_cls)
 
     def build(base_dir: Path, head: Head, params) -> nn.Module:
         index = load_index(params.index, params.embedder, params.data_version)

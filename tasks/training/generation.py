@@ -52,7 +52,7 @@ def prepare_generation_inputs(settings: Settings, base: ResolvedBase, frames: di
                               ) -> StrategyInputs:
     strategy = registry.get(name, "generation")
     fmt = run_prompt(settings)
-    params = with_run_prompt(strategy.parse_params(settings.strategy_params.get(name, {})), fmt)
+    params = with_run_prompt(settings.strategy_params[name], fmt)
     cfg, g = settings.train, settings.generation
     hardware = check_hardware(cfg)
     torch.set_num_threads(threads_per_process(cfg, hardware))

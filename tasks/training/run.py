@@ -67,7 +67,7 @@ def prepare_inputs(settings: Settings, base: ResolvedBase, frames: dict[str, pd.
 
         return prepare_generation_inputs(settings, base, frames, name)
     strategy = registry.get(name)
-    params = strategy.parse_params(settings.strategy_params.get(name, {}))
+    params = settings.strategy_params[name]
     cfg = settings.train
     hardware = check_hardware(cfg)
     torch.set_num_threads(threads_per_process(cfg, hardware))

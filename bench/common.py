@@ -153,7 +153,7 @@ def training_bench(strategies: str):
     from tasks.strategies import registry
 
     hf_logging.set_verbosity_error()
-    settings = load_settings(str(ROOT / "params.yaml"))
-    torch.set_num_threads(settings.train.threads)
     names = [s for s in strategies.split(",") if s] or [s.name for s in registry.all_strategies() if s.trains]
+    settings = load_settings(str(ROOT / "params.yaml"), strategies=names)   # each one's params parsed
+    torch.set_num_threads(settings.train.threads)
     return settings, default_data(), names

@@ -34,13 +34,12 @@ def _train(name: str, steps: int, threads: int, ready, go, out) -> None:
     from bench.common import default_data
     from bench.training import adaptflow_run
     from tasks.config import load_settings
-    from tasks.strategies import registry
 
     hf_logging.set_verbosity_error()
     torch.set_num_threads(threads)
-    settings = load_settings(str(Path(__file__).resolve().parents[1] / "params.yaml"))
+    settings = load_settings(str(Path(__file__).resolve().parents[1] / "params.yaml"), strategies=[name])
     data = default_data()
-    params = registry.get(name).parse_params(dict(settings.strategy_params.get(name, {})))
+    params = settings.strategy_params[name]
     ready.set()
     go.wait()
     seconds, _ = adaptflow_run(name, data, params, settings, steps)

@@ -138,16 +138,16 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     from tasks.config import load_settings
-    from tasks.strategies import registry
 
     hf_logging.set_verbosity_error()
-    settings = load_settings(str(Path(__file__).resolve().parents[1] / "params.yaml"))
+    names = [s for s in args.strategies.split(",") if s]
+    settings = load_settings(str(Path(__file__).resolve().parents[1] / "params.yaml"), strategies=names)
     threads = settings.train.threads
     torch.set_num_threads(threads)
     data = default_data()
     rows = []
-    for name in [s for s in args.strategies.split(",") if s]:
-        params = registry.get(name).parse_params(dict(settings.strategy_params.get(name, {})))
+    for name in names:
+        params = settings.strategy_params[name]
         rows += measure(name, data, params, args.steps, settings.train.batch_size, settings.train.seed,
                         args.repeats, threads)
         print(table(rows[-len(variants()):], ["strategy", "variant", "ex_per_s", "vs_dynamic", "loss_last10"]),

@@ -41,7 +41,7 @@ def child(names: list[str], n: int) -> dict:
     from tasks.training.loop_settings import loop_config
 
     hf_logging.set_verbosity_error()
-    s = load_settings(str(Path(__file__).resolve().parents[1] / "params.yaml"))
+    s = load_settings(str(Path(__file__).resolve().parents[1] / "params.yaml"), strategies=names)
     torch.set_num_threads(s.train.threads)
     data = default_data()
     subset, val = data.train.select(list(range(n))), data.train.select(list(range(n, n + 16)))
@@ -49,7 +49,7 @@ def child(names: list[str], n: int) -> dict:
     train_seconds = 0.0
     for name in names:
         strategy = registry.get(name)
-        params = strategy.parse_params(dict(s.strategy_params.get(name, {})))
+        params = s.strategy_params[name]
         seed_everything(s.train.seed)
         model = strategy.build(data.base_path, Head.for_task('classification', data.labels), params)
         cfg = loop_config(params, s.train, epochs=1, eval_every=10**9)

@@ -36,7 +36,7 @@ def setup(name: str, data: Data, settings, steps: int):
     from tasks.training.loop_settings import loop_config
 
     strategy = registry.get(name)
-    params = strategy.parse_params(dict(settings.strategy_params.get(name, {})))
+    params = settings.strategy_params[name]
     seed_everything(settings.train.seed)
     model = strategy.build(data.base_path, Head.for_task("classification", data.labels), params)
     bs = settings.train.batch_size

@@ -114,7 +114,6 @@ def main() -> None:
     import torch
 
     from tasks.models.loading import load_tokenizer
-    from tasks.strategies import registry
 
     tokenizer = load_tokenizer(data.base_path)   # the Trainer script's, loaded once for every run
     bs, seed = settings.train.batch_size, settings.train.seed
@@ -127,8 +126,8 @@ def main() -> None:
 
     rows = []
     for name in names:
-        raw = dict(settings.strategy_params.get(name, {}))
-        params = registry.get(name).parse_params(raw)
+        raw = dict(settings.effective["strategies"].get(name) or {})   # as params.yaml writes it: hf_baseline's input
+        params = settings.strategy_params[name]
         trainable = {}
 
         def ours(precision: str = "no"):

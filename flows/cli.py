@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import MISSING, fields
 from pathlib import Path
 
 from flows.options import Spelling, add_options, build, flags, values
@@ -232,31 +231,6 @@ def _serve(args) -> int:
     return 0
 
 
-def _default(f) -> str:
-    if f.default is not MISSING:
-        return repr(f.default)
-    if f.default_factory is not MISSING:  # type: ignore[misc]
-        return repr(f.default_factory())  # type: ignore[misc]
-    return "(required)"
-
-
-def list_strategies() -> str:
-    from tasks.strategies import registry
-
-    lines = []
-    for s in registry.all_strategies():
-        lines.append(f"{s.name}  [{'trains' if s.trains else 'no training'}; saves {s.saves}; "
-                     f"{' + '.join(s.tasks)}]  {s.summary}")
-        for f in fields(s.params_cls):
-            lines.append(f"    {f.name} = {_default(f)}")
-    from tasks.strategies.with_retrieval import RetrievalFields
-
-    lines.append("<trained strategy>+retrieval  [trains; saves the strategy's weights + its index]  the strategy "
-                 "with each input's k nearest train examples in it; set under strategies.<name>.retrieval:")
-    lines += [f"    {f.name} = {_default(f)}" for f in fields(RetrievalFields) if f.name not in ("index", "data_version")]
-    return "\n".join(lines)
-
-
 def data_input(args) -> dict | None:
     """The --data options as the flow's `data` form (None without --data)."""
     from flows.inputs import DataInput
@@ -408,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
 
     apply_offline_defaults()  # before Prefect, MLflow, DVC or transformers read their settings
     if args.command == "strategies":
-        print(list_strategies())
+        from tasks.strategies import registry
+
+        print(registry.describe_all())
         return 0
     if args.command in ("promote", "rollback", "history"):
         return _govern(args)

@@ -5,7 +5,7 @@ import argparse
 import pytest
 from conftest import ROOT
 
-from flows.cli import _parser, list_strategies, main, run_input
+from flows.cli import _parser, main, run_input
 from flows.inputs import DataInput, PromoteInput, RollbackInput, SpecializeInput
 from tasks.strategies import registry
 
@@ -15,7 +15,7 @@ def test_strategies_lists_every_registered_one_with_defaults(capsys):
     out = capsys.readouterr().out
     for name in registry.names():   # every task's
         assert f"\n{name}  [" in f"\n{out}"
-    assert "    r = 8" in list_strategies()
+    assert "    r: int = 8" in registry.describe_all()
 
 
 def test_bad_settings_fail_before_any_work(capsys):

@@ -21,7 +21,7 @@ def test_shipped_params_load(profile):
     s = load_settings(ROOT / "params.yaml", profile)
     assert s.strategies and s.root == ROOT
     for name in s.strategies:
-        registry.get(name).parse_params(s.strategy_params.get(name, {}))
+        assert isinstance(s.strategy_params[name], registry.get(name).params_cls)   # parsed at load
 
 
 def test_smoke_profile_overrides_only_what_it_names():

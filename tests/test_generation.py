@@ -16,6 +16,7 @@ from tasks.models.base import load_base
 from tasks.models.heads import Head
 from tasks.models.loading import load_tokenizer
 from tasks.models.prompts import PromptFormat, encode_pairs
+from tasks.strategies import registry
 from tasks.training.loop import batch_loss, loss_count
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,10 +68,13 @@ def test_each_generation_strategy_trains_saves_reloads_and_generates_the_same(na
                  "ia3": {"target_modules": ["k_proj", "v_proj", "down_proj"], "feedforward_modules": ["down_proj"]},
                  "lora": {"target_modules": ["q_proj", "v_proj"]}, "few_shot": {"k": 2, "variants": [{"demo_seed": 3}]},
                  "lora+retrieval": {"target_modules": ["q_proj", "v_proj"], "k": 2, "context_tokens": 96}}
-    settings = replace(settings, strategy_params={name: overrides.get(name, {})})
+    params = registry.get(name, "generation").parse_params(overrides.get(name, {}))
+    settings = replace(settings, strategy_params={name: params})
     base = load_base(str(tiny_llama))
     inputs = prepare_inputs(settings, base, frames(), name)
     outcome = compute(inputs, settings)
+    if name == "prompt_tuning":   # no init_text given: the virtual tokens start from the run's instruction
+        assert outcome.model.peft_config["default"].prompt_tuning_init_text == settings.generation.instruction
     m = outcome.metrics
     assert 0 <= m["test_rougeL"] <= 1 and m["test_rougeL_ci_low"] <= m["test_rougeL"] <= m["test_rougeL_ci_high"]
     assert np.isfinite(m["val_perplexity"]) and m["latency_ms_p50"] > 0

@@ -108,11 +108,13 @@ def test_retrieval_few_shot_classifies_through_the_run_with_train_demonstrations
     from conftest import ROOT
 
     from tasks.config import load_settings
+    from tasks.strategies import registry
     from tasks.training.run import compute, prepare_inputs
 
     monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path / "cache"))
     settings = load_settings(ROOT / "params.yaml", strategies=["retrieval_few_shot"])
-    settings = replace(settings, strategy_params={"retrieval_few_shot": {"base": str(tiny_llama), "k": 2}},
+    params = registry.get("retrieval_few_shot").parse_params({"base": str(tiny_llama), "k": 2})
+    settings = replace(settings, strategy_params={"retrieval_few_shot": params},
                        evaluation=replace(settings.evaluation, forgetting_train_examples=0,
                                           learning_curve_strategies=[]),
                        root=tmp_path)

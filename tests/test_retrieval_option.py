@@ -4,7 +4,7 @@ a training example never seeing its own row, and the saved version bound to its 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from conftest import ROOT
 from tasks.config import SettingsError, load_settings
 from tasks.models.base import load_base
 from tasks.models.retrieval import RetrievalError
+from tasks.strategies.with_retrieval import RetrievalFields
 
 REVIEWS = [("a gripping thriller with a clever twist", "positive"), ("a tense, twisty thriller", "positive"),
            ("dull and far too long", "negative"), ("boring, overlong and flat", "negative"),
@@ -41,15 +42,34 @@ def params_file(tmp_path: Path, lora: dict) -> Path:
 
 def test_the_option_lives_under_its_strategy_and_runs_beside_it(tmp_path):
     s = load_settings(params_file(tmp_path, {"retrieval": {"k": 3}}), strategies=["lora", "lora+retrieval"])
-    assert "retrieval" not in s.strategy_params["lora"]   # plain lora runs without it
-    assert s.strategy_params["lora+retrieval"]["k"] == 3
-    assert s.strategy_params["lora+retrieval"]["r"] == s.strategy_params["lora"].get("r", 8)
+    assert not isinstance(s.strategy_params["lora"], RetrievalFields)   # plain lora runs without it
+    assert s.strategy_params["lora+retrieval"].k == 3
+    assert s.strategy_params["lora+retrieval"].r == s.strategy_params["lora"].r
     with pytest.raises(SettingsError, match="does not train: retrieval is an option of trained strategies"):
         load_settings(ROOT / "params.yaml", strategies=["few_shot+retrieval"])
     with pytest.raises(ValueError, match=r"strategies.lora\+retrieval: retrieval.k must be in 1..16, got 40"):
         load_settings(params_file(tmp_path, {"retrieval": {"k": 40}}), strategies=["lora+retrieval"])
     with pytest.raises(ValueError, match=r"strategies.lora\+retrieval: unknown setting\(s\) neighbours"):
         load_settings(params_file(tmp_path, {"retrieval": {"neighbours": 3}}), strategies=["lora+retrieval"])
+
+
+def test_parsed_params_travel_to_a_strategy_process_as_they_are(tmp_path):
+    """ops.isolation: process hands the settings to the strategy's process as a pickle: each chosen
+    strategy's parsed params arrive equal, `lora+retrieval`'s too (its class is made at run time,
+    and in a new process it does not exist yet)."""
+    import pickle
+    import subprocess
+    import sys
+
+    s = load_settings(params_file(tmp_path, {"retrieval": {"k": 3}}), strategies=["lora", "lora+retrieval", "zero_shot"])
+    (tmp_path / "settings.pkl").write_bytes(pickle.dumps(s))
+    code = ("import dataclasses, json, pickle, sys; s = pickle.load(open(sys.argv[1], 'rb')); "
+            "print(json.dumps({n: [type(p).__name__, dataclasses.asdict(p)] for n, p in s.strategy_params.items()}))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "settings.pkl")], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    assert json.loads(out) == {n: [type(p).__name__, asdict(p)] for n, p in s.strategy_params.items()}
+    assert json.loads(out)["lora+retrieval"][0] == "LoraParamsWithRetrieval"
+    assert pickle.loads(pickle.dumps(s)).strategy_params == s.strategy_params
 
 
 def test_a_training_example_never_sees_its_own_row(tmp_path, monkeypatch):

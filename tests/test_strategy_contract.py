@@ -92,6 +92,60 @@ def test_bad_strategy_setting_names_the_key():
         registry.get("lora").parse_params({"dropout": 1.5})
 
 
+def _params_classes() -> set[type]:
+    """Every params class a strategy can be run with: each registered one, each trained one's
+    `+retrieval` variant, and the shared fields."""
+    from tasks.strategies.with_retrieval import RetrievalFields
+
+    out = {s.params_cls for s in registry.all_strategies()} | {TrainableParams, RetrievalFields}
+    return out | {registry.get(f"{s.name}+retrieval", s.tasks[0]).params_cls
+                  for s in registry.all_strategies() if s.trains}
+
+
+def test_every_params_field_has_its_default_and_help_in_the_dataclass():
+    """A parameter is documented once, where it is declared (`field(metadata={"help": ...})`,
+    as PEFT does); `adaptflow strategies` prints it."""
+    missing = sorted(f"{cls.__name__}.{f.name}" for cls in _params_classes() for f in dataclasses.fields(cls)
+                     if not registry.param_help(f))
+    assert not missing, f"params fields without help: {missing}"
+    for cls in _params_classes():   # and every field has a default: a section may leave it out
+        required = [f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        assert not required, f"{cls.__name__}: no default for {required}"
+
+
+def test_strategies_are_described_per_task_with_type_default_and_help():
+    text = registry.describe_all()
+    classification, generation = text.split("\n== generation: ")
+    assert classification.startswith("== classification: ")
+    assert "params: generation.strategies.<name> in params.yaml" in generation
+    for task, part in (("classification", classification), ("generation", generation)):
+        for name in registry.names(task):
+            assert f"\n{name}  [" in part, (task, name)
+    assert "\nbottleneck_adapter  [" not in generation   # classification only
+    lora = registry.describe(registry.get("lora"))
+    assert lora.startswith("lora  [trains; saves adapter; library peft]  PEFT LoRA adapters")
+    assert "\n    r: int = 8\n        rank of each low-rank update\n" in lora
+    assert "\n    target_modules: list[str] | None = null\n" in lora
+    assert "\n    context_tokens: int = 128\n" in text.split("+retrieval")[-1]   # the option's own fields
+    few_shot = registry.describe(registry.get("few_shot"))   # long defaults are cut: a template's name, not its text
+    assert 'templates: dict[str, dict[str, str]] = {"review-sentiment@v1": ..., "critic-verdict@v1": ...}' in few_shot
+
+
+def test_prompt_tuning_starts_from_the_task_unless_its_params_say_otherwise(tiny_bert: Path):
+    """No domain text as a default: the virtual tokens start from the labels (classification) or
+    the run's instruction (generation); init_text sets another text, "" a random start."""
+    from tasks.strategies.prompt_tuning import init_text, peft_config
+
+    params = registry.get("prompt_tuning").parse_params({})
+    head = Head.for_task("classification", LABELS)
+    assert init_text(params, head) == f"Classify the text as one of: {', '.join(LABELS)}."
+    assert init_text(params, Head("generation", instruction="Write the headline.")) == "Write the headline."
+    assert init_text(replace(params, init_text="Is it good?"), head) == "Is it good?"
+    assert peft_config(tiny_bert, params, head).prompt_tuning_init_text == init_text(params, head)
+    assert peft_config(tiny_bert, replace(params, init_text=""), head).prompt_tuning_init == "RANDOM"
+
+
 INACTIVE = "none are activated for the forward pass"   # the `adapters` library's warning
 
 

@@ -46,10 +46,14 @@ class Settings:
     serving: ServingSettings = field(default_factory=ServingSettings)
     tune: TuneSettings = field(default_factory=TuneSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)   # checked in evaluation and serving
-    strategy_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Each chosen strategy's params, parsed and validated once at load (its params dataclass,
+    # defaults filled in); `<name>+retrieval`'s from its strategy's section and `retrieval` option.
+    strategy_params: dict[str, Any] = field(default_factory=dict)
     profile: str | None = None
     root: Path = Path(".")
-    # The merged params as read, for params_hash only: everything else reads the typed sections.
+    # The merged params as read (each strategy's section raw, retrieval sections synthesised), for
+    # params_hash (and bench/hf_baseline.py, which takes a section as written): everything else
+    # reads the typed sections.
     effective: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def path(self, relative: str) -> Path:
@@ -118,7 +122,7 @@ def load_settings(
     own = generation.pop("strategies", None) or {}
     sections = {"strategies": dict(raw["strategies"]), "generation.strategies": own}
     section = {"run": raw["strategies"].get("run", []), **sections[task_type(task).strategies_section]}
-    chosen, strat_raw = _strategies(path, section, strategies, task)
+    chosen, strat_raw, parsed = _strategies(path, section, strategies, task)
     raw["strategies"] = {"run": list(chosen), **strat_raw}
     settings = Settings(
         project=parse_section(ProjectSettings, raw["project"], "project"),
@@ -134,7 +138,7 @@ def load_settings(
         serving=parse_section(ServingSettings, raw.get("serving"), "serving"),
         tune=parse_section(TuneSettings, raw.get("tune"), "tune"),
         policy=parse_section(PolicySettings, raw.get("policy"), "policy"),
-        strategy_params={k: dict(v or {}) for k, v in strat_raw.items()},
+        strategy_params=parsed,
         profile=profile,
         root=path.resolve().parent,
         effective=raw,
@@ -164,7 +168,8 @@ def _check_spaces(path: Path, s: Settings) -> None:
         if not registry.get(name, s.task).trains:
             raise SettingsError(f"{path}: tune.spaces.{name}: {name} does not train; its prompt variants "
                                 f"are already chosen on validation")
-        params = registry.get(name, s.task).parse_params(s.strategy_params.get(name, {}))
+        params = (s.strategy_params[name] if name in s.strategy_params   # else one this run does not run
+                  else registry.get(name, s.task).parse_params(s.effective["strategies"].get(name) or {}))
         try:
             space_of(params, overrides or {})
         except ValueError as exc:
@@ -224,9 +229,10 @@ def _merged(path: Path, profile: str | None, overrides: dict | None) -> dict:
     return raw
 
 
-def _strategies(path: Path, strat_raw: dict, strategies: list[str] | None, task: str) -> tuple[list[str], dict]:
-    """(the strategies to run, each strategy's params section); every chosen strategy's params
-    are validated now, not mid-run, and each must support the task."""
+def _strategies(path: Path, strat_raw: dict, strategies: list[str] | None, task: str
+                ) -> tuple[list[str], dict, dict[str, Any]]:
+    """(the strategies to run, each strategy's params section, each chosen strategy's parsed
+    params): parsed and validated now, once, not mid-run; each must support the task."""
     from tasks.strategies import registry  # strategies register on import of the package
     from tasks.strategies.with_retrieval import base_name
 
@@ -253,9 +259,8 @@ def _strategies(path: Path, strat_raw: dict, strategies: list[str] | None, task:
                                 + (f" (set {name}'s retrieval under strategies.{base_name(name)}.retrieval)"
                                    if base_name(name) else ""))
     strat_raw = with_retrieval_sections(strat_raw, chosen)
-    for name in chosen:
-        registry.get(name, task).parse_params(strat_raw.get(name) or {})
-    return list(chosen), strat_raw
+    parsed = {name: registry.get(name, task).parse_params(strat_raw.get(name) or {}) for name in chosen}
+    return list(chosen), strat_raw, parsed
 
 
 def with_retrieval_sections(strat_raw: dict, chosen: list[str]) -> dict:

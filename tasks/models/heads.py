@@ -13,10 +13,19 @@ from tasks.tasktypes import task_type
 class Head:
     task: str                      # a registered task type (tasks/tasktypes)
     labels: tuple[str, ...] = ()   # a task type with labels: the label set, in label-id order
+    instruction: str = ""          # a task type that generates: the run's instruction (generation.instruction)
 
     @classmethod
-    def for_task(cls, task: str, labels: list[str] | tuple[str, ...] = ()) -> "Head":
-        return cls(task, tuple(labels) if task_type(task).has_labels else ())
+    def for_task(cls, task: str, labels: list[str] | tuple[str, ...] = (), instruction: str = "") -> "Head":
+        has_labels = task_type(task).has_labels
+        return cls(task, tuple(labels) if has_labels else (), "" if has_labels else instruction)
+
+    def task_text(self) -> str:
+        """The task in one sentence, for what starts from text (prompt tuning's virtual tokens):
+        classification names its labels; generation is the run's instruction ("" when not given)."""
+        if self.generates:
+            return self.instruction
+        return f"Classify the text as one of: {', '.join(self.labels)}." if self.labels else "Classify the text."
 
     @property
     def generates(self) -> bool:

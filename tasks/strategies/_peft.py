@@ -12,6 +12,13 @@ from tasks.strategies.registry import Strategy
 from tasks.tasktypes import DEFAULT
 
 
+def task_type(head: Head):
+    """PEFT's TaskType for the head."""
+    from peft import TaskType
+
+    return TaskType[head.peft_task_type]
+
+
 def save_peft(model: nn.Module, out_dir: Path) -> None:
     # PEFT's SEQ_CLS task puts the classifier in modules_to_save, so the trained head is in
     # adapter_model.safetensors next to the adapter; base weights are not.
@@ -33,17 +40,18 @@ def merge_peft(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).merge_and_unload().eval()
 
 
-def peft_strategy(name: str, summary: str, params_cls: type, peft_config: Callable[[Path, Any, Any], Any],
+def peft_strategy(name: str, summary: str, params_cls: type, peft_config: Callable[[Path, Any, Head], Any],
                   mergeable: bool = False, tasks: tuple[str, ...] = (DEFAULT,)) -> Strategy:
-    """The strategy for one PEFT config: `peft_config(base_dir, params, task_type)` is all that
+    """The strategy for one PEFT config: `peft_config(base_dir, params, head)` is all that
     differs between LoRA, IA3, prompt and prefix tuning (a prompt initialised from text reads the
-    base's tokenizer). `mergeable`: the adapter folds into the base weights (LoRA, IA3). PEFT's
-    task type follows the head: SEQ_CLS saves the new head with the adapter, CAUSAL_LM keeps the
-    LM head and prepends virtual tokens' positions to the labels."""
+    base's tokenizer, and by default states the head's task). `mergeable`: the adapter folds into
+    the base weights (LoRA, IA3). PEFT's task type follows the head (`task_type`): SEQ_CLS saves
+    the new head with the adapter, CAUSAL_LM keeps the LM head and prepends virtual tokens'
+    positions to the labels."""
     def build(base_dir: Path, head: Head, params) -> nn.Module:
-        from peft import TaskType, get_peft_model
+        from peft import get_peft_model
 
-        return get_peft_model(head.load(base_dir), peft_config(base_dir, params, TaskType[head.peft_task_type]))
+        return get_peft_model(head.load(base_dir), peft_config(base_dir, params, head))
 
     return Strategy(name=name, summary=summary, params_cls=params_cls, trains=True, saves="adapter", build=build,
                     save=save_peft, load=load_peft, library="peft", merge=merge_peft if mergeable else None,

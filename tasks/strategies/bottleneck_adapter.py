@@ -5,10 +5,10 @@ Variants: `pfeiffer` puts one bottleneck after the feed-forward block (SeqBnConf
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tasks.strategies._adapters_lib import adapters_strategy
-from tasks.strategies.registry import TrainableParams, register
+from tasks.strategies.registry import TrainableParams, learning_rate_field, register
 from tasks.strategies.search import Choice, Range
 
 VARIANTS = ("pfeiffer", "houlsby")
@@ -16,9 +16,12 @@ VARIANTS = ("pfeiffer", "houlsby")
 
 @dataclass(frozen=True)
 class BottleneckParams(TrainableParams):
-    learning_rate: float = 1e-3
-    variant: str = "pfeiffer"
-    reduction_factor: int = 16   # bottleneck width = hidden size / reduction_factor (384/16 = 24)
+    learning_rate: float = learning_rate_field(1e-3)
+    variant: str = field(default="pfeiffer", metadata={
+        "help": "pfeiffer: one bottleneck after the feed-forward block; houlsby: one after attention and one "
+                "after the feed-forward block"})
+    reduction_factor: int = field(default=16, metadata={
+        "help": "bottleneck width = hidden size / reduction_factor (MiniLM: 384 / 16 = 24)"})
     SEARCH = {"learning_rate": Range(2e-4, 5e-3, log=True), "reduction_factor": Choice((8, 16, 32))}
 
     def __post_init__(self):

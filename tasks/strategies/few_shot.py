@@ -48,26 +48,34 @@ TEMPLATE_PARTS = {"instruction": (), "example": ("{text}",), "answer": ("{label}
 
 @dataclass(frozen=True)
 class FewShotParams:
-    base: str = SMOLLM2               # the causal LM that is prompted (not model.base)
-    # name@version -> template; the chosen one is saved with the version and logged as an artifact
-    templates: dict[str, dict[str, str]] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
-    template: str = "review-sentiment@v1"
-    k: int = 4                        # demonstrations, drawn balanced across labels
-    demo_seed: int = 13
-    verbalizers: dict[str, str] = field(default_factory=lambda: {"negative": "negative",
-                                                                 "positive": "positive"})
-    # Filled from the train split by the run (and saved): the prompt is fully reproducible.
-    demonstrations: list[dict[str, str]] = field(default_factory=list)
-    # Prompt stability: each entry overrides fields above for one more variant.
+    base: str = field(default=SMOLLM2, metadata={
+        "help": "the causal LM that is prompted (its own base, whatever model.base is)"})
+    templates: dict[str, dict[str, str]] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES), metadata={
+        "help": "name@version -> {instruction, example, answer, separator}; {text} is the example, {label} the "
+                "verbalizer; change a text = add a new version. The chosen one is saved with the version and "
+                "logged with the run"})
+    template: str = field(default="review-sentiment@v1", metadata={"help": "the template used (one of templates)"})
+    k: int = field(default=4, metadata={"help": "demonstrations, drawn from train balanced across labels"})
+    demo_seed: int = field(default=13, metadata={"help": "seed of the demonstrations' draw"})
+    verbalizers: dict[str, str] = field(default_factory=lambda: {"negative": "negative", "positive": "positive"},
+                                        metadata={"help": "label -> the answer text scored after each example"})
+    demonstrations: list[dict[str, str]] = field(default_factory=list, metadata={
+        "help": "filled from the train split by the run (and saved): the prompt is fully reproducible; not a "
+                "setting"})
     variants: list[dict] = field(default_factory=lambda: [{"demo_seed": 14}, {"demo_seed": 15},
-                                                          {"template": "critic-verdict@v1"}])
-    max_test_examples: int = 300      # a 135M LM on 2 cores scores about 10 examples/s
-    # Contextual calibration (Zhao et al., 2021): divide each label's probability by its mean
-    # probability after content-free inputs, which removes the prompt's bias towards one label
-    # (uncalibrated, 3 of the 4 default prompts predicted "positive" for most reviews: test
-    # accuracy 0.58-0.65 but macro-F1 0.37-0.64).
-    calibrate: bool = True
-    content_free: list[str] = field(default_factory=lambda: ["N/A", "", "[MASK]"])
+                                                          {"template": "critic-verdict@v1"}], metadata={
+        "help": "prompt stability: each entry overrides template, k, demo_seed or verbalizers for one more "
+                "variant; every variant is evaluated, the best on validation is saved"})
+    max_test_examples: int = field(default=300, metadata={
+        "help": "test examples scored (the same ones for every variant): a 135M LM on 2 cores scores about 10 "
+                "examples/s"})
+    calibrate: bool = field(default=True, metadata={
+        "help": "contextual calibration (Zhao et al., 2021): divide each label's probability by its mean "
+                "probability after content-free inputs, removing the prompt's bias towards one label "
+                "(uncalibrated, 3 of the 4 default prompts predicted \"positive\" for most reviews: test "
+                "accuracy 0.58-0.65 but macro-F1 0.37-0.64)"})
+    content_free: list[str] = field(default_factory=lambda: ["N/A", "", "[MASK]"], metadata={
+        "help": "the content-free inputs calibration scores"})
 
     def __post_init__(self):
         for name, t in self.templates.items():

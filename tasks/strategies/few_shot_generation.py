@@ -23,16 +23,19 @@ CONFIG_FILE = "few_shot_generation.json"
 
 @dataclass(frozen=True)
 class FewShotGenerationParams:
-    instruction: str = ""             # "" = generation.instruction (filled in by the run)
-    system_prompt: str = ""           # "" = generation.system_prompt
-    k: int = 3                        # demonstrations
-    demo_seed: int = 13
-    # Demonstrations are drawn from train inputs no longer than this many characters, so the
-    # shared prefix stays short (every token of it is attended to by every generated token).
-    demo_max_chars: int = 300
-    # Filled from the train split by the run (and saved): the prompt is fully reproducible.
-    demonstrations: list[list[str]] = field(default_factory=list)   # [input, target] pairs
-    variants: list[dict] = field(default_factory=lambda: [{"demo_seed": 14}, {"demo_seed": 15}])
+    instruction: str = field(default="", metadata={"help": "the instruction; \"\": generation.instruction"})
+    system_prompt: str = field(default="", metadata={"help": "the system message; \"\": generation.system_prompt"})
+    k: int = field(default=3, metadata={"help": "demonstrations (1..16), as earlier chat turns"})
+    demo_seed: int = field(default=13, metadata={"help": "seed of the demonstrations' draw"})
+    demo_max_chars: int = field(default=300, metadata={
+        "help": "demonstrations are drawn from train inputs no longer than this many characters, so the "
+                "shared prefix stays short (every token of it is attended to by every generated token)"})
+    demonstrations: list[list[str]] = field(default_factory=list, metadata={
+        "help": "[input, target] pairs filled from the train split by the run (and saved): the prompt is fully "
+                "reproducible; not a setting"})
+    variants: list[dict] = field(default_factory=lambda: [{"demo_seed": 14}, {"demo_seed": 15}], metadata={
+        "help": "prompt stability: each entry changes demo_seed or k for one more variant; the one best on "
+                "validation is saved"})
 
     def __post_init__(self):
         if not 1 <= self.k <= 16:

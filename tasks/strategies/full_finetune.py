@@ -8,13 +8,13 @@ from pathlib import Path
 from torch import nn
 
 from tasks.models.heads import Head
-from tasks.strategies.registry import Strategy, TrainableParams, register
+from tasks.strategies.registry import Strategy, TrainableParams, learning_rate_field, register
 from tasks.strategies.search import Range
 
 
 @dataclass(frozen=True)
 class FullFinetuneParams(TrainableParams):
-    learning_rate: float = 5e-5
+    learning_rate: float = learning_rate_field(5e-5)
     SEARCH = {"learning_rate": Range(1e-5, 2e-4, log=True)}
 
 

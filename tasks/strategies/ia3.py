@@ -1,22 +1,27 @@
 """IA3 (PEFT): learned vectors that rescale keys, values and feed-forward activations."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.strategies._peft import peft_strategy
-from tasks.strategies.registry import TrainableParams, register
+from tasks.models.heads import Head
+from tasks.strategies._peft import peft_strategy, task_type
+from tasks.strategies.registry import TrainableParams, learning_rate_field, register
 from tasks.strategies.search import Range
 
 
 @dataclass(frozen=True)
 class Ia3Params(TrainableParams):
-    # IA3 scales start at 1 and move slowly: it needs a far higher rate than LoRA.
-    learning_rate: float = 5e-3
+    learning_rate: float = learning_rate_field(
+        5e-3, "IA3 scales start at 1 and move slowly: it needs a far higher rate than LoRA")
     SEARCH = {"learning_rate": Range(1e-3, 5e-2, log=True)}
-    # None = PEFT's defaults for the architecture (BERT: key, value, output.dense)
-    target_modules: list[str] | None = None
-    feedforward_modules: list[str] | None = None
+    target_modules: list[str] | None = field(default=None, metadata={
+        "help": "the layers whose activations are rescaled (e.g. Llama: k_proj, v_proj, down_proj); null: "
+                "PEFT's default for the architecture (BERT: key, value, output.dense); set with "
+                "feedforward_modules, or neither"})
+    feedforward_modules: list[str] | None = field(default=None, metadata={
+        "help": "which of target_modules are feed-forward layers (their input is rescaled, not their "
+                "output); null: PEFT's default"})
 
     def __post_init__(self):
         super().__post_init__()
@@ -24,10 +29,10 @@ class Ia3Params(TrainableParams):
             raise ValueError("set both target_modules and feedforward_modules, or neither")
 
 
-def peft_config(base_dir: Path, params: Ia3Params, task_type):
+def peft_config(base_dir: Path, params: Ia3Params, head: Head):
     from peft import IA3Config
 
-    return IA3Config(task_type=task_type, target_modules=params.target_modules,
+    return IA3Config(task_type=task_type(head), target_modules=params.target_modules,
                      feedforward_modules=params.feedforward_modules)
 
 

@@ -3,22 +3,24 @@ the pooler and the head train (generation: the top layers and the final norm; a 
 head is usually tied to the frozen embeddings). Saves only what trained, loaded back onto the base."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
 
 from tasks.models.heads import Head
 from tasks.strategies._trained_weights import reload_onto_build, save_trained
-from tasks.strategies.registry import Strategy, TrainableParams, register
+from tasks.strategies.registry import Strategy, TrainableParams, learning_rate_field, register
 from tasks.strategies.search import Range
 
 
 @dataclass(frozen=True)
 class PartialFinetuneParams(TrainableParams):
-    learning_rate: float = 5e-5
+    learning_rate: float = learning_rate_field(5e-5)
     SEARCH = {"learning_rate": Range(1e-5, 5e-4, log=True)}
-    frozen_layers: int = 4   # MiniLM has 6 layers: the top 2 train
+    frozen_layers: int = field(default=4, metadata={
+        "help": "the embeddings and this many lower layers stay frozen (MiniLM has 6: the top 2, the pooler "
+                "and the head train)"})
 
     def __post_init__(self):
         super().__post_init__()

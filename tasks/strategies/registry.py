@@ -8,7 +8,7 @@ __init__ imports each module on one line. A test fails if a module is not regist
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal
 
@@ -39,14 +39,23 @@ def require_positive(params: Any, *names: str) -> None:
         raise ValueError(f"{listed} must be positive, got {got}")
 
 
+def learning_rate_field(default: float, why: str = ""):
+    """The `learning_rate` field of a strategy's params: its own default, the shared help, and
+    why this default (the strategy's own reason, if any)."""
+    text = "peak learning rate of AdamW (linear warm-up over 6 % of the steps, then linear decay)"
+    return field(default=default, metadata={"help": f"{text}; {why}" if why else text})
+
+
 @dataclass(frozen=True)
 class TrainableParams:
-    """Fields every trained strategy shares. `epochs` and `group_by_length` override
-    train.epochs and train.group_by_length for this strategy (None: the train setting)."""
+    """Fields every trained strategy shares. Each field's default and help are stated once, here
+    or in the strategy's own params (`adaptflow strategies` prints them)."""
 
-    learning_rate: float = 5e-5
-    epochs: int | None = None
-    group_by_length: bool | None = None
+    learning_rate: float = learning_rate_field(5e-5)
+    epochs: int | None = field(default=None, metadata={
+        "help": "epochs for this strategy; null: train.epochs"})
+    group_by_length: bool | None = field(default=None, metadata={
+        "help": "batches of similar length (less padding) for this strategy; null: train.group_by_length"})
     # Fields a subclass requires to be > 0 (sizes, ranks, lengths), checked with the rest.
     POSITIVE: ClassVar[tuple[str, ...]] = ()
     # What `--tune` searches (tasks/strategies/search.py): name -> Range | Choice. The learning
@@ -113,6 +122,7 @@ class Strategy:
 
 _REGISTRY: dict[str, list[Strategy]] = {}
 _VARIANTS: dict[str, Callable[[Strategy], Strategy]] = {}
+_VARIANT_DOCS: dict[str, tuple[str, type]] = {}
 
 
 def register(strategy: Strategy) -> Strategy:
@@ -140,11 +150,13 @@ class UnsupportedTask(KeyError):
         return str(self.args[0])
 
 
-def register_variant(suffix: str, derive: Callable[[Strategy], Strategy]) -> None:
+def register_variant(suffix: str, derive: Callable[[Strategy], Strategy], summary: str, option_cls: type) -> None:
     """`<name><suffix>` names `derive(<name>'s strategy)`: an option every trained strategy can
     take (`lora+retrieval`, tasks/strategies/with_retrieval.py). derive raises KeyError when the
-    strategy cannot take it."""
+    strategy cannot take it. `summary` and the option's own params (`option_cls`) are what
+    `adaptflow strategies` prints for it."""
     _VARIANTS[suffix] = derive
+    _VARIANT_DOCS[suffix] = (summary, option_cls)
 
 
 def _variant(name: str) -> tuple[str, Callable[[Strategy], Strategy]] | None:
@@ -178,3 +190,61 @@ def names(task: str | None = None) -> list[str]:
 
 def all_strategies() -> list[Strategy]:
     return [s for impls in _REGISTRY.values() for s in impls]
+
+
+# --- what `adaptflow strategies` prints: every field's type, default and help, from the dataclass
+
+
+def param_help(f: Field) -> str:
+    return str(f.metadata.get("help", "")).strip()
+
+
+def _default_text(f: Field, width: int = 72) -> str:
+    """The default as params.yaml would write it (null, true, "text"), cut to `width`."""
+    import json
+
+    if f.default is not MISSING:
+        value = f.default
+    elif f.default_factory is not MISSING:
+        value = f.default_factory()
+    else:
+        return "(required)"
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    if len(text) > width and isinstance(value, dict):   # e.g. few-shot templates: their names
+        text = "{" + ", ".join(f"{json.dumps(k)}: ..." for k in value) + "}"
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def describe_params(params_cls: type) -> list[str]:
+    """One line per field (name: type = default), its help wrapped below it."""
+    import textwrap
+
+    lines = []
+    for f in fields(params_cls):
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        lines.append(f"    {f.name}: {kind} = {_default_text(f)}")
+        lines += textwrap.wrap(param_help(f), 96, initial_indent=" " * 8, subsequent_indent=" " * 8)
+    return lines
+
+
+def describe(strategy: Strategy) -> str:
+    """The strategy's name, what it trains and saves, its summary, then each parameter."""
+    what = "trains" if strategy.trains else "no training"
+    head = f"{strategy.name}  [{what}; saves {strategy.saves}; library {strategy.library}]  {strategy.summary}"
+    return "\n".join([head, *describe_params(strategy.params_cls)])
+
+
+def describe_all() -> str:
+    """Every registered strategy per task type (where its params live in params.yaml), then each
+    option a trained strategy can take (`<name>+retrieval`)."""
+    from tasks.tasktypes import task_type
+
+    blocks = []
+    for task in task_names():
+        t = task_type(task)
+        blocks.append(f"== {task}: {t.summary}\n"
+                      f"   params: {'.'.join(t.strategies_section)}.<name> in params.yaml")
+        blocks += [describe(s) for s in all_strategies() if task in s.tasks]
+    for suffix, (summary, option_cls) in _VARIANT_DOCS.items():
+        blocks.append("\n".join([f"== <trained strategy>{suffix}  {summary}", *describe_params(option_cls)]))
+    return "\n\n".join(blocks)

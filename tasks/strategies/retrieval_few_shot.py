@@ -29,18 +29,25 @@ CONFIG_FILE, INDEX_DIR = "retrieval_few_shot.json", "index"
 
 @dataclass(frozen=True)
 class RetrievalFewShotParams:
-    base: str = SMOLLM2               # the causal LM that is prompted (not model.base)
-    templates: dict[str, dict[str, str]] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
-    template: str = "review-sentiment@v1"
-    k: int = 4                        # demonstrations per example: its k nearest train examples
-    verbalizers: dict[str, str] = field(default_factory=lambda: {"negative": "negative",
-                                                                 "positive": "positive"})
-    demo_max_chars: int = 300         # a retrieved text longer than this is cut in the prompt
-    max_test_examples: int = 300      # every example runs its whole prompt: slower than few_shot
-    embedder: str = MINILM
-    # Filled by the run from the train split (and saved): where the index is, and what it indexes.
-    index: str = ""
-    data_version: str = ""
+    base: str = field(default=SMOLLM2, metadata={
+        "help": "the causal LM that is prompted (its own base, whatever model.base is)"})
+    templates: dict[str, dict[str, str]] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES), metadata={
+        "help": "name@version -> {instruction, example, answer, separator}, as few_shot's"})
+    template: str = field(default="review-sentiment@v1", metadata={"help": "the template used (one of templates)"})
+    k: int = field(default=4, metadata={"help": "demonstrations per example: its k nearest train examples (1..16)"})
+    verbalizers: dict[str, str] = field(default_factory=lambda: {"negative": "negative", "positive": "positive"},
+                                        metadata={"help": "label -> the answer text scored after each example"})
+    demo_max_chars: int = field(default=300, metadata={
+        "help": "a retrieved text longer than this many characters is cut in the prompt"})
+    max_test_examples: int = field(default=300, metadata={
+        "help": "test examples scored (the same ones as few_shot's); every example runs its whole prompt, with "
+                "no shared prefix cache: slower than few_shot"})
+    embedder: str = field(default=MINILM, metadata={
+        "help": "the sentence encoder the index is built with (MiniLM embeddings searched with FAISS)"})
+    index: str = field(default="", metadata={
+        "help": "filled by the run (and saved): the folder of the train split's index; not a setting"})
+    data_version: str = field(default="", metadata={
+        "help": "filled by the run (and saved): the train rows' sha256 the index is bound to; not a setting"})
 
     def __post_init__(self):
         if self.template not in self.templates:

@@ -7,7 +7,7 @@ the index it was evaluated with, bound to that data version and the encoder's fi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -27,16 +27,17 @@ CONFIG_FILE, INDEX_DIR = "retrieval_few_shot_generation.json", "index"
 
 @dataclass(frozen=True)
 class RetrievalFewShotParams:
-    instruction: str = ""             # "" = generation.instruction (filled in by the run)
-    system_prompt: str = ""           # "" = generation.system_prompt
-    k: int = 3                        # demonstrations per input: its k nearest train examples
-    # A retrieved input longer than this many characters is cut (the prompt, not the index): every
-    # token of a demonstration is attended to by every generated token.
-    demo_max_chars: int = 300
-    embedder: str = MINILM            # the sentence encoder the index is built with
-    # Filled by the run from the train split (and saved): where the index is, and what it indexes.
-    index: str = ""
-    data_version: str = ""
+    instruction: str = field(default="", metadata={"help": "the instruction; \"\": generation.instruction"})
+    system_prompt: str = field(default="", metadata={"help": "the system message; \"\": generation.system_prompt"})
+    k: int = field(default=3, metadata={"help": "demonstrations per input: its k nearest train examples (1..16)"})
+    demo_max_chars: int = field(default=300, metadata={
+        "help": "a retrieved input longer than this many characters is cut in the prompt (not in the index): "
+                "every token of a demonstration is attended to by every generated token"})
+    embedder: str = field(default=MINILM, metadata={"help": "the sentence encoder the index is built with"})
+    index: str = field(default="", metadata={
+        "help": "filled by the run (and saved): the folder of the train split's index; not a setting"})
+    data_version: str = field(default="", metadata={
+        "help": "filled by the run (and saved): the train rows' sha256 the index is bound to; not a setting"})
 
     def __post_init__(self):
         if not 1 <= self.k <= 16:

@@ -19,7 +19,7 @@ on demand; its params are lora's plus `RetrievalFields`."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, fields, make_dataclass, replace
+from dataclasses import dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -39,15 +39,18 @@ INDEX_DIR = "retrieval_index"
 @dataclass(frozen=True)
 class RetrievalFields:
     """What `strategies.<name>.retrieval` sets (README, "Retrieval")."""
-    k: int = 4                   # neighbours per input
-    demo_max_chars: int = 200    # each retrieved text is cut to this many characters
-    # Tokens the neighbours may add to an input beyond model.max_length (attention cost grows with
-    # it: 128 more on 128 is about 2x the training time per step on BERT-base).
-    context_tokens: int = 128
-    embedder: str = MINILM
-    # Filled by the run from the train split (and saved): where the index is, what it indexes.
-    index: str = ""
-    data_version: str = ""
+    k: int = field(default=4, metadata={"help": "neighbours per input (1..16), nearest first"})
+    demo_max_chars: int = field(default=200, metadata={
+        "help": "each retrieved text is cut to this many characters"})
+    context_tokens: int = field(default=128, metadata={
+        "help": "tokens the neighbours may add to an input beyond model.max_length (attention cost grows "
+                "with it: 128 more on 128 is about 2x the training time per step on BERT-base)"})
+    embedder: str = field(default=MINILM, metadata={
+        "help": "the sentence encoder the index is built with (a packaged name or a model folder)"})
+    index: str = field(default="", metadata={
+        "help": "filled by the run (and saved): the folder of the train split's index; not a setting"})
+    data_version: str = field(default="", metadata={
+        "help": "filled by the run (and saved): the train rows' sha256 the index is bound to; not a setting"})
 
     def __post_init__(self):
         if not 1 <= self.k <= 16:
@@ -147,6 +150,22 @@ def attach_index(params, train: pd.DataFrame, answer_col: str):
 
 
 @functools.lru_cache(maxsize=None)
+def params_with_retrieval(own_cls: type) -> type:
+    """A strategy's params plus RetrievalFields: one class per strategy's params class, made when
+    first asked for. Pickled as (own_cls, values) and made again on loading (`_restore`), since no
+    module holds it by name (ops.isolation: process sends the parsed settings as a pickle)."""
+    def __reduce__(self):
+        return _restore, (own_cls, {f.name: getattr(self, f.name) for f in fields(self)})
+
+    return make_dataclass(f"{own_cls.__name__}WithRetrieval", [], bases=(RetrievalFields, own_cls), frozen=True,
+                          namespace={"__reduce__": __reduce__})
+
+
+def _restore(own_cls: type, values: dict):
+    return params_with_retrieval(own_cls)(**values)
+
+
+@functools.lru_cache(maxsize=None)
 def with_retrieval(base: Strategy) -> Strategy:
     if not base.trains:
         raise KeyError(f"strategy {base.name!r} does not train: retrieval is an option of trained strategies "
@@ -154,8 +173,7 @@ def with_retrieval(base: Strategy) -> Strategy:
     clash = set(OPTION_FIELDS) & {f.name for f in fields(base.params_cls)}
     if clash:
         raise KeyError(f"strategy {base.name!r} has its own {', '.join(sorted(clash))}: it cannot take retrieval")
-    params_cls = make_dataclass(f"{base.params_cls.__name__}WithRetrieval", [],
-                                bases=(RetrievalFields, base.params_cls), frozen=True)
+    params_cls = params_with_retrieval(base.params_cls)
 
     def build(base_dir: Path, head: Head, params) -> nn.Module:
         index = load_index(params.index, params.embedder, params.data_version)
@@ -196,4 +214,6 @@ def split_neighbours(params, frames: dict[str, pd.DataFrame], train_ids: list[in
     return out
 
 
-register_variant(SUFFIX, with_retrieval)
+register_variant(SUFFIX, with_retrieval, "the strategy with each input's k nearest train examples in it "
+                 "(trains; saves the strategy's weights + its index); set in the strategy's params section "
+                 "as `retrieval: {k: 3, ...}`:", RetrievalFields)

@@ -24,17 +24,18 @@ CONFIG_FILE = "zero_shot.json"
 
 @dataclass(frozen=True)
 class ZeroShotParams:
-    # label -> description embedded as that label's prototype; must cover every label
     label_descriptions: dict[str, str] = field(default_factory=lambda: {
         "negative": "a negative, critical movie review",
         "positive": "a positive, enthusiastic movie review",
-    })
-    temperature: float = 0.05   # logits = cosine / temperature; sets confidence, not accuracy
-    # Alternative descriptions, evaluated for prompt stability next to label_descriptions.
+    }, metadata={"help": "label -> the text embedded as that label's prototype; must cover every label"})
+    temperature: float = field(default=0.05, metadata={
+        "help": "logits = cosine similarity / temperature; sets confidence, not accuracy"})
     variants: list[dict[str, str]] = field(default_factory=lambda: [
         {"negative": "I did not like this film.", "positive": "I loved this film."},
         {"negative": "bad", "positive": "good"},
-    ])
+    ], metadata={"help": "other sets of descriptions, each evaluated too (prompt stability): test_accuracy is "
+                         "the mean over all sets, prompt_variant_std their spread; the set best on validation "
+                         "is saved"})
 
     def __post_init__(self):
         for descriptions in [self.label_descriptions, *self.variants]:

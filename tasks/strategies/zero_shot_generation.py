@@ -20,11 +20,10 @@ CONFIG_FILE = "zero_shot_generation.json"
 
 @dataclass(frozen=True)
 class ZeroShotGenerationParams:
-    # "" = the run's generation.instruction / generation.system_prompt (filled in by the run)
-    instruction: str = ""
-    system_prompt: str = ""
-    # Other instructions, evaluated for prompt stability next to `instruction`.
-    variants: list[str] = field(default_factory=list)
+    instruction: str = field(default="", metadata={"help": "the instruction; \"\": generation.instruction"})
+    system_prompt: str = field(default="", metadata={"help": "the system message; \"\": generation.system_prompt"})
+    variants: list[str] = field(default_factory=list, metadata={
+        "help": "other instructions, each evaluated too (prompt stability); the one best on validation is saved"})
 
     def __post_init__(self):
         if any(not str(v).strip() for v in self.variants):

@@ -53,7 +53,7 @@ def prepare_generation_inputs(settings: Settings, base: ResolvedBase, frames: di
                               ) -> StrategyInputs:
     strategy = registry.get(name, settings.task)
     fmt = run_prompt(settings)
-    params = with_run_prompt(strategy.parse_params(settings.strategy_params.get(name, {})), fmt)
+    params = with_run_prompt(settings.strategy_params[name], fmt)
     cfg, g = settings.train, settings.generation
     hardware = check_hardware(cfg)
     torch.set_num_threads(threads_per_process(cfg, hardware))
@@ -77,7 +77,7 @@ def prepare_generation_inputs(settings: Settings, base: ResolvedBase, frames: di
               for split, rows in picked.items()}
     return StrategyInputs(name=name, strategy=strategy, params=params, base=base, tokenizer=tokenizer, labels=[],
                           splits=splits, train_frame=frames["train"], hardware=hardware,
-                          head=Head.for_task(settings.task), prompt=fmt)
+                          head=Head.for_task(settings.task, instruction=fmt.instruction), prompt=fmt)
 
 
 def _generate(model, inputs: StrategyInputs, settings: Settings, split: str) -> Generated:

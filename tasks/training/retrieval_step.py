@@ -13,11 +13,9 @@ from tasks.tasktypes import task_type
 
 def retrieval_embedders(ctx: RunContext) -> list[str]:
     """The encoders the chosen strategies that retrieve index with (empty: none retrieves)."""
-    from tasks.strategies import registry
-
     out = set()
     for name in ctx.settings.strategies:
-        params = registry.get(name, ctx.settings.task).parse_params(ctx.settings.strategy_params.get(name, {}))
+        params = ctx.settings.strategy_params[name]
         if hasattr(params, "index") and hasattr(params, "embedder"):
             out.add(params.embedder)
     return sorted(out)

@@ -74,7 +74,7 @@ def prepare_classification_inputs(settings: Settings, base: ResolvedBase, frames
     """Classification: the texts encoded (with retrieved neighbours for `<name>+retrieval`) and
     their label ids."""
     strategy = registry.get(name, settings.task)
-    params = strategy.parse_params(settings.strategy_params.get(name, {}))
+    params = settings.strategy_params[name]
     cfg = settings.train
     hardware = check_hardware(cfg)
     torch.set_num_threads(threads_per_process(cfg, hardware))

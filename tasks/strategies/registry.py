@@ -243,7 +243,7 @@ def describe_all() -> str:
     for task in task_names():
         t = task_type(task)
         blocks.append(f"== {task}: {t.summary}\n"
-                      f"   params: {'.'.join(t.strategies_section)}.<name> in params.yaml")
+                      f"   params: {t.strategies_section}.<name> in params.yaml")
         blocks += [describe(s) for s in all_strategies() if task in s.tasks]
     for suffix, (summary, option_cls) in _VARIANT_DOCS.items():
         blocks.append("\n".join([f"== <trained strategy>{suffix}  {summary}", *describe_params(option_cls)]))

@@ -54,7 +54,7 @@ def save_version(folder: Path, strategy_name: str, seed: int) -> Path:
     from tasks.models.heads import Head
     from tasks.models.base import load_base
     from tasks.strategies import registry
-    from tasks.training.artifact import Manifest, params_dict
+    from tasks.artifacts.manifest import Manifest, params_dict
     from tasks.training.loop import seed_everything
 
     base = load_base(BASE)
@@ -198,7 +198,7 @@ def measure_http(work: Path, singles: int, batches: int) -> dict:
     from tasks.serving.run import start_in_thread
     from tasks.serving.service import Service
     from tasks.tracking import use_store
-    from tasks.training.artifact import PYFUNC_ENTRY, signature
+    from tasks.artifacts.pyfunc import PYFUNC_ENTRY, signature
 
     torch.set_num_threads(2)
     os.environ.pop("MLFLOW_TRACKING_URI", None)

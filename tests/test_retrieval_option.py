@@ -75,7 +75,8 @@ def test_lora_with_retrieval_trains_on_what_it_is_served_with_and_keeps_its_inde
     """Through prepare_inputs / compute / save_outcome (the flow's own calls), then the
     registry's loader: the reloaded version augments a request exactly as training did (same
     probabilities), and pointing it at another data version is refused."""
-    from tasks.training.artifact import MANIFEST, load_predictor, predict_texts
+    from tasks.artifacts.manifest import MANIFEST
+    from tasks.artifacts.predictor import load_predictor, predict
     from tasks.training.run import compute, prepare_inputs, save_outcome
 
     monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path / "cache"))
@@ -98,14 +99,14 @@ def test_lora_with_retrieval_trains_on_what_it_is_served_with_and_keeps_its_inde
 
     folder = tmp_path / "artifact"
     save_outcome(inputs, outcome, s, folder)
-    model, tokenizer, manifest = load_predictor(folder)
-    assert manifest.strategy == "lora+retrieval" and (folder / "retrieval_index" / "index.faiss").is_file()
+    predictor = load_predictor(folder)
+    assert predictor.manifest.strategy == "lora+retrieval" and (folder / "retrieval_index" / "index.faiss").is_file()
     texts = list(frames()["test"]["text"])
-    served = predict_texts(model, tokenizer, manifest, texts)
+    served = predict(predictor, texts)
     from tasks.evaluation.predict import predict_proba
 
-    probs = predict_proba(outcome.model, inputs.splits["test"], tokenizer.pad_token_id)
-    assert np.allclose(served[[f"p_{label}" for label in manifest.labels]].to_numpy(), probs, atol=1e-5)
+    probs = predict_proba(outcome.model, inputs.splits["test"], predictor.tokenizer.pad_token_id)
+    assert np.allclose(served.probs, probs, atol=1e-5)
 
     raw = json.loads((folder / MANIFEST).read_text())
     raw["params"]["data_version"] = "0" * 64

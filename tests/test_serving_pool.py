@@ -9,11 +9,12 @@ import pytest
 import torch
 from conftest import LABELS
 
-from tasks.models.heads import Head
+from tasks.artifacts.manifest import Manifest, params_dict
+from tasks.artifacts.predictor import load_predictor, predict
 from tasks.models.base import load_base
+from tasks.models.heads import Head
 from tasks.serving.pool import Pool, serving_mode
 from tasks.strategies import registry
-from tasks.training.artifact import Manifest, load_predictor, params_dict, predict_texts
 from tasks.training.loop import seed_everything
 
 TEXTS = ["a gripping, beautifully acted film", "dull and far too long", "fine", "I laughed, I cried"]
@@ -40,9 +41,7 @@ def saved_version(tmp: Path, base, strategy_name: str, seed: int, fingerprint: s
 
 
 def reference(folder: Path) -> np.ndarray:
-    model, tokenizer, manifest = load_predictor(folder)
-    out = predict_texts(model, tokenizer, manifest, TEXTS)
-    return out[[f"p_{label}" for label in LABELS]].to_numpy()
+    return predict(load_predictor(folder), TEXTS).probs
 
 
 def test_serving_mode_decides_from_what_was_saved():

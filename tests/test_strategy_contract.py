@@ -251,7 +251,8 @@ def test_an_adapter_is_refused_on_another_base(tiny_bert: Path, tmp_path: Path):
     from transformers import BertConfig, BertModel
 
     from tasks.models.base import BaseModelError, load_base
-    from tasks.training.artifact import Manifest, load_predictor
+    from tasks.artifacts.manifest import Manifest
+    from tasks.artifacts.predictor import load_predictor
 
     other = tmp_path / "other-base"
     shutil.copytree(tiny_bert, other)
@@ -263,7 +264,8 @@ def test_an_adapter_is_refused_on_another_base(tiny_bert: Path, tmp_path: Path):
     folder.mkdir()
     strategy.save(strategy.build(tiny_bert, Head.for_task('classification', LABELS), params), folder)
     trained_on = load_base(str(tiny_bert))
-    Manifest("lora", dataclasses.asdict(params), LABELS, 32, str(other), trained_on.fingerprint, "adapter").write(folder)
+    Manifest(strategy="lora", params=dataclasses.asdict(params), labels=LABELS, max_length=32, base_name=str(other),
+             base_fingerprint=trained_on.fingerprint, saves="adapter").write(folder)
     with pytest.raises(BaseModelError, match=f"trained on a base with fingerprint {trained_on.fingerprint[:12]}"):
         load_predictor(folder)
 

@@ -25,7 +25,8 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 
-from tasks.training.artifact import Manifest
+from tasks.artifacts.manifest import Manifest
+from tasks.artifacts.predictor import Predictor, predict
 
 Mode = Literal["shared_peft", "shared_adapters", "merged", "own"]
 
@@ -257,21 +258,16 @@ class Pool:
 
     def generate(self, loaded: Loaded, texts: list[str], batch_size: int, max_new_tokens: int) -> list[str]:
         """Greedy outputs, one per text, with the version's own prompt (on the inference thread)."""
-        from tasks.evaluation.generate import generate_texts
-
-        model = loaded.group.activate(loaded.adapter) if loaded.group is not None else loaded.module
-        cap = min(max_new_tokens, (loaded.manifest.generation or {}).get("max_new_tokens", max_new_tokens))
-        return generate_texts(model, loaded.tokenizer, loaded.manifest.prompt(), texts, loaded.manifest.max_length,
-                              cap, batch_size).texts
+        return predict(self._predictor(loaded), texts, batch_size=batch_size, max_new_tokens=max_new_tokens).outputs
 
     def predict(self, loaded: Loaded, texts: list[str], batch_size: int) -> np.ndarray:
         """Class probabilities, one row per text (on the inference thread)."""
-        from tasks.evaluation.predict import predict_proba
-        from tasks.models.encoding import encode_requests
+        return predict(self._predictor(loaded), texts, batch_size=batch_size).probs
 
+    @staticmethod
+    def _predictor(loaded: Loaded) -> Predictor:
         model = loaded.group.activate(loaded.adapter) if loaded.group is not None else loaded.module
-        data = encode_requests(model, loaded.tokenizer, texts, loaded.manifest.max_length)
-        return predict_proba(model, data, loaded.tokenizer.pad_token_id, batch_size=batch_size)
+        return Predictor(model=model, tokenizer=loaded.tokenizer, manifest=loaded.manifest)
 
     def _tokenizer(self, base_path: Path):
         from tasks.models.loading import load_tokenizer

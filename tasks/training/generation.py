@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tasks.artifacts.manifest import params_dict
 from tasks.config import Settings
 from tasks.evaluation.cost import PeakRSS, size_metrics
 from tasks.evaluation.forgetting import forgetting_metrics
@@ -29,7 +30,6 @@ from tasks.models.heads import Head
 from tasks.models.loading import load_tokenizer
 from tasks.models.prompts import PromptFormat, encode_pairs
 from tasks.strategies import registry
-from tasks.training.artifact import params_dict
 from tasks.training.fitting import build_and_train
 from tasks.training.hardware import check_hardware, threads_per_process
 from tasks.training.loop import mean_loss, seed_everything

@@ -24,7 +24,7 @@ from tasks.models.heads import Head
 from tasks.models.loading import load_tokenizer
 from tasks.strategies import registry
 from tasks.training import record
-from tasks.training.artifact import Manifest, params_dict, write_artifact
+from tasks.artifacts.manifest import Manifest, params_dict, write_artifact
 from tasks.training.context import RunContext
 from tasks.training.fitting import build_and_train
 from tasks.training.hardware import check_hardware, is_main_process, threads_per_process

@@ -131,6 +131,8 @@ def test_strategy_contract(name: str, kind: str, request, tmp_path: Path, caplog
         params = attach_index(params, train, "label") if strategy.retrieves else strategy.variants(params, train, LABELS)[0]
     seed_everything(0)
     model = strategy.build(tiny_base, Head.for_task('classification', LABELS), params)
+    # What its model can measure, the strategy declares (training reads the declaration).
+    assert hasattr(model, "retrieval_metrics") == (strategy.retrieval_metrics is not None)
     # `adapters` logs the inactive-adapter warning once inside train_adapter itself, while it
     # switches the adapter on; only forward passes after building are checked.
     caplog.clear()

@@ -94,6 +94,10 @@ class Strategy:
     # Inputs carry retrieved train examples (`<name>+retrieval`, tasks/strategies/_with_retrieval.py):
     # served as its own module, since the index and the inputs it builds are the version's own.
     retrieves: bool = False
+    # Strategies with a retrieval index (the `+retrieval` variants, retrieval_few_shot):
+    # retrieval_metrics(model, texts, tokenizer, prompt) -> the index's size and build time, one
+    # query's latency and the prompt tokens the neighbours add (prompt: generation's, else None).
+    retrieval_metrics: Callable[[nn.Module, list[str], Any, Any], dict[str, float]] | None = None
 
     def parse_params(self, raw: dict[str, Any]):
         known = {f.name for f in fields(self.params_cls)}

@@ -155,8 +155,9 @@ def compute_generation(inputs: StrategyInputs, settings: Settings) -> Outcome:
                     "throughput_examples_per_s": len(out.texts) / max(out.seconds, 1e-9)}
         sample = list(inputs.splits["test"].sources)[: g.latency_examples]
         metrics |= latency(model, inputs.tokenizer, inputs.prompt, sample, settings.model.max_length, g.max_new_tokens)
-        if hasattr(model, "retrieval_metrics"):   # a retrieving strategy: the index and what a query costs
-            metrics |= model.retrieval_metrics(list(inputs.splits["test"].sources), inputs.tokenizer, inputs.prompt)
+        measure = inputs.strategy.retrieval_metrics   # a retrieving strategy: the index and what a query costs
+        if measure is not None:
+            metrics |= measure(model, list(inputs.splits["test"].sources), inputs.tokenizer, inputs.prompt)
     test = inputs.splits["test"]
     # Outside the peak-memory window: the personal-data recognisers are the policy's, not the model's.
     metrics |= text_policy_metrics(OutputPolicy(settings.policy), {"val_": val_texts, "test_": out.texts})

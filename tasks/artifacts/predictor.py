@@ -3,10 +3,11 @@
 `read_version`: the manifest, its strategy (from the registry) and params, and the base it names
 resolved on this machine, before any weight is loaded. `SavedVersion.check_base`: an adapter is
 never put on a base whose fingerprint differs from the one it was trained on (BaseModelError,
-nothing loaded). `load_predictor` does both, then loads the weights. `predict` answers: class
-probabilities or generated text, as the version's task type says, with one text check and one
-generation cap (`Manifest.new_tokens`). Re-scoring in the registry, serving, the pyfunc and the
-tests all come through here.
+nothing loaded). `SavedVersion.attach`: the weights, through the strategy's own hook (onto a
+shared base in serving, else a model of its own). `load_predictor` does the three in turn.
+`predict` answers: class probabilities or generated text, as the version's task type says, with
+one text check and one generation cap (`Manifest.new_tokens`). Re-scoring in the registry,
+serving, the pyfunc and the tests all come through here.
 """
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ from tasks.models.base import ResolvedBase, check_fingerprint, fingerprint, reso
 from tasks.models.heads import Head
 from tasks.tasktypes import task_type
 
-if TYPE_CHECKING:   # torch, pandas and the strategies load when a version does (serving's checks import this module)
+# torch, pandas and the strategies load when a version does (serving's request checks import this module).
+if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     from torch import nn
 
     from tasks.strategies.registry import Strategy
+    from tasks.strategies.sharing import Attached, SharedBase
 
 # Texts per forward pass when the caller does not say: a classifier's batch is cheap, a generating
 # batch holds a KV cache per text.
@@ -53,6 +56,11 @@ class SavedVersion:
                           what or f"the {self.manifest.strategy} artifact in {self.folder}")
         return base
 
+    def attach(self, shared: SharedBase | None = None, name: str = "") -> Attached:
+        """Its weights loaded: on `shared` (a base already in memory, checked with `check_base`
+        first) when its strategy can share one, else as a model of its own."""
+        return self.strategy.attach(self.base_path, self.folder, self.head, self.params, shared=shared, name=name)
+
 
 def read_version(folder: Path) -> SavedVersion:
     from tasks.strategies import registry
@@ -78,8 +86,8 @@ def load_predictor(folder: Path) -> Predictor:
 
     version = read_version(folder)
     version.check_base(fingerprint(version.base_path))
-    model = version.strategy.load(version.base_path, folder, version.head, version.params)
-    return Predictor(model=model.eval(), tokenizer=load_tokenizer(version.base_path), manifest=version.manifest)
+    return Predictor(model=version.attach().model(), tokenizer=load_tokenizer(version.base_path),
+                     manifest=version.manifest)
 
 
 def text_problem(texts: list[Any]) -> str | None:

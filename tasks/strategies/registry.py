@@ -1,9 +1,11 @@
 """The strategy contract and its registrar.
 
 A strategy is a name, a frozen params dataclass that validates itself, a builder that turns a
-base model folder into the model to train (or to predict with), and how to save and reload what
-it trained. Each module in this package ends with one `register(...)` call; the package's
-__init__ imports each module on one line. A test fails if a module is not registered.
+base model folder into the model to train (or to predict with), how to save and reload what it
+trained, and how a saved version attaches to a base already in memory (`attach`). Optional
+capabilities are declared fields (merge, sharing, retrieval metrics). Each module in this
+package ends with one `register(...)` call; the package's __init__ imports each module on one
+line. A test fails if a module is not registered.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any, Callable, ClassVar, Literal
 from torch import nn
 
 from tasks.models.heads import Head
+from tasks.strategies.sharing import Attached, SharedBase, Sharing
 
 # What a strategy's saved artifact holds: only adapter weights (plus the trained head); only
 # the layers that trained (loaded back onto the base); the whole model; or no weights at all
@@ -85,6 +88,9 @@ class Strategy:
     # Adapters that fold into the base weights (LoRA, IA3): merge(trained) -> a plain model with
     # the same logits and no adapter overhead at inference; the trained model is left as it was.
     merge: Callable[[nn.Module], nn.Module] | None = None
+    # Versions that can share one base in memory (serving; tasks/strategies/sharing.py): PEFT
+    # adapters of one type, `adapters`-library adapters. None: each version is a model of its own.
+    sharing: Sharing | None = None
     # Strategies built with the `adapters` library: params -> the library's adapter config, so
     # serving can add each version's adapter to one shared base.
     adapter_config: Callable[[Any], Any] | None = None
@@ -98,6 +104,22 @@ class Strategy:
     # retrieval_metrics(model, texts, tokenizer, prompt) -> the index's size and build time, one
     # query's latency and the prompt tokens the neighbours add (prompt: generation's, else None).
     retrieval_metrics: Callable[[nn.Module, list[str], Any, Any], dict[str, float]] | None = None
+
+    def share_key(self, saved_dir: Path, params) -> str | None:
+        """Saved versions with equal keys (on the same base, with the same head) can share one base
+        in memory; None: this strategy's versions cannot."""
+        return None if self.sharing is None else f"{self.sharing.kind}:{self.sharing.key(saved_dir, params)}"
+
+    def attach(self, base_dir: Path, saved_dir: Path, head: Head, params, *, shared: SharedBase | None = None,
+               name: str = "") -> Attached:
+        """The saved version ready to answer: on `shared` (a base already in memory, made for
+        versions of this `share_key`), under `name`; or, without one or when this strategy's
+        versions cannot share, a model of its own (what `load` gives)."""
+        if shared is None or self.sharing is None:
+            return Attached(name=name, own=self.load(base_dir, saved_dir, head, params).eval())
+        if shared.kind != self.sharing.kind or shared.head != head:
+            raise ValueError(f"a {self.name} version cannot go on a {shared.kind} base for {shared.head}")
+        return self.sharing.attach(shared, saved_dir, params, name)
 
     def parse_params(self, raw: dict[str, Any]):
         known = {f.name for f in fields(self.params_cls)}

@@ -117,10 +117,11 @@ def test_lora_with_retrieval_trains_on_what_it_is_served_with_and_keeps_its_inde
 
 def test_a_retrieving_version_is_served_as_its_own_module():
     from tasks.serving.pool import serving_mode
+    from tasks.strategies import registry
 
-    assert serving_mode("lora+retrieval", "adapter", "peft", False, True, "m", [], retrieves=True) == ("own", "")
-    assert serving_mode("lora+retrieval", "adapter", "peft", False, True, "m", ["m"], retrieves=True)[0] == "merged"
-    assert serving_mode("lora", "adapter", "peft", False, True, "m", [])[0] == "shared_peft"
+    assert serving_mode(registry.get("lora+retrieval"), model="m", merged=[]) == ("own", "")
+    assert serving_mode(registry.get("lora+retrieval"), model="m", merged=["m"])[0] == "merged"
+    assert serving_mode(registry.get("lora"), model="m", merged=[])[0] == "shared_peft"
 
 
 def test_the_report_pairs_each_strategy_with_its_retrieval_variant_on_the_same_examples():

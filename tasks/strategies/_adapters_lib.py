@@ -98,4 +98,4 @@ def adapters_strategy(name: str, summary: str, params_cls: type, adapter_config:
 
     return Strategy(name=name, summary=summary, params_cls=params_cls, trains=True, saves="adapter", build=build,
                     save=save_trained, load=reload_onto_build(build), library="adapters",
-                    adapter_config=adapter_config, sharing=adapters_sharing(name, adapter_config))
+                    sharing=adapters_sharing(name, adapter_config))

@@ -91,9 +91,6 @@ class Strategy:
     # Versions that can share one base in memory (serving; tasks/strategies/sharing.py): PEFT
     # adapters of one type, `adapters`-library adapters. None: each version is a model of its own.
     sharing: Sharing | None = None
-    # Strategies built with the `adapters` library: params -> the library's adapter config, so
-    # serving can add each version's adapter to one shared base.
-    adapter_config: Callable[[Any], Any] | None = None
     # The tasks it can run. A name may be registered once per task (zero_shot classifies by
     # embedding similarity and generates from an instruction: two strategies, one name).
     tasks: tuple[str, ...] = ("classification",)

@@ -15,6 +15,7 @@ from tasks.artifacts.pyfunc import PYFUNC_ENTRY, requirements, signature
 from tasks.training.context import RunContext
 from tasks.training.loop import TrainResult
 from tasks.training.strategy_run import Outcome, StrategyInputs
+from tasks.tasktypes import task_type
 
 
 @contextmanager
@@ -45,7 +46,7 @@ def _log_training_input(ctx: RunContext) -> None:
         # path is ambiguous between them; either resolves the same file.
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
         dataset = mlflow.data.from_pandas(ctx.frames["train"], source=str(ctx.data.split_files["train"]),
-                                          name="train", targets="target" if ctx.settings.task == "generation" else "label",
+                                          name="train", targets=task_type(ctx.settings.task).answer_column,
                                           digest=ctx.data.split_hashes["train"][:8])
     mlflow.log_input(dataset, context="training")
 

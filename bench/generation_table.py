@@ -47,11 +47,12 @@ def rows(client, children, reference: str = "zero_shot") -> list[dict]:
 
 
 def check_version(project: Path, model: str, version, expected: list[dict], n: int, alias: str | None) -> str:
-    from tasks.training.artifact import fetch_version, load_predictor, predict_texts
+    from tasks.artifacts.fetch import fetch_version
+    from tasks.artifacts.predictor import load_predictor, predict
 
     with tempfile.TemporaryDirectory() as tmp:
-        m, tok, manifest = load_predictor(fetch_version(model, version.version, Path(tmp)))
-        got = predict_texts(m, tok, manifest, [x["input"] for x in expected[:n]])["output"].tolist()
+        got = predict(load_predictor(fetch_version(model, version.version, Path(tmp))),
+                      [x["input"] for x in expected[:n]]).outputs
     same = sum(g == x["output"] for g, x in zip(got, expected[:n]))
     uri = f"models:/{model}@{alias} = v{version.version}" if alias else f"models:/{model}/{version.version}"
     return f"{uri} ({version.tags.get('strategy')}): {same}/{n} outputs identical"

@@ -72,6 +72,34 @@ def tiny_llama(tmp_path_factory) -> Path:
     return path
 
 
+def saved_version(where: Path, base, strategy_name: str, seed: int, fingerprint: str | None = None) -> Path:
+    """A saved classification version of `strategy_name` on `base` (a ResolvedBase) with random
+    (seeded) trainable weights: enough to tell versions apart; trained weights are not needed to
+    check loading and switching. `fingerprint`: the base it claims to be trained on (default: base's)."""
+    import torch
+
+    from tasks.artifacts.manifest import Manifest, params_dict
+    from tasks.models.heads import Head
+    from tasks.strategies import registry
+    from tasks.training.loop import seed_everything
+
+    strategy = registry.get(strategy_name)
+    params = strategy.parse_params({})
+    seed_everything(seed)
+    model = strategy.build(base.path, Head.for_task("classification", LABELS), params)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.3 * torch.randn_like(p))
+    folder = where / f"{strategy_name}-{seed}"
+    folder.mkdir()
+    strategy.save(model, folder)
+    Manifest(strategy=strategy_name, params=params_dict(params), labels=LABELS, max_length=32,
+             base_name=str(base.path), base_fingerprint=fingerprint or base.fingerprint,
+             saves=strategy.saves).write(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def harness():
     """A temporary Prefect server for the flows of the session: one per pytest-xdist worker (first

@@ -60,7 +60,7 @@ def test_loss_is_on_target_tokens_only(tiny_llama):
 @pytest.mark.parametrize("name", ["full_finetune", "partial_finetune", "lora", "ia3", "prompt_tuning",
                                   "prefix_tuning", "zero_shot", "few_shot", "retrieval_few_shot", "lora+retrieval"])
 def test_each_generation_strategy_trains_saves_reloads_and_generates_the_same(name, tiny_llama, tmp_path):
-    from tasks.training.artifact import load_predictor, predict_texts
+    from tasks.artifacts.predictor import load_predictor, predict
     from tasks.training.run import compute, prepare_inputs, save_outcome
 
     settings = settings_for(tiny_llama, tmp_path)
@@ -85,10 +85,10 @@ def test_each_generation_strategy_trains_saves_reloads_and_generates_the_same(na
         assert m["retrieval_extra_prompt_tokens"] > 0
     folder = tmp_path / "artifact"
     save_outcome(inputs, outcome, settings, folder)
-    model, tokenizer, manifest = load_predictor(folder)
-    assert manifest.task == "generation"
-    again = predict_texts(model, tokenizer, manifest, list(inputs.splits["test"].sources), batch_size=4)
-    assert again["output"].tolist() == outcome.details.outputs
+    predictor = load_predictor(folder)
+    assert predictor.manifest.task == "generation"
+    again = predict(predictor, list(inputs.splits["test"].sources), batch_size=4)
+    assert again.outputs == outcome.details.outputs
 
 
 def test_few_shot_prefix_cache_generates_what_the_full_prompt_does(tiny_llama):

@@ -33,7 +33,8 @@ def project_for(project_factory, tiny_llama, extra: dict | None = None):
 
 
 def test_headlines_profile_runs_end_to_end_and_registers_a_generating_adapter(harness, project_factory, tiny_llama):
-    from tasks.training.artifact import fetch_version, load_predictor, predict_texts
+    from tasks.artifacts.fetch import fetch_version
+    from tasks.artifacts.predictor import load_predictor, predict
 
     project = project_for(project_factory, tiny_llama)
     out = specialize(SpecializeInput(params_file=str(project / "params.yaml"), profile="headlines"))
@@ -63,9 +64,8 @@ def test_headlines_profile_runs_end_to_end_and_registers_a_generating_adapter(ha
     run = next(r for r in children if r.data.tags["strategy"] == out.candidate)
     logged = json.load(open(client.download_artifacts(run.info.run_id, "test_outputs.json")))["examples"]
     folder = fetch_version("bbc-headlines", out.registered_version, project / "fetched")
-    model, tokenizer, manifest = load_predictor(folder)
-    again = predict_texts(model, tokenizer, manifest, [x["input"] for x in logged], batch_size=16)
-    assert again["output"].tolist() == [x["output"] for x in logged]
+    again = predict(load_predictor(folder), [x["input"] for x in logged], batch_size=16)
+    assert again.outputs == [x["output"] for x in logged]
     # The output policy counted in evaluation exactly what its checker blocks in the logged outputs.
     from tasks.config import PolicySettings
     from tasks.evaluation.policy import OutputPolicy

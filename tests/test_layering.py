@@ -28,7 +28,7 @@ ALLOWED = {
     "registry": SHARED | {"config", "models", "strategies", "data", "evaluation", "artifacts", "training", "tracking"},
     "ops": SHARED | {"config", "models", "strategies", "data", "evaluation", "artifacts", "training", "registry",
                      "tracking"},
-    "serving": SHARED | {"config", "models", "strategies", "evaluation", "artifacts", "training", "registry",
+    "serving": SHARED | {"config", "models", "strategies", "evaluation", "artifacts", "registry",
                          "tracking"},
     "tracking": SHARED | {"config", "data", "models"},   # type annotations only (TYPE_CHECKING)
 }

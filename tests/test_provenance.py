@@ -14,13 +14,16 @@ import pytest
 from conftest import LABELS, ROOT
 
 import mlflow
+from tasks.artifacts.fetch import fetch_version
+from tasks.artifacts.manifest import Manifest
+from tasks.artifacts.predictor import load_predictor
+from tasks.artifacts.provenance import ForeignArtifact, artifact_problems
+from tasks.artifacts.pyfunc import PYFUNC_ENTRY
 from tasks.models.base import load_base
 from tasks.models.heads import Head
 from tasks.registry import versions
 from tasks.strategies import registry
 from tasks.tracking import use_store
-from tasks.training.artifact import PYFUNC_ENTRY, Manifest, fetch_version, load_predictor
-from tasks.training.provenance import ForeignArtifact, artifact_problems
 
 MODEL = "provenance-model"
 
@@ -49,8 +52,9 @@ def zero_shot_folder(where: Path, base_dir: Path) -> Path:
     params = strategy.parse_params({})
     folder = where / "strategy"
     strategy.save(strategy.build(base_dir, Head.for_task('classification', LABELS), params), folder)
-    Manifest("zero_shot", dataclasses.asdict(params), LABELS, 32, str(base_dir),
-             load_base(str(base_dir)).fingerprint, strategy.saves).write(folder)
+    Manifest(strategy="zero_shot", params=dataclasses.asdict(params), labels=LABELS, max_length=32,
+             base_name=str(base_dir), base_fingerprint=load_base(str(base_dir)).fingerprint,
+             saves=strategy.saves).write(folder)
     return folder
 
 
@@ -82,8 +86,7 @@ def store(tmp_path, monkeypatch, tiny_bert):
 def test_a_version_that_is_not_adaptflows_is_refused_and_its_code_never_runs(store):
     tmp, marker = store
     folder = fetch_version(MODEL, "1", tmp / "dl1")                 # adaptflow's own loads
-    model, tokenizer, manifest = load_predictor(folder)
-    assert manifest.strategy == "zero_shot"
+    assert load_predictor(folder).manifest.strategy == "zero_shot"
     with pytest.raises(ForeignArtifact, match=re.escape("pickled python_model")):
         fetch_version(MODEL, "2", tmp / "dl2")
     with pytest.raises(ForeignArtifact, match=re.escape("pytorch_model.bin")):

@@ -138,7 +138,7 @@ def test_a_retrieving_version_passes_the_provenance_check(tiny_llama, tmp_path, 
 
     from tasks.models.heads import Head
     from tasks.strategies import retrieval_few_shot_generation as rfs
-    from tasks.training.provenance import CODE_LOADER, artifact_problems
+    from tasks.artifacts.provenance import CODE_LOADER, artifact_problems
 
     monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path / "cache"))
     train = pd.DataFrame({"text": [t for t, _ in TRAIN], "target": [y for _, y in TRAIN]})

@@ -95,7 +95,8 @@ def test_lora_with_retrieval_trains_on_what_it_is_served_with_and_keeps_its_inde
     """Through prepare_inputs / compute / save_outcome (the flow's own calls), then the
     registry's loader: the reloaded version augments a request exactly as training did (same
     probabilities), and pointing it at another data version is refused."""
-    from tasks.training.artifact import MANIFEST, load_predictor, predict_texts
+    from tasks.artifacts.manifest import MANIFEST
+    from tasks.artifacts.predictor import load_predictor, predict
     from tasks.training.run import compute, prepare_inputs, save_outcome
 
     monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path / "cache"))
@@ -118,14 +119,14 @@ def test_lora_with_retrieval_trains_on_what_it_is_served_with_and_keeps_its_inde
 
     folder = tmp_path / "artifact"
     save_outcome(inputs, outcome, s, folder)
-    model, tokenizer, manifest = load_predictor(folder)
-    assert manifest.strategy == "lora+retrieval" and (folder / "retrieval_index" / "index.faiss").is_file()
+    predictor = load_predictor(folder)
+    assert predictor.manifest.strategy == "lora+retrieval" and (folder / "retrieval_index" / "index.faiss").is_file()
     texts = list(frames()["test"]["text"])
-    served = predict_texts(model, tokenizer, manifest, texts)
+    served = predict(predictor, texts)
     from tasks.evaluation.predict import predict_proba
 
-    probs = predict_proba(outcome.model, inputs.splits["test"], tokenizer.pad_token_id)
-    assert np.allclose(served[[f"p_{label}" for label in manifest.labels]].to_numpy(), probs, atol=1e-5)
+    probs = predict_proba(outcome.model, inputs.splits["test"], predictor.tokenizer.pad_token_id)
+    assert np.allclose(served.probs, probs, atol=1e-5)
 
     raw = json.loads((folder / MANIFEST).read_text())
     raw["params"]["data_version"] = "0" * 64
@@ -136,10 +137,11 @@ def test_lora_with_retrieval_trains_on_what_it_is_served_with_and_keeps_its_inde
 
 def test_a_retrieving_version_is_served_as_its_own_module():
     from tasks.serving.pool import serving_mode
+    from tasks.strategies import registry
 
-    assert serving_mode("lora+retrieval", "adapter", "peft", False, True, "m", [], retrieves=True) == ("own", "")
-    assert serving_mode("lora+retrieval", "adapter", "peft", False, True, "m", ["m"], retrieves=True)[0] == "merged"
-    assert serving_mode("lora", "adapter", "peft", False, True, "m", [])[0] == "shared_peft"
+    assert serving_mode(registry.get("lora+retrieval"), model="m", merged=[]) == ("own", "")
+    assert serving_mode(registry.get("lora+retrieval"), model="m", merged=["m"])[0] == "merged"
+    assert serving_mode(registry.get("lora"), model="m", merged=[])[0] == "shared_peft"
 
 
 def test_the_report_pairs_each_strategy_with_its_retrieval_variant_on_the_same_examples():

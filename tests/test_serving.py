@@ -23,6 +23,8 @@ from conftest import LABELS, ROOT, env_for_subprocess
 from mlflow.tracking import MlflowClient
 
 import mlflow
+from tasks.artifacts.manifest import Manifest, params_dict
+from tasks.artifacts.pyfunc import PYFUNC_ENTRY, signature
 from tasks.models.heads import Head
 from tasks.config import PolicySettings, ServingSettings, SettingsError, load_settings, parse_section
 from tasks.evaluation.record import StrategyResult
@@ -38,7 +40,6 @@ from tasks.serving.run import free_port, start_in_thread
 from tasks.serving.service import Service, ServingError
 from tasks.strategies import registry
 from tasks.tracking import use_store
-from tasks.training.artifact import PYFUNC_ENTRY, Manifest, params_dict, signature
 from tasks.training.loop import LoopConfig, seed_everything, train
 
 ADAPTER_MODEL, FULL_MODEL = "reviews-lora", "reviews-full"

@@ -16,6 +16,10 @@ import requests
 from mlflow.tracking import MlflowClient
 
 import mlflow
+from tasks.artifacts.fetch import fetch_version
+from tasks.artifacts.manifest import Manifest, params_dict
+from tasks.artifacts.predictor import load_predictor, predict
+from tasks.artifacts.pyfunc import PYFUNC_ENTRY, signature
 from tasks.config import PolicySettings, ServingSettings
 from tasks.evaluation.record import StrategyResult
 from tasks.models.base import load_base
@@ -28,7 +32,6 @@ from tasks.serving.run import start_in_thread
 from tasks.serving.service import Service
 from tasks.strategies import registry
 from tasks.tracking import use_store
-from tasks.training.artifact import PYFUNC_ENTRY, Manifest, load_predictor, params_dict, predict_texts, signature
 from tasks.training.loop import LoopConfig, seed_everything, train
 
 MODEL = "headlines-lora"
@@ -93,10 +96,7 @@ def test_generate_answers_what_the_version_writes_and_refuses_clearly(server, st
     root = store[0]
     answer = generate(server.url, PAIRS[0][:3]).json()
     assert answer["version"] == "1" and answer["strategy"] == "lora" and len(answer["outputs"]) == 3
-    from tasks.training.artifact import fetch_version
-
-    model, tokenizer, manifest = load_predictor(fetch_version(MODEL, "1", root / "check"))
-    expected = predict_texts(model, tokenizer, manifest, PAIRS[0][:3])["output"].tolist()
+    expected = predict(load_predictor(fetch_version(MODEL, "1", root / "check")), PAIRS[0][:3]).outputs
     assert answer["outputs"] == expected   # the version's own cap (6) is below the server's (8)
     too_many = generate(server.url, ["x"], max_new_tokens=9)
     assert too_many.status_code == 422 and "serving.max_new_tokens" in too_many.json()["error"]
@@ -139,10 +139,7 @@ def test_a_deny_listed_phrase_is_blocked_over_http_counted_and_kept_out_of_the_l
     replaces that output by its rule, answers the other outputs of the request, counts the block
     in /metrics and logs it without the text."""
     root = store[0]
-    from tasks.training.artifact import fetch_version
-
-    model, tokenizer, manifest = load_predictor(fetch_version(MODEL, "1", root / "policy-check"))
-    written = predict_texts(model, tokenizer, manifest, PAIRS[0][:3])["output"].tolist()
+    written = predict(load_predictor(fetch_version(MODEL, "1", root / "policy-check")), PAIRS[0][:3]).outputs
     phrase = written[0].strip()
     assert phrase and all(phrase not in w for w in written[1:]), written   # the test needs a phrase of its own
     policy = PolicySettings(deny={"house_style": re.escape(phrase)})

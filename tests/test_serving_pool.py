@@ -1,5 +1,5 @@
 """Serving pool on a tiny random BERT: every adapter on a shared base answers exactly as the
-same version loaded alone (the project's own pyfunc loader), switching back and forth."""
+same version loaded alone (tasks/artifacts' loader), switching back and forth."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,54 +7,45 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import LABELS
+from conftest import LABELS, ROOT, saved_version
 
-from tasks.models.heads import Head
+from tasks.artifacts.manifest import Manifest, params_dict
+from tasks.artifacts.predictor import load_predictor, predict
 from tasks.models.base import load_base
+from tasks.models.heads import Head
 from tasks.serving.pool import Pool, serving_mode
 from tasks.strategies import registry
-from tasks.training.artifact import Manifest, load_predictor, params_dict, predict_texts
 from tasks.training.loop import seed_everything
 
 TEXTS = ["a gripping, beautifully acted film", "dull and far too long", "fine", "I laughed, I cried"]
 
 
-def saved_version(tmp: Path, base, strategy_name: str, seed: int, fingerprint: str | None = None) -> Path:
-    """A saved strategy folder with random (seeded) trainable weights: enough to tell versions
-    apart; trained weights are not needed to check loading and switching."""
-    strategy = registry.get(strategy_name)
-    params = strategy.parse_params({})
-    seed_everything(seed)
-    model = strategy.build(base.path, Head.for_task('classification', LABELS), params)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(0.3 * torch.randn_like(p))
-    folder = tmp / f"{strategy_name}-{seed}"
-    folder.mkdir()
-    strategy.save(model, folder)
-    Manifest(strategy=strategy_name, params=params_dict(params), labels=LABELS, max_length=32,
-             base_name=str(base.path), base_fingerprint=fingerprint or base.fingerprint,
-             saves=strategy.saves).write(folder)
-    return folder
-
-
 def reference(folder: Path) -> np.ndarray:
-    model, tokenizer, manifest = load_predictor(folder)
-    out = predict_texts(model, tokenizer, manifest, TEXTS)
-    return out[[f"p_{label}" for label in LABELS]].to_numpy()
+    return predict(load_predictor(folder), TEXTS).probs
 
 
-def test_serving_mode_decides_from_what_was_saved():
-    assert serving_mode("lora", "adapter", "peft", False, True, "m", []) == ("shared_peft", "")
-    assert serving_mode("lora", "adapter", "peft", False, True, "m", ["m"]) == ("merged", "")
-    mode, note = serving_mode("prompt_tuning", "adapter", "peft", False, False, "m", ["m"])
-    assert mode == "shared_peft" and "no merge" in note
-    assert serving_mode("bottleneck_adapter", "adapter", "adapters", True, False, "m", []) == ("shared_adapters", "")
-    assert serving_mode("full_finetune", "full_model", "transformers", False, False, "m", ["m"]) == ("own", "")
-    assert serving_mode("zero_shot", "config_only", "none", False, False, "m", []) == ("own", "")
+def test_serving_mode_decides_from_what_the_strategy_declares():
+    mode = lambda name, merged=(): serving_mode(registry.get(name), model="m", merged=list(merged))
+    assert mode("lora") == ("shared_peft", "")
+    assert mode("lora", ["m"]) == ("merged", "")
+    held, note = mode("prompt_tuning", ["m"])
+    assert held == "shared_peft" and "no merge" in note
+    assert mode("bottleneck_adapter") == ("shared_adapters", "")
+    assert mode("full_finetune", ["m"]) == ("own", "")
+    assert mode("zero_shot") == ("own", "")
     # What each registered strategy declares decides it, not a list kept here.
     assert {s.name for s in registry.all_strategies() if s.merge is not None} == {"lora", "ia3"}
+    assert {s.name for s in registry.all_strategies() if s.sharing is not None} == {
+        "lora", "ia3", "prompt_tuning", "prefix_tuning", "bottleneck_adapter", "lora_prompt", "unipelt"}
+
+
+def test_serving_knows_no_library_layout():
+    """Serving holds versions through the strategy contract only: no private strategy module, no
+    library's file (PEFT's adapter_config.json) or tensor names, and nothing of tasks.training."""
+    for path in (ROOT / "tasks" / "serving").glob("*.py"):
+        source = path.read_text()
+        for banned in ("tasks.strategies._", "adapter_config", "safetensors", "tasks.training"):
+            assert banned not in source, f"{path.name} mentions {banned}"
 
 
 # PEFT cannot mix adapter types on one model: LoRA versions share one base, IA3 gets another;

@@ -10,6 +10,7 @@ import importlib
 import pkgutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -66,9 +67,10 @@ def _eval_loss(model, batch) -> float:
 
 
 def test_every_strategy_module_is_registered():
-    # registry and search are the package's vocabulary (registration, search spaces), not strategies.
+    # registry, search and sharing are the package's vocabulary (registration, search spaces, versions
+    # on a shared base), not strategies.
     modules = {m.name for m in pkgutil.iter_modules(package.__path__)
-               if not m.name.startswith("_") and m.name not in {"registry", "search"}}
+               if not m.name.startswith("_") and m.name not in {"registry", "search", "sharing"}}
     for name in modules:
         importlib.import_module(f"tasks.strategies.{name}")
     # A module is named after its strategy; a second implementation of a name for another task
@@ -185,6 +187,8 @@ def test_strategy_contract(name: str, kind: str, request, tmp_path: Path, caplog
         params = attach_index(params, train, "label") if strategy.retrieves else strategy.variants(params, train, LABELS)[0]
     seed_everything(0)
     model = strategy.build(tiny_base, Head.for_task('classification', LABELS), params)
+    # What its model can measure, the strategy declares (training reads the declaration).
+    assert hasattr(model, "retrieval_metrics") == (strategy.retrieval_metrics is not None)
     # `adapters` logs the inactive-adapter warning once inside train_adapter itself, while it
     # switches the adapter on; only forward passes after building are checked.
     caplog.clear()
@@ -305,7 +309,8 @@ def test_an_adapter_is_refused_on_another_base(tiny_bert: Path, tmp_path: Path):
     from transformers import BertConfig, BertModel
 
     from tasks.models.base import BaseModelError, load_base
-    from tasks.training.artifact import Manifest, load_predictor
+    from tasks.artifacts.manifest import Manifest
+    from tasks.artifacts.predictor import load_predictor
 
     other = tmp_path / "other-base"
     shutil.copytree(tiny_bert, other)
@@ -317,9 +322,50 @@ def test_an_adapter_is_refused_on_another_base(tiny_bert: Path, tmp_path: Path):
     folder.mkdir()
     strategy.save(strategy.build(tiny_bert, Head.for_task('classification', LABELS), params), folder)
     trained_on = load_base(str(tiny_bert))
-    Manifest("lora", dataclasses.asdict(params), LABELS, 32, str(other), trained_on.fingerprint, "adapter").write(folder)
+    Manifest(strategy="lora", params=dataclasses.asdict(params), labels=LABELS, max_length=32, base_name=str(other),
+             base_fingerprint=trained_on.fingerprint, saves="adapter").write(folder)
     with pytest.raises(BaseModelError, match=f"trained on a base with fingerprint {trained_on.fingerprint[:12]}"):
         load_predictor(folder)
+
+
+@pytest.mark.parametrize("name", ["lora", "bottleneck_adapter", "full_finetune"])
+def test_attach_to_a_shared_base_answers_like_the_standalone_loader(name: str, tiny_bert: Path, tmp_path: Path):
+    """The `attach` hook of a PEFT strategy, an `adapters`-library one and a whole model: two
+    versions put on one base in memory (the whole model cannot share: each loads its own) give
+    the probabilities each gives loaded alone, switching back and forth, and detach cleanly."""
+    from conftest import saved_version
+
+    from tasks.artifacts.manifest import Manifest
+    from tasks.artifacts.predictor import Predictor, load_predictor, predict
+    from tasks.models.base import load_base
+    from tasks.models.loading import load_tokenizer
+    from tasks.strategies.sharing import SharedBase
+
+    base, strategy = load_base(str(tiny_bert)), registry.get(name)
+    head, tokenizer = Head.for_task("classification", LABELS), load_tokenizer(tiny_bert)
+    folders = [saved_version(tmp_path, base, name, seed) for seed in (1, 2)]
+    alone = [predict(load_predictor(f), TEXTS).probs for f in folders]
+    assert not np.allclose(alone[0], alone[1], atol=1e-3)   # the versions do differ
+    shared = SharedBase(base=base, head=head, kind=strategy.sharing.kind if strategy.sharing else "")
+    params = [strategy.parse_params(Manifest.read(f).params) for f in folders]
+    attached = [strategy.attach(base.path, f, head, p, shared=shared, name=f"v{i}")
+                for i, (f, p) in enumerate(zip(folders, params))]
+
+    def probs(i: int) -> np.ndarray:
+        return predict(Predictor(model=attached[i].model(), tokenizer=tokenizer, manifest=Manifest.read(folders[i])),
+                       TEXTS).probs
+
+    for _ in range(2):
+        for i in (0, 1):
+            np.testing.assert_allclose(probs(i), alone[i], atol=1e-5)
+    if strategy.sharing is None:
+        assert shared.model is None and not shared.versions and strategy.share_key(folders[0], params[0]) is None
+    else:
+        assert sorted(shared.versions) == ["v0", "v1"] and all(a.shared is shared for a in attached)
+        assert strategy.share_key(folders[0], params[0]) == strategy.share_key(folders[1], params[1])
+    assert attached[0].detach() == (strategy.sharing is None)   # a shared base keeps its other version
+    np.testing.assert_allclose(probs(1), alone[1], atol=1e-5)
+    assert attached[1].detach() and shared.model is None
 
 
 def test_label_scores_of_prompts_of_unequal_lengths_equal_each_prompt_run_alone(tiny_llama: Path):

@@ -163,7 +163,8 @@ def logged_result(tmp, base_dir, name: str, metrics: dict, experiment: str):
     from tasks.evaluation.record import StrategyResult
     from tasks.models.base import ResolvedBase
     from tasks.models.heads import Head
-    from tasks.training.artifact import PYFUNC_ENTRY, Manifest, params_dict, signature
+    from tasks.artifacts.manifest import Manifest, params_dict
+    from tasks.artifacts.pyfunc import PYFUNC_ENTRY, signature
 
     strategy = registry.get(name)
     params = strategy.parse_params({})

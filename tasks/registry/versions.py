@@ -84,13 +84,15 @@ def rescore(model_name: str, version: str, examples: ScoringSet, metric_name: st
     the strategy; weights are safetensors): no code stored with the version runs."""
     import tempfile
 
-    from tasks.training.artifact import fetch_version, load_predictor, predict_texts
+    from tasks.artifacts.fetch import fetch_version
+    from tasks.artifacts.predictor import load_predictor, predict
 
     with tempfile.TemporaryDirectory(prefix="adaptflow-rescore-") as tmp:
-        model, tokenizer, manifest = load_predictor(fetch_version(model_name, version, Path(tmp)))
-        if manifest.task != examples.task:
-            raise ValueError(f"{model_name} v{version} is a {manifest.task} model; this run's task is {examples.task}")
-        predicted = predict_texts(model, tokenizer, manifest, examples.texts)
+        predictor = load_predictor(fetch_version(model_name, version, Path(tmp)))
+        task = predictor.manifest.task
+        if task != examples.task:
+            raise ValueError(f"{model_name} v{version} is a {task} model; this run's task is {examples.task}")
+        predicted = predict(predictor, examples.texts).frame()
     return float(RESCORABLE[metric_name](examples, predicted))
 
 

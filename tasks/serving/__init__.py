@@ -3,13 +3,14 @@ following the registry's aliases (`adaptflow serve`). One job per module:
 
   checks     checking a /predict body (pure)
   batching   grouping queued requests by adapter, one inference thread
-  pool       loading versions: shared bases (PEFT, `adapters`), own models, merged LoRA/IA3
+  pool       holding versions: on shared bases (each strategy's `attach`), own models, merged LoRA/IA3
   follow     what to change when aliases move (pure) and fetching a version's artifact
   service    routes alias -> version, in-flight counts, swaps, refusals, health
   metrics    Prometheus counters and latency histograms
   app        the FastAPI routes
   run        start it (uvicorn) from the CLI, or in a thread for tests and the bench
 
-Settings: `serving:` (tasks/config/serving.py). May import: tasks.config, models, strategies,
-evaluation, training (the artifact loader), registry, tracking. Never tasks.ops or flows.
+Settings: `serving:` (tasks/config/serving.py). May import: tasks.config, models, strategies (the
+contract only, never a private module of it), evaluation, artifacts (a version's folder and its
+loader), registry, tracking. Never training, ops or flows.
 """

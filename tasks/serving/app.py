@@ -25,6 +25,7 @@ from tasks.serving.batching import QueueFull
 from tasks.serving.checks import RequestError, check_generate_request, check_request
 from tasks.serving.metrics import UNKNOWN
 from tasks.serving.service import Service, ServingError
+from tasks.tasktypes import task_type
 
 log = logging.getLogger("adaptflow.serving")
 RETRY_AFTER_SECONDS = "1"
@@ -131,15 +132,17 @@ async def _wait(service: Service, submit):
 
 
 async def _classify(service: Service, req, loaded, alias):
-    if loaded.manifest.task != "classification":
-        raise RequestError(422, f"{req.model} v{loaded.version} generates text: POST /generate")
+    kind = task_type(loaded.manifest.task)
+    if kind.generates:
+        raise RequestError(422, f"{req.model} v{loaded.version} generates text: POST {kind.route}")
     probs = await _wait(service, lambda: service.batcher.submit(loaded.key, loaded, req.texts))
     return service.answer(loaded, alias, probs)
 
 
 async def _generate(service: Service, req, loaded, alias):
-    if loaded.manifest.task != "generation":
-        raise RequestError(422, f"{req.model} v{loaded.version} is a classifier: POST /predict")
+    kind = task_type(loaded.manifest.task)
+    if not kind.generates:
+        raise RequestError(422, f"{req.model} v{loaded.version} is a classifier: POST {kind.route}")
     outputs = await _wait(service, lambda: service.submit_generate(loaded, req.texts, req.max_new_tokens))
     # Off the event loop: the personal-data recognisers take ~10 ms an output (~1 s to build once).
     return await run_in_threadpool(service.answer_generation, loaded, alias, outputs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tasks.artifacts.predictor import text_problem
 from tasks.config import ServingSettings
 
 
@@ -76,9 +77,9 @@ def check_request(body: Any, models: list[str], settings: ServingSettings,
     if len(texts) > settings.max_texts:
         raise RequestError(413, f"{len(texts)} texts in one request; the limit is {settings.max_texts} "
                                 f"(serving.max_texts): split the request")
-    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
-    if bad:
-        raise RequestError(422, f"texts must be non-empty strings; bad at position(s) {bad[:10]}")
+    problem = text_problem(texts)   # the predictor's own rule, checked before anything is queued
+    if problem:
+        raise RequestError(422, problem)
     long = [i for i, t in enumerate(texts) if len(t) > settings.max_chars]
     if long:
         raise RequestError(413, f"text(s) at position(s) {long[:10]} exceed {settings.max_chars} characters "

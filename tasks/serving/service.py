@@ -21,12 +21,12 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 
+from tasks.artifacts.fetch import fetch_version
 from tasks.config import PolicySettings, ServingSettings
 from tasks.evaluation.policy import OutputPolicy
 from tasks.serving.batching import Batcher
 from tasks.serving.checks import PredictRequest, RequestError
 from tasks.serving.follow import Change, Route, plan_changes, resolve_aliases
-from tasks.training.artifact import fetch_version
 from tasks.serving.metrics import ServingMetrics
 from tasks.serving.policy import guard_outputs, guard_prediction
 from tasks.serving.pool import Loaded, Pool

@@ -1,5 +1,6 @@
 """Strategies built with PEFT: the base with a fresh head, wrapped by `get_peft_model`; saved and
-reloaded as adapter weights plus the trained head (safetensors); LoRA and IA3 also merge."""
+reloaded as adapter weights plus the trained head (safetensors); LoRA and IA3 also merge; versions
+of one PEFT type share one base in memory (`attach_peft`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +10,7 @@ from torch import nn
 
 from tasks.models.heads import Head
 from tasks.strategies.registry import Strategy
+from tasks.strategies.sharing import Attached, SharedBase, Sharing
 from tasks.tasktypes import DEFAULT
 
 
@@ -30,6 +32,31 @@ def load_peft(base_dir: Path, saved_dir: Path, head: Head, params) -> nn.Module:
 
     model = PeftModel.from_pretrained(head.load(base_dir), saved_dir)
     return model.eval()
+
+
+def peft_type(saved_dir: Path, params) -> str:
+    """The saved adapter's PEFT type (LORA, IA3, ...): one PeftModel holds adapters of one type only."""
+    from peft import PeftConfig
+
+    return str(PeftConfig.from_pretrained(str(saved_dir)).peft_type)
+
+
+def attach_peft(shared: SharedBase, saved_dir: Path, params, name: str) -> Attached:
+    """The saved adapter (and the head PEFT saved with it, modules_to_save) on the shared base:
+    the first one wraps the base in a PeftModel, the next ones load beside it; `set_adapter`
+    switches between them."""
+    from peft import PeftModel
+
+    if shared.model is None:
+        shared.model = PeftModel.from_pretrained(shared.head.load(shared.base.path), saved_dir, adapter_name=name)
+    else:
+        shared.model.load_adapter(saved_dir, adapter_name=name)
+    shared.model.eval()   # a new adapter's dropout must be off
+    return shared.add(Attached(name=name, shared=shared, switch=lambda: shared.model.set_adapter(name),
+                               remove=lambda: shared.model.delete_adapter(name)))
+
+
+SHARING = Sharing(kind="peft", key=peft_type, attach=attach_peft)
 
 
 def merge_peft(model: nn.Module) -> nn.Module:
@@ -55,4 +82,4 @@ def peft_strategy(name: str, summary: str, params_cls: type, peft_config: Callab
 
     return Strategy(name=name, summary=summary, params_cls=params_cls, trains=True, saves="adapter", build=build,
                     save=save_peft, load=load_peft, library="peft", merge=merge_peft if mergeable else None,
-                    tasks=tasks)
+                    tasks=tasks, sharing=SHARING)

@@ -1,9 +1,11 @@
 """The strategy contract and its registrar.
 
 A strategy is a name, a frozen params dataclass that validates itself, a builder that turns a
-base model folder into the model to train (or to predict with), and how to save and reload what
-it trained. Each module in this package ends with one `register(...)` call; the package's
-__init__ imports each module on one line. A test fails if a module is not registered.
+base model folder into the model to train (or to predict with), how to save and reload what it
+trained, and how a saved version attaches to a base already in memory (`attach`). Optional
+capabilities are declared fields (merge, sharing, retrieval metrics). Each module in this
+package ends with one `register(...)` call; the package's __init__ imports each module on one
+line. A test fails if a module is not registered.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any, Callable, ClassVar, Literal
 from torch import nn
 
 from tasks.models.heads import Head
+from tasks.strategies.sharing import Attached, SharedBase, Sharing
 from tasks.tasktypes import DEFAULT
 from tasks.tasktypes import names as task_names
 
@@ -96,15 +99,35 @@ class Strategy:
     # Adapters that fold into the base weights (LoRA, IA3): merge(trained) -> a plain model with
     # the same logits and no adapter overhead at inference; the trained model is left as it was.
     merge: Callable[[nn.Module], nn.Module] | None = None
-    # Strategies built with the `adapters` library: params -> the library's adapter config, so
-    # serving can add each version's adapter to one shared base.
-    adapter_config: Callable[[Any], Any] | None = None
+    # Versions that can share one base in memory (serving; tasks/strategies/sharing.py): PEFT
+    # adapters of one type, `adapters`-library adapters. None: each version is a model of its own.
+    sharing: Sharing | None = None
     # The tasks it can run. A name may be registered once per task (zero_shot classifies by
     # embedding similarity and generates from an instruction: two strategies, one name).
     tasks: tuple[str, ...] = (DEFAULT,)
     # Inputs carry retrieved train examples (`<name>+retrieval`, tasks/strategies/with_retrieval.py):
     # served as its own module, since the index and the inputs it builds are the version's own.
     retrieves: bool = False
+    # Strategies with a retrieval index (the `+retrieval` variants, retrieval_few_shot):
+    # retrieval_metrics(model, texts, tokenizer, prompt) -> the index's size and build time, one
+    # query's latency and the prompt tokens the neighbours add (prompt: generation's, else None).
+    retrieval_metrics: Callable[[nn.Module, list[str], Any, Any], dict[str, float]] | None = None
+
+    def share_key(self, saved_dir: Path, params) -> str | None:
+        """Saved versions with equal keys (on the same base, with the same head) can share one base
+        in memory; None: this strategy's versions cannot."""
+        return None if self.sharing is None else f"{self.sharing.kind}:{self.sharing.key(saved_dir, params)}"
+
+    def attach(self, base_dir: Path, saved_dir: Path, head: Head, params, *, shared: SharedBase | None = None,
+               name: str = "") -> Attached:
+        """The saved version ready to answer: on `shared` (a base already in memory, made for
+        versions of this `share_key`), under `name`; or, without one or when this strategy's
+        versions cannot share, a model of its own (what `load` gives)."""
+        if shared is None or self.sharing is None:
+            return Attached(name=name, own=self.load(base_dir, saved_dir, head, params).eval())
+        if shared.kind != self.sharing.kind or shared.head != head:
+            raise ValueError(f"a {self.name} version cannot go on a {shared.kind} base for {shared.head}")
+        return self.sharing.attach(shared, saved_dir, params, name)
 
     def parse_params(self, raw: dict[str, Any]):
         known = {f.name for f in fields(self.params_cls)}

@@ -20,7 +20,7 @@ from tasks.models.loading import load_tokenizer
 from tasks.models.packaged import MINILM, SMOLLM2
 from tasks.models.retrieval import RetrievalIndex
 from tasks.strategies._prompted_lm import frozen_causal_lm, label_log_likelihoods
-from tasks.strategies.retrieval_index import cost_metrics, load_index, timed_neighbours, train_index
+from tasks.strategies.retrieval_index import cost_metrics, load_index, measure_retrieval, timed_neighbours, train_index
 from tasks.strategies.few_shot import DEFAULT_TEMPLATES, TEMPLATE_PARTS
 from tasks.strategies.registry import Strategy, register
 
@@ -144,4 +144,5 @@ register(Strategy(
     summary="few_shot whose k demonstrations are each example's nearest train examples (MiniLM + FAISS); saves prompt + index",
     params_cls=RetrievalFewShotParams, trains=False, saves="config_only",
     build=build, save=save, load=load, library="none", variants=variants, base_kind="causal_lm",
+    retrieval_metrics=measure_retrieval,
 ))

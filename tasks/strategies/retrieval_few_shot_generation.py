@@ -19,7 +19,14 @@ from tasks.models.packaged import MINILM
 from tasks.models.prompts import PromptFormat
 from tasks.models.retrieval import RetrievalIndex
 from tasks.strategies._prompted_lm import PromptedLM, frozen_causal_lm
-from tasks.strategies.retrieval_index import cost_metrics, generation_formats, load_index, timed_neighbours, train_index
+from tasks.strategies.retrieval_index import (
+    cost_metrics,
+    generation_formats,
+    load_index,
+    measure_retrieval,
+    timed_neighbours,
+    train_index,
+)
 from tasks.strategies.registry import Strategy, register
 
 CONFIG_FILE, INDEX_DIR = "retrieval_few_shot_generation.json", "index"
@@ -108,4 +115,5 @@ register(Strategy(
     summary="generation: each input's k nearest train examples (MiniLM + FAISS) as demonstrations; saves prompt + index",
     params_cls=RetrievalFewShotParams, trains=False, saves="config_only", build=build, save=save, load=load,
     library="none", variants=variants, base_kind="causal_lm", tasks=("generation",),
+    retrieval_metrics=measure_retrieval,
 ))

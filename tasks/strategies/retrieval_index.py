@@ -80,3 +80,9 @@ def cost_metrics(index: RetrievalIndex, single_query_ms: list[float], extra_toke
         out |= {"retrieval_ms_p50": float(np.percentile(single_query_ms, 50)),
                 "retrieval_ms_p95": float(np.percentile(single_query_ms, 95))}
     return out
+
+
+def measure_retrieval(model, texts: list[str], tokenizer, fmt: PromptFormat | None = None) -> dict[str, float]:
+    """A retrieving strategy's declared `retrieval_metrics`: what its model measures of its index
+    (generation passes the run's prompt format `fmt`; prompting models use their own)."""
+    return model.retrieval_metrics(list(texts), tokenizer, fmt)

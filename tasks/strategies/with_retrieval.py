@@ -30,7 +30,14 @@ from tasks.models.packaged import MINILM
 from tasks.models.prompts import PromptFormat
 from tasks.models.retrieval import RETRIEVAL_SUFFIX as SUFFIX
 from tasks.models.retrieval import RetrievalIndex
-from tasks.strategies.retrieval_index import cost_metrics, generation_formats, load_index, timed_neighbours, train_index
+from tasks.strategies.retrieval_index import (
+    cost_metrics,
+    generation_formats,
+    load_index,
+    measure_retrieval,
+    timed_neighbours,
+    train_index,
+)
 from tasks.strategies.registry import Strategy, register_variant
 
 INDEX_DIR = "retrieval_index"
@@ -196,7 +203,8 @@ def with_retrieval(base: Strategy) -> Strategy:
 
     return Strategy(name=base.name + SUFFIX, summary=f"{base.name} with each input's k nearest train examples in it",
                     params_cls=params_cls, trains=True, saves=base.saves, build=build, save=save, load=load,
-                    base_kind=base.base_kind, library=base.library, merge=merge, tasks=base.tasks, retrieves=True)
+                    base_kind=base.base_kind, library=base.library, merge=merge, tasks=base.tasks, retrieves=True,
+                    retrieval_metrics=measure_retrieval)
 
 
 def split_neighbours(params, frames: dict[str, pd.DataFrame], train_ids: list[int] | None = None

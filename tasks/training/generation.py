@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tasks.artifacts.manifest import params_dict
 from tasks.config import Settings
 from tasks.evaluation.cost import PeakRSS, size_metrics
 from tasks.evaluation.forgetting import forgetting_metrics
@@ -29,7 +30,6 @@ from tasks.models.heads import Head
 from tasks.models.loading import load_tokenizer
 from tasks.models.prompts import PromptFormat, encode_pairs
 from tasks.strategies import registry
-from tasks.training.artifact import params_dict
 from tasks.training.fitting import build_and_train
 from tasks.training.hardware import check_hardware, threads_per_process
 from tasks.training.loop import mean_loss, seed_everything
@@ -157,8 +157,9 @@ def compute_generation(inputs: StrategyInputs, settings: Settings) -> Outcome:
                     "throughput_examples_per_s": len(out.texts) / max(out.seconds, 1e-9)}
         sample = list(inputs.splits["test"].sources)[: g.latency_examples]
         metrics |= latency(model, inputs.tokenizer, inputs.prompt, sample, settings.model.max_length, g.max_new_tokens)
-        if hasattr(model, "retrieval_metrics"):   # a retrieving strategy: the index and what a query costs
-            metrics |= model.retrieval_metrics(list(inputs.splits["test"].sources), inputs.tokenizer, inputs.prompt)
+        measure = inputs.strategy.retrieval_metrics   # a retrieving strategy: the index and what a query costs
+        if measure is not None:
+            metrics |= measure(model, list(inputs.splits["test"].sources), inputs.tokenizer, inputs.prompt)
     test = inputs.splits["test"]
     # Outside the peak-memory window: the personal-data recognisers are the policy's, not the model's.
     metrics |= text_policy_metrics(OutputPolicy(settings.policy), {"val_": val_texts, "test_": out.texts})

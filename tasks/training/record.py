@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Iterator
 
 import mlflow
-from tasks.training.artifact import PYFUNC_ENTRY, params_dict, requirements, signature
+from tasks.artifacts.manifest import params_dict
+from tasks.artifacts.pyfunc import PYFUNC_ENTRY, requirements, signature
 from tasks.training.context import RunContext
 from tasks.training.loop import TrainResult
 from tasks.training.strategy_run import Outcome, StrategyInputs

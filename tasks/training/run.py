@@ -25,7 +25,7 @@ from tasks.models.heads import Head
 from tasks.models.loading import load_tokenizer
 from tasks.strategies import registry
 from tasks.training import record
-from tasks.training.artifact import Manifest, params_dict, write_artifact
+from tasks.artifacts.manifest import Manifest, params_dict, write_artifact
 from tasks.training.context import RunContext
 from tasks.training.fitting import build_and_train
 from tasks.training.hardware import check_hardware, is_main_process, threads_per_process
@@ -168,8 +168,9 @@ def compute_classification(inputs: StrategyInputs, settings: Settings) -> Outcom
         if variants is not None:   # the intervals belong to the mean over variants
             metrics |= variant_mean_intervals(test.labels, variants.test_preds, len(inputs.labels), cfg.seed)
         speed = measure_speed(model, test, inputs.pad_id)
-        if hasattr(model, "retrieval_metrics"):   # a retrieving strategy: the index and what a query costs
-            metrics |= model.retrieval_metrics(list(test.sources[:100]), inputs.tokenizer)
+        measure = inputs.strategy.retrieval_metrics   # a retrieving strategy: the index and what a query costs
+        if measure is not None:
+            metrics |= measure(model, list(test.sources[:100]), inputs.tokenizer, None)
     training = fitted.training if fitted else None
     # Outside the peak-memory window: the personal-data recognisers are the policy's, not the model's.
     metrics |= probability_metrics({"val": (val_probs, inputs.splits["validation"].labels), "test": (probs, test.labels)})

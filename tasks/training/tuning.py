@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import mlflow
+from tasks.artifacts.manifest import params_dict
 from tasks.config import Settings
 from tasks.strategies.search import Choice, Space, space_of
-from tasks.training.artifact import params_dict
 from tasks.training.fitting import best_val_loss, build_and_train
 from tasks.training.strategy_run import StrategyInputs, Trained
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from tasks.artifacts.manifest import params_dict
 from tasks.evaluation.predict import predict_rows, probabilities
 from tasks.evaluation.quality import Quality, quality, score
 from tasks.evaluation.statistics import reliability
-from tasks.training.artifact import params_dict
 from tasks.training.strategy_run import StrategyInputs, VariantScores
 
 

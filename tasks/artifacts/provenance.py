@@ -19,7 +19,7 @@ from tasks.errors import UserError
 # What adaptflow's strategies write (adapter / model weights, configs, PEFT's README, a retrieval
 # strategy's FAISS index: vectors and ids in FAISS's own format, read by faiss.read_index, no code).
 STRATEGY_SUFFIXES = (".safetensors", ".json", ".md", ".txt", ".faiss")
-# The pyfunc adaptflow logs is models-from-code (tasks/training/pyfunc_entry.py): no pickle.
+# The pyfunc adaptflow logs is models-from-code (tasks/artifacts/pyfunc_entry.py): no pickle.
 CODE_LOADER = "mlflow.pyfunc.loaders.code_model"
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".cloudpickle", ".joblib", ".bin", ".pt", ".pth", ".ckpt")
 

@@ -1,0 +1,139 @@
+"""The one path from a saved version's folder to answers.
+
+`read_version`: the manifest, its strategy (from the registry) and params, and the base it names
+resolved on this machine, before any weight is loaded. `SavedVersion.check_base`: an adapter is
+never put on a base whose fingerprint differs from the one it was trained on (BaseModelError,
+nothing loaded). `SavedVersion.attach`: the weights, through the strategy's own hook (onto a
+shared base in serving, else a model of its own). `load_predictor` does the three in turn.
+`predict` answers: class probabilities or generated text, as the version's task type says, with
+one text check and one generation cap (`Manifest.new_tokens`). Re-scoring in the registry,
+serving, the pyfunc and the tests all come through here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tasks.artifacts.manifest import Manifest
+from tasks.models.base import ResolvedBase, check_fingerprint, fingerprint, resolve_base_path
+from tasks.models.heads import Head
+from tasks.tasktypes import task_type
+
+# torch, pandas and the strategies load when a version does (serving's request checks import this module).
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from torch import nn
+
+    from tasks.strategies.registry import Strategy
+    from tasks.strategies.sharing import Attached, SharedBase
+
+# Texts per forward pass when the caller does not say: a classifier's batch is cheap, a generating
+# batch holds a KV cache per text.
+CLASSIFY_BATCH, GENERATE_BATCH = 64, 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class SavedVersion:
+    """A version's folder, read: what it is and what it needs, before any weight is loaded."""
+
+    folder: Path
+    manifest: Manifest
+    strategy: Strategy
+    params: Any
+    base_path: Path      # the base the manifest names, resolved on this machine
+
+    @property
+    def head(self) -> Head:
+        return self.manifest.head
+
+    def check_base(self, base_fingerprint: str, what: str | None = None) -> ResolvedBase:
+        """The base it goes on (whose fingerprint is `base_fingerprint`), or BaseModelError when
+        that is not the base it was trained on. `what` names the version in the error."""
+        base = ResolvedBase(self.manifest.base_name, self.base_path, base_fingerprint)
+        check_fingerprint(self.manifest.base_fingerprint, base,
+                          what or f"the {self.manifest.strategy} artifact in {self.folder}")
+        return base
+
+    def attach(self, shared: SharedBase | None = None, name: str = "") -> Attached:
+        """Its weights loaded: on `shared` (a base already in memory, checked with `check_base`
+        first) when its strategy can share one, else as a model of its own."""
+        return self.strategy.attach(self.base_path, self.folder, self.head, self.params, shared=shared, name=name)
+
+
+def read_version(folder: Path) -> SavedVersion:
+    from tasks.strategies import registry
+
+    manifest = Manifest.read(folder)
+    strategy = registry.get(manifest.strategy, manifest.task)
+    return SavedVersion(folder=folder, manifest=manifest, strategy=strategy,
+                        params=strategy.parse_params(manifest.params), base_path=resolve_base_path(manifest.base_name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Predictor:
+    """A version ready to answer: its model (in eval mode), the base's tokenizer, its manifest."""
+
+    model: nn.Module
+    tokenizer: Any
+    manifest: Manifest
+
+
+def load_predictor(folder: Path) -> Predictor:
+    """The version in `folder` loaded on its own, base fingerprint checked first."""
+    from tasks.models.loading import load_tokenizer
+
+    version = read_version(folder)
+    version.check_base(fingerprint(version.base_path))
+    return Predictor(model=version.attach().model(), tokenizer=load_tokenizer(version.base_path),
+                     manifest=version.manifest)
+
+
+def text_problem(texts: list[Any]) -> str | None:
+    """Why a predictor refuses these texts (None: it takes them): each must be a string with
+    more than white space in it."""
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    return f"texts must be non-empty strings; bad at position(s) {bad[:10]}" if bad else None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One answer per text: class probabilities (columns in `labels` order) or generated outputs."""
+
+    labels: list[str]
+    probs: np.ndarray | None = None
+    outputs: list[str] | None = None
+
+    def frame(self) -> pd.DataFrame:
+        """As the pyfunc returns it: `output`; or `label`, its `probability` and p_<label> for each label."""
+        import pandas as pd
+
+        if self.outputs is not None:
+            return pd.DataFrame({"output": self.outputs})
+        out = pd.DataFrame({"label": [self.labels[i] for i in self.probs.argmax(1)], "probability": self.probs.max(1)})
+        for i, label in enumerate(self.labels):
+            out[f"p_{label}"] = self.probs[:, i]
+        return out
+
+
+def predict(predictor: Predictor, texts: list[str], *, batch_size: int | None = None,
+            max_new_tokens: int | None = None) -> Prediction:
+    """The version's answers to `texts` (ValueError when a text is not one, see `text_problem`).
+    A generating version writes at most `Manifest.new_tokens(max_new_tokens)` tokens."""
+    problem = text_problem(texts)
+    if problem:
+        raise ValueError(problem)
+    m, model, tokenizer = predictor.manifest, predictor.model, predictor.tokenizer
+    if task_type(m.task).generates:
+        from tasks.evaluation.generate import generate_texts
+
+        out = generate_texts(model, tokenizer, m.prompt(), texts, m.max_length, m.new_tokens(max_new_tokens),
+                             batch_size or GENERATE_BATCH)
+        return Prediction(labels=list(m.labels), outputs=out.texts)
+    from tasks.evaluation.predict import predict_proba
+    from tasks.models.encoding import encode_requests
+
+    data = encode_requests(model, tokenizer, texts, m.max_length)
+    return Prediction(labels=list(m.labels),
+                      probs=predict_proba(model, data, tokenizer.pad_token_id, batch_size=batch_size or CLASSIFY_BATCH))

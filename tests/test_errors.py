@@ -21,7 +21,7 @@ FORMER_USER_ERRORS = {
     "TrackingUnavailable": "tasks.ops.tracking_check",
     "HardwareError": "tasks.training.hardware",
     "AllStrategiesFailed": "tasks.ops.fanout",
-    "ForeignArtifact": "tasks.training.provenance",
+    "ForeignArtifact": "tasks.artifacts.provenance",
     "DataLockTimeout": "tasks.data.lock",
 }
 

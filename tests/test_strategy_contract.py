@@ -67,10 +67,12 @@ def _eval_loss(model, batch) -> float:
 
 
 def test_every_strategy_module_is_registered():
-    # registry, search and sharing are the package's vocabulary (registration, search spaces, versions
-    # on a shared base), not strategies.
+    # registry, search, sharing and retrieval_index are the package's vocabulary (registration,
+    # search spaces, versions on a shared base, the retrieval index), not strategies; with_retrieval
+    # registers the `+retrieval` variant of every trained strategy (register_variant).
     modules = {m.name for m in pkgutil.iter_modules(package.__path__)
-               if not m.name.startswith("_") and m.name not in {"registry", "search", "sharing"}}
+               if not m.name.startswith("_")
+               and m.name not in {"registry", "search", "sharing", "retrieval_index", "with_retrieval"}}
     for name in modules:
         importlib.import_module(f"tasks.strategies.{name}")
     # A module is named after its strategy; a second implementation of a name for another task

@@ -17,6 +17,7 @@ from tasks.tasktypes.metrics import recorded
 
 METRICS = recorded("classification")   # what every classification run records (the catalogue)
 
+
 ADAPTFLOW = str(Path(sys.executable).parent / "adaptflow")
 
 

@@ -10,10 +10,10 @@ import mlflow
 from flows.specialize import SpecializeInput, specialize
 from tasks.data.dvc import dvc
 from tasks.tasktypes.metrics import recorded
-
-METRICS = recorded("classification")   # what every classification run records (the catalogue)
 from tasks.strategies import registry
 from tasks.tracking import use_store
+
+METRICS = recorded("classification")   # what every classification run records (the catalogue)
 
 MODEL = "rotten-tomatoes-sentiment"
 EXPERIMENT = "adaptflow-rotten-tomatoes"

@@ -11,9 +11,9 @@ from mlflow.tracking import MlflowClient
 
 from flows.specialize import DataInput, SpecializeInput, specialize
 from tasks.tasktypes.metrics import recorded
+from tasks.tracking import use_store
 
 GENERATION_METRICS = recorded("generation")   # what every generation run records (the catalogue)
-from tasks.tracking import use_store
 
 TINY = {"ops": {"isolation": "none"},
         "train": {"max_train_examples": 32, "max_eval_examples": 12, "eval_every": 2, "batch_size": 4},

@@ -20,7 +20,14 @@ from tasks.models.loading import load_tokenizer
 from tasks.models.packaged import MINILM, SMOLLM2
 from tasks.models.retrieval import RetrievalIndex
 from tasks.strategies._prompted_lm import frozen_causal_lm, label_log_likelihoods
-from tasks.strategies.retrieval_index import cost_metrics, load_index, measure_retrieval, timed_neighbours, train_index
+from tasks.strategies.retrieval_index import (
+    cost_metrics,
+    filled_by_run,
+    load_index,
+    measure_retrieval,
+    timed_neighbours,
+    train_index,
+)
 from tasks.strategies.few_shot import DEFAULT_TEMPLATES, TEMPLATE_PARTS
 from tasks.strategies.registry import Strategy, register
 
@@ -44,10 +51,8 @@ class RetrievalFewShotParams:
                 "no shared prefix cache: slower than few_shot"})
     embedder: str = field(default=MINILM, metadata={
         "help": "the sentence encoder the index is built with (MiniLM embeddings searched with FAISS)"})
-    index: str = field(default="", metadata={
-        "help": "filled by the run (and saved): the folder of the train split's index; not a setting"})
-    data_version: str = field(default="", metadata={
-        "help": "filled by the run (and saved): the train rows' sha256 the index is bound to; not a setting"})
+    index: str = filled_by_run("the folder of the train split's index")
+    data_version: str = filled_by_run("the train rows' sha256 the index is bound to")
 
     def __post_init__(self):
         if self.template not in self.templates:

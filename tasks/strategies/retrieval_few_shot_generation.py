@@ -21,6 +21,7 @@ from tasks.models.retrieval import RetrievalIndex
 from tasks.strategies._prompted_lm import PromptedLM, frozen_causal_lm
 from tasks.strategies.retrieval_index import (
     cost_metrics,
+    filled_by_run,
     generation_formats,
     load_index,
     measure_retrieval,
@@ -41,10 +42,8 @@ class RetrievalFewShotParams:
         "help": "a retrieved input longer than this many characters is cut in the prompt (not in the index): "
                 "every token of a demonstration is attended to by every generated token"})
     embedder: str = field(default=MINILM, metadata={"help": "the sentence encoder the index is built with"})
-    index: str = field(default="", metadata={
-        "help": "filled by the run (and saved): the folder of the train split's index; not a setting"})
-    data_version: str = field(default="", metadata={
-        "help": "filled by the run (and saved): the train rows' sha256 the index is bound to; not a setting"})
+    index: str = filled_by_run("the folder of the train split's index")
+    data_version: str = filled_by_run("the train rows' sha256 the index is bound to")
 
     def __post_init__(self):
         if not 1 <= self.k <= 16:

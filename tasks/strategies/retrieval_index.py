@@ -3,6 +3,7 @@ once per data version and encoder (cached under ADAPTFLOW_CACHE), and the data v
 from __future__ import annotations
 
 import functools
+from dataclasses import field
 import hashlib
 import shutil
 import time
@@ -80,6 +81,12 @@ def cost_metrics(index: RetrievalIndex, single_query_ms: list[float], extra_toke
         out |= {"retrieval_ms_p50": float(np.percentile(single_query_ms, 50)),
                 "retrieval_ms_p95": float(np.percentile(single_query_ms, 95))}
     return out
+
+
+def filled_by_run(what: str):
+    """A params field the run fills in (and the version saves), not a user setting: the index's
+    folder and the data version it is bound to, in every retrieving strategy's params."""
+    return field(default="", metadata={"help": f"filled by the run (and saved): {what}; not a setting"})
 
 
 def measure_retrieval(model, texts: list[str], tokenizer, fmt: PromptFormat | None = None) -> dict[str, float]:

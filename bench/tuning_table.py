@@ -1,4 +1,4 @@
-"""Tuned against untuned, as the README's "Tuning" section quotes it: two `adaptflow run`s on the
+"""Tuned against untuned, as docs/tuning.md quotes it: two `adaptflow run`s on the
 same data (one plain, one with --tune), per strategy validation and test accuracy / macro-F1
 untuned and tuned, the exact McNemar p of tuned against untuned on the same test examples, the
 chosen params, trials run / pruned / failed and the tuning time; then each run's recommendation

@@ -64,7 +64,7 @@ def _run_command(sub) -> None:
     add_options(run, SpecializeInput, only=names[:at], spelling=RUN_SPELLING)
     own = run.add_argument_group(
         "your own data", "A CSV, TSV, JSONL or Parquet file instead of data.source in params; the dataset "
-                         "keys under data: then start from their defaults (README, \"Your own data\").")
+                         "keys under data: then start from their defaults (docs/your-data.md).")
     add_options(own, DataInput, spelling=DATA_SPELLING)
     add_options(run, SpecializeInput, only=names[at + 1:], spelling=RUN_SPELLING)
 

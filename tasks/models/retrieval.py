@@ -1,4 +1,4 @@
-"""A vector index of the train split's inputs, for retrieval beside a strategy (README, "Retrieval").
+"""A vector index of the train split's inputs, for retrieval beside a strategy (docs/retrieval.md).
 
 The inputs are embedded with a sentence encoder (the packaged MiniLM by default) and searched
 with FAISS: a maintained library that runs embedded in one process here and offers the same

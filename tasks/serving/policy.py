@@ -3,7 +3,7 @@ applied to each output of a request on its own. A blocked output is replaced by 
 broke, never by any of its text; an unsure classification abstains. Each is counted in /metrics
 and logged without the output's content. One blocked output never fails the rest of a request.
 
-Response shapes (README, "Output policy"):
+Response shapes (docs/policy.md):
   /generate: "outputs": [text or null], "policy": [{"blocked": bool, "rules": [...]}] (same order)
   /predict:  a blocked label: {"label": null, "blocked": true, "rules": [...]};
              an abstention:  {"label": null, "abstained": true, "reason": ..., "probabilities": {...}}

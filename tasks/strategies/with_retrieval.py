@@ -46,7 +46,7 @@ INDEX_DIR = "retrieval_index"
 
 @dataclass(frozen=True)
 class RetrievalFields:
-    """What `strategies.<name>.retrieval` sets (README, "Retrieval")."""
+    """What `strategies.<name>.retrieval` sets (docs/retrieval.md)."""
     k: int = field(default=4, metadata={"help": "neighbours per input (1..16), nearest first"})
     demo_max_chars: int = field(default=200, metadata={
         "help": "each retrieved text is cut to this many characters"})

@@ -174,7 +174,7 @@ def make_optimizer(model: nn.Module, cfg: LoopConfig, examples: int, processes: 
     # Not fused=True, though it is faster (7.5-9 ms against 58-60 ms a step for MiniLM's 22.7M
     # weights, AMD EPYC): its rounding moved prompt_tuning's demo result from 0.682 to 0.714
     # (McNemar p = 9.4e-5). A change of results to make on purpose, with the seed spread measured
-    # (README, Performance).
+    # (docs/performance.md).
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.01)
     micro_per_process = math.ceil(math.ceil(examples / cfg.batch_size) / processes)
     steps = math.ceil(micro_per_process / cfg.grad_accum_steps) * cfg.epochs

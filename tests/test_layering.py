@@ -233,3 +233,4 @@ def test_the_metrics_page_is_the_catalogue():
 
     assert (ROOT / "docs" / "metrics.md").read_text() == metrics_markdown(), \
         "docs/metrics.md is stale: .venv/bin/python -m tasks.tasktypes.docs > docs/metrics.md"
+

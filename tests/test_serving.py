@@ -226,6 +226,11 @@ def test_predict_answers_from_champion_like_the_registered_pyfunc(server):
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["version"], body["alias"], body["strategy"]) == ("1", "champion", "lora")
+    # The answer has the shape the task type declares (jsonschema comes with Prefect and GX).
+    import jsonschema
+    from tasks.tasktypes import task_type
+
+    jsonschema.validate(body, task_type("classification").response_schema)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{ADAPTER_MODEL}/1").predict(
         pd.DataFrame({"text": ["a great film", "a dull film"]}))
     for got, (_, want) in zip(body["predictions"], pyfunc.iterrows()):
@@ -565,3 +570,24 @@ def test_an_unsure_classification_abstains_over_http_and_is_counted(store):
         assert p["label"] is None and p["abstained"] and "policy.min_confidence 0.999" in p["reason"]
         assert set(p["probabilities"]) == set(LABELS) and p["probability"] == max(p["probabilities"].values()) < 0.999
     assert f'adaptflow_policy_abstentions_total{{model="{ADAPTER_MODEL}"}} 3.0' in metrics
+
+
+def test_the_declared_request_schemas_accept_what_serving_accepts():
+    """Serving refuses any field its route's task type does not declare; a body the declared
+    schema allows passes serving's checks, and one it refuses (an unknown field) is refused."""
+    import jsonschema
+    import pytest
+
+    from tasks.config import ServingSettings
+    from tasks.serving.checks import RequestError, check_generate_request, check_request
+    from tasks.tasktypes import task_type
+
+    settings = ServingSettings()
+    for task, check, body in [("classification", check_request, {"model": "m", "texts": ["a"], "version": "2"}),
+                              ("generation", check_generate_request, {"model": "m", "texts": ["a"], "max_new_tokens": 4})]:
+        jsonschema.validate(body, task_type(task).request_schema)
+        assert check(body, ["m"], settings).texts == ["a"]
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**body, "temperature": 1}, task_type(task).request_schema)
+        with pytest.raises(RequestError, match="unknown field"):
+            check({**body, "temperature": 1}, ["m"], settings)

@@ -96,6 +96,10 @@ def test_generate_answers_what_the_version_writes_and_refuses_clearly(server, st
     root = store[0]
     answer = generate(server.url, PAIRS[0][:3]).json()
     assert answer["version"] == "1" and answer["strategy"] == "lora" and len(answer["outputs"]) == 3
+    import jsonschema   # the answer has the shape the task type declares
+    from tasks.tasktypes import task_type
+
+    jsonschema.validate(answer, task_type("generation").response_schema)
     expected = predict(load_predictor(fetch_version(MODEL, "1", root / "check")), PAIRS[0][:3]).outputs
     assert answer["outputs"] == expected   # the version's own cap (6) is below the server's (8)
     too_many = generate(server.url, ["x"], max_new_tokens=9)

@@ -13,13 +13,13 @@ from tasks.evaluation.retrieval_ablation import retrieval_section
 from tasks.evaluation.selection import Recommendation, choose
 from tasks.evaluation.task_parts import evaluation_part
 from tasks.tasktypes import DEFAULT, catalogue, lookup, task_type
+from tasks.tasktypes.metrics import find
 
 def column(key: str, task: str = DEFAULT) -> tuple[str, str, str]:
     """(logged key, its name for people, its format) from the metric catalogue, with the task
     type's own name where it has one."""
     metric, split = lookup(key)
-    label = task_type(task).labels.get(key) or (f"val {metric.label}" if split == "val" else metric.label)
-    return key, label, metric.fmt
+    return key, task_type(task).labels.get(key) or metric.label_for(split), metric.fmt
 
 
 def columns(task: str = DEFAULT) -> list[tuple[str, str, str]]:
@@ -94,10 +94,8 @@ def tuning_section(rows: list[StrategyRow]) -> str:
 
 
 def _scale(key: str) -> float:
-    try:
-        return lookup(key)[0].scale
-    except KeyError:   # figures outside the catalogue (a policy rule's share): as logged
-        return 1.0
+    found = find(key)   # figures outside the catalogue (a policy rule's share): as logged
+    return found[0].scale if found else 1.0
 
 
 def _cell(m: dict[str, float], key: str, fmt: str) -> str:

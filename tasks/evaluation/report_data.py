@@ -98,7 +98,7 @@ def with_paired_tests(rows: list[StrategyRow], task: str = DEFAULT) -> list[Stra
 
     import numpy as np
 
-    key, name, ev = quality(task)[0], task_type(task).paired_test, evaluation_part(task)
+    key, name, ev = quality(task)[0], task_type(task).paired_metric, evaluation_part(task)
     scored = [r for r in rows if ev.per_example(r) is not None and key in r.metrics]
     if not scored:
         return rows

@@ -41,7 +41,7 @@ def paired(a: StrategyRow, b: StrategyRow, ev: EvaluationPart) -> tuple[float | 
         return None, "per-example results not recorded"
     if len(x) != len(y):
         return None, f"not paired: {len(x)} and {len(y)} test examples (set the same max_test_examples)"
-    return ev.paired_p(np.array(y), np.array(x)), ev.paired_test
+    return ev.paired_p(np.array(y), np.array(x)), ev.test_name
 
 
 def retrieval_pairs(rows: list[StrategyRow], task: str = DEFAULT) -> list[AblationPair]:

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tasks.tasktypes import lookup
+from tasks.tasktypes.metrics import budget_key
 from tasks.tasktypes.metrics import budgets as budget_metrics
+from tasks.tasktypes.metrics import find
 
 
 def higher_is_better(key: str) -> bool:
     """The catalogue's direction for a logged metric name (a name it does not know: higher)."""
-    try:
-        return lookup(key)[0].higher_is_better
-    except KeyError:
-        return True
+    found = find(key)
+    return found is None or found[0].higher_is_better
 
 
 def improvement(key: str, new: float, old: float) -> float:
@@ -29,7 +28,7 @@ def over_budget(metrics: dict[str, float], budgets: dict[str, float | None]) -> 
     for budget, limit in budgets.items():
         if limit is None:
             continue
-        metric, unit = declared[budget].key(declared[budget].budget_split), declared[budget].unit
+        metric, unit = budget_key(budget), declared[budget].unit
         if metric in metrics and metrics[metric] > limit:
             broken.append(f"{metric} {metrics[metric]:g}{unit} is over {budget}={limit:g}{unit}")
     return broken

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.config import Settings
 from tasks.evaluation.record import StrategyResult
 from tasks.tasktypes import DEFAULT, lookup, task_type
-from tasks.tasktypes.metrics import recorded
+from tasks.tasktypes.metrics import find, recorded
 from tasks.tracking import log_json
 
 
@@ -35,15 +35,11 @@ def format_table(rows: list[dict[str, object]], task: str = DEFAULT) -> str:
 
 def _heading(key: str) -> str:
     metric, split = lookup(key)
-    return (f"val {metric.label}" if split == "val" else metric.label) + (" [95% CI]" if _has_ci(key) else "")
+    return metric.label_for(split) + (" [95% CI]" if _has_ci(key) else "")
 
 
 def _has_ci(key: str) -> bool:
-    try:
-        lookup(f"{key}_ci_low")
-        return True
-    except KeyError:
-        return False
+    return find(f"{key}_ci_low") is not None
 
 
 def _value(row: dict[str, object], key: str) -> str:

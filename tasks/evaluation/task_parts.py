@@ -20,7 +20,7 @@ class EvaluationPart:
     per_example: Callable[[Any], list | None]
     # p-value of b against a on the same examples (arrays of per-example results).
     paired_p: Callable[[np.ndarray, np.ndarray], float]
-    paired_test: str                 # the test's name for people
+    test_name: str                   # the paired test's name for people
     note: str                        # the report's note over the comparison table
     outputs_artifact: str | None     # a run's per-example outputs (generation: test_outputs.json)
 
@@ -42,12 +42,12 @@ def _permutation_p(a: np.ndarray, b: np.ndarray) -> float:
 
 
 register_part("classification", STAGE, EvaluationPart(
-    per_example=lambda row: row.correct, paired_p=_mcnemar_p, paired_test="exact McNemar",
+    per_example=lambda row: row.correct, paired_p=_mcnemar_p, test_name="exact McNemar",
     note=('Accuracy and macro-F1 with bootstrap 95 % intervals; "p vs best": exact McNemar test '
           'against the most accurate strategy on the same test examples (small p: the difference is real).'),
     outputs_artifact=None))
 register_part("generation", STAGE, EvaluationPart(
-    per_example=lambda row: row.scores, paired_p=_permutation_p, paired_test="paired permutation, per-example ROUGE-L",
+    per_example=lambda row: row.scores, paired_p=_permutation_p, test_name="paired permutation, per-example ROUGE-L",
     note=('ROUGE-L and chrF with bootstrap 95 % intervals (rouge-score, sacrebleu; computed offline); '
           '"p vs best": paired permutation test on per-example ROUGE-L against the best strategy; '
           '"similarity": cosine of MiniLM embeddings of output and reference; latency: one input at a '

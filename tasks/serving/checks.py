@@ -6,6 +6,8 @@ from typing import Any
 
 from tasks.artifacts.predictor import text_problem
 from tasks.config import ServingSettings
+from tasks.tasktypes import names as task_names
+from tasks.tasktypes import task_type
 
 
 class RequestError(ValueError):
@@ -25,8 +27,9 @@ class PredictRequest:
     max_new_tokens: int | None = None   # /generate only: at most serving.max_new_tokens
 
 
-KNOWN_KEYS = {"model", "texts", "alias", "version"}
-GENERATE_KEYS = KNOWN_KEYS | {"max_new_tokens"}
+def known_fields(route: str) -> set[str]:
+    """The body fields a route accepts: the request schema its task type declares."""
+    return next(set(task_type(t).request_schema["properties"]) for t in task_names() if task_type(t).route == route)
 
 
 def _is_utf8(text: str) -> bool:
@@ -39,7 +42,7 @@ def _is_utf8(text: str) -> bool:
 
 def check_generate_request(body: Any, models: list[str], settings: ServingSettings) -> PredictRequest:
     """A /generate body: a /predict body plus an optional max_new_tokens, bounded by the server."""
-    req = check_request(body, models, settings, GENERATE_KEYS)
+    req = check_request(body, models, settings, known_fields("/generate"))
     cap = body.get("max_new_tokens", settings.max_new_tokens)
     if isinstance(cap, bool) or not isinstance(cap, int) or not 0 < cap <= settings.max_new_tokens:
         raise RequestError(422, f"'max_new_tokens' must be an integer in 1..{settings.max_new_tokens} "
@@ -48,7 +51,8 @@ def check_generate_request(body: Any, models: list[str], settings: ServingSettin
 
 
 def check_request(body: Any, models: list[str], settings: ServingSettings,
-                  known: set[str] = KNOWN_KEYS) -> PredictRequest:
+                  known: set[str] | None = None) -> PredictRequest:
+    known = known_fields("/predict") if known is None else known
     if not isinstance(body, dict):
         raise RequestError(400, 'the body must be a JSON object like {"model": "...", "texts": ["..."]}')
     unknown = sorted(set(body) - known)

@@ -1,13 +1,13 @@
 """Classification: a label from a declared (or inferred) label set, learned by a classification
 head; judged on accuracy and macro-F1 with calibration; served at POST /predict."""
-from tasks.tasktypes.registry import TaskType, register
+from tasks.tasktypes.registry import TaskType, register, request_schema, response_schema
 
 register(TaskType(
     name="classification",
     summary="one label per text from a label set (accuracy, macro-F1, calibration)",
     answer_column="label", answer_setting="label_col", has_labels=True, generates=False, base_kind="any",
     strategies_section="strategies",
-    quality="accuracy", selectable=("macro_f1", "accuracy"), paired_test="mcnemar_p",
+    quality="accuracy", selectable=("macro_f1", "accuracy"), paired_metric="mcnemar_p",
     seed_keys=("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1"),
     table=("test_accuracy", "test_macro_f1", "trainable_params", "trainable_fraction", "artifact_bytes",
            "train_seconds"),
@@ -17,11 +17,14 @@ register(TaskType(
                     "forgetting_delta", "overfit_flag", "policy_violation_rate", "abstention_rate",
                     "answered_accuracy"),
     route="/predict",
-    request_schema={"type": "object", "required": ["model", "texts"],
-                    "properties": {"model": {"type": "string"}, "texts": {"type": "array", "items": {"type": "string"}},
-                                   "alias": {"type": "string"}, "version": {"type": "integer"}}},
-    response_schema={"type": "object", "properties": {"predictions": {"type": "array", "items": {
-        "type": "object", "properties": {"label": {"type": "string"}, "probability": {"type": "number"}}}}}},
+    # The body POST /predict accepts (serving refuses any other field) and what it answers; a
+    # blocked answer has label null and its rules, an abstained one label null and a reason.
+    request_schema=request_schema(),
+    response_schema=response_schema("predictions", {
+        "type": "object", "required": ["label"],
+        "properties": {"label": {"type": ["string", "null"]}, "probability": {"type": "number"},
+                       "probabilities": {"type": "object"}, "blocked": {"type": "boolean"},
+                       "abstained": {"type": "boolean"}, "rules": {"type": "array"}, "reason": {"type": "string"}}}),
     feedback="label",
     signature_example=({"text": ["a review"]}, {"label": ["positive"], "probability": [0.9]}),
 ))

@@ -39,10 +39,9 @@ class Metric:
     def format(self, value: float) -> str:
         return self.fmt.format(value * self.scale)
 
-    @property
-    def worse_than(self):
-        """`worse_than(a, b)`: a is worse than b in this metric's direction."""
-        return (lambda a, b: a < b) if self.higher_is_better else (lambda a, b: a > b)
+    def label_for(self, split: str = "") -> str:
+        """Its name for people on a split: a validation figure says so (`val macro-F1`)."""
+        return f"val {self.label}" if split == "val" else self.label
 
 
 _CATALOGUE: dict[str, Metric] = {}
@@ -63,15 +62,22 @@ def catalogue() -> dict[str, Metric]:
     return dict(_CATALOGUE)
 
 
-def lookup(key: str) -> tuple[Metric, str]:
-    """(metric, split) for a logged name: test_macro_f1 -> (macro_f1, "test"); latency_ms_p95 -> (.., "")."""
+def find(key: str) -> tuple[Metric, str] | None:
+    """(metric, split) for a logged name: test_macro_f1 -> (macro_f1, "test"); latency_ms_p95 ->
+    (latency_ms_p95, ""); None for a name outside the catalogue (a policy rule's share)."""
     for split in ("val", "test"):
         name = key.removeprefix(f"{split}_")
         if name != key and name in _CATALOGUE and split in _CATALOGUE[name].splits:
             return _CATALOGUE[name], split
-    if key in _CATALOGUE:
-        return _CATALOGUE[key], ""
-    raise KeyError(f"unknown metric {key!r}; the catalogue: docs/metrics.md (tasks/tasktypes/metrics.py)")
+    return (_CATALOGUE[key], "") if key in _CATALOGUE else None
+
+
+def lookup(key: str) -> tuple[Metric, str]:
+    """`find`, for a name that must be in the catalogue."""
+    found = find(key)
+    if found is None:
+        raise KeyError(f"unknown metric {key!r}; the catalogue: docs/metrics.md (tasks/tasktypes/metrics.py)")
+    return found
 
 
 def recorded(task: str) -> tuple[str, ...]:

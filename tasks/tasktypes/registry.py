@@ -37,7 +37,7 @@ class TaskType:
     quality: str
     selectable: tuple[str, ...]
     # The paired test against the best strategy on the same test examples: its logged name.
-    paired_test: str
+    paired_metric: str
     # The scores whose spread over evaluation.seeds a run logs (catalogue keys).
     seed_keys: tuple[str, ...]
     # The CLI's comparison table and the report's comparison table: catalogue keys in column order,
@@ -58,6 +58,22 @@ class TaskType:
     @property
     def select_auto(self) -> str:
         return self.selectable[0]
+
+
+def request_schema(**extra: dict) -> dict[str, Any]:
+    """A serving request body (JSON Schema): the model, the texts, an alias or a version number,
+    plus a task type's own fields."""
+    return {"type": "object", "required": ["model", "texts"], "additionalProperties": False,
+            "properties": {"model": {"type": "string"}, "texts": {"type": "array", "items": {"type": "string"}},
+                           "alias": {"type": "string"}, "version": {"type": ["integer", "string"]}, **extra}}
+
+
+def response_schema(answers: str, item: dict, **extra: dict) -> dict[str, Any]:
+    """A serving answer (JSON Schema): which version of which model answered, and one item per text."""
+    return {"type": "object", "required": ["model", "version", "alias", "strategy", answers],
+            "properties": {"model": {"type": "string"}, "version": {"type": "string"},
+                           "alias": {"type": ["string", "null"]}, "strategy": {"type": "string"},
+                           answers: {"type": "array", "items": item}, **extra}}
 
 
 _TYPES: dict[str, TaskType] = {}

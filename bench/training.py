@@ -26,6 +26,7 @@ train.mixed_precision: bf16 (accelerate's autocast): bf16_vs_fp32 > 1 means bf16
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -126,8 +127,8 @@ def main() -> None:
 
     rows = []
     for name in names:
-        raw = dict(settings.effective["strategies"].get(name) or {})   # as params.yaml writes it: hf_baseline's input
         params = settings.strategy_params[name]
+        raw = dataclasses.asdict(params)   # hf_baseline's input: the values adaptflow trains with
         trainable = {}
 
         def ours(precision: str = "no"):

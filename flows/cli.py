@@ -381,6 +381,14 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.env import apply_offline_defaults
 
     apply_offline_defaults()  # before Prefect, MLflow, DVC or transformers read their settings
+    try:
+        return _dispatch(args)
+    except UserError as exc:   # any command: a message that says what to fix, no traceback
+        print(f"adaptflow {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args) -> int:
     if args.command == "strategies":
         from tasks.strategies import registry
 
@@ -402,9 +410,10 @@ def main(argv: list[str] | None = None) -> int:
         from tasks.config import load_settings
         from tasks.evaluation.steps import build_report
 
+        settings = load_settings(args.params)   # a wrong params file is refused before a store is opened
         _registry(args.params)
         try:
-            Path(args.out).write_text(build_report(load_settings(args.params), args.run_id))
+            Path(args.out).write_text(build_report(settings, args.run_id))
         except MlflowException as exc:
             print(f"adaptflow report: run {args.run_id}: {exc.message.splitlines()[0]}", file=sys.stderr)
             return 2

@@ -78,7 +78,7 @@ def saved_version(where: Path, base, strategy_name: str, seed: int, fingerprint:
     check loading and switching. `fingerprint`: the base it claims to be trained on (default: base's)."""
     import torch
 
-    from tasks.artifacts.manifest import Manifest, params_dict
+    from tasks.artifacts.manifest import Manifest, params_dict, write_artifact
     from tasks.models.heads import Head
     from tasks.strategies import registry
     from tasks.training.loop import seed_everything
@@ -92,11 +92,9 @@ def saved_version(where: Path, base, strategy_name: str, seed: int, fingerprint:
             if p.requires_grad:
                 p.add_(0.3 * torch.randn_like(p))
     folder = where / f"{strategy_name}-{seed}"
-    folder.mkdir()
-    strategy.save(model, folder)
-    Manifest(strategy=strategy_name, params=params_dict(params), labels=LABELS, max_length=32,
-             base_name=str(base.path), base_fingerprint=fingerprint or base.fingerprint,
-             saves=strategy.saves).write(folder)
+    write_artifact(strategy, model, folder, Manifest(
+        strategy=strategy_name, params=params_dict(params), labels=LABELS, max_length=32, base_name=str(base.path),
+        base_fingerprint=fingerprint or base.fingerprint, saves=strategy.saves))
     return folder
 
 

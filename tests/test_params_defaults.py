@@ -2,7 +2,7 @@
 what this project changes (the base file, each profile, and generation.strategies alike)."""
 from __future__ import annotations
 
-from dataclasses import MISSING, fields
+from dataclasses import fields
 
 import yaml
 from conftest import ROOT
@@ -12,27 +12,23 @@ from tasks.strategies import registry
 from tasks.strategies.with_retrieval import RetrievalFields
 
 
-def _default(f):
-    return f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-
-
 def _defaults(cls: type) -> dict:
-    return {f.name: _default(f) for f in fields(cls)}
+    return {f.name: registry.field_default(f) for f in fields(cls)}
 
 
 def _strategy_sections(raw: dict):
     """(where, task, its strategy sections, the sections it is merged onto) for the base file and
-    each profile: `strategies` for classification, `generation.strategies` for generation."""
-    base = {"strategies": raw.get("strategies") or {},
-            "generation.strategies": (raw.get("generation") or {}).get("strategies") or {}}
-    tasks = {"strategies": "classification", "generation.strategies": "generation"}
+    each profile, at each task type's strategies_section (strategies; generation.strategies)."""
+    from tasks.config.load import section_at
+    from tasks.tasktypes import names, task_type
+
+    tasks = {task_type(t).strategies_section: t for t in names()}
+    base = {where: section_at(raw, where) for where in tasks}
     for where, sections in base.items():
         yield where, tasks[where], sections, {}
     for name, profile in (raw.get("profiles") or {}).items():
-        own = {"strategies": profile.get("strategies") or {},
-               "generation.strategies": (profile.get("generation") or {}).get("strategies") or {}}
-        for where, sections in own.items():
-            yield f"profiles.{name}.{where}", tasks[where], sections, base[where]
+        for where in tasks:
+            yield f"profiles.{name}.{where}", tasks[where], section_at(profile, where), base[where]
 
 
 def settings_equal_to_what_applies_anyway(raw: dict) -> list[str]:

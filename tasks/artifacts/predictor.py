@@ -48,10 +48,11 @@ class SavedVersion:
     def head(self) -> Head:
         return self.manifest.head
 
-    def check_base(self, base_fingerprint: str, what: str | None = None) -> ResolvedBase:
-        """The base it goes on (whose fingerprint is `base_fingerprint`), or BaseModelError when
-        that is not the base it was trained on. `what` names the version in the error."""
-        base = ResolvedBase(self.manifest.base_name, self.base_path, base_fingerprint)
+    def check_base(self, base_fingerprint: str | None = None, what: str | None = None) -> ResolvedBase:
+        """The base it goes on (whose fingerprint is `base_fingerprint`, hashed from its files when
+        not given), or BaseModelError when that is not the base it was trained on. `what` names
+        the version in the error."""
+        base = ResolvedBase(self.manifest.base_name, self.base_path, base_fingerprint or fingerprint(self.base_path))
         check_fingerprint(self.manifest.base_fingerprint, base,
                           what or f"the {self.manifest.strategy} artifact in {self.folder}")
         return base
@@ -82,10 +83,14 @@ class Predictor:
 
 def load_predictor(folder: Path) -> Predictor:
     """The version in `folder` loaded on its own, base fingerprint checked first."""
+    return load_saved(read_version(folder))
+
+
+def load_saved(version: SavedVersion) -> Predictor:
+    """A version already read (`read_version`) loaded on its own, base fingerprint checked first."""
     from tasks.models.loading import load_tokenizer
 
-    version = read_version(folder)
-    version.check_base(fingerprint(version.base_path))
+    version.check_base()
     return Predictor(model=version.attach().model(), tokenizer=load_tokenizer(version.base_path),
                      manifest=version.manifest)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +52,7 @@ class Settings:
     profile: str | None = None
     root: Path = Path(".")
     # The merged params as read (each strategy's section raw, retrieval sections synthesised), for
-    # params_hash (and bench/hf_baseline.py, which takes a section as written): everything else
-    # reads the typed sections.
+    # params_hash: everything else reads the typed sections.
     effective: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def path(self, relative: str) -> Path:
@@ -73,7 +72,9 @@ def user_data_override(path: str, text_col: str | None = None, label_col: str | 
     """The params override for `adaptflow run --data PATH ...`: every dataset key back to its
     default (the packaged corpus's columns and cleaning rules do not carry over), then the
     user's choices. Labels are inferred unless given."""
-    defaults = {f.name: (f.default if f.default is not MISSING else f.default_factory())  # type: ignore[misc]
+    from tasks.strategies.registry import field_default
+
+    defaults = {f.name: field_default(f)
                 for f in fields(DataSettings) if f.name in DATASET_KEYS and f.name != "source"}
     chosen = {"source": path, "text_col": text_col, "label_col": label_col, "target_col": target_col,
               "split_col": split_col, "group_col": group_col}
@@ -115,13 +116,11 @@ def load_settings(
     if missing:
         raise SettingsError(f"{path}: missing section(s): {', '.join(missing)}")
     task = _task(path, raw)
-    generation = dict(raw.get("generation") or {})
-    # Generation strategies' params live under generation.strategies (zero_shot and few_shot take
-    # other params there; LoRA's target modules differ on a causal LM): the task type says where.
-    # The list to run is strategies.run for every task type.
-    own = generation.pop("strategies", None) or {}
-    sections = {"strategies": dict(raw["strategies"]), "generation.strategies": own}
-    section = {"run": raw["strategies"].get("run", []), **sections[task_type(task).strategies_section]}
+    # A task type's strategy params live where it says (generation: generation.strategies, since
+    # zero_shot and few_shot take other params there and LoRA's target modules differ on a causal
+    # LM); the list to run is strategies.run for every task type.
+    generation = {k: v for k, v in (raw.get("generation") or {}).items() if k != "strategies"}
+    section = {"run": raw["strategies"].get("run", []), **section_at(raw, task_type(task).strategies_section)}
     chosen, strat_raw, parsed = _strategies(path, section, strategies, task)
     raw["strategies"] = {"run": list(chosen), **strat_raw}
     settings = Settings(
@@ -154,6 +153,13 @@ def load_settings(
     _check_task_data(path, settings)
     _check_spaces(path, settings)
     return settings
+
+
+def section_at(raw: dict, dotted: str) -> dict:
+    """The params section at a dotted name (`generation.strategies`); {} where there is none."""
+    for key in dotted.split("."):
+        raw = (raw or {}).get(key) or {}
+    return dict(raw)
 
 
 def _check_spaces(path: Path, s: Settings) -> None:

@@ -47,7 +47,7 @@ class ProjectSettings:
         the task does not measure is refused."""
         selectable = task_type(task).selectable
         if self.select_metric == "auto":
-            return catalogue()[selectable[0]]
+            return catalogue()[task_type(task).select_auto]
         metric, _ = lookup(self.select_metric)
         require(metric.name in selectable,
                 f"project.select_metric={self.select_metric} is not measured for task: {task}; use auto or "

@@ -85,14 +85,14 @@ def rescore(model_name: str, version: str, examples: ScoringSet, metric_name: st
     import tempfile
 
     from tasks.artifacts.fetch import fetch_version
-    from tasks.artifacts.predictor import load_predictor, predict
+    from tasks.artifacts.predictor import load_saved, predict, read_version
 
     with tempfile.TemporaryDirectory(prefix="adaptflow-rescore-") as tmp:
-        predictor = load_predictor(fetch_version(model_name, version, Path(tmp)))
-        task = predictor.manifest.task
+        saved = read_version(fetch_version(model_name, version, Path(tmp)))
+        task = saved.manifest.task   # refused before its weights are loaded
         if task != examples.task:
             raise ValueError(f"{model_name} v{version} is a {task} model; this run's task is {examples.task}")
-        predicted = predict(predictor, examples.texts).frame()
+        predicted = predict(load_saved(saved), examples.texts).frame()
     return float(RESCORABLE[metric_name](examples, predicted))
 
 

@@ -4,7 +4,7 @@ following the registry's aliases (`adaptflow serve`). One job per module:
   checks     checking a /predict body (pure)
   batching   grouping queued requests by adapter, one inference thread
   pool       holding versions: on shared bases (each strategy's `attach`), own models, merged LoRA/IA3
-  follow     what to change when aliases move (pure) and fetching a version's artifact
+  follow     where the followed aliases point and what to change when they move (pure)
   service    routes alias -> version, in-flight counts, swaps, refusals, health
   metrics    Prometheus counters and latency histograms
   app        the FastAPI routes

@@ -1,5 +1,5 @@
-"""Following the registry: where the followed aliases point now, what must change (pure), and
-fetching a version's artifact folder."""
+"""Following the registry: where the followed aliases point now and what must change (pure);
+a version's folder is fetched with tasks/artifacts/fetch.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass

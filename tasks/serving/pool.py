@@ -36,11 +36,9 @@ def serving_mode(strategy: Strategy, *, model: str, merged: list[str]) -> tuple[
     """How a version of `strategy` is held (own, merged or shared_<kind>) when it serves `model`,
     and a note when params asked for something it cannot do. `merged`: serving.merged, the models
     whose versions fold their adapter into the base when their strategy has a merge; prompts
-    cannot fold into weights. A retrieving version is its own module (merged when asked: the index
-    stays beside the merged weights)."""
+    cannot fold into weights. A retrieving version declares no sharing: its own module (merged
+    when asked: the index stays beside the merged weights)."""
     mergeable = strategy.merge is not None
-    if strategy.retrieves:
-        return (MERGED, "") if model in merged and mergeable else (OWN, "")
     if strategy.saves != "adapter":
         return OWN, ""
     note = ""
@@ -99,6 +97,8 @@ class Pool:
         self._shared: dict[tuple, SharedBase] = {}
         self._group_ids: dict[tuple, str] = {}
         self._tokenizers: dict[Path, Any] = {}
+        # A base's fingerprint hashes all its weight files (MiniLM: 90 MB): once per base, not per version.
+        self._fingerprints: dict[Path, str] = {}
         self._names = itertools.count(1)
         self._load_lock = threading.Lock()    # one load at a time: no two threads build one shared base
 
@@ -114,7 +114,7 @@ class Pool:
         what = f"{model} v{version} ({saved.strategy.name})"
         with self._load_lock:
             if mode in (OWN, MERGED):
-                base = saved.check_base(fingerprint(saved.base_path), what)
+                base = saved.check_base(self._fingerprint(saved.base_path), what)
                 attached, group_id = saved.attach(), ""
                 if mode == MERGED:   # a merged copy; the adapter model is dropped right after
                     attached = Attached(own=saved.strategy.merge(attached.model()).eval())
@@ -129,7 +129,7 @@ class Pool:
         none yet: nothing else sees it until it is stored); (its handle, the base, the group's id)."""
         key = (str(saved.base_path), saved.head, saved.strategy.share_key(saved.folder, saved.params))
         shared = self._shared.get(key)
-        base = saved.check_base(shared.base.fingerprint if shared else fingerprint(saved.base_path), what)
+        base = saved.check_base(shared.base.fingerprint if shared else self._fingerprint(saved.base_path), what)
         name = f"a{next(self._names)}"   # valid as a module name, unique per process
         group_id = self._group_ids.setdefault(key, f"{mode}:{Path(saved.manifest.base_name).name}:"
                                                    f"{len(self._group_ids) + 1}")
@@ -161,6 +161,11 @@ class Pool:
     def predict(self, loaded: Loaded, texts: list[str], batch_size: int) -> np.ndarray:
         """Class probabilities, one row per text (on the inference thread)."""
         return predict(loaded.predictor(), texts, batch_size=batch_size).probs
+
+    def _fingerprint(self, base_path: Path) -> str:
+        if base_path not in self._fingerprints:
+            self._fingerprints[base_path] = fingerprint(base_path)
+        return self._fingerprints[base_path]
 
     def _tokenizer(self, base_path: Path):
         from tasks.models.loading import load_tokenizer

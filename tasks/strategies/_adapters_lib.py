@@ -63,8 +63,8 @@ def adapters_sharing(strategy_name: str, adapter_config: Callable[[Any], Any]) -
                              f"missing {sorted(expected - set(body))[:3]})")
         model.load_state_dict(body, strict=False)
         model.eval()
-        return shared.add(Attached(name=name, shared=shared, switch=lambda: _switch(model, name, head),
-                                   remove=lambda: model.delete_adapter(name)))
+        return Attached(name=name, shared=shared, switch=lambda: _switch(model, name, head),
+                        remove=lambda: model.delete_adapter(name))
 
     return Sharing(kind="adapters", key=lambda saved_dir, params: "", attach=attach)
 

@@ -52,8 +52,8 @@ def attach_peft(shared: SharedBase, saved_dir: Path, params, name: str) -> Attac
     else:
         shared.model.load_adapter(saved_dir, adapter_name=name)
     shared.model.eval()   # a new adapter's dropout must be off
-    return shared.add(Attached(name=name, shared=shared, switch=lambda: shared.model.set_adapter(name),
-                               remove=lambda: shared.model.delete_adapter(name)))
+    return Attached(name=name, shared=shared, switch=lambda: shared.model.set_adapter(name),
+                    remove=lambda: shared.model.delete_adapter(name))
 
 
 SHARING = Sharing(kind="peft", key=peft_type, attach=attach_peft)

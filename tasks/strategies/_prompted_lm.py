@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from dataclasses import field
 from pathlib import Path
 
 import torch
@@ -142,3 +143,8 @@ def _later_answer_tokens(lm: nn.Module, cache, mask: torch.Tensor, ends: list[in
         for t in range(1, len(answer)):
             out[:, j] += logp[j::k, t - 1, answer[t]]
     return out
+
+
+def run_prompt_field(setting: str, what: str):
+    """A prompting strategy's instruction or system prompt: "" takes the run's (generation.<setting>)."""
+    return field(default="", metadata={"help": f"the {what}; \"\": generation.{setting}"})

@@ -15,7 +15,7 @@ from torch import nn
 from tasks.models.heads import Head
 from tasks.models.loading import load_tokenizer
 from tasks.models.prompts import PromptFormat
-from tasks.strategies._prompted_lm import PromptedLM, frozen_causal_lm
+from tasks.strategies._prompted_lm import PromptedLM, frozen_causal_lm, run_prompt_field
 from tasks.strategies.registry import Strategy, register
 
 CONFIG_FILE = "few_shot_generation.json"
@@ -23,8 +23,8 @@ CONFIG_FILE = "few_shot_generation.json"
 
 @dataclass(frozen=True)
 class FewShotGenerationParams:
-    instruction: str = field(default="", metadata={"help": "the instruction; \"\": generation.instruction"})
-    system_prompt: str = field(default="", metadata={"help": "the system message; \"\": generation.system_prompt"})
+    instruction: str = run_prompt_field("instruction", "instruction")
+    system_prompt: str = run_prompt_field("system_prompt", "system message")
     k: int = field(default=3, metadata={"help": "demonstrations (1..16), as earlier chat turns"})
     demo_seed: int = field(default=13, metadata={"help": "seed of the demonstrations' draw"})
     demo_max_chars: int = field(default=300, metadata={

@@ -20,6 +20,7 @@ from tasks.models.heads import Head
 from tasks.strategies.sharing import Attached, SharedBase, Sharing
 from tasks.tasktypes import DEFAULT
 from tasks.tasktypes import names as task_names
+from tasks.tasktypes import task_type
 
 # What a strategy's saved artifact holds: only adapter weights (plus the trained head); only
 # the layers that trained (loaded back onto the base); the whole model; or no weights at all
@@ -127,7 +128,7 @@ class Strategy:
             return Attached(name=name, own=self.load(base_dir, saved_dir, head, params).eval())
         if shared.kind != self.sharing.kind or shared.head != head:
             raise ValueError(f"a {self.name} version cannot go on a {shared.kind} base for {shared.head}")
-        return self.sharing.attach(shared, saved_dir, params, name)
+        return shared.add(self.sharing.attach(shared, saved_dir, params, name))
 
     def parse_params(self, raw: dict[str, Any]):
         known = {f.name for f in fields(self.params_cls)}
@@ -144,8 +145,8 @@ class Strategy:
 
 
 _REGISTRY: dict[str, list[Strategy]] = {}
-_VARIANTS: dict[str, Callable[[Strategy], Strategy]] = {}
-_VARIANT_DOCS: dict[str, tuple[str, type]] = {}
+# suffix -> (derive, summary, the option's own params class)
+_VARIANTS: dict[str, tuple[Callable[[Strategy], Strategy], str, type]] = {}
 
 
 def register(strategy: Strategy) -> Strategy:
@@ -178,12 +179,11 @@ def register_variant(suffix: str, derive: Callable[[Strategy], Strategy], summar
     take (`lora+retrieval`, tasks/strategies/with_retrieval.py). derive raises KeyError when the
     strategy cannot take it. `summary` and the option's own params (`option_cls`) are what
     `adaptflow strategies` prints for it."""
-    _VARIANTS[suffix] = derive
-    _VARIANT_DOCS[suffix] = (summary, option_cls)
+    _VARIANTS[suffix] = (derive, summary, option_cls)
 
 
 def _variant(name: str) -> tuple[str, Callable[[Strategy], Strategy]] | None:
-    return next(((name[: -len(s)], d) for s, d in _VARIANTS.items() if name.endswith(s)), None)
+    return next(((name[: -len(s)], d) for s, (d, _, _) in _VARIANTS.items() if name.endswith(s)), None)
 
 
 def get(name: str, task: str = DEFAULT) -> Strategy:
@@ -222,15 +222,17 @@ def param_help(f: Field) -> str:
     return str(f.metadata.get("help", "")).strip()
 
 
+def field_default(f: Field) -> Any:
+    """A dataclass field's default (its factory's value); MISSING when it has none."""
+    return f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
+
+
 def _default_text(f: Field, width: int = 72) -> str:
     """The default as params.yaml would write it (null, true, "text"), cut to `width`."""
     import json
 
-    if f.default is not MISSING:
-        value = f.default
-    elif f.default_factory is not MISSING:
-        value = f.default_factory()
-    else:
+    value = field_default(f)
+    if value is MISSING:
         return "(required)"
     text = json.dumps(value, ensure_ascii=False, default=repr)
     if len(text) > width and isinstance(value, dict):   # e.g. few-shot templates: their names
@@ -260,14 +262,12 @@ def describe(strategy: Strategy) -> str:
 def describe_all() -> str:
     """Every registered strategy per task type (where its params live in params.yaml), then each
     option a trained strategy can take (`<name>+retrieval`)."""
-    from tasks.tasktypes import task_type
-
     blocks = []
     for task in task_names():
         t = task_type(task)
         blocks.append(f"== {task}: {t.summary}\n"
                       f"   params: {t.strategies_section}.<name> in params.yaml")
         blocks += [describe(s) for s in all_strategies() if task in s.tasks]
-    for suffix, (summary, option_cls) in _VARIANT_DOCS.items():
+    for suffix, (_, summary, option_cls) in _VARIANTS.items():
         blocks.append("\n".join([f"== <trained strategy>{suffix}  {summary}", *describe_params(option_cls)]))
     return "\n\n".join(blocks)

@@ -18,7 +18,7 @@ from tasks.models.loading import load_tokenizer
 from tasks.models.packaged import MINILM
 from tasks.models.prompts import PromptFormat
 from tasks.models.retrieval import RetrievalIndex
-from tasks.strategies._prompted_lm import PromptedLM, frozen_causal_lm
+from tasks.strategies._prompted_lm import PromptedLM, frozen_causal_lm, run_prompt_field
 from tasks.strategies.retrieval_index import (
     cost_metrics,
     filled_by_run,
@@ -35,8 +35,8 @@ CONFIG_FILE, INDEX_DIR = "retrieval_few_shot_generation.json", "index"
 
 @dataclass(frozen=True)
 class RetrievalFewShotParams:
-    instruction: str = field(default="", metadata={"help": "the instruction; \"\": generation.instruction"})
-    system_prompt: str = field(default="", metadata={"help": "the system message; \"\": generation.system_prompt"})
+    instruction: str = run_prompt_field("instruction", "instruction")
+    system_prompt: str = run_prompt_field("system_prompt", "system message")
     k: int = field(default=3, metadata={"help": "demonstrations per input: its k nearest train examples (1..16)"})
     demo_max_chars: int = field(default=300, metadata={
         "help": "a retrieved input longer than this many characters is cut in the prompt (not in the index): "

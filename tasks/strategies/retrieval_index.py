@@ -3,10 +3,10 @@ once per data version and encoder (cached under ADAPTFLOW_CACHE), and the data v
 from __future__ import annotations
 
 import functools
-from dataclasses import field
 import hashlib
 import shutil
 import time
+from dataclasses import field
 from pathlib import Path
 
 import numpy as np

@@ -82,6 +82,7 @@ class Sharing:
     kind: str                                    # the library: "peft", "adapters"
     # key(saved_dir, params): versions with equal keys (on the same base, with the same head) may share it
     key: Callable[[Path, Any], str]
-    # attach(shared, saved_dir, params, name) -> the version on `shared` under `name`; raises when
-    # the saved files do not fit the strategy's params (the versions already on `shared` keep answering)
+    # attach(shared, saved_dir, params, name) -> the version on `shared` under `name` (the contract's
+    # Strategy.attach records it on `shared`); raises when the saved files do not fit the strategy's
+    # params (the versions already on `shared` keep answering)
     attach: Callable[[SharedBase, Path, Any, str], Attached]

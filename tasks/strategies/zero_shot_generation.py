@@ -12,7 +12,7 @@ from torch import nn
 from tasks.models.heads import Head
 from tasks.models.loading import load_tokenizer
 from tasks.models.prompts import PromptFormat
-from tasks.strategies._prompted_lm import PromptedLM, frozen_causal_lm
+from tasks.strategies._prompted_lm import PromptedLM, frozen_causal_lm, run_prompt_field
 from tasks.strategies.registry import Strategy, register
 
 CONFIG_FILE = "zero_shot_generation.json"
@@ -20,8 +20,8 @@ CONFIG_FILE = "zero_shot_generation.json"
 
 @dataclass(frozen=True)
 class ZeroShotGenerationParams:
-    instruction: str = field(default="", metadata={"help": "the instruction; \"\": generation.instruction"})
-    system_prompt: str = field(default="", metadata={"help": "the system message; \"\": generation.system_prompt"})
+    instruction: str = run_prompt_field("instruction", "instruction")
+    system_prompt: str = run_prompt_field("system_prompt", "system message")
     variants: list[str] = field(default_factory=list, metadata={
         "help": "other instructions, each evaluated too (prompt stability); the one best on validation is saved"})
 

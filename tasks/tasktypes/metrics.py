@@ -85,10 +85,6 @@ def recorded(task: str) -> tuple[str, ...]:
     return tuple(m.key(s) for m in _CATALOGUE.values() if task in m.tasks for s in m.recorded)
 
 
-def selectable(task: str) -> tuple[str, ...]:
-    return tuple(m.name for m in _CATALOGUE.values() if m.selectable and task in m.tasks)
-
-
 def budgets() -> dict[str, Metric]:
     """Budget name -> the metric it caps."""
     return {m.budget: m for m in _CATALOGUE.values() if m.budget}

@@ -34,7 +34,7 @@ from tasks.training.fitting import build_and_train
 from tasks.training.hardware import check_hardware, threads_per_process
 from tasks.training.loop import mean_loss, seed_everything
 from tasks.training.strategy_run import STAGE, GenerationDetails, Outcome, StrategyInputs, TrainingPart
-from tasks.tasktypes import register_part
+from tasks.tasktypes import register_part, task_type
 
 
 def run_prompt(settings: Settings) -> PromptFormat:
@@ -66,7 +66,7 @@ def prepare_generation_inputs(settings: Settings, base: ResolvedBase, frames: di
         from tasks.strategies.retrieval_index import generation_formats
         from tasks.strategies.with_retrieval import attach_index, split_neighbours
 
-        params = attach_index(params, frames["train"], "target")
+        params = attach_index(params, frames["train"], task_type(settings.task).answer_column)
         # Only the rows the limits keep are searched; a train row's position in frames["train"]
         # is its id in the index, so it never retrieves itself.
         found = split_neighbours(params, picked, [int(i) for i in positions["train"]])

@@ -13,12 +13,10 @@ from tasks.tasktypes import task_type
 
 def retrieval_embedders(ctx: RunContext) -> list[str]:
     """The encoders the chosen strategies that retrieve index with (empty: none retrieves)."""
-    out = set()
-    for name in ctx.settings.strategies:
-        params = ctx.settings.strategy_params[name]
-        if hasattr(params, "index") and hasattr(params, "embedder"):
-            out.add(params.embedder)
-    return sorted(out)
+    from tasks.strategies import registry
+
+    return sorted({ctx.settings.strategy_params[name].embedder for name in ctx.settings.strategies
+                   if registry.get(name, ctx.settings.task).retrieval_metrics is not None})
 
 
 @task(name="retrieval index (FAISS)", cache_policy=NO_CACHE)

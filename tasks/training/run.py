@@ -83,7 +83,7 @@ def prepare_classification_inputs(settings: Settings, base: ResolvedBase, frames
     if strategy.retrieves:
         from tasks.strategies.with_retrieval import attach_index
 
-        params = attach_index(params, frames["train"], "label")
+        params = attach_index(params, frames["train"], task_type(settings.task).answer_column)
     tokenizer = load_tokenizer(base.path)
     # A strategy may score fewer test examples (a prompted LM is slow); always the same subset.
     max_eval = tightest_limit(cfg.max_eval_examples, getattr(params, "max_test_examples", 0))

@@ -23,6 +23,7 @@ from tasks.config.sections import (
     ValidationSettings,
 )
 from tasks.config.policy import PolicySettings
+from tasks.config.release import CanarySettings, OutcomeSettings
 from tasks.config.serving import ServingSettings
 from tasks.config.tune import TuneSettings
 from tasks.tasktypes import DEFAULT, task_type
@@ -46,6 +47,8 @@ class Settings:
     serving: ServingSettings = field(default_factory=ServingSettings)
     tune: TuneSettings = field(default_factory=TuneSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)   # checked in evaluation and serving
+    outcomes: OutcomeSettings = field(default_factory=OutcomeSettings)   # what serving records per answer
+    canary: CanarySettings = field(default_factory=CanarySettings)       # how a canary release is judged
     # Each chosen strategy's params, parsed and validated once at load (its params dataclass,
     # defaults filled in); `<name>+retrieval`'s from its strategy's section and `retrieval` option.
     strategy_params: dict[str, Any] = field(default_factory=dict)
@@ -137,6 +140,8 @@ def load_settings(
         serving=parse_section(ServingSettings, raw.get("serving"), "serving"),
         tune=parse_section(TuneSettings, raw.get("tune"), "tune"),
         policy=parse_section(PolicySettings, raw.get("policy"), "policy"),
+        outcomes=parse_section(OutcomeSettings, raw.get("outcomes"), "outcomes"),
+        canary=parse_section(CanarySettings, raw.get("canary"), "canary"),
         strategy_params=parsed,
         profile=profile,
         root=path.resolve().parent,

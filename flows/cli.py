@@ -223,8 +223,11 @@ def _serve(args) -> int:
     _registry(args.params)
     from tasks.serving.run import serve
 
+    from tasks.outcomes.recorder import make_recorder
+
     try:
-        serve(models, settings, args.host or settings.host, args.port or settings.port, loaded.policy)
+        serve(models, settings, args.host or settings.host, args.port or settings.port, loaded.policy,
+              make_recorder(loaded.outcomes, loaded.root))
     except ServingError as exc:
         print(f"adaptflow serve: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from typing import Callable
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from tasks.registry.canary_state import apply_canary
 from tasks.registry.audit import GENESIS, Claim, create_claim, digest, read_claims, tag_key, verify
 from tasks.registry.errors import GovernanceError
 from tasks.registry.identity import Identity, establish, refuse_pipeline_account
@@ -45,11 +46,15 @@ class AuditEntry:
     deltas: dict[str, float] = field(default_factory=dict)   # new minus previous, per metric
     identity_source: str = ""   # how `reviewer` was established
     prev_hash: str = ""         # SHA-256 of the previous entry as written (tasks/registry/audit.py)
+    # Canary entries (tasks/registry/canary.py): the share started with, and a rollback's evidence.
+    share: float | None = None
+    evidence: dict = field(default_factory=dict)
 
     def line(self) -> str:
         moved = f"v{self.previous or '-'} -> v{self.version}"
         deltas = ", ".join(f"{k} {v:+.4f}" for k, v in sorted(self.deltas.items()))
-        return (f"#{self.seq} {self.at} {self.action:<8} {moved:<12} by {self.reviewer}: {self.reason}"
+        share = f" share {self.share:.0%}" if self.share is not None else ""
+        return (f"#{self.seq} {self.at} {self.action:<8} {moved:<12}{share} by {self.reviewer}: {self.reason}"
                 + (f"  [{deltas}]" if deltas else ""))
 
 
@@ -139,7 +144,8 @@ def identify(tracking_uri: str, reviewer: str | None, reason: str, pipeline_acco
 Decide = Callable[[list[AuditEntry], str | None], tuple[str, str, str | None]]
 
 
-def _append(client: MlflowClient, model: str, decide: Decide, who: Identity, reason: str) -> AuditEntry:
+def _append(client: MlflowClient, model: str, decide: Decide, who: Identity, reason: str,
+            **extra) -> AuditEntry:
     """The one path that moves @champion: decide on the current history, claim the next entry
     (compare-and-set), then apply it. Losing the claim to another reviewer means deciding again."""
     deadline = time.monotonic() + WAIT_SECONDS
@@ -160,7 +166,7 @@ def _append(client: MlflowClient, model: str, decide: Decide, who: Identity, rea
                            deltas=metric_deltas(_metrics(client, model, version),
                                                 _metrics(client, model, previous) if previous else None),
                            identity_source=who.source,
-                           prev_hash=digest(claims[-1].raw) if claims else GENESIS)
+                           prev_hash=digest(claims[-1].raw) if claims else GENESIS, **extra)
         raw = json.dumps(asdict(entry), sort_keys=True)
         if create_claim(client, model, entry.seq, raw):             # written before the alias moves
             _apply(client, model, Claim(entry.seq, raw, 0))
@@ -179,7 +185,9 @@ def _apply(client: MlflowClient, model: str, claim: Claim) -> None:
     """Make the registry say what the entry says; the mirror tag last marks it applied.
     Idempotent: a writer finishing a dead writer's entry sets the same values."""
     e = _entry(claim)
-    if e is not None:
+    if e is not None and e.action.startswith("canary"):
+        apply_canary(client, model, e)
+    elif e is not None:
         client.set_registered_model_alias(model, CHAMPION, e.version)
         for key, value in {"champion.action": e.action, "champion.by": e.reviewer, "champion.at": e.at,
                            "champion.reason": e.reason, "champion.previous": e.previous or "none",

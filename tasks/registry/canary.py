@@ -80,3 +80,20 @@ def _end(client: MlflowClient, model: str, who: Identity, reason: str, action: s
 
 def current_champion(client: MlflowClient, model: str) -> str | None:
     return _current(client, model)
+
+
+def promote_ready(client: MlflowClient, tracking_uri: str, model: str, version: str, reason: str,
+                  evidence: dict) -> AuditEntry:
+    """canary.auto_promote: the check promotes the canary it found ready (an audit entry under its
+    own account, marked as automatic), then ends the canary."""
+    who = establish(tracking_uri, None)
+    auto = Identity(who.user, f"{CHECK_SOURCE} with canary.auto_promote; {who.source}")
+
+    def decide(entries: list[AuditEntry], champion: str | None) -> tuple[str, str, str | None]:
+        if champion == version:
+            raise GovernanceError(f"{model} v{version} is @{CHAMPION} already; nothing changed")
+        return "promote", version, champion
+
+    entry = _append(client, model, decide, auto, f"canary check: {reason}", evidence=evidence)
+    _end(client, model, auto, f"promoted to @{CHAMPION} (audit entry {entry.seq})", "canary_stop", {}, version)
+    return entry

@@ -59,7 +59,7 @@ demo: setup
 # each file passes alone. Running them beside the workers instead was slower (19 min 41 s against
 # about 15 min: both compete for the 2 cores). Any failure, or a file with no tests (exit 5), fails.
 SERVER_TESTS := tests/test_ops_deploy.py tests/test_ops_mlflow_outage.py tests/test_ops_postgres.py tests/test_ops_ui.py \
-                tests/test_audit_server.py
+                tests/test_audit_server.py tests/test_canary_live.py
 
 test: setup system-packages
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -n 2 --dist loadfile --durations=15 tests $(addprefix --ignore=,$(SERVER_TESTS))

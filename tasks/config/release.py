@@ -47,8 +47,6 @@ class CanarySettings:
     tolerance: float = 0.02
     # Ready moves @champion without a reviewer (an audit entry by the pipeline account) only when true.
     auto_promote: bool = False
-    # The share of unpinned traffic a canary starts with when `canary start` gives none.
-    default_share: float = 0.1
     # The Prefect deployment canary-check runs on this schedule (every 5 minutes).
     check_cron: str = "*/5 * * * *"
 
@@ -59,5 +57,4 @@ class CanarySettings:
                 "min_requests_rollback must be >= 1 and min_requests_ready at least min_requests_rollback")
         require(self.min_minutes_ready >= 0, "min_minutes_ready must be >= 0")
         require(0 <= self.tolerance < 1, "tolerance must be in [0, 1)")
-        require(0 < self.default_share < 1, "default_share must be in (0, 1)")
         require(len(self.check_cron.split()) == 5, "check_cron must be a 5-field cron expression")

@@ -5,10 +5,12 @@ entry, `apply_canary` makes the registry say what it says)."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 
 from mlflow.exceptions import MlflowException
 
+log = logging.getLogger("adaptflow.registry")
 CANARY_ALIAS = "canary"
 SHARE_TAG = "canary.share"
 STARTED_TAG = "canary.started_unix"   # on the version: the check's window starts here
@@ -63,6 +65,17 @@ def apply_canary(client, model: str, entry) -> None:
         client.set_model_version_tag(model, entry.version, "canary.evidence",
                                      json.dumps(entry.evidence, sort_keys=True)[:MAX_TAG_CHARS])
     if entry.action == "canary_rollback":
-        run_id = client.get_model_version(model, entry.version).run_id
-        if run_id:   # the run that trained it says, in the MLflow UI, that live traffic rejected it
-            client.set_tag(run_id, "adaptflow.canary", f"rolled back {entry.at}: {entry.reason}"[:MAX_TAG_CHARS])
+        _tag_training_run(client, model, entry)
+
+
+def _tag_training_run(client, model: str, entry) -> None:
+    """The run that trained the version says, in the MLflow UI, that live traffic rejected it. A
+    courtesy: an account without permission on that run's experiment still rolls back."""
+    run_id = client.get_model_version(model, entry.version).run_id
+    if not run_id:
+        return
+    try:
+        client.set_tag(run_id, "adaptflow.canary", f"rolled back {entry.at}: {entry.reason}"[:MAX_TAG_CHARS])
+    except MlflowException as exc:
+        log.warning("could not tag run %s of %s v%s (%s); the rollback itself is done", run_id, model, entry.version,
+                    str(exc).splitlines()[0][:200])

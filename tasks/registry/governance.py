@@ -179,8 +179,9 @@ def _append(client: MlflowClient, model: str, decide: Decide, who: Identity, rea
                            prev_hash=digest(good[-1].raw) if good else GENESIS)
         raw = written(bounded(entry, entry_limit()), model, key)
         if create_claim(client, model, entry.seq, raw):             # written before the alias moves
-            _apply(client, model, Claim(entry.seq, raw, 0))
-            return entry
+            claim = Claim(entry.seq, raw, 0)
+            _apply(client, model, claim)
+            return _entry(claim)                                    # as written: bounded and signed
         _wait(deadline, model)
 
 

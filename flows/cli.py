@@ -127,7 +127,8 @@ def _ops_commands(sub) -> None:
     deploy.add_argument("--limit", type=int, help="most flow runs at once (default: no limit)")
     deploy.add_argument("--work-pool", help="register for this work pool's workers instead of serving "
                                             "(e.g. a Kubernetes pool, infra/README.md), then return")
-    deploy.add_argument("--image", help="with --work-pool: the adaptflow image its jobs run (infra/Dockerfile)")
+    deploy.add_argument("--image", help="with --work-pool: the adaptflow image its jobs run (infra/Dockerfile), for a "
+                                        "pool whose template takes one; infra/'s Kubernetes template fixes its own")
     ui = sub.add_parser("ui", help="start a Prefect server and an MLflow server on 127.0.0.1",
                         description="Start the Prefect server (state in $PREFECT_HOME, default .prefect/) and an "
                                     "MLflow server over the project's store (mlflow/), wait for both health "

@@ -173,5 +173,6 @@ def verify(claims: list[Claim], tags: dict[str, str], model: str, key: bytes | N
         if key_ not in claimed:
             problems.append(f"tag {key_} has no audit entry behind it: forged")
         elif value != claimed[key_]:
-            problems.append(f"tag {key_} differs from audit entry {int(key_[len(AUDIT_PREFIX):])}: edited after it was written")
+            problems.append(f"tag {key_} differs from audit entry {int(key_[len(AUDIT_PREFIX):])}: "
+                            "edited after it was written")
     return problems

@@ -181,7 +181,8 @@ def _ops_commands(sub) -> None:
     deploy.add_argument("--limit", type=int, help="most flow runs at once (default: no limit)")
     deploy.add_argument("--work-pool", help="register for this work pool's workers instead of serving "
                                             "(e.g. a Kubernetes pool, infra/README.md), then return")
-    deploy.add_argument("--image", help="with --work-pool: the adaptflow image its jobs run (infra/Dockerfile)")
+    deploy.add_argument("--image", help="with --work-pool: the adaptflow image its jobs run (infra/Dockerfile), for a "
+                                        "pool whose template takes one; infra/'s Kubernetes template fixes its own")
     ui = sub.add_parser("ui", help="start a Prefect server and an MLflow server on 127.0.0.1",
                         description="Start the Prefect server (state in $PREFECT_HOME, default .prefect/) and an "
                                     "MLflow server over the project's store (mlflow/), wait for both health "
@@ -238,15 +239,17 @@ def _govern(args) -> int:
     from tasks.config import read_pipeline_account
     from tasks.registry import governance
 
-    client, uri = _registry(args.params_file)
     try:
+        # Before any store is opened: a params file that is missing or unreadable is a refusal,
+        # never "no pipeline account" (issue 27, finding 1); `history` changes nothing.
+        pipeline = None if args.command == "history" else read_pipeline_account(args.params_file, args.profile)
+        client, uri = _registry(args.params_file)
         if args.command == "history":
             found = governance.history(client, args.model)
             print("\n".join(e.line() for e in found.entries) if found.entries else f"{args.model}: no @champion moves yet")
             for problem in found.problems:   # tampering, gaps, unreadable entries: reported, never fatal
                 print(f"adaptflow history: WARNING: {problem}", file=sys.stderr)
             return 1 if found.problems else 0
-        pipeline = read_pipeline_account(args.params_file, args.profile)
         if args.command == "promote":
             print(governance.promote(client, uri, args.model, args.reviewer, args.reason,
                                      version=args.version, from_alias=args.from_alias,

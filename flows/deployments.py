@@ -10,6 +10,10 @@ flow runs execute in child processes of it).
   canary-check   canary.check_cron (every 5 minutes by default): the pipeline judges the running
                  canary and rolls it back when it does worse; concurrency 1
 
+What a form may not choose (the pipeline's account, the project folder its paths must stay in) is
+pinned in this process's environment from the params file it was started with, and inherited by
+the flow runs it serves (flows/server_side.py); a work pool's workers need the same variables.
+
 Reviewer deployments refuse to run under the pipeline's MLflow account (project.pipeline_account),
 so serve them from a process holding a reviewer service account (`--only promote,rollback,canary-start,
 canary-stop`) and the pipeline's from another (`--only specialize,retrain,canary-check`); see infra/README.md.
@@ -76,6 +80,9 @@ def serve_deployments(params_file: str, profile: str | None = None, only: list[s
     """Register the deployments and execute their runs until interrupted (Ctrl-C, SIGTERM)."""
     from prefect import serve
 
+    from flows.server_side import pin
+
+    pin(params_file, profile)   # before any run starts: they inherit this environment
     serve(*deployments(params_file, profile, only), limit=limit)
 
 

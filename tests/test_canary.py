@@ -194,6 +194,23 @@ def test_canary_start_and_stop_follow_the_reviewers_rules(registry):
     assert found.champion == "1"   # a canary never moves @champion
 
 
+def test_the_check_key_signs_a_canary_rollback_and_nothing_else(registry, monkeypatch):
+    """The pipeline's process holds only ADAPTFLOW_CANARY_CHECK_KEY: an entry it signs counts only
+    when it stops a canary; a promotion signed with it is reported as forged and never replayed."""
+    from tasks.registry.audit import check_key, create_claim, read_claims
+    from tasks.registry.governance import AuditEntry, written
+
+    _, uri, client = registry
+    seq = read_claims(client, MODEL)[-1].seq + 1
+    forged = AuditEntry(seq=seq, action="promote", version="2", previous="1", reviewer="svc-pipeline", reason="sneaky",
+                        at="2026-12-05T00:00:00+00:00")
+    assert create_claim(client, MODEL, seq, written(forged, MODEL, check_key()))
+    found = history(client, MODEL)
+    assert any(f"entry {seq}" in p and "not signed" in p for p in found.problems), found.problems
+    assert found.champion == "1" and "2" not in [e.version for e in found.entries if e.action == "promote"]
+    client.delete_registered_model(f"{MODEL}.audit.{seq:06d}")   # leave the history as it was for the next tests
+
+
 @pytest.fixture(scope="module")
 def served(registry, tmp_path_factory):
     """A replica with the outcome store (SQLite), polling every 0.5 s, behind the test policy."""

@@ -144,12 +144,14 @@ def check(root: Path):
     from tasks.registry.canary_state import canary_state
 
     sign_in(PIPELINE)
+    reviewers_key = os.environ.pop("ADAPTFLOW_AUDIT_KEY")   # the pipeline holds only the check's key
     try:
         state = canary_check(CanaryCheckInput(models=[MODEL], params_file=str(root / "params.yaml")),
                              return_state=True)
         assert state.is_completed(), state
         return state.result()
     finally:
+        os.environ["ADAPTFLOW_AUDIT_KEY"] = reviewers_key
         sign_in(ADMIN)
 
 

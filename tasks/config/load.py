@@ -212,10 +212,10 @@ def _check_task_data(path: Path, s: Settings) -> None:
 
 def read_pipeline_account(params_file: str | Path, profile: str | None = None) -> str | None:
     """project.pipeline_account with the profile applied: all the reviewer commands (promote,
-    rollback) need, from a params file that may hold nothing else (None when there is none)."""
+    rollback) need, from a params file that may hold nothing else (None when it declares none).
+    A missing or unreadable file is a SettingsError, not "no pipeline account": reading none
+    would skip the refusal of the pipeline's account (issue 27, finding 1)."""
     path = Path(params_file)
-    if not path.is_file():
-        return None
     account = (_merged(path, profile, None).get("project") or {}).get("pipeline_account")
     if account is not None and not isinstance(account, str):
         raise SettingsError(f"{path}: project.pipeline_account must be an account name, not {account!r}")
@@ -228,6 +228,9 @@ def _merged(path: Path, profile: str | None, overrides: dict | None) -> dict:
         raise SettingsError(f"params file not found: {path} (pass --params FILE or run from the project folder)")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:   # e.g. not readable by this account
+        raise SettingsError(f"{path}: cannot read the params file ({exc.strerror}); make it readable by "
+                            f"this account") from exc
     except yaml.YAMLError as exc:
         raise SettingsError(f"{path}: not valid YAML: {exc}") from exc
     profiles = raw.pop("profiles", {}) or {}

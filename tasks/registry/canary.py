@@ -15,7 +15,8 @@ from mlflow.tracking import MlflowClient
 from tasks.registry.canary_state import CANARY_ALIAS, CanaryState, canary_state
 from tasks.registry.errors import GovernanceError
 from tasks.registry.governance import CHAMPION, AuditEntry, _append, _current, identify
-from tasks.registry.identity import Identity, establish
+from tasks.registry.audit import AUDIT_KEY_ENV, CHECK_KEY_ENV, audit_key, check_key
+from tasks.registry.identity import Identity, establish, is_server
 
 CHECK_SOURCE = "the canary check (automatic, the pipeline's account)"
 
@@ -55,6 +56,9 @@ def roll_back(client: MlflowClient, tracking_uri: str, model: str, reason: str, 
               expected_version: str) -> AuditEntry | None:
     """The check's rollback: share to 0 and the canary alias removed, with the evidence. None
     when the canary it judged is no longer running (stopped or replaced since it read the outcomes)."""
+    if is_server(tracking_uri) and audit_key() is None and check_key() is None:
+        raise GovernanceError(f"{CHECK_KEY_ENV} is not set: on a tracking server the check signs its rollback with "
+                              "the key that may only stop a canary (docs/releasing.md); nothing changed")
     who = establish(tracking_uri, None)
     try:
         return _end(client, model, Identity(who.user, f"{CHECK_SOURCE}; {who.source}"), reason, "canary_rollback",
@@ -86,6 +90,10 @@ def promote_ready(client: MlflowClient, tracking_uri: str, model: str, version: 
                   evidence: dict) -> AuditEntry:
     """canary.auto_promote: the check promotes the canary it found ready (an audit entry under its
     own account, marked as automatic), then ends the canary."""
+    if is_server(tracking_uri) and audit_key() is None:
+        raise GovernanceError(f"{AUDIT_KEY_ENV} is not set: canary.auto_promote moves @champion, an entry only the "
+                              "reviewers' key signs (serve canary-check where that key is, or promote by hand); "
+                              "nothing changed")
     who = establish(tracking_uri, None)
     auto = Identity(who.user, f"{CHECK_SOURCE} with canary.auto_promote; {who.source}")
 

@@ -72,8 +72,13 @@ def served(servers, tmp_path_factory, tiny_bert):
         proc = subprocess.Popen([ADAPTFLOW, "deploy", "--params", str(project / "params.yaml"), "--profile", "smoke"],
                                 env=env, cwd=project, stdout=open(log, "w"), stderr=subprocess.STDOUT)
         try:
-            wait_for_deployments(["specialize/specialize", "retrain/retrain", "promote/promote",
-                                  "rollback/rollback"], proc, log)
+            found = wait_for_deployments(["specialize/specialize", "retrain/retrain", "promote/promote",
+                                          "rollback/rollback", "canary-start/canary-start", "canary-stop/canary-stop",
+                                          "canary-check/canary-check"], proc, log)
+            check = found[-1]   # the scheduled canary check, with its form's parameters
+            assert check.schedules and check.parameter_openapi_schema["properties"]["request"]
+            schema = found[4].parameter_openapi_schema
+            assert (schema.get("definitions") or schema.get("$defs"))["CanaryStartInput"]["properties"]["share"]
             yield project, prefect, mlflow, log
         finally:
             _stop(proc)

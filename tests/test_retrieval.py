@@ -150,3 +150,53 @@ def test_a_retrieving_version_passes_the_provenance_check(tiny_llama, tmp_path, 
                                                "artifacts": {"strategy": {"path": "artifacts/strategy"}}}}}
     assert artifact_problems(mlmodel, [], files + ["manifest.json"], "manifest.json") == []
     assert artifact_problems(mlmodel, [], files + ["manifest.json", "index/evil.pkl"], "manifest.json")
+
+
+def test_concurrent_runs_each_build_in_their_own_folder_and_one_index_is_published(tmp_path, monkeypatch):
+    """Issue 27, finding 9: two runs building the same cached index at once. Both finish saving
+    before either publishes (a barrier), as happens when two strategies start together. The old
+    code wrote both into one fixed `.tmp` folder and renamed it: the second rename failed
+    (FileNotFoundError) after the first had published a folder the second was still writing."""
+    import threading
+
+    import pandas as pd
+
+    from tasks.strategies.retrieval_index import train_index
+
+    monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path))
+    saved_to, barrier, save = [], threading.Barrier(2, timeout=60), RetrievalIndex.save
+
+    def save_then_wait(self, folder):
+        save(self, folder)
+        saved_to.append(folder)
+        barrier.wait()
+
+    monkeypatch.setattr(RetrievalIndex, "save", save_then_wait)
+    # Embedding itself runs one thread at a time (loading the encoder in two threads at once is
+    # not what is under test); the race is in saving and publishing.
+    build, one_at_a_time = RetrievalIndex.build.__func__, threading.Lock()
+
+    def build_alone(cls, *args, **kwargs):
+        with one_at_a_time:
+            return build(cls, *args, **kwargs)
+
+    monkeypatch.setattr(RetrievalIndex, "build", classmethod(build_alone))
+    train = pd.DataFrame({"text": [t for t, _ in TRAIN], "label": [y for _, y in TRAIN]})
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(train_index(train, "label", MINILM))
+        except Exception as exc:   # noqa: BLE001 - the test reports what the old code raised
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(set(saved_to)) == 2, saved_to   # each run wrote a folder of its own
+    (folder, version), again = results
+    assert again == (folder, version) and sorted(p.name for p in folder.iterdir()) == [INDEX_FILE, "index.json"]
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]   # no temporary folder left behind

@@ -146,10 +146,14 @@ class RetrievalIndex:
 
 
 def embedding_dim(encoder: ResolvedBase) -> int:
-    """The length of the encoder's sentence vectors: its hidden size (mean-pooled last layer)."""
-    from transformers import AutoConfig
+    """The length of the encoder's sentence vectors: its hidden size (mean-pooled last layer), read
+    from its config.json (a refusal should not cost importing transformers: ~270 MB)."""
+    try:
+        return int(json.loads((Path(encoder.path) / "config.json").read_text())["hidden_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        from transformers import AutoConfig
 
-    return int(AutoConfig.from_pretrained(encoder.path).hidden_size)
+        return int(AutoConfig.from_pretrained(encoder.path).hidden_size)
 
 
 # What `build` writes, as faiss.write_index lays it out (FAISS 1.x, little-endian): IndexIDMap's

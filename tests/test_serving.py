@@ -681,3 +681,38 @@ def test_loads_of_versions_asked_for_by_number_are_rate_limited_per_client(store
         assert predict(running.url).status_code == 200                         # aliases are never limited
     finally:
         running.stop()
+
+
+def test_a_version_is_bound_to_the_base_the_registry_recorded_not_to_its_own_manifest(store, tiny_bert, tmp_path):
+    """Issue 27, finding 10. Someone who can register versions copies v1 and rewrites its manifest
+    to name a base folder of their choosing, with that folder's true fingerprint; once with v1's
+    base.registered tag copied, once with none. The old code loaded both (the manifest's own
+    fingerprint matched the folder it named) and answered 200; now each is refused (409)."""
+    import shutil
+
+    from tasks.artifacts.fetch import fetch_version
+    from tasks.models.base import fingerprint
+
+    _, _, client, _ = store
+    other = tmp_path / "their-base"
+    shutil.copytree(tiny_bert, other)
+    (other / "vocab.txt").write_text((other / "vocab.txt").read_text() + "injected\n")   # another fingerprint
+    folder = fetch_version(ADAPTER_MODEL, "1", tmp_path / "v1")
+    manifest = json.loads((folder / "adaptflow.json").read_text())
+    (folder / "adaptflow.json").write_text(json.dumps({**manifest, "base_name": str(other),
+                                                       "base_fingerprint": fingerprint(other)}))
+    with mlflow.start_run(experiment_id=client.get_experiment_by_name("serving").experiment_id):
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_ENTRY), artifacts={"strategy": str(folder)},
+                                       signature=signature(), pip_requirements=["adaptflow"])
+    recorded = client.get_model_version(ADAPTER_MODEL, "1").tags["base.registered"]
+    copied = mlflow.register_model(info.model_uri, ADAPTER_MODEL, tags={"base.registered": recorded}).version
+    untagged = mlflow.register_model(info.model_uri, ADAPTER_MODEL).version
+    running = start_in_thread(Service([ADAPTER_MODEL], ServingSettings(poll_seconds=POLL, max_extra_versions=4)).start())
+    try:
+        bound = predict(running.url, version=copied)
+        unrecorded = predict(running.url, version=untagged)
+    finally:
+        running.stop()
+    assert bound.status_code == 409 and "the registry recorded" in bound.json()["error"], bound.text
+    assert str(other) not in bound.text   # no local path in an answer
+    assert unrecorded.status_code == 409 and "no base recorded by the registry" in unrecorded.json()["error"]

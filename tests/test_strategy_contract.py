@@ -435,6 +435,7 @@ def test_a_template_may_hold_only_plain_placeholders(part, text, words):
     template = {**DEFAULT_TEMPLATES["review-sentiment@v1"], part: text}
     for params in (FewShotParams(), RetrievalFewShotParams()):
         with pytest.raises(ValueError, match=re.escape(words)):
-            replace(params, templates={"hostile@v1": template}, template="hostile@v1")
+            replace(params, templates={"hostile@v1": template}, template="hostile@v1",
+                    **({"variants": []} if isinstance(params, FewShotParams) else {}))
     # Filling is plain substitution: braces written {{ }} stay braces, a value is never formatted.
     assert fill("a {{b}} {text}!", text="{x:>9}") == "a {b} {x:>9}!"

@@ -113,3 +113,40 @@ def test_a_bad_policy_setting_is_refused_naming_it(section, words):
 def test_the_default_params_carry_a_policy_that_loads():
     settings = load_settings(ROOT / "params.yaml")
     assert settings.policy.enabled and "personal_data_email" in settings.policy.rules()
+
+
+# Issue 27, finding 8: each trick that stepped round the deny-list and the personal-data rules on
+# the old code (matched on the raw text only), one case each.
+UNICODE_TRICKS = {
+    "no-break space": ("Why ACME\u00a0Bank customers are switching", "deny_competitor"),
+    "full-width letters": ("Why ＡＣＭＥ Ｂａｎｋ customers are switching", "deny_competitor"),
+    "zero-width space": ("Why AC\u200bME Ba\u200cnk\u2060 customers are switching", "deny_competitor"),
+    "Cyrillic look-alikes": ("Why \u0410\u0421ME B\u0430nk customers are switching", "deny_competitor"),
+    "Greek look-alikes": ("Why \u0391CME \u0392ank customers are switching", "deny_competitor"),
+    "doubled spaces": ("Why ACME   Bank customers are switching", "deny_competitor"),
+    "doubled hyphens": ("Our new acme--bank app", "deny_competitor_hyphen"),
+    "dash variant": ("Our new acme\u2013bank app", "deny_competitor_hyphen"),
+    "full-width e-mail": ("Write to jane.doe＠example．com today", "personal_data_email"),
+    "zero-width in an e-mail": ("Write to jane.doe@exa\u200bmple.com today", "personal_data_email"),
+    "full-width card digits": ("Paid with card ４１１１ １１１１ １１１１ １１１１", "personal_data_payment_card"),
+}
+
+
+@pytest.mark.parametrize("trick", sorted(UNICODE_TRICKS))
+def test_unicode_tricks_do_not_step_round_the_policy(trick):
+    policy = OutputPolicy(PolicySettings(deny={"competitor": r"(?i)\bacme bank\b",
+                                               "competitor_hyphen": r"(?i)\bacme-bank\b"}, max_output_chars=None))
+    text, rule = UNICODE_TRICKS[trick]
+    assert rule in policy.check(text).rules, (trick, policy.check(text).rules)
+
+
+def test_folding_only_adds_matches_and_keeps_plain_text_as_it_is():
+    from tasks.evaluation.normalize import fold, forms
+
+    assert fold("Chancellor sets out budget plans") == "Chancellor sets out budget plans"
+    assert forms("plain") == ("plain",)
+    assert fold("ＡＣＭＥ\u00a0\u0412ank\u200b  --  x") == "ACME Bank-x"
+    # A label the classifier answers is matched folded too (deny rules apply to labels).
+    policy = OutputPolicy(PolicySettings(deny={"refunds": "^refund$"}))
+    assert policy.check_label("r\u0435fund").rules == ("deny_refunds",)   # Cyrillic е
+    assert not policy.check_label("refunds").blocked

@@ -3,13 +3,14 @@ embeddings. Leakage guard (a train row never retrieves itself; validation and te
 never in the index), and an index refused for other data or another encoder."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from tasks.models.base import load_base
 from tasks.models.packaged import MINILM
-from tasks.models.retrieval import INDEX_FILE, RetrievalError, RetrievalIndex
+from tasks.models.retrieval import INDEX_FILE, META_FILE, RetrievalError, RetrievalIndex
 
 TRAIN = [("a gripping thriller with a clever twist", "positive"), ("a tense, twisty thriller", "positive"),
          ("dull and far too long", "negative"), ("boring, overlong and flat", "negative"),
@@ -59,6 +60,9 @@ def test_a_saved_index_loads_back_and_is_refused_for_other_data_or_another_encod
     with pytest.raises(RetrievalError, match=f"built with encoder {MINILM}"):
         RetrievalIndex.load(tmp_path / "index", load_base(str(tiny_bert)), data_version="md5-train-v1")
     (tmp_path / "index" / INDEX_FILE).write_bytes(b"not an index")
+    with pytest.raises(RetrievalError, match="not a retrieval index adaptflow wrote"):
+        RetrievalIndex.load(tmp_path / "index", encoder)
+    (tmp_path / "index" / META_FILE).write_text("{not json")
     with pytest.raises(RetrievalError, match="not a readable retrieval index"):
         RetrievalIndex.load(tmp_path / "index", encoder)
 
@@ -150,3 +154,102 @@ def test_a_retrieving_version_passes_the_provenance_check(tiny_llama, tmp_path, 
                                                "artifacts": {"strategy": {"path": "artifacts/strategy"}}}}}
     assert artifact_problems(mlmodel, [], files + ["manifest.json"], "manifest.json") == []
     assert artifact_problems(mlmodel, [], files + ["manifest.json", "index/evil.pkl"], "manifest.json")
+
+
+def test_concurrent_runs_each_build_in_their_own_folder_and_one_index_is_published(tmp_path, monkeypatch):
+    """Issue 27, finding 9: two runs building the same cached index at once. Both finish saving
+    before either publishes (a barrier), as happens when two strategies start together. The old
+    code wrote both into one fixed `.tmp` folder and renamed it: the second rename failed
+    (FileNotFoundError) after the first had published a folder the second was still writing."""
+    import threading
+
+    import pandas as pd
+
+    from tasks.strategies.retrieval_index import train_index
+
+    monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path))
+    saved_to, barrier, save = [], threading.Barrier(2, timeout=60), RetrievalIndex.save
+
+    def save_then_wait(self, folder):
+        save(self, folder)
+        saved_to.append(folder)
+        barrier.wait()
+
+    monkeypatch.setattr(RetrievalIndex, "save", save_then_wait)
+    # Embedding itself runs one thread at a time (loading the encoder in two threads at once is
+    # not what is under test); the race is in saving and publishing.
+    build, one_at_a_time = RetrievalIndex.build.__func__, threading.Lock()
+
+    def build_alone(cls, *args, **kwargs):
+        with one_at_a_time:
+            return build(cls, *args, **kwargs)
+
+    monkeypatch.setattr(RetrievalIndex, "build", classmethod(build_alone))
+    train = pd.DataFrame({"text": [t for t, _ in TRAIN], "label": [y for _, y in TRAIN]})
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(train_index(train, "label", MINILM))
+        except Exception as exc:   # noqa: BLE001 - the test reports what the old code raised
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(set(saved_to)) == 2, saved_to   # each run wrote a folder of its own
+    (folder, version), again = results
+    assert again == (folder, version) and sorted(p.name for p in folder.iterdir()) == [INDEX_FILE, "index.json"]
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]   # no temporary folder left behind
+
+
+def faiss_bomb(rows: int, dim: int) -> bytes:
+    """82 bytes shaped like the start of an index `build` writes, claiming `rows` vectors of
+    `dim` floats (and nothing after them): faiss.read_index sizes its buffer from the claim."""
+    import struct
+
+    header = struct.pack("<iqqqBi", dim, rows, 1 << 20, 1 << 20, 1, 0)
+    return b"IxMp" + header + b"IxFI" + header + struct.pack("<Q", rows * dim)
+
+
+def test_an_index_file_claiming_gigabytes_or_of_another_kind_is_refused_before_faiss_reads_it(index, encoder,
+                                                                                              tmp_path):
+    """Issue 27, finding 2. The old code handed any .faiss file of a version to faiss.read_index:
+    an 82-byte file claiming 174,763 vectors of 384 floats made it allocate 256 MB before failing
+    (2 GB and more with a bigger claim: docs/security.md has the measured peak memory), and an
+    index of another type or dimension, or with ids past the rows, loaded."""
+    import faiss
+    import numpy as np
+
+    index.save(tmp_path / "index")
+    path = tmp_path / "index" / INDEX_FILE
+    good = path.read_bytes()
+
+    def refused(data: bytes, words: str):
+        path.write_bytes(data)
+        with pytest.raises(RetrievalError, match=words):
+            RetrievalIndex.load(tmp_path / "index", encoder)
+
+    refused(faiss_bomb(174_763, 384), r"82 bytes where 8 vectors of dimension 384 take 12,442.*refused before reading")
+    # The right size, another claim inside: each header field is checked.
+    refused(good[:4] + good[4:8][::-1] + good[8:], "IndexIDMap header says dimension")
+    refused(good[:82 + 8 * 384 * 4] + (10**12).to_bytes(8, "little") + good[82 + 8 * 384 * 4 + 8:], "declares 1,000,000,000,000 ids")
+    for other in (faiss.IndexIDMap(faiss.IndexFlatL2(384)), faiss.IndexIDMap2(faiss.IndexFlatIP(384))):
+        other.add_with_ids(np.zeros((8, 384), dtype="float32"), np.arange(8, dtype="int64"))
+        refused(faiss.serialize_index(other).tobytes(), "index types|metric 1")
+    # Another dimension than the encoder's (the identity agreeing with the file).
+    small = faiss.IndexIDMap(faiss.IndexFlatIP(4))
+    small.add_with_ids(np.eye(8, 4, dtype="float32"), np.arange(8, dtype="int64"))
+    meta = json.loads((tmp_path / "index" / META_FILE).read_text())
+    (tmp_path / "index" / META_FILE).write_text(json.dumps({**meta, "identity": {**meta["identity"], "dim": 4}}))
+    refused(faiss.serialize_index(small).tobytes(), "vectors of dimension 4, but .* embeds in 384")
+    (tmp_path / "index" / META_FILE).write_text(json.dumps(meta))
+    # Ids that are not the row positions: a neighbour would be a row that does not exist.
+    far = faiss.IndexIDMap(faiss.IndexFlatIP(384))
+    far.add_with_ids(np.zeros((8, 384), dtype="float32"), np.array([0, 1, 2, 3, 4, 5, 6, 10**9], dtype="int64"))
+    refused(faiss.serialize_index(far).tobytes(), r"ids are not the row positions 0..7")
+    path.write_bytes(good)
+    assert RetrievalIndex.load(tmp_path / "index", encoder).search(VALIDATION, k=2) == index.search(VALIDATION, k=2)

@@ -413,3 +413,29 @@ def test_zero_shot_variants_scored_from_one_embedding_pass_equal_each_model_scor
         alone = predict_proba(model, data, tokenizer.pad_token_id)
         assert np.allclose(score_variant(model, inputs, "test", shared).probs, alone, atol=1e-6)
     assert set(shared) == {"test"}   # one embedding pass, reused by the second variant
+
+
+@pytest.mark.parametrize("part, text, words", [
+    ("example", "Review: {text}{text:>2000000000}\nSentiment:", "not {text:>2000000000}"),
+    ("example", "Review: {text}{text.__class__}", "not {text.__class__}"),
+    ("answer", " {label}{label!r}", "not {label!r}"),
+    ("answer", " {label}{text}", "not {text}"),
+    ("example", "Review: {text} }", "not a valid template"),
+])
+def test_a_template_may_hold_only_plain_placeholders(part, text, words):
+    """Issue 27, finding 10: templates are stored with a version and were filled with str.format,
+    so `{text:>2000000000}` beside the {text} the check counted asked for 2 GB per prompt, and
+    retrieval_few_shot checked no placeholder at all. The old code accepted each of these."""
+    import re
+    from dataclasses import replace
+
+    from tasks.strategies.few_shot import DEFAULT_TEMPLATES, FewShotParams, fill
+    from tasks.strategies.retrieval_few_shot import RetrievalFewShotParams
+
+    template = {**DEFAULT_TEMPLATES["review-sentiment@v1"], part: text}
+    for params in (FewShotParams(), RetrievalFewShotParams()):
+        with pytest.raises(ValueError, match=re.escape(words)):
+            replace(params, templates={"hostile@v1": template}, template="hostile@v1",
+                    **({"variants": []} if isinstance(params, FewShotParams) else {}))
+    # Filling is plain substitution: braces written {{ }} stay braces, a value is never formatted.
+    assert fill("a {{b}} {text}!", text="{x:>9}") == "a {b} {x:>9}!"

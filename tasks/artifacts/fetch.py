@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tasks.artifacts.manifest import MANIFEST
+from tasks.artifacts.predictor import RegisteredBase
 from tasks.artifacts.provenance import ForeignArtifact, artifact_problems, strategy_path
 
 
@@ -32,3 +33,25 @@ def fetch_version(model: str, version: str, dest: Path) -> Path:
         raise ForeignArtifact(f"{model} v{version} is not an adaptflow artifact and is refused "
                               f"(nothing of it was loaded): {'; '.join(problems)}")
     return folder
+
+
+def registered_base(model: str, version: str, client=None) -> RegisteredBase:
+    """What the registry recorded about the base of `models:/model/version` when adaptflow
+    registered it (its `base.registered` tag, then that base version's `base.name` and
+    `fingerprint` tags): the loader binds the version to it instead of to its own manifest.
+    A version without that record was not registered by adaptflow's `register_best`: refused."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = client or MlflowClient()
+    where = client.get_model_version(model, version).tags.get("base.registered", "")
+    name, _, number = where.rpartition("/")
+    try:
+        tags = client.get_model_version(name, number).tags if name and number.isdigit() else {}
+    except MlflowException:
+        tags = {}
+    if not (tags.get("base.name") and tags.get("fingerprint")):
+        raise ForeignArtifact(f"{model} v{version} has no base recorded by the registry (tag base.registered "
+                              f"{where!r} names no base version with base.name and fingerprint tags); adaptflow "
+                              f"records one for every version it registers; refused")
+    return RegisteredBase(name=tags["base.name"], fingerprint=tags["fingerprint"], where=where)

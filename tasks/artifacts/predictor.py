@@ -5,6 +5,12 @@ resolved on this machine, before any weight is loaded. `SavedVersion.check_base`
 never put on a base whose fingerprint differs from the one it was trained on (BaseModelError,
 nothing loaded). `SavedVersion.attach`: the weights, through the strategy's own hook (onto a
 shared base in serving, else a model of its own). `load_predictor` does the three in turn.
+
+A version fetched from the registry is read with what the registry recorded about its base when
+adaptflow registered it (`RegisteredBase`, from tasks/artifacts/fetch.py): the base is resolved by
+the registered name and checked against the registered fingerprint, and a manifest that names
+another base or fingerprint is refused. The manifest is the version's own file, so a fingerprint
+taken from it alone binds nothing (issue 27, finding 10).
 `predict` answers: class probabilities or generated text, as the version's task type says, with
 one text check and one generation cap (`Manifest.new_tokens`). Re-scoring in the registry,
 serving, the pyfunc and the tests all come through here.
@@ -16,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tasks.artifacts.manifest import Manifest
-from tasks.models.base import ResolvedBase, check_fingerprint, fingerprint, resolve_base_path
+from tasks.models.base import BaseModelError, ResolvedBase, check_fingerprint, fingerprint, resolve_base_path
 from tasks.models.heads import Head
 from tasks.tasktypes import task_type
 
@@ -34,6 +40,17 @@ if TYPE_CHECKING:
 CLASSIFY_BATCH, GENERATE_BATCH = 64, 16
 
 
+@dataclass(frozen=True)
+class RegisteredBase:
+    """The base a registered version goes on, as the registry recorded it at registration:
+    `register_best` tags the version `base.registered` = the `base-<name>` model version whose
+    `base.name` and `fingerprint` tags adaptflow wrote when it first registered that base."""
+
+    name: str
+    fingerprint: str
+    where: str           # base-<name>/<version>
+
+
 @dataclass(frozen=True, kw_only=True)
 class SavedVersion:
     """A version's folder, read: what it is and what it needs, before any weight is loaded."""
@@ -42,7 +59,10 @@ class SavedVersion:
     manifest: Manifest
     strategy: Strategy
     params: Any
-    base_path: Path      # the base the manifest names, resolved on this machine
+    base_path: Path      # the base the manifest names (the registered one when known), resolved here
+    # What the base's fingerprint must be: the registry's record when the version came from it,
+    # else the manifest's.
+    expected_fingerprint: str = ""
 
     @property
     def head(self) -> Head:
@@ -53,7 +73,7 @@ class SavedVersion:
         not given), or BaseModelError when that is not the base it was trained on. `what` names
         the version in the error."""
         base = ResolvedBase(self.manifest.base_name, self.base_path, base_fingerprint or fingerprint(self.base_path))
-        check_fingerprint(self.manifest.base_fingerprint, base,
+        check_fingerprint(self.expected_fingerprint or self.manifest.base_fingerprint, base,
                           what or f"the {self.manifest.strategy} artifact in {self.folder}")
         return base
 
@@ -63,13 +83,32 @@ class SavedVersion:
         return self.strategy.attach(self.base_path, self.folder, self.head, self.params, shared=shared, name=name)
 
 
-def read_version(folder: Path) -> SavedVersion:
+def read_version(folder: Path, registered: RegisteredBase | None = None) -> SavedVersion:
+    """The version in `folder`; with `registered` (a version fetched from the registry), bound to
+    the base the registry recorded for it (BaseModelError when its manifest names another)."""
     from tasks.strategies import registry
 
     manifest = Manifest.read(folder)
+    if registered is not None:
+        bound_problem = base_binding_problem(manifest, registered)
+        if bound_problem:
+            raise BaseModelError(f"the {manifest.strategy} version in {folder}: {bound_problem}; refused, nothing loaded")
     strategy = registry.get(manifest.strategy, manifest.task)
     return SavedVersion(folder=folder, manifest=manifest, strategy=strategy,
-                        params=strategy.parse_params(manifest.params), base_path=resolve_base_path(manifest.base_name))
+                        params=strategy.parse_params(manifest.params),
+                        base_path=resolve_base_path(registered.name if registered else manifest.base_name),
+                        expected_fingerprint=registered.fingerprint if registered else manifest.base_fingerprint)
+
+
+def base_binding_problem(manifest: Manifest, registered: RegisteredBase) -> str | None:
+    """Why a manifest does not match the base the registry recorded for its version (None: it does)."""
+    if manifest.base_fingerprint != registered.fingerprint:
+        return (f"its manifest names base fingerprint {manifest.base_fingerprint[:12]}…, but the registry "
+                f"recorded {registered.fingerprint[:12]}… ({registered.where}) when adaptflow registered it")
+    if manifest.base_name != registered.name:
+        return (f"its manifest names base {manifest.base_name!r}, but the registry recorded {registered.name!r} "
+                f"({registered.where}) when adaptflow registered it")
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,7 +21,10 @@ class PolicySettings:
     # ~40 characters; 24 new tokens write at most ~150.
     max_output_chars: int | None = 400
     # name -> regular expression (Python syntax, searched in the output; add (?i) for any case).
-    # A match blocks the output; the name is what a blocked response and /metrics report.
+    # A match blocks the output; the name is what a blocked response and /metrics report. Matched on
+    # the text as written and on its folded form (NFKC, no zero-width characters, Cyrillic/Greek
+    # look-alikes as Latin, one space / hyphen between words: tasks/evaluation/normalize.py), so
+    # write patterns for plain text.
     deny: dict[str, str] = field(default_factory=dict)
     personal_data: list[str] = field(default_factory=lambda: list(PERSONAL_DATA))
     # Presidio scores a validated match 1.0 and a phone number 0.4; below this it is not counted.

@@ -95,7 +95,8 @@ class DataSettings:
     validation_size: float = 0.1      # < 1: a fraction of the rows; >= 1: a number of rows
     test_size: float = 0.2
     # A .gz/.bz2/.xz/.zip input is decompressed in memory up to this many MB and refused past it
-    # (a few KB of gzip can hold gigabytes). The default corpus decompresses to 2.4 MB.
+    # (a few KB of gzip can hold gigabytes). The default corpus decompresses to 2.4 MB. A Parquet
+    # file is held to it too: its footer's uncompressed sizes, then its decoded batches as they come.
     max_decompressed_mb: float = 512
 
     def __post_init__(self):

@@ -35,6 +35,16 @@ class ServingSettings:
     # The environment variable holding a bearer token for /predict (None: no token asked). The
     # token itself never goes into params.
     token_env: str | None = None
+    # A host other than loopback with no token_env is refused at start; true says a proxy in front
+    # authenticates (tasks/serving/exposure.py).
+    allow_unauthenticated_network: bool = False
+    # A request body not fully received by then: 408 and the connection closes, so slow senders
+    # cannot hold every connection (max_connections) for everyone else.
+    body_timeout_seconds: float = 10.0
+    # Loads of versions asked for by number, per client address: load_burst at once, then
+    # load_rate_per_minute (429 with Retry-After past it). A version already loaded costs nothing.
+    load_rate_per_minute: float = 6.0
+    load_burst: int = 3
 
     def __post_init__(self):
         require(bool(self.host.strip()), "host must not be empty")
@@ -55,6 +65,8 @@ class ServingSettings:
                  "max_body_bytes must be positive and max_queue_texts at least max_texts")
         require(self.request_timeout_seconds > 0 and self.max_connections > 0 and self.max_pending_loads > 0,
                  "request_timeout_seconds, max_connections and max_pending_loads must be positive")
+        require(self.body_timeout_seconds > 0 and self.load_rate_per_minute > 0 and self.load_burst >= 1,
+                 "body_timeout_seconds and load_rate_per_minute must be positive and load_burst at least 1")
         require(self.token_env is None or (isinstance(self.token_env, str) and self.token_env.strip() != ""),
                  "token_env must name an environment variable (or be null)")
 

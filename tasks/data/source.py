@@ -139,6 +139,38 @@ def _bytes(path: Path, max_decompressed_mb: float) -> bytes:
     return path.read_bytes()
 
 
+# Rows per record batch when a Parquet file is read: each batch is counted before the next one is
+# decoded, so a dictionary-encoded column (a few KB in the footer's sizes, gigabytes as Arrow
+# strings) stops within about one batch of the cap (8,192 rows of 1 KB texts: 8 MB).
+PARQUET_BATCH_ROWS = 8192
+
+
+def _read_parquet(path: Path, limit: int) -> pd.DataFrame:
+    """A Parquet file read within `limit` bytes of decoded data (data.max_decompressed_mb): refused
+    from its footer first (the column chunks' uncompressed sizes: a 2 MB zstd file can hold 2 GB),
+    then read in batches whose Arrow size is counted as they come (dictionary encoding makes the
+    footer's figure far smaller than the strings it decodes to)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as parquet:
+        meta = parquet.metadata
+        declared = sum(meta.row_group(g).column(c).total_uncompressed_size
+                       for g in range(meta.num_row_groups) for c in range(meta.num_columns))
+        if declared > limit:
+            raise TooLarge(f"its footer declares {declared / 2**20:,.0f} MB uncompressed in {meta.num_rows:,} rows, "
+                           f"over {limit / 2**20:g} MB (data.max_decompressed_mb)")
+        batches, size = [], 0
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            size += batch.nbytes
+            if size > limit:
+                raise TooLarge(f"it decodes to more than {limit / 2**20:g} MB (data.max_decompressed_mb) "
+                               f"within its first {sum(b.num_rows for b in batches) + batch.num_rows:,} of "
+                               f"{meta.num_rows:,} rows")
+            batches.append(batch)
+        return pa.Table.from_batches(batches, schema=parquet.schema_arrow).to_pandas()
+
+
 def decode_problem(data: bytes, encoding: str, name: str) -> ReadProblem | None:
     """None when `data` decodes; otherwise the first bad byte's line, column and neighbourhood."""
     try:
@@ -211,12 +243,9 @@ def read_table(path: Path, fmt: str, delimiter: str | None = None, encoding: str
     file is decompressed up to `max_decompressed_mb` (data.max_decompressed_mb) and no further."""
     if fmt == "headline_files":
         return read_headline_files(path, encoding), []
-    if fmt == "parquet":
-        try:
-            return pd.read_parquet(path), []
-        except Exception as exc:   # pyarrow raises several types for a file that is not Parquet
-            return pd.DataFrame(), [ReadProblem("file_is_parquet", f"{path.name}: not a Parquet file ({exc})")]
     try:
+        if fmt == "parquet":
+            return _read_parquet(path, int(max_decompressed_mb * 1024 * 1024)), []
         data = _bytes(path, max_decompressed_mb)
     except TooLarge as exc:
         why = str(exc) or f"decompresses to more than {max_decompressed_mb:g} MB (data.max_decompressed_mb)"
@@ -224,6 +253,10 @@ def read_table(path: Path, fmt: str, delimiter: str | None = None, encoding: str
             "file_decompresses_within_data.max_decompressed_mb",
             f"{path.name}: {why}; nothing past that was read. Raise data.max_decompressed_mb in params.yaml "
             f"if the file is genuine")]
+    except Exception as exc:   # pyarrow raises several types for a file that is not Parquet
+        if fmt != "parquet":
+            raise
+        return pd.DataFrame(), [ReadProblem("file_is_parquet", f"{path.name}: not a Parquet file ({exc})")]
     problem = decode_problem(data, encoding, path.name)
     if problem:
         return pd.DataFrame(), [problem]

@@ -4,7 +4,11 @@ every answer. A verdict names the rules an output broke, never the text that bro
 
 Personal data is found by Presidio's pattern recognisers (a maintained library; no spaCy model
 is loaded or downloaded): e-mail, phone numbers (Google's libphonenumber port), payment cards
-(regex + Luhn) and IBANs (regex + the ISO 7064 checksum)."""
+(regex + Luhn) and IBANs (regex + the ISO 7064 checksum).
+
+Every rule is matched on the text as written and on its folded form (tasks/evaluation/normalize.py:
+NFKC, invisible characters removed, Cyrillic / Greek look-alikes folded, doubled spaces and hyphens
+collapsed), so `ＡＣＭＥ bank`, `Ac\u200bme bank` or `Асme  bank` break the rule `acme bank` does."""
 from __future__ import annotations
 
 import re
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks.config import PolicySettings
+from tasks.evaluation.normalize import forms
 
 
 @dataclass(frozen=True)
@@ -76,15 +81,16 @@ class OutputPolicy:
         broken += self.check_label(text).rules
         floor = self.settings.min_personal_data_score
         for rule, recognizer in self._personal_data():
-            found = recognizer.analyze(text, entities=recognizer.supported_entities, nlp_artifacts=None)
-            if any(r.score >= floor for r in found or []):
+            if any(r.score >= floor for form in forms(text)
+                   for r in recognizer.analyze(form, entities=recognizer.supported_entities, nlp_artifacts=None) or []):
                 broken.append(rule)
         return Verdict(tuple(broken))
 
     def check_label(self, label: str) -> Verdict:
         """A classifier answers one of the labels it was trained on: the deny patterns apply to
         it; the length and personal-data rules are for text a model writes."""
-        return Verdict(tuple(rule for rule, pattern in self._deny if pattern.search(label)))
+        written = forms(label)
+        return Verdict(tuple(rule for rule, pattern in self._deny if any(pattern.search(f) for f in written)))
 
     def abstains(self, confidence: float) -> bool:
         floor = self.settings.min_confidence

@@ -48,11 +48,11 @@ def load_gguf_tokenizer():
     eos = tokenizer.convert_ids_to_tokens(EOS_ID)
     tokenizer.eos_token = eos
     tokenizer.pad_token = eos
-    _save_atomically(tokenizer.save_pretrained, folder)
+    save_atomically(tokenizer.save_pretrained, folder)
     return tokenizer
 
 
-def _save_atomically(save, folder: Path) -> None:
+def save_atomically(save, folder: Path) -> None:
     """save(tmp) then rename: a concurrent builder either wins or finds the folder complete."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
@@ -93,5 +93,5 @@ def smollm2_folder() -> Path:
         plain.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
 
-    _save_atomically(save, folder)
+    save_atomically(save, folder)
     return folder

@@ -4,9 +4,16 @@ example is that prompt followed by the target and the end-of-turn token. Only th
 (and the end token) carry loss: `Encoded.prompt_lengths` says where each target starts.
 
 The input is cut (never the template, never the target) so prompt + target fit model.max_length.
-A tokenizer without a chat template gets a plain "instruction / input / answer" layout."""
+A tokenizer without a chat template gets a plain "instruction / input / answer" layout.
+
+Text from a user or from the data (the input, demonstrations' inputs and targets, a training
+target) is tokenized without special-token parsing: `<|im_start|>system` typed into a request or
+a training row stays those characters (`<`, `|`, `im`, ...), never SmolLM2's role token, so it
+cannot open a turn of its own (issue 27, finding 5). Only the chat template's own markup becomes
+special tokens."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,20 +62,56 @@ def _ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def text_ids(tokenizer, text: str) -> list[int]:
+    """Tokens of text a user or the data wrote: special-token strings in it stay plain text."""
+    return tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+
+# Where a user's string goes in the template: private-use code points, which the template's own
+# text does not hold; the prompt is the template with each slot replaced by its string.
+_SLOT = "\ue000{}\ue001"
+_SLOTS = re.compile("\ue000(\\d+)\ue001")
+
+
+def prompt_token_ids(tokenizer, fmt: PromptFormat, text: str) -> list[int]:
+    """`render(tokenizer, fmt, text)` as token ids, where only the template's own markup may be a
+    special token: one that starts inside a user string (the input, a demonstration's input or
+    target) is replaced by its characters' plain tokens (`text_ids`). The whole prompt is tokenized
+    at once, so text without special-token strings gets exactly the ids it always had."""
+    values = [text] + [s for pair in fmt.demonstrations for s in pair]
+    slots = tuple((_SLOT.format(2 * i + 1), _SLOT.format(2 * i + 2)) for i in range(len(fmt.demonstrations)))
+    pieces, spans, at = [], [], 0
+    for i, part in enumerate(_SLOTS.split(render(tokenizer, PromptFormat(fmt.system_prompt, fmt.instruction, slots),
+                                                 _SLOT.format(0)))):
+        piece = values[int(part)] if i % 2 else part
+        if i % 2:
+            spans.append((at, at + len(piece)))
+        pieces.append(piece)
+        at += len(piece)
+    prompt = "".join(pieces)
+    encoded = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+    special = {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    ids: list[int] = []
+    for token, (a, b) in zip(encoded["input_ids"], encoded["offset_mapping"]):
+        injected = token in special and any(lo <= a < hi for lo, hi in spans)
+        ids += text_ids(tokenizer, prompt[a:b]) if injected else [token]
+    return ids
+
+
 def prompt_ids(tokenizer, fmt: PromptFormat, text: str, budget: int) -> list[int]:
     """The prompt's token ids, at most `budget` long: the input is cut to fit, never the template
     (cutting its end would drop the input and the opened answer turn, and the model would go on
     with whatever came before). A template that alone exceeds the budget is an error."""
-    ids = _ids(tokenizer, render(tokenizer, fmt, text))
+    ids = prompt_token_ids(tokenizer, fmt, text)
     if len(ids) <= budget:
         return ids
-    overhead = len(_ids(tokenizer, render(tokenizer, fmt, "")))
+    overhead = len(prompt_token_ids(tokenizer, fmt, ""))
     if overhead >= budget:
         raise ValueError(f"the prompt template (system prompt, instruction and demonstrations) is {overhead} "
                          f"tokens, over the {budget}-token budget; raise model.max_length or shorten it")
     keep = budget - overhead
     while True:   # decoding and re-encoding a cut text may merge tokens differently: cut until it fits
-        ids = _ids(tokenizer, render(tokenizer, fmt, tokenizer.decode(_ids(tokenizer, text)[:keep])))
+        ids = prompt_token_ids(tokenizer, fmt, tokenizer.decode(text_ids(tokenizer, text)[:keep]))
         if len(ids) <= budget or keep <= 1:
             return ids
         keep -= len(ids) - budget
@@ -76,7 +119,7 @@ def prompt_ids(tokenizer, fmt: PromptFormat, text: str, budget: int) -> list[int
 
 def target_ids(tokenizer, target: str, max_tokens: int) -> list[int]:
     """The target's tokens (at most max_tokens) and the end token."""
-    return _ids(tokenizer, target)[:max_tokens] + end_ids(tokenizer)
+    return text_ids(tokenizer, target)[:max_tokens] + end_ids(tokenizer)
 
 
 def encode_pairs(tokenizer, fmt: PromptFormat | list[PromptFormat], texts: list[str], targets: list[str],
@@ -99,8 +142,8 @@ def token_lengths(tokenizer, fmt: PromptFormat, texts: list[str], targets: list[
     checks against model.max_length and the target bounds."""
     totals, target_lengths = [], []
     for text, target in zip(texts, targets):
-        t = len(_ids(tokenizer, target))
-        totals.append(len(_ids(tokenizer, render(tokenizer, fmt, text))) + t + len(end_ids(tokenizer)))
+        t = len(text_ids(tokenizer, target))
+        totals.append(len(prompt_token_ids(tokenizer, fmt, text)) + t + len(end_ids(tokenizer)))
         target_lengths.append(t)
     return totals, target_lengths
 

@@ -85,11 +85,11 @@ def rescore(model_name: str, version: str, examples: ScoringSet, metric_name: st
     the strategy; weights are safetensors): no code stored with the version runs."""
     import tempfile
 
-    from tasks.artifacts.fetch import fetch_version
+    from tasks.artifacts.fetch import fetch_version, registered_base
     from tasks.artifacts.predictor import load_saved, predict, read_version
 
     with tempfile.TemporaryDirectory(prefix="adaptflow-rescore-") as tmp:
-        saved = read_version(fetch_version(model_name, version, Path(tmp)))
+        saved = read_version(fetch_version(model_name, version, Path(tmp)), registered_base(model_name, version))
         task = saved.manifest.task   # refused before its weights are loaded
         if task != examples.task:
             raise ValueError(f"{model_name} v{version} is a {task} model; this run's task is {examples.task}")

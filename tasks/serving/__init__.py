@@ -8,6 +8,8 @@ following the registry's aliases (`adaptflow serve`). One job per module:
   service    routes alias -> version, in-flight counts, swaps, refusals, health
   metrics    Prometheus counters and latency histograms
   app        the FastAPI routes
+  exposure   what an unknown client may see and do: the host/token rule, per-client load limits,
+             /health and /models without internals
   run        start it (uvicorn) from the CLI, or in a thread for tests and the bench
 
 Settings: `serving:` (tasks/config/serving.py). May import: tasks.config, models, strategies (the

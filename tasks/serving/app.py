@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 
 from tasks.serving.batching import QueueFull
 from tasks.serving.checks import RequestError, check_generate_request, check_request
+from tasks.serving.exposure import LoadLimiter, public_health, public_models
 from tasks.serving.metrics import UNKNOWN
 from tasks.serving.outcome import make_outcome, record
 from tasks.serving.routing import request_id
@@ -33,6 +34,14 @@ log = logging.getLogger("adaptflow.serving")
 RETRY_AFTER_SECONDS = "1"
 # The header a client may send its key in (or the body's "client"): a canary split is sticky by it.
 CLIENT_HEADER = "x-adaptflow-client"
+
+
+class RetryLater(RequestError):
+    """A refusal whose Retry-After is not the default second (a client's load budget refills)."""
+
+    def __init__(self, status: int, message: str, retry_after: str):
+        super().__init__(status, message)
+        self.retry_after = retry_after
 
 
 def serving_token(token_env: str | None) -> str | None:
@@ -56,8 +65,15 @@ def require_token(request: Request, token: str | None) -> None:
         raise RequestError(401, "this service needs 'Authorization: Bearer <token>'")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused (413) past `limit` bytes, whatever Content-Length claims."""
+async def read_body(request: Request, limit: int, timeout: float | None = None) -> bytes:
+    """The body, refused (413) past `limit` bytes, whatever Content-Length claims, and (408) when
+    it has not all arrived within `timeout` seconds (serving.body_timeout_seconds)."""
+    if timeout is not None:
+        try:
+            return await asyncio.wait_for(read_body(request, limit), timeout)
+        except asyncio.TimeoutError as exc:
+            raise RequestError(408, f"the body did not arrive within {timeout:g} s "
+                                    f"(serving.body_timeout_seconds)") from exc
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise RequestError(413, f"the body is over {limit} bytes (serving.max_body_bytes)")
@@ -79,8 +95,8 @@ def parse_json(body: bytes):
         raise RequestError(400, "the body is not valid JSON: nested too deeply") from exc
 
 
-def error(status: int, message: str, rid: str | None = None) -> JSONResponse:
-    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else {}
+def error(status: int, message: str, rid: str | None = None, retry_after: str | None = None) -> JSONResponse:
+    headers = {"Retry-After": retry_after or RETRY_AFTER_SECONDS} if status in (503, 429) else {}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse({"error": message, **({"request_id": rid} if rid else {})}, status_code=status,
@@ -92,6 +108,7 @@ def create_app(service: Service) -> FastAPI:
                   + ", ".join(service.models) + "; each followed alias hot-swaps when the registry moves it.")
     settings = service.settings
     token = serving_token(settings.token_env)
+    app.state.load_limiter = LoadLimiter(settings.load_rate_per_minute, settings.load_burst)
 
     @app.post("/predict")
     async def predict(request: Request):
@@ -106,12 +123,18 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/health")
     async def health():
         """200 when every model serves its default alias and nothing is refused; 503 otherwise."""
-        body = service.health()
+        body = public_health(service.health())
         return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
     @app.get("/models")
-    async def models():
-        return {"loaded": service.describe_models(), "shared_bases": service.pool.groups()}
+    async def models(request: Request):
+        try:
+            require_token(request, token)
+            authenticated = token is not None
+        except RequestError:
+            authenticated = False
+        return {"loaded": public_models(service.describe_models(), authenticated),
+                "shared_bases": service.pool.groups()}
 
     @app.get("/metrics")
     async def metrics():
@@ -163,16 +186,19 @@ async def _answer(service: Service, request: Request, token: str | None, check, 
     req, answer, status = None, None, 200
     try:
         require_token(request, token)
-        req = check(parse_json(await read_body(request, service.settings.max_body_bytes)),
+        req = check(parse_json(await read_body(request, service.settings.max_body_bytes,
+                                               service.settings.body_timeout_seconds)),
                     service.models, service.settings)
         label = req.model
+        limit_loads(service, request, req)
         key = request.headers.get(CLIENT_HEADER) or None
         loaded, alias, routed = (service.admit(req, key) if req.version is None
                                  else await run_in_threadpool(service.admit, req, key))
         answer = await run(service, req, loaded, alias)
         response = JSONResponse({**answer, "request_id": rid})
     except RequestError as exc:
-        status, response = exc.status, error(exc.status, str(exc), rid)
+        status = exc.status
+        response = error(exc.status, str(exc), rid, exc.retry_after if isinstance(exc, RetryLater) else None)
     except Exception:   # the service keeps serving; the details go to the log only
         log.exception("%s failed (request %s)", route, rid)
         status = 500
@@ -188,3 +214,18 @@ async def _answer(service: Service, request: Request, token: str | None, check, 
                                            texts=len(req.texts), answer=answer))
     response.headers["X-Request-Id"] = rid
     return response
+
+
+def limit_loads(service: Service, request: Request, req) -> None:
+    """429 when this client has asked for too many versions that were not loaded
+    (serving.load_rate_per_minute, load_burst): cycling version numbers cannot keep loading."""
+    if req.version is None or any(d["model"] == req.model and d["version"] == req.version
+                                  for d in service.describe_models()):
+        return
+    client = request.client.host if request.client else "unknown"
+    wait = request.app.state.load_limiter.take(client)
+    if wait > 0:
+        raise RetryLater(429, f"too many versions asked for by number from {client}: at most "
+                              f"{service.settings.load_burst} at once, then {service.settings.load_rate_per_minute:g} a "
+                              f"minute (serving.load_rate_per_minute); retry in {wait:.0f} s or ask for an alias",
+                         retry_after=str(max(1, round(wait))))

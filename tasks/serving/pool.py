@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from tasks.artifacts.manifest import Manifest
-from tasks.artifacts.predictor import Predictor, SavedVersion, predict, read_version
+from tasks.artifacts.predictor import Predictor, RegisteredBase, SavedVersion, predict, read_version
 from tasks.models.base import ResolvedBase, fingerprint
 from tasks.strategies.registry import Strategy
 from tasks.strategies.sharing import Attached, SharedBase
@@ -105,11 +105,12 @@ class Pool:
     def groups(self) -> dict[str, list[str]]:
         return {self._group_ids[k]: sorted(s.versions) for k, s in self._shared.items()}
 
-    def load(self, model: str, version: str, folder: Path) -> Loaded:
+    def load(self, model: str, version: str, folder: Path, registered: RegisteredBase | None = None) -> Loaded:
         """Load a version (off the inference thread; only the attach to a live shared base
-        runs on it). Raises BaseModelError on a fingerprint mismatch."""
+        runs on it), bound to the base the registry `registered` for it. Raises BaseModelError
+        on a fingerprint mismatch."""
         start = time.perf_counter()
-        saved = read_version(folder)
+        saved = read_version(folder, registered)
         mode, note = serving_mode(saved.strategy, model=model, merged=self._merged)
         what = f"{model} v{version} ({saved.strategy.name})"
         with self._load_lock:

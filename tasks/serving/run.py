@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from tasks.config import PolicySettings, ServingSettings
 from tasks.outcomes.recorder import Recorder
-from tasks.serving.service import Service
+from tasks.serving.exposure import exposure_problem
+from tasks.serving.service import Service, ServingError
 
 
 def serve(models: list[str], settings: ServingSettings, host: str, port: int,
@@ -23,6 +24,9 @@ def serve(models: list[str], settings: ServingSettings, host: str, port: int,
     from tasks.serving.app import create_app, serving_token
 
     serving_token(settings.token_env)   # a missing token stops us before anything loads
+    problem = exposure_problem(host, settings)
+    if problem:
+        raise ServingError(problem)
     torch.set_num_threads(settings.threads)
     service = Service(models, settings, policy=policy, recorder=recorder,
                       replica=f"{socket.gethostname()}:{os.getpid()}:{port}").start()

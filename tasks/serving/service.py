@@ -25,7 +25,7 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 
-from tasks.artifacts.fetch import fetch_version
+from tasks.artifacts.fetch import fetch_version, registered_base
 from tasks.config import PolicySettings, ServingSettings
 from tasks.evaluation.policy import OutputPolicy
 from tasks.serving.batching import Batcher
@@ -223,7 +223,7 @@ class Service:
                 self._held[key] += 1
                 return self._loaded[key]
         folder = fetch_version(model, version, self._workdir / model / version)
-        loaded = self.pool.load(model, version, folder)
+        loaded = self.pool.load(model, version, folder, registered_base(model, version, self.client))
         with self._lock:
             self._loaded.setdefault(key, loaded)
             self._held[key] += 1

@@ -9,6 +9,7 @@ its own tokens (`score_uncached` is the reference it must equal).
 from __future__ import annotations
 
 import json
+import string
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -44,6 +45,31 @@ DEFAULT_TEMPLATES = {
 
 
 TEMPLATE_PARTS = {"instruction": (), "example": ("{text}",), "answer": ("{label}",), "separator": ()}
+# The parts filled in with `fill` (instruction and separator are used as written).
+FILLED = {"example": "text", "answer": "label"}
+
+
+def template_problem(name: str, template: dict[str, str]) -> str | None:
+    """Why a template cannot be used (None: it can). A filled part may hold only its own plain
+    placeholder: a template stored with a version is data, and str.format would honour a format
+    spec (`{text:>2000000000}` asks for 2 GB), a conversion or an attribute (`{text.__class__}`)."""
+    for part, allowed in FILLED.items():
+        try:
+            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template[part]) if f is not None]
+        except ValueError as exc:   # a lone { or }
+            return f"template {name!r}: {part} is not a valid template ({exc}); write a brace as {{{{ or }}}}"
+        bad = [f"{{{f}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}" for f, spec, conv in fields
+               if f != allowed or spec or conv]
+        if bad:
+            return (f"template {name!r}: {part} may hold only the plain placeholder {{{allowed}}}, not "
+                    f"{', '.join(bad[:3])} (no format specs, conversions, indexes or other fields)")
+    return None
+
+
+def fill(template: str, **values: str) -> str:
+    """`template` with each plain `{field}` replaced (`{{` and `}}` are braces), never through
+    str.format (see template_problem)."""
+    return "".join(literal + (values[f] if f is not None else "") for literal, f, _, _ in string.Formatter().parse(template))
 
 
 @dataclass(frozen=True)
@@ -87,6 +113,9 @@ class FewShotParams:
                 for f in fields_needed:
                     if t[part].count(f) != 1:
                         raise ValueError(f"template {name!r}: {part} must contain {f} once")
+            problem = template_problem(name, t)
+            if problem:
+                raise ValueError(problem)
         if self.template not in self.templates:
             raise ValueError(f"template must be one of {', '.join(self.templates)}, got {self.template!r}")
         if self.k < 0:
@@ -132,7 +161,7 @@ class FewShotClassifier(nn.Module):
         self.lm, self.params = lm, params   # frozen and in eval mode (frozen_causal_lm)
         t = params.templates[params.template]
         head, tail = t["example"].split("{text}")
-        demos = "".join(t["example"].format(text=d["text"]) + t["answer"].format(label=params.verbalizers[d["label"]])
+        demos = "".join(fill(t["example"], text=d["text"]) + fill(t["answer"], label=params.verbalizers[d["label"]])
                         + t["separator"] for d in params.demonstrations)
         self.bos = tokenizer.bos_token_id
 
@@ -142,7 +171,7 @@ class FewShotClassifier(nn.Module):
 
         self.prefix = ids(t["instruction"] + demos + head)
         self.tail = ids(tail)
-        self.answers = [ids(t["answer"].format(label=params.verbalizers[label])) for label in labels]
+        self.answers = [ids(fill(t["answer"], label=params.verbalizers[label])) for label in labels]
         self.content_free = [ids(text) for text in params.content_free]
         self._cache, self._bias = None, None
 

@@ -28,7 +28,7 @@ from tasks.strategies.retrieval_index import (
     timed_neighbours,
     train_index,
 )
-from tasks.strategies.few_shot import DEFAULT_TEMPLATES, TEMPLATE_PARTS
+from tasks.strategies.few_shot import DEFAULT_TEMPLATES, TEMPLATE_PARTS, fill, template_problem
 from tasks.strategies.registry import Strategy, register
 
 CONFIG_FILE, INDEX_DIR = "retrieval_few_shot.json", "index"
@@ -60,6 +60,9 @@ class RetrievalFewShotParams:
         t = self.templates[self.template]
         if set(t) != set(TEMPLATE_PARTS):
             raise ValueError(f"template {self.template!r} must have exactly {', '.join(TEMPLATE_PARTS)}")
+        problem = template_problem(self.template, t)
+        if problem:
+            raise ValueError(problem)
         if not 1 <= self.k <= 16:
             raise ValueError(f"k must be in 1..16, got {self.k}")
         if self.demo_max_chars <= 0:
@@ -85,7 +88,7 @@ class RetrievalFewShotClassifier(nn.Module):
         self.lm, self.tokenizer, self.params, self.index = lm, tokenizer, params, index
         self.t = params.templates[params.template]
         self.bos = tokenizer.bos_token_id
-        self.answers = [self._ids(self.t["answer"].format(label=params.verbalizers[label])) for label in labels]
+        self.answers = [self._ids(fill(self.t["answer"], label=params.verbalizers[label])) for label in labels]
         self.single_query_ms: list[float] = []
 
     def _ids(self, text: str) -> list[int]:
@@ -96,9 +99,9 @@ class RetrievalFewShotClassifier(nn.Module):
         """Each example's prompt up to where the label's verbalizer goes."""
         t, p = self.t, self.params
         rows = timed_neighbours(self.index, texts, p.k, self.single_query_ms)
-        demo = lambda text, label: (t["example"].format(text=text[: p.demo_max_chars])
-                                    + t["answer"].format(label=p.verbalizers[label]) + t["separator"])
-        return [t["instruction"] + "".join(demo(x, y) for x, y in row) + t["example"].format(text=text)
+        demo = lambda text, label: (fill(t["example"], text=text[: p.demo_max_chars])
+                                    + fill(t["answer"], label=p.verbalizers[label]) + t["separator"])
+        return [t["instruction"] + "".join(demo(x, y) for x, y in row) + fill(t["example"], text=text)
                 for text, row in zip(texts, rows)]
 
     def score(self, prompts: list[list[int]]) -> torch.Tensor:
@@ -114,7 +117,7 @@ class RetrievalFewShotClassifier(nn.Module):
 
     def retrieval_metrics(self, texts: list[str], tokenizer=None, fmt=None) -> dict[str, float]:
         """(tokenizer and fmt: this model's own are used.)"""
-        plain = [len(self._ids(self.t["instruction"] + self.t["example"].format(text=x))) for x in texts]
+        plain = [len(self._ids(self.t["instruction"] + fill(self.t["example"], text=x))) for x in texts]
         extra = [len(self._ids(p)) - n for p, n in zip(self.prompts(texts), plain)]
         return cost_metrics(self.index, self.single_query_ms, extra)
 

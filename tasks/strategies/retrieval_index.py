@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import shutil
 import time
 from dataclasses import field
 from pathlib import Path
@@ -13,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from tasks.models.base import load_base
-from tasks.models.causal_lm import cache_root
+from tasks.models.causal_lm import cache_root, save_atomically
 from tasks.models.prompts import PromptFormat
-from tasks.models.retrieval import RetrievalIndex
+from tasks.models.retrieval import META_FILE, RetrievalError, RetrievalIndex
 
 
 def data_version(train: pd.DataFrame, answer_col: str) -> str:
@@ -38,13 +37,16 @@ def train_index(train: pd.DataFrame, answer_col: str, embedder: str) -> tuple[Pa
     encoder = _encoder(embedder)
     version = data_version(train, answer_col)
     folder = cache_root() / "retrieval" / f"{version[:16]}-{encoder.fingerprint[:12]}"
-    if not (folder / "index.json").is_file():
-        tmp = folder.with_name(f"{folder.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        RetrievalIndex.build(encoder, train["text"].astype(str).tolist(), train[answer_col].astype(str).tolist(),
-                             version).save(tmp)
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)   # another process reading it sees a whole index or none
+    if not (folder / META_FILE).is_file():
+        # Built in a folder of its own (mkdtemp) and renamed into place: concurrent runs each build
+        # their own, the first rename wins and the others find it whole; a reader sees a whole
+        # index or none (one fixed .tmp name let two runs write into, and publish, each other's).
+        save_atomically(lambda tmp: RetrievalIndex.build(
+            encoder, train["text"].astype(str).tolist(), train[answer_col].astype(str).tolist(), version).save(tmp),
+            folder)
+        if not (folder / META_FILE).is_file():
+            raise RetrievalError(f"{folder} is in the way of the retrieval index and holds no {META_FILE}: "
+                                 f"remove it and run again")
     return folder, version
 
 

@@ -1,5 +1,6 @@
 """Canary flows for the Prefect deployments canary-start, canary-stop (reviewers' forms, the same
-audited path as `adaptflow canary start|stop`) and canary-check (on a schedule: the pipeline
+audited path as `adaptflow canary start|stop`, the pipeline's account pinned by the serving
+process as for promote: flows/review.py) and canary-check (on a schedule: the pipeline
 judges the running canary and rolls it back when it does worse; tasks/release/check.py)."""
 from __future__ import annotations
 
@@ -8,23 +9,14 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from flows.inputs import CanaryCheckInput, CanaryStartInput, CanaryStopInput
-
-
-def _registry(params_file: str):
-    from mlflow.tracking import MlflowClient
-
-    from tasks.config import read_pipeline_account
-    from tasks.tracking import use_store
-
-    uri = use_store(Path(params_file).resolve().parent)
-    return MlflowClient(), uri, read_pipeline_account(params_file)
+from flows.review import reviewer_registry
 
 
 @flow(name="canary-start", log_prints=True)
 def canary_start(request: CanaryStartInput) -> str:
     from tasks.registry import canary
 
-    client, uri, account = _registry(request.params_file)
+    client, uri, account = reviewer_registry(request.params_file)
     entry = canary.start(client, uri, request.model, request.version, request.share, request.reviewer, request.reason,
                          pipeline_account=account)
     get_run_logger().info(entry.line())
@@ -35,7 +27,7 @@ def canary_start(request: CanaryStartInput) -> str:
 def canary_stop(request: CanaryStopInput) -> str:
     from tasks.registry import canary
 
-    client, uri, account = _registry(request.params_file)
+    client, uri, account = reviewer_registry(request.params_file)
     entry = canary.stop(client, uri, request.model, request.reviewer, request.reason, pipeline_account=account)
     get_run_logger().info(entry.line())
     return entry.line()
@@ -47,8 +39,14 @@ def canary_check(request: CanaryCheckInput) -> str:
     from tasks.config import load_settings
     from tasks.release.steps import check_models
 
-    settings = load_settings(request.params_file, request.profile)
-    client, uri, _ = _registry(request.params_file)
+    from mlflow.tracking import MlflowClient
+
+    from flows import server_side
+    from tasks.tracking import use_store
+
+    params_file = server_side.confine_params(request.params_file)   # a form's path stays in the project
+    settings = load_settings(params_file, request.profile)
+    client, uri = MlflowClient(), use_store(Path(params_file).resolve().parent)
     results = check_models(client, uri, settings, request.models or [settings.project.registered_model])
     for result in results:
         get_run_logger().info(result.line())

@@ -136,14 +136,17 @@ def _canary(args) -> int:
     from tasks.registry import canary
 
     params = args.params_file if args.canary_action != "check" else args.params
-    client, uri = _registry(params)
     if args.canary_action == "check":
+        settings = load_settings(params, args.profile)   # a wrong params file is refused before a store opens
+        client, uri = _registry(params)
         from tasks.release.steps import check_models
 
-        result = check_models(client, uri, load_settings(params, args.profile), [args.model])[0]
+        result = check_models(client, uri, settings, [args.model])[0]
         print(result.line() + (f"\npage: {result.page}" if result.page else ""))
         return 0
+    # As for promote: a params file that is missing or unreadable is a refusal, before any store opens.
     pipeline = read_pipeline_account(params, args.profile)
+    client, uri = _registry(params)
     if args.canary_action == "start":
         entry = canary.start(client, uri, args.model, args.version, args.share, args.reviewer, args.reason,
                              pipeline_account=pipeline)

@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger
 from flows.inputs import PromoteInput, RollbackInput
 
 
-def _registry(params_file: str):
+def reviewer_registry(params_file: str):
     from mlflow.tracking import MlflowClient
 
     from flows import server_side
@@ -35,7 +35,7 @@ def _registry(params_file: str):
 def promote(request: PromoteInput) -> str:
     from tasks.registry import governance
 
-    client, uri, account = _registry(request.params_file)
+    client, uri, account = reviewer_registry(request.params_file)
     version = request.version
     entry = governance.promote(client, uri, request.model, request.reviewer, request.reason, version=version,
                                from_alias=None if version else request.from_alias, pipeline_account=account)
@@ -47,7 +47,7 @@ def promote(request: PromoteInput) -> str:
 def rollback(request: RollbackInput) -> str:
     from tasks.registry import governance
 
-    client, uri, account = _registry(request.params_file)
+    client, uri, account = reviewer_registry(request.params_file)
     entry = governance.rollback(client, uri, request.model, request.reviewer, request.reason, pipeline_account=account)
     get_run_logger().info(entry.line())
     return entry.line()

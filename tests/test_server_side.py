@@ -177,3 +177,19 @@ def test_a_command_line_run_is_not_confined(monkeypatch):
     monkeypatch.delenv(server_side.PROJECT_ROOT_ENV, raising=False)
     form = SpecializeInput(params_file="/somewhere/params.yaml")
     assert server_side.confine_run(form) is form
+
+
+def test_the_canary_forms_take_the_pipeline_account_from_the_serving_process_too(project):
+    """canary-start and canary-stop move traffic like a promotion: without a pinned account they
+    refuse, whatever params file the form names."""
+    from flows.canary import canary_start, canary_stop
+    from flows.inputs import CanaryStartInput, CanaryStopInput
+
+    root, _, client = project
+    (root / "empty.yaml").write_text("{}\n")
+    with pytest.raises(ServerSideError, match="ADAPTFLOW_PIPELINE_ACCOUNT is not set"):
+        canary_start.fn(CanaryStartInput(model=MODEL, version="2", share=0.1, reason="x",
+                                         params_file=str(root / "empty.yaml")))
+    with pytest.raises(ServerSideError, match="ADAPTFLOW_PIPELINE_ACCOUNT is not set"):
+        canary_stop.fn(CanaryStopInput(model=MODEL, reason="x", params_file=str(root / "empty.yaml")))
+    assert "canary" not in client.get_registered_model(MODEL).aliases

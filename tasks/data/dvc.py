@@ -48,19 +48,41 @@ def _env() -> dict[str, str]:
     return env
 
 
+class NotAGitRepository(DataPipelineError):
+    """The project folder is not inside a git work tree (DVC versions data beside git)."""
+
+
 def dvc(root: Path, *args: str) -> str:
+    """A DVC command in `root`; a failure carries what DVC said (its error is on stderr: never
+    run it with --quiet, which leaves only the exit code)."""
     proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=_env(),
                           capture_output=True, text=True)
     if proc.returncode != 0:
-        raise DataPipelineError(f"`dvc {' '.join(args)}` failed in {root} (exit {proc.returncode}):\n"
-                                f"{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
+        said = (proc.stdout[-2000:] + proc.stderr[-3000:]).strip() or "(DVC printed nothing)"
+        raise DataPipelineError(f"`dvc {' '.join(args)}` failed in {root} (exit {proc.returncode}):\n{said}")
     return proc.stdout
+
+
+def require_git(root: Path) -> None:
+    """adaptflow versions the data with DVC, and DVC works inside a git repository: a project folder
+    outside one is refused with what to run, before anything starts."""
+    try:
+        proc = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=root, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise NotAGitRepository("adaptflow versions data with DVC, which needs git; git is not installed "
+                                "(install it, e.g. `apt-get install git`)") from None
+    if proc.returncode != 0 or proc.stdout.strip() != "true":
+        raise NotAGitRepository(f"{root} is not a git repository, and adaptflow versions the data with DVC, "
+                                f"which works inside one. Run `adaptflow init` there (git init, dvc init, a "
+                                f"params.yaml and dvc.yaml of your own), or `git init` if the project files "
+                                f"are already in place")
 
 
 def ensure_dvc(root: Path, remote: Path | str) -> None:
     """`dvc init` where needed and point the default remote at `remote` (local config only)."""
     if not (root / ".dvc").is_dir():
-        dvc(root, "init", "--quiet")
+        require_git(root)
+        dvc(root, "init")
     if isinstance(remote, Path):   # a URL remote (s3://...) is not ours to create
         remote.mkdir(parents=True, exist_ok=True)
     dvc(root, "remote", "add", "--local", "--force", "--default", "adaptflow", str(remote))

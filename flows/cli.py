@@ -1,5 +1,6 @@
 """adaptflow: run every way to specialize a transformer side by side, and register the best.
 
+  adaptflow init [DIR]
   adaptflow run [--params FILE] [--profile NAME] [--strategies a,b|all] [--base MODEL_FOLDER] [--tune [--tune-trials N]]
                 [--data FILE [--text-col C] [--label-col L] [--split-col S] [--group-col G] [--labels a,b]]
   adaptflow strategies
@@ -34,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Settings live in params.yaml (defaults, one section per strategy, profiles). "
                "MLFLOW_TRACKING_URI overrides the local store under mlflow/.")
     sub = parser.add_subparsers(dest="command", required=True)
+    init = sub.add_parser("init", help="set up a project folder of your own (params.yaml, dvc.yaml, git, DVC)",
+                          description="Write params.yaml (the shipped defaults with their comments and "
+                                      "profiles; runs named after your data), dvc.yaml (stages that run the "
+                                      "installed adaptflow) and a .gitignore into DIR, then `git init` and "
+                                      "`dvc init` where missing. Files already there are kept.")
+    init.add_argument("dir", nargs="?", default=".", help="the project folder (default: the current one; "
+                                                          "created when missing)")
     _run_command(sub)
     sub.add_parser("strategies", help="list the registered strategies with their parameters and defaults")
     _registry_commands(sub)
@@ -392,7 +400,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _init(args) -> int:
+    from tasks.data.project import init_project
+
+    report = init_project(Path(args.dir))
+    print("\n".join(report.lines()))
+    where = "" if Path(args.dir).resolve() == Path.cwd() else f"cd {args.dir}\n  "
+    print(f"\nNext, your data (docs/your-project.md):\n  {where}adaptflow run --data FILE --text-col TEXT "
+          f"--label-col LABEL --profile smoke\n  (generation: --task generation --input-col INPUT "
+          f"--target-col TARGET)")
+    return 0
+
+
 def _dispatch(args) -> int:
+    if args.command == "init":
+        return _init(args)
     if args.command == "strategies":
         from tasks.strategies import registry
 

@@ -101,3 +101,45 @@ def test_adaptflow_run_outside_git_stops_in_seconds_with_that_message(tmp_path, 
 
     with pytest.raises(NotAGitRepository, match=f"{tmp_path} is not a git repository"):
         _check(run_input(_parser().parse_args(["run", "--params", str(tmp_path / "params.yaml")])))
+
+
+def test_init_sets_up_a_project_where_the_data_stages_run_from_the_installed_package(tmp_path, capsys):
+    """Was: params.yaml and dvc.yaml copied into a git folder, `dvc repro prepare` failed with "No
+    such file or directory: …/tasks/data/prepare.py" (dvc.yaml named adaptflow's source files)."""
+    import subprocess
+
+    import pandas as pd
+    import yaml
+
+    from flows.cli import main
+    from tasks.data.dvc import reproduce_ingest, reproduce_splits
+
+    root = tmp_path / "proj"
+    assert main(["init", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "+ git init" in out and "+ dvc init" in out and "adaptflow run --data FILE" in out
+    assert (root / ".git").is_dir() and (root / ".dvc").is_dir()
+    params = (root / "params.yaml").read_text()
+    assert "profiles:" in params and "  smoke:" in params and "# " in params   # comments and profiles
+    dvc_yaml = yaml.safe_load((root / "dvc.yaml").read_text())
+    paths = [d for stage in dvc_yaml["stages"].values() for d in stage.get("deps", [])]
+    assert not [p for p in paths if p.startswith("tasks/")]
+    settings = load_settings(root / "params.yaml")
+    assert settings.project.registered_model == "rotten-tomatoes-corpus-full-classification"
+    # Run again: everything is kept.
+    (root / "params.yaml").write_text(params + "\n# mine\n")
+    assert main(["init", str(root)]) == 0
+    assert "params.yaml (already there, kept)" in capsys.readouterr().out
+    assert (root / "params.yaml").read_text().endswith("# mine\n")
+    # The DVC stages run there: ingest and prepare of a file of the user's own.
+    csv = tmp_path / "reviews.csv"
+    pd.DataFrame({"review": [f"review number {i} is {'good' if i % 2 else 'bad'}" for i in range(60)],
+                  "sentiment": ["pos" if i % 2 else "neg" for i in range(60)]}).to_csv(csv, index=False)
+    settings = load_settings(root / "params.yaml", overrides=run_overrides(
+        {"path": str(csv), "text_col": "review", "label_col": "sentiment"}))
+    raw = reproduce_ingest(root, settings.data, csv, tmp_path / "remote")
+    version = reproduce_splits(root, settings.data, raw, tmp_path / "remote")
+    assert sum(len(pd.read_parquet(f)) for f in version.split_files.values()) == 60
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    assert lock["stages"]["prepare"]["params"]["data-params.yaml"]["dataset.stage_code"].startswith("adaptflow ")
+    assert subprocess.run(["git", "check-ignore", "-q", "mlflow/mlflow.db"], cwd=root).returncode == 0

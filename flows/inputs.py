@@ -30,6 +30,10 @@ class DataInput(BaseModel):
     split_col: str | None = Field(None, description="the file's own split column, values train/validation/test")
     group_col: str | None = Field(None, description="split grouped by this column: no group in two splits")
     labels: list[str] | None = Field(None, description="declared label set (default: inferred and logged)")
+    validation_size: float | None = Field(None, gt=0, description="validation rows: below 1 a share of the rows, "
+                                                                  "else a count (data.validation_size; default: 0.1)")
+    test_size: float | None = Field(None, gt=0, description="test rows: below 1 a share of the rows, else a count "
+                                                            "(data.test_size; default: 0.2)")
     # The cleaning rules, off for a new file (the gate reports what they would drop) unless asked for.
     drop_empty_texts: bool | None = Field(None, description="drop rows whose text (or target) is empty, counted "
                                                             "and logged (data.drop_empty_texts)")

@@ -143,3 +143,87 @@ def test_init_sets_up_a_project_where_the_data_stages_run_from_the_installed_pac
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     assert lock["stages"]["prepare"]["params"]["data-params.yaml"]["dataset.stage_code"].startswith("adaptflow ")
     assert subprocess.run(["git", "check-ignore", "-q", "mlflow/mlflow.db"], cwd=root).returncode == 0
+
+
+# ---- issue 27, finding 3: empty splits pass the gate ------------------------------------------
+def _qa(n: int, topics: int) -> "pd.DataFrame":
+    import pandas as pd
+
+    return pd.DataFrame({"text": [f"question {i} about topic {i % topics}" for i in range(n)],
+                         "target": [f"answer {i}" for i in range(n)], "topic": [f"t{i % topics}" for i in range(n)]})
+
+
+def _generation(**keys):
+    from tasks.config import DataSettings
+
+    return DataSettings(source="qa.jsonl", processed_dir="data/processed", split_seed=13, text_col="question",
+                        target_col="answer", **keys)
+
+
+def test_a_generation_split_that_leaves_nothing_for_training_is_refused_with_its_numbers():
+    """Was: the generation path skipped the size check (train 0, validation 0 passed to the gate)."""
+    from tasks.data.prepare import PrepareError, split_rows
+
+    with pytest.raises(PrepareError, match=r"30 rows cannot be split as asked: data.validation_size=0.1 gives 3 "
+                                           r"validation row\(s\).*data.min_split_rows=10"):
+        split_rows(_qa(30, 30), _generation())
+    with pytest.raises(PrepareError, match=r"10 validation \+ 20 test row\(s\) leave 0 for training"):
+        split_rows(_qa(30, 30), _generation(validation_size=10, test_size=20))
+    parts = split_rows(_qa(200, 200), _generation())
+    assert {s: len(p) for s, p in parts.items()} == {"train": 140, "validation": 20, "test": 40}
+
+
+def test_a_grouped_split_that_cannot_reach_its_sizes_names_the_groups():
+    """898 Q/A rows grouped by a few topics: every row went to test (train 0, validation 0)."""
+    from tasks.data.prepare import PrepareError, split_rows
+
+    with pytest.raises(PrepareError) as caught:
+        split_rows(_qa(898, 2), _generation(group_col="topic"))
+    message = str(caught.value)
+    assert "the split gave train 0, validation 449, test 449 rows (asked: validation 90, test 180" in message
+    assert "2 group(s) for 898 rows; the largest hold 449, 449 rows" in message
+    # Classification, grouped by a column: the groups are named.
+    df = _qa(300, 2).rename(columns={"target": "label"}).assign(label=lambda d: ["a", "b"] * 150)
+    from tasks.config import DataSettings
+
+    d = DataSettings(source="x.csv", processed_dir="p", split_seed=1, group_col="topic")
+    with pytest.raises(PrepareError, match=r"data.group_col='topic'.*'t0': 150, 't1': 150"):
+        split_rows(df, d)
+
+
+def test_the_split_gate_requires_every_split_to_have_rows():
+    import pandas as pd
+
+    from tasks.config import ValidationSettings
+    from tasks.data.contract import SplitContract, validate_splits
+
+    frames = {"train": pd.DataFrame({"text": ["a b", "c d"], "target": ["x", "y"]}),
+              "validation": pd.DataFrame({"text": pd.Series([], dtype="string"), "target": pd.Series([], dtype="string")}),
+              "test": pd.DataFrame({"text": ["e f"], "target": ["z"]})}
+    contract = SplitContract(ValidationSettings(), max_length=64, target_tokens=(1, 8), min_split_rows=1)
+    lengths = lambda texts, targets: ([len(t.split()) + 5 for t in texts], [len(t.split()) for t in targets])
+    report = validate_splits(frames, contract, lengths)
+    assert not report.success
+    empty = [f for f in report.failures if f.expectation == "expect_table_row_count_to_be_between"]
+    assert [f.gate for f in empty] == ["validation"] and "data.min_split_rows" in empty[0].hint
+
+
+def test_the_length_refusal_names_the_max_length_that_fits_and_following_it_passes():
+    import pandas as pd
+
+    from tasks.config import ValidationSettings
+    from tasks.data.contract import SplitContract, validate_splits
+
+    texts = {s: [f"{s}{i} " + " ".join(["w"] * (9 + i)) for i in range(n)]   # 10 + i words, 12 + i tokens
+             for s, n in (("train", 40), ("validation", 20), ("test", 20))}
+    frames = {s: pd.DataFrame({"text": t, "label": ["a", "b"] * (len(t) // 2)}) for s, t in texts.items()}
+    words = lambda batch: [len(t.split()) + 2 for t in batch]
+    rules = ValidationSettings(["a", "b"], min_examples_per_label=1)
+    report = validate_splits(frames, SplitContract(rules, max_length=16, profile="smoke"), words)
+    long = [f for f in report.failures if f.column == "text (tokens)"]
+    assert long, report.failures
+    # train: 12..51 tokens; 95 % within -> 49 (the 38th of 40); validation and test 12..31 -> 30
+    assert ("model.max_length: 49 covers 95 % of these texts (now 16; the longest has 51 tokens): set it under "
+            "profiles.smoke.model in params.yaml") in long[0].hint
+    assert validate_splits(frames, SplitContract(rules, max_length=49), words).success
+    assert not validate_splits(frames, SplitContract(rules, max_length=48), words).success

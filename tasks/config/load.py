@@ -72,10 +72,11 @@ def user_data_override(path: str, text_col: str | None = None, label_col: str | 
                        split_col: str | None = None, group_col: str | None = None,
                        labels: list[str] | None = None, target_col: str | None = None,
                        drop_empty_texts: bool | None = None, drop_duplicate_texts: bool | None = None,
-                       drop_undecodable: bool | None = None) -> dict:
+                       drop_undecodable: bool | None = None, validation_size: float | None = None,
+                       test_size: float | None = None) -> dict:
     """The params override for `adaptflow run --data PATH ...`: every dataset key back to its
     default (the packaged corpus's columns and cleaning rules do not carry over), then the
-    user's choices (columns, and the cleaning rules as --drop-* flags). Labels are inferred
+    user's choices (columns, split sizes, and the cleaning rules as --drop-* flags). Labels are inferred
     unless given. The experiment and registered model are named after the file (auto), never
     the params file's project: `--model-name` names the model instead."""
     from tasks.strategies.registry import field_default
@@ -84,7 +85,8 @@ def user_data_override(path: str, text_col: str | None = None, label_col: str | 
                 for f in fields(DataSettings) if f.name in DATASET_KEYS and f.name != "source"}
     chosen = {"source": path, "text_col": text_col, "label_col": label_col, "target_col": target_col,
               "split_col": split_col, "group_col": group_col, "drop_empty_texts": drop_empty_texts,
-              "drop_duplicate_texts": drop_duplicate_texts, "drop_undecodable": drop_undecodable}
+              "drop_duplicate_texts": drop_duplicate_texts, "drop_undecodable": drop_undecodable,
+              "validation_size": validation_size, "test_size": test_size}
     data = {**defaults, **{k: v for k, v in chosen.items() if v is not None}}
     return {"data": data, "validation": {"labels": list(labels or [])},
             "project": {"experiment": AUTO, "registered_model": AUTO}}

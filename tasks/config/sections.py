@@ -114,6 +114,9 @@ class DataSettings:
     drop_undecodable: bool = False
     validation_size: float = 0.1      # < 1: a fraction of the rows; >= 1: a number of rows
     test_size: float = 0.2
+    # Every split (train, validation, test) has at least this many rows, or the data is refused
+    # before anything trains: fewer than 10 validation examples cannot tell strategies apart.
+    min_split_rows: int = 10
     # A .gz/.bz2/.xz/.zip input is decompressed in memory up to this many MB and refused past it
     # (a few KB of gzip can hold gigabytes). The default corpus decompresses to 2.4 MB.
     max_decompressed_mb: float = 512
@@ -121,6 +124,7 @@ class DataSettings:
     def __post_init__(self):
         require(bool(str(self.source).strip()), "source must name a file (or package:PKG/PATH)")
         require(self.max_decompressed_mb > 0, "max_decompressed_mb must be positive")
+        require(self.min_split_rows >= 1, "min_split_rows must be >= 1 (an empty split trains or scores nothing)")
         require(self.format in FORMATS, f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
         require(self.validation_size > 0 and self.test_size > 0,
                  "validation_size and test_size must be positive (a fraction < 1, or a row count)")

@@ -227,3 +227,28 @@ def test_the_length_refusal_names_the_max_length_that_fits_and_following_it_pass
             "profiles.smoke.model in params.yaml") in long[0].hint
     assert validate_splits(frames, SplitContract(rules, max_length=49), words).success
     assert not validate_splits(frames, SplitContract(rules, max_length=48), words).success
+
+
+def test_the_duplicate_refusals_advice_followed_with_data_gets_past_the_gate(harness, project_factory, tiny_bert,
+                                                                           tmp_path, capsys):
+    """Was: "set data.drop_duplicate_texts: true", which --data reset to its default: the advice
+    could not work. Now the refusal names the flag, and the run with it passes the gate."""
+    import pandas as pd
+
+    from flows.cli import main
+
+    project = project_factory({"model": {"base": str(tiny_bert)}, "strategies": {"run": ["lora"]}})
+    words = ["great", "awful", "fine", "dull", "lovely", "tedious"]
+    rows = [{"review": f"review {i}: a {words[i % 6]} film (take {i * 7})", "sentiment": "good" if i % 2 else "bad"}
+            for i in range(200)]
+    rows += [dict(rows[i]) for i in range(0, 40, 4)]   # ten repeated reviews, as a scraped news file has
+    path = tmp_path / "news.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    run = ["run", "--params", str(project / "params.yaml"), "--profile", "smoke", "--data", str(path),
+           "--text-col", "review", "--label-col", "sentiment"]
+    assert main(run) == 2
+    err = capsys.readouterr().err
+    assert "failed expect_column_values_to_be_unique" in err or "also in another split" in err
+    assert "--drop-duplicate-texts" in err
+    assert main(run + ["--drop-duplicate-texts"]) == 0, capsys.readouterr().err[-3000:]
+    assert "registered news-classification v1" in capsys.readouterr().out

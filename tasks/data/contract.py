@@ -505,7 +505,11 @@ def validate_splits(frames: dict[str, pd.DataFrame], c: SplitContract,
     results = _run(batches, docs_dir)
     failures, evaluated = [], 0
     tokens = {s: [int(t) for t in b[0]["_tokens"]] for s, b in batches.items() if "_tokens" in b[0].columns}
-    hints = {"_tokens": max_length_hint(tokens, c)} if any(tokens.values()) else None
+    hints = {"_shared_with": "the same text in two splits leaks test data into training: a text repeated in the "
+                             "file goes with data.drop_duplicate_texts: true (with --data FILE: "
+                             "--drop-duplicate-texts); else fix the split column"}
+    if any(tokens.values()):
+        hints["_tokens"] = max_length_hint(tokens, c)
     for split, result in results.items():
         evaluated += result.statistics["evaluated_expectations"]
         failures += _failures(split, batches[split][0], result, c.rules.example_rows, lambda i: f"row {i}",

@@ -252,3 +252,14 @@ def test_the_duplicate_refusals_advice_followed_with_data_gets_past_the_gate(har
     assert "--drop-duplicate-texts" in err
     assert main(run + ["--drop-duplicate-texts"]) == 0, capsys.readouterr().err[-3000:]
     assert "registered news-classification v1" in capsys.readouterr().out
+
+
+def test_the_length_hint_covers_95_percent_even_where_the_gate_allows_more_over():
+    from tasks.config import ValidationSettings
+    from tasks.data.contract import SplitContract, max_length_hint
+
+    tokens = {"train": list(range(12, 52)), "validation": list(range(12, 32))}
+    lenient = SplitContract(ValidationSettings(max_share_over_max_length=0.5), max_length=16)
+    assert max_length_hint(tokens, lenient).startswith("model.max_length: 49 covers 95 % of these texts")
+    strict = SplitContract(ValidationSettings(max_share_over_max_length=0.0), max_length=16)
+    assert max_length_hint(tokens, strict).startswith("model.max_length: 51 covers 100 % of these texts")

@@ -437,7 +437,7 @@ def max_length_hint(tokens: dict[str, list[int]], c: SplitContract) -> str:
     share = min(c.rules.max_share_over_max_length, 0.05)
     fits = max(covering_length(t, share) for t in tokens.values() if t)
     longest = max(max(t) for t in tokens.values() if t)
-    where = f"under profiles.{c.profile}.model in params.yaml (the profile sets it)" if c.profile else "in params.yaml"
+    where = f"under profiles.{c.profile}.model in params.yaml (a profile's value wins)" if c.profile else "in params.yaml"
     what = "prompt + target" if c.target_tokens else "text"
     return (f"model.max_length: {fits} covers {100 * (1 - share):g} % of these {what}s (now {c.max_length}; the "
             f"longest has {longest} tokens): set it {where}, shorten the texts, or raise "

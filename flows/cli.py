@@ -2,7 +2,9 @@
 
   adaptflow init [DIR]
   adaptflow run [--params FILE] [--profile NAME] [--strategies a,b|all] [--base MODEL_FOLDER] [--tune [--tune-trials N]]
-                [--data FILE [--text-col C] [--label-col L] [--split-col S] [--group-col G] [--labels a,b]]
+                [--data FILE [--text-col C] [--label-col L] [--split-col S] [--group-col G] [--labels a,b]
+                 [--validation-size V] [--test-size T] [--drop-empty-texts] [--drop-duplicate-texts]]
+                [--model-name NAME]
   adaptflow strategies
   adaptflow promote MODEL (--version N | --from challenger) --reason TEXT [--reviewer NAME] [--profile NAME]
   adaptflow rollback MODEL --reason TEXT [--reviewer NAME] [--profile NAME]

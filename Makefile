@@ -13,7 +13,7 @@ OFFLINE := $(BIN)/python -m tasks.env
 # Prefect's local state (ephemeral server database) stays inside the project.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
-.PHONY: setup demo test bench bench-gpu clean system-packages
+.PHONY: setup demo test docs bench bench-gpu clean system-packages
 setup: $(STAMP) .dvc/config
 
 # Debian packages some tests use (chromium: the report is opened in a real browser). Installed
@@ -59,11 +59,17 @@ demo: setup
 # each file passes alone. Running them beside the workers instead was slower (19 min 41 s against
 # about 15 min: both compete for the 2 cores). Any failure, or a file with no tests (exit 5), fails.
 SERVER_TESTS := tests/test_ops_deploy.py tests/test_ops_mlflow_outage.py tests/test_ops_postgres.py tests/test_ops_ui.py \
-                tests/test_audit_server.py
+                tests/test_audit_server.py tests/test_canary_live.py
 
 test: setup system-packages
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -n 2 --dist loadfile --durations=15 tests $(addprefix --ignore=,$(SERVER_TESTS))
 	printf '%s\n' $(SERVER_TESTS) | PATH="$(CURDIR)/$(BIN):$$PATH" xargs -P 2 -I{} $(BIN)/pytest -q -p no:xdist {}
+
+# The docs site (mkdocs.yml) into site/: open site/index.html, no server or network needed.
+# --strict: a broken link or anchor, or a page left out of the nav, stops the build (the suite
+# builds it the same way in tests/test_docs.py).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # Benchmarks (docs/performance.md): figures printed and written to bench/results/*.json, within
 # 30 minutes on 2 cores. The overhead run is the default profile with its quickest trained
@@ -85,4 +91,4 @@ bench-gpu: setup
 	$(OFFLINE) $(BIN)/python bench/gpu.py
 
 clean:
-	rm -rf $(VENV) .prefect data/raw data/processed mlflow/mlflow.db mlflow/optuna.db mlflow/artifacts
+	rm -rf $(VENV) .prefect site data/raw data/processed mlflow/mlflow.db mlflow/optuna.db mlflow/artifacts

@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,17 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+
+
+def commit(root: Path = ROOT) -> str:
+    """The code a figure was measured on: the checkout's commit, `+dirty` with uncommitted changes
+    to tracked files (docs/performance.md names the commit of every figure)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        return git("rev-parse", "--short", "HEAD") + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "not recorded (not a git checkout)"
 
 
 def machine() -> dict:
@@ -28,7 +40,7 @@ def machine() -> dict:
     flags = next((line for line in lines if line.startswith("flags")), "")
     model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
                  platform.processor())
-    return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return {"cpu": model, "commit": commit(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "avx512_bf16": "avx512_bf16" in flags.split(), "amx_bf16": "amx_bf16" in flags.split(),
             "python": platform.python_version(), "torch": torch.__version__,

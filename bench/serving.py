@@ -222,12 +222,114 @@ def measure_http(work: Path, singles: int, batches: int) -> dict:
         running.stop()
 
 
+def register(work: Path, name: str, folders: list[Path]) -> list[str]:
+    """Each folder logged as adaptflow logs a version and registered under `name`."""
+    import mlflow
+    from tasks.artifacts.pyfunc import PYFUNC_ENTRY, signature
+
+    experiment = mlflow.set_experiment("bench").experiment_id
+    versions = []
+    for folder in folders:
+        with mlflow.start_run(experiment_id=experiment):
+            info = mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_ENTRY),
+                                           artifacts={"strategy": str(folder)}, signature=signature(),
+                                           pip_requirements=["adaptflow"])
+        versions.append(str(mlflow.register_model(info.model_uri, name).version))
+    return versions
+
+
+def measure_canary_overhead(work: Path, singles: int, seconds: float, rounds: int) -> dict:
+    """The same LoRA @champion through two services side by side: `plain` (no outcome store, no
+    canary) and `canary` (every answer recorded in a SQLite outcome store before it goes, and a
+    second LoRA version on the same base taking 10 % of the traffic by client key). Batch-1
+    latency interleaved request by request; throughput with 4 concurrent clients, alternating
+    `seconds`-long rounds."""
+    import threading
+
+    import requests
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    from tasks.config import ServingSettings
+    from tasks.outcomes.recorder import Recorder
+    from tasks.outcomes.store import OutcomeStore
+    from tasks.registry.canary_state import CANARY_ALIAS, SHARE_TAG
+    from tasks.serving.run import start_in_thread
+    from tasks.serving.service import Service
+    from tasks.tracking import use_store
+
+    torch.set_num_threads(2)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    (work / "canary-store").mkdir()
+    use_store(work / "canary-store")
+    versions = register(work, "bench-canary", sorted(work.glob("lora-*"))[:2])
+    client = MlflowClient()
+    client.set_registered_model_alias("bench-canary", "champion", versions[0])
+    settings = ServingSettings(poll_seconds=60, max_connections=256)
+    plain = start_in_thread(Service(["bench-canary"], settings).start())
+    client.set_registered_model_tag("bench-canary", SHARE_TAG, "0.1")
+    client.set_registered_model_alias("bench-canary", CANARY_ALIAS, versions[1])
+    recorder = Recorder(OutcomeStore(f"sqlite:///{work / 'outcomes.db'}"), 100_000, 1)
+    canary = start_in_thread(Service(["bench-canary"], settings, recorder=recorder).start())
+    sessions = {"plain": requests.Session(), "canary": requests.Session()}
+    one = texts(64)
+    counter = iter(range(10**9))
+
+    def ask(name: str, url: str, session) -> str:
+        i = next(counter)
+        r = session.post(f"{url}/predict", json={"model": "bench-canary", "texts": [one[i % len(one)]],
+                                                 "client": f"user-{i}"}, timeout=60)
+        r.raise_for_status()
+        return r.json()["version"]
+
+    try:
+        lat = interleaved({name: (lambda n=name, run=run: ask(n, run.url, sessions[n]))
+                           for name, run in (("plain", plain), ("canary", canary))}, singles)
+        throughput = {"plain": [], "canary": []}
+        for _ in range(rounds):
+            for name, run in (("plain", plain), ("canary", canary)):
+                done, stop = [], threading.Event()
+
+                def client_loop(name=name, run=run):
+                    session = requests.Session()
+                    while not stop.is_set():
+                        ask(name, run.url, session)
+                        done.append(1)
+
+                threads = [threading.Thread(target=client_loop) for _ in range(4)]
+                start = time.perf_counter()
+                for t in threads:
+                    t.start()
+                time.sleep(seconds)
+                stop.set()
+                for t in threads:
+                    t.join()
+                throughput[name].append(len(done) / (time.perf_counter() - start))
+        rows = OutcomeStore(f"sqlite:///{work / 'outcomes.db'}").outcomes("bench-canary", since=0)
+        canary_share = sum(r.arm == "canary" for r in rows) / max(len(rows), 1)
+    finally:
+        plain.stop()
+        canary.stop()
+    p50 = {name: statistics.median(samples) for name, samples in lat.items()}
+    rps = {name: statistics.median(values) for name, values in throughput.items()}
+    return {"batch_1_latency": {name: percentiles(samples) for name, samples in lat.items()},
+            "throughput_rps": {name: {"median": rps[name], "rounds": values} for name, values in throughput.items()},
+            "p50_ratio_canary_over_plain": p50["canary"] / p50["plain"],
+            "throughput_ratio_canary_over_plain": rps["canary"] / rps["plain"],
+            "outcome_rows": len(rows), "canary_share_observed": canary_share,
+            "dropped": recorder.counts.dropped, "late": recorder.counts.late}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1,4,8")
     parser.add_argument("--singles", type=int, default=60, help="batch-1 requests per figure")
     parser.add_argument("--batches", type=int, default=20, help="batch-32 requests per figure")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--canary-only", action="store_true",
+                        help="only the routing + outcome store overhead (bench/results/serving_canary.json)")
+    parser.add_argument("--seconds", type=float, default=10, help="--canary-only: seconds per throughput round")
+    parser.add_argument("--rounds", type=int, default=3, help="--canary-only: throughput rounds per configuration")
     args = parser.parse_args()
     from tasks.env import apply_offline_defaults
 
@@ -237,6 +339,22 @@ def main() -> None:
         return
     import psutil
 
+    if args.canary_only:
+        from bench.common import machine, write
+
+        with tempfile.TemporaryDirectory(prefix="adaptflow-bench-canary-") as tmp:
+            work = Path(tmp)
+            for seed in range(2):
+                save_version(work / f"lora-{seed}", "lora", seed)
+            result = {"machine": machine(), **measure_canary_overhead(work, args.singles, args.seconds, args.rounds)}
+        lat, rps = result["batch_1_latency"], result["throughput_rps"]
+        print(f"batch-1 p50: plain {lat['plain']['p50_ms']:.2f} ms, with canary split + outcome store "
+              f"{lat['canary']['p50_ms']:.2f} ms (x{result['p50_ratio_canary_over_plain']:.3f}); throughput (4 "
+              f"clients): {rps['plain']['median']:.1f} vs {rps['canary']['median']:.1f} req/s "
+              f"(x{result['throughput_ratio_canary_over_plain']:.3f}); {result['outcome_rows']} rows, canary share "
+              f"{result['canary_share_observed']:.3f}, {result['late']} late, {result['dropped']} dropped")
+        print(f"wrote {write('serving_canary', result)}")
+        return
     sizes = [int(x) for x in args.sizes.split(",")]
     result = {"machine": {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()},
               "note": "seeded random weights (untrained): memory and latency do not depend on trained values"}

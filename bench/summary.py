@@ -27,7 +27,8 @@ def main() -> None:
         sys.exit("no results yet: run `make bench`")
     m = source["machine"]
     print(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, torch {m['torch']} "
-          f"({m['torch_threads']} threads), avx512_bf16={m['avx512_bf16']}\n")
+          f"({m['torch_threads']} threads), avx512_bf16={m['avx512_bf16']}; "
+          f"commit {m.get('commit', 'not recorded')}\n")
     if training:
         peak = training["matmul_gflops"]
         print(f"matmul peak: fp32 {peak['fp32']:.1f} GFLOP/s, bf16 {peak['bf16']:.1f} GFLOP/s")

@@ -9,10 +9,11 @@
   adaptflow promote MODEL (--version N | --from challenger) --reason TEXT [--reviewer NAME] [--profile NAME]
   adaptflow rollback MODEL --reason TEXT [--reviewer NAME] [--profile NAME]
   adaptflow history MODEL
+  adaptflow canary start MODEL --version N [--share 0.1] --reason TEXT | stop MODEL --reason TEXT | check MODEL
   adaptflow lineage MODEL@ALIAS
   adaptflow report RUN_ID --out FILE.html
   adaptflow serve --models MODEL_A,MODEL_B [--port P]
-  adaptflow deploy [--params FILE] [--profile NAME] [--only specialize,retrain,promote,rollback]
+  adaptflow deploy [--params FILE] [--profile NAME] [--only specialize,retrain,promote,rollback,canary-check,...]
                    [--work-pool POOL --image IMAGE]
   adaptflow ui [--prefect-port P] [--mlflow-port Q]
 """
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     _run_command(sub)
     sub.add_parser("strategies", help="list the registered strategies with their parameters and defaults")
     _registry_commands(sub)
+    _canary_commands(sub)
     _serve_command(sub)
     _ops_commands(sub)
     return parser
@@ -113,6 +115,56 @@ def _registry_commands(sub) -> None:
     _params_option(report, "params file (store location, budgets)")
 
 
+def _canary_commands(sub) -> None:
+    from flows.inputs import CanaryStartInput, CanaryStopInput
+
+    canary = sub.add_parser("canary", help="release a version to a share of the traffic, stop it, or check it",
+                            description="A canary answers a share of the requests that name no alias or version "
+                                        "(sticky by the client's key); `adaptflow serve` replicas follow it within one "
+                                        "poll. `check` compares it with @champion on the live signals in the outcome "
+                                        "store with a sequential test, and rolls it back when it does worse "
+                                        "(docs/releasing.md). start and stop are audited like promote.")
+    actions = canary.add_subparsers(dest="canary_action", required=True)
+    spelling = {**REVIEW_SPELLING, "version": Spelling(("--version",)), "share": Spelling(metavar="FRACTION")}
+    start = actions.add_parser("start", help="start a canary (reviewers)",
+                               description="Route --share of the unpinned traffic to --version; audited.")
+    add_options(start, CanaryStartInput, spelling=spelling)
+    start.add_argument("--profile", help="profile from the params file's `profiles:`")
+    stop = actions.add_parser("stop", help="stop the running canary (reviewers)",
+                              description="Send all unpinned traffic back to @champion; audited.")
+    add_options(stop, CanaryStopInput, spelling=spelling)
+    stop.add_argument("--profile", help="profile from the params file's `profiles:`")
+    check = actions.add_parser("check", help="judge the running canary once (what the canary-check deployment runs)",
+                               description="Compare the canary with @champion over the outcomes since it started; "
+                                           "roll back, hold, or mark it ready for review; write the evidence page "
+                                           "under reports/canary/.")
+    check.add_argument("model", help="registered model name")
+    _params_option(check, "params file (canary:, outcomes:); its folder holds the local MLflow store")
+    check.add_argument("--profile", help="profile from the params file's `profiles:`")
+
+
+def _canary(args) -> int:
+    from tasks.config import load_settings, read_pipeline_account
+    from tasks.registry import canary
+
+    params = args.params_file if args.canary_action != "check" else args.params
+    client, uri = _registry(params)
+    if args.canary_action == "check":
+        from tasks.release.steps import check_models
+
+        result = check_models(client, uri, load_settings(params, args.profile), [args.model])[0]
+        print(result.line() + (f"\npage: {result.page}" if result.page else ""))
+        return 0
+    pipeline = read_pipeline_account(params, args.profile)
+    if args.canary_action == "start":
+        entry = canary.start(client, uri, args.model, args.version, args.share, args.reviewer, args.reason,
+                             pipeline_account=pipeline)
+    else:
+        entry = canary.stop(client, uri, args.model, args.reviewer, args.reason, pipeline_account=pipeline)
+    print(entry.line())
+    return 0
+
+
 def _serve_command(sub) -> None:
     serve = sub.add_parser("serve", help="serve registered models over HTTP, following @champion",
                            description="Answer POST /predict (classifiers) and POST /generate (generating "
@@ -131,15 +183,18 @@ def _serve_command(sub) -> None:
 def _ops_commands(sub) -> None:
     deploy = sub.add_parser("deploy", help="register the Prefect deployments and serve them (PREFECT_API_URL)",
                             description="Register the deployments specialize, retrain (cron: ops.retrain_cron), "
-                                        "promote and rollback with the Prefect server in PREFECT_API_URL, then "
+                                        "promote, rollback, canary-start, canary-stop and canary-check (cron: "
+                                        "canary.check_cron) with the Prefect server in PREFECT_API_URL, then "
                                         "execute their runs in this process until Ctrl-C.")
     _params_option(deploy, "params file (default: params.yaml)")
     deploy.add_argument("--profile", help="profile the deployed runs use by default, e.g. smoke")
-    deploy.add_argument("--only", help="comma-separated subset of specialize,retrain,promote,rollback")
+    deploy.add_argument("--only", help="comma-separated subset of specialize, retrain, promote, rollback, "
+                                         "canary-start, canary-stop, canary-check")
     deploy.add_argument("--limit", type=int, help="most flow runs at once (default: no limit)")
     deploy.add_argument("--work-pool", help="register for this work pool's workers instead of serving "
                                             "(e.g. a Kubernetes pool, infra/README.md), then return")
-    deploy.add_argument("--image", help="with --work-pool: the adaptflow image its jobs run (infra/Dockerfile)")
+    deploy.add_argument("--image", help="with --work-pool: the adaptflow image its jobs run (infra/Dockerfile), for a "
+                                        "pool whose template takes one; infra/'s Kubernetes template fixes its own")
     ui = sub.add_parser("ui", help="start a Prefect server and an MLflow server on 127.0.0.1",
                         description="Start the Prefect server (state in $PREFECT_HOME, default .prefect/) and an "
                                     "MLflow server over the project's store (mlflow/), wait for both health "
@@ -196,15 +251,17 @@ def _govern(args) -> int:
     from tasks.config import read_pipeline_account
     from tasks.registry import governance
 
-    client, uri = _registry(args.params_file)
     try:
+        # Before any store is opened: a params file that is missing or unreadable is a refusal,
+        # never "no pipeline account" (issue 27, finding 1); `history` changes nothing.
+        pipeline = None if args.command == "history" else read_pipeline_account(args.params_file, args.profile)
+        client, uri = _registry(args.params_file)
         if args.command == "history":
             found = governance.history(client, args.model)
             print("\n".join(e.line() for e in found.entries) if found.entries else f"{args.model}: no @champion moves yet")
             for problem in found.problems:   # tampering, gaps, unreadable entries: reported, never fatal
                 print(f"adaptflow history: WARNING: {problem}", file=sys.stderr)
             return 1 if found.problems else 0
-        pipeline = read_pipeline_account(args.params_file, args.profile)
         if args.command == "promote":
             print(governance.promote(client, uri, args.model, args.reviewer, args.reason,
                                      version=args.version, from_alias=args.from_alias,
@@ -235,8 +292,11 @@ def _serve(args) -> int:
     _registry(args.params)
     from tasks.serving.run import serve
 
+    from tasks.outcomes.recorder import make_recorder
+
     try:
-        serve(models, settings, args.host or settings.host, args.port or settings.port, loaded.policy)
+        serve(models, settings, args.host or settings.host, args.port or settings.port, loaded.policy,
+              make_recorder(loaded.outcomes, loaded.root))
     except ServingError as exc:
         print(f"adaptflow serve: {exc}", file=sys.stderr)
         return 2
@@ -424,6 +484,8 @@ def _dispatch(args) -> int:
         return 0
     if args.command in ("promote", "rollback", "history"):
         return _govern(args)
+    if args.command == "canary":
+        return _canary(args)
     if args.command == "serve":
         return _serve(args)
     if args.command == "deploy":

@@ -6,29 +6,37 @@ flow runs execute in child processes of it).
   retrain     ops.retrain_cron (weekly by default); skips when nothing changed; never promotes
   promote     on demand, reviewers; concurrency 1 (every move is also serialized by the audit claim)
   rollback    on demand, reviewers; concurrency 1
+  canary-start, canary-stop   on demand, reviewers; concurrency 1 (docs/releasing.md)
+  canary-check   canary.check_cron (every 5 minutes by default): the pipeline judges the running
+                 canary and rolls it back when it does worse; concurrency 1
+
+What a form may not choose (the pipeline's account, the project folder its paths must stay in) is
+pinned in this process's environment from the params file it was started with, and inherited by
+the flow runs it serves (flows/server_side.py); a work pool's workers need the same variables.
 
 Reviewer deployments refuse to run under the pipeline's MLflow account (project.pipeline_account),
-so serve them from a process holding a reviewer service account (`--only promote,rollback`) and
-the pipeline's from another (`--only specialize,retrain`); see infra/README.md.
+so serve them from a process holding a reviewer service account (`--only promote,rollback,canary-start,
+canary-stop`) and the pipeline's from another (`--only specialize,retrain,canary-check`); see infra/README.md.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-NAMES = ("specialize", "retrain", "promote", "rollback")
+NAMES = ("specialize", "retrain", "promote", "rollback", "canary-start", "canary-stop", "canary-check")
 
 
 def deployments(params_file: str, profile: str | None = None, only: list[str] | None = None) -> list:
     from prefect.schedules import Cron
     from prefect.types.entrypoint import EntrypointType
 
-    from flows import review
+    from flows import canary, review
     from flows.retrain import retrain
     from flows.specialize import specialize
     from tasks.config import load_settings
 
     params = str(Path(params_file).resolve())   # runs execute in other processes: no relative paths
-    ops = load_settings(params, profile).ops
+    loaded = load_settings(params, profile)
+    ops = loaded.ops
     form = {"params_file": params, "profile": profile}
     module = EntrypointType.MODULE_PATH         # flows.specialize.specialize: importable wherever installed
     built = {
@@ -49,6 +57,20 @@ def deployments(params_file: str, profile: str | None = None, only: list[str] | 
             "rollback", parameters={"request": {"params_file": params}}, entrypoint_type=module,
             concurrency_limit=1, tags=["adaptflow", "reviewers"],
             description="Move @champion back to the previous champion (reviewers); audited."),
+        "canary-start": lambda: canary.canary_start.to_deployment(
+            "canary-start", parameters={"request": {"params_file": params}}, entrypoint_type=module,
+            concurrency_limit=1, tags=["adaptflow", "reviewers"],
+            description="Route a share of the unpinned traffic to a version (reviewers); audited."),
+        "canary-stop": lambda: canary.canary_stop.to_deployment(
+            "canary-stop", parameters={"request": {"params_file": params}}, entrypoint_type=module,
+            concurrency_limit=1, tags=["adaptflow", "reviewers"],
+            description="Send all unpinned traffic back to @champion (reviewers); audited."),
+        "canary-check": lambda: canary.canary_check.to_deployment(
+            "canary-check", parameters={"request": {"params_file": params, "profile": profile}},
+            entrypoint_type=module, concurrency_limit=1, tags=["adaptflow", "scheduled"],
+            schedule=Cron(loaded.canary.check_cron, timezone=ops.retrain_timezone),
+            description=f"Judge the running canary ({loaded.canary.check_cron}): roll back when it does worse "
+                        "than @champion on the live signals, else hold or mark it ready for review."),
     }
     return [built[name]() for name in (only or NAMES)]
 
@@ -58,6 +80,9 @@ def serve_deployments(params_file: str, profile: str | None = None, only: list[s
     """Register the deployments and execute their runs until interrupted (Ctrl-C, SIGTERM)."""
     from prefect import serve
 
+    from flows.server_side import pin
+
+    pin(params_file, profile)   # before any run starts: they inherit this environment
     serve(*deployments(params_file, profile, only), limit=limit)
 
 

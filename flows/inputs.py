@@ -107,3 +107,28 @@ class RollbackInput(BaseModel):
     reviewer: str | None = Field(None, description=_REVIEWER)
     reason: str = Field(min_length=1, description=_REASON)
     params_file: str = Field("params.yaml", description=_PARAMS)
+
+
+class CanaryStartInput(BaseModel):
+    model: str = Field(description=_MODEL)
+    version: str = Field(description="the version to release to a share of the traffic (the canary)")
+    share: float = Field(0.1, gt=0, lt=1, description="the share of unpinned requests the canary answers, e.g. 0.1")
+    reviewer: str | None = Field(None, description=_REVIEWER)
+    reason: str = Field(min_length=1, description=_REASON)
+    params_file: str = Field("params.yaml", description=_PARAMS)
+
+
+class CanaryStopInput(BaseModel):
+    model: str = Field(description=_MODEL)
+    reviewer: str | None = Field(None, description=_REVIEWER)
+    reason: str = Field(min_length=1, description=_REASON)
+    params_file: str = Field("params.yaml", description=_PARAMS)
+
+
+class CanaryCheckInput(BaseModel):
+    """The scheduled canary check's parameters (set by `adaptflow deploy`)."""
+
+    models: list[str] | None = Field(None, description="registered models whose canary to check (default: "
+                                                       "project.registered_model)")
+    params_file: str = Field("params.yaml", description=_PARAMS)
+    profile: str | None = Field(None, description="a profile under `profiles:` in the params file")

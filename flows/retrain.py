@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
 
 from flows.inputs import RetrainInput, SpecializeInput
+from flows.server_side import confine_params
 from flows.specialize import SpecializeOutput, specialize
 from tasks.config import load_settings
 from tasks.data.lock import data_steps_lock
@@ -28,6 +29,7 @@ class RetrainOutput:
 
 @flow(name="retrain", log_prints=True)
 def retrain(run: RetrainInput = RetrainInput()) -> RetrainOutput:
+    run = run.model_copy(update={"params_file": confine_params(run.params_file)})   # flows/server_side.py
     settings = load_settings(run.params_file, run.profile, run.strategies)
     check_tracking(tracking_uri(settings.root), settings.ops.tracking_check_seconds)
     experiment_id = configure(settings.root, settings.project.experiment)

@@ -1,6 +1,11 @@
 """Reviewer flows, `promote` and `rollback`, for the Prefect deployments of the same names: the
 same audited path as `adaptflow promote` / `rollback` (tasks/governance.py), from a form in
-the Prefect UI. Served with a concurrency limit of 1, so two reviewers never interleave."""
+the Prefect UI. Served with a concurrency limit of 1, so two reviewers never interleave.
+
+The pipeline's account, which may not move @champion, is the one the serving process was started
+with (flows/server_side.py), never read from the params file the form names: a form naming a
+missing file would otherwise skip the refusal. That file only locates the local store, and must
+be in the project folder."""
 from __future__ import annotations
 
 import os
@@ -14,11 +19,15 @@ from flows.inputs import PromoteInput, RollbackInput
 def _registry(params_file: str):
     from mlflow.tracking import MlflowClient
 
-    from tasks.config import read_pipeline_account
+    from flows import server_side
     from tasks.tracking import use_store
 
-    uri = use_store(Path(params_file).resolve().parent)
-    account = read_pipeline_account(params_file)
+    account = server_side.pipeline_account()   # refuses when the serving process did not pin it
+    root = server_side.confining_root()
+    if root is None:   # a reviewer flow always runs confined: it moves @champion
+        raise server_side.ServerSideError(f"{server_side.PROJECT_ROOT_ENV} is not set in the process running "
+                                          f"this flow; nothing changed. {server_side.HOW}")
+    uri = use_store(Path(server_side.confine(params_file, "params_file", root)).parent)
     return MlflowClient(), uri, account
 
 

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 
 # DataInput: re-exported, so a flow's caller imports the form and its parts from here.
 from flows.inputs import DataInput, SpecializeInput  # noqa: F401
+from flows.server_side import confine_run, from_deployment, pipeline_account
 from tasks.data.lock import data_steps_lock
 from tasks.data.steps import ingest_data, push_data, split_data, validate_data, validate_raw_data
 from tasks.evaluation.steps import publish_comparison, publish_report
@@ -40,6 +41,7 @@ class SpecializeOutput:
 
 @flow(name="specialize", log_prints=True)
 def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
+    run = confine_run(run)   # a form's paths stay in the project (flows/server_side.py)
     settings = run.settings()
     hardware = check_hardware(settings.train)   # a wrong device fails here, before any data is read
     check_tracking(tracking_uri(settings.root), settings.ops.tracking_check_seconds)   # seconds, not minutes
@@ -72,9 +74,15 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
         review = await_review(registration.model_name, registration.version,
                               settings.project.approval_timeout_seconds,
                               settings.project.approval_poll_seconds,
-                              pipeline_account=settings.project.pipeline_account).outcome
+                              pipeline_account=_pipeline_account(settings)).outcome
     return SpecializeOutput(parent_run_id=parent_id, data_version=data.version,
                             registered_version=registration.version, candidate=registration.strategy,
                             challenger_set=registration.decision.set_challenger, table=table, review=review,
                             report=str(report), models={r.strategy: r.model_uri for r in trained.results},
                             failed=trained.failures)
+
+
+def _pipeline_account(settings) -> str | None:
+    """From a deployment, the serving process's (a form could name a params file without one);
+    from the command line, the params file's."""
+    return pipeline_account() if from_deployment() else settings.project.pipeline_account

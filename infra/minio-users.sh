@@ -5,8 +5,17 @@
 # credentials. Root credentials travel in MC_HOST_local (the environment), not on a command line;
 # the service users' secrets are arguments of `mc admin user add` inside this container only.
 set -eu
-secret() { if [ -n "$2" ]; then printf %s "$2"; else cat "/run/secrets/$1"; fi; }
-export MC_HOST_local="http://$(secret minio-root-user "${MINIO_ROOT_USER:-}"):$(secret minio-root-password "${MINIO_ROOT_PASSWORD:-}")@minio:9000"
+# Each secret is assigned before use: under set -e a failed `cat` then stops the script, which
+# "$(cat f)" inside an export or an argument would not; an empty one stops it too.
+secret() { v=$(if [ -n "$2" ]; then printf %s "$2"; else cat "/run/secrets/$1"; fi) && [ -n "$v" ] \
+  || { echo "minio-users.sh: secret $1 is missing, unreadable or empty" >&2; exit 1; }; printf %s "$v"; }
+root_user=$(secret minio-root-user "${MINIO_ROOT_USER:-}")
+root_pw=$(secret minio-root-password "${MINIO_ROOT_PASSWORD:-}")
+mlflow_id=$(secret mlflow-s3-key-id "${MLFLOW_S3_KEY_ID:-}")
+mlflow_secret=$(secret mlflow-s3-secret "${MLFLOW_S3_SECRET:-}")
+dvc_id=$(secret dvc-s3-key-id "${DVC_S3_KEY_ID:-}")
+dvc_secret=$(secret dvc-s3-secret "${DVC_S3_SECRET:-}")
+export MC_HOST_local="http://$root_user:$root_pw@minio:9000"
 mc mb --ignore-existing local/adaptflow-mlflow local/adaptflow-dvc
 for svc in mlflow dvc; do
   cat > "/tmp/$svc.json" <<JSON
@@ -15,7 +24,7 @@ for svc in mlflow dvc; do
 JSON
   mc admin policy create local "adaptflow-$svc" "/tmp/$svc.json" 2>/dev/null || true
 done
-mc admin user add local "$(secret mlflow-s3-key-id "${MLFLOW_S3_KEY_ID:-}")" "$(secret mlflow-s3-secret "${MLFLOW_S3_SECRET:-}")"
-mc admin policy attach local adaptflow-mlflow --user "$(secret mlflow-s3-key-id "${MLFLOW_S3_KEY_ID:-}")" || true
-mc admin user add local "$(secret dvc-s3-key-id "${DVC_S3_KEY_ID:-}")" "$(secret dvc-s3-secret "${DVC_S3_SECRET:-}")"
-mc admin policy attach local adaptflow-dvc --user "$(secret dvc-s3-key-id "${DVC_S3_KEY_ID:-}")" || true
+mc admin user add local "$mlflow_id" "$mlflow_secret"
+mc admin policy attach local adaptflow-mlflow --user "$mlflow_id" || true
+mc admin user add local "$dvc_id" "$dvc_secret"
+mc admin policy attach local adaptflow-dvc --user "$dvc_id" || true

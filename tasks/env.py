@@ -1,4 +1,4 @@
-"""Offline settings for every entry point, declared once: the CLI, the strategy processes, model
+"""Offline (and quiet) settings for every entry point, declared once: the CLI, the strategy processes, model
 loaders and the test suite call `apply_offline_defaults()` (never on import); the Makefile runs
 its own commands through `python -m tasks.env CMD ...`."""
 from __future__ import annotations
@@ -16,6 +16,11 @@ OFFLINE = {
     # A first run migrates a new Prefect database; on a busy 2-core machine that took over the
     # default 20 s and the run died with "Timed out while attempting to connect".
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    # Not an offline setting, but one every entry point needs: MLflow 3 draws a "Downloading
+    # artifacts" tqdm bar for every download, also when the output is not a terminal, where each
+    # redraw is kept (`make demo`'s log had one per re-scored version and report figure).
+    # adaptflow's own progress lines stay.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 

@@ -26,6 +26,9 @@ CODE_PATHS = ("tasks", "flows", "dvc.yaml")
 
 # Per-label metrics put the label into the metric name (tasks/evaluation/quality.py).
 PRECISION_PREFIX, RECALL_PREFIX = "test_precision_", "test_recall_"
+# A registered version carries each of its run's metrics as the tag `metric.<name>`
+# (tasks/registry/versions.py): the longest key a label ends up in is `metric.test_precision_<label>`.
+VERSION_METRIC_TAG = "metric."
 
 
 def metric_name_problem(name: str) -> str | None:
@@ -43,12 +46,38 @@ def metric_name_problem(name: str) -> str | None:
     return None
 
 
+def label_keys(label: str) -> list[str]:
+    """Every key adaptflow writes with `label` in it: the run's per-label metric names, then the
+    registered version's tags for them."""
+    names = [f"{PRECISION_PREFIX}{label}", f"{RECALL_PREFIX}{label}"]
+    return names + [f"{VERSION_METRIC_TAG}{n}" for n in names]
+
+
+def longest_label(limit: int | None = None) -> int:
+    """The longest label name whose every key fits MLflow's key limits (228 with MLflow 3.17's 250)."""
+    from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_MODEL_REGISTRY_TAG_KEY_LENGTH
+
+    limit = limit or min(MAX_ENTITY_KEY_LENGTH, MAX_MODEL_REGISTRY_TAG_KEY_LENGTH)
+    return limit - max(len(k) for k in label_keys(""))
+
+
 def unloggable_labels(labels: list[str]) -> dict[str, str]:
-    """Labels that cannot be part of a metric name (label -> why): every strategy would train and
-    then fail to log `test_precision_<label>`, so they are refused before anything trains."""
+    """Labels that cannot be part of a metric name or a registry tag key (label -> why): every
+    strategy would train and then fail to log `test_precision_<label>`, or the registration would
+    fail on the tag `metric.test_precision_<label>`, so they are refused before anything trains."""
+    from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_MODEL_REGISTRY_TAG_KEY_LENGTH
+
+    limit = min(MAX_ENTITY_KEY_LENGTH, MAX_MODEL_REGISTRY_TAG_KEY_LENGTH)
     out = {}
     for label in labels:
-        why = metric_name_problem(f"{PRECISION_PREFIX}{label}") or metric_name_problem(f"{RECALL_PREFIX}{label}")
+        why = next(filter(None, (metric_name_problem(k) for k in label_keys(label)[:2])), None)
+        longest = max(label_keys(label), key=len)
+        if why is None and len(longest) > limit:
+            why = (f"is {len(label)} characters: the registered version's tag `{VERSION_METRIC_TAG}{PRECISION_PREFIX}"
+                   f"<label>` would be {len(longest)}, over MLflow's {limit}-character key limit; at most "
+                   f"{longest_label(limit)} characters")
+        elif why is not None:
+            why = f"({len(label)} characters) {why}"
         if why:
             out[label] = why
     return out

@@ -19,6 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["negative", "positive"]
 
 apply_offline_defaults()
+# Reviewer actions on a tracking server sign their audit entries (tasks/registry/audit.py); the
+# tests' reviewers hold this test-only key, and the processes they start inherit it.
+os.environ.setdefault("ADAPTFLOW_AUDIT_KEY", "test-only-audit-key-0123456789abcdef")
+os.environ.setdefault("ADAPTFLOW_CANARY_CHECK_KEY", "test-only-canary-check-key-0123456789")
 
 
 def pytest_configure(config):

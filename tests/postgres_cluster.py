@@ -51,6 +51,15 @@ class Postgres:
         subprocess.run(self._as_user([pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]),
                        capture_output=True)
 
+    def start(self) -> None:
+        """Start the (stopped) cluster again on its port, 127.0.0.1 only."""
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data_dir.parent}"
+        done = subprocess.run(self._as_user([pg_bin("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log), "-o",
+                                             options, "-w", "-t", "120", "start"]), capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ServerError(f"pg_ctl start failed: {done.stderr[-2000:]}\n"
+                              f"{self.log.read_text()[-2000:] if self.log.exists() else ''}")
+
 
 def start_postgres(folder: Path, port: int) -> Postgres:
     """initdb + pg_ctl start in `folder`, listening on 127.0.0.1:port only, trust auth for the
@@ -70,8 +79,5 @@ def start_postgres(folder: Path, port: int) -> Postgres:
     done = run([pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
     if done.returncode != 0:
         raise ServerError(f"initdb failed: {done.stderr[-2000:]}")
-    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {folder}"
-    done = run([pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "120", "start"])
-    if done.returncode != 0:
-        raise ServerError(f"pg_ctl start failed: {done.stderr[-2000:]}\n{log.read_text()[-2000:] if log.exists() else ''}")
+    pg.start()
     return pg

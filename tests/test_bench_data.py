@@ -29,3 +29,24 @@ def test_benchmarks_prepare_the_default_data_and_ignore_what_a_run_left(project_
     assert len(frames["train"]) > 9000 and len(frames["test"]) > 2000
     with pytest.raises(SystemExit, match=r"labels \['negative', 'positive'\] are not validation.labels"):
         default_splits(replace(settings, validation=replace(settings.validation, labels=["billing", "refund"])))
+
+
+def test_every_benchmark_result_names_its_commit(tmp_path):
+    """docs/performance.md names the commit of every figure: the results carry it."""
+    import subprocess
+
+    from bench.common import commit, machine
+
+    assert machine()["commit"] == commit()
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git[:3], "init", "-q"], check=True)
+    (repo / "f.txt").write_text("a")
+    subprocess.run([*git, "add", "f.txt"], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    head = subprocess.run([*git[:3], "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert commit(repo) == head
+    (repo / "f.txt").write_text("b")
+    assert commit(repo) == head + "+dirty"
+    assert commit(tmp_path / "nowhere").startswith("not recorded")

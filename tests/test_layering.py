@@ -28,8 +28,10 @@ ALLOWED = {
     "registry": SHARED | {"config", "models", "strategies", "data", "evaluation", "artifacts", "training", "tracking"},
     "ops": SHARED | {"config", "models", "strategies", "data", "evaluation", "artifacts", "training", "registry",
                      "tracking"},
+    "outcomes": SHARED | {"config"},
     "serving": SHARED | {"config", "models", "strategies", "evaluation", "artifacts", "registry",
-                         "tracking"},
+                         "tracking", "outcomes"},
+    "release": SHARED | {"config", "outcomes", "registry", "evaluation", "tracking"},
     "tracking": SHARED | {"config", "data", "models"},   # type annotations only (TYPE_CHECKING)
 }
 NEVER = {"strategies": ("mlflow", "prefect"), "models": ("mlflow",), "config": ("mlflow", "prefect")}

@@ -134,7 +134,10 @@ def test_work_pool_registration_runs_on_a_prefect_worker(servers, project_factor
     project = project_factory({"model": {"base": str(tiny_bert)}, "strategies": {"run": ["zero_shot"]},
                                "project": {"experiment": "work-pool", "registered_model": "work-pool-model"}})
     monkeypatch.setenv("PREFECT_API_URL", prefect.url)
-    env = env_for_subprocess(PREFECT_API_URL=prefect.url, MLFLOW_TRACKING_URI=mlflow.url)
+    # A work pool's worker is started by the operator, not by `adaptflow deploy`: it carries what
+    # a form may not choose in its environment (flows/server_side.py; the ConfigMap in Kubernetes).
+    env = env_for_subprocess(PREFECT_API_URL=prefect.url, MLFLOW_TRACKING_URI=mlflow.url,
+                             ADAPTFLOW_PROJECT_ROOT=str(project), ADAPTFLOW_PIPELINE_ACCOUNT="")
     created = subprocess.run([sys.executable, "-m", "prefect", "work-pool", "create", "adaptflow-test", "--type",
                               "process", "--overwrite"], env=env, capture_output=True, text=True, timeout=300)
     assert created.returncode == 0, created.stdout + created.stderr

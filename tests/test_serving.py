@@ -152,18 +152,20 @@ def test_serving_settings_are_validated():
 
 # ---- a real registry with tiny trained versions ------------------------------------
 def register_version(tmp: Path, base: ResolvedBase, model_name: str, strategy_name: str, seed: int,
-                     experiment: str, fingerprint: str | None = None) -> str:
-    """Build with the strategy, train two steps, save, log the pyfunc as `adaptflow run` does,
-    register with register_best. `fingerprint` overrides the recorded base (a mismatch)."""
+                     experiment: str, fingerprint: str | None = None, labels: list[int] | None = None,
+                     epochs: int = 1, learning_rate: float | None = None) -> str:
+    """Build with the strategy, train two steps an epoch on TRAIN (or its texts with `labels`),
+    save, log the pyfunc as `adaptflow run` does, register with register_best. `fingerprint`
+    overrides the recorded base (a mismatch)."""
     strategy = registry.get(strategy_name)
     params = strategy.parse_params({})
     seed_everything(seed)
     model = strategy.build(base.path, Head.for_task('classification', LABELS), params)
     tokenizer = load_tokenizer(base.path)
-    data = encode(tokenizer, TRAIN[0], np.array(TRAIN[1]), 32)
-    train(model, data, data.subset(4, seed), LoopConfig(learning_rate=params.learning_rate, epochs=1, batch_size=8,
+    data = encode(tokenizer, TRAIN[0], np.array(TRAIN[1] if labels is None else labels), 32)
+    train(model, data, data.subset(4, seed), LoopConfig(learning_rate=learning_rate or params.learning_rate, epochs=epochs, batch_size=8,
                                                         eval_every=100, patience=1, seed=seed), tokenizer.pad_token_id)
-    folder = tmp / f"{model_name}-{strategy_name}-{seed}"
+    folder = tmp / f"{model_name}-{strategy_name}-{seed}-{len(list(tmp.glob('*')))}"
     folder.mkdir()
     strategy.save(model, folder)
     recorded = ResolvedBase(base.name, base.path, fingerprint or base.fingerprint)

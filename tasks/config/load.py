@@ -25,6 +25,7 @@ from tasks.config.sections import (
     dataset_slug,
 )
 from tasks.config.policy import PolicySettings
+from tasks.config.release import CanarySettings, OutcomeSettings
 from tasks.config.serving import ServingSettings
 from tasks.config.tune import TuneSettings
 from tasks.tasktypes import DEFAULT, task_type
@@ -48,6 +49,8 @@ class Settings:
     serving: ServingSettings = field(default_factory=ServingSettings)
     tune: TuneSettings = field(default_factory=TuneSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)   # checked in evaluation and serving
+    outcomes: OutcomeSettings = field(default_factory=OutcomeSettings)   # what serving records per answer
+    canary: CanarySettings = field(default_factory=CanarySettings)       # how a canary release is judged
     # Each chosen strategy's params, parsed and validated once at load (its params dataclass,
     # defaults filled in); `<name>+retrieval`'s from its strategy's section and `retrieval` option.
     strategy_params: dict[str, Any] = field(default_factory=dict)
@@ -166,6 +169,8 @@ def load_settings(
         serving=parse_section(ServingSettings, raw.get("serving"), "serving"),
         tune=parse_section(TuneSettings, raw.get("tune"), "tune"),
         policy=parse_section(PolicySettings, raw.get("policy"), "policy"),
+        outcomes=parse_section(OutcomeSettings, raw.get("outcomes"), "outcomes"),
+        canary=parse_section(CanarySettings, raw.get("canary"), "canary"),
         strategy_params=parsed,
         profile=profile,
         root=path.resolve().parent,
@@ -236,10 +241,10 @@ def _check_task_data(path: Path, s: Settings) -> None:
 
 def read_pipeline_account(params_file: str | Path, profile: str | None = None) -> str | None:
     """project.pipeline_account with the profile applied: all the reviewer commands (promote,
-    rollback) need, from a params file that may hold nothing else (None when there is none)."""
+    rollback) need, from a params file that may hold nothing else (None when it declares none).
+    A missing or unreadable file is a SettingsError, not "no pipeline account": reading none
+    would skip the refusal of the pipeline's account (issue 27, finding 1)."""
     path = Path(params_file)
-    if not path.is_file():
-        return None
     account = (_merged(path, profile, None).get("project") or {}).get("pipeline_account")
     if account is not None and not isinstance(account, str):
         raise SettingsError(f"{path}: project.pipeline_account must be an account name, not {account!r}")
@@ -252,6 +257,9 @@ def _merged(path: Path, profile: str | None, overrides: dict | None) -> dict:
         raise SettingsError(f"params file not found: {path} (pass --params FILE or run from the project folder)")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:   # e.g. not readable by this account
+        raise SettingsError(f"{path}: cannot read the params file ({exc.strerror}); make it readable by "
+                            f"this account") from exc
     except yaml.YAMLError as exc:
         raise SettingsError(f"{path}: not valid YAML: {exc}") from exc
     profiles = raw.pop("profiles", {}) or {}

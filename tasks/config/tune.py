@@ -37,4 +37,6 @@ class TuneSettings:
 
     @property
     def is_url(self) -> bool:
-        return "://" in self.storage or self.storage.startswith("env:")
+        from tasks.config.stores import is_url
+
+        return is_url(self.storage)

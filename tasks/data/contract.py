@@ -354,18 +354,25 @@ def validate_raw(frame: pd.DataFrame, c: RawContract, fmt: str, problems: list[R
                             {"raw": _compact(result)}, labels, inferred, docs_dir)
 
 
+def _short(name: str) -> str:
+    """A label as the message shows it: a 229-character name would fill the line (its length is said)."""
+    return repr(name if len(name) <= 60 else name[:40] + "...")
+
+
 def _label_name_failures(labels: list[str], c: RawContract) -> list[Failure]:
-    """Label names end up in metric names (`test_precision_<label>`): one MLflow refuses would
-    fail every strategy after it trained, so it fails the gate instead."""
-    from tasks.tracking import unloggable_labels
+    """Label names end up in metric names (`test_precision_<label>`) and registry tag keys
+    (`metric.test_precision_<label>`): one MLflow refuses would fail every strategy after it
+    trained, or the registration after all of them, so it fails the gate instead."""
+    from tasks.tracking import longest_label, unloggable_labels
 
     bad = unloggable_labels(labels)
     if not bad:
         return []
-    examples = [f"label {name!r}: {why}" for name, why in list(bad.items())[:c.rules.example_rows]]
+    examples = [f"label {_short(name)}: {why}" for name, why in list(bad.items())[:c.rules.example_rows]]
     return [Failure("raw", "label names MLflow can log", c.data.label_col, None, examples,
-                    hint="rename these labels with data.label_map (e.g. '4+ stars': '4plus stars'); metric "
-                         "names allow letters, digits, _ - . / : and spaces")]
+                    hint=f"rename these labels with data.label_map (e.g. '4+ stars': '4plus stars'); metric "
+                         f"names allow letters, digits, _ - . / : and spaces, and a label at most "
+                         f"{longest_label()} characters")]
 
 
 # ---------------------------------------------------------------- the splits

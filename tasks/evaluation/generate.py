@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -62,8 +63,10 @@ def prompt_formats(model: nn.Module, fmt: PromptFormat, texts: list[str]) -> lis
 
 
 def generate_texts(model: nn.Module, tokenizer, fmt: PromptFormat, texts: list[str], max_length: int,
-                   max_new_tokens: int, batch_size: int) -> Generated:
-    """Outputs for `texts`, in order. Batches follow prompt length (less padding)."""
+                   max_new_tokens: int, batch_size: int, progress: Callable[[int], None] | None = None
+                   ) -> Generated:
+    """Outputs for `texts`, in order. Batches follow prompt length (less padding). `progress`:
+    called with the number of texts done after each batch (evaluation's `ProgressLines`)."""
     model.eval()
     budget = prompt_budget(model, max_length, max_new_tokens)
     start = time.perf_counter()   # building prompts is part of the wait (retrieval: embedding and search)
@@ -75,6 +78,8 @@ def generate_texts(model: nn.Module, tokenizer, fmt: PromptFormat, texts: list[s
         idx = order[b:b + batch_size]
         for i, tokens in zip(idx, greedy(model, [prompts[i] for i in idx], pad_id, eos, max_new_tokens)):
             new[i] = tokens
+        if progress is not None:
+            progress(min(b + batch_size, len(order)))
     seconds = time.perf_counter() - start
     # clean_up_tokenization_spaces would glue quotes and punctuation to the word before (BERT-era
     # detokenising): "deficit 'stabilises'" came out as "deficit'stabilises'".

@@ -20,7 +20,7 @@ def pyplot():
     return plt
 
 
-def _png(fig) -> str:
+def png_data_uri(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     pyplot().close(fig)
@@ -81,7 +81,7 @@ def pareto_plot(rows: list[StrategyRow], cost_key: str, cost_label: str, log: bo
     ax.set_xlabel(cost_label)
     ax.set_ylabel(f"test {label}")
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png_data_uri(fig)
 
 
 def reliability_plot(rows: list[StrategyRow]) -> str | None:
@@ -94,7 +94,7 @@ def reliability_plot(rows: list[StrategyRow]) -> str | None:
     fig.supxlabel("confidence (15 bins)", fontsize=8)
     fig.supylabel("accuracy", fontsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return png_data_uri(fig)
 
 
 def loss_plot(rows: list[StrategyRow]) -> str | None:
@@ -113,7 +113,7 @@ def loss_plot(rows: list[StrategyRow]) -> str | None:
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    return _png(fig)
+    return png_data_uri(fig)
 
 
 def learning_curve_plot(rows: list[StrategyRow]) -> str | None:
@@ -128,7 +128,7 @@ def learning_curve_plot(rows: list[StrategyRow]) -> str | None:
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png_data_uri(fig)
 
 
 def study_plot(rows: list[StrategyRow]) -> str | None:
@@ -158,4 +158,4 @@ def study_plot(rows: list[StrategyRow]) -> str | None:
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=6)
     fig.tight_layout()
-    return _png(fig)
+    return png_data_uri(fig)

@@ -13,16 +13,19 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import Callable
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tasks.registry.audit import GENESIS, Claim, create_claim, digest, read_claims, tag_key, verify
+from tasks.registry.audit import (AUDIT_KEY_ENV, GENESIS, PIPELINE_ACTIONS, Claim, audit_key, check_key, create_claim,
+                                  digest, entry_limit, read_claims, sign, tag_key, trusted, verify)
+from tasks.registry.canary_state import apply_canary
 from tasks.registry.errors import GovernanceError
-from tasks.registry.identity import Identity, establish, refuse_pipeline_account
+from tasks.registry.identity import Identity, establish, is_server, refuse_pipeline_account
+from tasks.tracking import PRECISION_PREFIX, RECALL_PREFIX
 
 CHAMPION = "champion"
 # How long a reviewer waits for another reviewer's move to be applied before giving up (a move
@@ -31,6 +34,10 @@ WAIT_SECONDS = 120
 # A claimed entry whose alias move is not applied after this long: its writer died, and the
 # next writer applies it. Compared with the server's creation time, so clocks must roughly agree.
 STALE_SECONDS = 60
+# The reason is free text kept in the entry, which must fit the registry's 5,000-character tag
+# column with everything else (tasks/registry/audit.py, `entry_limit`): 2,000 characters is a
+# long paragraph and leaves room for the fields and about 60 metric deltas.
+MAX_REASON_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -45,11 +52,16 @@ class AuditEntry:
     deltas: dict[str, float] = field(default_factory=dict)   # new minus previous, per metric
     identity_source: str = ""   # how `reviewer` was established
     prev_hash: str = ""         # SHA-256 of the previous entry as written (tasks/registry/audit.py)
+    # Canary entries (tasks/registry/canary.py): the share started with, and a rollback's evidence.
+    share: float | None = None
+    evidence: dict = field(default_factory=dict)
+    signature: str = ""         # HMAC-SHA256 with the audit key (tasks/registry/audit.py); "" unsigned
 
     def line(self) -> str:
         moved = f"v{self.previous or '-'} -> v{self.version}"
         deltas = ", ".join(f"{k} {v:+.4f}" for k, v in sorted(self.deltas.items()))
-        return (f"#{self.seq} {self.at} {self.action:<8} {moved:<12} by {self.reviewer}: {self.reason}"
+        share = f" share {self.share:.0%}" if self.share is not None else ""
+        return (f"#{self.seq} {self.at} {self.action:<8} {moved:<12}{share} by {self.reviewer}: {self.reason}"
                 + (f"  [{deltas}]" if deltas else ""))
 
 
@@ -106,12 +118,13 @@ def history(client: MlflowClient, model: str) -> History:
     except MlflowException as exc:
         raise GovernanceError(f"no registered model {model!r} in this store") from exc
     claims = read_claims(client, model)
-    entries = [e for e in map(_entry, claims) if e is not None]
-    problems = verify(claims, tags)
-    problems += [f"entry {c.seq} lacks fields an entry needs; skipped" for c in claims
-                 if c.fields() is not None and _entry(c) is None]
+    key, check = audit_key(), check_key()
+    good = trusted(claims, model, key, check)   # forged (unsigned) entries are reported, not replayed
+    entries = [e for e in map(_entry, good) if e is not None]
+    problems = verify(claims, tags, model, key, check)
+    problems += [f"entry {c.seq} lacks fields an entry needs; skipped" for c in good if _entry(c) is None]
     current, stack = _current(client, model), champion_stack(entries)
-    applying = bool(claims) and tag_key(claims[-1].seq) not in tags
+    applying = bool(good) and tag_key(good[-1].seq) not in tags
     if stack and current != stack[-1] and not applying:
         problems.append(f"@champion is v{current} but the history ends at v{stack[-1]}: moved outside adaptflow")
     return History(entries, problems, current)
@@ -129,6 +142,13 @@ def identify(tracking_uri: str, reviewer: str | None, reason: str, pipeline_acco
     pipeline's account is refused whichever way its credentials were given."""
     if not reason.strip():
         raise GovernanceError("--reason must say why (it is kept in the audit history)")
+    if len(reason) > MAX_REASON_CHARS:
+        raise GovernanceError(f"--reason is {len(reason)} characters; at most {MAX_REASON_CHARS} (it is kept in the "
+                              "audit history, a registry tag of bounded size); link a longer text; nothing changed")
+    if is_server(tracking_uri) and audit_key() is None:
+        raise GovernanceError(f"{AUDIT_KEY_ENV} is not set: on a tracking server every audit entry is signed with the "
+                              "key reviewers hold, so a forged one is told apart (infra/README.md, \"Concurrent "
+                              "reviewers\"); nothing changed")
     refuse_pipeline_account(pipeline_account)            # before any request: configured credentials
     identity = establish(tracking_uri, reviewer)
     refuse_pipeline_account(pipeline_account, identity)  # the account the server signed us in as
@@ -139,20 +159,22 @@ def identify(tracking_uri: str, reviewer: str | None, reason: str, pipeline_acco
 Decide = Callable[[list[AuditEntry], str | None], tuple[str, str, str | None]]
 
 
-def _append(client: MlflowClient, model: str, decide: Decide, who: Identity, reason: str) -> AuditEntry:
+def _append(client: MlflowClient, model: str, decide: Decide, who: Identity, reason: str,
+            **extra) -> AuditEntry:
     """The one path that moves @champion: decide on the current history, claim the next entry
     (compare-and-set), then apply it. Losing the claim to another reviewer means deciding again."""
-    deadline = time.monotonic() + WAIT_SECONDS
+    deadline, key, check = time.monotonic() + WAIT_SECONDS, audit_key(), check_key()
     while True:
         tags = client.get_registered_model(model).tags
         claims = read_claims(client, model)
-        if claims and tag_key(claims[-1].seq) not in tags:         # the last move is being applied
-            if time.time() * 1000 - claims[-1].created_ms > STALE_SECONDS * 1000:
-                _apply(client, model, claims[-1])                   # its writer died: finish it
+        good = trusted(claims, model, key, check)   # a forged claim is never waited for, finished or chained to
+        if good and tag_key(good[-1].seq) not in tags:              # the last move is being applied
+            if time.time() * 1000 - good[-1].created_ms > STALE_SECONDS * 1000:
+                _apply(client, model, good[-1])                     # its writer died: finish it
             else:
                 _wait(deadline, model)
             continue
-        action, version, previous = decide([e for e in map(_entry, claims) if e is not None],
+        action, version, previous = decide([e for e in map(_entry, good) if e is not None],
                                            _current(client, model))
         entry = AuditEntry(seq=claims[-1].seq + 1 if claims else 1, action=action, version=version,
                            previous=previous, reviewer=who.user, reason=reason,
@@ -160,12 +182,42 @@ def _append(client: MlflowClient, model: str, decide: Decide, who: Identity, rea
                            deltas=metric_deltas(_metrics(client, model, version),
                                                 _metrics(client, model, previous) if previous else None),
                            identity_source=who.source,
-                           prev_hash=digest(claims[-1].raw) if claims else GENESIS)
-        raw = json.dumps(asdict(entry), sort_keys=True)
+                           prev_hash=digest(good[-1].raw) if good else GENESIS, **extra)
+        # The reviewers' key signs everything; without it, the check's key signs only what it may do.
+        raw = written(bounded(entry, entry_limit()), model, key or (check if action in PIPELINE_ACTIONS else None))
         if create_claim(client, model, entry.seq, raw):             # written before the alias moves
-            _apply(client, model, Claim(entry.seq, raw, 0))
-            return entry
+            claim = Claim(entry.seq, raw, 0)
+            _apply(client, model, claim)
+            return _entry(claim)                                    # as written: bounded and signed
         _wait(deadline, model)
+
+
+def bounded(entry: AuditEntry, limit: int) -> AuditEntry:
+    """The entry within `limit` characters as written (signature included): the reason is bounded
+    before (`identify`); what can still overflow are the metric deltas (one per metric, two per
+    label: a few hundred labels), dropped per-label first, then from the end, until it fits. The
+    runs keep every figure. Refused, before anything is written, if even no deltas do not fit."""
+    signature = "0" * 64   # its length, for the sum
+    size = lambda e: len(json.dumps(asdict(replace(e, signature=signature)), sort_keys=True))   # noqa: E731
+    if size(entry) <= limit:
+        return entry
+    order = sorted(entry.deltas, key=lambda k: (not k.startswith((PRECISION_PREFIX, RECALL_PREFIX)), k))
+    kept = dict(entry.deltas)
+    for name in order:
+        kept.pop(name)
+        if size(replace(entry, deltas=kept)) <= limit:
+            return replace(entry, deltas=kept)
+    raise GovernanceError(f"the audit entry would be {size(replace(entry, deltas={}))} characters, over the registry's "
+                          f"{limit} (non-ASCII characters of --reason count up to 6 each): shorten --reason; "
+                          "nothing changed")
+
+
+def written(entry: AuditEntry, model: str, key: bytes | None) -> str:
+    """The entry's text as stored: signed when there is a key."""
+    fields_ = asdict(entry)
+    if key is not None:
+        fields_["signature"] = sign(key, model, fields_)
+    return json.dumps(fields_, sort_keys=True)
 
 
 def _wait(deadline: float, model: str) -> None:
@@ -179,7 +231,9 @@ def _apply(client: MlflowClient, model: str, claim: Claim) -> None:
     """Make the registry say what the entry says; the mirror tag last marks it applied.
     Idempotent: a writer finishing a dead writer's entry sets the same values."""
     e = _entry(claim)
-    if e is not None:
+    if e is not None and e.action.startswith("canary"):
+        apply_canary(client, model, e)
+    elif e is not None:
         client.set_registered_model_alias(model, CHAMPION, e.version)
         for key, value in {"champion.action": e.action, "champion.by": e.reviewer, "champion.at": e.at,
                            "champion.reason": e.reason, "champion.previous": e.previous or "none",

@@ -22,6 +22,7 @@ from tasks.models.base import ResolvedBase
 from tasks.registry.decisions import Decision, Kind, Reference, decide_challenger
 from tasks.strategies import registry
 from tasks.tasktypes import DEFAULT
+from tasks.tracking import VERSION_METRIC_TAG   # `metric.<name>`: the label-length limit is computed from it
 
 ALIASES = ("champion", "challenger")
 
@@ -111,7 +112,7 @@ def reference(client: MlflowClient, model_name: str, alias: str, metric_name: st
         mv = client.get_model_version_by_alias(model_name, alias)
     except MlflowException:
         return None, None  # no such model or alias yet
-    raw = mv.tags.get(f"metric.{metric_name}")
+    raw = mv.tags.get(f"{VERSION_METRIC_TAG}{metric_name}")
     ref = Reference(alias=alias, version=str(mv.version), metric=float(raw) if raw is not None else None,
                     data_version=mv.tags.get("eval.selection_key", ""), kind=version_kind(mv.tags))
     if examples is None or ref.data_version == examples.data_version:
@@ -192,14 +193,14 @@ def register_best(model_name: str, metric_name: str, min_improvement: float,
             "adapter.config": json.dumps(chosen.params, sort_keys=True, default=str)[:5000],
             f"data.{scoring.split}_md5": scoring.split_md5, "eval.selection_key": scoring.data_version,
             "eval.selection_split": scoring.split, "eval.selection_metric": metric_name,
-            f"metric.{metric_name}": repr(chosen.metrics[metric_name]),
+            f"{VERSION_METRIC_TAG}{metric_name}": repr(chosen.metrics[metric_name]),
             "challenger_decision": "set" if decision.set_challenger else "kept previous",
             "challenger_reasons": " | ".join(decision.reasons)[:5000]}
     if chosen.params.get("data_version") and "embedder" in chosen.params:   # a retrieving strategy: its index
         tags |= {"retrieval.data_version": str(chosen.params["data_version"]),
                  "retrieval.embedder": str(chosen.params["embedder"])}
     for key, value in chosen.metrics.items():
-        tags.setdefault(f"metric.{key}", repr(value))
+        tags.setdefault(f"{VERSION_METRIC_TAG}{key}", repr(value))
     mv = mlflow.register_model(chosen.model_uri, model_name, tags=tags)
     if decision.set_challenger:
         client.set_registered_model_alias(model_name, "challenger", mv.version)

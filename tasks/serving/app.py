@@ -24,11 +24,15 @@ from fastapi.responses import JSONResponse, Response
 from tasks.serving.batching import QueueFull
 from tasks.serving.checks import RequestError, check_generate_request, check_request
 from tasks.serving.metrics import UNKNOWN
+from tasks.serving.outcome import make_outcome, record
+from tasks.serving.routing import request_id
 from tasks.serving.service import Service, ServingError
 from tasks.tasktypes import task_type
 
 log = logging.getLogger("adaptflow.serving")
 RETRY_AFTER_SECONDS = "1"
+# The header a client may send its key in (or the body's "client"): a canary split is sticky by it.
+CLIENT_HEADER = "x-adaptflow-client"
 
 
 def serving_token(token_env: str | None) -> str | None:
@@ -75,11 +79,12 @@ def parse_json(body: bytes):
         raise RequestError(400, "the body is not valid JSON: nested too deeply") from exc
 
 
-def error(status: int, message: str) -> JSONResponse:
+def error(status: int, message: str, rid: str | None = None) -> JSONResponse:
     headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else {}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return JSONResponse({"error": message, **({"request_id": rid} if rid else {})}, status_code=status,
+                        headers=headers)
 
 
 def create_app(service: Service) -> FastAPI:
@@ -150,27 +155,36 @@ async def _generate(service: Service, req, loaded, alias):
 
 async def _answer(service: Service, request: Request, token: str | None, check, run):
     """One request: authenticate, read (capped) and check the body on its own, admit it to a
-    version (loading a pinned one off the event loop), run it, and count it; a refused or failed
-    request never affects the others, and its error says what was wrong without internals."""
-    start = time.perf_counter()
-    label, loaded, route = UNKNOWN, None, request.url.path.strip("/")
+    version (the canary split, or loading a pinned one off the event loop), run it, record its
+    outcome, and count it; a refused or failed request never affects the others, and its error
+    says what was wrong without internals. Every answer carries a request id (body and header)."""
+    start, arrived, rid = time.perf_counter(), time.time(), request_id()
+    label, loaded, alias, routed, route = UNKNOWN, None, None, False, request.url.path.strip("/")
+    req, answer, status = None, None, 200
     try:
         require_token(request, token)
         req = check(parse_json(await read_body(request, service.settings.max_body_bytes)),
                     service.models, service.settings)
         label = req.model
-        loaded, alias = (service.admit(req) if req.version is None
-                         else await run_in_threadpool(service.admit, req))
+        key = request.headers.get(CLIENT_HEADER) or None
+        loaded, alias, routed = (service.admit(req, key) if req.version is None
+                                 else await run_in_threadpool(service.admit, req, key))
         answer = await run(service, req, loaded, alias)
+        response = JSONResponse({**answer, "request_id": rid})
     except RequestError as exc:
-        service.metrics.request(label, exc.status, time.perf_counter() - start)
-        return error(exc.status, str(exc))
+        status, response = exc.status, error(exc.status, str(exc), rid)
     except Exception:   # the service keeps serving; the details go to the log only
-        log.exception("%s failed", route)
-        service.metrics.request(label, 500, time.perf_counter() - start)
-        return error(500, f"{route} failed (an internal error; the service log has the details)")
+        log.exception("%s failed (request %s)", route, rid)
+        status = 500
+        response = error(500, f"{route} failed (an internal error; the service log has the details)", rid)
     finally:
         if loaded is not None:
             service.release(loaded)
-    service.metrics.request(label, 200, time.perf_counter() - start, len(req.texts))
-    return answer
+    seconds = time.perf_counter() - start
+    service.metrics.request(label, status, seconds, len(req.texts) if req is not None and status == 200 else 0)
+    if loaded is not None:   # a request that reached a version: its outcome is that version's
+        await record(service, make_outcome(service, request_id=rid, arrived=arrived, loaded=loaded, alias=alias,
+                                           routed=routed, route=route, status=status, seconds=seconds,
+                                           texts=len(req.texts), answer=answer))
+    response.headers["X-Request-Id"] = rid
+    return response

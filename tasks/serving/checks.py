@@ -6,6 +6,7 @@ from typing import Any
 
 from tasks.artifacts.predictor import text_problem
 from tasks.config import ServingSettings
+from tasks.serving.routing import CANARY, MAX_CLIENT_KEY
 from tasks.tasktypes import names as task_names
 from tasks.tasktypes import task_type
 
@@ -25,6 +26,7 @@ class PredictRequest:
     alias: str | None = None      # one of serving.aliases; None with version None = the default
     version: str | None = None    # a version number, loaded on demand
     max_new_tokens: int | None = None   # /generate only: at most serving.max_new_tokens
+    client: str | None = None     # the client's key: a canary split is sticky by it (hashed, never stored)
 
 
 def known_fields(route: str) -> set[str]:
@@ -47,7 +49,7 @@ def check_generate_request(body: Any, models: list[str], settings: ServingSettin
     if isinstance(cap, bool) or not isinstance(cap, int) or not 0 < cap <= settings.max_new_tokens:
         raise RequestError(422, f"'max_new_tokens' must be an integer in 1..{settings.max_new_tokens} "
                                 f"(serving.max_new_tokens), got {cap!r}")
-    return PredictRequest(req.model, req.texts, req.alias, req.version, cap)
+    return PredictRequest(req.model, req.texts, req.alias, req.version, cap, req.client)
 
 
 def check_request(body: Any, models: list[str], settings: ServingSettings,
@@ -66,9 +68,9 @@ def check_request(body: Any, models: list[str], settings: ServingSettings,
     alias, version = body.get("alias"), body.get("version")
     if alias is not None and version is not None:
         raise RequestError(422, "give 'alias' or 'version', not both")
-    if alias is not None and alias not in settings.aliases:
+    if alias is not None and alias not in (*settings.aliases, CANARY):
         raise RequestError(404, f"alias {alias!r} is not followed; followed: {', '.join(settings.aliases)} "
-                                f"(serving.aliases in params)")
+                                f"(serving.aliases in params) and {CANARY} while a canary runs")
     if version is not None:
         # ASCII digits only: "²".isdigit() is True and int("²") fails; at most 18 digits.
         digits = str(version) if isinstance(version, int) and not isinstance(version, bool) and version >= 0 else version
@@ -94,4 +96,8 @@ def check_request(body: Any, models: list[str], settings: ServingSettings,
     if unencodable:
         raise RequestError(422, f"text(s) at position(s) {unencodable[:10]} are not valid Unicode text "
                                 f"(a lone surrogate such as \\ud800)")
-    return PredictRequest(model=model, texts=list(texts), alias=alias, version=version)
+    client = body.get("client")
+    if client is not None and not (isinstance(client, str) and 0 < len(client) <= MAX_CLIENT_KEY and _is_utf8(client)):
+        raise RequestError(422, f"'client' must be a non-empty string of at most {MAX_CLIENT_KEY} characters "
+                                "(the key a canary split is sticky by)")
+    return PredictRequest(model=model, texts=list(texts), alias=alias, version=version, client=client)

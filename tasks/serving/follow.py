@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from mlflow.exceptions import MlflowException
 
+from tasks.registry.canary_state import CANARY_ALIAS, SHARE_TAG, read_share
+from tasks.serving.routing import CanaryRoute
+
 Route = tuple[str, str]   # (registered model, alias)
 
 
@@ -46,4 +49,14 @@ def resolve_aliases(client, models: list[str], aliases: list[str]) -> dict[Route
                 if not _missing(exc):
                     raise
                 out[(model, alias)] = None
+    return out
+
+
+def resolve_canaries(client, models: list[str]) -> dict[str, CanaryRoute | None]:
+    """model -> the canary it runs (its version and share), or None: one registry request per model."""
+    out: dict[str, CanaryRoute | None] = {}
+    for model in models:
+        rm = client.get_registered_model(model)
+        version, share = (rm.aliases or {}).get(CANARY_ALIAS), read_share(rm.tags.get(SHARE_TAG))
+        out[model] = CanaryRoute(str(version), share) if version is not None and share > 0 else None
     return out

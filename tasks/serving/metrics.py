@@ -34,6 +34,16 @@ class ServingMetrics:
                                    ["model"], registry=r)
         self.serving = Gauge("adaptflow_serving_version", "Version served per alias", ["model", "alias"],
                              registry=r)
+        # Per version: what the canary check compares (the outcome store holds the same per request).
+        self.version_requests = Counter("adaptflow_version_requests", "Requests per version, arm and HTTP status",
+                                        ["model", "version", "arm", "status"], registry=r)
+        self.version_signals = Counter("adaptflow_version_signals",
+                                       "Requests per version with a live signal (error, policy_blocked, abstained)",
+                                       ["model", "version", "signal"], registry=r)
+        self.version_latency = Histogram("adaptflow_version_latency_seconds", "Latency per version",
+                                         ["model", "version"], buckets=LATENCY_BUCKETS, registry=r)
+        self.canary_share = Gauge("adaptflow_canary_share", "Share of unpinned traffic the canary gets",
+                                  ["model"], registry=r)
 
     def request(self, model: str, status: int, seconds: float, texts: int = 0) -> None:
         self.requests.labels(model, str(status)).inc()
@@ -42,6 +52,26 @@ class ServingMetrics:
         else:
             self.texts.labels(model).inc(texts)
         self.latency.labels(model).observe(seconds)
+
+    def outcome(self, model: str, version: str, arm: str, status: int, seconds: float, signals: list[str]) -> None:
+        self.version_requests.labels(model, version, arm, str(status)).inc()
+        self.version_latency.labels(model, version).observe(seconds)
+        for signal in signals:
+            self.version_signals.labels(model, version, signal).inc()
+
+    def watch_recorder(self, recorder) -> None:
+        """The outcome recorder's counts, read when /metrics is scraped."""
+        r = self.registry
+        for name, doc, read in (
+                ("adaptflow_outcomes_written", "Outcome rows committed to the store", lambda: recorder.counts.written),
+                ("adaptflow_outcomes_dropped", "Outcome rows dropped (store down past outcomes.buffer_rows)",
+                 lambda: recorder.counts.dropped),
+                ("adaptflow_outcomes_pending", "Outcome rows waiting to be written", lambda: recorder.pending),
+                ("adaptflow_outcomes_write_failures", "Failed writes to the outcome store",
+                 lambda: recorder.counts.failures),
+                ("adaptflow_outcomes_late", "Requests answered before their outcome row was committed",
+                 lambda: recorder.counts.late)):
+            Gauge(name, doc, registry=r).set_function(read)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

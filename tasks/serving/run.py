@@ -1,19 +1,22 @@
 """Starting the service: in the foreground for `adaptflow serve`, or in a thread (tests, bench)."""
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 from dataclasses import dataclass
 
 from tasks.config import PolicySettings, ServingSettings
+from tasks.outcomes.recorder import Recorder
 from tasks.serving.service import Service
 
 
 def serve(models: list[str], settings: ServingSettings, host: str, port: int,
-          policy: PolicySettings | None = None) -> None:
+          policy: PolicySettings | None = None, recorder: Recorder | None = None) -> None:
     """Load the followed aliases, then answer on host:port until interrupted (Ctrl-C, SIGTERM);
-    every answer passes `policy` (params' policy:, as in evaluation)."""
+    every answer passes `policy` (params' policy:, as in evaluation) and, with a `recorder`, is
+    recorded in the outcome store before it goes."""
     import torch
     import uvicorn
 
@@ -21,7 +24,8 @@ def serve(models: list[str], settings: ServingSettings, host: str, port: int,
 
     serving_token(settings.token_env)   # a missing token stops us before anything loads
     torch.set_num_threads(settings.threads)
-    service = Service(models, settings, policy=policy).start()
+    service = Service(models, settings, policy=policy, recorder=recorder,
+                      replica=f"{socket.gethostname()}:{os.getpid()}:{port}").start()
     try:
         # limit_concurrency: past it uvicorn answers 503 itself, before any work is queued.
         uvicorn.run(create_app(service), host=host, port=port, log_level="info",

@@ -9,10 +9,14 @@ the alias keeps serving the previous version, /health and the log say why.
 from __future__ import annotations
 
 import logging
+import os
+import random
 import re
+import socket
 import shutil
 import tempfile
 import threading
+import time
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -26,10 +30,13 @@ from tasks.config import PolicySettings, ServingSettings
 from tasks.evaluation.policy import OutputPolicy
 from tasks.serving.batching import Batcher
 from tasks.serving.checks import PredictRequest, RequestError
-from tasks.serving.follow import Change, Route, plan_changes, resolve_aliases
+from tasks.outcomes.recorder import Recorder
+from tasks.outcomes.store import ServingEvent
+from tasks.serving.follow import Change, Route, plan_changes, resolve_aliases, resolve_canaries
 from tasks.serving.metrics import ServingMetrics
 from tasks.serving.policy import guard_outputs, guard_prediction
 from tasks.serving.pool import Loaded, Pool
+from tasks.serving.routing import CANARY, CanaryRoute, goes_to_canary
 
 log = logging.getLogger("adaptflow.serving")
 
@@ -71,7 +78,7 @@ def public_reason(exc: BaseException) -> str:
 
 class Service:
     def __init__(self, models: list[str], settings: ServingSettings, client=None,
-                 policy: PolicySettings | None = None):
+                 policy: PolicySettings | None = None, recorder: Recorder | None = None, replica: str = ""):
         from mlflow.tracking import MlflowClient
 
         if not models:
@@ -79,6 +86,13 @@ class Service:
         self.models, self.settings = list(dict.fromkeys(models)), settings
         self.client = client or MlflowClient()
         self.metrics = ServingMetrics()
+        # Where each answer's outcome row goes (tasks/outcomes; None: nothing recorded), and this
+        # replica's name in those rows.
+        self.recorder, self.replica = recorder, replica or f"{socket.gethostname()}:{os.getpid()}"
+        if recorder is not None:
+            self.metrics.watch_recorder(recorder)
+        self._canary: dict[str, CanaryRoute | None] = {m: None for m in self.models}
+        self._rng = random.Random()
         # params' policy: section, the one evaluation applied to the test outputs.
         self.policy = OutputPolicy(policy if policy is not None else PolicySettings())
         self.batcher = Batcher(self._run_batch, settings.batch_wait_ms / 1000, settings.max_batch,
@@ -110,6 +124,8 @@ class Service:
                 raise ServingError(f"no registered model {model!r} in the registry "
                                    f"({self.client.tracking_uri}); check --models and MLFLOW_TRACKING_URI") from exc
         self.batcher.start()
+        if self.recorder is not None:
+            self.recorder.start()
         self.sync_once()   # the default aliases load before the port opens
         self._follower = threading.Thread(target=self._follow, name="adaptflow-follow", daemon=True)
         self._follower.start()
@@ -120,6 +136,8 @@ class Service:
         if self._follower is not None:
             self._follower.join(timeout=60)
         self.batcher.stop()
+        if self.recorder is not None:
+            self.recorder.stop()
         shutil.rmtree(self._workdir, ignore_errors=True)
 
     def _follow(self) -> None:
@@ -134,12 +152,15 @@ class Service:
         with self._sync_lock:
             try:
                 resolved = resolve_aliases(self.client, self.models, self.settings.aliases)
+                canaries = resolve_canaries(self.client, self.models)
             except Exception as exc:   # registry unreachable: keep serving what is loaded
                 self.poll_error = f"{_now()}: {type(exc).__name__}: {str(exc)[:300]}"
                 log.warning("registry poll failed, still serving the loaded versions: %s", self.poll_error)
                 return []
             self.last_poll, self.poll_error = _now(), None
+            resolved.update({(m, CANARY): c.version if c else None for m, c in canaries.items()})
             with self._lock:
+                self._follow_canaries(canaries)
                 refused = {r: f.version for r, f in self._refused.items() if not f.retried}
                 for route, version in resolved.items():   # the alias moved on from a refused version
                     if route in self._refused and self._refused[route].version != version:
@@ -150,6 +171,16 @@ class Service:
                 self._apply(change)
             self._retire_unused()
             return changes
+
+    def _follow_canaries(self, canaries: dict[str, CanaryRoute | None]) -> None:
+        """Under the lock: a stopped canary stops taking traffic now (its version is freed once
+        idle), a changed share applies to the next request."""
+        for model, canary in canaries.items():
+            self._canary[model] = canary
+            self.metrics.canary_share.labels(model).set(canary.share if canary else 0.0)
+            if canary is None:
+                self._routes.pop((model, CANARY), None)
+                self._refused.pop((model, CANARY), None)
 
     def _apply(self, change: Change) -> None:
         route = (change.model, change.alias)
@@ -163,6 +194,9 @@ class Service:
             with self._lock:
                 self._refused[route] = refusal
             self.metrics.refusals.labels(change.model).inc()
+            if self.recorder is not None:   # the canary check rolls back a canary no replica can load
+                self.recorder.record(ServingEvent(time.time(), self.replica, change.model, change.new, "refused",
+                                                  f"@{change.alias}: {refusal.reason}"))
             log.error("REFUSED %s@%s -> v%s; still serving %s%s: %s", change.model, change.alias, change.new,
                       f"v{change.old}" if change.old else "nothing",
                       " (retried at the next poll)" if refusal.retried else "", refusal.reason)
@@ -208,12 +242,18 @@ class Service:
             self.batcher.post(lambda loaded=loaded: self.pool.unload(loaded))
 
     # ---- requests -------------------------------------------------------------------
-    def admit(self, req: PredictRequest) -> tuple[Loaded, str | None]:
-        """The loaded version a request runs on (counted in flight until release)."""
+    def admit(self, req: PredictRequest, client_key: str | None = None) -> tuple[Loaded, str | None, bool]:
+        """The loaded version a request runs on (counted in flight until release), the alias it
+        came through, and whether the canary split chose it: a request naming no alias and no
+        version goes to the canary for `share` of the keys (or at random without a key)."""
         alias = None
         if req.version is None:
             alias = req.alias or self.settings.default_alias
             with self._lock:
+                split = req.alias is None and (req.model, CANARY) in self._routes
+                if split and goes_to_canary(req.model, self._canary_route(req.model), req.client or client_key,
+                                            self._rng):
+                    alias = CANARY
                 version = self._routes.get((req.model, alias))
                 if version is None:
                     refusal = self._refused.get((req.model, alias))
@@ -222,8 +262,13 @@ class Service:
                                           " (the registry has no such alias for it yet)"))
                 loaded = self._loaded[(req.model, version)]
                 self._inflight[loaded.key] += 1
-            return loaded, alias
-        return self._load_pinned(req.model, req.version), None
+            return loaded, alias, split
+        return self._load_pinned(req.model, req.version), None, False
+
+    def _canary_route(self, model: str) -> CanaryRoute | None:
+        """The split as loaded here: the share the registry says, the version this replica holds."""
+        canary = self._canary.get(model)
+        return CanaryRoute(self._routes[(model, CANARY)], canary.share) if canary else None
 
     def _load_pinned(self, model: str, version: str) -> Loaded:
         """A version asked for by number (counted in flight), loaded on demand and pinned;
@@ -324,7 +369,9 @@ class Service:
                 serving = {a: self._routes.get((m, a)) for a in self.settings.aliases}
                 refused = [asdict(r) for (mm, _), r in self._refused.items() if mm == m]
                 degraded |= bool(refused) or serving[self.settings.default_alias] is None
-                models[m] = {"serving": serving, "refused": refused}
+                canary = self._canary_route(m) if (m, CANARY) in self._routes else None
+                models[m] = {"serving": serving, "refused": refused,
+                             "canary": {"version": canary.version, "share": canary.share} if canary else None}
         return {"status": "degraded" if degraded else "ok", "models": models, "last_poll": self.last_poll,
                 "poll_error": self.poll_error, "poll_seconds": self.settings.poll_seconds,
                 "shared_bases": self.pool.groups()}

@@ -27,5 +27,6 @@ register(TaskType(
                        "probabilities": {"type": "object"}, "blocked": {"type": "boolean"},
                        "abstained": {"type": "boolean"}, "rules": {"type": "array"}, "reason": {"type": "string"}}}),
     feedback="label",
+    live_signals=("error", "slow", "policy_blocked", "abstained"),
     signature_example=({"text": ["a review"]}, {"label": ["positive"], "probability": [0.9]}),
 ))

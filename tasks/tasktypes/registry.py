@@ -55,6 +55,8 @@ class TaskType:
     response_schema: dict[str, Any] = field(default_factory=dict)
     # What user feedback on a served answer carries.
     feedback: Feedback = "label"
+    # The live signals a canary of this task type is judged on (tasks/tasktypes/signals.py).
+    live_signals: tuple[str, ...] = ("error", "slow", "policy_blocked")
     # The example input and output of the logged model's signature.
     signature_example: tuple[dict[str, list], dict[str, list]] = ({}, {})
 
@@ -65,17 +67,20 @@ class TaskType:
 
 def request_schema(**extra: dict) -> dict[str, Any]:
     """A serving request body (JSON Schema): the model, the texts, an alias or a version number,
-    plus a task type's own fields."""
+    optionally the client's key (a canary split is sticky by it), plus a task type's own fields."""
     return {"type": "object", "required": ["model", "texts"], "additionalProperties": False,
             "properties": {"model": {"type": "string"}, "texts": {"type": "array", "items": {"type": "string"}},
-                           "alias": {"type": "string"}, "version": {"type": ["integer", "string"]}, **extra}}
+                           "alias": {"type": "string"}, "version": {"type": ["integer", "string"]},
+                           "client": {"type": "string"}, **extra}}
 
 
 def response_schema(answers: str, item: dict, **extra: dict) -> dict[str, Any]:
-    """A serving answer (JSON Schema): which version of which model answered, and one item per text."""
-    return {"type": "object", "required": ["model", "version", "alias", "strategy", answers],
+    """A serving answer (JSON Schema): which version of which model answered (`alias` "canary" when
+    the canary split chose it), the request's id, and one item per text."""
+    return {"type": "object", "required": ["model", "version", "alias", "strategy", "request_id", answers],
             "properties": {"model": {"type": "string"}, "version": {"type": "string"},
                            "alias": {"type": ["string", "null"]}, "strategy": {"type": "string"},
+                           "request_id": {"type": "string"},
                            answers: {"type": "array", "items": item}, **extra}}
 
 

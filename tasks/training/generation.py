@@ -18,6 +18,7 @@ from tasks.evaluation.cost import PeakRSS, size_metrics
 from tasks.evaluation.forgetting import forgetting_metrics
 from tasks.evaluation.generate import Generated, generate_texts, latency, prompt_formats
 from tasks.evaluation.policy import OutputPolicy, text_policy_metrics
+from tasks.evaluation.progress import ProgressLines
 from tasks.evaluation.text_metrics import (
     TextScores,
     quality_metrics,
@@ -83,7 +84,8 @@ def prepare_generation_inputs(settings: Settings, base: ResolvedBase, frames: di
 def _generate(model, inputs: StrategyInputs, settings: Settings, split: str) -> Generated:
     g, data = settings.generation, inputs.splits[split]
     return generate_texts(model, inputs.tokenizer, inputs.prompt, list(data.sources), settings.model.max_length,
-                          g.max_new_tokens, g.batch_size)
+                          g.max_new_tokens, g.batch_size,   # no bar here: a line every 30 s of a long split
+                          ProgressLines(f"{inputs.name} {split}: generated", len(data.sources)))
 
 
 def _score(model, inputs: StrategyInputs, settings: Settings, split: str) -> tuple[Generated, TextScores]:

@@ -73,20 +73,10 @@ class Tuned:
 
 
 def storage_url(settings: Settings) -> str:
-    """tune.storage as a SQLAlchemy URL: a database URL as given (or from the environment variable
-    `env:NAME` names), a file as SQLite under the project."""
-    tune = settings.tune
-    if tune.storage.startswith("env:"):   # a URL with a password stays out of params (production profile)
-        name = tune.storage.removeprefix("env:")
-        if not os.environ.get(name):
-            raise ValueError(f"tune.storage: {tune.storage} names the environment variable {name}, which is not "
-                             f"set; set it to the study database URL (postgresql+psycopg2://...)")
-        return os.environ[name]
-    if tune.is_url:
-        return tune.storage
-    path = settings.path(tune.storage)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    """tune.storage as a SQLAlchemy URL (tasks/config/stores.py)."""
+    from tasks.config.stores import database_url
+
+    return database_url("tune.storage", settings.tune.storage, settings.root)
 
 
 def study_name(inputs: StrategyInputs, settings: Settings, data_key: str, space: dict[str, Space]) -> str:

@@ -133,13 +133,13 @@ def test_init_sets_up_a_project_where_the_data_stages_run_from_the_installed_pac
     assert (root / "params.yaml").read_text().endswith("# mine\n")
     # The DVC stages run there: ingest and prepare of a file of the user's own.
     csv = tmp_path / "reviews.csv"
-    pd.DataFrame({"review": [f"review number {i} is {'good' if i % 2 else 'bad'}" for i in range(60)],
-                  "sentiment": ["pos" if i % 2 else "neg" for i in range(60)]}).to_csv(csv, index=False)
+    pd.DataFrame({"review": [f"review number {i} is {'good' if i % 2 else 'bad'}" for i in range(200)],
+                  "sentiment": ["pos" if i % 2 else "neg" for i in range(200)]}).to_csv(csv, index=False)
     settings = load_settings(root / "params.yaml", overrides=run_overrides(
         {"path": str(csv), "text_col": "review", "label_col": "sentiment"}))
     raw = reproduce_ingest(root, settings.data, csv, tmp_path / "remote")
     version = reproduce_splits(root, settings.data, raw, tmp_path / "remote")
-    assert sum(len(pd.read_parquet(f)) for f in version.split_files.values()) == 60
+    assert sum(len(pd.read_parquet(f)) for f in version.split_files.values()) == 200
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     assert lock["stages"]["prepare"]["params"]["data-params.yaml"]["dataset.stage_code"].startswith("adaptflow ")
     assert subprocess.run(["git", "check-ignore", "-q", "mlflow/mlflow.db"], cwd=root).returncode == 0

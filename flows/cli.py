@@ -1,7 +1,10 @@
 """adaptflow: run every way to specialize a transformer side by side, and register the best.
 
+  adaptflow init [DIR]
   adaptflow run [--params FILE] [--profile NAME] [--strategies a,b|all] [--base MODEL_FOLDER] [--tune [--tune-trials N]]
-                [--data FILE [--text-col C] [--label-col L] [--split-col S] [--group-col G] [--labels a,b]]
+                [--data FILE [--text-col C] [--label-col L] [--split-col S] [--group-col G] [--labels a,b]
+                 [--validation-size V] [--test-size T] [--drop-empty-texts] [--drop-duplicate-texts]]
+                [--model-name NAME]
   adaptflow strategies
   adaptflow promote MODEL (--version N | --from challenger) --reason TEXT [--reviewer NAME] [--profile NAME]
   adaptflow rollback MODEL --reason TEXT [--reviewer NAME] [--profile NAME]
@@ -35,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Settings live in params.yaml (defaults, one section per strategy, profiles). "
                "MLFLOW_TRACKING_URI overrides the local store under mlflow/.")
     sub = parser.add_subparsers(dest="command", required=True)
+    init = sub.add_parser("init", help="set up a project folder of your own (params.yaml, dvc.yaml, git, DVC)",
+                          description="Write params.yaml (the shipped defaults with their comments and "
+                                      "profiles; runs named after your data), dvc.yaml (stages that run the "
+                                      "installed adaptflow) and a .gitignore into DIR, then `git init` and "
+                                      "`dvc init` where missing. Files already there are kept.")
+    init.add_argument("dir", nargs="?", default=".", help="the project folder (default: the current one; "
+                                                          "created when missing)")
     _run_command(sub)
     sub.add_parser("strategies", help="list the registered strategies with their parameters and defaults")
     _registry_commands(sub)
@@ -66,7 +76,9 @@ def _run_command(sub) -> None:
     add_options(run, SpecializeInput, only=names[:at], spelling=RUN_SPELLING)
     own = run.add_argument_group(
         "your own data", "A CSV, TSV, JSONL or Parquet file instead of data.source in params; the dataset "
-                         "keys under data: then start from their defaults (docs/your-data.md).")
+                         "keys under data: then start from their defaults, the cleaning rules off unless a "
+                         "--drop-* flag asks for one, and the run registers under the file's name unless "
+                         "--model-name says otherwise (docs/your-data.md).")
     add_options(own, DataInput, spelling=DATA_SPELLING)
     add_options(run, SpecializeInput, only=names[at + 1:], spelling=RUN_SPELLING)
 
@@ -399,13 +411,15 @@ def _run_flow(args, server) -> int:
 
 
 def _check(run) -> None:
-    """What the run's form gets wrong that shows in seconds: its settings, the hardware they ask
-    for, a base model that cannot do the task."""
+    """What the run's form gets wrong that shows in seconds: its settings, a project folder
+    outside git, the hardware they ask for, a base model that cannot do the task."""
+    from tasks.data.dvc import require_git
     from tasks.models.base import check_base_for_task, resolve_base_path
     from tasks.tasktypes import task_type
     from tasks.training.hardware import check_hardware
 
     settings = run.settings()
+    require_git(settings.root)
     check_hardware(settings.train)
     if run.base or task_type(settings.task).base_kind != "any":
         check_base_for_task(resolve_base_path(settings.model.base, settings.root), settings.model.base, settings.task)
@@ -451,7 +465,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _init(args) -> int:
+    from tasks.data.project import init_project
+
+    report = init_project(Path(args.dir))
+    print("\n".join(report.lines()))
+    where = "" if Path(args.dir).resolve() == Path.cwd() else f"cd {args.dir}\n  "
+    print(f"\nNext, your data (docs/your-project.md):\n  {where}adaptflow run --data FILE --text-col TEXT "
+          f"--label-col LABEL --profile smoke\n  (generation: --task generation --input-col INPUT "
+          f"--target-col TARGET)")
+    return 0
+
+
 def _dispatch(args) -> int:
+    if args.command == "init":
+        return _init(args)
     if args.command == "strategies":
         from tasks.strategies import registry
 

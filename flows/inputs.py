@@ -30,6 +30,18 @@ class DataInput(BaseModel):
     split_col: str | None = Field(None, description="the file's own split column, values train/validation/test")
     group_col: str | None = Field(None, description="split grouped by this column: no group in two splits")
     labels: list[str] | None = Field(None, description="declared label set (default: inferred and logged)")
+    validation_size: float | None = Field(None, gt=0, description="validation rows: below 1 a share of the rows, "
+                                                                  "else a count (data.validation_size; default: 0.1)")
+    test_size: float | None = Field(None, gt=0, description="test rows: below 1 a share of the rows, else a count "
+                                                            "(data.test_size; default: 0.2)")
+    # The cleaning rules, off for a new file (the gate reports what they would drop) unless asked for.
+    drop_empty_texts: bool | None = Field(None, description="drop rows whose text (or target) is empty, counted "
+                                                            "and logged (data.drop_empty_texts)")
+    drop_duplicate_texts: bool | None = Field(None, description="drop repeated texts (generation: repeated "
+                                                                "input-target pairs), first kept, counted and "
+                                                                "logged (data.drop_duplicate_texts)")
+    drop_undecodable: bool | None = Field(None, description="drop files not valid in the encoding, counted and "
+                                                            "logged (data.drop_undecodable)")
 
 
 class SpecializeInput(BaseModel):
@@ -49,6 +61,9 @@ class SpecializeInput(BaseModel):
         None, description="what the model learns: a label per text, or a text per input (default: task in params; "
                           "the headlines profile is generation)")
     data: DataInput | None = Field(None, description="your own data file (default: data.source in params)")
+    model_name: str | None = Field(None, description="the registered model's name (default: "
+                                                     "project.registered_model in params; with --data: "
+                                                     "<file name>-<task>, e.g. notes-generation)")
     tune: bool = Field(False, description="tune each trained strategy with Optuna on the train and validation "
                                           "splits before its final training (default: tune.enabled in params; "
                                           "tune: in params holds trials, minutes, storage, search spaces)")
@@ -64,7 +79,7 @@ class SpecializeInput(BaseModel):
         from tasks.config import load_settings, run_overrides
 
         overrides = run_overrides(self.data.model_dump() if self.data else None, self.base, self.task,
-                                  self.tune, self.tune_trials)
+                                  self.tune, self.tune_trials, self.model_name)
         return load_settings(self.params_file, self.profile, self.strategies, overrides)
 
 

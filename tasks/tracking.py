@@ -144,16 +144,22 @@ def git_state(root: Path) -> tuple[str, bool]:
         return "unknown", True
 
 
-def code_version(root: Path) -> str:
-    """sha256 over the code that decides what is trained: *.py under tasks/ and flows/, and dvc.yaml."""
+# The folder holding the tasks/ and flows/ packages that run: the clone (editable install) or
+# site-packages (an installed adaptflow in a project of the user's own).
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def code_version(root: Path, code_root: Path = PACKAGE_ROOT) -> str:
+    """sha256 over the code that decides what is trained: *.py of the tasks/ and flows/ packages
+    that run (under `code_root`), and the project's dvc.yaml (under `root`)."""
     digest = hashlib.sha256()
     for name in CODE_PATHS:
-        path = root / name
+        path = (root if name == "dvc.yaml" else code_root) / name
         files = sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.is_file() else []
         for f in files:
             if "__pycache__" in f.parts:
                 continue
-            digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+            digest.update(f.relative_to(path.parent).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 

@@ -328,7 +328,9 @@ def test_an_equal_canary_becomes_ready_and_auto_promote_is_audited(served, regis
     held = check_canary(client, uri, MODEL, CanarySettings(min_requests_rollback=40, min_requests_ready=10_000),
                         store, tmp_path / "pages")
     assert held.action == "hold" and canary_state(client, MODEL).version == "3"
-    auto = CanarySettings(min_requests_rollback=40, min_requests_ready=60, min_minutes_ready=0, tolerance=0.2,
+    # A wide tolerance: 100 canary requests bound a rate gap to about +-20 points, and the latencies of a
+    # loaded 2-core machine are noisy; what is tested here is the path from ready to an audited promotion.
+    auto = CanarySettings(min_requests_rollback=40, min_requests_ready=60, min_minutes_ready=0, tolerance=0.5,
                           auto_promote=True)
     promoted = check_canary(client, uri, MODEL, auto, store, tmp_path / "pages")
     assert promoted.action == "promoted", promoted.line()

@@ -73,7 +73,7 @@ def test_stratified_split_keeps_label_shares_and_is_reproducible():
 def test_split_sizes_are_fractions_below_one_and_counts_otherwise():
     assert split_counts(1000, 0.1, 0.2) == {"validation": 100, "test": 200}
     assert split_counts(1000, 50, 0.25) == {"validation": 50, "test": 250}
-    with pytest.raises(PrepareError, match="lower data.validation_size"):
+    with pytest.raises(PrepareError, match="leave 0 for training"):
         split_rows(pd.DataFrame({"text": ["a", "b"], "label": ["x", "y"]}),
                    replace(USER, validation_size=1, test_size=1, split_seed=0))
 

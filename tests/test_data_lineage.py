@@ -32,14 +32,13 @@ def git(cwd, *args):
 
 
 def test_users_csv_end_to_end_drift_and_fresh_clone_pull(harness, project_factory, tiny_bert, tmp_path, capsys):
-    project = project_factory({"model": {"base": str(tiny_bert)}, "strategies": {"run": ["lora"]},
-                               "project": {"registered_model": MODEL, "experiment": "my-reviews"}})
+    project = project_factory({"model": {"base": str(tiny_bert)}, "strategies": {"run": ["lora"]}})
     folder = tmp_path / "my data"
     folder.mkdir()
     source = folder / "reviews.csv"
     reviews(600).assign(stars=3).to_csv(source, index=False)   # an extra column is ignored
     run = ["run", "--params", str(project / "params.yaml"), "--profile", "smoke", "--data", str(source),
-           "--text-col", "review", "--label-col", "sentiment", "--group-col", "author"]
+           "--text-col", "review", "--label-col", "sentiment", "--group-col", "author", "--model-name", MODEL]
     assert main(run) == 0, capsys.readouterr().err[-3000:]
     assert f"registered {MODEL} v1" in capsys.readouterr().out
 

@@ -38,3 +38,22 @@ def test_budgets_apply_where_measured():
     # ECE not measured: the artifact budget still applies, the ECE one cannot
     assert decide_challenger(M, 0.9, "d1", [], 0.0, {"artifact_bytes": 5e5}, budgets).set_challenger
     assert not decide_challenger(M, 0.9, "d1", [], 0.0, {"artifact_bytes": 9e7}, budgets).set_challenger
+
+
+def test_a_model_of_another_task_or_data_is_not_a_comparable_reference():
+    """Two projects under one registered name: the Q/A version holding @challenger was re-scored on
+    the abstracts' validation set and replaced. Another kind is not compared, and no alias moves."""
+    from tasks.registry.decisions import Kind
+
+    qa, abstracts = Kind("generation", "qa.jsonl"), Kind("generation", "abstracts.jsonl")
+    held = Reference("challenger", "1", 0.15, "d1", qa)
+    d = decide_challenger("val_rougeL", 0.9, "d2", [held], 0.0, kind=abstracts)
+    assert not d.set_challenger
+    assert "@challenger (v1) is a generation model of qa.jsonl" in d.reasons[0]
+    assert "not comparable, so no alias moves" in d.reasons[0]
+    other_task = decide_challenger("val_rougeL", 0.9, "d1", [held], 0.0, kind=Kind("classification", "qa.jsonl"))
+    assert not other_task.set_challenger
+    # The same kind competes as before; a version recorded without a kind is compared as before.
+    assert decide_challenger("val_rougeL", 0.2, "d1", [held], 0.0, kind=qa).set_challenger
+    legacy = Reference("challenger", "1", 0.15, "d1")
+    assert decide_challenger("val_rougeL", 0.2, "d1", [legacy], 0.0, kind=abstracts).set_challenger

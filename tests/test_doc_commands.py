@@ -194,8 +194,7 @@ def test_every_shown_command_works_as_written(command, tmp_path):
 @pytest.mark.parametrize("snippet, message", [
     ("adaptflow run --strategy lora", "unrecognized arguments: --strategy lora"),
     ("adaptflow run --strategies lora,loar", "loar"),
-    ("adaptflow run --task generation --data notes.jsonl --input-col report --target-col summary",
-     "needs a causal LM base"),
+    ("adaptflow run --task generation --data notes.jsonl --input-col report", "needs data.target_col"),
     ("adaptflow run --params no-such-params.yaml", "no-such-params.yaml"),
     ("adaptflow promote some-model --form challenger --reason x", "one of the arguments --version --from is required"),
     ("adaptflow report RUN_ID --out no-such-folder/r.html", "no such folder"),

@@ -130,6 +130,7 @@ def test_the_generation_contract_refuses_bad_data_and_registers_nothing(case, ha
         assert snippet in message, (case, snippet, message)
     use_store(project)
     client = MlflowClient()
-    runs = client.search_runs([client.get_experiment_by_name("adaptflow-headlines").experiment_id])
+    experiment = client.get_experiment_by_name(f"adaptflow-{case.replace('_', '-')}")   # named after the --data file
+    runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FAILED"   # only the parent: nothing trained
     assert client.search_registered_models() == []

@@ -42,12 +42,20 @@ def test_code_version_follows_python_and_dvc_yaml_not_generated_files(tmp_path):
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "a.py").write_text("x = 1\n")
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    before = code_version(tmp_path)
+    before = code_version(tmp_path, tmp_path)
     (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")          # generated, committed with the data
     (tmp_path / "tasks" / "notes.txt").write_text("not code")
-    assert code_version(tmp_path) == before
+    assert code_version(tmp_path, tmp_path) == before
     (tmp_path / "tasks" / "a.py").write_text("x = 2\n")
-    assert code_version(tmp_path) != before
+    assert code_version(tmp_path, tmp_path) != before
+    (tmp_path / "dvc.yaml").write_text("stages: {ingest: {cmd: x}}\n")
+    assert code_version(tmp_path, tmp_path) != code_version(tmp_path / "tasks", tmp_path)
+
+
+def test_code_version_of_a_project_of_its_own_is_the_running_packages(tmp_path):
+    """A project folder holds no tasks/ or flows/: its code is the adaptflow that runs there."""
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    assert code_version(tmp_path) != code_version(tmp_path, tmp_path)   # not the hash of no code
 
 
 def test_accelerate_launch_command_for_gpus():

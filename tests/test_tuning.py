@@ -21,6 +21,7 @@ from tasks.tracking import use_store
 
 EXPERIMENT = "adaptflow-rotten-tomatoes"
 MODEL = "rotten-tomatoes-sentiment"
+DATA_EXPERIMENT = "adaptflow-reviews"   # a run with --data .../reviews.csv
 GOOD, BAD = ["moving", "funny", "sharp", "warm", "clever"], ["dull", "slow", "flat", "noisy", "stale"]
 
 
@@ -197,12 +198,14 @@ def test_tuning_runs_nested_trials_and_no_choice_reads_the_test_split(harness, p
     clean, flipped = reviews(), reviews()
     test = flipped["part"] == "test"
     flipped.loc[test, "sentiment"] = flipped.loc[test, "sentiment"].map({"positive": "negative", "negative": "positive"})
-    clean.to_csv(tmp_path / "clean.csv", index=False)
-    flipped.to_csv(tmp_path / "flipped.csv", index=False)
+    # One file name in two folders: a --data run names its experiment after the file (adaptflow-reviews).
+    for folder, frame in (("clean", clean), ("flipped", flipped)):
+        (tmp_path / folder).mkdir()
+        frame.to_csv(tmp_path / folder / "reviews.csv", index=False)
 
-    first = tuned_run(project, tmp_path / "clean.csv", "mlflow/optuna-first.db")
+    first = tuned_run(project, tmp_path / "clean" / "reviews.csv", "mlflow/optuna-first.db")
     client = MlflowClient()
-    runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name(DATA_EXPERIMENT).experiment_id])
     strategy_runs = {r.data.tags["strategy"]: r for r in runs
                      if r.data.tags.get("mlflow.parentRunId") == first.parent_run_id}
     for name in ("lora", "prompt_tuning"):
@@ -222,9 +225,9 @@ def test_tuning_runs_nested_trials_and_no_choice_reads_the_test_split(harness, p
     recommended = re.search(r'id="recommendation"><strong>Recommendation.</strong> (\w+):', report).group(1)
     assert recommended == first.candidate   # the report and the registry: one rule
 
-    second = tuned_run(project, tmp_path / "flipped.csv", "mlflow/optuna-second.db")   # a fresh study
+    second = tuned_run(project, tmp_path / "flipped" / "reviews.csv", "mlflow/optuna-second.db")   # a fresh study
     assert second.data_version != first.data_version
-    runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name(DATA_EXPERIMENT).experiment_id])
     again = {r.data.tags["strategy"]: r for r in runs if r.data.tags.get("mlflow.parentRunId") == second.parent_run_id}
     for name in ("lora", "prompt_tuning"):
         before, after = (yaml.safe_load(open(client.download_artifacts(r.info.run_id, "tuning.json")))

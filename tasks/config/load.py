@@ -13,6 +13,7 @@ import yaml
 from tasks.config.ops import OpsSettings
 from tasks.config.schema import SettingsError, merge, parse_section
 from tasks.config.sections import (
+    AUTO,
     DATASET_KEYS,
     DataSettings,
     EvaluationSettings,
@@ -21,6 +22,7 @@ from tasks.config.sections import (
     ProjectSettings,
     TrainSettings,
     ValidationSettings,
+    dataset_slug,
 )
 from tasks.config.policy import PolicySettings
 from tasks.config.release import CanarySettings, OutcomeSettings
@@ -71,25 +73,34 @@ class Settings:
 
 def user_data_override(path: str, text_col: str | None = None, label_col: str | None = None,
                        split_col: str | None = None, group_col: str | None = None,
-                       labels: list[str] | None = None, target_col: str | None = None) -> dict:
+                       labels: list[str] | None = None, target_col: str | None = None,
+                       drop_empty_texts: bool | None = None, drop_duplicate_texts: bool | None = None,
+                       drop_undecodable: bool | None = None, validation_size: float | None = None,
+                       test_size: float | None = None) -> dict:
     """The params override for `adaptflow run --data PATH ...`: every dataset key back to its
     default (the packaged corpus's columns and cleaning rules do not carry over), then the
-    user's choices. Labels are inferred unless given."""
+    user's choices (columns, split sizes, and the cleaning rules as --drop-* flags). Labels are inferred
+    unless given. The experiment and registered model are named after the file (auto), never
+    the params file's project: `--model-name` names the model instead."""
     from tasks.strategies.registry import field_default
 
     defaults = {f.name: field_default(f)
                 for f in fields(DataSettings) if f.name in DATASET_KEYS and f.name != "source"}
     chosen = {"source": path, "text_col": text_col, "label_col": label_col, "target_col": target_col,
-              "split_col": split_col, "group_col": group_col}
+              "split_col": split_col, "group_col": group_col, "drop_empty_texts": drop_empty_texts,
+              "drop_duplicate_texts": drop_duplicate_texts, "drop_undecodable": drop_undecodable,
+              "validation_size": validation_size, "test_size": test_size}
     data = {**defaults, **{k: v for k, v in chosen.items() if v is not None}}
-    return {"data": data, "validation": {"labels": list(labels or [])}}
+    return {"data": data, "validation": {"labels": list(labels or [])},
+            "project": {"experiment": AUTO, "registered_model": AUTO}}
 
 
 def run_overrides(data: dict | None = None, base: str | None = None, task: str | None = None,
-                  tune: bool = False, tune_trials: int | None = None) -> dict | None:
+                  tune: bool = False, tune_trials: int | None = None, model_name: str | None = None) -> dict | None:
     """What the command line (or the Prefect form) overrides: the user's data file
-    (`user_data_override`), the base model folder (`--base PATH` -> model.base), the task and
-    tuning (`--tune` -> tune.enabled, `--tune-trials N` with it -> tune.trials)."""
+    (`user_data_override`), the base model folder (`--base PATH` -> model.base), the task,
+    tuning (`--tune` -> tune.enabled, `--tune-trials N` with it -> tune.trials) and the
+    registered model's name (`--model-name` -> project.registered_model)."""
     out = user_data_override(**data) if data else {}
     if tune:
         out["tune"] = {"enabled": True, **({"trials": tune_trials} if tune_trials is not None else {})}
@@ -97,7 +108,24 @@ def run_overrides(data: dict | None = None, base: str | None = None, task: str |
         out["model"] = {"base": base}
     if task:
         out["task"] = task
+    if model_name:
+        out["project"] = {**out.get("project", {}), "registered_model": model_name}
     return out or None
+
+
+def with_auto_names(raw: dict, task: str) -> dict:
+    """The params with every `auto` filled in from the data and the task: model.base (the task
+    type's default base), project.experiment (adaptflow-<data>) and project.registered_model
+    (<data>-<task>), <data> from data.source's file name (`dataset_slug`)."""
+    project, model = dict(raw.get("project") or {}), dict(raw.get("model") or {})
+    slug = dataset_slug(str((raw.get("data") or {}).get("source") or "data"))
+    if project.get("experiment", AUTO) == AUTO:
+        project["experiment"] = f"adaptflow-{slug}"
+    if project.get("registered_model", AUTO) == AUTO:
+        project["registered_model"] = f"{slug}-{task}"
+    if model.get("base", AUTO) == AUTO:
+        model["base"] = task_type(task).default_base
+    return {**raw, "project": project, "model": model}
 
 
 def with_labels(settings: Settings, labels: list[str]) -> Settings:
@@ -119,6 +147,7 @@ def load_settings(
     if missing:
         raise SettingsError(f"{path}: missing section(s): {', '.join(missing)}")
     task = _task(path, raw)
+    raw = with_auto_names(raw, task)
     # A task type's strategy params live where it says (generation: generation.strategies, since
     # zero_shot and few_shot take other params there and LoRA's target modules differ on a causal
     # LM); the list to run is strategies.run for every task type.

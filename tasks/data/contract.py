@@ -48,19 +48,28 @@ HINTS = {
     "expect_table_row_count_to_be_between": "the file has no data rows",
     "expect_column_to_exist": "name the right column (--text-col/--label-col/--split-col/--group-col or data.*_col)",
     "expect_column_values_to_not_be_null": "fill or remove these rows",
-    "expect_column_values_to_not_match_regex": "remove the blank texts (or set data.drop_empty_texts: true)",
+    "expect_column_values_to_not_match_regex": "remove the blank texts (or set data.drop_empty_texts: true; with "
+                                               "--data FILE: --drop-empty-texts)",
     "expect_column_values_to_be_in_set": "fix these values, or declare them (validation.labels / data.label_map / data.drop_labels)",
     "expect_column_unique_value_count_to_be_between": "a classifier needs 2 to validation.max_classes labels; is --label-col the label?",
     "expect_column_value_lengths_to_be_between": "shorten or remove these texts (or change validation.text_*_chars)",
     "expect_column_values_to_be_between": "see the bound in the expectation; change the data or the bound under validation:",
-    "expect_column_values_to_be_unique": "remove the duplicates (or set data.drop_duplicate_texts: true)",
+    "expect_column_values_to_be_unique": "remove the duplicates (or set data.drop_duplicate_texts: true; with "
+                                         "--data FILE: --drop-duplicate-texts)",
     "expect_column_values_to_be_null": "a text or group in two splits leaks test data into training; fix the split column or group",
     "expect_column_distinct_values_to_contain_set": "every label needs examples in every split (more data, or larger split sizes)",
     "expect_column_max_to_be_between": "one class dominates; rebalance the data or raise validation.max_class_share",
 }
+# A split's own hint where the raw file's would mislead.
+SPLIT_HINTS = {
+    "expect_table_row_count_to_be_between": "every split needs at least data.min_split_rows rows: change the split "
+                                            "sizes or the file's split column, or bring more rows",
+}
 GENERATION_HINTS = {
-    "expect_column_values_to_be_unique": "remove the repeated (input, target) pairs (or set data.drop_duplicate_texts: true)",
-    "expect_column_values_to_not_match_regex": "remove the rows with a blank input or target (or set data.drop_empty_texts: true)",
+    "expect_column_values_to_be_unique": "remove the repeated (input, target) pairs (or set data.drop_duplicate_texts: "
+                                         "true; with --data FILE: --drop-duplicate-texts)",
+    "expect_column_values_to_not_match_regex": "remove the rows with a blank input or target (or set "
+                                               "data.drop_empty_texts: true; with --data FILE: --drop-empty-texts)",
     "expect_column_values_to_be_between": "see the bound; shorten the texts, raise model.max_length, or change "
                                           "generation.min/max_target_tokens or validation.max_share_over_max_length",
 }
@@ -131,12 +140,14 @@ class SplitContract:
     max_length: int = 64
     # generation: (min, max) target tokens; None for classification
     target_tokens: tuple[int, int] | None = None
+    min_split_rows: int = 1
+    profile: str | None = None   # where a setting the refusal names is set (params.yaml, or the profile)
 
     @classmethod
     def from_settings(cls, s: Settings) -> "SplitContract":
         g = s.generation
         bounds = (g.min_target_tokens, g.max_target_tokens) if task_type(s.task).generates else None
-        return cls(s.validation, s.data.group_col, s.model.max_length, bounds)
+        return cls(s.validation, s.data.group_col, s.model.max_length, bounds, s.data.min_split_rows, s.profile)
 
 
 def _context(docs_dir: Path | None):
@@ -233,8 +244,12 @@ def _detail(r) -> str:
     return "; ".join(parts)
 
 
-def _failures(gate: str, frame: pd.DataFrame, result, limit: int, where, columns) -> list[Failure]:
+def _failures(gate: str, frame: pd.DataFrame, result, limit: int, where, columns,
+              column_hints: dict[str, str] | None = None) -> list[Failure]:
+    """One Failure per failed expectation; `column_hints`: a hint for one (derived) column that
+    says more than its expectation type's (e.g. the model.max_length that would fit)."""
     hints = {**HINTS, **GENERATION_HINTS} if "target" in columns else HINTS
+    hints = hints if gate == "raw" else {**hints, **SPLIT_HINTS}
     out = []
     for r in result.results:
         if r.success:
@@ -243,7 +258,7 @@ def _failures(gate: str, frame: pd.DataFrame, result, limit: int, where, columns
         out.append(Failure(gate=gate, expectation=r.expectation_config.type,
                            column=DERIVED.get(column, column), unexpected_count=r.result.get("unexpected_count"),
                            examples=_examples(frame, r.result, limit, where, columns), detail=_detail(r),
-                           hint=hints.get(r.expectation_config.type, "")))
+                           hint=(column_hints or {}).get(column) or hints.get(r.expectation_config.type, "")))
     return out
 
 
@@ -378,7 +393,9 @@ def split_expectations(frame: pd.DataFrame, c: SplitContract) -> list:
 
     e = gx.expectations
     second = "target" if c.target_tokens else "label"
-    suite: list = [e.ExpectColumnToExist(column=col) for col in ("text", second, *([c.group_col] if c.group_col else []))
+    # An empty (or too small) split trains or scores nothing: every strategy would fail after its retries.
+    suite: list = [e.ExpectTableRowCountToBeBetween(min_value=max(c.min_split_rows, 1))]
+    suite += [e.ExpectColumnToExist(column=col) for col in ("text", second, *([c.group_col] if c.group_col else []))
                    if col != second or c.group_col != col]
     for col in ("text", "target") if c.target_tokens else ("text",):
         if col in frame.columns:
@@ -409,6 +426,29 @@ def split_expectations(frame: pd.DataFrame, c: SplitContract) -> list:
             e.ExpectColumnMaxToBeBetween(column="_label_share", max_value=c.rules.max_class_share),
         ]
     return suite
+
+
+def covering_length(tokens: list[int], share: float) -> int:
+    """The smallest max_length that leaves at most `share` of these examples longer (the gate's
+    `mostly` rule: at least 1 - share of them within it)."""
+    import math
+
+    ordered = sorted(tokens)
+    return int(ordered[max(math.ceil((1 - share) * len(ordered)) - 1, 0)]) if ordered else 0
+
+
+def max_length_hint(tokens: dict[str, list[int]], c: SplitContract) -> str:
+    """The refusal of too many long texts names the model.max_length that covers 95 % of the
+    examples of every split (tokens per example, by split; more where max_share_over_max_length
+    allows fewer than 5 % over it, so that following it passes the gate), and where to set it."""
+    share = min(c.rules.max_share_over_max_length, 0.05)
+    fits = max(covering_length(t, share) for t in tokens.values() if t)
+    longest = max(max(t) for t in tokens.values() if t)
+    where = f"under profiles.{c.profile}.model in params.yaml (a profile's value wins)" if c.profile else "in params.yaml"
+    what = "prompt + target" if c.target_tokens else "text"
+    return (f"model.max_length: {fits} covers {100 * (1 - share):g} % of these {what}s (now {c.max_length}; the "
+            f"longest has {longest} tokens): set it {where}, shorten the texts, or raise "
+            f"validation.max_share_over_max_length")
 
 
 def long_text_warnings(split: str, tokens: list[int], max_length: int, limit: int) -> list[str]:
@@ -472,9 +512,15 @@ def validate_splits(frames: dict[str, pd.DataFrame], c: SplitContract,
             warnings += conflicting_targets(split, checked, checked["_norm"], c.rules.example_rows)
     results = _run(batches, docs_dir)
     failures, evaluated = [], 0
+    tokens = {s: [int(t) for t in b[0]["_tokens"]] for s, b in batches.items() if "_tokens" in b[0].columns}
+    hints = {"_shared_with": "the same text in two splits leaks test data into training: a text repeated in the "
+                             "file goes with data.drop_duplicate_texts: true (with --data FILE: "
+                             "--drop-duplicate-texts); else fix the split column"}
+    if any(tokens.values()):
+        hints["_tokens"] = max_length_hint(tokens, c)
     for split, result in results.items():
         evaluated += result.statistics["evaluated_expectations"]
         failures += _failures(split, batches[split][0], result, c.rules.example_rows, lambda i: f"row {i}",
-                              ("text", "target" if c.target_tokens else "label"))
+                              ("text", "target" if c.target_tokens else "label"), hints)
     return ValidationReport("splits", not failures, evaluated, failures, {s: _compact(r) for s, r in results.items()},
                             list(c.rules.labels), False, docs_dir, warnings)

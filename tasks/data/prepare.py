@@ -148,23 +148,63 @@ def linked_groups(keys: list[pd.Series]) -> pd.Series:
 def split_rows(df: pd.DataFrame, d: DataSettings) -> dict[str, pd.DataFrame]:
     """The user's split column if any; else grouped by group_col if any; else stratified.
     Generation is always grouped by the input as well: the contract refuses an input in two
-    splits, so the splitter never makes one (BBC News repeats leads under reworded headlines)."""
+    splits, so the splitter never makes one (BBC News repeats leads under reworded headlines).
+    Every split gets at least data.min_split_rows rows, or PrepareError says why not."""
     if d.split_col:
-        return column_split(df, d.split_col)
+        return check_reached(column_split(df, d.split_col), d, None, f"data.split_col={d.split_col!r}")
+    sizes = split_counts(len(df), d.validation_size, d.test_size)
+    check_sizes(len(df), sizes, d)
     if "target" in df.columns:
         keys = [normalise(df["text"]).fillna("")] + ([df[d.group_col].astype("string")] if d.group_col else [])
         linked = df.assign(_linked=linked_groups(keys))
-        sizes = split_counts(len(df), d.validation_size, d.test_size)
         parts = grouped_split(linked, "_linked", sizes, d.split_seed)
-        return {s: part.drop(columns=["_linked"]) for s, part in parts.items()}
-    sizes = split_counts(len(df), d.validation_size, d.test_size)
-    if sizes["validation"] + sizes["test"] >= len(df):
-        raise PrepareError(f"{len(df)} rows cannot give {sizes['validation']} validation and {sizes['test']} "
-                           f"test rows and leave any for training; lower data.validation_size / "
-                           f"data.test_size (fractions below 1 are shares of the rows)")
+        what = (f"rows sharing an input or a data.group_col={d.group_col!r} value stay together" if d.group_col
+                else "rows sharing an input stay together")
+        return check_reached({s: part.drop(columns=["_linked"]) for s, part in parts.items()}, d,
+                             linked["_linked"], what, sizes)
     if d.group_col:
-        return grouped_split(df, d.group_col, sizes, d.split_seed)
-    return stratified_split(df, sizes, d.split_seed)
+        return check_reached(grouped_split(df, d.group_col, sizes, d.split_seed), d, df[d.group_col].fillna(""),
+                             f"data.group_col={d.group_col!r}: whole groups go to one split", sizes)
+    return check_reached(stratified_split(df, sizes, d.split_seed), d, None, "stratified by label", sizes)
+
+
+def check_sizes(n: int, sizes: dict[str, int], d: DataSettings) -> None:
+    """The sizes asked for fit the rows: validation and test at least data.min_split_rows each,
+    and enough left for training; otherwise a refusal with the numbers."""
+    floor, train = d.min_split_rows, n - sizes["validation"] - sizes["test"]
+    asked = {"validation": f"data.validation_size={d.validation_size:g}", "test": f"data.test_size={d.test_size:g}"}
+    small = [f"{asked[s]} gives {sizes[s]} {s} row(s)" for s in ("validation", "test") if sizes[s] < floor]
+    if train < floor:
+        small.append(f"{sizes['validation']} validation + {sizes['test']} test row(s) leave {max(train, 0)} for training")
+    if small:
+        raise PrepareError(f"{n} rows cannot be split as asked: {'; '.join(small)}; every split needs at least "
+                           f"data.min_split_rows={floor}. Change data.validation_size / data.test_size (with --data "
+                           f"FILE: --validation-size / --test-size; below 1 a share of the rows, else a count), "
+                           f"bring more rows, or lower data.min_split_rows")
+
+
+def check_reached(parts: dict[str, pd.DataFrame], d: DataSettings, groups: pd.Series | None, how: str,
+                  sizes: dict[str, int] | None = None) -> dict[str, pd.DataFrame]:
+    """Each split has at least data.min_split_rows rows, or a refusal naming what each got and,
+    for a grouped split, the groups too big to place (their sizes)."""
+    got = {s: len(p) for s, p in parts.items()}
+    short = [s for s in SPLITS if got[s] < d.min_split_rows]
+    if not short:
+        return parts
+    wanted = "" if sizes is None else (f" (asked: validation {sizes['validation']}, test {sizes['test']}, "
+                                       f"train the rest)")
+    message = (f"the split gave {', '.join(f'{s} {got[s]}' for s in SPLITS)} rows{wanted}; {', '.join(short)} "
+               f"fall(s) below data.min_split_rows={d.min_split_rows} ({how})")
+    if groups is not None:
+        counts = groups.value_counts()
+        big = ", ".join(f"{name!r}: {int(c)}" if not groups.name == "_linked" else f"{int(c)}"
+                        for name, c in counts.head(5).items())
+        message += (f". {len(counts)} group(s) for {int(counts.sum())} rows; the largest hold {big} rows, so whole "
+                    f"groups cannot fill every split. Group by a column with more, smaller groups, give the "
+                    f"file a split column (data.split_col / --split-col), or change the split sizes")
+    else:
+        message += ". Fix the split column's values or bring more rows"
+    raise PrepareError(message)
 
 
 def prepare(d: DataSettings, raw: Path) -> dict[str, int]:

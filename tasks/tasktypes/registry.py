@@ -30,6 +30,9 @@ class TaskType:
     # The base it needs: "any" Hugging Face model with a sequence-classification class, or a
     # causal LM (a language-model head), checked before a run starts.
     base_kind: Literal["any", "causal_lm"]
+    # The base a run uses when model.base is `auto` (the default): a packaged model name
+    # (tasks/models/packaged.py; a test checks it is one), so each task type runs as shipped.
+    default_base: str
     # Where its strategies' params live in params.yaml: `strategies` or `generation.strategies`.
     strategies_section: str
     # The metric the report ranks by and plots (catalogue name, test split), the default

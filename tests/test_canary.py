@@ -310,11 +310,12 @@ def test_a_canary_that_cannot_load_is_rolled_back_with_that_reason(served, regis
     running, store = served
     _, uri, client = registry
     canary.start(client, uri, MODEL, "4", 0.2, "ana", "v4 (another base)")
-    wait_for(lambda: store.events(MODEL, since=0, kind="refused"), 20 * POLL, "the refusal is recorded")
+    started = canary_state(client, MODEL).started
+    wait_for(lambda: store.events(MODEL, since=started, kind="refused"), 20 * POLL, "the refusal is recorded")
     assert all(ask(running.url, f"user-{i}").status_code == 200 for i in range(20))   # nobody gets v4
     result = check_canary(client, uri, MODEL, QUICK, store, tmp_path / "pages")
     assert result.action == "rollback" and "failed to load" in result.reason and "fingerprint" in result.reason, (
-        result.line(), store.events(MODEL, since=0), canary_state(client, MODEL))
+        result.line(), [(e.at, e.version, e.kind) for e in store.events(MODEL, since=0)], canary_state(client, MODEL))
     assert canary_state(client, MODEL) is None
 
 

@@ -197,17 +197,11 @@ def measure_http(work: Path, singles: int, batches: int) -> dict:
     from tasks.serving.run import start_in_thread
     from tasks.serving.service import Service
     from tasks.tracking import use_store
-    from tasks.artifacts.pyfunc import PYFUNC_ENTRY, signature
 
     torch.set_num_threads(2)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     use_store(work)
-    experiment = mlflow.create_experiment("bench", artifact_location=(work / "artifacts").as_uri())
-    with mlflow.start_run(experiment_id=experiment):
-        info = mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_ENTRY),
-                                       artifacts={"strategy": str(work / "lora-0")}, signature=signature(),
-                                       pip_requirements=["adaptflow"])
-    version = mlflow.register_model(info.model_uri, "bench-lora").version
+    version = register(work, "bench-lora", [work / "lora-0"])[0]
     MlflowClient().set_registered_model_alias("bench-lora", "champion", version)
     running = start_in_thread(Service(["bench-lora"], ServingSettings(poll_seconds=60)).start())
     session = requests.Session()
@@ -223,10 +217,17 @@ def measure_http(work: Path, singles: int, batches: int) -> dict:
 
 
 def register(work: Path, name: str, folders: list[Path]) -> list[str]:
-    """Each folder logged as adaptflow logs a version and registered under `name`."""
+    """Each folder logged as adaptflow logs a version and registered under `name`, bound to the
+    base the registry records (as register_best does)."""
+    from mlflow.tracking import MlflowClient
+
     import mlflow
     from tasks.artifacts.pyfunc import PYFUNC_ENTRY, signature
+    from tasks.models.base import load_base
+    from tasks.registry.versions import ensure_base_registered
 
+    client = MlflowClient()
+    base = ensure_base_registered(client, load_base(BASE))   # serving loads only onto the base recorded here
     experiment = mlflow.set_experiment("bench").experiment_id
     versions = []
     for folder in folders:
@@ -234,16 +235,18 @@ def register(work: Path, name: str, folders: list[Path]) -> list[str]:
             info = mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_ENTRY),
                                            artifacts={"strategy": str(folder)}, signature=signature(),
                                            pip_requirements=["adaptflow"])
-        versions.append(str(mlflow.register_model(info.model_uri, name).version))
+        version = str(mlflow.register_model(info.model_uri, name).version)
+        client.set_model_version_tag(name, version, "base.registered", base)
+        versions.append(version)
     return versions
 
 
 def measure_canary_overhead(work: Path, singles: int, seconds: float, rounds: int) -> dict:
-    """The same LoRA @champion through two services side by side: `plain` (no outcome store, no
-    canary) and `canary` (every answer recorded in a SQLite outcome store before it goes, and a
-    second LoRA version on the same base taking 10 % of the traffic by client key). Batch-1
-    latency interleaved request by request; throughput with 4 concurrent clients, alternating
-    `seconds`-long rounds."""
+    """The same LoRA @champion through four services side by side: `plain` (no outcome store, no
+    canary), `store` (every answer recorded in a SQLite outcome store before it goes), `split` (a
+    second LoRA version on the same base takes 10 % of the traffic by client key) and `both`.
+    Batch-1 latency interleaved request by request; throughput with 4 concurrent clients,
+    alternating `seconds`-long rounds."""
     import threading
 
     import requests
@@ -262,38 +265,39 @@ def measure_canary_overhead(work: Path, singles: int, seconds: float, rounds: in
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     (work / "canary-store").mkdir()
     use_store(work / "canary-store")
-    versions = register(work, "bench-canary", sorted(work.glob("lora-*"))[:2])
     client = MlflowClient()
-    client.set_registered_model_alias("bench-canary", "champion", versions[0])
-    settings = ServingSettings(poll_seconds=60, max_connections=256)
-    plain = start_in_thread(Service(["bench-canary"], settings).start())
+    folders = sorted(work.glob("lora-*"))[:2]
+    for model in ("bench-one", "bench-canary"):
+        versions = register(work, model, folders)
+        client.set_registered_model_alias(model, "champion", versions[0])
     client.set_registered_model_tag("bench-canary", SHARE_TAG, "0.1")
-    client.set_registered_model_alias("bench-canary", CANARY_ALIAS, versions[1])
-    recorder = Recorder(OutcomeStore(f"sqlite:///{work / 'outcomes.db'}"), 100_000, 1)
-    canary = start_in_thread(Service(["bench-canary"], settings, recorder=recorder).start())
-    sessions = {"plain": requests.Session(), "canary": requests.Session()}
+    client.set_registered_model_alias("bench-canary", CANARY_ALIAS, "2")
+    settings = ServingSettings(poll_seconds=60, max_connections=256)
+    stores = {name: f"sqlite:///{work / f'outcomes-{name}.db'}" for name in ("store", "both")}
+    configs = {"plain": "bench-one", "store": "bench-one", "split": "bench-canary", "both": "bench-canary"}
+    running = {name: start_in_thread(Service([model], settings, recorder=Recorder(OutcomeStore(stores[name]), 100_000, 1)
+                                             if name in stores else None).start())
+               for name, model in configs.items()}
     one = texts(64)
     counter = iter(range(10**9))
 
-    def ask(name: str, url: str, session) -> str:
+    def ask(name: str, session) -> None:
         i = next(counter)
-        r = session.post(f"{url}/predict", json={"model": "bench-canary", "texts": [one[i % len(one)]],
-                                                 "client": f"user-{i}"}, timeout=60)
-        r.raise_for_status()
-        return r.json()["version"]
+        session.post(f"{running[name].url}/predict", json={"model": configs[name], "texts": [one[i % len(one)]],
+                                                           "client": f"user-{i}"}, timeout=60).raise_for_status()
 
     try:
-        lat = interleaved({name: (lambda n=name, run=run: ask(n, run.url, sessions[n]))
-                           for name, run in (("plain", plain), ("canary", canary))}, singles)
-        throughput = {"plain": [], "canary": []}
+        sessions = {name: requests.Session() for name in configs}
+        lat = interleaved({name: (lambda n=name: ask(n, sessions[n])) for name in configs}, singles)
+        throughput = {name: [] for name in configs}
         for _ in range(rounds):
-            for name, run in (("plain", plain), ("canary", canary)):
+            for name in configs:
                 done, stop = [], threading.Event()
 
-                def client_loop(name=name, run=run):
+                def client_loop(name=name):
                     session = requests.Session()
                     while not stop.is_set():
-                        ask(name, run.url, session)
+                        ask(name, session)
                         done.append(1)
 
                 threads = [threading.Thread(target=client_loop) for _ in range(4)]
@@ -305,19 +309,19 @@ def measure_canary_overhead(work: Path, singles: int, seconds: float, rounds: in
                 for t in threads:
                     t.join()
                 throughput[name].append(len(done) / (time.perf_counter() - start))
-        rows = OutcomeStore(f"sqlite:///{work / 'outcomes.db'}").outcomes("bench-canary", since=0)
-        canary_share = sum(r.arm == "canary" for r in rows) / max(len(rows), 1)
+        rows = OutcomeStore(stores["both"]).outcomes("bench-canary", since=0)
+        late = {name: running[name].service.recorder.counts.late for name in stores}
     finally:
-        plain.stop()
-        canary.stop()
+        for run in running.values():
+            run.stop()
     p50 = {name: statistics.median(samples) for name, samples in lat.items()}
     rps = {name: statistics.median(values) for name, values in throughput.items()}
     return {"batch_1_latency": {name: percentiles(samples) for name, samples in lat.items()},
             "throughput_rps": {name: {"median": rps[name], "rounds": values} for name, values in throughput.items()},
-            "p50_ratio_canary_over_plain": p50["canary"] / p50["plain"],
-            "throughput_ratio_canary_over_plain": rps["canary"] / rps["plain"],
-            "outcome_rows": len(rows), "canary_share_observed": canary_share,
-            "dropped": recorder.counts.dropped, "late": recorder.counts.late}
+            "p50_ratio_over_plain": {name: p50[name] / p50["plain"] for name in configs},
+            "throughput_ratio_over_plain": {name: rps[name] / rps["plain"] for name in configs},
+            "outcome_rows_both": len(rows), "canary_share_observed": sum(r.arm == "canary" for r in rows) / max(len(rows), 1),
+            "late": late}
 
 
 def main() -> None:
@@ -348,11 +352,11 @@ def main() -> None:
                 save_version(work / f"lora-{seed}", "lora", seed)
             result = {"machine": machine(), **measure_canary_overhead(work, args.singles, args.seconds, args.rounds)}
         lat, rps = result["batch_1_latency"], result["throughput_rps"]
-        print(f"batch-1 p50: plain {lat['plain']['p50_ms']:.2f} ms, with canary split + outcome store "
-              f"{lat['canary']['p50_ms']:.2f} ms (x{result['p50_ratio_canary_over_plain']:.3f}); throughput (4 "
-              f"clients): {rps['plain']['median']:.1f} vs {rps['canary']['median']:.1f} req/s "
-              f"(x{result['throughput_ratio_canary_over_plain']:.3f}); {result['outcome_rows']} rows, canary share "
-              f"{result['canary_share_observed']:.3f}, {result['late']} late, {result['dropped']} dropped")
+        for name in lat:
+            print(f"{name:<6} batch-1 p50 {lat[name]['p50_ms']:6.2f} ms (x{result['p50_ratio_over_plain'][name]:.3f}); "
+                  f"throughput, 4 clients: {rps[name]['median']:5.1f} req/s (x{result['throughput_ratio_over_plain'][name]:.3f})")
+        print(f"{result['outcome_rows_both']} rows in the `both` store, canary share {result['canary_share_observed']:.3f}; "
+              f"answered before their row was committed: {result['late']}")
         print(f"wrote {write('serving_canary', result)}")
         return
     sizes = [int(x) for x in args.sizes.split(",")]

@@ -191,3 +191,44 @@ def read_history(client, model: str) -> list:
     from tasks.registry.governance import history
 
     return history(client, model).entries
+
+
+def sign_in(url: str, user: str, password: str):
+    """This process's MLflow credentials and URIs set to `user` on the server at `url`."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = user, password
+    mlflow.set_tracking_uri(url)
+    mlflow.set_registry_uri(url)
+    return MlflowClient(url, url)
+
+
+@contextmanager
+def audited_model_server(root: Path, admin: tuple[str, str], model: str, users: dict[str, str], editors: list[str]):
+    """A basic-auth MLflow server whose `model` has four versions and no champion; `users` exist,
+    `editors` among them have EDIT on it (everyone else reads). Yields its URL."""
+    import mlflow
+    import pandas as pd
+    from mlflow.server.auth.client import AuthServiceClient
+
+    class Const(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input: pd.DataFrame, params=None):
+            return model_input
+
+    with auth_mlflow_server(root, admin) as url:
+        sign_in(url, *admin).create_registered_model(model)
+        auth = AuthServiceClient(url)
+        for user, password in users.items():
+            auth.create_user(user, password)
+        for user in editors:
+            auth.grant_user_permission(user, "registered_model", model, "EDIT")
+        with mlflow.start_run(experiment_id=mlflow.create_experiment(model)):
+            info = mlflow.pyfunc.log_model(name="m", python_model=Const(), pip_requirements=["pandas"])
+        for _ in range(4):
+            mlflow.register_model(info.model_uri, model)
+        try:
+            yield url
+        finally:
+            for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+                os.environ.pop(key, None)

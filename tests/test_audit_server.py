@@ -4,18 +4,15 @@ forged or edited audit tag, or an unreadable entry, is reported by `history`, wh
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
-import pandas as pd
 import pytest
-from conftest import auth_mlflow_server, env_for_subprocess
+from conftest import audited_model_server, env_for_subprocess, sign_in
 from mlflow.tracking import MlflowClient
 
-import mlflow
 from tasks.registry.audit import claim_name, create_claim, read_claims, tag_key
 from tasks.registry.governance import champion_stack, history, promote
 
@@ -26,38 +23,11 @@ ROUNDS = 25   # per reviewer
 WORKER = Path(__file__).with_name("audit_reviewer.py")
 
 
-class Const(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input: pd.DataFrame, params=None):
-        return model_input
-
-
-def sign_in(url: str, user: str, password: str) -> MlflowClient:
-    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = user, password
-    mlflow.set_tracking_uri(url)
-    mlflow.set_registry_uri(url)
-    return MlflowClient(url, url)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """Two reviewers with EDIT on MODEL, which has four versions and no champion yet."""
-    from mlflow.server.auth.client import AuthServiceClient
-
-    root = tmp_path_factory.mktemp("audit")
-    with auth_mlflow_server(root, ADMIN) as url:
-        admin = sign_in(url, *ADMIN)
-        auth = AuthServiceClient(url)
-        admin.create_registered_model(MODEL)
-        for user, password in REVIEWERS.items():
-            auth.create_user(user, password)
-            auth.grant_user_permission(user, "registered_model", MODEL, "EDIT")
-        with mlflow.start_run(experiment_id=mlflow.create_experiment("audit")):
-            info = mlflow.pyfunc.log_model(name="m", python_model=Const(), pip_requirements=["pandas"])
-        for _ in range(4):
-            mlflow.register_model(info.model_uri, MODEL)
+    with audited_model_server(tmp_path_factory.mktemp("audit"), ADMIN, MODEL, REVIEWERS, list(REVIEWERS)) as url:
         yield url
-    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-        os.environ.pop(key, None)
 
 
 def watch(url: str, stop: threading.Event, counts: dict[str, int]) -> None:

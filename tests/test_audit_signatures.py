@@ -5,18 +5,14 @@ and `history` flags it. Entries are signed with ADAPTFLOW_AUDIT_KEY (conftest se
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import pandas as pd
 import pytest
-from conftest import auth_mlflow_server, env_for_subprocess
-from mlflow.tracking import MlflowClient
+from conftest import audited_model_server, env_for_subprocess, sign_in
 
-import mlflow
 from tasks.registry.audit import AUDIT_KEY_ENV, claim_name, digest, entry_limit, read_claims
 from tasks.registry.governance import (MAX_REASON_CHARS, AuditEntry, GovernanceError, bounded, history, promote,
                                        written)
@@ -26,38 +22,11 @@ ADMIN = ("admin", "admin-secret-1234")
 USERS = {"reviewer-ana": "reviewer-ana-pw-1234", "mallory": "mallory-pw-123456"}
 
 
-class Const(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input: pd.DataFrame, params=None):
-        return model_input
-
-
-def sign_in(url: str, user: str, password: str) -> MlflowClient:
-    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = user, password
-    mlflow.set_tracking_uri(url)
-    mlflow.set_registry_uri(url)
-    return MlflowClient(url, url)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """reviewer-ana has EDIT on MODEL (four versions); mallory has no grant (default READ)."""
-    from mlflow.server.auth.client import AuthServiceClient
-
-    root = tmp_path_factory.mktemp("signed")
-    with auth_mlflow_server(root, ADMIN) as url:
-        admin = sign_in(url, *ADMIN)
-        auth = AuthServiceClient(url)
-        admin.create_registered_model(MODEL)
-        for user, password in USERS.items():
-            auth.create_user(user, password)
-        auth.grant_user_permission("reviewer-ana", "registered_model", MODEL, "EDIT")
-        with mlflow.start_run(experiment_id=mlflow.create_experiment("signed")):
-            info = mlflow.pyfunc.log_model(name="m", python_model=Const(), pip_requirements=["pandas"])
-        for _ in range(4):
-            mlflow.register_model(info.model_uri, MODEL)
+    with audited_model_server(tmp_path_factory.mktemp("audit"), ADMIN, MODEL, USERS, ["reviewer-ana"]) as url:
         yield url
-    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-        os.environ.pop(key, None)
 
 
 def champion(client) -> str:

@@ -216,6 +216,9 @@ def audited_model_server(root: Path, admin: tuple[str, str], model: str, users: 
         def predict(self, context, model_input: pd.DataFrame, params=None):
             return model_input
 
+    # mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI into the environment, which
+    # use_store prefers: left set, later tests in this process would talk to a server that is gone.
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
     with auth_mlflow_server(root, admin) as url:
         sign_in(url, *admin).create_registered_model(model)
         auth = AuthServiceClient(url)
@@ -229,6 +232,8 @@ def audited_model_server(root: Path, admin: tuple[str, str], model: str, users: 
             mlflow.register_model(info.model_uri, model)
         try:
             yield url
-        finally:
-            for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        finally:   # later tests in this process must not talk to a server that is gone
+            for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_URI"):
                 os.environ.pop(key, None)
+            if saved is not None:
+                os.environ["MLFLOW_TRACKING_URI"] = saved

@@ -30,7 +30,10 @@ def project(tmp_path, monkeypatch):
     this process configured with the pipeline's user name (as the pipeline's worker is)."""
     for name in ("MLFLOW_TRACKING_URI", server_side.PROJECT_ROOT_ENV, server_side.PIPELINE_ACCOUNT_ENV,
                  server_side.ALLOWED_PATHS_ENV):
-        monkeypatch.delenv(name, raising=False)
+        # setenv first: monkeypatch then restores the variable's absence at teardown, also after a
+        # test's server_side.pin() wrote it straight into os.environ (it leaked into later flow tests).
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     root = tmp_path / "project"
     root.mkdir()
     (root / "params.yaml").write_text(f"project:\n  pipeline_account: {PIPELINE}\n")

@@ -47,6 +47,7 @@ def test_adaptflow_run_refuses_cuda_here_before_anything_starts(tmp_path):
     params["train"]["device"] = "cuda"
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
+    subprocess.run(["git", "init", "--quiet"], cwd=tmp_path, check=True)   # a project folder, as `adaptflow init` makes
     run = subprocess.run([ADAPTFLOW, "run", "--params", str(path)], env=env_for_subprocess(), capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 2, run.stderr[-2000:]

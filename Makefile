@@ -91,4 +91,4 @@ bench-gpu: setup
 	$(OFFLINE) $(BIN)/python bench/gpu.py
 
 clean:
-	rm -rf $(VENV) .prefect site data/raw data/processed mlflow/mlflow.db mlflow/optuna.db mlflow/artifacts
+	rm -rf $(VENV) .prefect site data/raw data/processed mlflow/*.db mlflow/*.db-* mlflow/artifacts

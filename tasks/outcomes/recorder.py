@@ -97,7 +97,7 @@ class Recorder:
         if failing and time.monotonic() < self._retry_at:   # the store is down: do not make requests wait
             self._buffer([row for row, _ in batch])
             for _, future in batch:
-                _settle(future, False)
+                future.set_result(False)
             return
         rows = list(self._pending) + [row for row, _ in batch]
         try:
@@ -111,7 +111,7 @@ class Recorder:
             log.warning("outcome store write failed (%s: %s); %d rows buffered, retry in %.1f s",
                         type(exc).__name__, str(exc).splitlines()[0][:200], len(self._pending), self._backoff)
             for _, future in batch:
-                _settle(future, False)
+                future.set_result(False)
             return
         if failing:
             log.info("outcome store answers again: %d buffered rows written", len(rows) - len(batch))
@@ -119,7 +119,7 @@ class Recorder:
         self._backoff = 0.1
         self.counts.written += sum(isinstance(r, Outcome) for r in rows)
         for _, future in batch:
-            _settle(future, True)
+            future.set_result(True)
 
     def _commit(self, rows: list[Outcome | ServingEvent]) -> None:
         self.store.write([r for r in rows if isinstance(r, Outcome)], [r for r in rows if isinstance(r, ServingEvent)])
@@ -143,14 +143,6 @@ class Recorder:
         if gone:
             log.info("outcome retention: %d rows older than %g days deleted", gone, self.retention_days)
 
-
-def _settle(future: Future, written: bool) -> None:
-    """A request that stopped waiting (its timeout) cancelled its future; the row is kept anyway."""
-    if not future.done():
-        try:
-            future.set_result(written)
-        except Exception:   # cancelled between the check and the set
-            pass
 
 
 def make_recorder(settings, root) -> Recorder | None:

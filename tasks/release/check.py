@@ -72,24 +72,15 @@ def check_canary(client: MlflowClient, tracking_uri: str, model: str, settings: 
                                                 page, run_id, seq)
     if decision.action == "rollback":
         entry = canary_registry.roll_back(client, tracking_uri, model, f"canary check: {decision.reason}",
-                                          _compact(evidence), state.version)
+                                          evidence, state.version)
         return made("rollback", entry.seq if entry else None)
     if decision.action == "ready":
-        client.set_model_version_tag(model, state.version, "canary.evidence", json.dumps(_compact(evidence))[:MAX_TAG_CHARS])
+        client.set_model_version_tag(model, state.version, "canary.evidence", json.dumps(evidence)[:MAX_TAG_CHARS])
         if settings.auto_promote:
             entry = canary_registry.promote_ready(client, tracking_uri, model, state.version, decision.reason,
-                                                  _compact(evidence))
+                                                  evidence)
             return made("promoted", entry.seq)
     return made(decision.action)
-
-
-def _compact(evidence: dict) -> dict:
-    """The evidence as an audit entry holds it: counts, bounds and statistics, rounded."""
-    tests = {name: {k: (round(v, 5) if isinstance(v, float) else v) for k, v in t.items()
-                    if k in ("canary_n", "canary_x", "champion_n", "champion_x", "diff", "lower", "upper", "log_lr",
-                             "boundary", "worse")}
-             for name, t in evidence.get("tests", {}).items()}
-    return {**{k: v for k, v in evidence.items() if k != "tests"}, "tests": tests}
 
 
 def _log_check(client: MlflowClient, model: str, state, decision: Decision, page: Path, slow_ms) -> str:

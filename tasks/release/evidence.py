@@ -39,12 +39,7 @@ def champion_p95(rows: list[Outcome]) -> float | None:
 
 def flag(row: Outcome, signal: str, slow_ms: float | None) -> bool:
     spec = live_signal(signal)
-    value = getattr(row, spec.column)
-    if spec.rule == "server_error":
-        return value >= 500
-    if spec.rule == "any":
-        return value > 0
-    return slow_ms is not None and value > slow_ms
+    return spec.fired(getattr(row, spec.column), slow_ms)
 
 
 def window(rows: list[Outcome], signals: tuple[str, ...], slow_ms: float | None = None) -> Window:

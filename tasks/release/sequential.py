@@ -18,7 +18,7 @@ the tolerance".
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,11 @@ class RateComparison:
         return self.lower > 0
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "lower": self.lower, "upper": self.upper, "worse": self.worse}
+        """What an audit entry, a version tag and the page keep: counts, bounds and statistics, rounded."""
+        figures = {"diff": self.diff, "lower": self.lower, "upper": self.upper, "log_lr": self.log_lr,
+                   "boundary": self.boundary}
+        return {"canary_n": self.canary_n, "canary_x": self.canary_x, "champion_n": self.champion_n,
+                "champion_x": self.champion_x, **{k: round(v, 5) for k, v in figures.items()}, "worse": self.worse}
 
 
 def smoothed_rate(x: int, n: int) -> float:

@@ -219,8 +219,7 @@ async def _answer(service: Service, request: Request, token: str | None, check, 
 def limit_loads(service: Service, request: Request, req) -> None:
     """429 when this client has asked for too many versions that were not loaded
     (serving.load_rate_per_minute, load_burst): cycling version numbers cannot keep loading."""
-    if req.version is None or any(d["model"] == req.model and d["version"] == req.version
-                                  for d in service.describe_models()):
+    if req.version is None or service.is_loaded(req.model, req.version):
         return
     client = request.client.host if request.client else "unknown"
     wait = request.app.state.load_limiter.take(client)

@@ -37,26 +37,28 @@ def _missing(exc: MlflowException) -> bool:
     return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
 
 
-def resolve_aliases(client, models: list[str], aliases: list[str]) -> dict[Route, str | None]:
-    """(model, alias) -> version number, None where the alias is not set. Other registry
+@dataclass(frozen=True)
+class Registry:
+    """Where the registry says each followed alias points, and each model's canary."""
+    routes: dict[Route, str | None]          # (model, alias) -> version, None where the alias is not set
+    canaries: dict[str, CanaryRoute | None]  # model -> its canary (version and share), or None
+
+
+def resolve(client, models: list[str], aliases: list[str]) -> Registry:
+    """One registry request per model: its aliases (the followed ones and @canary) and its canary
+    share tag come with the registered model. A model that is gone has no aliases; other registry
     errors (unreachable server) propagate: the caller keeps serving and reports them."""
-    out: dict[Route, str | None] = {}
+    routes: dict[Route, str | None] = {}
+    canaries: dict[str, CanaryRoute | None] = {}
     for model in models:
-        for alias in aliases:
-            try:
-                out[(model, alias)] = str(client.get_model_version_by_alias(model, alias).version)
-            except MlflowException as exc:
-                if not _missing(exc):
-                    raise
-                out[(model, alias)] = None
-    return out
-
-
-def resolve_canaries(client, models: list[str]) -> dict[str, CanaryRoute | None]:
-    """model -> the canary it runs (its version and share), or None: one registry request per model."""
-    out: dict[str, CanaryRoute | None] = {}
-    for model in models:
-        rm = client.get_registered_model(model)
-        version, share = (rm.aliases or {}).get(CANARY_ALIAS), read_share(rm.tags.get(SHARE_TAG))
-        out[model] = CanaryRoute(str(version), share) if version is not None and share > 0 else None
-    return out
+        try:
+            rm = client.get_registered_model(model)
+            found, tags = {a: str(v) for a, v in (rm.aliases or {}).items()}, rm.tags
+        except MlflowException as exc:
+            if not _missing(exc):
+                raise
+            found, tags = {}, {}
+        routes.update({(model, alias): found.get(alias) for alias in aliases})
+        share = read_share(tags.get(SHARE_TAG))
+        canaries[model] = CanaryRoute(found[CANARY_ALIAS], share) if CANARY_ALIAS in found and share > 0 else None
+    return Registry(routes, canaries)

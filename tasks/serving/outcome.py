@@ -7,6 +7,7 @@ from typing import Any
 
 from tasks.outcomes.store import Outcome
 from tasks.serving.pool import Loaded
+from tasks.tasktypes.signals import live_signals
 
 
 def summarize(answer: dict[str, Any] | None) -> tuple[int, int, list]:
@@ -30,8 +31,8 @@ def make_outcome(service, *, request_id: str, arrived: float, loaded: Loaded, al
                       version=loaded.version, arm=arm, routed=routed, route=route, status=status,
                       latency_ms=round(seconds * 1000, 3), texts=texts, blocked=blocked, abstained=abstained,
                       answers=answers)
-    signals = [name for name, on in (("error", status >= 500), ("policy_blocked", blocked > 0),
-                                     ("abstained", abstained > 0)) if on]
+    # The per-request signals the service can tell alone (slow needs the champion's p95: the check's).
+    signals = [name for name, spec in live_signals().items() if spec.fired(getattr(outcome, spec.column))]
     service.metrics.outcome(loaded.model, loaded.version, arm, status, seconds, signals)
     return outcome
 

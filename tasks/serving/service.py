@@ -32,7 +32,7 @@ from tasks.serving.batching import Batcher
 from tasks.serving.checks import PredictRequest, RequestError
 from tasks.outcomes.recorder import Recorder
 from tasks.outcomes.store import ServingEvent
-from tasks.serving.follow import Change, Route, plan_changes, resolve_aliases, resolve_canaries
+from tasks.serving.follow import Change, Route, plan_changes, resolve
 from tasks.serving.metrics import ServingMetrics
 from tasks.serving.policy import guard_outputs, guard_prediction
 from tasks.serving.pool import Loaded, Pool
@@ -151,16 +151,15 @@ class Service:
     def sync_once(self) -> list[Change]:
         with self._sync_lock:
             try:
-                resolved = resolve_aliases(self.client, self.models, self.settings.aliases)
-                canaries = resolve_canaries(self.client, self.models)
+                found = resolve(self.client, self.models, self.settings.aliases)
             except Exception as exc:   # registry unreachable: keep serving what is loaded
                 self.poll_error = f"{_now()}: {type(exc).__name__}: {str(exc)[:300]}"
                 log.warning("registry poll failed, still serving the loaded versions: %s", self.poll_error)
                 return []
             self.last_poll, self.poll_error = _now(), None
-            resolved.update({(m, CANARY): c.version if c else None for m, c in canaries.items()})
+            resolved = {**found.routes, **{(m, CANARY): c.version if c else None for m, c in found.canaries.items()}}
             with self._lock:
-                self._follow_canaries(canaries)
+                self._follow_canaries(found.canaries)
                 refused = {r: f.version for r, f in self._refused.items() if not f.retried}
                 for route, version in resolved.items():   # the alias moved on from a refused version
                     if route in self._refused and self._refused[route].version != version:
@@ -264,6 +263,10 @@ class Service:
                 self._inflight[loaded.key] += 1
             return loaded, alias, split
         return self._load_pinned(req.model, req.version), None, False
+
+    def is_loaded(self, model: str, version: str) -> bool:
+        with self._lock:
+            return (model, version) in self._loaded
 
     def _canary_route(self, model: str) -> CanaryRoute | None:
         """The split as loaded here: the share the registry says, the version this replica holds."""

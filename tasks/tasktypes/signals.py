@@ -21,6 +21,15 @@ class LiveSignal:
     rule: Rule
     doc: str
 
+    def fired(self, value: float, slow_ms: float | None = None) -> bool:
+        """Whether a request whose `column` holds `value` shows this signal (`slow_ms`: the
+        champion's p95 the slow signal compares with; None: not known yet, never fired)."""
+        if self.rule == "server_error":
+            return value >= 500
+        if self.rule == "any":
+            return value > 0
+        return slow_ms is not None and value > slow_ms
+
 
 _SIGNALS = {s.name: s for s in (
     LiveSignal(name="error", label="error rate", column="status", rule="server_error",

@@ -9,11 +9,21 @@ import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-import yaml
+# Before anything loads torch (its OpenMP runtime reads this once, at load): the suite runs two
+# pytest-xdist workers on 2 cores, and every training sets train.threads (2) torch threads, so
+# two trainings at once put 4 OpenMP threads on 2 cores. By default an idle OpenMP thread spins
+# before it sleeps, stealing the core the other process needs. Measured on the 2-core AMD EPYC
+# (bench numbers in docs/performance.md): two smoke runs at once took 204 s each, 104 s with
+# PASSIVE; a MiniLM-sized training step loop, two at once, 69-126 s against 37 s; alone, PASSIVE
+# costs about 7 % (25.4 s against 27.1 s), which a user's single run does not pay (not set there).
+# Processes the tests start inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from tasks.config import merge
-from tasks.env import apply_offline_defaults
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from tasks.config import merge  # noqa: E402
+from tasks.env import apply_offline_defaults  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["negative", "positive"]

@@ -2,6 +2,7 @@
 CPU, and your own base model folder."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,35 @@ def test_gradient_checkpointing_on_a_causal_lm_trains_to_the_same_weights(tiny_l
         assert model.get_base_model().is_gradient_checkpointing == checkpointing
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters() if p.requires_grad]))
     assert (weights[0] - weights[1]).abs().max().item() < 1e-5
+
+
+def test_auto_on_a_cpu_takes_bf16_only_where_it_measured_fast_enough():
+    slow_bf16, fast_bf16 = Machine(0, False, 0.01), Machine(0, False, 3.2)
+    # 0 (the default): fp32 whatever the measurement, and the log says what was measured.
+    kept = choose(TrainSettings(), fast_bf16)
+    assert kept.precision == "no" and "3.20x fp32's here" in kept.reason and "cpu_bf16_min_speedup is 0" in kept.reason
+    chosen = choose(TrainSettings(cpu_bf16_min_speedup=2.0), fast_bf16)
+    assert chosen.precision == "bf16" and "at least train.cpu_bf16_min_speedup 2" in chosen.reason
+    slow = choose(TrainSettings(cpu_bf16_min_speedup=2.0), slow_bf16)
+    assert slow.precision == "no" and "0.01x" in slow.reason and "below train.cpu_bf16_min_speedup 2" in slow.reason
+    # Asked for explicitly, bf16 is used without a measurement.
+    assert choose(TrainSettings(mixed_precision="bf16"), slow_bf16).precision == "bf16"
+    with pytest.raises(ValueError, match="cpu_bf16_min_speedup must be >= 0"):
+        TrainSettings(cpu_bf16_min_speedup=-1)
+
+
+def test_the_cpu_measurement_is_made_once_per_machine_and_cached(tmp_path, monkeypatch):
+    from tasks.training import cpu_precision as probe
+
+    first = probe.cpu_precision(1, tmp_path)
+    assert first.fp32_step_seconds > 0 and first.bf16_step_seconds > 0 and "1 threads" in first.machine
+    monkeypatch.setattr(probe, "measure", lambda threads: pytest.fail("measured again"))
+    assert probe.cpu_precision(1, tmp_path) == first   # read back, not measured
+    # Another thread count (or CPU, or torch) is another key: measured again.
+    monkeypatch.undo()
+    second = probe.cpu_precision(2, tmp_path)
+    cached = json.loads((tmp_path / probe.CACHE_FILE).read_text())
+    assert set(cached) == {first.machine, second.machine}
+    # A damaged cache is measured over, not trusted.
+    (tmp_path / probe.CACHE_FILE).write_text("{not json")
+    assert probe.cpu_precision(1, tmp_path).machine == first.machine

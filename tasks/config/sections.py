@@ -239,6 +239,8 @@ class TrainSettings:
     # Where and how the loop runs (tasks/training/hardware.py decides "auto"; accelerate runs it).
     device: str = "auto"             # auto (CUDA when present) | cpu | cuda
     mixed_precision: str = "auto"    # auto | no | bf16 | fp16; auto: bf16 on a GPU that has it, else fp32
+    # auto on a CPU: bf16 where a bf16 step measured at least this many times fp32's (0: never)
+    cpu_bf16_min_speedup: float = 0.0
     grad_accum_steps: int = 1        # effective batch = batch_size x grad_accum_steps x processes
     gradient_checkpointing: bool = False   # recompute activations in backward (large causal-LM bases)
     processes: int = 1               # > 1: `accelerate launch`, one process per GPU (or gloo CPU processes)
@@ -256,6 +258,7 @@ class TrainSettings:
                 f"mixed_precision must be one of {', '.join(PRECISIONS)}, not {self.mixed_precision!r}")
         require(not (self.device == "cpu" and self.mixed_precision == "fp16"),
                 "mixed_precision fp16 needs a GPU (fp16 autocast on a CPU is not supported); use bf16 or no")
+        require(self.cpu_bf16_min_speedup >= 0, "cpu_bf16_min_speedup must be >= 0 (0: auto keeps fp32 on a CPU)")
         require(self.grad_accum_steps >= 1, "grad_accum_steps must be >= 1")
         require(self.processes >= 1, "processes must be >= 1")
 

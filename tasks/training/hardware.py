@@ -17,6 +17,9 @@ class HardwareError(ValueError, UserError):
 class Machine:
     cuda_devices: int            # torch.cuda.device_count()
     cuda_bf16: bool              # the first CUDA device supports bf16
+    # A bf16-autocast step's speed over fp32's on this CPU (cpu_precision.py); None: not measured
+    # (a GPU run, or a precision set explicitly).
+    cpu_bf16_speedup: float | None = None
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,7 @@ def choose(train: TrainSettings, machine: Machine) -> Hardware:
         precision = "bf16" if machine.cuda_bf16 else "fp16"
         why = "auto on a GPU: " + ("bf16 (supported)" if machine.cuda_bf16 else "fp16 (no bf16 on this GPU)")
     elif precision == "auto":
-        # bf16 matmul measured 2.3x fp32 on one 2-core AMD EPYC of this fleet and 0.58x on an
-        # Intel Xeon; a change of precision also moves results, so a CPU gets it only when asked.
-        precision, why = "no", "auto on a CPU: fp32 (set train.mixed_precision: bf16 to use bf16)"
+        precision, why = cpu_auto_precision(train.cpu_bf16_min_speedup, machine.cpu_bf16_speedup)
     processes = train.processes
     return Hardware(device, precision, processes,
                     f"{device} x {processes} process(es), precision {precision} ({why}); effective batch "
@@ -59,15 +60,33 @@ def choose(train: TrainSettings, machine: Machine) -> Hardware:
                     f"{train.effective_batch}")
 
 
-def detect() -> Machine:
+def cpu_auto_precision(min_speedup: float, speedup: float | None) -> tuple[str, str]:
+    """auto on a CPU: bf16 only where a bf16 step measured at least `min_speedup` times fp32's on
+    this machine (0: never). A change of precision can move results, so the bar is a setting."""
+    measured = f"a bf16 step measured {speedup:.2f}x fp32's here" if speedup is not None else "not measured"
+    if min_speedup and speedup is not None and speedup >= min_speedup:
+        return "bf16", f"auto on a CPU: bf16 ({measured}, at least train.cpu_bf16_min_speedup {min_speedup:g})"
+    bar = (f"below train.cpu_bf16_min_speedup {min_speedup:g}" if min_speedup
+           else "train.cpu_bf16_min_speedup is 0; set train.mixed_precision: bf16 to use it")
+    return "no", f"auto on a CPU: fp32 ({measured}; {bar})"
+
+
+def detect(train: TrainSettings | None = None) -> Machine:
+    """What torch finds here; on a CPU-only machine whose run leaves the precision to auto, also
+    how much faster bf16 is (measured once per machine and cached: about 1 s)."""
     import torch
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return Machine(count, bool(count) and torch.cuda.is_bf16_supported())
+    speedup = None
+    if train is not None and train.mixed_precision == "auto" and train.device != "cuda" and not count:
+        from tasks.training.cpu_precision import cpu_precision
+
+        speedup = cpu_precision(train.threads).bf16_speedup
+    return Machine(count, bool(count) and torch.cuda.is_bf16_supported(), speedup)
 
 
 def check_hardware(train: TrainSettings) -> Hardware:
-    return choose(train, detect())
+    return choose(train, detect(train))
 
 
 def threads_per_process(train: TrainSettings, hardware: Hardware) -> int:

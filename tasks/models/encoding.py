@@ -90,6 +90,55 @@ def collate(rows: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask}
 
 
+def pack_rows(lengths: list[int], width: int) -> list[list[int]]:
+    """Positions of examples per row, first-fit over lengths in decreasing order, each row at most
+    `width` tokens (an example longer than `width` gets a row of its own)."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        slot = next((r for r, free in enumerate(room) if free >= lengths[i]), None)
+        if slot is None:
+            rows.append([i])
+            room.append(width - lengths[i])
+        else:
+            rows[slot].append(i)
+            room[slot] -= lengths[i]
+    return rows
+
+
+def collate_packed(data: "Encoded", idx, pad_id: int) -> dict[str, torch.Tensor]:
+    """Generation SFT: the examples at `idx` packed several to a row, no row wider than the longest
+    example (so never more memory than the padded batch). Position ids restart at 0 for each
+    example and no attention mask is passed: transformers (masking_utils.find_packed_sequence_indices)
+    then keeps each token's attention inside its own example. Labels are each example's own (-100 on
+    its prompt), so the loss covers the same target tokens as the padded batch; the shift in
+    batch_loss never crosses into the next example, whose first token is a prompt token (-100).
+    `examples` counts what the batch holds (its rows are fewer)."""
+    idx = [int(i) for i in idx]
+    labels = data.batch_labels(idx)
+    lengths = [len(data.input_ids[i]) for i in idx]
+    rows = pack_rows(lengths, max(lengths))
+    width = max(sum(lengths[j] for j in row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    targets = torch.full((len(rows), width), -100, dtype=torch.long)
+    for r, row in enumerate(rows):
+        at = 0
+        for j in row:
+            n = lengths[j]
+            ids[r, at:at + n] = torch.tensor(data.input_ids[idx[j]], dtype=torch.long)
+            positions[r, at:at + n] = torch.arange(n)
+            targets[r, at:at + n] = labels[j, :n]
+            at += n
+        # The row's padding continues its last example's positions (no new sequence starts there);
+        # it carries no loss, and causal attention keeps it from reaching any earlier token.
+        positions[r, at:] = torch.arange(positions[r, at - 1] + 1, positions[r, at - 1] + 1 + width - at)
+    # use_cache False: with a cache (Llama's default) transformers skips the packed-sequence mask
+    # and every example after a row's first would attend to the ones before it.
+    return {"input_ids": ids, "position_ids": positions, "use_cache": False, "labels": targets,
+            "examples": torch.tensor(len(idx))}
+
+
 def on_device(inputs: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The batch on the device the model's weights are on (after GPU training they are on the GPU;
     on a CPU this moves nothing)."""

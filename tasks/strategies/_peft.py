@@ -82,4 +82,4 @@ def peft_strategy(name: str, summary: str, params_cls: type, peft_config: Callab
 
     return Strategy(name=name, summary=summary, params_cls=params_cls, trains=True, saves="adapter", build=build,
                     save=save_peft, load=load_peft, library="peft", merge=merge_peft if mergeable else None,
-                    tasks=tasks, sharing=SHARING)
+                    tasks=tasks, sharing=SHARING, packs=mergeable)   # mergeable: LoRA, IA3 (no virtual tokens)

@@ -34,5 +34,5 @@ register(Strategy(
     name="full_finetune",
     summary="all weights train; saves the whole model",
     params_cls=FullFinetuneParams, trains=True, saves="full_model",
-    build=build, save=save, load=load, tasks=("classification", "generation"),
+    build=build, save=save, load=load, tasks=("classification", "generation"), packs=True,
 ))

@@ -57,4 +57,5 @@ register(Strategy(
     summary="top layers + head train, lower layers frozen; saves the trained layers only",
     params_cls=PartialFinetuneParams, trains=True, saves="partial_weights",
     build=build, save=save_trained, load=reload_onto_build(build), tasks=("classification", "generation"),
+    packs=True,
 ))

@@ -109,6 +109,9 @@ class Strategy:
     # Inputs carry retrieved train examples (`<name>+retrieval`, tasks/strategies/with_retrieval.py):
     # served as its own module, since the index and the inputs it builds are the version's own.
     retrieves: bool = False
+    # Generation SFT may pack several examples to a row (train.pack_generation): its model takes
+    # position ids and adds no virtual tokens in front of the input (prompt / prefix tuning do).
+    packs: bool = False
     # Strategies with a retrieval index (the `+retrieval` variants, retrieval_few_shot):
     # retrieval_metrics(model, texts, tokenizer, prompt) -> the index's size and build time, one
     # query's latency and the prompt tokens the neighbours add (prompt: generation's, else None).

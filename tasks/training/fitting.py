@@ -25,7 +25,9 @@ def build_and_train(inputs: StrategyInputs, cfg: TrainSettings, desc: str,
     metrics, result = size_metrics(model), None
     if inputs.strategy.trains:
         result = train(model, inputs.splits["train"], inputs.splits["validation"],
-                       loop_config(inputs.params, cfg, inputs.hardware), inputs.pad_id, desc=desc, on_check=on_check)
+                       loop_config(inputs.params, cfg, inputs.hardware,
+                                   pack=cfg.pack_generation and inputs.strategy.packs),
+                       inputs.pad_id, desc=desc, on_check=on_check)
         metrics |= {"train_examples_per_s": result.examples_seen / max(result.train_seconds, 1e-9),
                     "overfit_flag": float(overfitting(result.train_loss, result.val_loss))}
     return Trained(model, result, metrics)

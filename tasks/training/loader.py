@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from tasks.models.encoding import Encoded, collate, micro_batches
+from tasks.models.encoding import Encoded, collate, collate_packed, micro_batches
 
 
 class _Indices(Dataset):
@@ -36,9 +36,12 @@ class EpochBatches(Sampler):
 
 
 def epoch_loader(data: Encoded, pad_id: int, batch_size: int, effective_batch: int, seed: int,
-                 group_by_length: bool) -> DataLoader:
-    """A DataLoader of (input_ids, attention_mask, labels) batches, in the epoch's seeded order."""
+                 group_by_length: bool, pack: bool = False) -> DataLoader:
+    """A DataLoader of (input_ids, attention_mask, labels) batches, in the epoch's seeded order;
+    `pack` (generation only): the same micro-batches, several examples to a row (collate_packed)."""
     def collate_fn(indices: list[int]) -> dict[str, torch.Tensor]:
+        if pack and data.generates:
+            return collate_packed(data, indices, pad_id)
         return {**collate([data.input_ids[i] for i in indices], pad_id), "labels": data.batch_labels(indices)}
 
     sampler = EpochBatches(micro_batches(data, batch_size, effective_batch, seed, group_by_length))

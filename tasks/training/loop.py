@@ -39,6 +39,7 @@ class LoopConfig:
     device: str = "cpu"              # cpu | cuda (tasks/training/hardware.py resolves train.device)
     precision: str = "no"            # no | bf16 | fp16 (resolved train.mixed_precision)
     gradient_checkpointing: bool = False
+    pack: bool = False               # generation: several examples to a row (encoding.collate_packed)
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,7 @@ def _epochs(loop: _Loop, train_data: Encoded, state: TrainingState, bar, saver: 
         state.epoch, state.batch_in_epoch = epoch, 0
         # The same seeded order as an interrupted run; the micro-batches it finished are skipped.
         loader = acc.prepare(epoch_loader(train_data, loop.pad_id, cfg.batch_size, effective, cfg.seed + epoch,
-                                          cfg.group_by_length))
+                                          cfg.group_by_length, cfg.pack))
         if epoch == first_epoch and skip:
             loader, state.batch_in_epoch = acc.skip_first_batches(loader, skip), skip
         for batch in loader:
@@ -221,13 +222,14 @@ def _step(loop: _Loop, batch: dict, state: TrainingState) -> bool:
     """One micro-batch; True when it completed an optimizer step."""
     acc = loop.accelerator
     labels = batch.pop("labels")
+    examples = batch.pop("examples", None)   # packed rows hold more examples than rows
     with acc.accumulate(loop.wrapped):
         loss = batch_loss(loop.wrapped(**batch).logits, labels)
         acc.backward(loss)
         loop.optimizer.step()
         loop.scheduler.step()
         loop.optimizer.zero_grad(set_to_none=True)
-    state.seen += len(labels)
+    state.seen += len(labels) if examples is None else int(examples)
     state.running += loss.item()
     state.running_n += 1
     if acc.sync_gradients:

@@ -33,3 +33,5 @@ def test_two_strategies_run_in_parallel_on_a_dask_local_cluster(harness, project
     print(f"\nDask LocalCluster, 2 workers: lora {durations['lora']:.0f} s and full_finetune "
           f"{durations['full_finetune']:.0f} s overlapped {overlap / 1000:.0f} s; flow {elapsed:.0f} s")
     assert overlap > 0, "the two strategies ran one after the other"
+    # Side by side on the same cores, they share train.threads (2): one torch thread each.
+    assert {client.get_run(r.run_id).data.params["train.threads"] for r in runs.values()} == {"1"}

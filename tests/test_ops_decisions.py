@@ -1,4 +1,5 @@
-"""Pure ops decisions and commands: should a scheduled retrain run; the accelerate launch
+"""Pure ops decisions and commands: should a scheduled retrain run; how strategies side by side
+share the threads; the accelerate launch
 command for multi-GPU strategy processes (built and checked on CPU); ops settings validation."""
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import sys
 
 import pytest
 
-from tasks.config import OpsSettings, parse_section
+from conftest import ROOT
+from tasks.config import OpsSettings, load_settings, parse_section
 from tasks.ops.accelerate_launch import command
+from tasks.ops.fanout import shared_threads
 from tasks.ops.retrain import Inputs, decide
 from tasks.tracking import code_version
 
@@ -92,3 +95,13 @@ def test_ops_settings_are_validated_where_owned():
         ops_settings({"task_runner": "spark"})
     with pytest.raises(ValueError, match="retrain_cron must have 5 fields"):
         ops_settings({"retrain_cron": "weekly"})
+
+
+def test_strategies_side_by_side_on_a_local_cluster_share_the_threads():
+    base = load_settings(str(ROOT / "params.yaml"))
+    dask = load_settings(str(ROOT / "params.yaml"), overrides={"ops": {"task_runner": "dask", "dask_workers": 2}})
+    assert shared_threads(base).train.threads == base.train.threads == 2   # one after another: all of them
+    assert shared_threads(dask).train.threads == 1
+    remote = load_settings(str(ROOT / "params.yaml"), overrides={"ops": {"task_runner": "dask",
+                                                                          "dask_address": "tcp://10.0.0.5:8786"}})
+    assert shared_threads(remote).train.threads == 2   # its workers are other machines

@@ -8,7 +8,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,10 +103,23 @@ def task_runner(ops: OpsSettings):
                                           "processes": True, "dashboard_address": None})
 
 
+def shared_threads(settings: Settings) -> Settings:
+    """On a LocalCluster the strategies train side by side on this machine's cores, so they share
+    train.threads: two strategies of 2 threads each on 2 cores put 4 OpenMP threads there, and
+    idle ones spin for the core the other needs. A MiniLM-sized step loop, two processes at once
+    on the 2-core AMD EPYC: 69-126 s with 2 threads each, 36-37 s with 1 (docs/performance.md).
+    A remote scheduler's workers are their own machines: unchanged."""
+    ops, train = settings.ops, settings.train
+    if ops.task_runner != "dask" or ops.dask_address:
+        return settings
+    return replace(settings, train=replace(train, threads=max(1, train.threads // ops.dask_workers)))
+
+
 def train_strategies(ctx: RunContext, spares: Spares | None = None) -> Trained:
     ops, names = ctx.settings.ops, list(ctx.settings.strategies)
     step = train_strategy.with_options(retries=ops.retries, retry_delay_seconds=ops.retry_delay_seconds)
     if ops.task_runner == "dask":
+        ctx = replace(ctx, settings=shared_threads(ctx.settings))
         with task_runner(ops) as runner:
             futures = [runner.submit(step, {"name": n, "ctx": ctx}) for n in names]
             for f in futures:

@@ -130,6 +130,8 @@ def render(session: Session, verdict: Verdict) -> str:
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;font-size:14px}}img{{max-width:100%}}</style>
 </head><body>
 <h1>Blinded review of {e(session.model)}: v{e(session.b)} ({e(session.b_ref)}) against v{e(session.a)} ({e(session.a_ref)})</h1>
+<p>Session <code>{e(session.id)}</code> (an MLflow run of its own): {len(session.items)} items of the test split,
+{session.reviewers} reviewer seat(s), {session.overlap} items judged by every seat.</p>
 <p id="summary">{w.judgments} judgments by {who}. Win rate of v{e(session.b)}: <strong>{w.rate:.3f}</strong>
 (95 % interval {w.lower:.3f} .. {w.upper:.3f}; ties and both-bad count half): {w.b_wins} better, {w.a_wins} worse,
 {w.ties} ties, {w.both_bad} both bad. Agreement ({e(verdict.agreement_measure)}) on {verdict.agreement_items} shared

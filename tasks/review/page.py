@@ -16,10 +16,26 @@ import secrets
 import threading
 from dataclasses import dataclass
 
+# At module level: FastAPI resolves the handlers' annotations (strings here) in this module's
+# namespace. Only `adaptflow review serve` and the tests import this module.
+from fastapi import Request
+from pydantic import BaseModel
+
 from tasks.review.session import Session
 from tasks.review.votes import TAGS, DuplicateVote, VoteStore
 
 COOKIE = "adaptflow_review"
+
+
+class SignIn(BaseModel):
+    name: str
+    password: str = ""
+
+
+class Ballot(BaseModel):
+    item: str
+    choice: str
+    tags: list[str] = []
 
 
 class SignInError(ValueError):
@@ -53,23 +69,13 @@ class Reviewer:
 
 
 def create_app(session: Session, votes: VoteStore, tracking_uri: str, pipeline_account: str | None = None):
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.responses import HTMLResponse, JSONResponse
-    from pydantic import BaseModel
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     signed: dict[str, Reviewer] = {}
     lock = threading.Lock()
     seats = {seat: list(ids) for seat, ids in session.seats.items()}
-
-    class SignIn(BaseModel):
-        name: str
-        password: str = ""
-
-    class Ballot(BaseModel):
-        item: str
-        choice: str
-        tags: list[str] = []
 
     def who(request: Request) -> Reviewer | None:
         return signed.get(request.cookies.get(COOKIE, ""))

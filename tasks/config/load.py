@@ -254,6 +254,16 @@ def read_pipeline_account(params_file: str | Path, profile: str | None = None) -
     return account
 
 
+def read_review_settings(params_file: str | Path, profile: str | None = None) -> ReviewSettings:
+    """The `review:` section with the profile applied, from a params file that may hold nothing
+    else: promote reads only it (review.require_human, its gate) and project.pipeline_account."""
+    path = Path(params_file)
+    raw = _merged(path, profile, None).get("review")
+    if raw is not None and not isinstance(raw, dict):
+        raise SettingsError(f"{path}: review: must be a mapping, not {raw!r}")
+    return parse_section(ReviewSettings, raw, "review")
+
+
 def _merged(path: Path, profile: str | None, overrides: dict | None) -> dict:
     """The params file, with the profile merged in and `overrides` replacing keys."""
     if not path.is_file():

@@ -3,9 +3,8 @@ port, and whether `adaptflow promote` requires a passing human verdict (tasks/re
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from pathlib import Path
 
-from tasks.config.schema import SettingsError, parse_section, require
+from tasks.config.schema import require
 
 
 @dataclass(frozen=True)
@@ -43,13 +42,3 @@ class ReviewSettings:
         require(bool(self.experiment.strip()), "experiment must name an MLflow experiment")
         require(0 < self.port < 65536, "port must be in 1..65535")
 
-
-def read_review_settings(params_file: str | Path, profile: str | None = None) -> ReviewSettings:
-    """The `review:` section with the profile applied, from a params file that may hold nothing
-    else (promote reads only this and project.pipeline_account)."""
-    from tasks.config.load import _merged
-
-    raw = _merged(Path(params_file), profile, None).get("review")
-    if raw is not None and not isinstance(raw, dict):
-        raise SettingsError(f"{params_file}: review: must be a mapping, not {raw!r}")
-    return parse_section(ReviewSettings, raw, "review")

@@ -298,6 +298,26 @@ def test_one_vote_per_reviewer_per_item_even_at_once(store, session):
     assert votes.seat("dup-test", "cy", 2) is None and votes.seat("dup-test", "ana", 2) == "1"
 
 
+def test_the_promote_command_and_the_deployed_flow_read_the_gate(store, capsys, monkeypatch):
+    from flows import server_side
+    from flows.cli import main
+
+    root, uri, client = store
+    gated = root / "gated.yaml"   # beside the store's params: the same local store
+    gated.write_text("review:\n  require_human: {min_judgments: 20, min_win_rate_lower: 0.5}\n")
+    assert main(["promote", MODEL, "--from", "challenger", "--reason", "looks good", "--params", str(gated)]) == 2
+    err = capsys.readouterr().err
+    assert "review-tiny v2 may not be promoted: review.require_human is set and no human review verdict" in err
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    for name in (server_side.PROJECT_ROOT_ENV, server_side.PIPELINE_ACCOUNT_ENV, server_side.REVIEW_GATE_ENV):
+        monkeypatch.setenv(name, "")   # restored at teardown: pin() writes them
+    server_side.pin(gated)
+    # the deployed flow reads the pinned requirement, whatever params file a form names
+    assert server_side.review_requirement(str(root / "params.yaml")) == HumanReviewRequirement(20, 0.5, 0.4)
+    server_side.pin(root / "params.yaml")
+    assert server_side.review_requirement(str(gated)) is None
+
+
 def test_the_gate_refuses_then_allows_promotion_and_the_audit_links_the_session(store, session, tmp_path):
     from tasks.registry.governance import history
 

@@ -100,6 +100,8 @@ def promote(client, tracking_uri: str, model: str, reviewer: str | None, reason:
     if requirement is None:
         return governance.promote(client, tracking_uri, model, reviewer, reason, version=version,
                                   from_alias=from_alias, pipeline_account=pipeline_account)
+    # Who acts first, as promote decides it: the pipeline's account is refused before any gate message.
+    governance.identify(tracking_uri, reviewer, reason, pipeline_account)
     if version is None and from_alias is not None:
         try:
             version = str(client.get_model_version_by_alias(model, from_alias).version)

@@ -281,6 +281,8 @@ def test_one_vote_per_reviewer_per_item_even_at_once(store, session):
             results.append("ok")
         except DuplicateVote:
             results.append("dup")
+        except Exception as exc:   # anything else fails the test with its message
+            results.append(repr(exc))
 
     threads = [threading.Thread(target=cast) for _ in range(4)]
     for t in threads:

@@ -6,11 +6,12 @@ vote is refused even from two tabs at once. A vote is committed before the page 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, UniqueConstraint, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tasks.outcomes.store import OutcomeStore
 
@@ -53,19 +54,26 @@ class Vote:
     at: float
 
 
+# A vote that finds SQLite busy past its 5 s timeout (a new database switching to WAL while the
+# page's threads write: seen once on a loaded 2-core machine) is tried again this many times.
+BUSY_RETRIES = 3
+
+
 class VoteStore:
     def __init__(self, url: str):
         self.store = OutcomeStore(url)   # its engine: SQLite in WAL with FULL sync, or PostgreSQL
         self.engine = self.store.engine
         self._created = False
+        self._lock = threading.Lock()    # the page's worker threads create the tables once
 
     def create(self) -> None:
-        if not self._created:
-            try:
-                METADATA.create_all(self.engine)
-            except Exception:   # another process created them between check and create
-                METADATA.create_all(self.engine)
-            self._created = True
+        with self._lock:
+            if not self._created:
+                try:
+                    METADATA.create_all(self.engine)
+                except Exception:   # another process created them between check and create
+                    METADATA.create_all(self.engine)
+                self._created = True
 
     def vote(self, session: str, item: str, reviewer: str, choice: str, tags: list[str]) -> Vote:
         """Store one vote (committed when this returns); DuplicateVote when this reviewer already
@@ -77,11 +85,17 @@ class VoteStore:
             raise ValueError(f"unknown reason tag(s) {unknown}; known: {list(TAGS)}")
         self.create()
         vote = Vote(session, item, reviewer, choice, sorted(set(tags)), time.time())
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(VOTES), [{**vote.__dict__, "tags": json.dumps(vote.tags)}])
-        except IntegrityError as exc:
-            raise DuplicateVote(f"{reviewer} already voted on item {item}") from exc
+        for attempt in range(BUSY_RETRIES + 1):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(VOTES), [{**vote.__dict__, "tags": json.dumps(vote.tags)}])
+                return vote
+            except IntegrityError as exc:
+                raise DuplicateVote(f"{reviewer} already voted on item {item}") from exc
+            except OperationalError:
+                if attempt == BUSY_RETRIES:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
         return vote
 
     def votes(self, session: str, reviewer: str | None = None) -> list[Vote]:

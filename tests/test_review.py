@@ -128,6 +128,20 @@ def test_assign_gives_every_seat_the_overlap_and_shares_the_rest():
         assign(ids, 2, 0, 0)
 
 
+def test_generated_answers_are_shown_as_text_scored_by_chrf_and_stratified_by_length():
+    from tasks.artifacts.predictor import Prediction
+    from tasks.review.session import answer, item_score, strata_of
+
+    frame = pd.DataFrame({"text": ["a" * k for k in range(1, 10)], "target": ["t"] * 9})
+    assert strata_of(frame) == ["short"] * 3 + ["medium"] * 3 + ["long"] * 3
+    shown = answer(Prediction(labels=[], outputs=["Bank raises rates", "x"]), 0)
+    assert shown == {"text": "Bank raises rates"}
+    assert item_score(shown, "Bank raises rates") == 1.0 > item_score(shown, "Storm hits coast")
+    probs = Prediction(labels=LABELS, probs=np.array([[0.2, 0.8]]))
+    assert answer(probs, 0) == {"label": "positive", "confidence": 0.8}
+    assert item_score(answer(probs, 0), "positive") == 1.0 and item_score(answer(probs, 0), "negative") == 0.0
+
+
 # ---- settings and the gate's decision ------------------------------------------------------
 def test_review_settings_are_validated():
     assert ROOT.joinpath("params.yaml").is_file() and load_settings(ROOT / "params.yaml").review.require_human is None

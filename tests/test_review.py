@@ -388,3 +388,16 @@ def test_the_review_create_deployment_has_a_form(store):
     props = (schema.model_dump() if hasattr(schema, "model_dump") else schema)
     text = str(props)
     assert "ReviewCreateInput" in text and "overlap" in text and "reviewers" in text
+
+
+def test_the_review_create_flow_builds_a_session_from_its_form(store, harness):
+    from flows.human_review import review_create
+    from flows.inputs import ReviewCreateInput
+
+    root, uri, client = store
+    line = review_create(ReviewCreateInput(model=MODEL, a="1", b="2", n=8, reviewers=1, overlap=0,
+                                           params_file=str(root / "params.yaml")))
+    session_id = line.split()[2].rstrip(":")
+    made = load_session(client, session_id)
+    assert (made.a, made.b, len(made.items), list(made.seats)) == ("1", "2", 8, ["1"])
+    assert f"adaptflow review serve {session_id}" in line

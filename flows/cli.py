@@ -10,6 +10,8 @@
   adaptflow rollback MODEL --reason TEXT [--reviewer NAME] [--profile NAME]
   adaptflow history MODEL
   adaptflow canary start MODEL --version N [--share 0.1] --reason TEXT | stop MODEL --reason TEXT | check MODEL
+  adaptflow review create MODEL [--a champion] [--b challenger] [--n 60] [--reviewers 3] [--overlap 20]
+                 | serve SESSION [--port P] | close SESSION
   adaptflow lineage MODEL@ALIAS
   adaptflow report RUN_ID --out FILE.html
   adaptflow serve --models MODEL_A,MODEL_B [--port P]
@@ -49,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("strategies", help="list the registered strategies with their parameters and defaults")
     _registry_commands(sub)
     _canary_commands(sub)
+    _review_commands(sub)
     _serve_command(sub)
     _ops_commands(sub)
     return parser
@@ -168,6 +171,76 @@ def _canary(args) -> int:
     return 0
 
 
+def _review_commands(sub) -> None:
+    from flows.inputs import ReviewCreateInput
+
+    review = sub.add_parser("review", help="blinded side-by-side human review of two versions (docs/reviewing.md)",
+                            description="Reviewers judge two versions' answers to the same test inputs without "
+                                        "knowing which version wrote which; the verdict (win rate with its 95 % "
+                                        "interval, agreement, reason tags) is kept on the session's MLflow run and "
+                                        "on both versions, and review.require_human makes promote require it.")
+    actions = review.add_subparsers(dest="review_action", required=True)
+    create = actions.add_parser("create", help="sample test inputs, have both versions answer, deal reviewer seats",
+                                description="Sample --n inputs of the test split both versions were tested on "
+                                            "(stratified), have both versions answer, put each version on a random "
+                                            "side per item, deal the items to --reviewers seats (--overlap of them "
+                                            "to every seat) and store the session as an MLflow run (experiment "
+                                            "review.experiment). --from traffic is refused: the outcome store keeps "
+                                            "figures per request, never its text.")
+    add_options(create, ReviewCreateInput, spelling={"model": Spelling(("model",)), "source": Spelling(("--from",)),
+                                                     "params_file": Spelling(("--params",), metavar="PARAMS")})
+    serve = actions.add_parser("serve", help="the review page on 127.0.0.1 (reviewers sign in and vote)",
+                               description="Serve the session's review page on 127.0.0.1 until Ctrl-C. Reviewers sign "
+                                           "in as for promote (a name on a local store; their MLflow account on a "
+                                           "server; never the pipeline's), see the input and two anonymous answers "
+                                           "A and B, and vote (keys a, b, t, x; 1-4 toggle reason tags). Votes go "
+                                           "to the outcome store's database (outcomes.store).")
+    serve.add_argument("session", help="the session id `adaptflow review create` printed (its MLflow run id)")
+    serve.add_argument("--port", type=int, help="port (default: review.port, 8300)")
+    close = actions.add_parser("close", help="compute the verdict and record it on the session and both versions",
+                               description="Compute the verdict from the votes so far: win rate of b over a (ties "
+                                           "and both-bad count half) with a 95 % Wilson interval, Cohen's or "
+                                           "Fleiss' kappa on the shared items, Bradley-Terry strengths, reason "
+                                           "tags; log it on the session run (metrics, review/verdict.html) and "
+                                           "as review.* tags on both versions, which promote's gate reads.")
+    close.add_argument("session", help="the session id")
+    for action in (serve, close):
+        _params_option(action, "params file (review:, outcomes:); its folder holds the local MLflow store")
+        action.add_argument("--profile", help="profile from the params file's `profiles:`")
+
+
+def _review(args) -> int:
+    from tasks.config import load_settings, read_pipeline_account
+    from tasks.review import steps
+
+    params = args.params_file if args.review_action == "create" else args.params
+    settings = load_settings(params, args.profile)   # a wrong params file is refused before a store opens
+    client, uri = _registry(params)
+    if args.review_action == "create":
+        import time
+
+        started = time.perf_counter()
+        session = steps.create(client, settings, model=args.model, a=args.a, b=args.b, n=args.n, source=args.source,
+                               reviewers=args.reviewers, overlap=args.overlap, seed=args.seed)
+        print(f"review session {session.id}: {len(session.items)} items, {session.model} v{session.a} (a) vs "
+              f"v{session.b} (b), {session.reviewers} reviewer seat(s), built in {time.perf_counter() - started:.1f} s"
+              f"\nreviewers judge at: adaptflow review serve {session.id}")
+        return 0
+    if args.review_action == "close":
+        print(steps.summary(steps.close(client, settings, args.session)))
+        return 0
+    from tasks.review.page import create_app, serve
+    from tasks.review.session import load_session
+
+    session = load_session(client, args.session)
+    port = args.port or settings.review.port
+    print(f"review page: http://127.0.0.1:{port}/ ({len(session.items)} items, {session.reviewers} seat(s)); "
+          "Ctrl-C stops it")
+    serve(create_app(session, steps.vote_store(settings), uri, read_pipeline_account(params, args.profile)),
+          "127.0.0.1", port)
+    return 0
+
+
 def _serve_command(sub) -> None:
     serve = sub.add_parser("serve", help="serve registered models over HTTP, following @champion",
                            description="Answer POST /predict (classifiers) and POST /generate (generating "
@@ -186,13 +259,13 @@ def _serve_command(sub) -> None:
 def _ops_commands(sub) -> None:
     deploy = sub.add_parser("deploy", help="register the Prefect deployments and serve them (PREFECT_API_URL)",
                             description="Register the deployments specialize, retrain (cron: ops.retrain_cron), "
-                                        "promote, rollback, canary-start, canary-stop and canary-check (cron: "
-                                        "canary.check_cron) with the Prefect server in PREFECT_API_URL, then "
+                                        "promote, rollback, canary-start, canary-stop, canary-check (cron: "
+                                        "canary.check_cron) and review-create with the Prefect server in PREFECT_API_URL, then "
                                         "execute their runs in this process until Ctrl-C.")
     _params_option(deploy, "params file (default: params.yaml)")
     deploy.add_argument("--profile", help="profile the deployed runs use by default, e.g. smoke")
     deploy.add_argument("--only", help="comma-separated subset of specialize, retrain, promote, rollback, "
-                                         "canary-start, canary-stop, canary-check")
+                                         "canary-start, canary-stop, canary-check, review-create")
     deploy.add_argument("--limit", type=int, help="most flow runs at once (default: no limit)")
     deploy.add_argument("--work-pool", help="register for this work pool's workers instead of serving "
                                             "(e.g. a Kubernetes pool, infra/README.md), then return")
@@ -266,9 +339,13 @@ def _govern(args) -> int:
                 print(f"adaptflow history: WARNING: {problem}", file=sys.stderr)
             return 1 if found.problems else 0
         if args.command == "promote":
-            print(governance.promote(client, uri, args.model, args.reviewer, args.reason,
-                                     version=args.version, from_alias=args.from_alias,
-                                     pipeline_account=pipeline).line())
+            from tasks.config import read_review_settings
+            from tasks.review import gate
+
+            requirement = read_review_settings(args.params_file, args.profile).require_human
+            print(gate.promote(client, uri, args.model, args.reviewer, args.reason, version=args.version,
+                               from_alias=args.from_alias, pipeline_account=pipeline,
+                               requirement=requirement).line())
         else:
             print(governance.rollback(client, uri, args.model, args.reviewer, args.reason,
                                       pipeline_account=pipeline).line())
@@ -489,6 +566,8 @@ def _dispatch(args) -> int:
         return _govern(args)
     if args.command == "canary":
         return _canary(args)
+    if args.command == "review":
+        return _review(args)
     if args.command == "serve":
         return _serve(args)
     if args.command == "deploy":

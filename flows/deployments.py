@@ -7,6 +7,7 @@ flow runs execute in child processes of it).
   promote     on demand, reviewers; concurrency 1 (every move is also serialized by the audit claim)
   rollback    on demand, reviewers; concurrency 1
   canary-start, canary-stop   on demand, reviewers; concurrency 1 (docs/releasing.md)
+  review-create  on demand, reviewers: a blinded side-by-side review session (docs/reviewing.md)
   canary-check   canary.check_cron (every 5 minutes by default): the pipeline judges the running
                  canary and rolls it back when it does worse; concurrency 1
 
@@ -22,14 +23,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-NAMES = ("specialize", "retrain", "promote", "rollback", "canary-start", "canary-stop", "canary-check")
+NAMES = ("specialize", "retrain", "promote", "rollback", "canary-start", "canary-stop", "canary-check",
+         "review-create")
 
 
 def deployments(params_file: str, profile: str | None = None, only: list[str] | None = None) -> list:
     from prefect.schedules import Cron
     from prefect.types.entrypoint import EntrypointType
 
-    from flows import canary, review
+    from flows import canary, human_review, review
     from flows.retrain import retrain
     from flows.specialize import specialize
     from tasks.config import load_settings
@@ -71,6 +73,11 @@ def deployments(params_file: str, profile: str | None = None, only: list[str] | 
             schedule=Cron(loaded.canary.check_cron, timezone=ops.retrain_timezone),
             description=f"Judge the running canary ({loaded.canary.check_cron}): roll back when it does worse "
                         "than @champion on the live signals, else hold or mark it ready for review."),
+        "review-create": lambda: human_review.review_create.to_deployment(
+            "review-create", parameters={"request": {"params_file": params, "profile": profile}},
+            entrypoint_type=module, tags=["adaptflow", "reviewers"],
+            description="Build a blinded side-by-side review session of two versions (reviewers judge at "
+                        "`adaptflow review serve SESSION`)."),
     }
     return [built[name]() for name in (only or NAMES)]
 

@@ -132,3 +132,23 @@ class CanaryCheckInput(BaseModel):
                                                        "project.registered_model)")
     params_file: str = Field("params.yaml", description=_PARAMS)
     profile: str | None = Field(None, description="a profile under `profiles:` in the params file")
+
+
+class ReviewCreateInput(BaseModel):
+    """A blinded side-by-side review session (docs/reviewing.md)."""
+
+    model: str = Field(description=_MODEL)
+    a: str = Field("champion", description="the first version: an alias (champion) or a version number")
+    b: str = Field("challenger", description="the version judged against it: an alias (challenger) or a number; "
+                                             "the verdict is its win rate over a")
+    n: int = Field(60, ge=2, description="items to sample from the test split, stratified (by label; by input "
+                                         "length for generation)")
+    source: Literal["test", "traffic"] = Field("test", description="where the inputs come from: the test split "
+                                                                   "the versions were tested on; traffic is "
+                                                                   "refused (stored outcomes never hold texts)")
+    reviewers: int = Field(3, ge=1, description="reviewer seats; each signs in on the review page")
+    overlap: int = Field(20, ge=0, description="items every reviewer judges (agreement is measured on them); the "
+                                               "rest are shared out")
+    seed: int = Field(0, description="seeds the sample, the sides and the order each reviewer sees")
+    params_file: str = Field("params.yaml", description=_PARAMS)
+    profile: str | None = Field(None, description="a profile under `profiles:` in the params file")

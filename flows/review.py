@@ -1,6 +1,7 @@
 """Reviewer flows, `promote` and `rollback`, for the Prefect deployments of the same names: the
 same audited path as `adaptflow promote` / `rollback` (tasks/governance.py), from a form in
-the Prefect UI. Served with a concurrency limit of 1, so two reviewers never interleave.
+the Prefect UI; promote asks the human-review gate first (review.require_human, pinned by the
+serving process like the pipeline account: tasks/review/gate.py). Served with a concurrency limit of 1, so two reviewers never interleave.
 
 The pipeline's account, which may not move @champion, is the one the serving process was started
 with (flows/server_side.py), never read from the params file the form names: a form naming a
@@ -33,12 +34,16 @@ def reviewer_registry(params_file: str):
 
 @flow(name="promote", log_prints=True)
 def promote(request: PromoteInput) -> str:
-    from tasks.registry import governance
+    from flows import server_side
+    from tasks.review import gate
 
     client, uri, account = reviewer_registry(request.params_file)
+    # review.require_human from the serving process (or the confined params file), never the form
+    requirement = server_side.review_requirement(server_side.confine_params(request.params_file))
     version = request.version
-    entry = governance.promote(client, uri, request.model, request.reviewer, request.reason, version=version,
-                               from_alias=None if version else request.from_alias, pipeline_account=account)
+    entry = gate.promote(client, uri, request.model, request.reviewer, request.reason, version=version,
+                         from_alias=None if version else request.from_alias, pipeline_account=account,
+                         requirement=requirement)
     get_run_logger().info("%s (MLflow account: %s)", entry.line(), os.environ.get("MLFLOW_TRACKING_USERNAME", "-"))
     return entry.line()
 

@@ -22,6 +22,8 @@ from tasks.errors import UserError
 
 PROJECT_ROOT_ENV = "ADAPTFLOW_PROJECT_ROOT"
 PIPELINE_ACCOUNT_ENV = "ADAPTFLOW_PIPELINE_ACCOUNT"   # "": the deployed params declare no pipeline account
+# review.require_human of the deployed params as JSON ("null": promote needs no human verdict)
+REVIEW_GATE_ENV = "ADAPTFLOW_REVIEW_REQUIRE_HUMAN"
 ALLOWED_PATHS_ENV = "ADAPTFLOW_ALLOWED_PATHS"
 HOW = ("`adaptflow deploy` sets it for the runs it serves; a work pool's worker needs it in its environment "
        "(infra/README.md, \"Deployments and scheduled retraining\")")
@@ -34,12 +36,30 @@ class ServerSideError(ValueError, UserError):
 def pin(params_file: str | Path, profile: str | None = None) -> None:
     """Fix the project folder and the pipeline account for the flow runs this process starts,
     from the params file it was started with. A missing or unreadable file is a SettingsError."""
-    from tasks.config import read_pipeline_account
+    import json
+    from dataclasses import asdict
+
+    from tasks.config import read_pipeline_account, read_review_settings
 
     params = Path(params_file).resolve()
     account = read_pipeline_account(params, profile)
+    gate = read_review_settings(params, profile).require_human
     os.environ[PROJECT_ROOT_ENV] = str(params.parent)
     os.environ[PIPELINE_ACCOUNT_ENV] = account or ""
+    os.environ[REVIEW_GATE_ENV] = json.dumps(asdict(gate) if gate else None)
+
+
+def review_requirement(params_file: str):
+    """review.require_human as the serving process pinned it; without a pin (a worker started
+    otherwise), the confined params file's."""
+    import json
+
+    from tasks.config import HumanReviewRequirement, read_review_settings
+
+    if REVIEW_GATE_ENV in os.environ:
+        raw = json.loads(os.environ[REVIEW_GATE_ENV] or "null")
+        return HumanReviewRequirement(**raw) if raw else None
+    return read_review_settings(params_file).require_human
 
 
 def pipeline_account() -> str | None:

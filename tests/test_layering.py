@@ -32,6 +32,8 @@ ALLOWED = {
     "serving": SHARED | {"config", "models", "strategies", "evaluation", "artifacts", "registry",
                          "tracking", "outcomes"},
     "release": SHARED | {"config", "outcomes", "registry", "evaluation", "tracking"},
+    "review": SHARED | {"config", "models", "strategies", "data", "evaluation", "artifacts", "registry", "outcomes",
+                        "tracking"},
     "tracking": SHARED | {"config", "data", "models"},   # type annotations only (TYPE_CHECKING)
 }
 NEVER = {"strategies": ("mlflow", "prefect"), "models": ("mlflow",), "config": ("mlflow", "prefect")}

@@ -29,7 +29,7 @@ def project(tmp_path, monkeypatch):
     """A project whose params declare the pipeline account, a local store with MODEL v1, v2, and
     this process configured with the pipeline's user name (as the pipeline's worker is)."""
     for name in ("MLFLOW_TRACKING_URI", server_side.PROJECT_ROOT_ENV, server_side.PIPELINE_ACCOUNT_ENV,
-                 server_side.ALLOWED_PATHS_ENV):
+                 server_side.ALLOWED_PATHS_ENV, server_side.REVIEW_GATE_ENV):
         # setenv first: monkeypatch then restores the variable's absence at teardown, also after a
         # test's server_side.pin() wrote it straight into os.environ (it leaked into later flow tests).
         monkeypatch.setenv(name, "")

@@ -26,6 +26,7 @@ from tasks.config.sections import (
 )
 from tasks.config.policy import PolicySettings
 from tasks.config.release import CanarySettings, OutcomeSettings
+from tasks.config.review import ReviewSettings
 from tasks.config.serving import ServingSettings
 from tasks.config.tune import TuneSettings
 from tasks.tasktypes import DEFAULT, task_type
@@ -51,6 +52,7 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)   # checked in evaluation and serving
     outcomes: OutcomeSettings = field(default_factory=OutcomeSettings)   # what serving records per answer
     canary: CanarySettings = field(default_factory=CanarySettings)       # how a canary release is judged
+    review: ReviewSettings = field(default_factory=ReviewSettings)       # blinded human review, its gate
     # Each chosen strategy's params, parsed and validated once at load (its params dataclass,
     # defaults filled in); `<name>+retrieval`'s from its strategy's section and `retrieval` option.
     strategy_params: dict[str, Any] = field(default_factory=dict)
@@ -171,6 +173,7 @@ def load_settings(
         policy=parse_section(PolicySettings, raw.get("policy"), "policy"),
         outcomes=parse_section(OutcomeSettings, raw.get("outcomes"), "outcomes"),
         canary=parse_section(CanarySettings, raw.get("canary"), "canary"),
+        review=parse_section(ReviewSettings, raw.get("review"), "review"),
         strategy_params=parsed,
         profile=profile,
         root=path.resolve().parent,
@@ -249,6 +252,16 @@ def read_pipeline_account(params_file: str | Path, profile: str | None = None) -
     if account is not None and not isinstance(account, str):
         raise SettingsError(f"{path}: project.pipeline_account must be an account name, not {account!r}")
     return account
+
+
+def read_review_settings(params_file: str | Path, profile: str | None = None) -> ReviewSettings:
+    """The `review:` section with the profile applied, from a params file that may hold nothing
+    else: promote reads only it (review.require_human, its gate) and project.pipeline_account."""
+    path = Path(params_file)
+    raw = _merged(path, profile, None).get("review")
+    if raw is not None and not isinstance(raw, dict):
+        raise SettingsError(f"{path}: review: must be a mapping, not {raw!r}")
+    return parse_section(ReviewSettings, raw, "review")
 
 
 def _merged(path: Path, profile: str | None, overrides: dict | None) -> dict:

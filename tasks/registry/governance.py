@@ -244,9 +244,10 @@ def _apply(client: MlflowClient, model: str, claim: Claim) -> None:
 
 def promote(client: MlflowClient, tracking_uri: str, model: str, reviewer: str | None, reason: str,
             version: str | None = None, from_alias: str | None = None,
-            pipeline_account: str | None = None) -> AuditEntry:
+            pipeline_account: str | None = None, evidence: dict | None = None) -> AuditEntry:
     """`reviewer`: None, or the name the caller expects to act as (checked against the
-    established identity on a server; recorded as given on a local store)."""
+    established identity on a server; recorded as given on a local store). `evidence`: kept in
+    the audit entry (e.g. the human review session the promotion rests on)."""
     who = identify(tracking_uri, reviewer, reason, pipeline_account)
     if (version is None) == (from_alias is None):
         raise GovernanceError("give exactly one of --version N or --from ALIAS")
@@ -265,7 +266,7 @@ def promote(client: MlflowClient, tracking_uri: str, model: str, reviewer: str |
             raise GovernanceError(f"{model} v{version} is already @champion; nothing changed")
         return "promote", version, current
 
-    return _append(client, model, decide, who, reason)
+    return _append(client, model, decide, who, reason, **({"evidence": evidence} if evidence else {}))
 
 
 def rollback(client: MlflowClient, tracking_uri: str, model: str, reviewer: str | None, reason: str,

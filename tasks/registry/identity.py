@@ -39,13 +39,14 @@ def configured_username() -> str | None:
     return read_mlflow_creds().username
 
 
-def server_user(tracking_uri: str) -> str:
-    """The account the server authenticates this process's credentials as."""
+def server_user(tracking_uri: str, creds=None) -> str:
+    """The account the server authenticates this process's credentials as (or `creds`, an
+    MlflowHostCreds: a reviewer signing in to the review page with their own account)."""
     from mlflow.utils.credentials import get_default_host_creds
     from mlflow.utils.rest_utils import http_request
 
     try:   # 10 s, no retries: a sign-in check, not a workload
-        response = http_request(get_default_host_creds(tracking_uri), CURRENT_USER, "GET", max_retries=0,
+        response = http_request(creds or get_default_host_creds(tracking_uri), CURRENT_USER, "GET", max_retries=0,
                                 timeout=10, raise_on_status=False)
     except Exception as exc:
         raise GovernanceError(f"cannot reach the tracking server {tracking_uri} to establish who you are "

@@ -299,7 +299,7 @@ def _serve(args) -> int:
 
     try:
         serve(models, settings, args.host or settings.host, args.port or settings.port, loaded.policy,
-              make_recorder(loaded.outcomes, loaded.root))
+              make_recorder(loaded.outcomes, loaded.root), loaded.feedback)
     except ServingError as exc:
         print(f"adaptflow serve: {exc}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ from tasks.config.sections import (
     dataset_slug,
 )
 from tasks.config.policy import PolicySettings
+from tasks.config.feedback import FeedbackSettings
 from tasks.config.release import CanarySettings, OutcomeSettings
 from tasks.config.serving import ServingSettings
 from tasks.config.tune import TuneSettings
@@ -51,6 +52,7 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)   # checked in evaluation and serving
     outcomes: OutcomeSettings = field(default_factory=OutcomeSettings)   # what serving records per answer
     canary: CanarySettings = field(default_factory=CanarySettings)       # how a canary release is judged
+    feedback: FeedbackSettings = field(default_factory=FeedbackSettings)  # POST /feedback and fold-feedback
     # Each chosen strategy's params, parsed and validated once at load (its params dataclass,
     # defaults filled in); `<name>+retrieval`'s from its strategy's section and `retrieval` option.
     strategy_params: dict[str, Any] = field(default_factory=dict)
@@ -171,6 +173,7 @@ def load_settings(
         policy=parse_section(PolicySettings, raw.get("policy"), "policy"),
         outcomes=parse_section(OutcomeSettings, raw.get("outcomes"), "outcomes"),
         canary=parse_section(CanarySettings, raw.get("canary"), "canary"),
+        feedback=parse_section(FeedbackSettings, raw.get("feedback"), "feedback"),
         strategy_params=parsed,
         profile=profile,
         root=path.resolve().parent,

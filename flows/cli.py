@@ -10,6 +10,7 @@
   adaptflow rollback MODEL --reason TEXT [--reviewer NAME] [--profile NAME]
   adaptflow history MODEL
   adaptflow canary start MODEL --version N [--share 0.1] --reason TEXT | stop MODEL --reason TEXT | check MODEL
+  adaptflow feedback fold [MODEL] [--since-hours H] [--params FILE] [--profile NAME]
   adaptflow lineage MODEL@ALIAS
   adaptflow report RUN_ID --out FILE.html
   adaptflow serve --models MODEL_A,MODEL_B [--port P]
@@ -49,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("strategies", help="list the registered strategies with their parameters and defaults")
     _registry_commands(sub)
     _canary_commands(sub)
+    _feedback_commands(sub)
     _serve_command(sub)
     _ops_commands(sub)
     return parser
@@ -168,6 +170,34 @@ def _canary(args) -> int:
     return 0
 
 
+def _feedback_commands(sub) -> None:
+    feedback = sub.add_parser("feedback", help="turn accepted user feedback into the next data version",
+                              description="POST /feedback stores corrections of served answers in the outcome "
+                                          "store; `fold` turns them into the feedback table the data stage merges "
+                                          "into train and validation (the test split stays fixed), tracked by DVC "
+                                          "(docs/feedback.md).")
+    actions = feedback.add_subparsers(dest="feedback_action", required=True)
+    fold = actions.add_parser("fold", help="fold stored feedback into the feedback table (what fold-feedback runs)",
+                              description="Replay the poisoning rules, resolve conflicting feedback (the majority "
+                                          "answer wins, ties are dropped), exclude inputs in the test split, "
+                                          "quarantine rows the data contract refuses, write feedback.folder's "
+                                          "table and `dvc add` it. The next retrain sees a changed data version.")
+    fold.add_argument("model", nargs="?", help="registered model name (default: project.registered_model)")
+    fold.add_argument("--since-hours", type=float, help="only feedback of the last this many hours (default: all)")
+    _params_option(fold, "params file (feedback:, outcomes:, data:); its folder is the project root")
+    fold.add_argument("--profile", help="profile from the params file's `profiles:`")
+
+
+def _feedback(args) -> int:
+    from flows.feedback import fold_feedback
+    from flows.inputs import FoldFeedbackInput
+
+    out = fold_feedback(FoldFeedbackInput(model=args.model, since_hours=args.since_hours, params_file=args.params,
+                                          profile=args.profile))
+    print(f"{out.table}: " + ", ".join(f"{k} {v}" for k, v in out.counts.items()))
+    return 0
+
+
 def _serve_command(sub) -> None:
     serve = sub.add_parser("serve", help="serve registered models over HTTP, following @champion",
                            description="Answer POST /predict (classifiers) and POST /generate (generating "
@@ -192,7 +222,7 @@ def _ops_commands(sub) -> None:
     _params_option(deploy, "params file (default: params.yaml)")
     deploy.add_argument("--profile", help="profile the deployed runs use by default, e.g. smoke")
     deploy.add_argument("--only", help="comma-separated subset of specialize, retrain, promote, rollback, "
-                                         "canary-start, canary-stop, canary-check")
+                                         "canary-start, canary-stop, canary-check, fold-feedback")
     deploy.add_argument("--limit", type=int, help="most flow runs at once (default: no limit)")
     deploy.add_argument("--work-pool", help="register for this work pool's workers instead of serving "
                                             "(e.g. a Kubernetes pool, infra/README.md), then return")
@@ -489,6 +519,8 @@ def _dispatch(args) -> int:
         return _govern(args)
     if args.command == "canary":
         return _canary(args)
+    if args.command == "feedback":
+        return _feedback(args)
     if args.command == "serve":
         return _serve(args)
     if args.command == "deploy":

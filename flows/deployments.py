@@ -9,6 +9,8 @@ flow runs execute in child processes of it).
   canary-start, canary-stop   on demand, reviewers; concurrency 1 (docs/releasing.md)
   canary-check   canary.check_cron (every 5 minutes by default): the pipeline judges the running
                  canary and rolls it back when it does worse; concurrency 1
+  fold-feedback  on demand (or before retrain): accepted feedback becomes the DVC-tracked feedback
+                 table the next data version merges (docs/feedback.md); concurrency 1
 
 What a form may not choose (the pipeline's account, the project folder its paths must stay in) is
 pinned in this process's environment from the params file it was started with, and inherited by
@@ -22,7 +24,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-NAMES = ("specialize", "retrain", "promote", "rollback", "canary-start", "canary-stop", "canary-check")
+NAMES = ("specialize", "retrain", "promote", "rollback", "canary-start", "canary-stop", "canary-check",
+         "fold-feedback")
 
 
 def deployments(params_file: str, profile: str | None = None, only: list[str] | None = None) -> list:
@@ -30,6 +33,7 @@ def deployments(params_file: str, profile: str | None = None, only: list[str] | 
     from prefect.types.entrypoint import EntrypointType
 
     from flows import canary, review
+    from flows.feedback import fold_feedback
     from flows.retrain import retrain
     from flows.specialize import specialize
     from tasks.config import load_settings
@@ -71,6 +75,11 @@ def deployments(params_file: str, profile: str | None = None, only: list[str] | 
             schedule=Cron(loaded.canary.check_cron, timezone=ops.retrain_timezone),
             description=f"Judge the running canary ({loaded.canary.check_cron}): roll back when it does worse "
                         "than @champion on the live signals, else hold or mark it ready for review."),
+        "fold-feedback": lambda: fold_feedback.to_deployment(
+            "fold-feedback", parameters={"request": {"params_file": params, "profile": profile}},
+            entrypoint_type=module, concurrency_limit=1, tags=["adaptflow"],
+            description="Turn accepted user feedback into the DVC-tracked feedback table: conflicts by majority "
+                        "(ties dropped), test-split inputs excluded, contract refusals quarantined."),
     }
     return [built[name]() for name in (only or NAMES)]
 

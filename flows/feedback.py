@@ -34,7 +34,7 @@ class FoldOutput:
 def fold_feedback(request: FoldFeedbackInput = FoldFeedbackInput()) -> FoldOutput:
     from flows import server_side
     from tasks.config import load_settings
-    from tasks.data.feedback import fold
+    from tasks.data.feedback_fold import fold
 
     settings = load_settings(server_side.confine_params(request.params_file), request.profile)
     model = request.model or settings.project.registered_model

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from tasks.config import ValidationSettings
-from tasks.data.feedback import exclude, fold, merge, quarantine, resolve_conflicts
+from tasks.data.feedback import merge
+from tasks.data.feedback_fold import exclude, fold, quarantine, resolve_conflicts
 
 LABELS = ["neg", "pos"]
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.config import DataSettings
+from tasks.data.text import normalise  # noqa: F401  (tasks.data.prepare.normalise: the contract's import)
 from tasks.errors import UserError
 
 SPLITS = ("train", "validation", "test")
@@ -20,11 +21,6 @@ SPLIT_VALUES = {"train": "train", "validation": "validation", "val": "validation
 
 class PrepareError(ValueError, UserError):
     """The data cannot be split as configured; the message says which setting to change."""
-
-
-def normalise(text: pd.Series) -> pd.Series:
-    """The form two texts are compared in (duplicates, leakage): lower case, whitespace folded."""
-    return text.astype("string").str.lower().str.split().str.join(" ")
 
 
 def kept_labels(raw_labels: pd.Series, drop_labels: list[str], label_map: dict[str, str]

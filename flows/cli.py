@@ -10,7 +10,7 @@
   adaptflow rollback MODEL --reason TEXT [--reviewer NAME] [--profile NAME]
   adaptflow history MODEL
   adaptflow canary start MODEL --version N [--share 0.1] --reason TEXT | stop MODEL --reason TEXT | check MODEL
-  adaptflow feedback fold [MODEL] [--since-hours H] [--params FILE] [--profile NAME]
+  adaptflow feedback fold [MODEL] [--since-hours H] [--params FILE] [--profile NAME] | drift [MODEL]
   adaptflow lineage MODEL@ALIAS
   adaptflow report RUN_ID --out FILE.html
   adaptflow serve --models MODEL_A,MODEL_B [--port P]
@@ -186,12 +186,27 @@ def _feedback_commands(sub) -> None:
     fold.add_argument("--since-hours", type=float, help="only feedback of the last this many hours (default: all)")
     _params_option(fold, "params file (feedback:, outcomes:, data:); its folder is the project root")
     fold.add_argument("--profile", help="profile from the params file's `profiles:`")
+    drift = actions.add_parser("drift", help="check live inputs for drift once (what drift-check runs)",
+                               description="Compare the latest drift.window_requests answered requests (their "
+                                           "stored texts) with the validation split: MMD on MiniLM embeddings, "
+                                           "text length (KS), predicted labels (chi-square); record the verdict "
+                                           "in the outcome store; with drift.retrain, drift starts retrain.")
+    drift.add_argument("model", nargs="?", help="registered model name (default: project.registered_model)")
+    _params_option(drift, "params file (drift:, outcomes:, data:); its folder is the project root")
+    drift.add_argument("--profile", help="profile from the params file's `profiles:`")
 
 
 def _feedback(args) -> int:
     from flows.feedback import fold_feedback
     from flows.inputs import FoldFeedbackInput
 
+    if args.feedback_action == "drift":
+        from flows.drift import drift_check
+        from flows.inputs import DriftCheckInput
+
+        print("\n".join(drift_check(DriftCheckInput(models=[args.model] if args.model else None,
+                                                     params_file=args.params, profile=args.profile))))
+        return 0
     out = fold_feedback(FoldFeedbackInput(model=args.model, since_hours=args.since_hours, params_file=args.params,
                                           profile=args.profile))
     print(f"{out.table}: " + ", ".join(f"{k} {v}" for k, v in out.counts.items()))
@@ -222,7 +237,7 @@ def _ops_commands(sub) -> None:
     _params_option(deploy, "params file (default: params.yaml)")
     deploy.add_argument("--profile", help="profile the deployed runs use by default, e.g. smoke")
     deploy.add_argument("--only", help="comma-separated subset of specialize, retrain, promote, rollback, "
-                                         "canary-start, canary-stop, canary-check, fold-feedback")
+                                         "canary-start, canary-stop, canary-check, fold-feedback, drift-check")
     deploy.add_argument("--limit", type=int, help="most flow runs at once (default: no limit)")
     deploy.add_argument("--work-pool", help="register for this work pool's workers instead of serving "
                                             "(e.g. a Kubernetes pool, infra/README.md), then return")

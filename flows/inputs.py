@@ -138,6 +138,15 @@ class FoldFeedbackInput(BaseModel):
     profile: str | None = Field(None, description="a profile under `profiles:` in the params file")
 
 
+class DriftCheckInput(BaseModel):
+    """drift-check's parameters (set by `adaptflow deploy`)."""
+
+    models: list[str] | None = Field(None, description="registered models whose live inputs to check (default: "
+                                                       "project.registered_model)")
+    params_file: str = Field("params.yaml", description=_PARAMS)
+    profile: str | None = Field(None, description="a profile under `profiles:` in the params file")
+
+
 class CanaryCheckInput(BaseModel):
     """The scheduled canary check's parameters (set by `adaptflow deploy`)."""
 

@@ -1,6 +1,7 @@
-"""The `feedback:` section of params.yaml: what POST /feedback accepts (its bounds and the rules
-against a poisoned batch) and how fold-feedback turns accepted feedback into data
-(tasks/outcomes/feedback.py and tasks/data/feedback.py act on them; docs/feedback.md)."""
+"""The `feedback:` and `drift:` sections of params.yaml: what POST /feedback accepts (its bounds
+and the rules against a poisoned batch), where fold-feedback writes the feedback table, and how
+live inputs are checked for drift (tasks/outcomes/feedback.py, tasks/data/feedback*.py and
+tasks/release/drift.py act on them; docs/feedback.md)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,3 +33,29 @@ class FeedbackSettings:
         require(self.flood_min_rows >= 1, "flood_min_rows must be >= 1")
         require(0 < self.flood_max_share <= 1, "flood_max_share must be in (0, 1]")
         require(bool(self.folder.strip()), "folder must be a path under the project")
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    # Each check compares the latest `window_requests` answered requests of a model (their stored
+    # texts: outcomes.store_texts) with `reference_rows` rows of the validation split it was trained on.
+    enabled: bool = True
+    window_requests: int = 500
+    min_requests: int = 100            # fewer stored requests than this: no verdict yet
+    reference_rows: int = 500
+    # The false-alarm rate per window (split over the three tests, Bonferroni); the MMD test's
+    # permutations must allow a p-value under alpha / 3.
+    alpha: float = 0.01
+    permutations: int = 500
+    # Drift starts the `retrain` flow with the finding as its trigger (false: the check only reports).
+    retrain: bool = False
+    # The drift-check deployment's schedule (hourly).
+    check_cron: str = "17 * * * *"
+
+    def __post_init__(self):
+        require(self.window_requests >= 10 and self.min_requests >= 10, "window_requests and min_requests must be >= 10")
+        require(self.reference_rows >= 10, "reference_rows must be >= 10")
+        require(0 < self.alpha < 0.5, "alpha must be in (0, 0.5)")
+        require(self.permutations >= 3 / self.alpha, f"permutations must be at least 3 / alpha = {3 / self.alpha:g} "
+                                                     "(else the MMD test can never reach alpha / 3)")
+        require(len(self.check_cron.split()) == 5, "check_cron must be a 5-field cron expression")

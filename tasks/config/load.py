@@ -25,7 +25,7 @@ from tasks.config.sections import (
     dataset_slug,
 )
 from tasks.config.policy import PolicySettings
-from tasks.config.feedback import FeedbackSettings
+from tasks.config.feedback import DriftSettings, FeedbackSettings
 from tasks.config.release import CanarySettings, OutcomeSettings
 from tasks.config.serving import ServingSettings
 from tasks.config.tune import TuneSettings
@@ -53,6 +53,7 @@ class Settings:
     outcomes: OutcomeSettings = field(default_factory=OutcomeSettings)   # what serving records per answer
     canary: CanarySettings = field(default_factory=CanarySettings)       # how a canary release is judged
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)  # POST /feedback and fold-feedback
+    drift: DriftSettings = field(default_factory=DriftSettings)           # drift on live inputs (drift-check)
     # Each chosen strategy's params, parsed and validated once at load (its params dataclass,
     # defaults filled in); `<name>+retrieval`'s from its strategy's section and `retrieval` option.
     strategy_params: dict[str, Any] = field(default_factory=dict)
@@ -174,6 +175,7 @@ def load_settings(
         outcomes=parse_section(OutcomeSettings, raw.get("outcomes"), "outcomes"),
         canary=parse_section(CanarySettings, raw.get("canary"), "canary"),
         feedback=parse_section(FeedbackSettings, raw.get("feedback"), "feedback"),
+        drift=parse_section(DriftSettings, raw.get("drift"), "drift"),
         strategy_params=parsed,
         profile=profile,
         root=path.resolve().parent,

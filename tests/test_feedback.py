@@ -71,6 +71,30 @@ def test_replay_applies_the_rules_in_order_per_client_and_window():
     assert [r.request_id for r, _ in refused] == ["a2", "a3"] and all("max_per_client" in why for _, why in refused)
 
 
+def test_a_poisoned_batch_is_refused_or_capped_and_nothing_of_it_reaches_the_data():
+    """One key: 100 rows of one label, 40 % of them duplicates of the others, 5 over-long inputs,
+    then a few of the other label to dilute the flood; an honest key beside it is untouched."""
+    settings = FeedbackSettings()   # the shipped rules: flood_min_rows 50, flood_max_share 0.8
+    texts = [f"poison text {i}" for i in range(60)]
+    batch = [row(t, "positive", client="attacker", at=1000 + i, request=f"p{i}") for i, t in enumerate(texts)]
+    batch += [row(texts[i], "positive", client="attacker", at=1100 + i, request=f"d{i}") for i in range(40)]
+    batch += [row("z" * 2500, "positive", client="attacker", at=1200 + i, request=f"l{i}") for i in range(5)]
+    batch += [row(f"dilute {i}", "negative", client="attacker", at=1300 + i, request=f"n{i}") for i in range(5)]
+    honest = [row(f"honest {i}", LABELS[i % 2], client="shop", at=1000 + i, request=f"h{i}") for i in range(60)]
+    stored, answers = [], {}
+    for r in batch + honest:   # request time: each row against what this client got accepted before
+        problem = screen(r, [h for h in stored if h.client == r.client], settings)
+        answers[r.request_id] = problem.status if problem else 200
+        if problem is None:
+            stored.append(r)
+    codes = lambda prefix: {answers[k] for k in answers if k.startswith(prefix)}
+    assert sum(answers[f"p{i}"] == 200 for i in range(60)) == 50 and codes("d") == {409} and codes("l") == {413}
+    assert {answers[f"p{i}"] for i in range(50, 60)} == {429} and codes("n") == {200} and codes("h") == {200}
+    accepted, refused = replay(stored, settings)
+    assert {r.client for r in accepted} == {client_hash("shop")} and len(accepted) == 60
+    assert len(refused) == 55 and all("flood" in why for _, why in refused)
+
+
 def test_a_body_is_checked_against_the_answering_task_type():
     found = Answered("r1", MODEL, "1", "classification", ["a fine film", "dull"], ["positive", "negative"], LABELS)
     good = feedback_row({"request_id": "r1", "item": 1, "label": "positive"}, found, "k", now=5.0)

@@ -11,7 +11,8 @@ The rules (settings in `feedback:`, tasks/config/feedback.py; docs/feedback.md):
   (200, nothing new written) when the feedback is the same, 409 when it differs;
 - cap: at most max_per_client accepted rows per client key over window_hours (429);
 - flood: once a client has sent flood_min_rows rows in the window, a row that would make one
-  label (or rating) more than flood_max_share of them is refused (429).
+  label (or rating) more than flood_max_share of them is refused (429); on replay, a client whose
+  accepted rows are such a flood loses all of them (the first flood_min_rows got in).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, fields
 
 from sqlalchemy import select
@@ -118,7 +120,10 @@ def screen(row: FeedbackRow, history: list[FeedbackRow], settings: FeedbackSetti
 
 def replay(rows: list[FeedbackRow], settings: FeedbackSettings) -> tuple[list[FeedbackRow], list[tuple[FeedbackRow, str]]]:
     """(accepted, refused with the rule's message): `screen` applied to every row in stored order,
-    each against its client's accepted rows in the window before it (fold-feedback's second look)."""
+    each against its client's accepted rows in the window before it (fold-feedback's second look);
+    then a client whose accepted rows number at least flood_min_rows with one label (or rating)
+    above flood_max_share of them loses all of them: the request-time rule stops a flood at
+    flood_min_rows, this keeps those first rows out of the data too."""
     accepted, refused, by_client = [], [], {}
     window = settings.window_hours * 3600
     for row in sorted(rows, key=lambda r: r.at):
@@ -129,7 +134,14 @@ def replay(rows: list[FeedbackRow], settings: FeedbackSettings) -> tuple[list[Fe
             by_client.setdefault(row.client, []).append(row)
         else:
             refused.append((row, str(problem)))
-    return accepted, refused
+    flooding = {}
+    for client, kept in by_client.items():
+        top, count = Counter(r.value for r in kept).most_common(1)[0]
+        if len(kept) >= settings.flood_min_rows and count / len(kept) > settings.flood_max_share:
+            flooding[client] = (f"flood: {count} of this client's {len(kept)} accepted rows say {top!r}, over "
+                                f"feedback.flood_max_share={settings.flood_max_share:g}; none of its rows are used")
+    refused += [(r, flooding[r.client]) for r in accepted if r.client in flooding]
+    return [r for r in accepted if r.client not in flooding], refused
 
 
 def answered(store: OutcomeStore, request_id: str) -> Answered | None:

@@ -78,12 +78,14 @@ def check(model: str, live_texts: list[str], live_labels: list[str], reference_t
              length_test(np.array([len(t) for t in live_texts]), np.array([len(t) for t in reference_texts]))]
     if reference_labels and live_labels:
         tests.append(label_test(live_labels, reference_labels))
-    found = drifted(tests, settings.alpha)
+    found = [t for t in drifted(tests, settings.alpha) if t.name != "embedding_mmd" or t.statistic >= settings.min_mmd]
     threshold = settings.alpha / len(tests)
     reason = (f"drift on {model}'s last {len(live_texts)} live inputs vs its validation data: "
               + "; ".join(f"{t.name} p={t.p_value:.2g} < {threshold:.2g}" for t in found) if found else
-              f"no drift on {model}'s last {len(live_texts)} live inputs (every p >= {threshold:.2g}: "
-              + ", ".join(f"{t.name} p={t.p_value:.2g}" for t in tests) + ")")
+              f"no drift on {model}'s last {len(live_texts)} live inputs (p under {threshold:.2g} and, for the "
+              f"embeddings, MMD² at least drift.min_mmd={settings.min_mmd:g} needed: "
+              + ", ".join(f"{t.name} p={t.p_value:.2g}" + (f" MMD²={t.statistic:.3g}" if t.name == "embedding_mmd" else "")
+                          for t in tests) + ")")
     return DriftReport(model, len(live_texts), tests, [t.name for t in found], reason)
 
 

@@ -80,7 +80,7 @@ def test_the_window_check_reads_stored_texts_and_records_its_verdict(tmp_path):
     assert alarm.drift and "embedding_mmd" in alarm.drifted and "drift on m's last 60 live inputs" in alarm.reason
     tiny = DriftSettings(window_requests=60, min_requests=20, reference_rows=40, permutations=300, min_mmd=5.0)
     floored = check("m", news, ["neg"] * len(news), reference, ref_labels, hashed, tiny)
-    assert floored.tests[0].p_value < 0.0033 and "embedding_mmd" not in floored.drifted   # an effect under the floor
+    assert floored.tests[0].p_value < 0.01 / 3 and "embedding_mmd" not in floored.drifted   # an effect under the floor
     assert floored.drifted == ["length_ks", "label_chi2"]
     few = check("m", news[:5], [], reference, ref_labels, hashed, settings)
     assert not few.drift and "no verdict" in few.reason

@@ -12,6 +12,7 @@
   adaptflow canary start MODEL --version N [--share 0.1] --reason TEXT | stop MODEL --reason TEXT | check MODEL
   adaptflow review create MODEL [--a champion] [--b challenger] [--n 60] [--reviewers 3] [--overlap 20]
                  | serve SESSION [--port P] | close SESSION
+  adaptflow feedback fold [MODEL] [--since-hours H] [--params FILE] [--profile NAME] | drift [MODEL]
   adaptflow lineage MODEL@ALIAS
   adaptflow report RUN_ID --out FILE.html
   adaptflow serve --models MODEL_A,MODEL_B [--port P]
@@ -52,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     _registry_commands(sub)
     _canary_commands(sub)
     _review_commands(sub)
+    _feedback_commands(sub)
     _serve_command(sub)
     _ops_commands(sub)
     return parser
@@ -241,6 +243,49 @@ def _review(args) -> int:
     return 0
 
 
+def _feedback_commands(sub) -> None:
+    feedback = sub.add_parser("feedback", help="turn accepted user feedback into the next data version",
+                              description="POST /feedback stores corrections of served answers in the outcome "
+                                          "store; `fold` turns them into the feedback table the data stage merges "
+                                          "into train and validation (the test split stays fixed), tracked by DVC "
+                                          "(docs/feedback.md).")
+    actions = feedback.add_subparsers(dest="feedback_action", required=True)
+    fold = actions.add_parser("fold", help="fold stored feedback into the feedback table (what fold-feedback runs)",
+                              description="Replay the poisoning rules, resolve conflicting feedback (the majority "
+                                          "answer wins, ties are dropped), exclude inputs in the test split, "
+                                          "quarantine rows the data contract refuses, write feedback.folder's "
+                                          "table and `dvc add` it. The next retrain sees a changed data version.")
+    fold.add_argument("model", nargs="?", help="registered model name (default: project.registered_model)")
+    fold.add_argument("--since-hours", type=float, help="only feedback of the last this many hours (default: all)")
+    _params_option(fold, "params file (feedback:, outcomes:, data:); its folder is the project root")
+    fold.add_argument("--profile", help="profile from the params file's `profiles:`")
+    drift = actions.add_parser("drift", help="check live inputs for drift once (what drift-check runs)",
+                               description="Compare the latest drift.window_requests answered requests (their "
+                                           "stored texts) with the validation split: MMD on MiniLM embeddings, "
+                                           "text length (KS), predicted labels (chi-square); record the verdict "
+                                           "in the outcome store; with drift.retrain, drift starts retrain.")
+    drift.add_argument("model", nargs="?", help="registered model name (default: project.registered_model)")
+    _params_option(drift, "params file (drift:, outcomes:, data:); its folder is the project root")
+    drift.add_argument("--profile", help="profile from the params file's `profiles:`")
+
+
+def _feedback(args) -> int:
+    from flows.feedback import fold_feedback
+    from flows.inputs import FoldFeedbackInput
+
+    if args.feedback_action == "drift":
+        from flows.drift import drift_check
+        from flows.inputs import DriftCheckInput
+
+        print("\n".join(drift_check(DriftCheckInput(models=[args.model] if args.model else None,
+                                                     params_file=args.params, profile=args.profile))))
+        return 0
+    out = fold_feedback(FoldFeedbackInput(model=args.model, since_hours=args.since_hours, params_file=args.params,
+                                          profile=args.profile))
+    print(f"{out.table}: " + ", ".join(f"{k} {v}" for k, v in out.counts.items()))
+    return 0
+
+
 def _serve_command(sub) -> None:
     serve = sub.add_parser("serve", help="serve registered models over HTTP, following @champion",
                            description="Answer POST /predict (classifiers) and POST /generate (generating "
@@ -260,12 +305,14 @@ def _ops_commands(sub) -> None:
     deploy = sub.add_parser("deploy", help="register the Prefect deployments and serve them (PREFECT_API_URL)",
                             description="Register the deployments specialize, retrain (cron: ops.retrain_cron), "
                                         "promote, rollback, canary-start, canary-stop, canary-check (cron: "
-                                        "canary.check_cron) and review-create with the Prefect server in PREFECT_API_URL, then "
+                                        "canary.check_cron), review-create, fold-feedback and drift-check (cron: drift.check_cron) with "
+                                        "the Prefect server in PREFECT_API_URL, then "
                                         "execute their runs in this process until Ctrl-C.")
     _params_option(deploy, "params file (default: params.yaml)")
     deploy.add_argument("--profile", help="profile the deployed runs use by default, e.g. smoke")
     deploy.add_argument("--only", help="comma-separated subset of specialize, retrain, promote, rollback, "
-                                         "canary-start, canary-stop, canary-check, review-create")
+                                         "canary-start, canary-stop, canary-check, review-create, "
+                                         "fold-feedback, drift-check")
     deploy.add_argument("--limit", type=int, help="most flow runs at once (default: no limit)")
     deploy.add_argument("--work-pool", help="register for this work pool's workers instead of serving "
                                             "(e.g. a Kubernetes pool, infra/README.md), then return")
@@ -376,7 +423,7 @@ def _serve(args) -> int:
 
     try:
         serve(models, settings, args.host or settings.host, args.port or settings.port, loaded.policy,
-              make_recorder(loaded.outcomes, loaded.root))
+              make_recorder(loaded.outcomes, loaded.root), loaded.feedback)
     except ServingError as exc:
         print(f"adaptflow serve: {exc}", file=sys.stderr)
         return 2
@@ -568,6 +615,8 @@ def _dispatch(args) -> int:
         return _canary(args)
     if args.command == "review":
         return _review(args)
+    if args.command == "feedback":
+        return _feedback(args)
     if args.command == "serve":
         return _serve(args)
     if args.command == "deploy":

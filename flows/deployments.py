@@ -10,6 +10,10 @@ flow runs execute in child processes of it).
   review-create  on demand, reviewers: a blinded side-by-side review session (docs/reviewing.md)
   canary-check   canary.check_cron (every 5 minutes by default): the pipeline judges the running
                  canary and rolls it back when it does worse; concurrency 1
+  fold-feedback  on demand (or before retrain): accepted feedback becomes the DVC-tracked feedback
+                 table the next data version merges (docs/feedback.md); concurrency 1
+  drift-check    drift.check_cron (hourly by default): live inputs against the validation split;
+                 drift starts retrain with the finding when drift.retrain is on; concurrency 1
 
 What a form may not choose (the pipeline's account, the project folder its paths must stay in) is
 pinned in this process's environment from the params file it was started with, and inherited by
@@ -24,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 
 NAMES = ("specialize", "retrain", "promote", "rollback", "canary-start", "canary-stop", "canary-check",
-         "review-create")
+         "review-create", "fold-feedback", "drift-check")
 
 
 def deployments(params_file: str, profile: str | None = None, only: list[str] | None = None) -> list:
@@ -32,6 +36,8 @@ def deployments(params_file: str, profile: str | None = None, only: list[str] | 
     from prefect.types.entrypoint import EntrypointType
 
     from flows import canary, human_review, review
+    from flows.drift import drift_check
+    from flows.feedback import fold_feedback
     from flows.retrain import retrain
     from flows.specialize import specialize
     from tasks.config import load_settings
@@ -78,6 +84,17 @@ def deployments(params_file: str, profile: str | None = None, only: list[str] | 
             entrypoint_type=module, tags=["adaptflow", "reviewers"],
             description="Build a blinded side-by-side review session of two versions (reviewers judge at "
                         "`adaptflow review serve SESSION`)."),
+        "fold-feedback": lambda: fold_feedback.to_deployment(
+            "fold-feedback", parameters={"request": {"params_file": params, "profile": profile}},
+            entrypoint_type=module, concurrency_limit=1, tags=["adaptflow"],
+            description="Turn accepted user feedback into the DVC-tracked feedback table: conflicts by majority "
+                        "(ties dropped), test-split inputs excluded, contract refusals quarantined."),
+        "drift-check": lambda: drift_check.to_deployment(
+            "drift-check", parameters={"request": {"params_file": params, "profile": profile}},
+            entrypoint_type=module, concurrency_limit=1, tags=["adaptflow", "scheduled"],
+            schedule=Cron(loaded.drift.check_cron, timezone=ops.retrain_timezone),
+            description=f"Check live inputs for drift ({loaded.drift.check_cron}); with drift.retrain, drift "
+                        "starts retrain with the finding as its trigger."),
     }
     return [built[name]() for name in (only or NAMES)]
 

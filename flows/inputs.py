@@ -90,6 +90,8 @@ class RetrainInput(BaseModel):
     profile: str | None = Field(None, description="a profile under `profiles:` in the params file")
     strategies: list[str] | None = Field(None, description="strategies to run; default: strategies.run")
     force: bool = Field(False, description="retrain even when nothing changed")
+    trigger: str | None = Field(None, description="why this run was started, when not by its schedule (the drift "
+                                                  "check's finding); recorded on the run as retrain.trigger")
 
 
 class PromoteInput(BaseModel):
@@ -123,6 +125,26 @@ class CanaryStopInput(BaseModel):
     reviewer: str | None = Field(None, description=_REVIEWER)
     reason: str = Field(min_length=1, description=_REASON)
     params_file: str = Field("params.yaml", description=_PARAMS)
+
+
+class FoldFeedbackInput(BaseModel):
+    """fold-feedback's parameters: which model's feedback becomes the next data version."""
+
+    model: str | None = Field(None, description="registered model whose feedback to fold (default: "
+                                                "project.registered_model)")
+    since_hours: float | None = Field(None, gt=0, description="only feedback of the last this many hours "
+                                                              "(default: all stored feedback)")
+    params_file: str = Field("params.yaml", description=_PARAMS)
+    profile: str | None = Field(None, description="a profile under `profiles:` in the params file")
+
+
+class DriftCheckInput(BaseModel):
+    """drift-check's parameters (set by `adaptflow deploy`)."""
+
+    models: list[str] | None = Field(None, description="registered models whose live inputs to check (default: "
+                                                       "project.registered_model)")
+    params_file: str = Field("params.yaml", description=_PARAMS)
+    profile: str | None = Field(None, description="a profile under `profiles:` in the params file")
 
 
 class CanaryCheckInput(BaseModel):

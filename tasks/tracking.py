@@ -176,4 +176,5 @@ def run_tags(settings: Settings, base: ResolvedBase) -> dict[str, str]:
 def lineage_tags(tags: dict[str, str], data: DataVersion) -> dict[str, str]:
     """`run_tags` plus the data version this run validated and trained on."""
     return {**tags, "data.version": data.version, "data.raw_md5": data.raw_hash,
-            "data.remote": data.remote, **{f"data.{s}_md5": h for s, h in data.split_hashes.items()}}
+            "data.remote": data.remote, **{f"data.{s}_md5": h for s, h in data.split_hashes.items()},
+            **({"data.feedback_md5": data.feedback_md5} if data.feedback_md5 else {})}

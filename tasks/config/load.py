@@ -25,6 +25,7 @@ from tasks.config.sections import (
     dataset_slug,
 )
 from tasks.config.policy import PolicySettings
+from tasks.config.feedback import DriftSettings, FeedbackSettings
 from tasks.config.release import CanarySettings, OutcomeSettings
 from tasks.config.review import ReviewSettings
 from tasks.config.serving import ServingSettings
@@ -53,6 +54,8 @@ class Settings:
     outcomes: OutcomeSettings = field(default_factory=OutcomeSettings)   # what serving records per answer
     canary: CanarySettings = field(default_factory=CanarySettings)       # how a canary release is judged
     review: ReviewSettings = field(default_factory=ReviewSettings)       # blinded human review, its gate
+    feedback: FeedbackSettings = field(default_factory=FeedbackSettings)  # POST /feedback and fold-feedback
+    drift: DriftSettings = field(default_factory=DriftSettings)           # drift on live inputs (drift-check)
     # Each chosen strategy's params, parsed and validated once at load (its params dataclass,
     # defaults filled in); `<name>+retrieval`'s from its strategy's section and `retrieval` option.
     strategy_params: dict[str, Any] = field(default_factory=dict)
@@ -174,6 +177,8 @@ def load_settings(
         outcomes=parse_section(OutcomeSettings, raw.get("outcomes"), "outcomes"),
         canary=parse_section(CanarySettings, raw.get("canary"), "canary"),
         review=parse_section(ReviewSettings, raw.get("review"), "review"),
+        feedback=parse_section(FeedbackSettings, raw.get("feedback"), "feedback"),
+        drift=parse_section(DriftSettings, raw.get("drift"), "drift"),
         strategy_params=parsed,
         profile=profile,
         root=path.resolve().parent,

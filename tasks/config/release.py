@@ -21,6 +21,10 @@ class OutcomeSettings:
     # Rows kept in memory while the store is unreachable; past it the oldest are dropped (counted
     # in /metrics as adaptflow_outcomes_dropped). 100,000 rows are about 30 MB.
     buffer_rows: int = 100_000
+    # Store each answered request's input (and output) texts with its outcome, redacted first by
+    # the output policy's personal-data rules. Off by default; POST /feedback needs it on (feedback
+    # is only taken on a text this service answered, never on a text the client sends along).
+    store_texts: bool = False
 
     def __post_init__(self):
         require(bool(self.store.strip()), "store must be a file path, a database URL or env:NAME")

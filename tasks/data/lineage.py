@@ -40,6 +40,12 @@ def lineage(client: MlflowClient, ref: str) -> list[tuple[str, list[tuple[str, s
         except (MlflowException, OSError):
             validation = {}
     splits = [(f"{s} md5", t.get(f"data.{s}_md5", "?")) for s in ("train", "validation", "test")]
+    feedback = {}
+    if parent_id and t.get("data.feedback_md5"):
+        try:
+            feedback = json.loads(open(client.download_artifacts(parent_id, "validation/feedback.json")).read())
+        except (MlflowException, OSError):
+            feedback = {}
     return [
         ("registered version", [("model", f"{mv.name} v{mv.version}"), ("aliases", ", ".join(mv.aliases) or "-"),
                                 ("strategy", t.get("strategy", "?")), ("saves", t.get("saves", "?")),
@@ -52,6 +58,11 @@ def lineage(client: MlflowClient, ref: str) -> list[tuple[str, list[tuple[str, s
         ("raw source", [("source", t.get("data.source", "?")),
                         ("raw md5", t.get("data.raw_md5", "?")), ("raw path", t.get("data.raw_path", "?")),
                         ("DVC remote", t.get("data.remote", "?"))]),
+        *([("user feedback", [("table md5", t["data.feedback_md5"]),
+                              ("rows", str(feedback.get("counts", {}).get("rows", "?"))),
+                              ("quarantined", str(feedback.get("counts", {}).get("quarantined", "?"))),
+                              ("from versions", ", ".join(feedback.get("versions", [])) or "?")])]
+          if t.get("data.feedback_md5") else []),
         ("validation", [("result", t.get("validation", "?")),
                         ("expectations", str(validation.get("evaluated_expectations", "?"))),
                         ("failures", str(len(validation.get("failures", [])) if validation else "?"))]),

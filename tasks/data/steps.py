@@ -32,7 +32,7 @@ def ingest_data(settings: Settings) -> RawData:
     from tasks.data.source import resolve_source
 
     source_file = resolve_source(settings.data.source, settings.root)
-    raw = dvc.reproduce_ingest(settings.root, settings.data, source_file, dvc_remote(settings))
+    raw = dvc.reproduce_ingest(settings.root, settings.data, source_file, dvc_remote(settings), settings.feedback.folder)
     get_run_logger().info("ingested %s -> %s (md5 %s)", source_file, raw.raw_path, raw.md5[:8])
     return raw
 
@@ -188,9 +188,29 @@ def validate_data(settings: Settings, data: DataVersion, base: ResolvedBase, par
                              "drift_compared_with": previous.version if previous else None,
                              "drift_warnings": [w.__dict__ for w in warnings]}, "validation/summary.json")
     tag_run(parent_run_id, {"validation": "passed", "validation.drift_warnings": str(len(warnings))})
+    if data.feedback_md5:
+        _feedback_lineage(settings, parent_run_id, data)
     logger.info("validation passed: %d expectations on %s", report.evaluated,
                 ", ".join(f"{s} ({len(f)} rows)" for s, f in frames.items()))
     return frames
+
+
+def _feedback_lineage(settings: Settings, parent_run_id: str, data: DataVersion) -> None:
+    """What the feedback table merged into this version holds (fold-feedback's summary: rows,
+    conflicts, quarantined, excluded test inputs, the time window, the versions that answered), as
+    validation/feedback.json and data.feedback_* tags on the run."""
+    from tasks.data.feedback import SUMMARY_FILE
+
+    path = settings.path(settings.feedback.folder) / SUMMARY_FILE
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    log_json(parent_run_id, {"feedback_md5": data.feedback_md5, **summary}, "validation/feedback.json")
+    counts, window = summary.get("counts", {}), summary.get("feedback_at", {})
+    tag_run(parent_run_id, {"data.feedback_rows": str(counts.get("rows", "?")),
+                            "data.feedback_quarantined": str(counts.get("quarantined", "?")),
+                            "data.feedback_window": f"{window.get('first')}..{window.get('last')}",
+                            "data.feedback_versions": ",".join(summary.get("versions", []))})
+    get_run_logger().info("data version %s includes feedback %s: %s rows", data.version, data.feedback_md5[:8],
+                          counts.get("rows", "?"))
 
 
 @task(name="data: dvc push", cache_policy=NO_CACHE)

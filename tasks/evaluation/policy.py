@@ -62,6 +62,7 @@ class OutputPolicy:
         self.rules = settings.rules()
         self._deny = [(f"deny_{name}", re.compile(p)) for name, p in settings.deny.items()] if settings.enabled else []
         self._recognizers: list | None = None   # built on first use: importing Presidio takes ~1 s
+        self._redactors: list | None = None
         self._lock = threading.Lock()
 
     def _personal_data(self) -> list:
@@ -85,6 +86,27 @@ class OutputPolicy:
                    for r in recognizer.analyze(form, entities=recognizer.supported_entities, nlp_artifacts=None) or []):
                 broken.append(rule)
         return Verdict(tuple(broken))
+
+    def redact(self, text: str) -> str:
+        """`text` with every personal-data span the policy's recognisers find replaced by its kind
+        (`<EMAIL>`, `<PHONE>`, ...): what the outcome store keeps with outcomes.store_texts. Applied
+        even with policy.enabled false (storing text is the riskier act), on the text as written:
+        a span hidden by look-alike characters is found by check(), not here (docs/feedback.md)."""
+        with self._lock:
+            if self._redactors is None:
+                self._redactors = [(k.upper(), _recognizer(k)) for k in self.settings.personal_data]
+        floor = self.settings.min_personal_data_score
+        spans = sorted({(r.start, r.end, kind) for kind, recognizer in self._redactors
+                        for r in recognizer.analyze(text, entities=recognizer.supported_entities, nlp_artifacts=None) or []
+                        if r.score >= floor})
+        out, at = [], 0
+        for start, end, kind in spans:
+            if start < at:   # overlapping spans: the first one's tag stands for both
+                at = max(at, end)
+                continue
+            out += [text[at:start], f"<{kind}>"]
+            at = end
+        return "".join(out) + text[at:]
 
     def check_label(self, label: str) -> Verdict:
         """A classifier answers one of the labels it was trained on: the deny patterns apply to

@@ -17,11 +17,12 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from tasks.outcomes.store import Outcome, OutcomeStore, ServingEvent
+from tasks.outcomes.store import Outcome, OutcomeStore, RequestText, ServingEvent
 
 log = logging.getLogger("adaptflow.outcomes")
 MAX_BATCH_ROWS = 500
 PRUNE_EVERY_SECONDS = 3600.0
+Row = Outcome | ServingEvent | RequestText
 
 
 @dataclass
@@ -33,12 +34,14 @@ class RecorderCounts:
 
 
 class Recorder:
-    def __init__(self, store: OutcomeStore, buffer_rows: int, retention_days: float, wait_seconds: float = 0.5):
+    def __init__(self, store: OutcomeStore, buffer_rows: int, retention_days: float, wait_seconds: float = 0.5,
+                 store_texts: bool = False):
         self.store, self.buffer_rows, self.retention_days = store, buffer_rows, retention_days
+        self.store_texts = store_texts   # outcomes.store_texts: serving hands a RequestText with each outcome
         self.wait_seconds = wait_seconds   # how long a request waits for its row's commit
         self.counts = RecorderCounts()
-        self._queue: queue.Queue[tuple[Outcome | ServingEvent, Future]] = queue.Queue()
-        self._pending: deque[Outcome | ServingEvent] = deque()   # rows a failed write left behind
+        self._queue: queue.Queue[tuple[Row, Future]] = queue.Queue()
+        self._pending: deque[Row] = deque()   # rows a failed write left behind
         self._retry_at = 0.0
         self._backoff = 0.1
         self._stop = threading.Event()
@@ -66,7 +69,7 @@ class Recorder:
             log.warning("stopping with %d outcome rows not written (the store did not answer)", self.pending)
         self.store.dispose()
 
-    def record(self, row: Outcome | ServingEvent) -> Future:
+    def record(self, row: Row) -> Future:
         """The row's future: True once committed, False when it was buffered instead (store down)."""
         future: Future = Future()
         self._queue.put((row, future))
@@ -79,7 +82,7 @@ class Recorder:
                 self._write(batch)
             self._maybe_prune()
 
-    def _take(self) -> list[tuple[Outcome | ServingEvent, Future]]:
+    def _take(self) -> list[tuple[Row, Future]]:
         try:
             first = self._queue.get(timeout=0.05)
         except queue.Empty:
@@ -92,7 +95,7 @@ class Recorder:
                 break
         return batch
 
-    def _write(self, batch: list[tuple[Outcome | ServingEvent, Future]]) -> None:
+    def _write(self, batch: list[tuple[Row, Future]]) -> None:
         failing = bool(self._pending)
         if failing and time.monotonic() < self._retry_at:   # the store is down: do not make requests wait
             self._buffer([row for row, _ in batch])
@@ -121,10 +124,11 @@ class Recorder:
         for _, future in batch:
             future.set_result(True)
 
-    def _commit(self, rows: list[Outcome | ServingEvent]) -> None:
-        self.store.write([r for r in rows if isinstance(r, Outcome)], [r for r in rows if isinstance(r, ServingEvent)])
+    def _commit(self, rows: list[Row]) -> None:
+        self.store.write([r for r in rows if isinstance(r, Outcome)], [r for r in rows if isinstance(r, ServingEvent)],
+                         [r for r in rows if isinstance(r, RequestText)])
 
-    def _buffer(self, rows: list[Outcome | ServingEvent]) -> None:
+    def _buffer(self, rows: list[Row]) -> None:
         self._pending.extend(rows)
         while len(self._pending) > self.buffer_rows:
             self._pending.popleft()
@@ -153,4 +157,5 @@ def make_recorder(settings, root) -> Recorder | None:
     if not settings.enabled:
         return None
     store = OutcomeStore(database_url("outcomes.store", settings.store, root))
-    return Recorder(store, settings.buffer_rows, settings.retention_days, settings.write_timeout_ms / 1000)
+    return Recorder(store, settings.buffer_rows, settings.retention_days, settings.write_timeout_ms / 1000,
+                    settings.store_texts)

@@ -1,5 +1,7 @@
 """The outcome store's tables and the few queries on them (SQLAlchemy Core: one code path for
-SQLite and PostgreSQL). Rows hold figures only, never a request's text."""
+SQLite and PostgreSQL). Outcome rows hold figures only; a request's texts are stored (redacted)
+only with outcomes.store_texts on, in their own table, and feedback has its own table
+(tasks/outcomes/feedback.py reads and writes both)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +9,7 @@ import logging
 from dataclasses import asdict, dataclass, field, fields
 
 from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text,
-                        create_engine, delete, event, insert, select)
+                        UniqueConstraint, create_engine, delete, event, insert, select)
 
 log = logging.getLogger("adaptflow.outcomes")
 METADATA = MetaData()
@@ -31,6 +33,44 @@ OUTCOMES = Table(
     Column("abstained", Integer, nullable=False),         # classifications under policy.min_confidence
     Column("answers", Text, nullable=False),              # JSON: labels, or output lengths in characters
     Index("ix_adaptflow_outcomes_model_at", "model", "at"),
+    Index("ix_adaptflow_outcomes_request_id", "request_id"),   # POST /feedback looks an answer up by id
+)
+# One row per answered request with outcomes.store_texts on: its inputs and outputs after the
+# output policy's personal-data redaction. A table of its own: stores made before the setting
+# existed need no migration, and retention deletes these rows with the outcomes.
+REQUEST_TEXTS = Table(
+    "adaptflow_request_texts", METADATA,
+    Column("request_id", String(32), primary_key=True),
+    Column("at", Float, nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("version", String(20), nullable=False),
+    Column("task", String(40), nullable=False),
+    Column("inputs", Text, nullable=False),              # JSON list of redacted input texts
+    Column("outputs", Text, nullable=False),             # JSON list: labels, or redacted generated texts
+    Column("labels", Text, nullable=False),              # JSON list: the version's label set ([] for generation)
+    Index("ix_adaptflow_request_texts_at", "at"),
+)
+# User feedback on a served answer (POST /feedback): kept past outcomes.retention_days, since
+# fold-feedback turns it into data. One row per (request, item, client): a repeat is idempotent.
+FEEDBACK = Table(
+    "adaptflow_feedback", METADATA,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("request_id", String(32), nullable=False),
+    Column("item", Integer, nullable=False),              # which text of the request
+    Column("client", String(64), nullable=False),          # a hash of the client's key, never the key
+    Column("at", Float, nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("version", String(20), nullable=False),
+    Column("task", String(40), nullable=False),
+    Column("input", Text, nullable=False),                 # the redacted input text
+    Column("text_hash", String(64), nullable=False),       # of the normalised input: duplicates, conflicts
+    Column("answer", Text, nullable=True),                 # what the model answered (label or text)
+    Column("label", String(256), nullable=True),           # classification: the right label
+    Column("output", Text, nullable=True),                 # generation: the corrected output
+    Column("rating", Integer, nullable=True),              # generation: 1..5
+    UniqueConstraint("request_id", "item", "client", name="uq_adaptflow_feedback_request_item_client"),
+    Index("ix_adaptflow_feedback_model_at", "model", "at"),
+    Index("ix_adaptflow_feedback_client_at", "client", "at"),
 )
 EVENTS = Table(
     "adaptflow_serving_events", METADATA,
@@ -69,6 +109,21 @@ class Outcome:
     def from_row(cls, row) -> "Outcome":
         values = {f.name: row._mapping[f.name] for f in fields(cls)}
         return cls(**{**values, "answers": json.loads(values["answers"])})
+
+
+@dataclass(frozen=True)
+class RequestText:
+    request_id: str
+    at: float
+    model: str
+    version: str
+    task: str
+    inputs: list
+    outputs: list
+    labels: list
+
+    def row(self) -> dict:
+        return {**asdict(self), **{k: json.dumps(getattr(self, k)) for k in ("inputs", "outputs", "labels")}}
 
 
 @dataclass(frozen=True)
@@ -112,14 +167,16 @@ class OutcomeStore:
             METADATA.create_all(self.engine)   # the other replica created them between check and create
         self._created = True
 
-    def write(self, outcomes: list[Outcome], events: list[ServingEvent] = ()) -> None:
+    def write(self, outcomes: list[Outcome], events: list[ServingEvent] = (), texts: list[RequestText] = ()) -> None:
         """One transaction for the batch: every row or none (a retry never writes a row twice)."""
-        if not outcomes and not events:
+        if not outcomes and not events and not texts:
             return
         self.create()
         with self.engine.begin() as conn:
             if outcomes:
                 conn.execute(insert(OUTCOMES), [o.row() for o in outcomes])
+            if texts:
+                conn.execute(insert(REQUEST_TEXTS), [t.row() for t in texts])
             if events:
                 conn.execute(insert(EVENTS), [asdict(e) for e in events])
 
@@ -146,6 +203,7 @@ class OutcomeStore:
         with self.engine.begin() as conn:
             gone = conn.execute(delete(OUTCOMES).where(OUTCOMES.c.at < before)).rowcount
             conn.execute(delete(EVENTS).where(EVENTS.c.at < before))
+            conn.execute(delete(REQUEST_TEXTS).where(REQUEST_TEXTS.c.at < before))
         return gone or 0
 
     def dispose(self) -> None:

@@ -1,5 +1,5 @@
-"""HTTP routes: POST /predict (classification), POST /generate (generation), GET /health,
-/models, /metrics.
+"""HTTP routes: POST /predict (classification), POST /generate (generation), POST /feedback
+(a correction of an answer, durable before its 200), GET /health, /models, /metrics.
 
 Every limit a hostile or broken client could push against answers with a 4xx or a 503 with
 Retry-After, never by failing other clients' requests: the body is capped before it is parsed,
@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from tasks.serving.batching import QueueFull
 from tasks.serving.checks import RequestError, check_generate_request, check_request
 from tasks.serving.exposure import LoadLimiter, public_health, public_models
+from tasks.serving.feedback import client_key, feedback_row, request_texts
 from tasks.serving.metrics import UNKNOWN
 from tasks.serving.outcome import make_outcome, record
 from tasks.serving.routing import request_id
@@ -118,6 +119,10 @@ def create_app(service: Service) -> FastAPI:
     async def generate(request: Request):
         return await _answer(service, request, token, check_generate_request, _generate)
 
+    @app.post("/feedback")
+    async def feedback(request: Request):
+        return await _feedback(service, request, token)
+
     # The read-only routes run on the event loop (they take one short lock), so they answer
     # even while every worker thread waits for a version to load.
     @app.get("/health")
@@ -209,9 +214,50 @@ async def _answer(service: Service, request: Request, token: str | None, check, 
     seconds = time.perf_counter() - start
     service.metrics.request(label, status, seconds, len(req.texts) if req is not None and status == 200 else 0)
     if loaded is not None:   # a request that reached a version: its outcome is that version's
+        texts = ([await run_in_threadpool(request_texts, service.policy, rid, arrived, loaded, req.texts, answer)]
+                 if answer is not None and service.recorder is not None and service.recorder.store_texts else [])
         await record(service, make_outcome(service, request_id=rid, arrived=arrived, loaded=loaded, alias=alias,
                                            routed=routed, route=route, status=status, seconds=seconds,
-                                           texts=len(req.texts), answer=answer))
+                                           texts=len(req.texts), answer=answer), *texts)
+    response.headers["X-Request-Id"] = rid
+    return response
+
+
+async def _feedback(service: Service, request: Request, token: str | None):
+    """One correction: authenticate, read (capped), find the answer it names (404 unknown), check
+    it against the answering task type, apply the poisoning rules and commit it, then 200. A
+    store that cannot commit is a 503: feedback is never acknowledged without being stored."""
+    from tasks.outcomes.feedback import FeedbackRefused, answered, store_feedback
+
+    start, rid, status = time.perf_counter(), request_id(), 200
+    try:
+        require_token(request, token)
+        if service.recorder is None or not service.feedback.enabled:
+            raise RequestError(404, "feedback is off here: it needs outcomes.enabled and feedback.enabled")
+        body = parse_json(await read_body(request, service.settings.max_body_bytes,
+                                          service.settings.body_timeout_seconds))
+        asked = body.get("request_id") if isinstance(body, dict) else None
+        if not isinstance(asked, str) or not asked:
+            raise RequestError(422, "'request_id' must be the request id an answer carried")
+        key = client_key(body, request.headers.get(CLIENT_HEADER), request.client.host if request.client else "unknown")
+        found = await run_in_threadpool(answered, service.recorder.store, asked[:64])
+        if found is None:
+            raise RequestError(404, f"no answered request {asked[:40]!r} in the outcome store")
+        row = feedback_row(body, found, key)
+        result = await run_in_threadpool(store_feedback, service.recorder.store, row, service.feedback)
+        response = JSONResponse({"status": result, "request_id": asked, "item": row.item})
+    except FeedbackRefused as exc:
+        status = exc.status
+        response = error(exc.status, str(exc), rid)
+    except RequestError as exc:
+        status = exc.status
+        response = error(exc.status, str(exc), rid)
+    except Exception:   # the store is down or failed: not acknowledged, so the client retries
+        log.exception("feedback failed (request %s)", rid)
+        status = 503
+        response = error(503, "feedback could not be stored (the outcome store did not answer); retry", rid)
+    service.metrics.feedback.labels(str(status)).inc()
+    log.info("feedback %s in %.1f ms (request %s)", status, (time.perf_counter() - start) * 1000, rid)
     response.headers["X-Request-Id"] = rid
     return response
 

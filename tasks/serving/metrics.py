@@ -42,6 +42,8 @@ class ServingMetrics:
                                        ["model", "version", "signal"], registry=r)
         self.version_latency = Histogram("adaptflow_version_latency_seconds", "Latency per version",
                                          ["model", "version"], buckets=LATENCY_BUCKETS, registry=r)
+        # POST /feedback by HTTP status (200: stored; 409/413/429: a rule refused it, docs/feedback.md).
+        self.feedback = Counter("adaptflow_feedback", "Feedback requests by HTTP status", ["status"], registry=r)
         self.canary_share = Gauge("adaptflow_canary_share", "Share of unpinned traffic the canary gets",
                                   ["model"], registry=r)
 

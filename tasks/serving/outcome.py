@@ -37,16 +37,16 @@ def make_outcome(service, *, request_id: str, arrived: float, loaded: Loaded, al
     return outcome
 
 
-async def record(service, outcome: Outcome) -> None:
+async def record(service, outcome: Outcome, *more) -> None:
     """Wait for the row's commit (outcomes.write_timeout_ms at most): durable before the client
-    hears back, unless the store is slow or down, when the row stays buffered and the answer goes."""
+    hears back, unless the store is slow or down, when the row stays buffered and the answer goes.
+    `more`: rows that go with it (the request's texts with outcomes.store_texts)."""
     recorder = service.recorder
     if recorder is None:
         return
-    future = recorder.record(outcome)
+    futures = [asyncio.wrap_future(recorder.record(row)) for row in (*more, outcome)]
     try:
-        written = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)),
-                                         recorder.wait_seconds)
+        written = all(await asyncio.wait_for(asyncio.shield(asyncio.gather(*futures)), recorder.wait_seconds))
     except asyncio.TimeoutError:
         written = False
     if not written:

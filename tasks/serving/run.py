@@ -7,14 +7,15 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tasks.config import PolicySettings, ServingSettings
+from tasks.config import FeedbackSettings, PolicySettings, ServingSettings
 from tasks.outcomes.recorder import Recorder
 from tasks.serving.exposure import exposure_problem
 from tasks.serving.service import Service, ServingError
 
 
 def serve(models: list[str], settings: ServingSettings, host: str, port: int,
-          policy: PolicySettings | None = None, recorder: Recorder | None = None) -> None:
+          policy: PolicySettings | None = None, recorder: Recorder | None = None,
+          feedback: FeedbackSettings | None = None) -> None:
     """Load the followed aliases, then answer on host:port until interrupted (Ctrl-C, SIGTERM);
     every answer passes `policy` (params' policy:, as in evaluation) and, with a `recorder`, is
     recorded in the outcome store before it goes."""
@@ -28,7 +29,7 @@ def serve(models: list[str], settings: ServingSettings, host: str, port: int,
     if problem:
         raise ServingError(problem)
     torch.set_num_threads(settings.threads)
-    service = Service(models, settings, policy=policy, recorder=recorder,
+    service = Service(models, settings, policy=policy, recorder=recorder, feedback=feedback,
                       replica=f"{socket.gethostname()}:{os.getpid()}:{port}").start()
     try:
         # limit_concurrency: past it uvicorn answers 503 itself, before any work is queued.

@@ -26,7 +26,7 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 
 from tasks.artifacts.fetch import fetch_version, registered_base
-from tasks.config import PolicySettings, ServingSettings
+from tasks.config import FeedbackSettings, PolicySettings, ServingSettings
 from tasks.evaluation.policy import OutputPolicy
 from tasks.serving.batching import Batcher
 from tasks.serving.checks import PredictRequest, RequestError
@@ -78,7 +78,8 @@ def public_reason(exc: BaseException) -> str:
 
 class Service:
     def __init__(self, models: list[str], settings: ServingSettings, client=None,
-                 policy: PolicySettings | None = None, recorder: Recorder | None = None, replica: str = ""):
+                 policy: PolicySettings | None = None, recorder: Recorder | None = None, replica: str = "",
+                 feedback: FeedbackSettings | None = None):
         from mlflow.tracking import MlflowClient
 
         if not models:
@@ -91,6 +92,7 @@ class Service:
         self.recorder, self.replica = recorder, replica or f"{socket.gethostname()}:{os.getpid()}"
         if recorder is not None:
             self.metrics.watch_recorder(recorder)
+        self.feedback = feedback or FeedbackSettings()   # POST /feedback's bounds and rules
         self._canary: dict[str, CanaryRoute | None] = {m: None for m in self.models}
         self._rng = random.Random()
         # params' policy: section, the one evaluation applied to the test outputs.

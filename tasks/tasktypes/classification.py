@@ -1,6 +1,6 @@
 """Classification: a label from a declared (or inferred) label set, learned by a classification
 head; judged on accuracy and macro-F1 with calibration; served at POST /predict."""
-from tasks.tasktypes.registry import TaskType, register, request_schema, response_schema
+from tasks.tasktypes.registry import TaskType, feedback_schema, register, request_schema, response_schema
 
 register(TaskType(
     name="classification",
@@ -27,6 +27,8 @@ register(TaskType(
                        "probabilities": {"type": "object"}, "blocked": {"type": "boolean"},
                        "abstained": {"type": "boolean"}, "rules": {"type": "array"}, "reason": {"type": "string"}}}),
     feedback="label",
+    # POST /feedback: the right label for the answered text (one of the answering version's labels).
+    feedback_body=feedback_schema(["label"], label={"type": "string"}),
     live_signals=("error", "slow", "policy_blocked", "abstained"),
     signature_example=({"text": ["a review"]}, {"label": ["positive"], "probability": [0.9]}),
 ))

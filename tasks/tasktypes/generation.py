@@ -1,7 +1,7 @@
 """Generation: text written by a causal LM through its chat template, trained with the loss on
 the target tokens only and judged on greedy outputs (ROUGE, chrF, exact match); served at
 POST /generate."""
-from tasks.tasktypes.registry import TaskType, register, request_schema, response_schema
+from tasks.tasktypes.registry import TaskType, feedback_schema, register, request_schema, response_schema
 
 register(TaskType(
     name="generation",
@@ -25,5 +25,8 @@ register(TaskType(
     request_schema=request_schema(max_new_tokens={"type": "integer", "minimum": 1}),
     response_schema=response_schema("outputs", {"type": ["string", "null"]}, policy={"type": "array"}),
     feedback="corrected_output",
+    # POST /feedback: the output the model should have written, a rating of the one it wrote, or both.
+    feedback_body=feedback_schema([], ["output", "rating"], output={"type": "string", "minLength": 1},
+                                  rating={"type": "integer", "minimum": 1, "maximum": 5}),
     signature_example=({"text": ["an article"]}, {"output": ["a headline"]}),
 ))

@@ -53,8 +53,10 @@ class TaskType:
     route: str
     request_schema: dict[str, Any] = field(default_factory=dict)
     response_schema: dict[str, Any] = field(default_factory=dict)
-    # What user feedback on a served answer carries.
+    # What user feedback on a served answer carries, and the POST /feedback body (JSON Schema,
+    # feedback_schema()): the label must be one of the answering version's labels.
     feedback: Feedback = "label"
+    feedback_body: dict[str, Any] = field(default_factory=dict)
     # The live signals a canary of this task type is judged on (tasks/tasktypes/signals.py).
     live_signals: tuple[str, ...] = ("error", "slow", "policy_blocked")
     # The example input and output of the logged model's signature.
@@ -72,6 +74,18 @@ def request_schema(**extra: dict) -> dict[str, Any]:
             "properties": {"model": {"type": "string"}, "texts": {"type": "array", "items": {"type": "string"}},
                            "alias": {"type": "string"}, "version": {"type": ["integer", "string"]},
                            "client": {"type": "string"}, **extra}}
+
+
+def feedback_schema(required: list[str], any_of: list[str] | None = None, **extra: dict) -> dict[str, Any]:
+    """A POST /feedback body (JSON Schema): the answer's request id, which of its texts (item,
+    default 0), optionally the client's key, plus what a task type's feedback carries (`any_of`:
+    at least one of these fields)."""
+    schema = {"type": "object", "required": ["request_id", *required], "additionalProperties": False,
+              "properties": {"request_id": {"type": "string", "maxLength": 32},
+                             "item": {"type": "integer", "minimum": 0}, "client": {"type": "string"}, **extra}}
+    if any_of:
+        schema["anyOf"] = [{"required": [name]} for name in any_of]
+    return schema
 
 
 def response_schema(answers: str, item: dict, **extra: dict) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from tasks.config.cost import CostSettings
 from tasks.config.ops import OpsSettings
 from tasks.config.schema import SettingsError, merge, parse_section
 from tasks.config.sections import (
@@ -51,6 +52,7 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)   # checked in evaluation and serving
     outcomes: OutcomeSettings = field(default_factory=OutcomeSettings)   # what serving records per answer
     canary: CanarySettings = field(default_factory=CanarySettings)       # how a canary release is judged
+    cost: CostSettings = field(default_factory=CostSettings)             # the deployment costs are computed for
     # Each chosen strategy's params, parsed and validated once at load (its params dataclass,
     # defaults filled in); `<name>+retrieval`'s from its strategy's section and `retrieval` option.
     strategy_params: dict[str, Any] = field(default_factory=dict)
@@ -171,6 +173,7 @@ def load_settings(
         policy=parse_section(PolicySettings, raw.get("policy"), "policy"),
         outcomes=parse_section(OutcomeSettings, raw.get("outcomes"), "outcomes"),
         canary=parse_section(CanarySettings, raw.get("canary"), "canary"),
+        cost=parse_section(CostSettings, raw.get("cost"), "cost"),
         strategy_params=parsed,
         profile=profile,
         root=path.resolve().parent,

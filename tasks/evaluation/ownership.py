@@ -157,14 +157,20 @@ class Segment:
     cheapest: str                  # "none": nothing meets the deployment there
 
 
-def cheapest_along(measured: list[Measured], s: CostSettings, axis: str, points: list[float]) -> list[Segment]:
+def cheapest_along(measured: list[Measured], s: CostSettings, axis: str, points: list[float],
+                   tie: float = 0.01) -> list[Segment]:
     """The cheapest strategy (total over the horizon) at each point of `axis` ("requests_per_day":
-    traffic, peak scaled with it; "tenants"), merged into segments where it does not change."""
+    traffic, peak scaled with it; "tenants"), merged into segments where it does not change. The
+    cheapest so far stays while it is within `tie` (1 %) of the cheapest: instances come in whole
+    numbers, and cents apart is not a break-even point."""
     out: list[Segment] = []
     for x in points:
         costs = {m.strategy: _at(m, s, axis, x).total for m in measured}
         feasible = {k: v for k, v in costs.items() if v < INFEASIBLE}
         name = min(feasible, key=lambda k: (feasible[k], k)) if feasible else "none"
+        held = out[-1].cheapest if out else None
+        if held in feasible and feasible[held] <= (1 + tie) * feasible[name]:
+            name = held
         if out and out[-1].cheapest == name:
             out[-1] = Segment(out[-1].low, x, name)
         else:
@@ -198,7 +204,8 @@ def break_even(segments: list[Segment], unit: str) -> list[str]:
                 f"{_n(segments[0].high)} {unit})"]
     out = [f"{segments[0].cheapest} is cheapest up to {_n(segments[0].high)} {unit}"]
     for seg in segments[1:]:
-        out.append(f"{seg.cheapest} from {_n(seg.low)} {unit}" + (f" to {_n(seg.high)}" if seg is not segments[-1] else " up"))
+        last = seg is segments[-1]
+        out.append(f"{seg.cheapest} from {_n(seg.low)} {unit}" + (" up" if last else f" to {_n(seg.high)}"))
     return out
 
 

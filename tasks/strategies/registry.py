@@ -121,7 +121,8 @@ class Strategy:
 
     def mixes(self, saved_dir: Path, params) -> bool:
         """Versions like this saved one answer requests for several versions in one forward pass."""
-        return self.sharing is not None and self.sharing.mixes(self.sharing.key(saved_dir, params))
+        return (self.sharing is not None and self.sharing.forward_mixed is not None
+                and self.sharing.mixes(self.sharing.key(saved_dir, params)))
 
     def attach(self, base_dir: Path, saved_dir: Path, head: Head, params, *, shared: SharedBase | None = None,
                name: str = "") -> Attached:

@@ -90,3 +90,6 @@ class Sharing:
     # its own version (PEFT's mixed adapter batches: `adapter_names=` in forward, LoRA only in
     # PEFT 0.21). Others are served one version per batch, switched between batches.
     mixes: Callable[[str], bool] = lambda key: False
+    # forward_mixed(shared model, inputs, names): one forward pass where row i answers as the version
+    # attached under names[i] (only for keys that mix).
+    forward_mixed: Callable[[nn.Module, dict, list[str]], Any] | None = None

@@ -22,6 +22,10 @@ class CostSettings:
     # What a serving process holds besides weights: Python, torch, tokenizers, the HTTP server.
     # 400 MB: an idle `adaptflow serve` before any version loads (bench/serving.py measures it).
     process_overhead_mb: float = 400.0
+    # What each loaded version holds besides its saved weights (the library's modules and Python
+    # objects, allocator slack): a LoRA version of MiniLM saves 0.31 MB and takes about 2.5 MB of
+    # resident memory (bench/serving.py --tenants, RSS per extra version; docs/cost.md).
+    version_overhead_mb: float = 2.5
     # Traffic: requests a day (a request is one text), and the peak rate instances are sized for;
     # null: 3x the day's mean rate. The traffic plot scales both together.
     requests_per_day: float = 100_000.0
@@ -54,6 +58,7 @@ class CostSettings:
         require(self.serve_memory_gb > 0, "serve_memory_gb must be positive")
         require(0 <= self.process_overhead_mb < 1024 * self.serve_memory_gb,
                 "process_overhead_mb must be >= 0 and below serve_memory_gb")
+        require(self.version_overhead_mb >= 0, "version_overhead_mb must be >= 0")
         require(self.requests_per_day > 0, "requests_per_day must be positive")
         require(self.peak_rps is None or self.peak_rps >= self.requests_per_day / 86400,
                 "peak_rps must be at least the mean rate, requests_per_day / 86400 (or null: 3x the mean)")

@@ -14,7 +14,7 @@ The serving model, in numbers a run logs:
   batching, prompts on one base) fill batches of b; the others (per-version batches: IA3, prompt
   tuning, full copies) get about b / tenants each;
 - memory per instance: the process overhead, one base when versions share it, and each tenant's
-  version (an adapter's bytes, or a whole copy of the base).
+  version (an adapter's bytes, or a whole copy of the base) plus what holding a version costs.
 """
 from __future__ import annotations
 
@@ -122,8 +122,12 @@ def capacity(m: Measured, tenants: int, s: CostSettings) -> tuple[float, float]:
 
 def memory_mb(m: Measured, held: int, s: CostSettings) -> float:
     """An instance's memory holding `held` tenants' versions."""
-    per = m.version_bytes if m.shares_base else m.base_bytes
-    return s.process_overhead_mb + ((m.base_bytes if m.shares_base else 0.0) + held * per) / 2**20
+    return s.process_overhead_mb + (m.base_bytes if m.shares_base else 0.0) / 2**20 + held * _per_version_mb(m, s)
+
+
+def _per_version_mb(m: Measured, s: CostSettings) -> float:
+    """One more tenant's version in memory: its adapter (or a whole copy) and what holding it costs."""
+    return (m.version_bytes if m.shares_base else m.base_bytes) / 2**20 + s.version_overhead_mb
 
 
 def own(m: Measured, s: CostSettings, tenants: int | None = None, peak_rps: float | None = None) -> Ownership:
@@ -132,9 +136,9 @@ def own(m: Measured, s: CostSettings, tenants: int | None = None, peak_rps: floa
     peak = peak_rps if peak_rps is not None else s.peak
     one_time = n * m.train_seconds / 3600 * s.train_price_per_hour
     storage = n * m.version_bytes / 1e9 * s.storage_price_per_gb_month
-    per = m.version_bytes if m.shares_base else m.base_bytes
+    per = _per_version_mb(m, s)
     room = 1024 * s.serve_memory_gb - memory_mb(m, 0, s)
-    fit = int(room * 2**20 // per) if per > 0 else n
+    fit = int(room // per) if per > 0 else n
     b, cap = capacity(m, n, s)
     reason = ""
     if fit < 1:

@@ -217,7 +217,8 @@ def ownership_metrics(inputs: StrategyInputs, outcome: Outcome, settings: Settin
     strategy = inputs.strategy
     shares = strategy.saves == "adapter" and strategy.sharing is not None
     footprint = {"tenant_shares_base": float(shares),
-                 "tenant_mixes": float(shares and strategy.mixes(folder, outcome.params))}
+                 # serving mixes versions in one pass for classification only (tasks/serving/pool.py)
+                 "tenant_mixes": float(shares and not inputs.head.generates and strategy.mixes(folder, outcome.params))}
     cost = settings.cost
     measured = Measured.from_metrics(inputs.name, outcome.metrics | footprint, cost.tokens_per_request)
     return footprint | (own(measured, cost).metrics() if measured else {})
@@ -248,7 +249,7 @@ def run_strategy(ctx: RunContext, name: str) -> StrategyResult | None:
         with tempfile.TemporaryDirectory(prefix=f"adaptflow-{name}-") as tmp:
             folder = Path(tmp) / name
             outcome.metrics["artifact_bytes"] = float(save_outcome(inputs, outcome, ctx.settings, folder))
-            outcome.metrics |= ownership_metrics(inputs, outcome, ctx.settings, folder)
+            outcome.metrics.update(ownership_metrics(inputs, outcome, ctx.settings, folder))   # Outcome is frozen
             model_uri = record.log_outcome(inputs, outcome, folder)
     return StrategyResult(strategy=name, run_id=run_id, model_uri=model_uri, saves=inputs.strategy.saves,
                           metrics=outcome.metrics, base=inputs.base, params=params_dict(outcome.params))

@@ -46,10 +46,12 @@ def test_one_time_storage_and_serving_by_hand():
 
 
 def test_memory_one_base_plus_adapters_against_full_copies():
-    # the process, one base, and per tenant its adapter + 2.5 MB of holding it (cost.version_overhead_mb)
-    assert memory_mb(lora(), 32, S) == pytest.approx(400 + BASE / 2**20 + 32 * (0.3e6 / 2**20 + 2.5))
-    assert memory_mb(full(), 32, S) == pytest.approx(400 + 32 * (BASE / 2**20 + 2.5))
-    # 1 GB instances: (1024 - 400) MB hold 7 MiniLM copies (89.1 MB each); 32 tenants need 5 instances
+    # the process, one base, and per tenant its adapter (+ cost.version_overhead_mb of holding it)
+    assert memory_mb(lora(), 32, S) == pytest.approx(400 + BASE / 2**20 + 32 * 0.3e6 / 2**20)
+    assert memory_mb(full(), 32, S) == pytest.approx(400 + 32 * BASE / 2**20)
+    held = CostSettings(version_overhead_mb=2.5)
+    assert memory_mb(lora(), 32, held) == pytest.approx(memory_mb(lora(), 32, S) + 32 * 2.5)
+    # 1 GB instances: (1024 - 400) MB hold 7 MiniLM copies (86.6 MB each); 32 tenants need 5 instances
     small = CostSettings(serve_memory_gb=1.0, peak_rps=1.0, requests_per_day=1000)
     o = own(full(), small, tenants=32)
     assert o.tenants_per_instance == 7 and o.instances == math.ceil(32 / 7)

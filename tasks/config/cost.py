@@ -22,10 +22,10 @@ class CostSettings:
     # What a serving process holds besides weights: Python, torch, tokenizers, the HTTP server.
     # 400 MB: an idle `adaptflow serve` before any version loads (bench/serving.py measures it).
     process_overhead_mb: float = 400.0
-    # What each loaded version holds besides its saved weights (the library's modules and Python
-    # objects, allocator slack): a LoRA version of MiniLM saves 0.31 MB and takes about 2.5 MB of
-    # resident memory (bench/serving.py --tenants, RSS per extra version; docs/cost.md).
-    version_overhead_mb: float = 2.5
+    # What each loaded version holds besides its saved weights (the library's modules, Python
+    # objects). bench/serving.py --tenants measured about 0.37 MB of resident memory per extra LoRA
+    # version of MiniLM (1 -> 32 versions) against 0.31 MB saved: nothing worth adding by default.
+    version_overhead_mb: float = 0.0
     # Traffic: requests a day (a request is one text), and the peak rate instances are sized for;
     # null: 3x the day's mean rate. The traffic plot scales both together.
     requests_per_day: float = 100_000.0

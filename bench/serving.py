@@ -1,6 +1,7 @@
 """Serving costs on the real MiniLM: N adapters on one base against N full models.
 
   .venv/bin/python bench/serving.py [--sizes 1,4,8] [--singles 60] [--batches 20]
+  nice -n 10 .venv/bin/python bench/serving.py --tenants 1,8,32   # mixed-adapter batches (bench/serving_tenants.py)
 
 - memory: resident memory a fresh process gains when the serving pool loads N LoRA versions
   (one shared base) or N full fine-tunes (N distinct folders, so no page is shared), N = 1, 4, 8;
@@ -332,8 +333,11 @@ def main() -> None:
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--canary-only", action="store_true",
                         help="only the routing + outcome store overhead (bench/results/serving_canary.json)")
-    parser.add_argument("--seconds", type=float, default=10, help="--canary-only: seconds per throughput round")
-    parser.add_argument("--rounds", type=int, default=3, help="--canary-only: throughput rounds per configuration")
+    parser.add_argument("--seconds", type=float, default=10, help="--canary-only, --tenants: seconds per throughput round")
+    parser.add_argument("--rounds", type=int, default=3, help="--canary-only, --tenants: throughput rounds per configuration")
+    parser.add_argument("--tenants", help="only throughput and memory at these numbers of LoRA adapters, one version "
+                                          "per batch against mixed batches, with the cost model's predictions "
+                                          "(bench/results/serving_tenants.json), e.g. 1,8,32")
     args = parser.parse_args()
     from tasks.env import apply_offline_defaults
 
@@ -343,6 +347,20 @@ def main() -> None:
         return
     import psutil
 
+    if args.tenants:
+        from bench.common import write
+        from bench.serving_tenants import measure, report
+
+        def memory_of(folders):
+            out = subprocess.run([sys.executable, __file__, "--memory-child", json.dumps([str(f) for f in folders])],
+                                 capture_output=True, text=True, check=True, cwd=ROOT)
+            return json.loads(out.stdout.strip().splitlines()[-1])["gain_mb"]
+
+        with tempfile.TemporaryDirectory(prefix="adaptflow-bench-tenants-") as tmp:
+            result = measure(Path(tmp), [int(x) for x in args.tenants.split(",")], args.seconds, args.rounds, memory_of)
+        report(result)
+        print(f"wrote {write('serving_tenants', result)}")
+        return
     if args.canary_only:
         from bench.common import machine, write
 

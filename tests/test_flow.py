@@ -49,6 +49,11 @@ def test_two_runs_register_compare_and_reuse_the_data_version(harness, project_f
     assert by_name["zero_shot"].data.metrics["forgetting_delta"] == 0.0   # no weight changed
     lora = by_name["lora"].data.metrics
     assert lora["merged_max_abs_logit_diff"] < 1e-4 and lora["merged_latency_ms_p50"] > 0
+    # what owning each costs (params cost:): LoRA versions share a base and one forward pass
+    full = by_name["full_finetune"].data.metrics
+    assert (lora["tenant_shares_base"], lora["tenant_mixes"], full["tenant_shares_base"]) == (1.0, 1.0, 0.0)
+    for run in children:   # instances 0: cannot meet cost.latency_p95_ms (a loaded machine), monthly_cost then huge
+        assert run.data.metrics["monthly_cost"] > 0 and "serving_instances" in run.data.metrics
     curve = client.get_metric_history(by_name["lora"].info.run_id, "learning_curve_accuracy")
     assert sorted(m.step for m in curve) == [16, 48]   # smoke: 16 examples, then the run's own 48
     parent = client.get_run(first.parent_run_id)
@@ -64,7 +69,8 @@ def test_two_runs_register_compare_and_reuse_the_data_version(harness, project_f
     from tasks.data.lineage import format_lineage, lineage
 
     page = open(first.report).read()
-    assert 'id="recommendation"' in page and page.count("data:image/png;base64,") == 5   # 2 Pareto, loss, reliability, learning curve
+    # 2 Pareto, loss, reliability, learning curve, monthly cost against traffic
+    assert 'id="recommendation"' in page and page.count("data:image/png;base64,") == 6 and 'id="break-even"' in page
     assert f"{first.parent_run_id}.html" in [a.path for a in client.list_artifacts(first.parent_run_id)]
 
     text = format_lineage(lineage(client, f"{MODEL}@challenger"))

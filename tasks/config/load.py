@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from tasks.config.cost import CostSettings
 from tasks.config.ops import OpsSettings
 from tasks.config.schema import SettingsError, merge, parse_section
 from tasks.config.sections import (
@@ -56,6 +57,7 @@ class Settings:
     review: ReviewSettings = field(default_factory=ReviewSettings)       # blinded human review, its gate
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)  # POST /feedback and fold-feedback
     drift: DriftSettings = field(default_factory=DriftSettings)           # drift on live inputs (drift-check)
+    cost: CostSettings = field(default_factory=CostSettings)             # the deployment costs are computed for
     # Each chosen strategy's params, parsed and validated once at load (its params dataclass,
     # defaults filled in); `<name>+retrieval`'s from its strategy's section and `retrieval` option.
     strategy_params: dict[str, Any] = field(default_factory=dict)
@@ -179,6 +181,7 @@ def load_settings(
         review=parse_section(ReviewSettings, raw.get("review"), "review"),
         feedback=parse_section(FeedbackSettings, raw.get("feedback"), "feedback"),
         drift=parse_section(DriftSettings, raw.get("drift"), "drift"),
+        cost=parse_section(CostSettings, raw.get("cost"), "cost"),
         strategy_params=parsed,
         profile=profile,
         root=path.resolve().parent,

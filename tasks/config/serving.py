@@ -18,6 +18,10 @@ class ServingSettings:
     batch_wait_ms: float = 5.0       # how long the first queued request waits for company
     max_batch: int = 32              # texts per forward pass
     merged: list[str] = field(default_factory=list)   # models whose LoRA/IA3 versions serve merged
+    # Requests for different LoRA versions on one shared base run in one forward pass, each text
+    # through its own adapter (PEFT's mixed adapter batches). false: one version per batch,
+    # switched between batches (IA3, prompt tuning and `adapters` versions are always served so).
+    mixed_batches: bool = True
     threads: int = 2                 # torch intra-op threads (this machine has 2 cores)
     max_extra_versions: int = 2      # versions asked for by number, kept loaded per model (LRU)
     # The version an alias served before a swap stays loaded, so a rollback is a route change

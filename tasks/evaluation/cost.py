@@ -37,7 +37,8 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 def size_metrics(model: nn.Module) -> dict[str, float]:
     trainable, total = count_parameters(model)
-    return {"trainable_params": float(trainable), "trainable_fraction": trainable / total}
+    return {"trainable_params": float(trainable), "trainable_fraction": trainable / total,
+            "model_params": float(total)}   # what a serving copy holds (params cost: reads it)
 
 
 @torch.no_grad()

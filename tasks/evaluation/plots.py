@@ -159,3 +159,19 @@ def study_plot(rows: list[StrategyRow]) -> str | None:
     axes[0].legend(fontsize=6)
     fig.tight_layout()
     return png_data_uri(fig)
+
+
+def cost_plot(curves: dict[str, tuple[list[float], list[float]]], labels: dict[str, str], now: float) -> str:
+    """Monthly cost (serving + storage) against requests a day, one line per strategy, labelled
+    with its quality; the dotted line marks the deployment's own traffic (params cost:)."""
+    fig, ax = pyplot().subplots(figsize=(6.4, 3.8))
+    for name, (xs, ys) in curves.items():
+        ax.plot(xs, ys, lw=1.5, drawstyle="steps-post", label=labels.get(name, name))
+    ax.axvline(now, ls=":", c="k", lw=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("requests a day")
+    ax.set_ylabel("USD a month")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return png_data_uri(fig)

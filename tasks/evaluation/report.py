@@ -7,6 +7,7 @@ import html
 
 import numpy as np
 
+from tasks.evaluation.cost_report import cost_section
 from tasks.evaluation.plots import learning_curve_plot, loss_plot, pareto_plot, reliability_plot, study_plot
 from tasks.evaluation.report_data import ReportData, StrategyRow
 from tasks.evaluation.retrieval_ablation import retrieval_section
@@ -182,8 +183,9 @@ def samples(rows: list[StrategyRow]) -> str:
 
 
 def render(data: ReportData, tolerance_points: float = 1.0, budgets: dict[str, float | None] | None = None,
-           select: str | None = None) -> str:
-    """`select`: the validation metric the recommendation reads (project.selection_key)."""
+           select: str | None = None, cost=None) -> str:
+    """`select`: the validation metric the recommendation reads (project.selection_key); `cost`:
+    params cost: (CostSettings), for the cost section (None: no section)."""
     e = html.escape
     rec = recommendation(data.rows, tolerance_points, budgets, selection(data.task, select))
     figures = _figures(data.rows, data.quality)
@@ -234,6 +236,7 @@ on the adapted model's (positive: general features were lost). "merged": LoRA/IA
 {ablation}
 {retrieval_section(data.rows, data.task)}
 {tuning_section(data.rows)}
+{cost_section(data.rows, cost, data.quality, (budgets or {}).get("max_monthly_cost"))}
 <h2>Trade-offs</h2>{figs}
 <h2>Data and validation</h2><p id="validation">Great Expectations: {e(validation)}</p><ul>{drift}</ul>
 <table id="lineage">{lineage}</table>

@@ -73,7 +73,7 @@ def build_report(settings: Settings, parent_run_id: str) -> str:
     # select_metric applies when it belongs to that task.
     p = settings.project
     select = p.selection_key(data.task) if p.select_metric == "auto" or data.task == settings.task else None
-    return render(data, p.recommend_tolerance_points, p.budgets, select)
+    return render(data, p.recommend_tolerance_points, p.budgets, select, settings.cost)
 
 
 @task(name="report", cache_policy=NO_CACHE)

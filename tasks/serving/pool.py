@@ -6,6 +6,8 @@ How a version is held depends on what its strategy declares (tasks/strategies/re
   key; switching between versions is the strategy's own step, run between batches.
 - `merged`: a version whose strategy has a merge (LoRA, IA3) folded into its own copy of the
   base (params: serving.merged), for the lowest latency at the cost of a base copy.
+  Versions whose strategy mixes (LoRA: `Sharing.mixes`) answer requests for several of them
+  in one forward pass (`predict_mixed`, PEFT's `adapter_names=`), no switch at all.
 - `own`: everything else (full and partial fine-tunes, prompting baselines, `+retrieval`
   variants) loads as a model of its own through its strategy's `attach`.
 Serving knows no library's files or tensor names: the version is read and its base fingerprint
@@ -28,6 +30,7 @@ from tasks.artifacts.predictor import Predictor, RegisteredBase, SavedVersion, p
 from tasks.models.base import ResolvedBase, fingerprint
 from tasks.strategies.registry import Strategy
 from tasks.strategies.sharing import Attached, SharedBase
+from tasks.tasktypes import task_type
 
 OWN, MERGED = "own", "merged"
 
@@ -61,6 +64,8 @@ class Loaded:
     tokenizer: Any
     attached: Attached | None      # None once unloaded
     group_id: str = ""             # the shared base it is on
+    mix: str = ""                  # versions with equal non-empty keys answer in one forward pass
+    forward_mixed: Callable | None = None   # the strategy's pass over rows for several versions
     load_seconds: float = 0.0
     note: str = ""
     loaded_at: float = field(default_factory=time.time)
@@ -91,8 +96,10 @@ class Loaded:
 
 
 class Pool:
-    def __init__(self, merged: list[str], on_inference_thread: Callable[[Callable[[], Any]], Any]):
+    def __init__(self, merged: list[str], on_inference_thread: Callable[[Callable[[], Any]], Any],
+                 mixed_batches: bool = True):
         self._merged = list(merged)
+        self._mixed_batches = mixed_batches   # serving.mixed_batches
         self._call = on_inference_thread      # runs a change to a shared model between batches
         self._shared: dict[tuple, SharedBase] = {}
         self._group_ids: dict[tuple, str] = {}
@@ -122,8 +129,13 @@ class Pool:
             else:
                 attached, base, group_id = self._attach_shared(saved, mode, what)
             tokenizer = self._tokenizer(saved.base_path)
+        # Mixed only with versions read the same way (max_length) on the same base, classifying.
+        mixes = (group_id and self._mixed_batches and not task_type(saved.manifest.task).generates
+                 and saved.strategy.mixes(saved.folder, saved.params))
         return Loaded(model=model, version=version, manifest=saved.manifest, mode=mode, base=base, tokenizer=tokenizer,
-                      attached=attached, group_id=group_id, load_seconds=time.perf_counter() - start, note=note)
+                      attached=attached, group_id=group_id, load_seconds=time.perf_counter() - start, note=note,
+                      mix=f"{group_id}/{saved.manifest.max_length}" if mixes else "",
+                      forward_mixed=saved.strategy.sharing.forward_mixed if mixes else None)
 
     def _attach_shared(self, saved: SavedVersion, mode: str, what: str) -> tuple[Attached, ResolvedBase, str]:
         """The version on the shared base of its base, head and share key (built here when there is
@@ -162,6 +174,31 @@ class Pool:
     def predict(self, loaded: Loaded, texts: list[str], batch_size: int) -> np.ndarray:
         """Class probabilities, one row per text (on the inference thread)."""
         return predict(loaded.predictor(), texts, batch_size=batch_size).probs
+
+    def predict_mixed(self, items: list[tuple[Loaded, list[str]]], batch_size: int) -> list[np.ndarray]:
+        """Class probabilities for requests to several versions with one `mix` key, computed in
+        shared forward passes where each text goes through its own version's adapter and head
+        (PEFT's mixed adapter batches); one array per item (on the inference thread)."""
+        import torch
+
+        from tasks.evaluation.predict import probabilities
+        from tasks.models.encoding import batches, encode_requests, on_device
+
+        first = items[0][0]
+        if not first.mix or any(loaded.mix != first.mix or loaded.attached is None for loaded, _ in items):
+            raise ValueError("predict_mixed takes loaded versions of one mix key only")
+        model, tokenizer = first.group.model, first.tokenizer
+        texts = [t for _, ts in items for t in ts]
+        names = [loaded.adapter for loaded, ts in items for _ in ts]
+        data = encode_requests(model, tokenizer, texts, first.manifest.max_length)
+        out = np.zeros((len(texts), len(first.manifest.labels)), dtype=np.float32)
+        model.eval()
+        with torch.no_grad():
+            for idx, inputs, _ in batches(data, batch_size, tokenizer.pad_token_id):
+                logits = first.forward_mixed(model, on_device(inputs, model), [names[i] for i in idx]).logits
+                out[idx] = probabilities(logits)
+        bounds = np.cumsum([0] + [len(ts) for _, ts in items])
+        return [out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
     def _fingerprint(self, base_path: Path) -> str:
         if base_path not in self._fingerprints:

@@ -98,8 +98,8 @@ class Service:
         # params' policy: section, the one evaluation applied to the test outputs.
         self.policy = OutputPolicy(policy if policy is not None else PolicySettings())
         self.batcher = Batcher(self._run_batch, settings.batch_wait_ms / 1000, settings.max_batch,
-                               settings.max_queue_texts)
-        self.pool = Pool(settings.merged, self.batcher.call)
+                               settings.max_queue_texts, mix_key=self._mix_key, run_mixed=self._run_mixed)
+        self.pool = Pool(settings.merged, self.batcher.call, settings.mixed_batches)
         self._lock = threading.Lock()
         self._routes: dict[Route, str] = {}
         self._loaded: dict[tuple[str, str], Loaded] = {}
@@ -333,6 +333,14 @@ class Service:
         if isinstance(target, GenerateTarget):
             return self.pool.generate(target.loaded, texts, self.settings.max_batch, target.max_new_tokens)
         return list(self.pool.predict(target, texts, self.settings.max_batch))
+
+    @staticmethod
+    def _mix_key(target) -> str | None:
+        """/predict requests to versions with one mix key share forward passes (Pool.predict_mixed)."""
+        return target.mix or None if isinstance(target, Loaded) else None
+
+    def _run_mixed(self, items: list[tuple[Loaded, list[str]]]):
+        return [list(p) for p in self.pool.predict_mixed(items, self.settings.max_batch)]
 
     def submit_generate(self, loaded: Loaded, texts: list[str], max_new_tokens: int):
         """Queue texts for generation; requests merge into one batch per version and token cap."""

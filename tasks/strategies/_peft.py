@@ -56,7 +56,15 @@ def attach_peft(shared: SharedBase, saved_dir: Path, params, name: str) -> Attac
                     remove=lambda: shared.model.delete_adapter(name))
 
 
-SHARING = Sharing(kind="peft", key=peft_type, attach=attach_peft)
+# PEFT's mixed adapter batches (`adapter_names=`, tuners/lora/model.py) exist for LoRA layers and
+# the saved head (modules_to_save); IA3 and prompt/prefix tuning have none in PEFT 0.21.2.
+def forward_mixed(model: nn.Module, inputs: dict, names: list[str]):
+    """Each row through its own adapter (and its own saved head), in one pass."""
+    return model(**inputs, adapter_names=names)
+
+
+SHARING = Sharing(kind="peft", key=peft_type, attach=attach_peft, mixes=lambda key: key.rsplit(".", 1)[-1] == "LORA",
+                  forward_mixed=forward_mixed)
 
 
 def merge_peft(model: nn.Module) -> nn.Module:

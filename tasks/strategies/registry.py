@@ -122,6 +122,11 @@ class Strategy:
         in memory; None: this strategy's versions cannot."""
         return None if self.sharing is None else f"{self.sharing.kind}:{self.sharing.key(saved_dir, params)}"
 
+    def mixes(self, saved_dir: Path, params) -> bool:
+        """Versions like this saved one answer requests for several versions in one forward pass."""
+        return (self.sharing is not None and self.sharing.forward_mixed is not None
+                and self.sharing.mixes(self.sharing.key(saved_dir, params)))
+
     def attach(self, base_dir: Path, saved_dir: Path, head: Head, params, *, shared: SharedBase | None = None,
                name: str = "") -> Attached:
         """The saved version ready to answer: on `shared` (a base already in memory, made for

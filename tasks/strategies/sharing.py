@@ -86,3 +86,10 @@ class Sharing:
     # Strategy.attach records it on `shared`); raises when the saved files do not fit the strategy's
     # params (the versions already on `shared` keep answering)
     attach: Callable[[SharedBase, Path, Any, str], Attached]
+    # mixes(key): versions under this share key can answer in one forward pass, each request by
+    # its own version (PEFT's mixed adapter batches: `adapter_names=` in forward, LoRA only in
+    # PEFT 0.21). Others are served one version per batch, switched between batches.
+    mixes: Callable[[str], bool] = lambda key: False
+    # forward_mixed(shared model, inputs, names): one forward pass where row i answers as the version
+    # attached under names[i] (only for keys that mix).
+    forward_mixed: Callable[[nn.Module, dict, list[str]], Any] | None = None

@@ -175,3 +175,22 @@ declare(Metric(name="policy_violation_rate", label="policy blocked", fmt="{:.1%}
                doc="share of outputs the output policy blocks (unsplit: the test figure)"))
 declare(Metric(name="retrieval_ms_p50", label="retrieval p50 ms", fmt="{:.1f}", higher_is_better=False))
 declare(Metric(name="retrieval_extra_prompt_tokens", label="retrieved tokens", fmt="{:.0f}", higher_is_better=False))
+# ---- cost of ownership (params `cost:`; tasks/evaluation/ownership.py, docs/cost.md) ----
+declare(Metric(name="model_params", label="model params", fmt="{:,.0f}", higher_is_better=False,
+               doc="every weight of the model that answers (base + adapter + head): what a serving copy holds"))
+declare(Metric(name="tenant_shares_base", label="shares base", fmt="{:.0f}",
+               doc="1: each tenant's version sits on one shared base in memory (adapters, prompts); 0: a whole copy each"))
+declare(Metric(name="tenant_mixes", label="mixes", fmt="{:.0f}",
+               doc="1: requests for different tenants' versions share one forward pass (LoRA mixed batches, prompts)"))
+declare(Metric(name="monthly_cost", label="USD/month", fmt="{:,.2f}", higher_is_better=False, budget="max_monthly_cost",
+               unit=" USD", doc="serving (instances for the peak within the p95 objective) + storage, per month, for params cost:"))
+declare(Metric(name="one_time_cost", label="one-time USD", fmt="{:,.2f}", higher_is_better=False,
+               doc="training and tuning every tenant's version at cost.train_price_per_hour"))
+declare(Metric(name="horizon_cost", label="horizon USD", fmt="{:,.2f}", higher_is_better=False,
+               doc="one-time cost + cost.horizon_months of monthly cost"))
+declare(Metric(name="serving_instances", label="instances", fmt="{:.0f}", higher_is_better=False,
+               doc="serving instances the deployment needs (0: it cannot meet it)"))
+declare(Metric(name="serving_memory_mb", label="MB/instance", fmt="{:,.0f}", higher_is_better=False,
+               doc="memory one instance holds: process, base(s) and the tenants' versions"))
+declare(Metric(name="serving_capacity_rps", label="req/s/instance", fmt="{:.1f}",
+               doc="requests a second one instance carries within the p95 objective"))

@@ -15,6 +15,7 @@ from tasks.config import Settings, TrainSettings
 from tasks.evaluation.cost import PeakRSS, measure_speed, merged_speed_metrics
 from tasks.evaluation.forgetting import forgetting_metrics
 from tasks.evaluation.metric_functions import probability_metrics
+from tasks.evaluation.ownership import Measured, own
 from tasks.evaluation.policy import OutputPolicy, label_policy_metrics
 from tasks.evaluation.quality import quality_details, score, variant_mean_intervals
 from tasks.evaluation.record import StrategyResult
@@ -209,6 +210,20 @@ def generation_manifest(inputs: StrategyInputs, settings: Settings) -> dict | No
             "max_new_tokens": settings.generation.max_new_tokens}
 
 
+def ownership_metrics(inputs: StrategyInputs, outcome: Outcome, settings: Settings, folder: Path) -> dict[str, float]:
+    """How `adaptflow serve` holds versions like this one (on one shared base or a copy each;
+    requests for several versions in one forward pass or not), then what owning it costs for the
+    deployment under params `cost:` (tasks/evaluation/ownership.py), from this run's figures."""
+    strategy = inputs.strategy
+    shares = strategy.saves == "adapter" and strategy.sharing is not None
+    footprint = {"tenant_shares_base": float(shares),
+                 # serving mixes versions in one pass for classification only (tasks/serving/pool.py)
+                 "tenant_mixes": float(shares and not inputs.head.generates and strategy.mixes(folder, outcome.params))}
+    cost = settings.cost
+    measured = Measured.from_metrics(inputs.name, outcome.metrics | footprint, cost.tokens_per_request)
+    return footprint | (own(measured, cost).metrics() if measured else {})
+
+
 def data_key(ctx: RunContext) -> str:
     """The data a study tunes on: the train and validation splits' DVC hashes."""
     return f"{ctx.data.split_hashes['train']}/{ctx.data.split_hashes['validation']}"
@@ -234,6 +249,7 @@ def run_strategy(ctx: RunContext, name: str) -> StrategyResult | None:
         with tempfile.TemporaryDirectory(prefix=f"adaptflow-{name}-") as tmp:
             folder = Path(tmp) / name
             outcome.metrics["artifact_bytes"] = float(save_outcome(inputs, outcome, ctx.settings, folder))
+            outcome.metrics.update(ownership_metrics(inputs, outcome, ctx.settings, folder))   # Outcome is frozen
             model_uri = record.log_outcome(inputs, outcome, folder)
     return StrategyResult(strategy=name, run_id=run_id, model_uri=model_uri, saves=inputs.strategy.saves,
                           metrics=outcome.metrics, base=inputs.base, params=params_dict(outcome.params))

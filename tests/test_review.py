@@ -376,6 +376,13 @@ def test_the_gate_refuses_then_allows_promotion_and_the_audit_links_the_session(
     assert entry.version == "2" and entry.evidence == {"review_session": session.id}
     assert history(client, MODEL).entries[-1].evidence == {"review_session": session.id}
     assert verdict.agreement == 1.0 and verdict.agreement_measure == "cohen_kappa"
+    # The comparison report of the run that registered v2 shows the verdict (or says how to get one).
+    from tasks.evaluation.review_report import review_section, version_review
+
+    decision = {"model": MODEL, "version": 2}
+    section = review_section(version_review(client, decision), decision)
+    assert 'id="human-review"' in section and session.id in section and tags["review.win_rate_lower"] in section
+    assert "No blinded review verdict" in review_section({}, decision) and review_section({}, {"version": 2}) == ""
 
 
 def test_the_review_create_deployment_has_a_form(store):

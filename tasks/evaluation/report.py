@@ -11,6 +11,7 @@ from tasks.evaluation.cost_report import cost_section
 from tasks.evaluation.plots import learning_curve_plot, loss_plot, pareto_plot, reliability_plot, study_plot
 from tasks.evaluation.report_data import ReportData, StrategyRow
 from tasks.evaluation.retrieval_ablation import retrieval_section
+from tasks.evaluation.review_report import review_section
 from tasks.evaluation.selection import Recommendation, choose
 from tasks.evaluation.task_parts import evaluation_part
 from tasks.tasktypes import DEFAULT, catalogue, lookup, task_type
@@ -237,6 +238,7 @@ on the adapted model's (positive: general features were lost). "merged": LoRA/IA
 {retrieval_section(data.rows, data.task)}
 {tuning_section(data.rows)}
 {cost_section(data.rows, cost, data.quality, (budgets or {}).get("max_monthly_cost"))}
+{review_section(data.review, data.decision)}
 <h2>Trade-offs</h2>{figs}
 <h2>Data and validation</h2><p id="validation">Great Expectations: {e(validation)}</p><ul>{drift}</ul>
 <table id="lineage">{lineage}</table>

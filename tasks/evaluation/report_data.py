@@ -35,6 +35,7 @@ class ReportData:
     validation: dict                     # validation/summary.json
     decision: dict                       # registry/decision.json (may be empty)
     task: str = DEFAULT                  # the parent run's `task` tag
+    review: dict = field(default_factory=dict)   # the registered version's review.* tags (human verdict)
 
     @property
     def quality(self) -> tuple[str, str]:
@@ -84,9 +85,12 @@ def collect(client, parent_run_id: str) -> ReportData:
                                 correct, history(r.info.run_id, "learning_curve_accuracy"),
                                 r.data.tags.get("error", ""), [x["rougeL"] for x in outputs] or None,
                                 outputs[:SAMPLES], artifact_json(r.info.run_id, "tuning.json")))
+    from tasks.evaluation.review_report import version_review
+
+    decision = artifact_json(parent_run_id, "registry/decision.json")
     return ReportData(parent_run_id, parent.info.run_name, dict(parent.data.tags), with_paired_tests(rows, task),
-                      artifact_json(parent_run_id, "validation/summary.json"),
-                      artifact_json(parent_run_id, "registry/decision.json"), task)
+                      artifact_json(parent_run_id, "validation/summary.json"), decision, task,
+                      version_review(client, decision))
 
 
 def with_paired_tests(rows: list[StrategyRow], task: str = DEFAULT) -> list[StrategyRow]:

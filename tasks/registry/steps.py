@@ -34,7 +34,7 @@ def register_candidate(ctx: RunContext, results: list[StrategyResult]) -> Regist
     reg = register_best(p.registered_model, p.selection_key(task), p.min_improvement, p.budgets, results,
                         {**ctx.tags, "validation": "passed", "parent_run_id": ctx.parent_run_id},
                         scoring_set(ctx), p.recommend_tolerance_points)
-    log_json(ctx.parent_run_id, {"version": reg.version, "strategy": reg.strategy,
+    log_json(ctx.parent_run_id, {"model": reg.model_name, "version": reg.version, "strategy": reg.strategy,
                                  "set_challenger": reg.decision.set_challenger,
                                  "reasons": reg.decision.reasons}, "registry/decision.json")
     logger = get_run_logger()

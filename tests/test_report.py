@@ -196,3 +196,11 @@ def test_a_monthly_cost_budget_moves_the_recommendation_and_the_report_says_why(
     assert f"lora: monthly_cost {owned['lora'].monthly:g} USD is over max_monthly_cost=100 USD" in page
     assert re.search(r'<tr class="chosen"><th>full_finetune</th>', page)
     assert re.search(r"<tr><th>lora</th>.*?<b>over max_monthly_cost</b>", page)
+
+
+def test_the_cost_plot_draws_when_no_strategy_meets_the_latency_objective():
+    from tasks.evaluation.plots import cost_plot
+
+    nan = float("nan")
+    uri = cost_plot({"few_shot": ([1e3, 1e4, 1e5], [nan, nan, nan])}, {"few_shot": "few_shot (ROUGE-L 0.201)"}, 1e5)
+    assert uri.startswith("data:image/png;base64,")

@@ -169,7 +169,13 @@ def cost_plot(curves: dict[str, tuple[list[float], list[float]]], labels: dict[s
         ax.plot(xs, ys, lw=1.5, drawstyle="steps-post", label=labels.get(name, name))
     ax.axvline(now, ls=":", c="k", lw=1)
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    # Log cost only where some strategy has a cost to draw: a generation run whose p95 misses the
+    # objective at every traffic is all gaps, and matplotlib refuses to log-scale nothing.
+    if any(y > 0 for _, ys in curves.values() for y in ys if y == y):
+        ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no strategy meets the p95 objective at any traffic shown", transform=ax.transAxes,
+                ha="center", va="center", fontsize=9)
     ax.set_xlabel("requests a day")
     ax.set_ylabel("USD a month")
     ax.legend(fontsize=7, loc="upper left")

@@ -45,6 +45,27 @@ def pytest_configure(config):
         os.environ["PREFECT_HOME"] = str(home)
 
 
+@pytest.fixture(autouse=True)
+def _console_logs_outlive_capture():
+    """A flow run under capsys (e.g. `main(["run", ...])`) sets Prefect's console handler up on
+    pytest's capture stream, which is closed when that test ends; the next flow in the worker then
+    logs to a closed file, and Prefect reports that failure by logging it: RecursionError (seen
+    when test_feedback_data followed test_newcomer in one worker). After each test, a handler left
+    on a closed stream is pointed back at the real stderr."""
+    yield
+    import logging
+    import sys
+
+    for logger in [logging.getLogger(), *[lg for lg in logging.Logger.manager.loggerDict.values()
+                                          if isinstance(lg, logging.Logger)]]:
+        for handler in logger.handlers:
+            stream = getattr(handler, "stream", None)
+            if stream is not None and getattr(stream, "closed", False):
+                handler.stream = sys.__stderr__
+                if hasattr(handler, "console"):   # PrefectConsoleHandler prints through a rich Console
+                    handler.console.file = sys.__stderr__
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     """A 2-layer BERT, hidden 32, random weights, with the MiniLM tokenizer."""

@@ -27,14 +27,16 @@ REVIEWERS = ("ana", "ben")
 KEYS = {"A": "a", "B": "b", "tie": "t", "bad": "x"}
 
 
-def scripted(item_id: str, reviewer: str) -> tuple[str, list[int]]:
+def scripted(item_id: str, reviewer: str, differ: frozenset[str] = frozenset()) -> tuple[str, list[int]]:
     """The vote for an item (from its opaque id only: the same for both reviewers on most shared
-    items, but ben picks A where ana picks B on some, so kappa is neither 0 nor 1) and the tags'
-    numbers (1-4)."""
+    items, but ben picks A where ana picks B on some, and differs on the items in `differ`, so
+    kappa is neither 0 nor 1 whatever ids a session draws) and the tags' numbers (1-4)."""
     h = int(item_id, 16)
     choice = ["A", "B", "B", "tie", "bad", "A", "B"][h % 7]
     if reviewer == "ben" and choice == "B" and h % 2:
         choice = "A"
+    if reviewer == "ben" and item_id in differ:
+        choice = "B" if choice == "A" else "A"
     return choice, [1 + h % 4] if h % 3 == 0 else []
 
 
@@ -77,6 +79,9 @@ def test_two_reviewers_finish_a_blinded_session_and_the_verdict_is_the_hand_coun
     session = steps.create(client, settings, model=MODEL, a="champion", b="challenger", n=20, source="test",
                            reviewers=2, overlap=8, seed=11)
     server, url = start(create_app(session, steps.vote_store(settings), uri))
+    # Ids are drawn per session: ben differs from ana on the first shared item, so at least one
+    # disagreement is certain (a run once drew 8 shared items the hash rule had them agree on).
+    differ = frozenset(sorted(set(session.seats["1"]) & set(session.seats["2"]))[:1])
     forbidden = ["champion", "challenger", "canary", MODEL, session.id, "swapped", "stratum", "reference",
                  *registry.names(), *REVIEWERS]
     cast: dict[str, dict[str, str]] = {}
@@ -107,7 +112,7 @@ def test_two_reviewers_finish_a_blinded_session_and_the_verdict_is_the_hand_coun
                     seen.clear()
                     item = json.loads(page.evaluate("JSON.stringify(current)"))
                     assert set(item) == {"id", "input", "answers"}
-                    choice, tags = scripted(item["id"], reviewer)
+                    choice, tags = scripted(item["id"], reviewer, differ)
                     if not cast[reviewer]:   # what a reviewer sees
                         page.screenshot(path=str(tmp_path / f"review-{reviewer}-item.png"), full_page=True)
                     before = page.text_content("#count")

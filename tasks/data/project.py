@@ -35,12 +35,19 @@ def template(name: str) -> str:
     return files(package).joinpath(folder, f"{name}.in" if name.endswith(".yaml") else name).read_text()
 
 
+# The project: section: from its line to the next top-level key (review: has an experiment too).
+_PROJECT_SECTION = re.compile(r"^project:.*?(?=^\S)", re.MULTILINE | re.DOTALL)
+
+
 def project_params() -> str:
     """The shipped params.yaml with the project's names set to auto."""
-    text, count = _AUTO_NAMES.subn(lambda m: f"{m.group(1)} auto{m.group(2) or ''}", template("params.yaml"))
+    text = template("params.yaml")
+    section = _PROJECT_SECTION.search(text)
+    renamed, count = _AUTO_NAMES.subn(lambda m: f"{m.group(1)} auto{m.group(2) or ''}", section.group(0)) \
+        if section else ("", 0)
     if count != 2:   # the shipped file changed shape: refuse rather than write a half-renamed copy
         raise ValueError(f"project template: expected project.experiment and project.registered_model, found {count}")
-    return text
+    return text[:section.start()] + renamed + text[section.end():]
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess:

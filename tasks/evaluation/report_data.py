@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from tasks.evaluation.review_report import version_review
 from tasks.evaluation.task_parts import evaluation_part
 from tasks.tasktypes import DEFAULT, catalogue, task_type
 
@@ -85,8 +86,6 @@ def collect(client, parent_run_id: str) -> ReportData:
                                 correct, history(r.info.run_id, "learning_curve_accuracy"),
                                 r.data.tags.get("error", ""), [x["rougeL"] for x in outputs] or None,
                                 outputs[:SAMPLES], artifact_json(r.info.run_id, "tuning.json")))
-    from tasks.evaluation.review_report import version_review
-
     decision = artifact_json(parent_run_id, "registry/decision.json")
     return ReportData(parent_run_id, parent.info.run_name, dict(parent.data.tags), with_paired_tests(rows, task),
                       artifact_json(parent_run_id, "validation/summary.json"), decision, task,

@@ -72,7 +72,7 @@ def test_specialize_smoke_end_to_end_on_postgres(servers, postgres, project_fact
     parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert [r.info.status for r in parent] == ["FINISHED"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
-    assert sorted(r.data.tags["strategy"] for r in children) == ["full_finetune", "lora", "prompt_tuning", "zero_shot"]
+    assert sorted(r.data.tags["strategy"] for r in children) == ["full_finetune", "lora", "zero_shot"]
     version = client.get_model_version_by_alias(MODEL, "challenger")
     assert version.tags["parent_run_id"] == parent[0].info.run_id
     assert exp.artifact_location.startswith("mlflow-artifacts:"), "artifacts are served by the MLflow server"

@@ -45,6 +45,22 @@ def pytest_configure(config):
         os.environ["PREFECT_HOME"] = str(home)
 
 
+# The longest test files, longest first (`make test`'s --durations list, AMD EPYC, 2026-12-05:
+# test_flow about 150 s, test_e2e 108 s, test_training_processes 74 s, ...). `--dist loadfile`
+# hands files to the two workers in collection order, alphabetical by default, which left
+# test_training_processes and test_tuning for the end: one worker then ran them while the other
+# had nothing left. Longest first, the short files fill in at the end.
+LONGEST_FILES = ["test_flow.py", "test_e2e.py", "test_training_processes.py", "test_tuning.py", "test_ops_dask.py",
+                 "test_ops_resume.py", "test_data_lineage.py", "test_generation_flow.py", "test_ops_faults.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest files first (above); every other file keeps its place, and tests keep their
+    order within a file."""
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture(autouse=True)
 def _console_logs_outlive_capture():
     """A flow run under capsys (e.g. `main(["run", ...])`) sets Prefect's console handler up on

@@ -555,7 +555,7 @@ def _outcome(state) -> int:
     if state.is_completed():
         out = state.result()
         print(f"\n{out.table}\n\nMLflow parent run {out.parent_run_id}; data version {out.data_version}"
-              f"\nreport: {out.report}")
+              f"\nreport: {out.report or 'not built (see the warning above)'}")
         for name, error in out.failed.items():   # recorded as FAILED child runs; the others went on
             print(f"FAILED {name}: {error.splitlines()[0] if error else ''}", file=sys.stderr)
         return 0

@@ -12,7 +12,7 @@ from flows.inputs import DataInput, SpecializeInput  # noqa: F401
 from flows.server_side import confine_run, from_deployment, pipeline_account
 from tasks.data.lock import data_steps_lock
 from tasks.data.steps import ingest_data, push_data, split_data, validate_data, validate_raw_data
-from tasks.evaluation.steps import publish_comparison, publish_report
+from tasks.evaluation.steps import publish_comparison, report_or_warning
 from tasks.models.steps import resolve_base
 from tasks.ops.failures import registrable
 from tasks.ops.fanout import spare_processes, train_strategies
@@ -68,7 +68,7 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
         results = registrable(trained.results)   # only runs whose artifacts are all in the store
         registration = register_candidate(ctx, results)
         table = publish_comparison(results, registration.summary(), parent_id, settings.task)
-        report = publish_report(settings, parent_id)
+        report = report_or_warning(settings, parent_id)   # a report failure fails nothing above it
     review = "not_asked"
     if run.await_approval and registration.decision.set_challenger:
         review = await_review(registration.model_name, registration.version,
@@ -78,7 +78,7 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
     return SpecializeOutput(parent_run_id=parent_id, data_version=data.version,
                             registered_version=registration.version, candidate=registration.strategy,
                             challenger_set=registration.decision.set_challenger, table=table, review=review,
-                            report=str(report), models={r.strategy: r.model_uri for r in trained.results},
+                            report=str(report or ""), models={r.strategy: r.model_uri for r in trained.results},
                             failed=trained.failures)
 
 

@@ -204,3 +204,31 @@ def test_the_cost_plot_draws_when_no_strategy_meets_the_latency_objective():
     nan = float("nan")
     uri = cost_plot({"few_shot": ([1e3, 1e4, 1e5], [nan, nan, nan])}, {"few_shot": "few_shot (ROUGE-L 0.201)"}, 1e5)
     assert uri.startswith("data:image/png;base64,")
+
+
+def test_a_report_that_cannot_be_written_warns_and_fails_nothing(harness, tmp_path, monkeypatch):
+    """By the report, the run has registered its version: a report that cannot be built (here
+    `reports` is a file, so its folder cannot be made) leaves the flow completed, the parent run
+    tagged with the error, and the command that rebuilds it in the log."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from prefect import flow
+
+    from tasks.config import load_settings
+    from tasks.evaluation.steps import report_or_warning
+
+    (tmp_path / "params.yaml").write_text(open("params.yaml").read())
+    (tmp_path / "reports").write_text("a file where the reports folder belongs")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient()
+    run_id = client.create_run(client.create_experiment("report-failure")).info.run_id
+    settings = load_settings(str(tmp_path / "params.yaml"))
+
+    @flow
+    def only_the_report():
+        return report_or_warning(settings, run_id)
+
+    state = only_the_report(return_state=True)
+    assert state.is_completed() and state.result() is None
+    assert client.get_run(run_id).data.tags["report.error"].startswith("FileExistsError")

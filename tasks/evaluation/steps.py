@@ -93,3 +93,23 @@ def publish_report(settings: Settings, parent_run_id: str) -> Path:
                          description=f"Also in MLflow: {uri}")
     get_run_logger().info("report: %s", out)
     return out
+
+
+def report_or_warning(settings: Settings, parent_run_id: str) -> Path | None:
+    """`publish_report`, except that a report which cannot be built does not fail the run: by then
+    the run has logged every result and registered its version (seen: matplotlib refusing a log
+    axis failed `adaptflow run` with exit code 1 after registering). The failure is a warning that
+    names it and the command that rebuilds the report, and a `report.error` tag on the parent run;
+    None then."""
+    from mlflow.tracking import MlflowClient
+
+    state = publish_report(settings, parent_run_id, return_state=True)
+    if state.is_completed():
+        return state.result()
+    error = state.result(raise_on_failure=False)
+    what = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(state.message)
+    get_run_logger().warning("the comparison report could not be built (%s); the run's results and its registered "
+                             "version are kept. Rebuild it with `adaptflow report %s --out report.html`",
+                             what, parent_run_id)
+    MlflowClient().set_tag(parent_run_id, "report.error", what[:500])
+    return None

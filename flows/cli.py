@@ -603,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def cost_overrides(pairs: list[str]) -> dict:
     """`--set cost.KEY=VALUE` pairs as load_settings overrides ({"cost": {KEY: VALUE}}), values
-    read as YAML (32, 1e6, null)."""
+    read as YAML numbers (32, 1e6, null)."""
     import yaml
 
     out: dict = {}
@@ -613,9 +613,15 @@ def cost_overrides(pairs: list[str]) -> dict:
         if not eq or section != "cost" or not dot or not name:
             raise UserError(f"--set {pair!r}: expected cost.KEY=VALUE, e.g. --set cost.tenants=32")
         try:
-            out[name] = yaml.safe_load(value)
+            parsed = yaml.safe_load(value)
         except yaml.YAMLError as exc:
             raise UserError(f"--set {pair!r}: the value is not valid YAML ({exc})") from exc
+        if isinstance(parsed, str):   # YAML reads 2e6 as text; every cost setting is a number
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                raise UserError(f"--set {pair!r}: cost settings are numbers (or null), not {value!r}") from None
+        out[name] = parsed
     return {"cost": out} if out else {}
 
 

@@ -162,3 +162,12 @@ def test_from_metrics_reads_the_switching_figures_when_logged():
          "switch_ms": 2.0, "switch_ms_per_version": 0.5, "mixed_ms_per_version": 1.5}
     got = Measured.from_metrics("ia3", m)
     assert (got.switch_ms, got.switch_ms_per_version, got.mixed_ms_per_version) == (2.0, 0.5, 1.5)
+
+
+def test_break_even_says_so_where_nothing_meets_the_deployment():
+    from tasks.evaluation.ownership import Segment
+
+    assert break_even([Segment(1, 1024, "none")], "tenants") == [
+        "no strategy meets the deployment over the whole range (1 to 1,024 tenants)"]
+    assert break_even([Segment(100, 5000, "lora"), Segment(6000, 1e6, "none")], "requests a day") == [
+        "lora is cheapest up to 5,000 requests a day", "no strategy from 6,000 requests a day up"]

@@ -65,6 +65,9 @@ def format_cost(table: CostTable, quality_label: str, budget: float | None = Non
     out = [line(head), line(["-" * w for w in widths]), *map(line, body)]
     if table.left_out:
         out.append("left out: " + ", ".join(table.left_out))
+    unswitched = [m.strategy for m in table.measured if m.shares_base and m.switch_ms is None]
+    if unswitched:   # a run from before switch_ms was logged: its switches are costed as free
+        out.append(f"no switch cost measured (run before switch_ms was logged; costed as free): {', '.join(unswitched)}")
     out += ["", f"Along traffic ({s.tenants} tenant(s)):", *(f"  {x}" for x in table.by_traffic),
             f"Along tenants ({s.requests_per_day:,.0f} requests a day):", *(f"  {x}" for x in table.by_tenants),
             "", "Settings (params cost:):",

@@ -233,16 +233,21 @@ TENANT_POINTS = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 38
 
 
 def break_even(segments: list[Segment], unit: str) -> list[str]:
-    """Sentences: "few_shot is cheapest below 2,300 requests a day; lora from there to ..."."""
+    """Sentences: "few_shot is cheapest below 2,300 requests a day; lora from there to ..."; where
+    no strategy meets the deployment, they say so."""
     if not segments:
         return []
     if len(segments) == 1:
-        return [f"{segments[0].cheapest} is cheapest over the whole range ({_n(segments[0].low)} to "
-                f"{_n(segments[0].high)} {unit})"]
-    out = [f"{segments[0].cheapest} is cheapest up to {_n(segments[0].high)} {unit}"]
+        what = ("no strategy meets the deployment" if segments[0].cheapest == "none"
+                else f"{segments[0].cheapest} is cheapest")
+        return [f"{what} over the whole range ({_n(segments[0].low)} to {_n(segments[0].high)} {unit})"]
+    first = segments[0].cheapest
+    out = [f"{'no strategy meets the deployment' if first == 'none' else first + ' is cheapest'} up to "
+           f"{_n(segments[0].high)} {unit}"]
     for seg in segments[1:]:
         last = seg is segments[-1]
-        out.append(f"{seg.cheapest} from {_n(seg.low)} {unit}" + (" up" if last else f" to {_n(seg.high)}"))
+        out.append(f"{'no strategy' if seg.cheapest == 'none' else seg.cheapest} from {_n(seg.low)} {unit}"
+                   + (" up" if last else f" to {_n(seg.high)}"))
     return out
 
 

@@ -8,8 +8,11 @@ versions take, and the cost model's predictions for both (tasks/evaluation/owner
   no HTTP), a closed loop of 32 outstanding one-text requests, request i for adapter i mod N;
   before and after alternate round by round (this machine is shared);
 - the model's inputs are measured here as a run measures them (tasks/evaluation/cost.py): one
-  adapter's batch-1 latency and batch-32 throughput, its weights and its saved bytes;
-- memory: resident memory a fresh process gains loading N versions (bench/serving.py's child).
+  adapter's batch-1 latency and batch-32 throughput, its weights and its saved bytes, and what a
+  switch and a distinct version in a mixed pass cost (tasks/training/switching.py, on the
+  first tenant's saved version, as a run measures its own);
+- memory: resident memory a fresh process gains loading N versions (bench/serving.py's child:
+  every weight read once, the C heap trimmed), the median of MEMORY_PROCESSES fresh processes.
 Weights are seeded random (untrained). Writes bench/results/serving_tenants.json.
 """
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 OUTSTANDING = 32   # = serving.max_batch: the queue the cost model's batch of 32 assumes
+MEMORY_PROCESSES = 3   # fresh processes per N; their median is the figure
 
 
 def closed_loop(batcher, targets: list, text_pool: list[str], seconds: float) -> float:
@@ -69,6 +73,17 @@ def reference_version(folder: Path):
     _, total = count_parameters(one.group.model)
     return pool, one, {"model_params": float(total),
                        "artifact_bytes": float(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()))}
+
+
+def switching_figures(one, folder: Path, sample: list[str]) -> dict:
+    """switch_ms, switch_ms_per_version, mixed_ms_per_version as a run logs them."""
+    import numpy as np
+
+    from tasks.models.encoding import encode
+    from tasks.training.switching import switching_metrics
+
+    data = encode(one.tokenizer, sample[:64], np.zeros(64, dtype=np.int64), one.manifest.max_length)
+    return switching_metrics(folder, one.base, data, one.tokenizer.pad_token_id, generates=False)
 
 
 def speed_figures(pool, one, sample: list[str], singles: int = 30, batches: int = 6) -> dict:
@@ -123,7 +138,7 @@ def measure(work: Path, sizes: list[int], seconds: float, rounds: int, memory_of
             closed_loop(batcher, loaded, sample, 1.0)   # warm-up
         figures, rps = [], {mode: [] for mode in pairs}
         for _ in range(rounds):
-            figures.append(speed_figures(ref_pool, ref, sample))
+            figures.append(speed_figures(ref_pool, ref, sample) | switching_figures(ref, folders[0], sample))
             for mode, (batcher, loaded) in pairs.items():
                 rps[mode].append(closed_loop(batcher, loaded, sample, seconds))
         for batcher, _ in pairs.values():
@@ -135,7 +150,8 @@ def measure(work: Path, sizes: list[int], seconds: float, rounds: int, memory_of
         rows.append(row)
         print(f"  N={n:>3}: " + "; ".join(f"{mode} {row[f'{mode}_rps']:6.1f} req/s" for mode in rps), flush=True)
     for row in rows:
-        row["memory_mb"] = memory_of(folders[:row["n"]])
+        readings = [memory_of(folders[:row["n"]]) for _ in range(MEMORY_PROCESSES)]
+        row["memory_mb"], row["memory_mb_processes"] = statistics.median(readings), readings
         row["memory_error"] = row["memory_predicted_mb"] / row["memory_mb"] - 1
         for mode in ("per_adapter", "mixed"):
             row[f"{mode}_share_of_one_adapter"] = row[f"{mode}_rps"] / rows[0]["mixed_rps"]
@@ -148,7 +164,10 @@ def report(result: dict) -> None:
         f = r["model_inputs"]
         print(f"N={r['n']}: one adapter alone, as a run measures it: p50 {f['latency_ms_p50']:.1f} ms, p95 "
               f"{f['latency_ms_p95']:.1f} ms (batch 1), {f['throughput_examples_per_s']:.0f} ex/s (batch 32), "
-              f"{f['model_params']:,.0f} weights, {f['artifact_bytes'] / 1e6:.2f} MB saved")
+              f"{f['model_params']:,.0f} weights, {f['artifact_bytes'] / 1e6:.2f} MB saved; switch "
+              f"{f['switch_ms']:.2f} ms + {f['switch_ms_per_version']:.3f} ms per further version held, "
+              f"{f['mixed_ms_per_version']:.2f} ms per further distinct version in a mixed pass; memory "
+              f"readings {', '.join(f'{x:.1f}' for x in r['memory_mb_processes'])} MB")
     print(f"{'N':>4}{'per-adapter':>13}{'(model)':>9}{'share':>7}{'mixed':>9}{'(model)':>9}{'share':>7}"
           f"{'memory MB':>11}{'(model)':>9}")
     for r in result["rows"]:

@@ -15,6 +15,7 @@
   adaptflow feedback fold [MODEL] [--since-hours H] [--params FILE] [--profile NAME] | drift [MODEL]
   adaptflow lineage MODEL@ALIAS
   adaptflow report RUN_ID --out FILE.html
+  adaptflow cost RUN_ID [--params FILE] [--profile NAME] [--set cost.KEY=VALUE ...]
   adaptflow serve --models MODEL_A,MODEL_B [--port P]
   adaptflow deploy [--params FILE] [--profile NAME] [--only specialize,retrain,promote,rollback,canary-check,...]
                    [--work-pool POOL --image IMAGE]
@@ -118,6 +119,17 @@ def _registry_commands(sub) -> None:
     report.add_argument("run_id", help="the MLflow parent run id (printed at the end of `adaptflow run`)")
     report.add_argument("--out", required=True, help="HTML file to write")
     _params_option(report, "params file (store location, budgets)")
+    cost = sub.add_parser("cost", help="print what each strategy of a run costs to own, and its break-even points",
+                          description="From a finished run's logged figures (nothing is re-measured): per strategy "
+                                      "the one-time, monthly and horizon cost, instances, memory per instance and "
+                                      "whether it can meet the deployment, then where the cheapest strategy changes "
+                                      "along traffic and tenants, for the params' `cost:` settings (docs/cost.md).")
+    cost.add_argument("run_id", help="the MLflow parent run id (printed at the end of `adaptflow run`)")
+    _params_option(cost, "params file: its `cost:` section and the MLflow store in its folder")
+    cost.add_argument("--profile", help="profile from the params file's `profiles:` (its cost: settings apply)")
+    cost.add_argument("--set", action="append", default=[], metavar="cost.KEY=VALUE", dest="settings",
+                      help="override one cost setting, e.g. --set cost.tenants=32 --set cost.requests_per_day=1e6 "
+                           "(repeatable; values read as YAML)")
 
 
 def _canary_commands(sub) -> None:
@@ -589,6 +601,46 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def cost_overrides(pairs: list[str]) -> dict:
+    """`--set cost.KEY=VALUE` pairs as load_settings overrides ({"cost": {KEY: VALUE}}), values
+    read as YAML numbers (32, 1e6, null)."""
+    import yaml
+
+    out: dict = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not eq or section != "cost" or not dot or not name:
+            raise UserError(f"--set {pair!r}: expected cost.KEY=VALUE, e.g. --set cost.tenants=32")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise UserError(f"--set {pair!r}: the value is not valid YAML ({exc})") from exc
+        if isinstance(parsed, str):   # YAML reads 2e6 as text; every cost setting is a number
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                raise UserError(f"--set {pair!r}: cost settings are numbers (or null), not {value!r}") from None
+        out[name] = parsed
+    return {"cost": out} if out else {}
+
+
+def _cost(args) -> int:
+    from mlflow.exceptions import MlflowException
+
+    from tasks.config import load_settings
+    from tasks.evaluation.steps import cost_text
+
+    settings = load_settings(args.params, args.profile, overrides=cost_overrides(args.settings))
+    _registry(args.params)
+    try:
+        print(cost_text(settings, args.run_id))
+    except MlflowException as exc:
+        print(f"adaptflow cost: run {args.run_id}: {exc.message.splitlines()[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _init(args) -> int:
     from tasks.data.project import init_project
 
@@ -640,6 +692,8 @@ def _dispatch(args) -> int:
             return 2
         print(f"wrote {args.out}")
         return 0
+    if args.command == "cost":
+        return _cost(args)
     if args.command == "lineage":
         from tasks.data.lineage import LineageError, format_lineage, lineage
 

@@ -130,3 +130,44 @@ def test_a_monthly_budget_moves_the_choice_to_the_runner_up_and_says_why():
     rec = choose(named, "val_macro_f1", 1.0, {"max_monthly_cost": limit})
     assert rec.choice == "lora"
     assert f"few_shot: monthly_cost {costs['few_shot']:g} USD is over max_monthly_cost={limit:g} USD" in rec.reasons
+
+
+def test_one_version_batches_pay_a_switch_that_grows_with_the_versions_held():
+    """32 tenants, one version per batch: every pass is one request for another version than the
+    last (31 in 32 of them with traffic spread evenly), and a switch with 32 versions held costs
+    2 + 30 x 0.5 = 17 ms: 10 ms p50 + 31/32 x 17 ms a request."""
+    m = lora(mixes=False, switch_ms=2.0, switch_ms_per_version=0.5)
+    assert m.switch_seconds(32) == pytest.approx(0.017) and m.switch_seconds(1) == 0.0
+    b, cap = capacity(m, 32, S)
+    assert b == 1 and cap == pytest.approx(1 / (0.010 + 31 / 32 * 0.017))
+    assert capacity(m, 1, S) == capacity(lora(mixes=False), 1, S)             # one version: no switch
+    # 8 tenants: batches of 4, a switch with 8 held before 7 in 8 of them
+    assert capacity(m, 8, S)[1] == pytest.approx(4 / ((10 + 3 * 190 / 31) / 1000 + 7 / 8 * 0.005))
+    # whole copies switch nothing; a run that measured no switch is costed as before
+    assert capacity(full(switch_ms=2.0, switch_ms_per_version=0.5), 32, S) == capacity(full(), 32, S)
+    assert capacity(lora(mixes=False), 32, S)[1] == pytest.approx(100.0)
+
+
+def test_mixed_passes_pay_for_each_distinct_version_in_them():
+    m = lora(mixed_ms_per_version=2.0)
+    # 32 tenants fill a batch of 32 with 32 versions: 200 ms + 31 x 2 ms
+    assert capacity(m, 32, S)[1] == pytest.approx(32 / (0.200 + 0.062))
+    assert capacity(m, 4, S)[1] == pytest.approx(32 / (0.200 + 0.006))       # only 4 distinct
+    assert capacity(m, 1, S) == capacity(lora(), 1, S)
+
+
+def test_from_metrics_reads_the_switching_figures_when_logged():
+    m = {"model_params": 22.7e6, "tenant_shares_base": 1.0, "tenant_mixes": 0.0, "artifact_bytes": 0.3e6,
+         "latency_ms_p50": 10.0, "latency_ms_p95": 15.0, "throughput_examples_per_s": 160.0,
+         "switch_ms": 2.0, "switch_ms_per_version": 0.5, "mixed_ms_per_version": 1.5}
+    got = Measured.from_metrics("ia3", m)
+    assert (got.switch_ms, got.switch_ms_per_version, got.mixed_ms_per_version) == (2.0, 0.5, 1.5)
+
+
+def test_break_even_says_so_where_nothing_meets_the_deployment():
+    from tasks.evaluation.ownership import Segment
+
+    assert break_even([Segment(1, 1024, "none")], "tenants") == [
+        "no strategy meets the deployment over the whole range (1 to 1,024 tenants)"]
+    assert break_even([Segment(100, 5000, "lora"), Segment(6000, 1e6, "none")], "requests a day") == [
+        "lora is cheapest up to 5,000 requests a day", "no strategy from 6,000 requests a day up"]

@@ -107,3 +107,47 @@ def merged_speed_metrics(model: nn.Module, merge, data: Encoded, pad_id: int) ->
     diff = (merged(**batch).logits - model(**batch).logits).abs().max().item()
     speed = {f"merged_{k}": v for k, v in asdict(measure_speed(merged, data, pad_id)).items()}
     return speed | {"merged_max_abs_logit_diff": diff}
+
+
+# ---- what serving pays per batch for holding many versions on one base ----
+# bench/serving.py --tenants measured (AMD EPYC, 2 cores): 32 LoRA versions of MiniLM on one base,
+# one version per batch, ran 13.5 requests/s where one version alone runs batch-1 calls at ~35/s:
+# each batch paid a switch (PEFT's set_adapter walks every module and sets requires_grad on every
+# version's layers, so it grows with the versions loaded), which the batch-1 latency does not
+# contain. Mixed batches pay instead for each distinct version in the pass (PEFT runs one sub-batch
+# per version through each LoRA layer). Both are measured here on the run's own saved version.
+
+
+def switch_ms(versions: list, rounds: int = 24) -> float:
+    """Median ms to make a shared base answer as another version: `versions` are held versions
+    (tasks/strategies/sharing.py: `Attached`), switched round-robin so every call switches."""
+    versions[0].model()
+    times = []
+    for i in range(1, rounds + 1):
+        start = time.perf_counter()
+        versions[i % len(versions)].model()
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def mixed_pass_ms(forward_mixed, model: nn.Module, data: Encoded, pad_id: int, names: list[str],
+                  repeats: int = 5) -> tuple[float, float]:
+    """(ms for a pass of len(names) test rows all answered by one version, ms for the same rows
+    each answered by names[i]): median of `repeats` interleaved pairs."""
+    model.eval()
+    rows = [data.input_ids[i % len(data)] for i in range(len(names))]
+    inputs = on_device(collate(rows, pad_id), model)
+    timed = lambda row_names: _timed(lambda: forward_mixed(model, inputs, row_names))
+    timed(names)   # warm-up
+    same, mixed = [], []
+    for _ in range(repeats):
+        same.append(timed([names[0]] * len(names)))
+        mixed.append(timed(names))
+    return statistics.median(same), statistics.median(mixed)
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return 1000 * (time.perf_counter() - start)

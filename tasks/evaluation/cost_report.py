@@ -4,11 +4,11 @@ the cheapest strategy changes with traffic and with tenants, and the assumptions
 from __future__ import annotations
 
 import html
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 from tasks.config.cost import CostSettings
-from tasks.evaluation.ownership import (INFEASIBLE, TENANT_POINTS, Measured, break_even, cheapest_along, own,
-                                        traffic_points)
+from tasks.evaluation.ownership import (INFEASIBLE, TENANT_POINTS, Measured, Ownership, break_even,
+                                        cheapest_along, own, traffic_points)
 from tasks.evaluation.plots import cost_plot
 from tasks.evaluation.report_data import StrategyRow
 
@@ -20,8 +20,59 @@ def measured(rows: list[StrategyRow], settings: CostSettings, quality_key: str) 
     return [m for m in out if m is not None]
 
 
+@dataclass(frozen=True)
+class CostTable:
+    """What each strategy costs to own for `settings`, and where the cheapest one changes: what
+    the report's section and `adaptflow cost` show."""
+    settings: CostSettings
+    measured: list[Measured]
+    owned: list[Ownership]
+    by_traffic: list[str]          # break-even sentences along requests a day (settings' tenants)
+    by_tenants: list[str]          # along tenants (settings' requests a day)
+    left_out: list[str]            # strategies of the run with no figures for the model, and why
+
+
+def cost_table(rows: list[StrategyRow], settings: CostSettings, quality_key: str) -> CostTable:
+    found = measured(rows, settings, quality_key)
+    names = {m.strategy for m in found}
+    left_out = [f"{r.strategy} ({'run ' + r.status.lower() if r.status != 'FINISHED' else 'no footprint logged'})"
+                for r in rows if r.strategy not in names]
+    return CostTable(settings, found, [own(m, settings) for m in found],
+                     break_even(cheapest_along(found, settings, "requests_per_day", traffic_points(settings)),
+                                "requests a day"),
+                     break_even(cheapest_along(found, settings, "tenants", TENANT_POINTS), "tenants"), left_out)
+
+
 def _usd(x: float) -> str:
     return "cannot" if x >= INFEASIBLE else f"{x:,.2f}"
+
+
+def format_cost(table: CostTable, quality_label: str, budget: float | None = None) -> str:
+    """The table as text (`adaptflow cost`): per strategy, then the break-even sentences and the
+    settings used."""
+    s = table.settings
+    head = ["strategy", quality_label, "one-time USD", "USD/month", f"{s.horizon_months}-month USD", "instances",
+            "MB/instance", "req/s/instance", "feasible"]
+    body = [[o.strategy, "-" if m.quality is None else f"{m.quality:.3f}", _usd(o.one_time), _usd(o.monthly),
+             _usd(o.total), str(o.instances), f"{o.memory_mb:,.0f}" if o.feasible else "-",
+             f"{o.capacity_rps:.1f}" if o.feasible else "-",
+             ("yes" if o.feasible else f"no: {o.reason}")
+             + ("; over max_monthly_cost" if budget is not None and o.feasible and o.monthly > budget else "")]
+            for m, o in zip(table.measured, table.owned)]
+    widths = [max(len(x) for x in col) for col in zip(head, *body)]
+    line = lambda cells: "  ".join(c.ljust(w) if i in (0, len(cells) - 1) else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    out = [line(head), line(["-" * w for w in widths]), *map(line, body)]
+    if table.left_out:
+        out.append("left out: " + ", ".join(table.left_out))
+    unswitched = [m.strategy for m in table.measured if m.shares_base and m.switch_ms is None]
+    if unswitched:   # a run from before switch_ms was logged: its switches are costed as free
+        out.append(f"no switch cost measured (run before switch_ms was logged; costed as free): {', '.join(unswitched)}")
+    out += ["", f"Along traffic ({s.tenants} tenant(s)):", *(f"  {x}" for x in table.by_traffic),
+            f"Along tenants ({s.requests_per_day:,.0f} requests a day):", *(f"  {x}" for x in table.by_tenants),
+            "", "Settings (params cost:):",
+            *(f"  {f.name}: {getattr(s, f.name)}" for f in fields(s)), f"  peak req/s used: {s.peak:.2f}"]
+    return "\n".join(out)
 
 
 def cost_section(rows: list[StrategyRow], settings: CostSettings | None, quality: tuple[str, str],
@@ -29,11 +80,11 @@ def cost_section(rows: list[StrategyRow], settings: CostSettings | None, quality
     """The section's HTML; nothing when no settings are given or no run logged its footprint."""
     if settings is None:
         return ""
-    found = measured(rows, settings, quality[0])
+    table = cost_table(rows, settings, quality[0])
+    found, owned = table.measured, table.owned
     if not found:
         return ""
     e = html.escape
-    owned = [own(m, settings) for m in found]
     body = "".join(
         f"<tr><th>{e(o.strategy)}</th><td>{'–' if m.quality is None else f'{m.quality:.3f}'}</td>"
         f"<td>{o.instances}</td><td>{o.capacity_rps:.1f}</td><td>{o.batch:.0f}</td><td>{o.memory_mb:,.0f}</td>"
@@ -49,8 +100,7 @@ def cost_section(rows: list[StrategyRow], settings: CostSettings | None, quality
     labels = {m.strategy: m.strategy + ("" if m.quality is None else f" ({quality[1]} {m.quality:.3f})")
               for m in found}
     plot = cost_plot(curves, labels, settings.requests_per_day)
-    by_traffic = break_even(cheapest_along(found, settings, "requests_per_day", traffic), "requests a day")
-    by_tenants = break_even(cheapest_along(found, settings, "tenants", TENANT_POINTS), "tenants")
+    by_traffic, by_tenants = table.by_traffic, table.by_tenants
     even = ("".join(f"<tr><th>traffic ({settings.tenants} tenant(s))</th><td style='text-align:left'>{e(x)}</td></tr>"
                     for x in by_traffic)
             + "".join(f"<tr><th>tenants ({settings.requests_per_day:,.0f} requests a day)</th>"

@@ -11,8 +11,20 @@ The serving model, in numbers a run logs:
 - a request waits for the batch in progress and then its own: p95 ~ batch_wait_ms + 2 t(b); the
   largest b with that inside latency_p95_ms is used;
 - tenants whose requests share one forward pass (`mixes`: LoRA versions on one base with mixed
-  batching, prompts on one base) fill batches of b; the others (per-version batches: IA3, prompt
-  tuning, full copies) get about b / tenants each;
+  batching) fill batches of b; each distinct version in a pass adds mixed_ms_per_version (PEFT
+  runs one sub-batch per version through every LoRA layer), and a full batch holds min(tenants, b)
+  of them when traffic is spread evenly;
+- the others get about b / tenants each (the batcher takes the oldest request's version and every
+  queued request for it). Versions on one shared base (IA3, prompt tuning, LoRA unmixed) pay a
+  switch before a batch whenever it is for another version than the last: with traffic spread
+  evenly over N tenants, (1 - 1/N) of batches. A switch costs switch_ms with 2 versions held and
+  switch_ms_per_version for each further one (PEFT's set_adapter walks every module and sets
+  requires_grad on every version's layers). Whole copies (full fine-tunes) switch nothing.
+  Switch and per-version costs are Python work on one thread: not scaled by cores.
+  bench/serving.py --tenants (AMD EPYC, 2 cores, 32 LoRA versions of MiniLM): before these terms
+  one version per batch ran at 13.5 requests/s where the model said 35; the batch-1 latency a run
+  measures holds no switch, and at 32 tenants every batch is one request and one switch.
+  Runs from before these figures were logged (no switch_ms) are costed with free switches;
 - memory per instance: the process overhead, one base when versions share it, and each tenant's
   version (an adapter's bytes, or a whole copy of the base) plus what holding a version costs.
 """
@@ -41,6 +53,17 @@ class Measured:
     latency_ms_p95: float
     throughput: float          # requests/s at the serve_batch batch size, on measured_cores
     quality: float | None = None   # shown beside costs, never used in them
+    # What serving pays per batch for many versions on one base (tasks/training/switching.py);
+    # None: the run did not measure it (a strategy with no shared base, or an older run).
+    switch_ms: float | None = None             # a switch with 2 versions held
+    switch_ms_per_version: float = 0.0         # each further version held adds this to a switch
+    mixed_ms_per_version: float = 0.0          # each further distinct version in a mixed pass
+
+    def switch_seconds(self, tenants: int) -> float:
+        """One switch with `tenants` versions held (0 with one version, or none measured)."""
+        if tenants < 2 or not self.shares_base or self.switch_ms is None:
+            return 0.0
+        return (self.switch_ms + (tenants - 2) * self.switch_ms_per_version) / 1000
 
     @classmethod
     def from_metrics(cls, strategy: str, m: dict[str, float], tokens_per_request: int = 16,
@@ -60,7 +83,8 @@ class Measured:
         return cls(strategy, bool(m["tenant_shares_base"]), bool(m["tenant_mixes"]),
                    m["model_params"] * BYTES_PER_PARAM, m["artifact_bytes"],
                    m.get("train_seconds", 0.0) + m.get("tune_seconds", 0.0), m["latency_ms_p50"],
-                   m["latency_ms_p95"], throughput, m.get(quality_key) if quality_key else None)
+                   m["latency_ms_p95"], throughput, m.get(quality_key) if quality_key else None,
+                   m.get("switch_ms"), m.get("switch_ms_per_version", 0.0), m.get("mixed_ms_per_version", 0.0))
 
 
 @dataclass(frozen=True)
@@ -98,13 +122,22 @@ class Ownership:
                 "serving_capacity_rps": self.capacity_rps}
 
 
-def batch_seconds(m: Measured, b: float, s: CostSettings) -> float:
-    """Seconds one forward pass of b requests takes on a serving instance."""
+def batch_seconds(m: Measured, b: float, s: CostSettings, tenants: int = 1) -> float:
+    """Seconds one forward pass of b requests takes on a serving instance with `tenants` versions
+    held, with what holding them adds per pass (module docstring)."""
     scale = s.serve_cores / s.measured_cores
     t1 = m.latency_ms_p50 / 1000
     tb = s.serve_batch / m.throughput if m.throughput > 0 else INFEASIBLE
     slope = (tb - t1) / (s.serve_batch - 1) if s.serve_batch > 1 else 0.0
-    return (t1 + slope * (b - 1)) / scale
+    return (t1 + slope * (b - 1)) / scale + per_batch_overhead(m, b, tenants)
+
+
+def per_batch_overhead(m: Measured, b: float, tenants: int) -> float:
+    """Seconds a pass of b requests pays for the versions held: distinct versions in a mixed pass,
+    or a switch before (1 - 1/tenants) of one-version passes."""
+    if m.mixes:
+        return max(0.0, min(tenants, b) - 1) * m.mixed_ms_per_version / 1000
+    return (1 - 1 / tenants) * m.switch_seconds(tenants)
 
 
 def capacity(m: Measured, tenants: int, s: CostSettings) -> tuple[float, float]:
@@ -113,11 +146,11 @@ def capacity(m: Measured, tenants: int, s: CostSettings) -> tuple[float, float]:
     if m.latency_ms_p95 * s.measured_cores / s.serve_cores > s.latency_p95_ms:
         return 0.0, 0.0
     most = float(s.serve_batch) if m.mixes else max(1.0, s.serve_batch / tenants)
-    fits = lambda b: s.batch_wait_ms + 2000 * batch_seconds(m, b, s) <= s.latency_p95_ms
+    fits = lambda b: s.batch_wait_ms + 2000 * batch_seconds(m, b, s, tenants) <= s.latency_p95_ms
     b = most
     while b > 1 and not fits(b):
         b = max(1.0, b / 2)
-    return b, b / batch_seconds(m, b, s)
+    return b, b / batch_seconds(m, b, s, tenants)
 
 
 def memory_mb(m: Measured, held: int, s: CostSettings) -> float:
@@ -200,16 +233,21 @@ TENANT_POINTS = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 38
 
 
 def break_even(segments: list[Segment], unit: str) -> list[str]:
-    """Sentences: "few_shot is cheapest below 2,300 requests a day; lora from there to ..."."""
+    """Sentences: "few_shot is cheapest below 2,300 requests a day; lora from there to ..."; where
+    no strategy meets the deployment, they say so."""
     if not segments:
         return []
     if len(segments) == 1:
-        return [f"{segments[0].cheapest} is cheapest over the whole range ({_n(segments[0].low)} to "
-                f"{_n(segments[0].high)} {unit})"]
-    out = [f"{segments[0].cheapest} is cheapest up to {_n(segments[0].high)} {unit}"]
+        what = ("no strategy meets the deployment" if segments[0].cheapest == "none"
+                else f"{segments[0].cheapest} is cheapest")
+        return [f"{what} over the whole range ({_n(segments[0].low)} to {_n(segments[0].high)} {unit})"]
+    first = segments[0].cheapest
+    out = [f"{'no strategy meets the deployment' if first == 'none' else first + ' is cheapest'} up to "
+           f"{_n(segments[0].high)} {unit}"]
     for seg in segments[1:]:
         last = seg is segments[-1]
-        out.append(f"{seg.cheapest} from {_n(seg.low)} {unit}" + (" up" if last else f" to {_n(seg.high)}"))
+        out.append(f"{'no strategy' if seg.cheapest == 'none' else seg.cheapest} from {_n(seg.low)} {unit}"
+                   + (" up" if last else f" to {_n(seg.high)}"))
     return out
 
 

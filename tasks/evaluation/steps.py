@@ -10,6 +10,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.config import Settings
+from tasks.errors import UserError
 from tasks.evaluation.record import StrategyResult
 from tasks.tasktypes import DEFAULT, lookup, task_type
 from tasks.tasktypes.metrics import find, recorded
@@ -74,6 +75,24 @@ def build_report(settings: Settings, parent_run_id: str) -> str:
     p = settings.project
     select = p.selection_key(data.task) if p.select_metric == "auto" or data.task == settings.task else None
     return render(data, p.recommend_tolerance_points, p.budgets, select, settings.cost)
+
+
+def cost_text(settings: Settings, parent_run_id: str) -> str:
+    """`adaptflow cost`: the report's cost table and break-even points for a finished run, as
+    text, for `settings.cost` (its strategies' logged figures; nothing is re-measured)."""
+    from mlflow.tracking import MlflowClient
+
+    from tasks.evaluation.cost_report import cost_table, format_cost
+    from tasks.evaluation.report_data import collect
+
+    data = collect(MlflowClient(), parent_run_id)
+    table = cost_table(data.rows, settings.cost, data.quality[0])
+    if not table.measured:
+        left = "; ".join(table.left_out) or "it has no strategy runs"
+        raise UserError(f"run {parent_run_id} logged no figures the cost model reads ({left}): runs from "
+                        f"before the cost model, or failed ones, cannot be costed; run `adaptflow run` again")
+    return (f"run {parent_run_id} ({data.title}, {data.task}): what each strategy costs to own "
+            f"(docs/cost.md)\n\n{format_cost(table, data.quality[1], settings.project.budgets.get('max_monthly_cost'))}")
 
 
 @task(name="report", cache_policy=NO_CACHE)

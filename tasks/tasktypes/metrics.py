@@ -182,6 +182,12 @@ declare(Metric(name="tenant_shares_base", label="shares base", fmt="{:.0f}",
                doc="1: each tenant's version sits on one shared base in memory (adapters, prompts); 0: a whole copy each"))
 declare(Metric(name="tenant_mixes", label="mixes", fmt="{:.0f}",
                doc="1: requests for different tenants' versions share one forward pass (LoRA mixed batches, prompts)"))
+declare(Metric(name="switch_ms", label="switch ms", fmt="{:.1f}", higher_is_better=False,
+               doc="switching a shared base to another version, 2 versions held (serving pays it per batch)"))
+declare(Metric(name="switch_ms_per_version", label="switch ms/version", fmt="{:.2f}", higher_is_better=False,
+               doc="what each further version held on the base adds to a switch"))
+declare(Metric(name="mixed_ms_per_version", label="mixed ms/version", fmt="{:.2f}", higher_is_better=False,
+               doc="what each further distinct version in a mixed-batch forward pass adds to it"))
 declare(Metric(name="monthly_cost", label="USD/month", fmt="{:,.2f}", higher_is_better=False, budget="max_monthly_cost",
                unit=" USD", doc="serving (instances for the peak within the p95 objective) + storage, per month, for params cost:"))
 declare(Metric(name="one_time_cost", label="one-time USD", fmt="{:,.2f}", higher_is_better=False,

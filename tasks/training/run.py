@@ -31,6 +31,7 @@ from tasks.training.context import RunContext
 from tasks.training.fitting import build_and_train
 from tasks.training.hardware import check_hardware, is_main_process, threads_per_process
 from tasks.training.loop import seed_everything
+from tasks.training.switching import switching_metrics
 from tasks.training.strategy_run import STAGE, Fitted, Outcome, StrategyInputs, TrainingPart, training_part
 from tasks.training.variants import score_variants
 from tasks.tasktypes import register_part, task_type
@@ -219,6 +220,8 @@ def ownership_metrics(inputs: StrategyInputs, outcome: Outcome, settings: Settin
     footprint = {"tenant_shares_base": float(shares),
                  # serving mixes versions in one pass for classification only (tasks/serving/pool.py)
                  "tenant_mixes": float(shares and not inputs.head.generates and strategy.mixes(folder, outcome.params))}
+    if shares:   # what switching between (or mixing) versions on the shared base costs per batch
+        footprint |= switching_metrics(folder, inputs.base, inputs.splits["test"], inputs.pad_id, inputs.head.generates)
     cost = settings.cost
     measured = Measured.from_metrics(inputs.name, outcome.metrics | footprint, cost.tokens_per_request)
     return footprint | (own(measured, cost).metrics() if measured else {})

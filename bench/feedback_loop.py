@@ -19,9 +19,12 @@
    set (must be 422). Every status is counted.
 5. `adaptflow feedback fold` -> the feedback table (DVC): rows added, quarantined with reasons,
    conflicts resolved and dropped.
-6. The `retrain` flow (what the retrain deployment runs), unforced: it must see the new feedback
-   version as a changed source, run the whole comparison and register a version; its run's
-   lineage tags (data.feedback_*) and `adaptflow lineage`; the test split's hash before and after.
+6. `adaptflow feedback drift` (the drift-check flow): with --quality-trigger Q (the project's
+   feedback.retrain_below_quality, set above the live agreement so it fires) the champion's feedback
+   quality starts the `retrain` flow with the finding as its trigger; --quality-trigger 0 runs the
+   retrain flow unforced, as its schedule does. Either way it must see the new feedback version as a
+   changed source, run the whole comparison and register a version; its run's lineage tags
+   (data.feedback_*, retrain.*) and `adaptflow lineage`; the test split's hash before and after.
 7. The champion's and the new version's test predictions (each strategy run's
    test_predictions.json, the same test rows): accuracy of each and McNemar's exact p.
 Writes bench/results/feedback_loop.json (--out).
@@ -104,7 +107,7 @@ def split_source(work: Path, hold_back: int, seed: int):
                           "held_back_reviews": len(rows)}
 
 
-def make_project(work: Path, source: Path) -> Path:
+def make_project(work: Path, source: Path, quality_trigger: float, quality_min_rows: int) -> Path:
     import yaml
 
     project = work / "project"
@@ -113,6 +116,8 @@ def make_project(work: Path, source: Path) -> Path:
     params["data"]["source"] = str(source)
     params["project"].update(experiment="feedback-loop", registered_model=MODEL)
     params["outcomes"]["store_texts"] = True   # POST /feedback needs the answered texts
+    if quality_trigger:   # set before the first run: the params hash stays, so retrain's reason is the feedback
+        params["feedback"].update(retrain_below_quality=quality_trigger, quality_min_rows=quality_min_rows)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return project
 
@@ -254,6 +259,10 @@ def main() -> int:
     parser.add_argument("--majority", type=int, default=10, help="of those, given the true label a third time")
     parser.add_argument("--outside", type=int, default=20, help="feedback with a label outside the set (422)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent /predict clients")
+    parser.add_argument("--quality-trigger", type=float, default=0.95,
+                        help="feedback.retrain_below_quality for the project: the drift check's feedback-quality "
+                             "finding starts retrain (set above the live agreement, about 0.8, so it fires); "
+                             "0: run the retrain flow unforced instead, as its schedule does")
     parser.add_argument("--seed", type=int, default=31)
     parser.add_argument("--keep", help="build the project in this folder (kept) instead of a temporary one")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "feedback_loop.json"))
@@ -271,7 +280,7 @@ def main() -> int:
     try:
         source, rows, out["source"] = split_source(work, args.hold_back, args.seed)
         log(f"source: {out['source']}")
-        project = make_project(work, source)
+        project = make_project(work, source, args.quality_trigger, min(100, args.feedback // 3))
         params = str(project / "params.yaml")
 
         # 2. the first comparison, and a reviewer's promotion
@@ -334,21 +343,33 @@ def main() -> int:
                        "table_rows": int(len(pd.read_csv(folder / "feedback.csv")))}
         log(f"fold: {out['fold']}")
 
-        # 6. retrain (the flow the retrain deployment runs), unforced
+        # 6. retrain: started by the drift check's feedback-quality finding, or (--quality-trigger 0) the
+        # retrain flow as its schedule runs it, unforced
         t = time.perf_counter()
-        code = ("import json; from flows.inputs import RetrainInput; from flows.retrain import retrain; "
-                f"o = retrain(RetrainInput(params_file={params!r}, profile={args.profile!r})); "
-                "print('RESULT ' + json.dumps({'retrained': o.retrained, 'reason': o.reason, "
-                "'parent': o.specialize.parent_run_id if o.specialize else None, "
-                "'version': o.specialize.registered_version if o.specialize else None, "
-                "'challenger_set': o.specialize.challenger_set if o.specialize else None}))")
-        log("retrain flow")
-        proc = subprocess.run([sys.executable, "-c", code], cwd=project, env=environment(project),
-                              capture_output=True, text=True, timeout=7200)
-        (project / "bench-logs" / "retrain.log").write_text(proc.stdout + "\n---\n" + proc.stderr)
-        result = next((json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
-        if proc.returncode != 0 or result is None or not result["retrained"]:
-            raise SystemExit(f"retrain did not retrain (exit {proc.returncode}): {result}\n{proc.stderr[-5000:]}")
+        if args.quality_trigger:
+            printed = adaptflow(project, "feedback", "drift", "--params", params, *profile)
+            out["drift_check"] = printed.strip().splitlines()
+            log(f"drift check: {out['drift_check']}")
+            if "retrain:" not in printed:
+                raise SystemExit(f"the drift check started no retrain: {printed}")
+            client = registry(project)
+            newest = latest_version(client)
+            result = {"retrained": True, "parent": parent_of(client, newest).info.run_id, "version": newest.version,
+                      "started_by": "drift-check (feedback quality)"}
+        else:
+            code = ("import json; from flows.inputs import RetrainInput; from flows.retrain import retrain; "
+                    f"o = retrain(RetrainInput(params_file={params!r}, profile={args.profile!r})); "
+                    "print('RESULT ' + json.dumps({'retrained': o.retrained, 'reason': o.reason, "
+                    "'parent': o.specialize.parent_run_id if o.specialize else None, "
+                    "'version': o.specialize.registered_version if o.specialize else None}))")
+            log("retrain flow")
+            proc = subprocess.run([sys.executable, "-c", code], cwd=project, env=environment(project),
+                                  capture_output=True, text=True, timeout=7200)
+            (project / "bench-logs" / "retrain.log").write_text(proc.stdout + "\n---\n" + proc.stderr)
+            result = next((json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
+            if proc.returncode != 0 or result is None or not result["retrained"]:
+                raise SystemExit(f"retrain did not retrain (exit {proc.returncode}): {result}\n{proc.stderr[-5000:]}")
+            result["started_by"] = "the retrain flow (as scheduled), unforced"
         client = registry(project)
         second = client.get_model_version(MODEL, result["version"])
         retrain_run = client.get_run(result["parent"])

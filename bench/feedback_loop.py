@@ -68,9 +68,9 @@ def environment(project: Path) -> dict:
 
 def adaptflow(project: Path, *args: str, timeout: float = 7200) -> str:
     """`adaptflow ARGS` (this checkout's flows.cli) in the project; its output, or SystemExit naming it."""
-    log("adaptflow " + " ".join(args))
+    log("adaptflow " + " ".join(map(str, args)))
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=project, env=environment(project),
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", *map(str, args)], cwd=project, env=environment(project),
                           capture_output=True, text=True, timeout=timeout)
     (project / "bench-logs").mkdir(exist_ok=True)
     (project / "bench-logs" / f"{args[0]}-{int(time.time())}.log").write_text(proc.stdout + "\n---\n" + proc.stderr)
@@ -135,8 +135,13 @@ def latest_version(client):
     return max(client.search_model_versions(f"name='{MODEL}'"), key=lambda v: int(v.version))
 
 
+def strategy_run(version) -> str:
+    """The strategy's run a version was registered from (its `run_id` tag, as register_best sets it)."""
+    return version.tags.get("run_id") or version.run_id
+
+
 def parent_of(client, version) -> "object":
-    child = client.get_run(version.run_id)
+    child = client.get_run(strategy_run(version))
     return client.get_run(child.data.tags.get("mlflow.parentRunId", version.run_id))
 
 
@@ -231,7 +236,7 @@ def send_feedback(url: str, answers: list[dict], sends) -> list[dict]:
 
 
 def test_predictions(client, version) -> dict:
-    path = client.download_artifacts(version.run_id, "test_predictions.json")
+    path = client.download_artifacts(strategy_run(version), "test_predictions.json")
     return json.loads(Path(path).read_text())
 
 
@@ -289,7 +294,7 @@ def main() -> int:
         client = registry(project)
         first = latest_version(client)
         first_parent = parent_of(client, first)
-        adaptflow(project, "promote", MODEL, "--version", first.version, "--reviewer", "bench-reviewer",
+        adaptflow(project, "promote", MODEL, "--version", str(first.version), "--reviewer", "bench-reviewer",
                   "--reason", "first release (bench/feedback_loop.py)", "--params", params)
         champion = client.get_model_version_by_alias(MODEL, "champion")
         out["first_run"] = {"seconds": round(time.perf_counter() - t), "parent_run": first_parent.info.run_id,

@@ -2,6 +2,8 @@
 
   .venv/bin/python bench/serving.py [--sizes 1,4,8] [--singles 60] [--batches 20]
   nice -n 10 .venv/bin/python bench/serving.py --tenants 1,8,32   # mixed-adapter batches (bench/serving_tenants.py)
+  .venv/bin/python bench/serving.py --store-texts-only [--clients 8 --seconds 10 --rounds 3]
+      # what outcomes.store_texts adds to /predict p50/p95 (measure_store_texts)
 
 - memory: resident memory a fresh process gains when the serving pool loads N LoRA versions
   (one shared base) or N full fine-tunes (N distinct folders, so no page is shared), N = 1, 4, 8;
@@ -357,12 +359,94 @@ def measure_canary_overhead(work: Path, singles: int, seconds: float, rounds: in
             "late": late}
 
 
+def measure_store_texts(work: Path, seconds: float, rounds: int, clients: int) -> dict:
+    """What outcomes.store_texts adds to POST /predict: the same LoRA @champion through two services
+    side by side, each recording outcomes in its own SQLite store, one with store_texts (each answer's
+    input and label redacted by the shipped output policy's personal-data recognisers, then stored
+    with its outcome). `clients` concurrent clients, batch-1 requests of real reviews (distinct ones,
+    so no cache helps), alternating `seconds`-long rounds; latency per request as the client sees it."""
+    import threading
+
+    import requests
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    from tasks.config import ServingSettings, load_settings
+    from tasks.outcomes.recorder import Recorder
+    from tasks.outcomes.store import REQUEST_TEXTS, OutcomeStore
+    from tasks.serving.run import start_in_thread
+    from tasks.serving.service import Service
+    from tasks.tracking import use_store
+
+    torch.set_num_threads(2)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    (work / "texts-store").mkdir()
+    use_store(work / "texts-store")
+    version = register(work, "bench-texts", [work / "lora-0"])[0]
+    MlflowClient().set_registered_model_alias("bench-texts", "champion", version)
+    policy = load_settings(ROOT / "params.yaml").policy   # the shipped personal-data rules
+    settings = ServingSettings(poll_seconds=60, max_connections=256)
+    stores = {name: OutcomeStore(f"sqlite:///{work / f'outcomes-{name}.db'}") for name in ("outcomes", "outcomes+texts")}
+    running = {name: start_in_thread(Service(["bench-texts"], settings, policy=policy, recorder=Recorder(
+        store, 100_000, 1, store_texts=name == "outcomes+texts")).start()) for name, store in stores.items()}
+    pool = texts(5000)
+    counter = iter(range(10**9))
+    latencies = {name: [] for name in running}
+    throughput = {name: [] for name in running}
+    try:
+        for name in running:   # warm up: the first request loads the version, the first text builds the recognisers
+            requests.post(f"{running[name].url}/predict", json={"model": "bench-texts", "texts": ["a warm-up review"]},
+                          timeout=120).raise_for_status()
+        for _ in range(rounds):
+            for name in running:
+                done, stop, lock = [], threading.Event(), threading.Lock()
+
+                def client_loop(name=name):
+                    session = requests.Session()
+                    while not stop.is_set():
+                        text = pool[next(counter) % len(pool)]
+                        start = time.perf_counter()
+                        session.post(f"{running[name].url}/predict", json={"model": "bench-texts", "texts": [text]},
+                                     timeout=60).raise_for_status()
+                        with lock:
+                            done.append(1000 * (time.perf_counter() - start))
+
+                threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+                start = time.perf_counter()
+                for t in threads:
+                    t.start()
+                time.sleep(seconds)
+                stop.set()
+                for t in threads:
+                    t.join()
+                throughput[name].append(len(done) / (time.perf_counter() - start))
+                latencies[name] += done
+        late = {name: running[name].service.recorder.counts.late for name in running}
+    finally:
+        for run in running.values():
+            run.stop()
+    from sqlalchemy import func, select
+
+    with stores["outcomes+texts"].engine.connect() as conn:
+        stored_texts = conn.execute(select(func.count()).select_from(REQUEST_TEXTS)).scalar()
+    out = {"clients": clients, "seconds_per_round": seconds, "rounds": rounds,
+           "latency": {name: {**percentiles(samples), "requests": len(samples)} for name, samples in latencies.items()},
+           "throughput_rps": {name: statistics.median(v) for name, v in throughput.items()},
+           "stored_request_texts": stored_texts, "answered_before_commit": late}
+    base = out["latency"]["outcomes"]
+    out["added_ms"] = {q: out["latency"]["outcomes+texts"][q] - base[q] for q in ("p50_ms", "p95_ms")}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1,4,8")
     parser.add_argument("--singles", type=int, default=60, help="batch-1 requests per figure")
     parser.add_argument("--batches", type=int, default=20, help="batch-32 requests per figure")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--store-texts-only", action="store_true",
+                        help="only what outcomes.store_texts adds to /predict latency (bench/results/serving_store_texts.json)")
+    parser.add_argument("--clients", type=int, default=8, help="--store-texts-only: concurrent clients")
     parser.add_argument("--canary-only", action="store_true",
                         help="only the routing + outcome store overhead (bench/results/serving_canary.json)")
     parser.add_argument("--seconds", type=float, default=10, help="--canary-only, --tenants: seconds per throughput round")
@@ -392,6 +476,19 @@ def main() -> None:
             result = measure(Path(tmp), [int(x) for x in args.tenants.split(",")], args.seconds, args.rounds, memory_of)
         report(result)
         print(f"wrote {write('serving_tenants', result)}")
+        return
+    if args.store_texts_only:
+        from bench.common import machine, write
+
+        with tempfile.TemporaryDirectory(prefix="adaptflow-bench-texts-") as tmp:
+            save_version(Path(tmp) / "lora-0", "lora", 0)
+            result = {"machine": machine(), **measure_store_texts(Path(tmp), args.seconds, args.rounds, args.clients)}
+        for name, figures in result["latency"].items():
+            print(f"{name:<15} {args.clients} clients, batch 1: p50 {figures['p50_ms']:6.1f} ms, p95 {figures['p95_ms']:6.1f} ms "
+                  f"({figures['requests']} requests); {result['throughput_rps'][name]:5.1f} req/s")
+        print(f"store_texts adds p50 {result['added_ms']['p50_ms']:+.1f} ms, p95 {result['added_ms']['p95_ms']:+.1f} ms; "
+              f"{result['stored_request_texts']} request texts stored; answered before commit: {result['answered_before_commit']}")
+        print(f"wrote {write('serving_store_texts', result)}")
         return
     if args.canary_only:
         from bench.common import machine, write

@@ -271,11 +271,14 @@ def _feedback_commands(sub) -> None:
     fold.add_argument("--since-hours", type=float, help="only feedback of the last this many hours (default: all)")
     _params_option(fold, "params file (feedback:, outcomes:, data:); its folder is the project root")
     fold.add_argument("--profile", help="profile from the params file's `profiles:`")
-    drift = actions.add_parser("drift", help="check live inputs for drift once (what drift-check runs)",
+    drift = actions.add_parser("drift", help="check live inputs for drift and feedback quality once (what "
+                                             "drift-check runs)",
                                description="Compare the latest drift.window_requests answered requests (their "
                                            "stored texts) with the validation split: MMD on MiniLM embeddings, "
                                            "text length (KS), predicted labels (chi-square); record the verdict "
-                                           "in the outcome store; with drift.retrain, drift starts retrain.")
+                                           "in the outcome store; with drift.retrain, drift starts retrain. Then "
+                                           "the champion's feedback quality (feedback.retrain_below_quality: "
+                                           "quality surely under it starts retrain too).")
     drift.add_argument("model", nargs="?", help="registered model name (default: project.registered_model)")
     _params_option(drift, "params file (drift:, outcomes:, data:); its folder is the project root")
     drift.add_argument("--profile", help="profile from the params file's `profiles:`")

@@ -12,8 +12,9 @@ flow runs execute in child processes of it).
                  canary and rolls it back when it does worse; concurrency 1
   fold-feedback  on demand (or before retrain): accepted feedback becomes the DVC-tracked feedback
                  table the next data version merges (docs/feedback.md); concurrency 1
-  drift-check    drift.check_cron (hourly by default): live inputs against the validation split;
-                 drift starts retrain with the finding when drift.retrain is on; concurrency 1
+  drift-check    drift.check_cron (hourly by default): live inputs against the validation split and
+                 the champion's feedback quality; drift (with drift.retrain on) or quality under
+                 feedback.retrain_below_quality starts retrain with the finding; concurrency 1
 
 What a form may not choose (the pipeline's account, the project folder its paths must stay in) is
 pinned in this process's environment from the params file it was started with, and inherited by
@@ -93,8 +94,9 @@ def deployments(params_file: str, profile: str | None = None, only: list[str] | 
             "drift-check", parameters={"request": {"params_file": params, "profile": profile}},
             entrypoint_type=module, concurrency_limit=1, tags=["adaptflow", "scheduled"],
             schedule=Cron(loaded.drift.check_cron, timezone=ops.retrain_timezone),
-            description=f"Check live inputs for drift ({loaded.drift.check_cron}); with drift.retrain, drift "
-                        "starts retrain with the finding as its trigger."),
+            description=f"Check live inputs for drift and the champion's feedback quality "
+                        f"({loaded.drift.check_cron}); drift (with drift.retrain) or quality under "
+                        "feedback.retrain_below_quality starts retrain with the finding as its trigger."),
     }
     return [built[name]() for name in (only or NAMES)]
 

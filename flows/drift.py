@@ -1,9 +1,12 @@
 """The `drift-check` flow (the deployment of the same name, hourly by default, and `adaptflow
 feedback drift`): for each model, the latest window of live inputs against the validation split,
-recorded in the outcome store; drift starts `retrain` with the finding as its trigger when
-drift.retrain is on.
+and the @champion's feedback quality, each recorded in the outcome store; drift (when
+drift.retrain is on) or feedback quality under feedback.retrain_below_quality starts `retrain`
+with the finding as its trigger.
 
-  the live window -> the validation split as reference -> the tests -> record -> retrain?
+  the live window -> the validation split as reference -> the tests -> record
+  the champion's latest feedback -> its quality -> record
+  -> retrain, with the reasons?
 """
 from __future__ import annotations
 
@@ -32,6 +35,25 @@ def drift_check(request: DriftCheckInput = DriftCheckInput()) -> list[str]:
 
 
 def _check_model(settings, store, model: str, params_file: str, profile: str | None) -> str:
+    """Drift, then feedback quality; either finding (when its setting asks) starts `retrain` once,
+    with every finding as its trigger."""
+    drift, drift_line = _drift(settings, store, model)
+    quality = _feedback_quality(settings, store, model)
+    get_run_logger().info(quality.reason)
+    line = f"{drift_line}; {quality.reason}"
+    reasons = ([drift.reason] if drift is not None and drift.drift and settings.drift.retrain else []) + \
+              ([quality.reason] if quality.retrain else [])
+    if reasons:
+        from flows.inputs import RetrainInput
+        from flows.retrain import retrain
+
+        out = retrain(RetrainInput(params_file=params_file, profile=profile, force=True, trigger="; ".join(reasons)))
+        return f"{line}; retrain: {out.reason}"
+    return line
+
+
+def _drift(settings, store, model: str):
+    """(the drift report, or None without stored texts; its line), recorded in the outcome store."""
     from tasks.models.embedding import embed_texts
     from tasks.release.drift import check, live_window, record
 
@@ -40,17 +62,33 @@ def _check_model(settings, store, model: str, params_file: str, profile: str | N
     if window is None:
         line = f"{model}: no stored request texts (outcomes.store_texts is off, or nothing was answered yet)"
         logger.info(line)
-        return line
+        return None, line
     reference = pd.read_parquet(settings.path(settings.data.processed_dir) / "validation.parquet")
     labels = reference["label"].astype(str).tolist() if "label" in reference.columns else []
     report = check(model, window.texts, window.labels, reference["text"].astype(str).tolist(), labels,
                    embed_texts, settings.drift)
     record(store, report, ",".join(window.versions))
     logger.info(report.reason)
-    if report.drift and settings.drift.retrain:
-        from flows.inputs import RetrainInput
-        from flows.retrain import retrain
+    return report, report.reason
 
-        out = retrain(RetrainInput(params_file=params_file, profile=profile, force=True, trigger=report.reason))
-        return f"{report.reason}; retrain: {out.reason}"
-    return report.reason
+
+def _feedback_quality(settings, store, model: str):
+    """The @champion version's feedback quality (tasks/release/feedback_quality.py), recorded."""
+    from tasks.release.feedback_quality import feedback_quality, record
+    from tasks.tracking import use_store
+
+    use_store(settings.root)
+    verdict = feedback_quality(store, model, _champion(model), settings.feedback)
+    record(store, verdict)
+    return verdict
+
+
+def _champion(model: str) -> str | None:
+    """The version @champion names (None: no champion yet; then every version's feedback counts)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        return str(MlflowClient().get_model_version_by_alias(model, "champion").version)
+    except MlflowException:
+        return None

@@ -25,6 +25,18 @@ class FeedbackSettings:
     flood_max_share: float = 0.8
     # Where fold-feedback writes the feedback table (a CSV under the project, tracked by DVC).
     folder: str = "data/feedback"
+    # Feedback quality as a retrain trigger, judged by the drift check each time it runs
+    # (tasks/release/feedback_quality.py): over the @champion version's latest quality_window_rows
+    # accepted feedback rows (the poisoning rules replayed first), the task type's quality (the share
+    # of labels that agree with the label shown; generation: ratings scaled to 0..1). When even the
+    # upper end of its one-sided (1 - quality_alpha) interval is under retrain_below_quality, `retrain`
+    # starts with the finding as its trigger. None: the trigger is off. Users correct wrong answers
+    # more often than they confirm right ones, so this agreement sits under the test accuracy: set it
+    # from what the feedback of a version known to be good looks like (docs/feedback.md).
+    retrain_below_quality: float | None = None
+    quality_window_rows: int = 500
+    quality_min_rows: int = 100        # fewer judging rows than this: no verdict
+    quality_alpha: float = 0.05
 
     def __post_init__(self):
         require(self.max_text_chars > 0 and self.max_input_chars > 0, "max_text_chars and max_input_chars must be positive")
@@ -33,6 +45,11 @@ class FeedbackSettings:
         require(self.flood_min_rows >= 1, "flood_min_rows must be >= 1")
         require(0 < self.flood_max_share <= 1, "flood_max_share must be in (0, 1]")
         require(bool(self.folder.strip()), "folder must be a path under the project")
+        require(self.retrain_below_quality is None or 0 < self.retrain_below_quality <= 1,
+                "retrain_below_quality must be null (off) or in (0, 1]")
+        require(self.quality_min_rows >= 10, "quality_min_rows must be >= 10")
+        require(self.quality_window_rows >= self.quality_min_rows, "quality_window_rows must be >= quality_min_rows")
+        require(0 < self.quality_alpha < 0.5, "quality_alpha must be in (0, 0.5)")
 
 
 @dataclass(frozen=True)

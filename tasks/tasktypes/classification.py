@@ -29,6 +29,9 @@ register(TaskType(
     feedback="label",
     # POST /feedback: the right label for the answered text (one of the answering version's labels).
     feedback_body=feedback_schema(["label"], label={"type": "string"}),
+    # Its quality (the feedback-quality retrain trigger): the share of feedback labels equal to the
+    # label shown, i.e. the live accuracy on the answers users judged.
+    feedback_quality="agreement",
     live_signals=("error", "slow", "policy_blocked", "abstained"),
     signature_example=({"text": ["a review"]}, {"label": ["positive"], "probability": [0.9]}),
 ))

@@ -28,5 +28,8 @@ register(TaskType(
     # POST /feedback: the output the model should have written, a rating of the one it wrote, or both.
     feedback_body=feedback_schema([], ["output", "rating"], output={"type": "string", "minLength": 1},
                                   rating={"type": "integer", "minimum": 1, "maximum": 5}),
+    # Its quality (the feedback-quality retrain trigger): the ratings, 1..5 scaled to 0..1; a
+    # corrected output alone says the answer was wrong but not how wrong, and is not counted.
+    feedback_quality="rating",
     signature_example=({"text": ["an article"]}, {"output": ["a headline"]}),
 ))

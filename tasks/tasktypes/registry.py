@@ -11,6 +11,11 @@ from typing import Any, Literal
 # What a user's correction of a served answer is for this task type (POST /feedback):
 # a label from the label set, or a corrected output and/or a rating.
 Feedback = Literal["label", "corrected_output"]
+# How feedback judges the answer it is about, for the feedback-quality retrain trigger
+# (tasks/release/feedback_quality.py): `agreement`, 1 when the label given is the label shown, else
+# 0; `rating`, a 1..5 rating scaled to 0..1 ((rating - 1) / 4). Feedback that does not judge (an
+# abstained answer, a correction without a rating) is not counted.
+FeedbackQuality = Literal["agreement", "rating"]
 
 _NAME = re.compile(r"^[a-z][a-z_]{2,39}$")
 
@@ -57,6 +62,7 @@ class TaskType:
     # feedback_schema()): the label must be one of the answering version's labels.
     feedback: Feedback = "label"
     feedback_body: dict[str, Any] = field(default_factory=dict)
+    feedback_quality: FeedbackQuality = "agreement"
     # The live signals a canary of this task type is judged on (tasks/tasktypes/signals.py).
     live_signals: tuple[str, ...] = ("error", "slow", "policy_blocked")
     # The example input and output of the logged model's signature.

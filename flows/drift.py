@@ -22,9 +22,11 @@ def drift_check(request: DriftCheckInput = DriftCheckInput()) -> list[str]:
     from tasks.config import load_settings
     from tasks.config.stores import database_url
     from tasks.outcomes.store import OutcomeStore
+    from tasks.tracking import use_store
 
     params_file = server_side.confine_params(request.params_file)
     settings = load_settings(params_file, request.profile)
+    use_store(settings.root)   # the registry: @champion, and the answering version's labels on validation
     store = OutcomeStore(database_url("outcomes.store", settings.outcomes.store, settings.root))
     try:
         lines = [_check_model(settings, store, model, params_file, request.profile)
@@ -55,7 +57,7 @@ def _check_model(settings, store, model: str, params_file: str, profile: str | N
 def _drift(settings, store, model: str):
     """(the drift report, or None without stored texts; its line), recorded in the outcome store."""
     from tasks.models.embedding import embed_texts
-    from tasks.release.drift import check, live_window, record
+    from tasks.release.drift import check, labels_given, live_window, record
 
     logger = get_run_logger()
     window = live_window(store, model, settings.drift.window_requests)
@@ -64,9 +66,10 @@ def _drift(settings, store, model: str):
         logger.info(line)
         return None, line
     reference = pd.read_parquet(settings.path(settings.data.processed_dir) / "validation.parquet")
-    labels = reference["label"].astype(str).tolist() if "label" in reference.columns else []
-    report = check(model, window.texts, window.labels, reference["text"].astype(str).tolist(), labels,
-                   embed_texts, settings.drift)
+    texts = reference["text"].astype(str).tolist()
+    # A classifier's shown labels against the labels the same version gives validation (not its true labels).
+    labels = labels_given(model, window.answered_most, texts) if window.labels else []
+    report = check(model, window.texts, window.labels, texts, labels, embed_texts, settings.drift)
     record(store, report, ",".join(window.versions))
     logger.info(report.reason)
     return report, report.reason

@@ -87,3 +87,75 @@ def test_the_window_check_reads_stored_texts_and_records_its_verdict(tmp_path):
     record(store, alarm, "1")
     event = store.events("m", 0, kind="drift")[0]
     assert json.loads(event.detail)["drift"] is True and event.replica == "drift-check"
+
+
+def test_the_label_test_compares_the_version_with_itself(tmp_path, tiny_bert, monkeypatch):
+    """A version that leans to one label, on in-domain traffic: against the validation split's true
+    labels the label test calls that drift; against the labels the same version gives the
+    validation texts (`labels_given`, what the drift check uses), it does not."""
+    import mlflow
+    from test_serving import register_version
+
+    from tasks.models.base import load_base
+    from tasks.release.drift import labels_given
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    experiment = mlflow.create_experiment("drift-labels")
+    version = register_version(tmp_path, load_base(str(tiny_bert)), "leaning", "lora", 1, experiment,
+                               labels=[0] * 16, epochs=5, learning_rate=1e-2)   # trained on "negative" only
+    order = np.random.default_rng(1).permutation(len(REVIEWS))
+    reference, live = [REVIEWS[i] for i in order[:20]], [REVIEWS[i] for i in order[20:]]   # one distribution
+    shown = labels_given("leaning", version, live)
+    assert shown.count("negative") >= 18, shown
+    truth = ["positive" if i % 2 else "negative" for i in range(len(reference))]
+    settings = DriftSettings(window_requests=60, min_requests=20, reference_rows=40, alpha=0.01, permutations=300)
+    against_truth = check("leaning", live, shown, reference, truth, hashed, settings)
+    against_itself = check("leaning", live, shown, reference, labels_given("leaning", version, reference), hashed,
+                           settings)
+    assert "label_chi2" in against_truth.drifted, against_truth.reason
+    assert "label_chi2" not in against_itself.drifted, against_itself.reason
+
+
+def test_the_drift_check_flow_takes_the_label_reference_from_the_answering_version(tmp_path, tiny_bert, harness,
+                                                                                  monkeypatch):
+    """The drift-check flow on stored texts of a registered version that leans to one label: its
+    label test compares what the version showed live with what it gives the validation texts."""
+    import mlflow
+    import pandas as pd
+    import yaml
+    from test_serving import register_version
+
+    from flows.drift import drift_check
+    from flows.inputs import DriftCheckInput
+    from tasks.models.base import load_base
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    version = register_version(tmp_path, load_base(str(tiny_bert)), "leaning", "lora", 1,
+                               mlflow.create_experiment("drift-flow"), labels=[0] * 16, epochs=5, learning_rate=1e-2)
+    root = tmp_path / "proj"
+    (root / "data" / "processed").mkdir(parents=True)
+    order = np.random.default_rng(1).permutation(len(REVIEWS))
+    reference, live = [REVIEWS[i] for i in order[:20]], [REVIEWS[i] for i in order[20:]]
+    pd.DataFrame({"text": reference, "label": ["positive" if i % 2 else "negative" for i in range(20)]}).to_parquet(
+        root / "data" / "processed" / "validation.parquet")
+    params = yaml.safe_load(open("params.yaml"))
+    params["project"]["registered_model"] = "leaning"
+    params["drift"].update(window_requests=60, min_requests=20, reference_rows=40, permutations=300)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    store = OutcomeStore(f"sqlite:///{root / 'outcomes.db'}")
+    store.write([], texts=[RequestText(f"r{i}", float(i), "leaning", version, "classification", [text], ["negative"],
+                                       ["negative", "positive"]) for i, text in enumerate(live)])
+    store.dispose()
+    params["outcomes"]["store"] = f"sqlite:///{root / 'outcomes.db'}"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    [line] = drift_check(DriftCheckInput(params_file=str(root / "params.yaml")))
+    import re
+
+    p_label = float(re.search(r"label_chi2 p=([0-9.e+-]+)", line).group(1))
+    assert p_label > 0.5, line   # all "negative" live and on validation: no label drift (true labels: p < 0.001)

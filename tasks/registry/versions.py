@@ -81,20 +81,26 @@ RESCORABLE = {f"{split}_{name}": scorer for name, scorer in _SCORERS.items() for
 
 
 def rescore(model_name: str, version: str, examples: ScoringSet, metric_name: str) -> float:
-    """The version's score on `examples`, predicted through adaptflow's own loader (its manifest names
-    the strategy; weights are safetensors): no code stored with the version runs."""
+    """The version's score on `examples` (its answers: `version_answers`)."""
+    predicted = version_answers(model_name, version, examples.texts, examples.task)
+    return float(RESCORABLE[metric_name](examples, predicted))
+
+
+def version_answers(model_name: str, version: str, texts: list[str], task: str) -> "pd.DataFrame":
+    """The version's answers to `texts` (`Prediction.frame()`: label and probabilities, or output),
+    predicted through adaptflow's own loader (its manifest names the strategy; weights are
+    safetensors): no code stored with the version runs. A version of another task is refused
+    before its weights load."""
     import tempfile
 
     from tasks.artifacts.fetch import fetch_version, registered_base
     from tasks.artifacts.predictor import load_saved, predict, read_version
 
-    with tempfile.TemporaryDirectory(prefix="adaptflow-rescore-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="adaptflow-answers-") as tmp:
         saved = read_version(fetch_version(model_name, version, Path(tmp)), registered_base(model_name, version))
-        task = saved.manifest.task   # refused before its weights are loaded
-        if task != examples.task:
-            raise ValueError(f"{model_name} v{version} is a {task} model; this run's task is {examples.task}")
-        predicted = predict(load_saved(saved), examples.texts).frame()
-    return float(RESCORABLE[metric_name](examples, predicted))
+        if saved.manifest.task != task:
+            raise ValueError(f"{model_name} v{version} is a {saved.manifest.task} model; this run's task is {task}")
+        return predict(load_saved(saved), texts).frame()
 
 
 def version_kind(tags: dict[str, str]) -> Kind | None:

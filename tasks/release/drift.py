@@ -1,7 +1,7 @@
 """Drift on live inputs, per model: the latest window of answered requests (their texts, stored
 with outcomes.store_texts) against the validation split of the data version the model was trained
 on: embeddings (MMD on MiniLM features), text length (KS) and, for a classifier, the predicted
-labels (chi-square against validation's labels). The tests are tasks/evaluation/drift_tests.py;
+labels (chi-square against the labels the same version predicts for the validation texts). The tests are tasks/evaluation/drift_tests.py;
 the verdict is recorded in the outcome store (a serving event of kind `drift`), and the flow
 starts `retrain` with it when drift.retrain is on."""
 from __future__ import annotations
@@ -26,6 +26,7 @@ class LiveWindow:
     versions: list[str]
     since: float
     until: float
+    answered_most: str = ""    # the version that answered most of the window (the label test's reference)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,19 @@ def live_window(store: OutcomeStore, model: str, requests: int) -> LiveWindow | 
         texts += inputs
         labels += [o for o in outputs if isinstance(o, str)] if json.loads(r["labels"]) else []
         versions.append(r["version"])
-    return LiveWindow(texts, labels, sorted(set(versions)), min(r["at"] for r in rows), max(r["at"] for r in rows))
+    most = max(sorted(set(versions)), key=versions.count)
+    return LiveWindow(texts, labels, sorted(set(versions)), min(r["at"] for r in rows), max(r["at"] for r in rows),
+                      most)
+
+
+def labels_given(model: str, version: str, texts: list[str]) -> list[str]:
+    """The labels `version` gives the reference texts: the label test then compares the model with
+    itself, live against validation. Against the validation split's true labels, a model that leans
+    to one label looked like drift on in-domain traffic (the smoke feedback loop's weak model:
+    chi-square p = 0.0017, bench/feedback_loop.py)."""
+    from tasks.registry.versions import version_answers
+
+    return version_answers(model, version, texts, "classification")["label"].astype(str).tolist()
 
 
 def check(model: str, live_texts: list[str], live_labels: list[str], reference_texts: list[str],

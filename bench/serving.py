@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -282,8 +283,6 @@ def measure_canary_overhead(work: Path, singles: int, seconds: float, rounds: in
     second LoRA version on the same base takes 10 % of the traffic by client key) and `both`.
     Batch-1 latency interleaved request by request; throughput with 4 concurrent clients,
     alternating `seconds`-long rounds."""
-    import threading
-
     import requests
     import torch
     from mlflow.tracking import MlflowClient
@@ -327,23 +326,8 @@ def measure_canary_overhead(work: Path, singles: int, seconds: float, rounds: in
         throughput = {name: [] for name in configs}
         for _ in range(rounds):
             for name in configs:
-                done, stop = [], threading.Event()
-
-                def client_loop(name=name):
-                    session = requests.Session()
-                    while not stop.is_set():
-                        ask(name, session)
-                        done.append(1)
-
-                threads = [threading.Thread(target=client_loop) for _ in range(4)]
-                start = time.perf_counter()
-                for t in threads:
-                    t.start()
-                time.sleep(seconds)
-                stop.set()
-                for t in threads:
-                    t.join()
-                throughput[name].append(len(done) / (time.perf_counter() - start))
+                done, took = clients(4, seconds, lambda session, n=name: ask(n, session))
+                throughput[name].append(len(done) / took)
         rows = OutcomeStore(stores["both"]).outcomes("bench-canary", since=0)
         late = {name: running[name].service.recorder.counts.late for name in stores}
     finally:
@@ -359,14 +343,38 @@ def measure_canary_overhead(work: Path, singles: int, seconds: float, rounds: in
             "late": late}
 
 
-def measure_store_texts(work: Path, seconds: float, rounds: int, clients: int) -> dict:
+def clients(n: int, seconds: float, call) -> tuple[list[float], float]:
+    """`n` client threads, each with its own HTTP session, calling `call(session)` back to back for
+    `seconds`: (every call's ms, the seconds from start until every thread finished its last call)."""
+    import requests
+
+    done, stop, lock = [], threading.Event(), threading.Lock()
+
+    def loop():
+        session = requests.Session()
+        while not stop.is_set():
+            start = time.perf_counter()
+            call(session)
+            with lock:
+                done.append(1000 * (time.perf_counter() - start))
+
+    threads = [threading.Thread(target=loop) for _ in range(n)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    return done, time.perf_counter() - start
+
+
+def measure_store_texts(work: Path, seconds: float, rounds: int, n_clients: int) -> dict:
     """What outcomes.store_texts adds to POST /predict: the same LoRA @champion through two services
     side by side, each recording outcomes in its own SQLite store, one with store_texts (each answer's
     input and label redacted by the shipped output policy's personal-data recognisers, then stored
-    with its outcome). `clients` concurrent clients, batch-1 requests of real reviews (distinct ones,
+    with its outcome). `n_clients` concurrent clients, batch-1 requests of real reviews (distinct ones,
     so no cache helps), alternating `seconds`-long rounds; latency per request as the client sees it."""
-    import threading
-
     import requests
     import torch
     from mlflow.tracking import MlflowClient
@@ -399,27 +407,13 @@ def measure_store_texts(work: Path, seconds: float, rounds: int, clients: int) -
                           timeout=120).raise_for_status()
         for _ in range(rounds):
             for name in running:
-                done, stop, lock = [], threading.Event(), threading.Lock()
+                def one(session, name=name):
+                    session.post(f"{running[name].url}/predict", timeout=60,
+                                 json={"model": "bench-texts", "texts": [pool[next(counter) % len(pool)]]}
+                                 ).raise_for_status()
 
-                def client_loop(name=name):
-                    session = requests.Session()
-                    while not stop.is_set():
-                        text = pool[next(counter) % len(pool)]
-                        start = time.perf_counter()
-                        session.post(f"{running[name].url}/predict", json={"model": "bench-texts", "texts": [text]},
-                                     timeout=60).raise_for_status()
-                        with lock:
-                            done.append(1000 * (time.perf_counter() - start))
-
-                threads = [threading.Thread(target=client_loop) for _ in range(clients)]
-                start = time.perf_counter()
-                for t in threads:
-                    t.start()
-                time.sleep(seconds)
-                stop.set()
-                for t in threads:
-                    t.join()
-                throughput[name].append(len(done) / (time.perf_counter() - start))
+                done, took = clients(n_clients, seconds, one)
+                throughput[name].append(len(done) / took)
                 latencies[name] += done
         late = {name: running[name].service.recorder.counts.late for name in running}
     finally:
@@ -429,7 +423,7 @@ def measure_store_texts(work: Path, seconds: float, rounds: int, clients: int) -
 
     with stores["outcomes+texts"].engine.connect() as conn:
         stored_texts = conn.execute(select(func.count()).select_from(REQUEST_TEXTS)).scalar()
-    out = {"clients": clients, "seconds_per_round": seconds, "rounds": rounds,
+    out = {"clients": n_clients, "seconds_per_round": seconds, "rounds": rounds,
            "latency": {name: {**percentiles(samples), "requests": len(samples)} for name, samples in latencies.items()},
            "throughput_rps": {name: statistics.median(v) for name, v in throughput.items()},
            "stored_request_texts": stored_texts, "answered_before_commit": late}

@@ -34,7 +34,6 @@ NAMES = ("specialize", "retrain", "promote", "rollback", "canary-start", "canary
 
 def deployments(params_file: str, profile: str | None = None, only: list[str] | None = None) -> list:
     from prefect.schedules import Cron
-    from prefect.types.entrypoint import EntrypointType
 
     from flows import canary, human_review, review
     from flows.drift import drift_check
@@ -47,58 +46,58 @@ def deployments(params_file: str, profile: str | None = None, only: list[str] | 
     loaded = load_settings(params, profile)
     ops = loaded.ops
     form = {"params_file": params, "profile": profile}
-    module = EntrypointType.MODULE_PATH         # flows.specialize.specialize: importable wherever installed
+    reviewers = {"request": {"params_file": params}}   # a reviewer's action names no profile
+    every = lambda cron: Cron(cron, timezone=ops.retrain_timezone)
     built = {
-        "specialize": lambda: specialize.to_deployment(
-            "specialize", parameters={"run": form}, entrypoint_type=module, tags=["adaptflow"],
-            description="Validate the data, train and compare the strategies, register the best (proposes "
-                        "@challenger; never promotes)."),
-        "retrain": lambda: retrain.to_deployment(
-            "retrain", parameters={"run": form}, entrypoint_type=module, tags=["adaptflow", "scheduled"],
-            schedule=Cron(ops.retrain_cron, timezone=ops.retrain_timezone), concurrency_limit=1,
-            description=f"Scheduled retraining ({ops.retrain_cron} {ops.retrain_timezone}): refresh the data "
-                        f"with DVC; skip when data, code and params are unchanged; else specialize."),
-        "promote": lambda: review.promote.to_deployment(
-            "promote", parameters={"request": {"params_file": params}}, entrypoint_type=module,
-            concurrency_limit=1, tags=["adaptflow", "reviewers"],
-            description="Move @champion to a version (reviewers); audited."),
-        "rollback": lambda: review.rollback.to_deployment(
-            "rollback", parameters={"request": {"params_file": params}}, entrypoint_type=module,
-            concurrency_limit=1, tags=["adaptflow", "reviewers"],
-            description="Move @champion back to the previous champion (reviewers); audited."),
-        "canary-start": lambda: canary.canary_start.to_deployment(
-            "canary-start", parameters={"request": {"params_file": params}}, entrypoint_type=module,
-            concurrency_limit=1, tags=["adaptflow", "reviewers"],
-            description="Route a share of the unpinned traffic to a version (reviewers); audited."),
-        "canary-stop": lambda: canary.canary_stop.to_deployment(
-            "canary-stop", parameters={"request": {"params_file": params}}, entrypoint_type=module,
-            concurrency_limit=1, tags=["adaptflow", "reviewers"],
-            description="Send all unpinned traffic back to @champion (reviewers); audited."),
-        "canary-check": lambda: canary.canary_check.to_deployment(
-            "canary-check", parameters={"request": {"params_file": params, "profile": profile}},
-            entrypoint_type=module, concurrency_limit=1, tags=["adaptflow", "scheduled"],
-            schedule=Cron(loaded.canary.check_cron, timezone=ops.retrain_timezone),
-            description=f"Judge the running canary ({loaded.canary.check_cron}): roll back when it does worse "
-                        "than @champion on the live signals, else hold or mark it ready for review."),
-        "review-create": lambda: human_review.review_create.to_deployment(
-            "review-create", parameters={"request": {"params_file": params, "profile": profile}},
-            entrypoint_type=module, tags=["adaptflow", "reviewers"],
-            description="Build a blinded side-by-side review session of two versions (reviewers judge at "
-                        "`adaptflow review serve SESSION`)."),
-        "fold-feedback": lambda: fold_feedback.to_deployment(
-            "fold-feedback", parameters={"request": {"params_file": params, "profile": profile}},
-            entrypoint_type=module, concurrency_limit=1, tags=["adaptflow"],
-            description="Turn accepted user feedback into the DVC-tracked feedback table: conflicts by majority "
-                        "(ties dropped), test-split inputs excluded, contract refusals quarantined."),
-        "drift-check": lambda: drift_check.to_deployment(
-            "drift-check", parameters={"request": {"params_file": params, "profile": profile}},
-            entrypoint_type=module, concurrency_limit=1, tags=["adaptflow", "scheduled"],
-            schedule=Cron(loaded.drift.check_cron, timezone=ops.retrain_timezone),
-            description=f"Check live inputs for drift and the champion's feedback quality "
-                        f"({loaded.drift.check_cron}); drift (with drift.retrain) or quality under "
-                        "feedback.retrain_below_quality starts retrain with the finding as its trigger."),
+        "specialize": lambda: _deployment(
+            specialize, "specialize", {"run": form}, ["adaptflow"],
+            "Validate the data, train and compare the strategies, register the best (proposes @challenger; never "
+            "promotes)."),
+        "retrain": lambda: _deployment(
+            retrain, "retrain", {"run": form}, ["adaptflow", "scheduled"],
+            f"Scheduled retraining ({ops.retrain_cron} {ops.retrain_timezone}): refresh the data with DVC; skip "
+            f"when data, code and params are unchanged; else specialize.",
+            schedule=every(ops.retrain_cron), concurrency_limit=1),
+        "promote": lambda: _deployment(review.promote, "promote", reviewers, ["adaptflow", "reviewers"],
+                                       "Move @champion to a version (reviewers); audited.", concurrency_limit=1),
+        "rollback": lambda: _deployment(review.rollback, "rollback", reviewers, ["adaptflow", "reviewers"],
+                                        "Move @champion back to the previous champion (reviewers); audited.",
+                                        concurrency_limit=1),
+        "canary-start": lambda: _deployment(
+            canary.canary_start, "canary-start", reviewers, ["adaptflow", "reviewers"],
+            "Route a share of the unpinned traffic to a version (reviewers); audited.", concurrency_limit=1),
+        "canary-stop": lambda: _deployment(
+            canary.canary_stop, "canary-stop", reviewers, ["adaptflow", "reviewers"],
+            "Send all unpinned traffic back to @champion (reviewers); audited.", concurrency_limit=1),
+        "canary-check": lambda: _deployment(
+            canary.canary_check, "canary-check", {"request": form}, ["adaptflow", "scheduled"],
+            f"Judge the running canary ({loaded.canary.check_cron}): roll back when it does worse than @champion "
+            "on the live signals, else hold or mark it ready for review.",
+            schedule=every(loaded.canary.check_cron), concurrency_limit=1),
+        "review-create": lambda: _deployment(
+            human_review.review_create, "review-create", {"request": form}, ["adaptflow", "reviewers"],
+            "Build a blinded side-by-side review session of two versions (reviewers judge at "
+            "`adaptflow review serve SESSION`)."),
+        "fold-feedback": lambda: _deployment(
+            fold_feedback, "fold-feedback", {"request": form}, ["adaptflow"],
+            "Turn accepted user feedback into the DVC-tracked feedback table: conflicts by majority (ties "
+            "dropped), test-split inputs excluded, contract refusals quarantined.", concurrency_limit=1),
+        "drift-check": lambda: _deployment(
+            drift_check, "drift-check", {"request": form}, ["adaptflow", "scheduled"],
+            f"Check live inputs for drift and the champion's feedback quality ({loaded.drift.check_cron}); drift "
+            "(with drift.retrain) or quality under feedback.retrain_below_quality starts retrain with the finding "
+            "as its trigger.", schedule=every(loaded.drift.check_cron), concurrency_limit=1),
     }
     return [built[name]() for name in (only or NAMES)]
+
+
+def _deployment(flow, name: str, parameters: dict, tags: list[str], description: str, **more):
+    """`flow` as a deployment whose entrypoint is its module path (flows.specialize.specialize:
+    importable wherever adaptflow is installed)."""
+    from prefect.types.entrypoint import EntrypointType
+
+    return flow.to_deployment(name, parameters=parameters, entrypoint_type=EntrypointType.MODULE_PATH, tags=tags,
+                              description=description, **more)
 
 
 def serve_deployments(params_file: str, profile: str | None = None, only: list[str] | None = None,

@@ -78,9 +78,7 @@ def _drift(settings, store, model: str):
 def _feedback_quality(settings, store, model: str):
     """The @champion version's feedback quality (tasks/release/feedback_quality.py), recorded."""
     from tasks.release.feedback_quality import feedback_quality, record
-    from tasks.tracking import use_store
 
-    use_store(settings.root)
     verdict = feedback_quality(store, model, _champion(model), settings.feedback)
     record(store, verdict)
     return verdict

@@ -68,6 +68,18 @@ class Reviewer:
     seat: str
 
 
+def next_item(session: Session, votes: VoteStore, seat_items: list[str], reviewer: str) -> dict:
+    """What the page shows a reviewer next: progress, and the first of their seat's items they have
+    not judged (blinded: its id, input and the two answers in their recorded order)."""
+    done = {v.item for v in votes.votes(session.id, reviewer)}
+    todo = [i for i in seat_items if i not in done]
+    out = {"done": len(seat_items) - len(todo), "total": len(seat_items)}
+    if not todo:
+        return {**out, "finished": True}
+    item = session.item(todo[0])
+    return {**out, "finished": False, "item": {"id": item.id, "input": item.input, "answers": item.shown()}}
+
+
 def create_app(session: Session, votes: VoteStore, tracking_uri: str, pipeline_account: str | None = None):
     from fastapi import FastAPI
     from fastapi.responses import HTMLResponse, JSONResponse
@@ -80,14 +92,7 @@ def create_app(session: Session, votes: VoteStore, tracking_uri: str, pipeline_a
     def who(request: Request) -> Reviewer | None:
         return signed.get(request.cookies.get(COOKIE, ""))
 
-    def progress(reviewer: Reviewer) -> dict:
-        done = {v.item for v in votes.votes(session.id, reviewer.name)}
-        todo = [i for i in seats[reviewer.seat] if i not in done]
-        out = {"done": len(seats[reviewer.seat]) - len(todo), "total": len(seats[reviewer.seat])}
-        if not todo:
-            return {**out, "finished": True}
-        item = session.item(todo[0])
-        return {**out, "finished": False, "item": {"id": item.id, "input": item.input, "answers": item.shown()}}
+    progress = lambda reviewer: next_item(session, votes, seats[reviewer.seat], reviewer.name)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:

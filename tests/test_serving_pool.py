@@ -58,6 +58,9 @@ def test_shared_base_answers_like_a_version_loaded_alone(tmp_path, tiny_bert, st
     folders = [saved_version(tmp_path, base, name, seed) for seed, name in enumerate(strategies)]
     pool = Pool(merged=[], on_inference_thread=lambda fn: fn())
     loaded = [pool.load("m", str(i + 1), f) for i, f in enumerate(folders)]
+    # Serving sets eval mode only where a model's root is in train mode (ensure_eval): loading and
+    # attaching must leave every module in eval mode, or a new adapter's dropout would stay on.
+    assert not [(l.version, n) for l in loaded for n, m in l.attached.model().named_modules() if m.training]
     expected = [reference(f) for f in folders]
     for _ in range(2):   # switch back and forth: each adapter keeps its own weights and head
         for got, want in zip(loaded, expected):

@@ -181,7 +181,7 @@ class Pool:
         (PEFT's mixed adapter batches); one array per item (on the inference thread)."""
         import torch
 
-        from tasks.evaluation.predict import probabilities
+        from tasks.evaluation.predict import ensure_eval, probabilities
         from tasks.models.encoding import batches, encode_requests, on_device
 
         first = items[0][0]
@@ -192,7 +192,7 @@ class Pool:
         names = [loaded.adapter for loaded, ts in items for _ in ts]
         data = encode_requests(model, tokenizer, texts, first.manifest.max_length)
         out = np.zeros((len(texts), len(first.manifest.labels)), dtype=np.float32)
-        model.eval()
+        ensure_eval(model)
         with torch.no_grad():
             for idx, inputs, _ in batches(data, batch_size, tokenizer.pad_token_id):
                 logits = first.forward_mixed(model, on_device(inputs, model), [names[i] for i in idx]).logits

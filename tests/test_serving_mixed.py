@@ -81,6 +81,27 @@ def test_lora_versions_answer_in_one_pass_like_each_alone(tmp_path, tiny_bert):
     assert off.load("m", "1", folders[0]).mix == ""
 
 
+def test_lora_versions_of_other_ranks_and_targets_answer_in_one_batched_pass_like_each_alone(tmp_path, tiny_bert):
+    """A mixed pass stacks each LoRA layer's versions (tasks/strategies/_lora_mixed.py): ranks 2,
+    8 and 16 padded to one, another alpha, a version that adapts more modules than the others
+    (its layers hold one version), and a version attached after a pass (the stack is rebuilt)."""
+    base = load_base(str(tiny_bert))
+    params = [{"r": 2}, {"r": 16, "alpha": 4}, {}, {"r": 4, "target_modules": ["query", "key", "value"]}]
+    folders = [saved_version(tmp_path, base, "lora", seed, params=p) for seed, p in enumerate(params)]
+    pool = Pool(merged=[], on_inference_thread=lambda fn: fn())
+    loaded = [pool.load("m", str(i + 1), f) for i, f in enumerate(folders[:2])]
+    alone = [predict(load_predictor(f), TEXTS).probs for f in folders]
+    got = pool.predict_mixed([(loaded[1], TEXTS[:3]), (loaded[0], TEXTS)], batch_size=8)
+    np.testing.assert_allclose(got[0], alone[1][:3], atol=1e-5)
+    np.testing.assert_allclose(got[1], alone[0], atol=1e-5)
+    loaded += [pool.load("m", str(i + 1), f) for i, f in enumerate(folders[2:], start=2)]
+    items = [(v, TEXTS[i % 3:]) for i, v in enumerate(reversed(loaded))]
+    for (_, texts), g, want in zip(items, pool.predict_mixed(items, batch_size=16), reversed(alone)):
+        np.testing.assert_allclose(g, want[TEXTS.index(texts[0]):], atol=1e-5)
+    stacks = [m for m in loaded[0].group.model.modules() if hasattr(m, "_adaptflow_lora_stack")]
+    assert stacks, "the batched pass ran (PEFT's per-version sub-batches leave no stack)"
+
+
 @pytest.fixture(scope="module")
 def registry_store(tmp_path_factory, tiny_bert):
     """Three LoRA versions (seeds 1-3) of one model, trained two steps by the strategy's own code

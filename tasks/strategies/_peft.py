@@ -52,6 +52,9 @@ def attach_peft(shared: SharedBase, saved_dir: Path, params, name: str) -> Attac
     else:
         shared.model.load_adapter(saved_dir, adapter_name=name)
     shared.model.eval()   # a new adapter's dropout must be off
+    from tasks.strategies._lora_mixed import install
+
+    install(shared.model)   # mixed passes: one batched product per LoRA layer, not one per version
     return Attached(name=name, shared=shared, switch=lambda: shared.model.set_adapter(name),
                     remove=lambda: shared.model.delete_adapter(name))
 

@@ -123,10 +123,12 @@ def tiny_llama(tmp_path_factory) -> Path:
     return path
 
 
-def saved_version(where: Path, base, strategy_name: str, seed: int, fingerprint: str | None = None) -> Path:
+def saved_version(where: Path, base, strategy_name: str, seed: int, fingerprint: str | None = None,
+                  params: dict | None = None) -> Path:
     """A saved classification version of `strategy_name` on `base` (a ResolvedBase) with random
     (seeded) trainable weights: enough to tell versions apart; trained weights are not needed to
-    check loading and switching. `fingerprint`: the base it claims to be trained on (default: base's)."""
+    check loading and switching. `fingerprint`: the base it claims to be trained on (default: base's);
+    `params`: the strategy's params (default: its defaults)."""
     import torch
 
     from tasks.artifacts.manifest import Manifest, params_dict, write_artifact
@@ -135,7 +137,7 @@ def saved_version(where: Path, base, strategy_name: str, seed: int, fingerprint:
     from tasks.training.loop import seed_everything
 
     strategy = registry.get(strategy_name)
-    params = strategy.parse_params({})
+    params = strategy.parse_params(params or {})
     seed_everything(seed)
     model = strategy.build(base.path, Head.for_task("classification", LABELS), params)
     with torch.no_grad():
@@ -161,17 +163,51 @@ def harness():
 
 
 def make_project(where: Path, overrides: dict | None = None, dvc_yaml: str | None = None) -> Path:
-    """Copy the code, dvc.yaml and params.yaml into `where`, as a fresh clone would have them."""
+    """Copy the code, dvc.yaml, params.yaml and DVC's committed files into `where`, as a fresh
+    clone would have them, with an empty MLflow store (empty_mlflow_store)."""
     project = where / "project"
     project.mkdir(parents=True)
     shutil.copytree(ROOT / "tasks", project / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
     (project / "dvc.yaml").write_text(dvc_yaml or (ROOT / "dvc.yaml").read_text())
+    # The clone's .dvc/ (committed): `dvc init` is for a project that has none (tested in
+    # test_newcomer and test_ops_infra); here it cost a DVC process, 0.9 s, per project.
+    (project / ".dvc").mkdir()
+    for name in (".dvc/config", ".dvc/.gitignore", ".dvcignore"):
+        shutil.copyfile(ROOT / name, project / name)
+    empty_mlflow_store(project / "mlflow" / "mlflow.db")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["dvc_remote"] = str(where / "dvc-remote")
     params = merge(params, overrides or {})
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "--quiet"], cwd=project, check=True)
     return project
+
+
+_EMPTY_STORE: list[Path] = []
+
+
+def empty_mlflow_store(path: Path) -> None:
+    """An empty MLflow sqlite store at `path`, copied from one this test process created once.
+    MLflow migrates a new sqlite file through its whole schema history on first use: 1.0 s each
+    time (AMD EPYC, against 0.035 s to open a copy), paid by every project a test makes, some
+    70 in the suite. The default experiment's artifact location is moved into the store's folder
+    (MLflow would put it under the working directory of the process that created the store)."""
+    if not _EMPTY_STORE:
+        import atexit
+        import tempfile
+
+        from mlflow.tracking import MlflowClient
+
+        folder = Path(tempfile.mkdtemp(prefix="adaptflow-empty-store-"))
+        atexit.register(shutil.rmtree, folder, True)
+        MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+        _EMPTY_STORE.append(folder / "mlflow.db")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_EMPTY_STORE[0], path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                   ((path.parent / "artifacts" / "0").resolve().as_uri(),))
+    db.close()
 
 
 @pytest.fixture

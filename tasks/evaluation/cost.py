@@ -114,8 +114,9 @@ def merged_speed_metrics(model: nn.Module, merge, data: Encoded, pad_id: int) ->
 # one version per batch, ran 13.5 requests/s where one version alone runs batch-1 calls at ~35/s:
 # each batch paid a switch (PEFT's set_adapter walks every module and sets requires_grad on every
 # version's layers, so it grows with the versions loaded), which the batch-1 latency does not
-# contain. Mixed batches pay instead for each distinct version in the pass (PEFT runs one sub-batch
-# per version through each LoRA layer). Both are measured here on the run's own saved version.
+# contain. Mixed batches pay instead for each distinct version in the pass (each LoRA layer picks
+# the rows' weights from its stack of versions: tasks/strategies/_lora_mixed.py). Both are
+# measured here on the run's own saved version.
 
 
 def switch_ms(versions: list, rounds: int = 24) -> float:

@@ -11,9 +11,10 @@ The serving model, in numbers a run logs:
 - a request waits for the batch in progress and then its own: p95 ~ batch_wait_ms + 2 t(b); the
   largest b with that inside latency_p95_ms is used;
 - tenants whose requests share one forward pass (`mixes`: LoRA versions on one base with mixed
-  batching) fill batches of b; each distinct version in a pass adds mixed_ms_per_version (PEFT
-  runs one sub-batch per version through every LoRA layer), and a full batch holds min(tenants, b)
-  of them when traffic is spread evenly;
+  batching) fill batches of b; each distinct version in a pass adds mixed_ms_per_version (each
+  LoRA layer picks every row's weights from its stack of versions: tasks/strategies/_lora_mixed.py,
+  0.08-0.15 ms a version on MiniLM where PEFT's sub-batch per version cost 3.5-3.7 ms), and a full
+  batch holds min(tenants, b) of them when traffic is spread evenly;
 - the others get about b / tenants each (the batcher takes the oldest request's version and every
   queued request for it). Versions on one shared base (IA3, prompt tuning, LoRA unmixed) pay a
   switch before a batch whenever it is for another version than the last: with traffic spread

@@ -18,6 +18,11 @@ from pathlib import Path
 # costs about 7 % (25.4 s against 27.1 s), which a user's single run does not pay (not set there).
 # Processes the tests start inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Runs created through the API (the UI's "Run") wait for the process that serves the deployment,
+# or a work pool's worker, to poll for them: every 10 s by default, so about 5 s a run, paid by
+# each run the deployment tests create. Processes the tests start poll every second.
+os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "1")
+os.environ.setdefault("PREFECT_WORKER_QUERY_SECONDS", "1")
 
 import pytest  # noqa: E402
 import yaml  # noqa: E402

@@ -50,13 +50,16 @@ def pytest_configure(config):
         os.environ["PREFECT_HOME"] = str(home)
 
 
-# The longest test files, longest first (`make test`'s --durations list, AMD EPYC, 2026-12-05:
-# test_flow about 150 s, test_e2e 108 s, test_training_processes 74 s, ...). `--dist loadfile`
-# hands files to the two workers in collection order, alphabetical by default, which left
-# test_training_processes and test_tuning for the end: one worker then ran them while the other
-# had nothing left. Longest first, the short files fill in at the end.
-LONGEST_FILES = ["test_flow.py", "test_e2e.py", "test_training_processes.py", "test_tuning.py", "test_ops_dask.py",
-                 "test_ops_resume.py", "test_data_lineage.py", "test_generation_flow.py", "test_ops_faults.py"]
+# The longest test files, longest first (per-file sums of `--durations=0` from a fresh clone, AMD
+# EPYC, 2026-12-05: test_flow 181 s, test_data_contract 109 s, test_e2e 96 s, test_training_processes
+# 91 s, test_generation_flow 62 s, ... test_data_lineage 24 s). `--dist loadfile` hands files to
+# the two workers in collection order, alphabetical by default, which left test_training_processes
+# and test_tuning for the end: one worker then ran them while the other had nothing left. Longest
+# first, the short files fill in at the end.
+LONGEST_FILES = ["test_flow.py", "test_data_contract.py", "test_e2e.py", "test_training_processes.py",
+                 "test_generation_flow.py", "test_tuning.py", "test_approval.py", "test_serving.py",
+                 "test_ops_faults.py", "test_ops_dask.py", "test_ops_resume.py", "test_access.py", "test_generation.py",
+                 "test_governance.py", "test_newcomer.py", "test_temporary_server.py", "test_data_lineage.py"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -64,7 +64,7 @@ SERVER_TESTS := tests/test_ops_deploy.py tests/test_canary_live.py tests/test_op
                 tests/test_audit_server.py tests/test_ops_ui.py
 
 test: setup system-packages
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -n 3 --dist loadfile --durations=30 tests $(addprefix --ignore=,$(SERVER_TESTS))
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -n 2 --dist loadfile --durations=30 tests $(addprefix --ignore=,$(SERVER_TESTS))
 	printf '%s\n' $(SERVER_TESTS) | PATH="$(CURDIR)/$(BIN):$$PATH" xargs -P 3 -I{} $(BIN)/pytest -q -p no:xdist {}
 
 # The docs site (mkdocs.yml) into site/: open site/index.html, no server or network needed.

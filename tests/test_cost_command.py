@@ -10,6 +10,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from conftest import fresh_store
+
 from flows.cli import main
 from tasks.config import CostSettings
 from tasks.evaluation.ownership import Measured, own
@@ -36,6 +38,7 @@ def finished_run(tmp_path_factory):
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
     tmp_path = tmp_path_factory.mktemp("cost-command")
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    fresh_store(tmp_path)
     experiment = configure(tmp_path, "cost-test")
     client = MlflowClient()
     parent = client.create_run(experiment, run_name="specialize-test", tags={"task": "classification"}).info.run_id

@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from conftest import empty_mlflow_store
+
 from tasks.config import DriftSettings
 from tasks.evaluation.drift_tests import SampleTest, drifted, label_test, length_test, mmd_test
 from tasks.outcomes.store import OutcomeStore, RequestText
@@ -99,6 +101,7 @@ def test_the_label_test_compares_the_version_with_itself(tmp_path, tiny_bert, mo
     from tasks.models.base import load_base
     from tasks.release.drift import labels_given
 
+    empty_mlflow_store(tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
@@ -132,6 +135,7 @@ def test_the_drift_check_flow_takes_the_label_reference_from_the_answering_versi
     from flows.inputs import DriftCheckInput
     from tasks.models.base import load_base
 
+    empty_mlflow_store(tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)

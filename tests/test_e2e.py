@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import env_for_subprocess, flow_run_logs
+from conftest import empty_mlflow_store, env_for_subprocess, flow_run_logs
 from mlflow.tracking import MlflowClient
 
 import mlflow
@@ -25,7 +25,7 @@ ADAPTFLOW = str(Path(sys.executable).parent / "adaptflow")
 def test_smoke_run_end_to_end(project_factory, tmp_path):
     project = project_factory()
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
-    (tmp_path / "store").mkdir()
+    empty_mlflow_store(tmp_path / "store" / "mlflow.db")
     env = env_for_subprocess(MLFLOW_TRACKING_URI=uri, PREFECT_HOME=str(tmp_path / "prefect"))
     proc = subprocess.run([ADAPTFLOW, "run", "--profile", "smoke"], cwd=project, env=env,
                           capture_output=True, text=True, timeout=900)
@@ -71,6 +71,7 @@ def test_sigterm_closes_the_mlflow_run_as_failed(project_factory, tmp_path):
 
     project = project_factory()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    empty_mlflow_store(tmp_path / "mlflow.db")   # not migrated by this process and the run's at once
     env = env_for_subprocess(MLFLOW_TRACKING_URI=uri, PREFECT_HOME=str(tmp_path / "prefect"))
     proc = subprocess.Popen([ADAPTFLOW, "run", "--profile", "smoke"], cwd=project, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import requests
-from conftest import LABELS
+from conftest import LABELS, fresh_store
 from mlflow.tracking import MlflowClient
 
 import mlflow
@@ -26,7 +26,6 @@ from tasks.serving.feedback import check_fields, feedback_row
 from tasks.serving.run import start_in_thread
 from tasks.serving.service import Service
 from tasks.tasktypes import task_type
-from tasks.tracking import use_store
 
 MODEL = "reviews-feedback"
 TOKEN_ENV = "ADAPTFLOW_TEST_FEEDBACK_TOKEN"
@@ -165,7 +164,7 @@ def registry(tmp_path_factory, tiny_bert):
 
     saved_uri = os.environ.pop("MLFLOW_TRACKING_URI", None)
     root = tmp_path_factory.mktemp("feedback")
-    uri = use_store(root)
+    uri = fresh_store(root)
     experiment = mlflow.create_experiment("feedback", artifact_location=(root / "artifacts").as_uri())
     register_version(root, load_base(str(tiny_bert)), MODEL, "lora", 1, experiment)
     promote(MlflowClient(), uri, MODEL, "ana", "first release", version="1")

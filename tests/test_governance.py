@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import env_for_subprocess
+from conftest import env_for_subprocess, fresh_store
 from mlflow.tracking import MlflowClient
 
 import mlflow
@@ -19,7 +19,6 @@ from tasks.registry.governance import (
     promote,
     rollback,
 )
-from tasks.tracking import use_store
 from conftest import read_history
 
 MODEL = "gov-model"
@@ -41,7 +40,7 @@ def store(tmp_path, monkeypatch):
     """A project folder with a sqlite store holding MODEL v1..v4 (metrics as version tags)."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     (tmp_path / "params.yaml").write_text("{}\n")
-    uri = use_store(tmp_path)
+    uri = fresh_store(tmp_path)
     exp = mlflow.create_experiment("gov", artifact_location=(tmp_path / "art").as_uri())
     for i in range(1, 5):
         with mlflow.start_run(experiment_id=exp):

@@ -10,9 +10,11 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from conftest import fresh_store
+
 from tasks.config import DataSettings, ValidationSettings
 from tasks.data.contract import RawContract, validate_raw
-from tasks.tracking import PRECISION_PREFIX, VERSION_METRIC_TAG, longest_label, unloggable_labels, use_store
+from tasks.tracking import PRECISION_PREFIX, VERSION_METRIC_TAG, longest_label, unloggable_labels
 
 
 def contract() -> RawContract:
@@ -50,7 +52,7 @@ def test_a_label_of_the_longest_length_passes_and_registers(tmp_path, monkeypatc
     assert unloggable_labels([label, "z" * 229]) == {"z" * 229: unloggable_labels(["z" * 229])["z" * 229]}
     # What the gate predicts is what MLflow does: the 228-character label's keys are accepted,
     # the 229-character one's registry tag is refused (and its run metric name is not).
-    use_store(tmp_path)
+    fresh_store(tmp_path)
     client = MlflowClient()
     client.create_registered_model("m")
     run = client.create_run(client.create_experiment("e", artifact_location=tmp_path.as_uri()))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import LABELS, ROOT
+from conftest import LABELS, ROOT, fresh_store
 
 import mlflow
 from tasks.artifacts.fetch import fetch_version
@@ -23,7 +23,6 @@ from tasks.models.base import load_base
 from tasks.models.heads import Head
 from tasks.registry import versions
 from tasks.strategies import registry
-from tasks.tracking import use_store
 
 MODEL = "provenance-model"
 
@@ -65,7 +64,7 @@ def store(tmp_path, monkeypatch, tiny_bert):
     in its strategy folder."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     (tmp_path / "params.yaml").write_text("{}\n")
-    use_store(tmp_path)
+    fresh_store(tmp_path)
     marker = tmp_path / "planted-code-ran"
     genuine = zero_shot_folder(tmp_path, tiny_bert)
     poisoned = tmp_path / "poisoned"

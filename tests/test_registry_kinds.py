@@ -7,12 +7,13 @@ import os
 import numpy as np
 from mlflow.tracking import MlflowClient
 
+from conftest import fresh_store
+
 import mlflow
 from tasks.artifacts.pyfunc import PYFUNC_ENTRY, signature
 from tasks.evaluation.record import StrategyResult
 from tasks.models.base import ResolvedBase
 from tasks.registry import versions as model_registry
-from tasks.tracking import use_store
 
 MODEL = "shared-name"
 
@@ -39,7 +40,7 @@ def candidate(tmp_path, experiment: str, score: float) -> StrategyResult:
 def test_another_projects_challenger_is_neither_rescored_nor_replaced(tmp_path):
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
     try:
-        use_store(tmp_path)
+        fresh_store(tmp_path)
         experiment = mlflow.create_experiment("kinds", artifact_location=(tmp_path / "artifacts").as_uri())
         qa = model_registry.register_best(MODEL, "val_rougeL", 0.0, {}, [candidate(tmp_path, experiment, 0.15)],
                                           {"data.source": "/home/u/qa.jsonl", "task": "generation"}, scoring("qa"))

@@ -2,6 +2,8 @@
 import re
 from html.parser import HTMLParser
 
+from conftest import empty_mlflow_store
+
 from tasks.evaluation.report import recommendation, render
 from tasks.evaluation.report_data import ReportData, StrategyRow
 
@@ -219,6 +221,7 @@ def test_a_report_that_cannot_be_written_warns_and_fails_nothing(harness, tmp_pa
 
     (tmp_path / "params.yaml").write_text(open("params.yaml").read())
     (tmp_path / "reports").write_text("a file where the reports folder belongs")
+    empty_mlflow_store(tmp_path / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     client = MlflowClient()

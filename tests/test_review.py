@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import LABELS, ROOT, saved_version
+from conftest import LABELS, ROOT, fresh_store, saved_version
 from mlflow.tracking import MlflowClient
 
 import mlflow
@@ -201,8 +201,7 @@ def make_store(root: Path, tiny_bert: Path, rows: int = 48):
     MODEL v1 (@champion) and v2 (@challenger): LoRA on the tiny BERT, random seeded weights."""
     from tasks.models.base import load_base
     from tasks.registry.governance import promote
-    from tasks.tracking import use_store
-
+    
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     processed = root / params["data"]["processed_dir"]
@@ -211,7 +210,7 @@ def make_store(root: Path, tiny_bert: Path, rows: int = 48):
     pd.DataFrame({"text": [f"{TEXTS[k % len(TEXTS)]} #{k}" for k in range(rows)], "label": labels}).to_parquet(
         processed / "test.parquet", index=False)
     md5 = hashlib.md5((processed / "test.parquet").read_bytes()).hexdigest()
-    uri = use_store(root)
+    uri = fresh_store(root)
     experiment = mlflow.create_experiment("review-tests", artifact_location=(root / "artifacts").as_uri())
     base = load_base(str(tiny_bert))
     for seed in (1, 2):

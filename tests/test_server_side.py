@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import env_for_subprocess
+from conftest import env_for_subprocess, fresh_store
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -17,7 +17,6 @@ from flows import server_side
 from flows.inputs import DataInput, PromoteInput, RollbackInput, SpecializeInput
 from flows.server_side import ServerSideError
 from tasks.registry.errors import GovernanceError
-from tasks.tracking import use_store
 
 ADAPTFLOW = str(Path(sys.executable).parent / "adaptflow")
 MODEL = "side-model"
@@ -37,7 +36,7 @@ def project(tmp_path, monkeypatch):
     root = tmp_path / "project"
     root.mkdir()
     (root / "params.yaml").write_text(f"project:\n  pipeline_account: {PIPELINE}\n")
-    uri = use_store(root)
+    uri = fresh_store(root)
     client = MlflowClient()
     client.create_registered_model(MODEL)
     for _ in range(2):

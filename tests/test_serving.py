@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from conftest import LABELS, ROOT, env_for_subprocess
+from conftest import LABELS, ROOT, env_for_subprocess, fresh_store
 from mlflow.tracking import MlflowClient
 
 import mlflow
@@ -39,7 +39,6 @@ from tasks.serving.follow import Change, plan_changes
 from tasks.serving.run import free_port, start_in_thread
 from tasks.serving.service import Service, ServingError
 from tasks.strategies import registry
-from tasks.tracking import use_store
 from tasks.training.loop import LoopConfig, seed_everything, train
 
 ADAPTER_MODEL, FULL_MODEL = "reviews-lora", "reviews-full"
@@ -187,7 +186,7 @@ def store(tmp_path_factory, tiny_bert):
     holding no alias. FULL_MODEL v1: a full fine-tune. @champion = v1 of each."""
     saved_uri = os.environ.pop("MLFLOW_TRACKING_URI", None)
     root = tmp_path_factory.mktemp("serving")
-    uri = use_store(root)
+    uri = fresh_store(root)
     experiment = mlflow.create_experiment("serving", artifact_location=(root / "artifacts").as_uri())
     base = load_base(str(tiny_bert))
     versions = {f"v{i}": register_version(root, base, ADAPTER_MODEL, "lora", seed, experiment, fp)

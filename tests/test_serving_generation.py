@@ -15,6 +15,8 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
+from conftest import fresh_store
+
 import mlflow
 from tasks.artifacts.fetch import fetch_version
 from tasks.artifacts.manifest import Manifest, params_dict
@@ -31,7 +33,6 @@ from tasks.registry.governance import promote, rollback
 from tasks.serving.run import start_in_thread
 from tasks.serving.service import Service
 from tasks.strategies import registry
-from tasks.tracking import use_store
 from tasks.training.loop import LoopConfig, seed_everything, train
 
 MODEL = "headlines-lora"
@@ -69,7 +70,7 @@ def register(tmp, base, seed: int, experiment: str) -> str:
 def store(tmp_path_factory, tiny_llama):
     saved_uri = os.environ.pop("MLFLOW_TRACKING_URI", None)
     root = tmp_path_factory.mktemp("serving-generation")
-    uri = use_store(root)
+    uri = fresh_store(root)
     experiment = mlflow.create_experiment("serving", artifact_location=(root / "artifacts").as_uri())
     base = load_base(str(tiny_llama))
     for seed in (1, 2):

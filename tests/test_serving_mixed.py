@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from conftest import saved_version
+from conftest import fresh_store, saved_version
 from mlflow.tracking import MlflowClient
 
 import mlflow
@@ -21,7 +21,6 @@ from tasks.serving.batching import Batcher, pick_batch
 from tasks.serving.pool import Pool
 from tasks.serving.run import start_in_thread
 from tasks.serving.service import Service
-from tasks.tracking import use_store
 
 TEXTS = ["a gripping, beautifully acted film", "dull and far too long", "fine", "I laughed, I cried",
          "not my kind of thing at all, though the lead is good"]
@@ -110,7 +109,7 @@ def registry_store(tmp_path_factory, tiny_bert):
 
     saved_uri = os.environ.pop("MLFLOW_TRACKING_URI", None)
     root = tmp_path_factory.mktemp("mixed")
-    uri = use_store(root)
+    uri = fresh_store(root)
     experiment = mlflow.create_experiment("mixed", artifact_location=(root / "artifacts").as_uri())
     base = load_base(str(tiny_bert))
     for seed in (1, 2, 3):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, fresh_store
 from mlflow.tracking import MlflowClient
 
 import mlflow
@@ -126,7 +126,7 @@ def test_the_registry_registers_what_the_report_recommends_when_the_top_scorer_i
     from tasks.registry import versions
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    use_store(tmp_path)
+    fresh_store(tmp_path)
     experiment = mlflow.create_experiment("one-rule", artifact_location=(tmp_path / "artifacts").as_uri())
     budgets = {"max_artifact_bytes": 5e7}
     metrics = {"full_finetune": {"val_macro_f1": 0.90, "test_macro_f1": 0.70, "artifact_bytes": 9e7},

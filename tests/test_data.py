@@ -207,3 +207,23 @@ def test_a_file_that_is_not_parquet_is_a_finding_not_a_traceback(tmp_path):
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
     read, problems = read_table(tmp_path / "bad.parquet", "parquet")
     assert read.empty and [p.check for p in problems] == ["file_is_parquet"]
+
+
+def test_the_gates_token_counts_are_what_the_tokenizer_gives(tiny_bert):
+    """The split gate counts tokens through the Rust tokenizer directly (tasks/data/steps.py:
+    _token_counter); each count must be the transformers tokenizer's own, special tokens
+    included, also past the model's maximum length and for empty or unusual texts."""
+    from conftest import ROOT
+
+    from tasks.config import load_settings
+    from tasks.data.steps import _token_counter
+    from tasks.models.base import load_base
+    from tasks.models.loading import load_tokenizer, quiet_transformers
+
+    texts = ["a fine film", "", "  ", "Ça coûte 5 € — naïve café 🎬🍿", "don't STOP!!! ...",
+             " ".join(["unbelievably"] * 700), "x" * 3000, "tab\tand\nnewline", "日本語のレビュー"]
+    count = _token_counter(load_base(str(tiny_bert)), load_settings(str(ROOT / "params.yaml")))
+    with quiet_transformers():
+        expected = [len(ids) for ids in load_tokenizer(tiny_bert)(texts, truncation=False)["input_ids"]]
+    assert count(texts) == expected
+    assert max(expected) > 512 and count([]) == []

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from tasks.config import DataSettings, write_dataset_params
-from tasks.data.prepare import SPLITS
+from tasks.data.splits import SPLITS
 from tasks.errors import UserError
 
 DATA_PARAMS = "data-params.yaml"   # generated; dvc.yaml reads it; commit it with dvc.lock
@@ -22,7 +22,7 @@ DATA_PARAMS = "data-params.yaml"   # generated; dvc.yaml reads it; commit it wit
 # hash, a param of `prepare` (a new feedback version re-runs it; no table is no dependency).
 STAGE_KEYS = ("source_file", "raw_path", "stage_code", "feedback_file", "feedback_md5")
 # What the prepare stage runs (python -m tasks.data.stages), in the installed adaptflow.
-STAGE_MODULES = ("prepare.py", "stages.py", "source.py", "feedback.py", "text.py")
+STAGE_MODULES = ("prepare.py", "stages.py", "source.py", "feedback.py", "text.py", "splits.py")
 
 
 class DataPipelineError(RuntimeError, UserError):

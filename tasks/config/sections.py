@@ -278,6 +278,10 @@ class EvaluationSettings:
     learning_curve_strategies: list[str] = field(default_factory=list)
     learning_curve_sizes: list[int] = field(default_factory=list)
     merged_latency: bool = True
+    # Speed (classification; generation's is generation.latency_examples): p50/p95 latency over
+    # this many one-example calls, throughput over this many batches of 32 test examples.
+    latency_examples: int = 40
+    throughput_batches: int = 4
     # More seeds: each strategy trains once more per seed (after its run), and the run logs the
     # mean and std of its validation and test scores over all of them (noise to set a gap against).
     seeds: list[int] = field(default_factory=list)
@@ -288,6 +292,8 @@ class EvaluationSettings:
         require(8 <= self.forgetting_max_length <= 512, "forgetting_max_length must be between 8 and 512")
         require(all(n > 0 for n in self.learning_curve_sizes), "learning_curve_sizes must be positive")
         require(len(set(self.seeds)) == len(self.seeds), "seeds must not repeat")
+        require(self.latency_examples >= 1 and self.throughput_batches >= 1,
+                "latency_examples and throughput_batches must be at least 1")
 
     @property
     def measures_forgetting(self) -> bool:

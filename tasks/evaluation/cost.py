@@ -99,13 +99,14 @@ class PeakRSS:
 
 
 @torch.no_grad()
-def merged_speed_metrics(model: nn.Module, merge, data: Encoded, pad_id: int) -> dict[str, float]:
+def merged_speed_metrics(model: nn.Module, merge, data: Encoded, pad_id: int, singles: int = 40,
+                         batches: int = 4) -> dict[str, float]:
     """Latency and throughput of the merged copy, measured exactly like the adapter's, and the
     largest logit difference between the two on a batch of test examples (should be ~1e-6)."""
     merged = merge(model)
     batch = on_device(collate(data.input_ids[:32], pad_id), model)
     diff = (merged(**batch).logits - model(**batch).logits).abs().max().item()
-    speed = {f"merged_{k}": v for k, v in asdict(measure_speed(merged, data, pad_id)).items()}
+    speed = {f"merged_{k}": v for k, v in asdict(measure_speed(merged, data, pad_id, singles, batches)).items()}
     return speed | {"merged_max_abs_logit_diff": diff}
 
 

@@ -23,6 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.ops.collector import freeze_loaded
 from tasks.training.context import RunContext
 
 
@@ -170,6 +171,7 @@ def wait_for_job() -> int:
 
     apply_offline_defaults()
     _warm_up()
+    freeze_loaded()
     line = sys.stdin.readline().rstrip("\n")
     if not line:   # not needed: the flow closed our stdin
         return 0
@@ -186,6 +188,8 @@ def main(job_file: str, out_file: str) -> int:
     job: Job = pickle.loads(Path(job_file).read_bytes())
     import mlflow
     from tasks.training.run import run_strategy
+
+    freeze_loaded()
 
     mlflow.set_tracking_uri(job.tracking_uri)
     mlflow.set_registry_uri(job.tracking_uri)

@@ -169,7 +169,7 @@ def compute_classification(inputs: StrategyInputs, settings: Settings) -> Outcom
         metrics |= details.metrics
         if variants is not None:   # the intervals belong to the mean over variants
             metrics |= variant_mean_intervals(test.labels, variants.test_preds, len(inputs.labels), cfg.seed)
-        speed = measure_speed(model, test, inputs.pad_id)
+        speed = measure_speed(model, test, inputs.pad_id, ev.latency_examples, ev.throughput_batches)
         measure = inputs.strategy.retrieval_metrics   # a retrieving strategy: the index and what a query costs
         if measure is not None:
             metrics |= measure(model, list(test.sources[:100]), inputs.tokenizer, None)
@@ -185,7 +185,8 @@ def compute_classification(inputs: StrategyInputs, settings: Settings) -> Outcom
     metrics |= forgetting_metrics(model, inputs.strategy.trains, inputs.base, inputs.head, inputs.tokenizer,
                                   ev, cfg.seed)
     if inputs.strategy.merge is not None and ev.merged_latency:
-        metrics |= merged_speed_metrics(model, inputs.strategy.merge, test, inputs.pad_id)
+        metrics |= merged_speed_metrics(model, inputs.strategy.merge, test, inputs.pad_id,
+                                        ev.latency_examples, ev.throughput_batches)
     curve = None
     if inputs.name in ev.learning_curve_strategies:
         curve = learning_curve_points(replace(inputs, params=params), cfg, ev.learning_curve_sizes)

@@ -540,7 +540,6 @@ def _run_flow(args, server) -> int:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.specialize import specialize
-
     from tasks.ops.collector import freeze_loaded
 
     if server is not None:

@@ -72,8 +72,8 @@ def pytest_runtest_setup(item):
     MLflow, Prefect, Great Expectations: about 775,000 after their imports) and every full
     collection walked them again: 320 ms each after the imports alone (AMD EPYC); test_approval and
     test_report spent 4.4 of 70.8 s in the collector, and a run's switch-cost measurement (its
-    gc.collect) 28 s of py-spy's samples over the suite. What the previous file's fixtures left is collected first, so
-    nothing that is garbage now is frozen."""
+    gc.collect) 28 s of py-spy's samples over the suite. What the previous file's fixtures left
+    is collected first, so nothing that is garbage now is frozen."""
     import gc
 
     if item.path != _frozen_after[0]:

@@ -201,7 +201,7 @@ def make_store(root: Path, tiny_bert: Path, rows: int = 48):
     MODEL v1 (@champion) and v2 (@challenger): LoRA on the tiny BERT, random seeded weights."""
     from tasks.models.base import load_base
     from tasks.registry.governance import promote
-    
+
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     processed = root / params["data"]["processed_dir"]

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from tasks.config import DataSettings
-from tasks.data.text import normalise  # noqa: F401  (tasks.data.prepare.normalise: the contract's import)
 from tasks.data.splits import SPLITS
+from tasks.data.text import normalise  # noqa: F401  (tasks.data.prepare.normalise: the contract's import)
 from tasks.errors import UserError
 
 # Values accepted in a user's split column; anything else is a validation error.

@@ -42,7 +42,7 @@ def size_metrics(model: nn.Module) -> dict[str, float]:
 
 
 @torch.no_grad()
-def measure_speed(model: nn.Module, data: Encoded, pad_id: int, singles: int = 40, batches: int = 4,
+def measure_speed(model: nn.Module, data: Encoded, pad_id: int, singles: int, batches: int,
                   batch_size: int = 32) -> Speed:
     """p50/p95 over `singles` one-example calls, and examples/s over `batches` calls of 32,
     on real test examples (the first ones, so every strategy sees the same inputs)."""
@@ -99,8 +99,8 @@ class PeakRSS:
 
 
 @torch.no_grad()
-def merged_speed_metrics(model: nn.Module, merge, data: Encoded, pad_id: int, singles: int = 40,
-                         batches: int = 4) -> dict[str, float]:
+def merged_speed_metrics(model: nn.Module, merge, data: Encoded, pad_id: int, singles: int,
+                         batches: int) -> dict[str, float]:
     """Latency and throughput of the merged copy, measured exactly like the adapter's, and the
     largest logit difference between the two on a batch of test examples (should be ~1e-6)."""
     merged = merge(model)

@@ -1,6 +1,6 @@
 """Where one training step's time goes, per strategy: data (the next padded batch), forward (with
 the loss), backward, optimizer (AdamW step, schedule, zero_grad), timed apart on adaptflow's own
-parts (the strategy's model, `epoch_loader`, accelerate, `make_optimizer`, `batch_loss`), fp32, the
+parts (the strategy's model, `epoch_loader`, accelerate, `make_optimizer`, `forward_loss`), fp32, the
 default data and params. Then torch's profiler over a few steps of each: the operators that take
 the most CPU time (matmuls against the rest).
 
@@ -52,7 +52,7 @@ def setup(name: str, data: Data, settings, steps: int):
 
 def timed_steps(acc, wrapped, optimizer, scheduler, loader) -> dict[str, list[float]]:
     """Seconds per phase for every step after the warm-up."""
-    from tasks.training.loop import batch_loss
+    from tasks.training.losses import forward_loss
 
     times: dict[str, list[float]] = {p: [] for p in PHASES}
     batches = iter(loader)
@@ -64,7 +64,7 @@ def timed_steps(acc, wrapped, optimizer, scheduler, loader) -> dict[str, list[fl
             return times
         labels = batch.pop("labels")
         t1 = time.perf_counter()
-        loss = batch_loss(wrapped(**batch).logits, labels)
+        loss = forward_loss(wrapped, acc.unwrap_model(wrapped), batch, labels)
         t2 = time.perf_counter()
         acc.backward(loss)
         t3 = time.perf_counter()
@@ -83,14 +83,14 @@ def top_operators(acc, wrapped, optimizer, scheduler, loader, steps: int = 6, to
     """torch.profiler over `steps` steps: the operators with the most self CPU time."""
     from torch.profiler import ProfilerActivity, profile
 
-    from tasks.training.loop import batch_loss
+    from tasks.training.losses import forward_loss
 
     batches = iter(loader)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             batch = next(batches)
             labels = batch.pop("labels")
-            acc.backward(batch_loss(wrapped(**batch).logits, labels))
+            acc.backward(forward_loss(wrapped, acc.unwrap_model(wrapped), batch, labels))
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

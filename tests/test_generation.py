@@ -17,7 +17,7 @@ from tasks.models.heads import Head
 from tasks.models.loading import load_tokenizer
 from tasks.models.prompts import PromptFormat, encode_pairs
 from tasks.strategies import registry
-from tasks.training.loop import batch_loss, loss_count
+from tasks.training.losses import batch_loss, loss_count
 
 ROOT = Path(__file__).resolve().parents[1]
 FMT = PromptFormat("You are a sub-editor.", "Write the headline.")
@@ -55,6 +55,65 @@ def test_loss_is_on_target_tokens_only(tiny_llama):
     changed[0, : int(data.prompt_lengths[0]) - 1] = torch.randn_like(changed[0, : int(data.prompt_lengths[0]) - 1])
     assert torch.allclose(batch_loss(logits, labels), batch_loss(changed, labels))
     assert loss_count(labels) == sum(len(r) - int(p) for r, p in zip(data.input_ids, data.prompt_lengths))
+
+
+@pytest.mark.parametrize("name", ["full_finetune", "lora", "ia3", "prompt_tuning", "prefix_tuning"])
+def test_the_lm_head_on_target_positions_gives_the_full_logits_loss_and_gradients(name, tiny_llama):
+    from tasks.models.encoding import batches
+    from tasks.training.losses import forward_loss
+
+    tok = load_tokenizer(tiny_llama)
+    data = encode_pairs(tok, FMT, ["a long input text here and more", "short", "mid length input"],
+                        ["the target", "x", "a longer target text"], 64, 16)
+    _, inputs, labels = next(iter(batches(data, 3, tok.pad_token_id)))
+    assert (labels[:, 1:] == -100).float().mean() > 0.5   # most positions carry no loss
+    torch.manual_seed(0)
+    strategy = registry.get(name, "generation")
+    overrides = {"lora": {"target_modules": ["q_proj", "v_proj"]},
+                 "ia3": {"target_modules": ["k_proj", "v_proj", "down_proj"], "feedforward_modules": ["down_proj"]}}
+    model = strategy.build(str(tiny_llama), Head.for_task("generation", instruction="x"),
+                           strategy.parse_params(overrides.get(name, {}))).eval()   # no dropout draws
+    trained = [p for p in model.parameters() if p.requires_grad]
+
+    def loss_and_grads(loss_of):
+        model.zero_grad()
+        loss = loss_of()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in trained]
+
+    full, full_grads = loss_and_grads(lambda: batch_loss(model(**inputs).logits, labels))
+    narrow, narrow_grads = loss_and_grads(lambda: forward_loss(model, model, inputs, labels))
+    torch.testing.assert_close(narrow, full, rtol=1e-6, atol=1e-6)
+    for a, b in zip(narrow_grads, full_grads):   # sums of the same terms in another order: rounding
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
+    summed = forward_loss(model, model, inputs, labels, reduction="sum")
+    torch.testing.assert_close(summed / loss_count(labels), full, rtol=1e-6, atol=1e-6)
+    assert not model.get_output_embeddings()._forward_pre_hooks   # the narrowing ends with the pass
+    # Other targets: the same as the full logits give for them, and another loss.
+    shifted = torch.roll(labels, 1, dims=1)
+    with torch.no_grad():
+        moved = forward_loss(model, model, inputs, shifted).item()
+        assert moved == pytest.approx(batch_loss(model(**inputs).logits, shifted).item(), rel=1e-6)
+    assert moved != pytest.approx(full.item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("name", ["full_finetune", "prompt_tuning"])
+def test_forgetting_features_skip_the_lm_head_and_are_the_last_hidden_layers_mean(name, tiny_llama):
+    from tasks.evaluation.forgetting import features
+    from tasks.models.encoding import encode
+
+    tok = load_tokenizer(tiny_llama)
+    data = encode(tok, ["one short text", "a somewhat longer text than that", "x"], np.zeros(3, dtype=np.int64), 32)
+    strategy = registry.get(name, "generation")
+    model = strategy.build(str(tiny_llama), Head.for_task("generation", instruction="x"), strategy.parse_params({}))
+    calls = []
+    model.get_output_embeddings().register_forward_hook(lambda _m, _a, out: calls.append(tuple(out.shape)))
+    got = features(model, data, tok.pad_token_id, batch_size=2)
+    assert calls and all(shape[1] == 0 for shape in calls)   # the head multiplied no position
+    for i, ids in enumerate(data.input_ids):   # each text alone, no padding, the head as it is
+        with torch.no_grad():
+            hidden = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[-1]
+        np.testing.assert_allclose(got[i], hidden[0, -len(ids):].mean(0).numpy(), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["full_finetune", "partial_finetune", "lora", "ia3", "prompt_tuning",

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tasks.models.encoding import Encoded, collate, collate_packed, pack_rows
-from tasks.training.loop import batch_loss
+from tasks.training.losses import batch_loss
 
 
 def test_rows_are_filled_first_fit_and_never_wider_than_asked():

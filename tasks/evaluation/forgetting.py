@@ -24,6 +24,7 @@ from tasks.config import EvaluationSettings
 from tasks.models.base import ResolvedBase
 from tasks.models.heads import Head
 from tasks.models.encoding import Encoded, batches, encode, on_device
+from tasks.models.lm_head import head_at
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ def features(model: nn.Module, data: Encoded, pad_id: int, batch_size: int = 32)
     out: np.ndarray | None = None
     for idx, inputs, _ in batches(data, batch_size, pad_id):
         inputs = on_device(inputs, model)
-        hidden = model(**inputs, output_hidden_states=True).hidden_states[-1].float()
+        with head_at(model, None):   # a causal LM's logits are not read: its head is skipped
+            hidden = model(**inputs, output_hidden_states=True).hidden_states[-1].float()
         mask = inputs["attention_mask"]
         # Prompt tuning prepends virtual tokens: the example's own positions are the last ones.
         hidden = hidden[:, -mask.shape[1]:]

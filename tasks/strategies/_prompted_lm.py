@@ -51,6 +51,11 @@ class PromptedLM(nn.Module):
     def generate(self, **kwargs):
         return self.lm.generate(**kwargs)
 
+    def get_output_embeddings(self) -> nn.Module:
+        """The LM's head: validation perplexity runs it on the target positions only
+        (tasks/models/lm_head.py), not on every token of the demonstrations before them."""
+        return self.lm.get_output_embeddings()
+
     def _prefix_cache(self):
         if self._cache is None:
             with torch.no_grad():

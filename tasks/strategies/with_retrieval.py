@@ -111,6 +111,10 @@ class Retrieving(nn.Module):
     def generate(self, **kwargs):
         return self.inner.generate(**kwargs)
 
+    def get_output_embeddings(self) -> nn.Module | None:
+        """The inner model's LM head, which the training loss narrows (tasks/models/lm_head.py)."""
+        return self.inner.get_output_embeddings()
+
     def get_base_model(self) -> nn.Module:
         """The transformers model under any adapter wrapper (train.gradient_checkpointing)."""
         return self.inner.get_base_model() if hasattr(self.inner, "get_base_model") else self.inner

@@ -23,6 +23,7 @@ from tasks.models.encoding import Encoded, batches
 from tasks.training import checkpoint
 from tasks.training.checkpoint import TrainingState
 from tasks.training.loader import epoch_loader
+from tasks.training.losses import forward_loss, loss_count
 
 
 @dataclass(frozen=True)
@@ -76,23 +77,6 @@ def make_accelerator(cfg: LoopConfig):
                        gradient_accumulation_steps=cfg.grad_accum_steps)
 
 
-def batch_loss(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy of one batch. Class ids (one per example): over the classes. Token ids per
-    position (generation, -100 = no loss): next-token prediction on the target tokens only; the
-    logits may start with positions the labels lack (PEFT prompt tuning's virtual tokens), so
-    the last labels.shape[1] positions are the ones that line up."""
-    if labels.dim() == 1:
-        return nn.functional.cross_entropy(logits.float(), labels, reduction=reduction)
-    logits = logits[:, -labels.shape[1]:-1]
-    return nn.functional.cross_entropy(logits.float().flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100,
-                                       reduction=reduction)
-
-
-def loss_count(labels: torch.Tensor) -> int:
-    """How many predictions a batch's loss averages over: examples, or target tokens."""
-    return len(labels) if labels.dim() == 1 else int((labels[:, 1:] != -100).sum())
-
-
 @torch.no_grad()
 def mean_loss(model: nn.Module, data: Encoded, batch_size: int, pad_id: int, accelerator=None) -> float:
     """Mean cross-entropy over `data` (per example, or per target token for generation: its exp is
@@ -105,8 +89,8 @@ def mean_loss(model: nn.Module, data: Encoded, batch_size: int, pad_id: int, acc
     for i, (_, inputs, labels) in enumerate(batches(data, batch_size, pad_id)):
         if i % world != rank:
             continue
-        logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits
-        total += batch_loss(logits, labels.to(device), reduction="sum").item()
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        total += forward_loss(model, model, inputs, labels.to(device), reduction="sum").item()
         n += loss_count(labels)
     if world > 1:
         sums = accelerator.reduce(torch.tensor([total, float(n)], device=device, dtype=torch.float64), "sum")
@@ -224,7 +208,7 @@ def _step(loop: _Loop, batch: dict, state: TrainingState) -> bool:
     labels = batch.pop("labels")
     examples = batch.pop("examples", None)   # packed rows hold more examples than rows
     with acc.accumulate(loop.wrapped):
-        loss = batch_loss(loop.wrapped(**batch).logits, labels)
+        loss = forward_loss(loop.wrapped, loop.model, batch, labels)
         acc.backward(loss)
         loop.optimizer.step()
         loop.scheduler.step()

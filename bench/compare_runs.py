@@ -1,6 +1,8 @@
 """Did a change move results beyond noise? Paired comparison of two `adaptflow run`s on the same
-data version: per strategy, test accuracy of each and McNemar's exact test on their per-example
-predictions (each strategy's test_predictions.json artifact).
+data version, per strategy. Classification: test accuracy of each and McNemar's exact test on
+their per-example predictions (test_predictions.json). Generation: test ROUGE-L of each, how
+many outputs are identical, and a paired permutation test on per-example ROUGE-L
+(test_outputs.json).
 
   .venv/bin/python bench/compare_runs.py RUN_A RUN_B [--store-a DIR] [--store-b DIR]
 
@@ -32,12 +34,39 @@ def predictions(store: Path, parent: str) -> dict[str, dict]:
         name = run.data.tags.get("strategy")
         if run.info.status != "FINISHED" or not name:
             continue
-        try:
-            path = client.download_artifacts(run.info.run_id, "test_predictions.json")
-        except Exception:   # runs logged before the artifact existed
-            continue
-        out[name] = json.loads(Path(path).read_text())
+        for artifact in ("test_predictions.json", "test_outputs.json"):
+            try:
+                path = client.download_artifacts(run.info.run_id, artifact)
+            except Exception:   # the other task's artifact, or a run from before it existed
+                continue
+            out[name] = json.loads(Path(path).read_text())
     return out
+
+
+def classification_row(name: str, a: dict, b: dict) -> dict | None:
+    from tasks.evaluation.statistics import mcnemar
+
+    ya, yb = np.array(a["y_true"]), np.array(b["y_true"])
+    if not np.array_equal(ya, yb):
+        return None
+    ca, cb = np.array(a["y_pred"]) == ya, np.array(b["y_pred"]) == yb
+    test = mcnemar(ca, cb)
+    return {"strategy": name, "accuracy_a": float(ca.mean()), "accuracy_b": float(cb.mean()),
+            "points": 100 * float(cb.mean() - ca.mean()), "only_a_right": test.only_a_correct,
+            "only_b_right": test.only_b_correct, "mcnemar_p": test.p_value}
+
+
+def generation_row(name: str, a: dict, b: dict) -> dict | None:
+    from tasks.evaluation.text_metrics import paired_permutation_p
+
+    ea, eb = a["examples"], b["examples"]
+    if [(x["input"], x["reference"]) for x in ea] != [(x["input"], x["reference"]) for x in eb]:
+        return None
+    ra, rb = np.array([x["rougeL"] for x in ea]), np.array([x["rougeL"] for x in eb])
+    return {"strategy": name, "rougeL_a": float(ra.mean()), "rougeL_b": float(rb.mean()),
+            "difference": float(rb.mean() - ra.mean()),
+            "same_outputs": f"{sum(x['output'] == y['output'] for x, y in zip(ea, eb))}/{len(ea)}",
+            "permutation_p": paired_permutation_p(ra, rb)}
 
 
 def main() -> None:
@@ -47,21 +76,15 @@ def main() -> None:
     parser.add_argument("--store-a", default="mlflow")
     parser.add_argument("--store-b")
     args = parser.parse_args()
-    from tasks.evaluation.statistics import mcnemar
-
     a = predictions(Path(args.store_a).resolve(), args.run_a)
     b = predictions(Path(args.store_b or args.store_a).resolve(), args.run_b)
     rows = []
     for name in sorted(set(a) & set(b)):
-        ya, yb = np.array(a[name]["y_true"]), np.array(b[name]["y_true"])
-        if not np.array_equal(ya, yb):
+        row = (generation_row if "examples" in a[name] else classification_row)(name, a[name], b[name])
+        if row is None:
             print(f"{name}: different test examples, not compared")
-            continue
-        ca, cb = np.array(a[name]["y_pred"]) == ya, np.array(b[name]["y_pred"]) == yb
-        test = mcnemar(ca, cb)
-        rows.append({"strategy": name, "accuracy_a": float(ca.mean()), "accuracy_b": float(cb.mean()),
-                     "points": 100 * float(cb.mean() - ca.mean()), "only_a_right": test.only_a_correct, "only_b_right": test.only_b_correct,
-                     "mcnemar_p": test.p_value})
+        else:
+            rows.append(row)
     print(table(rows) if rows else "no strategy with predictions in both runs")
 
 

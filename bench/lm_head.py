@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, default_splits, interleaved, machine, median, table, write  # noqa: E402
+from bench.common import ROOT, default_splits, interleaved, median, table, write  # noqa: E402
 
 WAYS = ("full logits", "target positions")
 
@@ -60,7 +60,7 @@ def main() -> None:
         print(f"  target positions: step {detail[name]['step_speedup']:.2f}x, check {detail[name]['check_speedup']:.2f}x",
               flush=True)
     print("\n" + table(rows))
-    write("lm_head", {"machine": machine(), "steps": args.steps, "repeats": args.repeats, "rows": rows,
+    write("lm_head", {"steps": args.steps, "repeats": args.repeats, "rows": rows,
                       "strategies": detail})
 
 

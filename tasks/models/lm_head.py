@@ -13,9 +13,11 @@ from torch import nn
 
 
 def output_head(model: nn.Module) -> nn.Module | None:
-    """The model's LM head, or None (a classifier, a model without one)."""
+    """The model's LM head, or None (a classifier, a model without one; the `adapters` library
+    gives a list for several active heads: not narrowed)."""
     get = getattr(model, "get_output_embeddings", None)
-    return get() if callable(get) else None
+    head = get() if callable(get) else None
+    return head if isinstance(head, nn.Module) else None
 
 
 def head_at(model: nn.Module, keep: torch.Tensor | None) -> ContextManager[None]:

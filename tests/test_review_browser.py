@@ -32,11 +32,11 @@ def scripted(item_id: str, reviewer: str, differ: frozenset[str] = frozenset()) 
     items, but ben picks A where ana picks B on some, and differs on the items in `differ`, so
     kappa is neither 0 nor 1 whatever ids a session draws) and the tags' numbers (1-4)."""
     h = int(item_id, 16)
-    choice = ["A", "B", "B", "tie", "bad", "A", "B"][h % 7]
+    anas = choice = ["A", "B", "B", "tie", "bad", "A", "B"][h % 7]
     if reviewer == "ben" and choice == "B" and h % 2:
         choice = "A"
-    if reviewer == "ben" and item_id in differ:
-        choice = "B" if choice == "A" else "A"
+    if reviewer == "ben" and item_id in differ:   # against ana's pick, not the line above's (it flipped
+        choice = "B" if anas == "A" else "A"      # an odd B to A and back, and kappa was 1.0 once)
     return choice, [1 + h % 4] if h % 3 == 0 else []
 
 

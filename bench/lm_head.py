@@ -77,6 +77,7 @@ class _Bench:
         self.data = self.inputs.splits["train"].select(list(range(steps * bs)))
         self.losses: dict[str, list[float]] = {way: [] for way in WAYS}
         self.val: dict[str, float] = {}
+        self._checked = None   # a check changes no weight: one model read from disk serves every check
 
     def _model(self):
         from tasks.training.loop import seed_everything
@@ -121,7 +122,9 @@ class _Bench:
         from tasks.models.encoding import batches
         from tasks.training.losses import loss_count
 
-        model, val = self._model().eval(), self.inputs.splits["validation"]
+        if self._checked is None:
+            self._checked = self._model().eval()
+        model, val = self._checked, self.inputs.splits["validation"]
         start, total, n = time.perf_counter(), 0.0, 0
         with torch.no_grad():
             for _, inputs, labels in batches(val, self.settings.train.batch_size * 4, self.inputs.pad_id):

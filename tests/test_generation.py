@@ -1,10 +1,12 @@
 """Generation on a tiny random Llama (SmolLM2's tokenizer and chat template): the loss is on the
 target tokens only; every generation strategy trains a step (or prompts), saves, reloads and
-generates the same tokens; few-shot's cached prefix generates what the full prompt does."""
+generates the same tokens; batched generation with a cached prefix generates what each
+whole prompt does alone."""
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -150,19 +152,91 @@ def test_each_generation_strategy_trains_saves_reloads_and_generates_the_same(na
     assert again.outputs == outcome.details.outputs
 
 
-def test_few_shot_prefix_cache_generates_what_the_full_prompt_does(tiny_llama):
+def _one_at_a_time(lm, tok, fmt: PromptFormat, texts: list[str], max_new_tokens: int) -> list[str]:
+    """The reference: each whole prompt alone (no padding, no cached prefix, linear layers as
+    they are), through the model's own generate."""
+    from tasks.models.prompts import cut_at_end, end_ids, prompt_ids
+
+    out, eos = [], end_ids(tok)
+    for text in texts:
+        ids = torch.tensor([prompt_ids(tok, fmt, text, 1 << 20)])
+        with torch.no_grad():
+            row = lm.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                              do_sample=False, num_beams=1, pad_token_id=tok.pad_token_id, eos_token_id=eos)
+        out.append(tok.decode(cut_at_end(row[0, ids.shape[1]:].tolist(), eos), skip_special_tokens=True,
+                              clean_up_tokenization_spaces=False).strip())
+    return out
+
+
+def _generation_model(name: str, tiny_llama: Path):
+    """(the model generate_texts gets, the causal LM under it, its prompt format)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    if name in ("zero_shot", "few_shot"):
+        params = registry.get(name, "generation").parse_params(
+            {"instruction": "Write the headline.", "system_prompt": "Be brief."} | (
+                {"k": 2, "demonstrations": [["first story text", "first"], ["second story", "second"]]}
+                if name == "few_shot" else {}))
+        model = registry.get(name, "generation").build(tiny_llama, Head("generation"), params)
+        return model, model.lm, model.prompt_format
+    torch.manual_seed(1)
+    lm = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    if name == "lora":   # B initialised at random too, so the adapter changes every projection
+        lm = get_peft_model(lm, LoraConfig(task_type="CAUSAL_LM", target_modules=["q_proj", "v_proj", "down_proj"],
+                                           r=4, init_lora_weights=False)).eval()
+    return lm, lm, FMT
+
+
+@pytest.mark.parametrize("name", ["full_finetune", "lora", "zero_shot", "few_shot"])
+def test_batched_generation_with_a_cached_prefix_generates_what_each_whole_prompt_does(name, tiny_llama):
+    """generate_texts (prompts sorted into left-padded batches, the shared prefix's cache where
+    the model allows it, linear layers on few rows flipped) against each whole prompt alone."""
     from tasks.evaluation.generate import generate_texts
-    from tasks.strategies.few_shot_generation import FewShotGenerationParams, build
+    from tasks.models.prefix_cache import caches_prefix, shared_prefix
 
     tok = load_tokenizer(tiny_llama)
-    params = FewShotGenerationParams(instruction="Write the headline.", system_prompt="Be brief.", k=2,
-                                     demonstrations=[["first story text", "first"], ["second story", "second"]])
-    model = build(tiny_llama, Head("generation"), params)
-    texts = ["a story about markets", "team wins the cup final after extra time", "short"]
-    cached = generate_texts(model, tok, FMT, texts, 256, 8, 3).texts
-    model.generate_prompts = None   # the plain path: the whole prompt, no cache
-    plain = generate_texts(model, tok, FMT, texts, 256, 8, 1).texts
-    assert cached == plain
+    model, lm, fmt = _generation_model(name, tiny_llama)
+    assert len(shared_prefix(tok, fmt)) > 5 and caches_prefix(model)
+    texts = ["a story about markets", "team wins the cup final after extra time in the rain", "short",
+             "the minister says the court rules on the film award today", "x"]
+    batched = generate_texts(model, tok, fmt, texts, 256, 8, 3).texts
+    assert batched == _one_at_a_time(lm, tok, fmt, texts, 8)
+    assert all("forward" not in m.__dict__ for m in lm.modules())   # the flipped layers are put back
+
+
+@pytest.mark.parametrize("config", ["PromptTuningConfig", "PrefixTuningConfig"])
+def test_no_prefix_cache_goes_before_virtual_tokens(config, tiny_llama):
+    import peft
+    from transformers import AutoModelForCausalLM
+
+    from tasks.models.prefix_cache import caches_prefix
+    from tasks.strategies.with_retrieval import Retrieving
+
+    lm = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    model = peft.get_peft_model(lm, getattr(peft, config)(task_type="CAUSAL_LM", num_virtual_tokens=3))
+    assert not caches_prefix(model) and not caches_prefix(Retrieving(model, None, SimpleNamespace(context_tokens=0)))
+
+
+def test_few_row_linear_gives_the_linear_layers_numbers_and_leaves_the_model_as_it_was():
+    from torch import nn
+
+    from tasks.models.few_rows import MAX_ROWS, few_row_linear
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 300, bias=False), nn.Linear(300, 7, bias=True), nn.Linear(7, 5, bias=False))
+    for rows in (1, 3, 16, MAX_ROWS, MAX_ROWS + 1, 500):
+        x = torch.randn(rows, 64)
+        with torch.no_grad():
+            plain = model(x)
+            with few_row_linear(model), few_row_linear(model):   # nested: the outer block owns the change
+                flipped = model(x)
+                assert "forward" in model[0].__dict__
+            assert "forward" not in model[0].__dict__
+        torch.testing.assert_close(flipped, plain, rtol=1e-6, atol=1e-6)
+    x = torch.randn(2, 4, 64)   # (batch, positions, features), as a decoding step's hidden states
+    with torch.no_grad(), few_row_linear(model):
+        assert model(x).shape == (2, 4, 5)
 
 
 def test_strategies_that_cannot_generate_are_refused_clearly(tmp_path):

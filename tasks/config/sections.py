@@ -208,7 +208,7 @@ class GenerationSettings:
     max_new_tokens: int = 32          # greedy decoding stops at eos or here
     min_target_tokens: int = 1        # data contract: target length bounds, in the base's tokens
     max_target_tokens: int = 64
-    batch_size: int = 16              # examples per batched generate() call
+    batch_size: int = 48              # examples per batched generate() call (params.yaml: why 48)
     latency_examples: int = 16        # test examples generated one at a time for p50/p95 latency
     samples: int = 10                 # fixed test inputs shown side by side in the report
 

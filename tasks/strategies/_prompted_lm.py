@@ -1,10 +1,9 @@
 """A frozen causal LM with a prompt format of its own: what the generation prompting
 strategies (zero_shot, few_shot) build. Nothing trains; the saved artifact is the prompt.
 
-With demonstrations, every prompt starts with the same tokens (system message and the
-demonstration turns): their key/value cache is computed once per model and copied into each
-batch, so a prompt costs only its own tokens. The batch is [shared prefix | left-padded rest];
-positions follow the attention mask, so padding in the middle does not shift them."""
+Every prompt starts with the same tokens (system message, instruction, few-shot's
+demonstration turns): their key/value cache is computed once per model and reused by every
+batch (tasks/models/prefix_cache.py)."""
 from __future__ import annotations
 
 import copy
@@ -16,7 +15,8 @@ import torch
 from torch import nn
 
 from tasks.models.loading import load_frozen
-from tasks.models.prompts import PromptFormat, prompt_ids
+from tasks.models.prefix_cache import cache_of, continues, greedy_after, shared_prefix
+from tasks.models.prompts import PromptFormat
 
 
 @functools.lru_cache(maxsize=1)
@@ -25,15 +25,6 @@ def frozen_causal_lm(base_dir: Path) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
     return load_frozen(AutoModelForCausalLM, base_dir)
-
-
-def shared_prefix(tokenizer, fmt: PromptFormat) -> list[int]:
-    """The tokens every prompt of `fmt` starts with: the common start of two unlike prompts,
-    less one token (a tokenizer may merge across the boundary)."""
-    a = prompt_ids(tokenizer, fmt, "Alpha one.", 1 << 30)
-    b = prompt_ids(tokenizer, fmt, "Zulu two?", 1 << 30)
-    n = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-    return a[:max(n - 1, 0)]
 
 
 class PromptedLM(nn.Module):
@@ -58,34 +49,17 @@ class PromptedLM(nn.Module):
 
     def _prefix_cache(self):
         if self._cache is None:
-            with torch.no_grad():
-                ids = torch.tensor([self._prefix], device=next(self.lm.parameters()).device)
-                self._cache = self.lm(input_ids=ids, use_cache=True).past_key_values
+            self._cache = cache_of(self.lm, self._prefix)
         return self._cache
 
     @torch.no_grad()
     def generate_prompts(self, prompts: list[list[int]], pad_id: int, eos: list[int], max_new_tokens: int
-                         ) -> list[list[int]]:
-        """Greedy new tokens for each prompt, reusing the shared prefix's cache when every prompt
-        starts with it (otherwise plain generation)."""
-        from tasks.models.prompts import cut_at_end, left_pad
-
-        p = len(self._prefix)
-        if not p or any(row[:p] != self._prefix or len(row) == p for row in prompts):
-            ids, mask = left_pad(prompts, pad_id)
-            cache = None
-        else:
-            rest, rest_mask = left_pad([row[p:] for row in prompts], pad_id)
-            prefix = torch.tensor([self._prefix] * len(prompts))
-            ids = torch.cat([prefix, rest], dim=1)
-            mask = torch.cat([torch.ones_like(prefix), rest_mask], dim=1)
-            cache = copy.deepcopy(self._prefix_cache())
-            cache.batch_repeat_interleave(len(prompts))
-        device = next(self.lm.parameters()).device
-        out = self.lm.generate(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=cache,
-                               max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=pad_id,
-                               eos_token_id=eos or None)
-        return [cut_at_end(row.tolist(), eos) for row in out[:, ids.shape[1]:]]
+                         ) -> list[list[int]] | None:
+        """Greedy new tokens for each prompt after the shared prefix's cache; None when a
+        prompt does not start with it (generate_texts then generates plainly)."""
+        if not continues(prompts, self._prefix):
+            return None
+        return greedy_after(self.lm, prompts, self._prefix, self._prefix_cache(), pad_id, eos, max_new_tokens)
 
 
 @torch.no_grad()

@@ -38,7 +38,7 @@ def build(base_dir: Path, head: Head, params: ZeroShotGenerationParams) -> nn.Mo
     if not params.instruction.strip():
         raise ValueError("strategies.zero_shot.instruction is empty (the run fills it from generation.instruction)")
     return PromptedLM(frozen_causal_lm(Path(base_dir)), load_tokenizer(base_dir), prompt_format(params), params,
-                      cache_prefix=False).eval()
+                      cache_prefix=True).eval()
 
 
 def variants(params: ZeroShotGenerationParams, train=None, labels=None) -> list[ZeroShotGenerationParams]:

@@ -141,6 +141,11 @@ def test_each_generation_strategy_trains_saves_reloads_and_generates_the_same(na
     assert np.isfinite(m["val_perplexity"]) and m["latency_ms_p50"] > 0
     if inputs.strategy.trains:
         assert outcome.training.steps >= 1 and outcome.training.val_loss
+    if inputs.strategy.trains and not inputs.strategy.retrieves:   # the kept check's loss, not a second pass
+        from tasks.training.loop import mean_loss
+
+        again = np.exp(mean_loss(outcome.model, inputs.splits["validation"], 3, inputs.pad_id))
+        assert m["val_perplexity"] == pytest.approx(again, rel=1e-5)
     if name in ("retrieval_few_shot", "lora+retrieval"):   # its cost is measured: the index, a query, the longer prompts
         assert m["index_rows"] == 24 and m["index_bytes"] > 0 and m["retrieval_ms_p50"] > 0
         assert m["retrieval_extra_prompt_tokens"] > 0

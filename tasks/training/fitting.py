@@ -41,3 +41,12 @@ def best_val_loss(trained: Trained) -> float:
     if not finite:
         raise ValueError("the validation loss was never finite (the training diverged)")
     return min(finite)
+
+
+def kept_val_loss(training) -> float | None:
+    """The validation loss of the weights the loop kept and restored (its check at best_step),
+    or None: no training, no kept check (a loss never finite), or that check not in the curve."""
+    if training is None or not training.best_step:
+        return None
+    kept = dict(training.val_loss).get(training.best_step)
+    return kept if kept is not None and math.isfinite(kept) else None

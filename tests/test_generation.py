@@ -223,6 +223,17 @@ def test_no_prefix_cache_goes_before_virtual_tokens(config, tiny_llama):
     assert not caches_prefix(model) and not caches_prefix(Retrieving(model, None, SimpleNamespace(context_tokens=0)))
 
 
+def test_generation_batches_follow_length_and_stay_within_rows_and_tokens():
+    from tasks.evaluation.generate import batch_plan
+
+    lengths = [50, 300, 80, 400, 60, 1000, 70]
+    plan = batch_plan(lengths, rows=3, tokens=600)
+    assert [b.tolist() for b in plan] == [[0, 4, 6], [2, 1], [3], [5]]   # 2 x 300 fits; 1,000 > 600: alone
+    assert all(len(b) * max(lengths[i] for i in b) <= 600 or len(b) == 1 for b in plan)
+    assert sorted(i for b in plan for i in b) == list(range(len(lengths)))
+    assert [b.tolist() for b in batch_plan(lengths, rows=3)] == [[0, 4, 6], [2, 1, 3], [5]]   # no token limit
+
+
 def test_few_row_linear_gives_the_linear_layers_numbers_and_leaves_the_model_as_it_was():
     from torch import nn
 

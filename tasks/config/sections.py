@@ -209,6 +209,7 @@ class GenerationSettings:
     min_target_tokens: int = 1        # data contract: target length bounds, in the base's tokens
     max_target_tokens: int = 64
     batch_size: int = 48              # examples per batched generate() call (params.yaml: why 48)
+    batch_tokens: int = 6144          # and at most this many prompt tokens a batch (0: no limit)
     latency_examples: int = 16        # test examples generated one at a time for p50/p95 latency
     samples: int = 10                 # fixed test inputs shown side by side in the report
 
@@ -217,8 +218,8 @@ class GenerationSettings:
         require(self.max_new_tokens > 0, "max_new_tokens must be positive")
         require(0 < self.min_target_tokens <= self.max_target_tokens,
                 "need 0 < min_target_tokens <= max_target_tokens")
-        require(self.batch_size > 0 and self.latency_examples >= 0 and self.samples >= 0,
-                "batch_size must be positive, latency_examples and samples >= 0")
+        require(self.batch_size > 0 and self.batch_tokens >= 0 and self.latency_examples >= 0 and self.samples >= 0,
+                "batch_size must be positive, batch_tokens, latency_examples and samples >= 0")
 
 
 DEVICES = ("auto", "cpu", "cuda")

@@ -75,11 +75,26 @@ def prompt_formats(model: nn.Module, fmt: PromptFormat, texts: list[str]) -> lis
     return [getattr(model, "prompt_format", None) or fmt] * len(texts)
 
 
+def batch_plan(lengths: list[int], rows: int, tokens: int = 0) -> list[np.ndarray]:
+    """Each batch's indices: prompts in length order, at most `rows` a batch and at most `tokens`
+    prompt tokens (rows x the longest, which padding gives every row; 0 = no limit; a prompt
+    longer than `tokens` goes alone). A decoding step reads every weight once whatever the batch,
+    and each row's cache too: short prompts batch wide, long ones (demonstrations) narrower."""
+    order = np.argsort(lengths, kind="stable")
+    plan: list[list[int]] = []
+    for i in order:   # ascending: prompt i is the longest of any batch it joins
+        if not plan or len(plan[-1]) == rows or (tokens and (len(plan[-1]) + 1) * lengths[i] > tokens):
+            plan.append([])
+        plan[-1].append(int(i))
+    return [np.array(batch) for batch in plan]
+
+
 def generate_texts(model: nn.Module, tokenizer, fmt: PromptFormat, texts: list[str], max_length: int,
-                   max_new_tokens: int, batch_size: int, progress: Callable[[int], None] | None = None
-                   ) -> Generated:
-    """Outputs for `texts`, in order. Batches follow prompt length (less padding). `progress`:
-    called with the number of texts done after each batch (evaluation's `ProgressLines`)."""
+                   max_new_tokens: int, batch_size: int, progress: Callable[[int], None] | None = None,
+                   batch_tokens: int = 0) -> Generated:
+    """Outputs for `texts`, in order. Batches follow prompt length (less padding), at most
+    `batch_size` prompts and `batch_tokens` prompt tokens each (batch_plan). `progress`: called
+    with the number of texts done after each batch (evaluation's `ProgressLines`)."""
     ensure_eval(model)   # serving calls this on every pass
     budget = prompt_budget(model, max_length, max_new_tokens)
     start = time.perf_counter()   # building prompts is part of the wait (retrieval: embedding and search)
@@ -87,14 +102,14 @@ def generate_texts(model: nn.Module, tokenizer, fmt: PromptFormat, texts: list[s
     prompts = [prompt_ids(tokenizer, f, t, budget) for f, t in zip(formats, texts)]
     prefix = shared_prefix(tokenizer, formats[0]) if len(set(formats)) == 1 else []
     eos, pad_id = end_ids(tokenizer), tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    order = np.argsort([len(p) for p in prompts], kind="stable")
     new: list[list[int]] = [[] for _ in texts]
-    for b in range(0, len(order), batch_size):
-        idx = order[b:b + batch_size]
+    done = 0
+    for idx in batch_plan([len(p) for p in prompts], batch_size, batch_tokens):
         for i, tokens in zip(idx, greedy(model, [prompts[i] for i in idx], pad_id, eos, max_new_tokens, prefix)):
             new[i] = tokens
+        done += len(idx)
         if progress is not None:
-            progress(min(b + batch_size, len(order)))
+            progress(done)
     seconds = time.perf_counter() - start
     # clean_up_tokenization_spaces would glue quotes and punctuation to the word before (BERT-era
     # detokenising): "deficit 'stabilises'" came out as "deficit'stabilises'".

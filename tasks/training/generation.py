@@ -33,7 +33,7 @@ from tasks.models.prompts import PromptFormat, encode_pairs
 from tasks.strategies import registry
 from tasks.training.fitting import build_and_train, kept_val_loss
 from tasks.training.hardware import check_hardware, threads_per_process
-from tasks.training.loop import mean_loss, seed_everything
+from tasks.training.loop import TrainResult, mean_loss, seed_everything
 from tasks.training.strategy_run import STAGE, GenerationDetails, Outcome, StrategyInputs, TrainingPart
 from tasks.tasktypes import register_part, task_type
 
@@ -123,7 +123,7 @@ def score_generation_variants(inputs: StrategyInputs, settings: Settings) -> Gen
     return GenerationVariants(rows, best[1], best[2], best[3], best[4], best[5])
 
 
-def _perplexity(model, inputs: StrategyInputs, settings: Settings, training=None) -> float:
+def _perplexity(model, inputs: StrategyInputs, settings: Settings, training: TrainResult | None = None) -> float:
     """exp(mean validation loss per target token), each strategy with its own prompt (few-shot
     demonstrations make a prompt longer than model.max_length, which bounds training examples,
     not what a frozen model may read: up to the 1,024 tokens its prompts need). A trained model's

@@ -121,6 +121,22 @@ def default_splits(settings) -> dict:
     return frames
 
 
+def headlines(names: list[str]):
+    """(settings, splits, base) of the headlines profile for strategies `names`, offline, with
+    transformers' warnings off: what the generation benches measure on."""
+    from tasks.env import apply_offline_defaults
+
+    apply_offline_defaults()
+    from transformers.utils import logging as hf_logging
+
+    from tasks.config import load_settings
+    from tasks.models.base import load_base
+
+    hf_logging.set_verbosity_error()
+    settings = load_settings(str(ROOT / "params.yaml"), profile="headlines", strategies=names)
+    return settings, default_splits(settings), load_base(settings.model.base, settings.root)
+
+
 def default_data(params: str = "params.yaml") -> Data:
     """The default data's train and test splits (`default_splits`), tokenized with the default
     base's tokenizer."""

@@ -23,7 +23,7 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, default_splits, interleaved, median, table, write  # noqa: E402
+from bench.common import headlines, interleaved, median, table, write  # noqa: E402
 
 
 def main() -> None:
@@ -34,20 +34,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
 
-    from tasks.env import apply_offline_defaults
-
-    apply_offline_defaults()
-    import torch
-    from transformers.utils import logging as hf_logging
-
-    from tasks.config import load_settings
-    from tasks.models.base import load_base
-
-    hf_logging.set_verbosity_error()
     names = args.strategies.split(",")
-    settings = load_settings(str(ROOT / "params.yaml"), profile="headlines", strategies=names)
-    frames = default_splits(settings)
-    base = load_base(settings.model.base, settings.root)
+    settings, frames, base = headlines(names)
+    import torch
     texts = frames["test"]["text"].astype(str).tolist()[:args.texts]
     print(f"{base.name}, {len(texts)} test leads, max_new_tokens {settings.generation.max_new_tokens}, "
           f"{torch.get_num_threads()} threads, fp32", flush=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, default_splits, interleaved, median, table, write  # noqa: E402
+from bench.common import headlines, interleaved, median, table, write  # noqa: E402
 
 WAYS = ("full logits", "target positions")
 
@@ -28,20 +28,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from tasks.env import apply_offline_defaults
-
-    apply_offline_defaults()
-    import torch
-    from transformers.utils import logging as hf_logging
-
-    from tasks.config import load_settings
-    from tasks.models.base import load_base
-
-    hf_logging.set_verbosity_error()
     names = args.strategies.split(",")
-    settings = load_settings(str(ROOT / "params.yaml"), profile="headlines", strategies=names)
-    frames = default_splits(settings)
-    base = load_base(settings.model.base, settings.root)
+    settings, frames, base = headlines(names)
+    import torch
     print(f"{base.name}, batch {settings.train.batch_size}, {args.steps} steps a repeat, {args.repeats} repeats, "
           f"{torch.get_num_threads()} threads, fp32")
     rows, detail = [], {}

@@ -18,7 +18,7 @@ from torch import nn
 from tasks.evaluation.predict import ensure_eval
 from tasks.models.few_rows import few_row_linear
 from tasks.models.prefix_cache import cache_of, caches_prefix, continues, greedy_after, shared_prefix
-from tasks.models.prompts import PromptFormat, cut_at_end, end_ids, left_pad, prompt_ids
+from tasks.models.prompts import PromptFormat, end_ids, prompt_ids
 
 
 @dataclass(frozen=True)
@@ -29,30 +29,20 @@ class Generated:
     seconds: float               # wall time of all batches
 
 
-def device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def greedy(model: nn.Module, prompts: list[list[int]], pad_id: int, eos: list[int], max_new_tokens: int,
-           prefix: list[int] = ()) -> list[list[int]]:
+           prefix: list[int] = (), cache=None) -> list[list[int]]:
     """Each prompt's new tokens (greedy), cut at the first end token. A model's own
     `generate_prompts` goes first (a prompting strategy's cached prefix); otherwise `prefix`, the
-    tokens every prompt starts with, runs once for the batch where the model allows it
-    (tasks/models/prefix_cache.py). Decoding's few-row linear layers run flipped (few_rows.py)."""
+    tokens every prompt starts with, continues its key/value `cache` (tasks/models/prefix_cache.py;
+    none: whole prompts). Decoding's few-row linear layers run flipped (few_rows.py)."""
     with few_row_linear(model):
         custom = getattr(model, "generate_prompts", None)
         out = custom(prompts, pad_id, eos, max_new_tokens) if custom is not None else None
         if out is not None:
             return out
-        prefix = list(prefix)
-        if caches_prefix(model) and continues(prompts, prefix):
-            return greedy_after(model, prompts, prefix, cache_of(model, prefix), pad_id, eos, max_new_tokens)
-        ids, mask = left_pad(prompts, pad_id)
-        device = device_of(model)
-        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                             do_sample=False, num_beams=1, pad_token_id=pad_id, eos_token_id=eos or None)
-        return [cut_at_end(row.tolist(), eos) for row in out[:, ids.shape[1]:]]
+        return greedy_after(model, prompts, list(prefix) if cache is not None else [], cache, pad_id, eos,
+                            max_new_tokens)
 
 
 def prompt_budget(model: nn.Module, max_length: int, max_new_tokens: int) -> int:
@@ -101,11 +91,16 @@ def generate_texts(model: nn.Module, tokenizer, fmt: PromptFormat, texts: list[s
     formats = prompt_formats(model, fmt, texts)
     prompts = [prompt_ids(tokenizer, f, t, budget) for f, t in zip(formats, texts)]
     prefix = shared_prefix(tokenizer, formats[0]) if len(set(formats)) == 1 else []
+    # The prefix's cache once per call, where the model has no cache of its own and allows one.
+    own_cache = getattr(model, "generate_prompts", None) is not None
+    if own_cache or not (caches_prefix(model) and continues(prompts, prefix)):
+        prefix = []
+    cache = cache_of(model, prefix) if prefix else None
     eos, pad_id = end_ids(tokenizer), tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     new: list[list[int]] = [[] for _ in texts]
     done = 0
     for idx in batch_plan([len(p) for p in prompts], batch_size, batch_tokens):
-        for i, tokens in zip(idx, greedy(model, [prompts[i] for i in idx], pad_id, eos, max_new_tokens, prefix)):
+        for i, tokens in zip(idx, greedy(model, [prompts[i] for i in idx], pad_id, eos, max_new_tokens, prefix, cache)):
             new[i] = tokens
         done += len(idx)
         if progress is not None:

@@ -53,14 +53,17 @@ def cache_of(lm: nn.Module, prefix: list[int]):
 def greedy_after(lm: nn.Module, prompts: list[list[int]], prefix: list[int], cache, pad_id: int, eos: list[int],
                  max_new_tokens: int) -> list[list[int]]:
     """Each prompt's greedy new tokens, cut at the first end token; every prompt starts with
-    `prefix` (continues), whose one-row `cache` is copied, never changed."""
+    `prefix` (continues), whose one-row `cache` is copied, never changed. No prefix (and no
+    cache): the whole prompts, left-padded."""
     p = len(prefix)
     rest, rest_mask = left_pad([row[p:] for row in prompts], pad_id)
-    head = torch.tensor([prefix] * len(prompts))
+    head = torch.tensor([prefix] * len(prompts), dtype=torch.long).reshape(len(prompts), p)
     ids = torch.cat([head, rest], dim=1)
     mask = torch.cat([torch.ones_like(head), rest_mask], dim=1)
-    batch_cache = copy.deepcopy(cache)
-    batch_cache.batch_repeat_interleave(len(prompts))
+    batch_cache = None
+    if cache is not None:
+        batch_cache = copy.deepcopy(cache)
+        batch_cache.batch_repeat_interleave(len(prompts))
     device = next(lm.parameters()).device
     out = lm.generate(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=batch_cache,
                       max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=pad_id,

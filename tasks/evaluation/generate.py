@@ -2,7 +2,7 @@
 prompt format (or the model's own, for prompting strategies, or one per input when the model
 retrieves demonstrations), batched with left padding, decoded
 until the end token or `max_new_tokens`. The prompts' shared start (chat template, system
-message, instruction; few-shot's demonstrations) runs once per batch or once per prompting
+message, instruction; few-shot's demonstrations) runs once per call or once per prompting
 model (tasks/models/prefix_cache.py), and decoding's few-row linear layers run flipped
 (tasks/models/few_rows.py): the same outputs, 1.4x faster together (bench/generation.py)."""
 from __future__ import annotations

@@ -253,3 +253,20 @@ def test_an_index_file_claiming_gigabytes_or_of_another_kind_is_refused_before_f
     refused(faiss.serialize_index(far).tobytes(), r"ids are not the row positions 0..7")
     path.write_bytes(good)
     assert RetrievalIndex.load(tmp_path / "index", encoder).search(VALIDATION, k=2) == index.search(VALIDATION, k=2)
+
+
+def test_length_sorted_batches_embed_each_text_as_it_embeds_alone_in_the_callers_order():
+    """embed_texts batches texts of similar length: every row is still the embedding of the text
+    at that position, equal (to rounding) to the text embedded on its own, with no padding."""
+    import numpy as np
+
+    from tasks.models.embedding import embed_texts
+
+    texts = ["a long review " * 12 + "that goes on", "short", "", "medium length text here", "short",
+             "another long one " * 9, "ok"]
+    together = embed_texts(texts, batch_size=3)
+    alone = np.concatenate([embed_texts([t]) for t in texts])
+    assert together.shape == (len(texts), 384)
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    assert np.allclose(together[1], together[4]) and not np.allclose(together[0], together[5])
+    assert embed_texts([]).shape == (0, 384)

@@ -137,3 +137,42 @@ def test_the_cpu_measurement_is_made_once_per_machine_and_cached(tmp_path, monke
     # A damaged cache is measured over, not trusted.
     (tmp_path / probe.CACHE_FILE).write_text("{not json")
     assert probe.cpu_precision(1, tmp_path).machine == first.machine
+
+
+def test_adamw_is_fused_in_mixed_precision_and_foreach_in_fp32_unless_set():
+    from tasks.training.loop_settings import fused_adamw
+
+    assert [fused_adamw("auto", p) for p in ("no", "bf16", "fp16")] == [False, True, True]
+    assert fused_adamw("fused", "no") and not fused_adamw("foreach", "bf16")
+    with pytest.raises(ValueError, match="adamw must be one of auto, fused, foreach, not 'fast'"):
+        TrainSettings(adamw="fast")
+
+
+def test_fused_adamw_trains_to_the_weights_foreach_reaches_up_to_rounding(tiny_bert):
+    """The loop builds the kernel train.adamw names; both take the same steps to weights that
+    differ by rounding only (and do differ: the fused kernel really ran). Adam divides by the root
+    of tiny second moments, so a weight whose gradient is near zero may move a little differently:
+    the bound is a share of how far the weights moved."""
+    import numpy as np
+
+    from tasks.models.encoding import Encoded
+    from tasks.strategies import full_finetune
+    from tasks.training.loop import LoopConfig, make_optimizer, seed_everything, train
+
+    rng = np.random.default_rng(0)
+    data = Encoded([rng.integers(5, 200, size=int(rng.integers(4, 16))).tolist() for _ in range(32)],
+                   rng.integers(0, 2, size=32))
+    weights = []
+    for fused in (False, True):
+        seed_everything(0)
+        model = full_finetune.build(tiny_bert, Head.for_task("classification", ["negative", "positive"]),
+                                    full_finetune.FullFinetuneParams())
+        cfg = LoopConfig(learning_rate=1e-3, epochs=1, batch_size=8, eval_every=100, patience=3, seed=1,
+                         fused_adamw=fused)
+        assert make_optimizer(model, cfg, 32, 1, "check")[0].defaults["fused"] is (True if fused else None)
+        start = torch.cat([p.detach().flatten() for p in model.parameters()])
+        train(model, data, data, cfg, pad_id=0, desc="adamw")
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    moved = (weights[0] - start).abs().max().item()
+    assert 0 < (weights[0] - weights[1]).abs().max().item() < 0.25 * moved
+    assert (weights[0] - weights[1]).abs().mean().item() < 1e-3 * moved

@@ -224,6 +224,7 @@ class GenerationSettings:
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
+ADAMW_KERNELS = ("auto", "fused", "foreach")
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,9 @@ class TrainSettings:
     pack_generation: bool = False
     # auto on a CPU: bf16 where a bf16 step measured at least this many times fp32's (0: never)
     cpu_bf16_min_speedup: float = 0.0
+    # AdamW's kernel: fused (one pass over the weights) or foreach; auto: fused where the loop runs
+    # in mixed precision, foreach in fp32 (the two round differently; fp32 results stay as recorded)
+    adamw: str = "auto"
     grad_accum_steps: int = 1        # effective batch = batch_size x grad_accum_steps x processes
     gradient_checkpointing: bool = False   # recompute activations in backward (large causal-LM bases)
     processes: int = 1               # > 1: `accelerate launch`, one process per GPU (or gloo CPU processes)
@@ -262,6 +266,7 @@ class TrainSettings:
         require(not (self.device == "cpu" and self.mixed_precision == "fp16"),
                 "mixed_precision fp16 needs a GPU (fp16 autocast on a CPU is not supported); use bf16 or no")
         require(self.cpu_bf16_min_speedup >= 0, "cpu_bf16_min_speedup must be >= 0 (0: auto keeps fp32 on a CPU)")
+        require(self.adamw in ADAMW_KERNELS, f"adamw must be one of {', '.join(ADAMW_KERNELS)}, not {self.adamw!r}")
         require(self.grad_accum_steps >= 1, "grad_accum_steps must be >= 1")
         require(self.processes >= 1, "processes must be >= 1")
 

@@ -41,6 +41,7 @@ class LoopConfig:
     precision: str = "no"            # no | bf16 | fp16 (resolved train.mixed_precision)
     gradient_checkpointing: bool = False
     pack: bool = False               # generation: several examples to a row (encoding.collate_packed)
+    fused_adamw: bool = False        # AdamW's fused kernel instead of foreach (train.adamw)
 
 
 @dataclass(frozen=True)
@@ -156,11 +157,12 @@ def make_optimizer(model: nn.Module, cfg: LoopConfig, examples: int, processes: 
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"{desc}: the model has no trainable parameters")
-    # Not fused=True, though it is faster (7.5-9 ms against 58-60 ms a step for MiniLM's 22.7M
-    # weights, AMD EPYC): its rounding moved prompt_tuning's demo result from 0.682 to 0.714
-    # (McNemar p = 9.4e-5). A change of results to make on purpose, with the seed spread measured
-    # (docs/performance.md).
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.01)
+    # fused: one pass over the weights; for full_finetune's 22.7M weights the optimizer step took
+    # 22 ms against 111 ms with foreach, 39 % of an fp32 step (Intel Xeon, bench/step_profile.py).
+    # It rounds differently (prompt_tuning's demo accuracy moved 0.682 -> 0.714, McNemar p = 9.4e-5,
+    # AMD EPYC), so fp32 runs keep foreach unless train.adamw says fused (docs/performance.md).
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.01,
+                                  **({"fused": True} if cfg.fused_adamw else {}))
     micro_per_process = math.ceil(math.ceil(examples / cfg.batch_size) / processes)
     steps = math.ceil(micro_per_process / cfg.grad_accum_steps) * cfg.epochs
     schedule = steps * processes

@@ -14,6 +14,7 @@ from tasks.artifacts.manifest import params_dict
 from tasks.artifacts.pyfunc import PYFUNC_ENTRY, requirements, signature
 from tasks.training.context import RunContext
 from tasks.training.loop import TrainResult
+from tasks.training.loop_settings import fused_adamw
 from tasks.training.strategy_run import Outcome, StrategyInputs
 from tasks.tasktypes import task_type
 
@@ -33,6 +34,7 @@ def strategy_run(ctx: RunContext, inputs: StrategyInputs) -> Iterator[str]:
         mlflow.log_params({f"train.{k}": v for k, v in asdict(cfg).items()}
                           | {"model.base": base.name, "model.max_length": ctx.settings.model.max_length,
                              "train.device_used": hw.device, "train.precision_used": hw.precision,
+                             "train.adamw_used": "fused" if fused_adamw(cfg.adamw, hw.precision) else "foreach",
                              "train.effective_batch": cfg.effective_batch})
         mlflow.set_tag("train.hardware", hw.reason)
         _log_training_input(ctx)

@@ -61,10 +61,11 @@ def build(name: str, base_path: Path, labels: list[str], p: dict):
 
 def train_seconds(model, texts: list[str], labels: list[int], tokenizer, max_length: int, batch_size: int,
                   learning_rate: float, steps: int, seed: int, adapters_lib: bool,
-                  group_by_length: bool = False) -> float:
+                  group_by_length: bool = False, bf16: bool = False) -> float:
     """Tokenize, then `trainer.train()` for `steps` steps; returns the seconds of train() alone.
     Never evaluates, logs or saves inside the timed steps. `group_by_length`: the flag a user who
-    cares about speed sets (batches of similar lengths pad less), like adaptflow's loop does."""
+    cares about speed sets (batches of similar lengths pad less), like adaptflow's loop does.
+    `bf16`: Trainer's bf16 autocast (its default optimizer is already fused AdamW with torch 2.8+)."""
     from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
 
     enc = tokenizer(texts, truncation=True, max_length=max_length)
@@ -75,7 +76,8 @@ def train_seconds(model, texts: list[str], labels: list[int], tokenizer, max_len
             output_dir=out, per_device_train_batch_size=batch_size, learning_rate=learning_rate,
             weight_decay=0.01, lr_scheduler_type="linear", warmup_steps=int(0.06 * steps), max_steps=steps,
             seed=seed, use_cpu=True, report_to=[], save_strategy="no", eval_strategy="no",
-            logging_strategy="no", disable_tqdm=True, dataloader_num_workers=0, group_by_length=group_by_length)
+            logging_strategy="no", disable_tqdm=True, dataloader_num_workers=0, group_by_length=group_by_length,
+            bf16=bf16)
         if adapters_lib:
             from adapters import AdapterTrainer as TrainerClass
         else:

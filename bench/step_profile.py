@@ -1,10 +1,10 @@
 """Where one training step's time goes, per strategy: data (the next padded batch), forward (with
 the loss), backward, optimizer (AdamW step, schedule, zero_grad), timed apart on adaptflow's own
-parts (the strategy's model, `epoch_loader`, accelerate, `make_optimizer`, `forward_loss`), fp32, the
-default data and params. Then torch's profiler over a few steps of each: the operators that take
+parts (the strategy's model, `epoch_loader`, accelerate, `make_optimizer`, `forward_loss`), fp32
+(or `--precision bf16`, and `--adamw` for AdamW's kernel), the default data and params. Then torch's profiler over a few steps of each: the operators that take
 the most CPU time (matmuls against the rest).
 
-  .venv/bin/python bench/step_profile.py [--steps 24] [--strategies lora,full_finetune]
+  .venv/bin/python bench/step_profile.py [--steps 24] [--strategies lora,full_finetune] [--precision bf16]
 
 The first 4 steps of each strategy warm up (oneDNN picks its kernels) and are not counted, and
 the first strategy runs a few steps unmeasured beforehand; medians over the rest. On a CPU every operator runs synchronously, so wall-clock phases are exact. The phases
@@ -14,6 +14,7 @@ add up to a little more than `bench/training.py`'s step (perf_counter calls and 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ WARMUP = 4
 PHASES = ("data", "forward", "backward", "optimizer")
 
 
-def setup(name: str, data: Data, settings, steps: int):
+def setup(name: str, data: Data, settings, steps: int, precision: str = "no"):
     """The strategy's model, prepared with its optimizer and the length-grouped (or shuffled)
     loader, exactly as `tasks.training.loop.train` builds them; and whether batches are grouped."""
     from tasks.models.heads import Head
@@ -40,7 +41,7 @@ def setup(name: str, data: Data, settings, steps: int):
     seed_everything(settings.train.seed)
     model = strategy.build(data.base_path, Head.for_task("classification", data.labels), params)
     bs = settings.train.batch_size
-    cfg = loop_config(params, settings.train, epochs=1, eval_every=10**9, device="cpu", precision="no")
+    cfg = loop_config(params, settings.train, epochs=1, eval_every=10**9, device="cpu", precision=precision)
     acc = make_accelerator(cfg)
     optimizer, scheduler, _ = make_optimizer(model, cfg, steps * bs, 1, name)
     wrapped, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
@@ -103,31 +104,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=24, help=f"steps per strategy, {WARMUP} of them warm-up")
     parser.add_argument("--strategies", default="", help="comma-separated; default: every trainable one")
+    parser.add_argument("--precision", default="no", choices=["no", "bf16"], help="no (fp32, default) or bf16 autocast")
+    parser.add_argument("--adamw", default="auto", choices=["auto", "fused", "foreach"],
+                        help="train.adamw (auto: fused in bf16, foreach in fp32)")
     args = parser.parse_args()
 
     settings, data, names = training_bench(args.strategies)
+    settings = dataclasses.replace(settings, train=dataclasses.replace(settings.train, adamw=args.adamw))
     import torch
 
     print(f"{torch.get_num_threads()} threads, batch {settings.train.batch_size}, {args.steps} steps "
-          f"({WARMUP} warm-up) per strategy, fp32, default data")
+          f"({WARMUP} warm-up) per strategy, precision {args.precision}, adamw {args.adamw}, default data")
     rows, operators = [], {}
     # The process's first training steps ran 1.7-2x slower (145/247 ms forward/backward for
     # full_finetune measured first, 76-81/119-131 ms after another model): one unmeasured pass.
-    timed_steps(*setup(names[0], data, settings, WARMUP + 4)[0])
+    timed_steps(*setup(names[0], data, settings, WARMUP + 4, args.precision)[0])
     for name in names:
-        parts, grouped = setup(name, data, settings, args.steps)
+        parts, grouped = setup(name, data, settings, args.steps, args.precision)
         times = timed_steps(*parts)
         med = {p: median(times[p]) for p in PHASES}
         step = sum(med.values())
         rows.append({"strategy": name, "grouped": grouped, "step_ms": step * 1000,
                      **{f"{p}_ms": med[p] * 1000 for p in PHASES},
                      **{f"{p}_share": med[p] / step for p in PHASES}})
-        operators[name] = top_operators(*setup(name, data, settings, 6 + 1)[0])
+        operators[name] = top_operators(*setup(name, data, settings, 6 + 1, args.precision)[0])
         print(table(rows[-1:]), flush=True)
         print("  top operators (self CPU): " + ", ".join(f"{o['op']} {o['share']:.0%}" for o in operators[name]),
               flush=True)
     print("\n" + table(rows))
-    out = write("step_profile", {"steps": args.steps, "warmup": WARMUP, "rows": rows, "operators": operators})
+    suffix = "" if (args.precision, args.adamw) == ("no", "auto") else f"_{args.precision}_{args.adamw}"
+    out = write(f"step_profile{suffix}", {"steps": args.steps, "warmup": WARMUP, "precision": args.precision,
+                                 "adamw": args.adamw, "rows": rows, "operators": operators})
     print(f"wrote {out}")
 
 

@@ -21,7 +21,9 @@ tables), N_t = the trainable ones; attention-score FLOPs (~2 % at 40 tokens) are
                                          weight gradients only for the trained tensors
 MFU = achieved training FLOP/s / the fp32 matmul FLOP/s measured in the same run (training runs
 in fp32); the bf16 peak is printed beside it. With --bf16, adaptflow's loop is also timed with
-train.mixed_precision: bf16 (accelerate's autocast): bf16_vs_fp32 > 1 means bf16 is faster here.
+train.mixed_precision: bf16 (accelerate's autocast, and fused AdamW as train.adamw: auto gives it),
+and the tuned Trainer with bf16=True: bf16_vs_fp32 > 1 means bf16 is faster here than the fp32
+loop, bf16_vs_tuned_bf16 compares the two in the same precision.
 """
 from __future__ import annotations
 
@@ -89,7 +91,7 @@ def adaptflow_run(name: str, data: Data, params, settings, steps: int, precision
 
 
 def hf_run(name: str, data: Data, tokenizer, raw_params: dict, lr: float, steps: int, batch_size: int,
-           seed: int, group_by_length: bool = False) -> float:
+           seed: int, group_by_length: bool = False, bf16: bool = False) -> float:
     from transformers import set_seed
 
     from bench import hf_baseline
@@ -99,7 +101,16 @@ def hf_run(name: str, data: Data, tokenizer, raw_params: dict, lr: float, steps:
     n = steps * batch_size
     return hf_baseline.train_seconds(model, data.texts[:n], data.train.labels[:n].tolist(),
                                      tokenizer, data.max_length, batch_size,
-                                     lr, steps, seed, name in hf_baseline.ADAPTERS_LIB, group_by_length)
+                                     lr, steps, seed, name in hf_baseline.ADAPTERS_LIB, group_by_length, bf16)
+
+
+def bf16_columns(times: dict[str, list[float]], fp32_s: float, flop: float, peak: dict[str, float],
+                 examples: int) -> dict[str, float]:
+    """The bf16 loop: examples/s, its speed over the fp32 loop and over the tuned Trainer in bf16,
+    and its FLOP/s against both matmul peaks."""
+    ours, tuned = median(times["adaptflow_bf16"]), median(times["trainer_tuned_bf16"])
+    return {"bf16_ex_per_s": examples / ours, "bf16_vs_fp32": fp32_s / ours, "bf16_vs_tuned_bf16": tuned / ours,
+            "bf16_mfu_fp32": flop / ours / 1e9 / peak["fp32"], "bf16_mfu_bf16": flop / ours / 1e9 / peak["bf16"]}
 
 
 def main() -> None:
@@ -143,8 +154,10 @@ def main() -> None:
             name, data, tokenizer, raw, params.learning_rate, args.steps, bs, seed),
             "trainer_tuned": lambda: hf_run(name, data, tokenizer, raw, params.learning_rate, args.steps, bs, seed,
                                             group_by_length=grouped)}
-        if args.bf16:
+        if args.bf16:   # both in bf16 autocast with fused AdamW (train.adamw: auto; Trainer's default)
             runs["adaptflow_bf16"] = lambda: ours("bf16")
+            runs["trainer_tuned_bf16"] = lambda: hf_run(name, data, tokenizer, raw, params.learning_rate, args.steps,
+                                                        bs, seed, group_by_length=grouped, bf16=True)
         times = interleaved(runs, args.repeats)
         ours_s, hf_s, tuned_s = (median(times[k]) for k in ("adaptflow", "trainer", "trainer_tuned"))
         flops = flops_per_token(name, n_matmul, trainable["n"]) * tokens / ours_s
@@ -154,7 +167,7 @@ def main() -> None:
                      "tokens_per_s": tokens / ours_s, "gflop_per_s": flops / 1e9,
                      "mfu_fp32": flops / 1e9 / peak["fp32"], "mfu_bf16": flops / 1e9 / peak["bf16"],
                      "trainable_params": trainable["n"], "seconds": times}
-                    | ({"bf16_vs_fp32": ours_s / median(times["adaptflow_bf16"])} if args.bf16 else {}))
+                    | (bf16_columns(times, ours_s, flops * ours_s, peak, args.steps * bs) if args.bf16 else {}))
         print(table(rows[-1:], [c for c in rows[-1] if c != "seconds"]), flush=True)
     print("\n" + table(rows, [c for c in rows[0] if c != "seconds"]))
     out = write("training", {"steps": args.steps, "batch_size": bs, "real_tokens": tokens, "repeats": args.repeats,

@@ -109,10 +109,10 @@ def test_gradient_checkpointing_on_a_causal_lm_trains_to_the_same_weights(tiny_l
 
 def test_auto_on_a_cpu_takes_bf16_only_where_it_measured_fast_enough():
     slow_bf16, fast_bf16 = Machine(0, False, 0.01), Machine(0, False, 3.2)
-    # 0 (the default): fp32 whatever the measurement, and the log says what was measured.
-    kept = choose(TrainSettings(), fast_bf16)
+    # 0: fp32 whatever the measurement, and the log says what was measured.
+    kept = choose(TrainSettings(cpu_bf16_min_speedup=0), fast_bf16)
     assert kept.precision == "no" and "3.20x fp32's here" in kept.reason and "cpu_bf16_min_speedup is 0" in kept.reason
-    chosen = choose(TrainSettings(cpu_bf16_min_speedup=2.0), fast_bf16)
+    chosen = choose(TrainSettings(), fast_bf16)   # the default bar, 2
     assert chosen.precision == "bf16" and "at least train.cpu_bf16_min_speedup 2" in chosen.reason
     slow = choose(TrainSettings(cpu_bf16_min_speedup=2.0), slow_bf16)
     assert slow.precision == "no" and "0.01x" in slow.reason and "below train.cpu_bf16_min_speedup 2" in slow.reason

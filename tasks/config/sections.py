@@ -244,7 +244,7 @@ class TrainSettings:
     # generation: several examples to a row where the strategy allows (Strategy.packs); same loss
     pack_generation: bool = False
     # auto on a CPU: bf16 where a bf16 step measured at least this many times fp32's (0: never)
-    cpu_bf16_min_speedup: float = 0.0
+    cpu_bf16_min_speedup: float = 2.0
     # AdamW's kernel: fused (one pass over the weights) or foreach; auto: fused where the loop runs
     # in mixed precision, foreach in fp32 (the two round differently; fp32 results stay as recorded)
     adamw: str = "auto"

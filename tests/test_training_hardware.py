@@ -67,6 +67,14 @@ def test_bf16_trains_on_a_cpu(tmp_path):
     a = torch.cat([p.flatten() for n, p in fp32_model.named_parameters() if p.requires_grad])
     b = torch.cat([p.flatten() for n, p in bf16_model.named_parameters() if p.requires_grad])
     assert 0 < (a - b).abs().max().item() < 1e-2
+    assert bf16.precision == "bf16" and fp32.precision == "no"
+    # After training the model is evaluated (and saved) as a reloaded version serves it: the
+    # autocast wrapper accelerate put on its forward is gone, its outputs are fp32's.
+    ids = torch.tensor([[5, 17, 33, 9, 2], [7, 8, 9, 10, 11]])
+    assert "_original_forward" not in bf16_model.__dict__
+    with torch.no_grad():
+        served = type(bf16_model).forward(bf16_model, input_ids=ids).logits
+        assert torch.equal(bf16_model(input_ids=ids).logits, served) and served.dtype == torch.float32
 
 
 def test_your_own_base_folder_names_what_is_missing(tmp_path, tiny_bert):

@@ -45,8 +45,9 @@ def best_val_loss(trained: Trained) -> float:
 
 def kept_val_loss(training: TrainResult | None) -> float | None:
     """The validation loss of the weights the loop kept and restored (its check at best_step),
-    or None: no training, no kept check (a loss never finite), or that check not in the curve."""
-    if training is None or not training.best_step:
+    or None: no training, no kept check (a loss never finite), that check not in the curve, or
+    checks in mixed precision (the model is evaluated in fp32 after training, as it is served)."""
+    if training is None or not training.best_step or training.precision != "no":
         return None
     kept = dict(training.val_loss).get(training.best_step)
     return kept if kept is not None and math.isfinite(kept) else None

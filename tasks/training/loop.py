@@ -54,6 +54,7 @@ class TrainResult:
     train_loss: list[tuple[int, float]] = field(default_factory=list)   # (step, mean since last check)
     val_loss: list[tuple[int, float]] = field(default_factory=list)     # (step, validation loss)
     resumed_from_step: int = 0        # > 0: this run went on from a checkpoint taken at that step
+    precision: str = "no"             # what the steps and validation checks ran in (LoopConfig.precision)
 
 
 def seed_everything(seed: int) -> None:
@@ -127,10 +128,14 @@ def train(model: nn.Module, train_data: Encoded, val_data: Encoded, cfg: LoopCon
     if state.best_weights is not None:  # restore the weights with the lowest validation loss
         _copy_into(loop.model, state.best_weights)
     seen = int(acc.reduce(torch.tensor(state.seen, device=acc.device), "sum")) if acc.num_processes > 1 else state.seen
+    # accelerate wrapped the model's own forward in autocast (mixed precision): restored, so that
+    # what the run evaluates is what a reloaded version serves (fp32 on a CPU).
+    acc.unwrap_model(wrapped, keep_fp32_wrapper=False)
     loop.model.eval()
     return TrainResult(steps=state.step, best_step=state.best_step, stopped_early=stopped,
                        train_seconds=state.train_seconds + time.perf_counter() - start, examples_seen=seen,
-                       train_loss=state.train_curve, val_loss=state.val_curve, resumed_from_step=resumed_from)
+                       train_loss=state.train_curve, val_loss=state.val_curve, resumed_from_step=resumed_from,
+                       precision=cfg.precision)
 
 
 @dataclass(frozen=True)

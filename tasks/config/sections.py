@@ -240,7 +240,7 @@ class TrainSettings:
     group_by_length: bool = False
     # Where and how the loop runs (tasks/training/hardware.py decides "auto"; accelerate runs it).
     device: str = "auto"             # auto (CUDA when present) | cpu | cuda
-    mixed_precision: str = "auto"    # auto | no | bf16 | fp16; auto: bf16 on a GPU that has it, else fp32
+    mixed_precision: str = "auto"    # auto | no | bf16 | fp16; auto: bf16 on a GPU that has it, on a CPU see below
     # generation: several examples to a row where the strategy allows (Strategy.packs); same loss
     pack_generation: bool = False
     # auto on a CPU: bf16 where a bf16 step measured at least this many times fp32's (0: never)

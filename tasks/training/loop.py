@@ -163,7 +163,7 @@ def make_optimizer(model: nn.Module, cfg: LoopConfig, examples: int, processes: 
     if not params:
         raise ValueError(f"{desc}: the model has no trainable parameters")
     # fused: one pass over the weights; for full_finetune's 22.7M weights the optimizer step took
-    # 22 ms against 111 ms with foreach, 39 % of an fp32 step (Intel Xeon, bench/step_profile.py).
+    # 18.2 ms against 99 ms with foreach (AMX Xeon, bench/step_profile.py --precision bf16).
     # It rounds differently (prompt_tuning's demo accuracy moved 0.682 -> 0.714, McNemar p = 9.4e-5,
     # AMD EPYC), so fp32 runs keep foreach unless train.adamw says fused (docs/performance.md).
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.01,

@@ -1,8 +1,10 @@
 """Where one training step's time goes, per strategy: data (the next padded batch), forward (with
 the loss), backward, optimizer (AdamW step, schedule, zero_grad), timed apart on adaptflow's own
 parts (the strategy's model, `epoch_loader`, accelerate, `make_optimizer`, `forward_loss`), fp32
-(or `--precision bf16`, and `--adamw` for AdamW's kernel), the default data and params. Then torch's profiler over a few steps of each: the operators that take
-the most CPU time (matmuls against the rest).
+(or `--precision bf16`, and `--adamw` for AdamW's kernel), the default data and params. Then
+torch's profiler over a few steps of each: the operators that take the most CPU time (matmuls
+against the rest). Results go to bench/results/step_profile.json (step_profile_<precision>_<adamw>.json
+for other settings).
 
   .venv/bin/python bench/step_profile.py [--steps 24] [--strategies lora,full_finetune] [--precision bf16]
 

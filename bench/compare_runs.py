@@ -86,6 +86,11 @@ def main() -> None:
         else:
             rows.append(row)
     print(table(rows) if rows else "no strategy with predictions in both runs")
+    if rows:
+        # A prompting strategy logs test_accuracy as the mean over its prompt variants
+        # (tasks/training/variants.py); its predictions file is the variant it saved.
+        print("accuracies are of the predictions each run saved: for a prompting strategy, the variant "
+              "chosen on validation, not the run's test_accuracy (the mean over its variants)")
 
 
 if __name__ == "__main__":

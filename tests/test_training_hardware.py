@@ -17,6 +17,22 @@ from tasks.config import TrainSettings
 from tasks.training.hardware import HardwareError, Machine, choose
 
 CPU_ONLY, ONE_GPU, OLD_GPU = Machine(0, False), Machine(1, True), Machine(2, False)
+BINARY = Head.for_task("classification", ["negative", "positive"])
+
+
+def _random_pairs(n: int = 32):
+    """n random token rows (4-15 tokens) with binary labels: enough for a few training steps."""
+    import numpy as np
+
+    from tasks.models.encoding import Encoded
+
+    rng = np.random.default_rng(0)
+    return Encoded([rng.integers(5, 200, size=int(rng.integers(4, 16))).tolist() for _ in range(n)],
+                   rng.integers(0, 2, size=n))
+
+
+def _flat(model, trainable: bool = False) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters() if p.requires_grad or not trainable])
 ADAPTFLOW = str(Path(sys.executable).parent / "adaptflow")
 
 
@@ -92,26 +108,21 @@ def test_your_own_base_folder_names_what_is_missing(tmp_path, tiny_bert):
 
 
 def test_gradient_checkpointing_on_a_causal_lm_trains_to_the_same_weights(tiny_llama):
-    import numpy as np
-
-    from tasks.models.encoding import Encoded
     from tasks.strategies import registry
     from tasks.training.loop import LoopConfig, seed_everything, train
 
     lora = registry.get("lora")
     params = lora.parse_params({"target_modules": ["q_proj", "v_proj"], "dropout": 0.0})
-    rng = np.random.default_rng(0)
-    data = Encoded([rng.integers(5, 200, size=int(rng.integers(4, 16))).tolist() for _ in range(32)],
-                   rng.integers(0, 2, size=32))
+    data = _random_pairs()
     weights = []
     for checkpointing in (False, True):
         seed_everything(0)
-        model = lora.build(tiny_llama, Head.for_task('classification', ['negative', 'positive']), params)
+        model = lora.build(tiny_llama, BINARY, params)
         cfg = LoopConfig(learning_rate=1e-2, epochs=1, batch_size=8, eval_every=100, patience=3, seed=1,
                          gradient_checkpointing=checkpointing)
         train(model, data, data, cfg, pad_id=2, desc="ckpt")
         assert model.get_base_model().is_gradient_checkpointing == checkpointing
-        weights.append(torch.cat([p.detach().flatten() for p in model.parameters() if p.requires_grad]))
+        weights.append(_flat(model, trainable=True))
     assert (weights[0] - weights[1]).abs().max().item() < 1e-5
 
 
@@ -161,26 +172,20 @@ def test_fused_adamw_trains_to_the_weights_foreach_reaches_up_to_rounding(tiny_b
     differ by rounding only (and do differ: the fused kernel really ran). Adam divides by the root
     of tiny second moments, so a weight whose gradient is near zero may move a little differently:
     the bound is a share of how far the weights moved."""
-    import numpy as np
-
-    from tasks.models.encoding import Encoded
     from tasks.strategies import full_finetune
     from tasks.training.loop import LoopConfig, make_optimizer, seed_everything, train
 
-    rng = np.random.default_rng(0)
-    data = Encoded([rng.integers(5, 200, size=int(rng.integers(4, 16))).tolist() for _ in range(32)],
-                   rng.integers(0, 2, size=32))
+    data = _random_pairs()
     weights = []
     for fused in (False, True):
         seed_everything(0)
-        model = full_finetune.build(tiny_bert, Head.for_task("classification", ["negative", "positive"]),
-                                    full_finetune.FullFinetuneParams())
+        model = full_finetune.build(tiny_bert, BINARY, full_finetune.FullFinetuneParams())
         cfg = LoopConfig(learning_rate=1e-3, epochs=1, batch_size=8, eval_every=100, patience=3, seed=1,
                          fused_adamw=fused)
         assert make_optimizer(model, cfg, 32, 1, "check")[0].defaults["fused"] is (True if fused else None)
-        start = torch.cat([p.detach().flatten() for p in model.parameters()])
+        start = _flat(model)
         train(model, data, data, cfg, pad_id=0, desc="adamw")
-        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        weights.append(_flat(model))
     moved = (weights[0] - start).abs().max().item()
     assert 0 < (weights[0] - weights[1]).abs().max().item() < 0.25 * moved
     assert (weights[0] - weights[1]).abs().mean().item() < 1e-3 * moved

@@ -23,7 +23,8 @@ class Manifest:
     base_fingerprint: str
     saves: str
     task: str = DEFAULT
-    # generation: system_prompt, instruction (the prompt the version answers) and max_new_tokens
+    # generation: system_prompt, instruction (the prompt the version answers), max_new_tokens and
+    # precision (fp32 | bf16: its weights while generating, as the run scored it; fp32 if absent)
     generation: dict[str, Any] | None = None
 
     @property
@@ -37,6 +38,14 @@ class Manifest:
 
         g = self.generation or {}
         return PromptFormat(g.get("system_prompt", ""), g.get("instruction", ""))
+
+    @property
+    def generation_precision(self) -> str:
+        precision = (self.generation or {}).get("precision", "fp32")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"the {self.strategy} version's manifest ({MANIFEST}) says generation.precision "
+                             f"{precision!r}; it must be fp32 or bf16")
+        return precision
 
     def new_tokens(self, asked: int | None = None) -> int:
         """The generation cap: the version's own max_new_tokens, lowered (never raised) by what a

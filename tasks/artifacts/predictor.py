@@ -173,7 +173,7 @@ def predict(predictor: Predictor, texts: list[str], *, batch_size: int | None = 
         from tasks.evaluation.generate import generate_texts
 
         out = generate_texts(model, tokenizer, m.prompt(), texts, m.max_length, m.new_tokens(max_new_tokens),
-                             batch_size or GENERATE_BATCH)
+                             batch_size or GENERATE_BATCH, precision=m.generation_precision)
         return Prediction(labels=list(m.labels), outputs=out.texts)
     from tasks.evaluation.predict import predict_proba
     from tasks.models.encoding import encode_requests

@@ -198,6 +198,9 @@ class ModelSettings:
         require(8 <= self.max_length <= 4096, "max_length must be between 8 and 4096 tokens")
 
 
+GENERATION_PRECISIONS = ("auto", "fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
     """task: generation -- how inputs become prompts and how outputs are produced (params
@@ -212,9 +215,14 @@ class GenerationSettings:
     batch_tokens: int = 6144          # and at most this many prompt tokens a batch (0: no limit)
     latency_examples: int = 16        # test examples generated one at a time for p50/p95 latency
     samples: int = 10                 # fixed test inputs shown side by side in the report
+    # Weights while generating (tasks/models/precision.py): auto | fp32 | bf16. auto: bf16 where the
+    # run trains in bf16 (train.mixed_precision; auto picks it on a CPU measured fast at it).
+    precision: str = "auto"
 
     def __post_init__(self):
         require(bool(self.instruction.strip()), "instruction must not be empty")
+        require(self.precision in GENERATION_PRECISIONS,
+                f"precision must be one of {', '.join(GENERATION_PRECISIONS)}, not {self.precision!r}")
         require(self.max_new_tokens > 0, "max_new_tokens must be positive")
         require(0 < self.min_target_tokens <= self.max_target_tokens,
                 "need 0 < min_target_tokens <= max_target_tokens")

@@ -4,7 +4,9 @@ retrieves demonstrations), batched with left padding, decoded
 until the end token or `max_new_tokens`. The prompts' shared start (chat template, system
 message, instruction; few-shot's demonstrations) runs once per call or once per prompting
 model (tasks/models/prefix_cache.py), and decoding's few-row linear layers run flipped
-(tasks/models/few_rows.py): the same outputs, 1.4x faster together (bench/generation.py)."""
+(tasks/models/few_rows.py): the same outputs, 1.4x faster together (bench/generation.py).
+`precision` bf16 generates on bf16 copies of the weights (tasks/models/precision.py): what a run
+chose (generation.precision) and its registered version records, so serving answers alike."""
 from __future__ import annotations
 
 import time
@@ -17,6 +19,7 @@ from torch import nn
 
 from tasks.evaluation.predict import ensure_eval
 from tasks.models.few_rows import few_row_linear
+from tasks.models.precision import weights_in
 from tasks.models.prefix_cache import cache_of, caches_prefix, continues, greedy_after, shared_prefix
 from tasks.models.prompts import PromptFormat, end_ids, prompt_ids
 
@@ -81,10 +84,11 @@ def batch_plan(lengths: list[int], rows: int, tokens: int = 0) -> list[np.ndarra
 
 def generate_texts(model: nn.Module, tokenizer, fmt: PromptFormat, texts: list[str], max_length: int,
                    max_new_tokens: int, batch_size: int, progress: Callable[[int], None] | None = None,
-                   batch_tokens: int = 0) -> Generated:
+                   batch_tokens: int = 0, precision: str = "fp32") -> Generated:
     """Outputs for `texts`, in order. Batches follow prompt length (less padding), at most
     `batch_size` prompts and `batch_tokens` prompt tokens each (batch_plan). `progress`: called
-    with the number of texts done after each batch (evaluation's `ProgressLines`)."""
+    with the number of texts done after each batch (evaluation's `ProgressLines`). `precision`:
+    the weights' precision while generating (fp32 | bf16)."""
     ensure_eval(model)   # serving calls this on every pass
     budget = prompt_budget(model, max_length, max_new_tokens)
     start = time.perf_counter()   # building prompts is part of the wait (retrieval: embedding and search)
@@ -95,16 +99,18 @@ def generate_texts(model: nn.Module, tokenizer, fmt: PromptFormat, texts: list[s
     own_cache = getattr(model, "generate_prompts", None) is not None
     if own_cache or not (caches_prefix(model) and continues(prompts, prefix)):
         prefix = []
-    cache = cache_of(model, prefix) if prefix else None
     eos, pad_id = end_ids(tokenizer), tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     new: list[list[int]] = [[] for _ in texts]
     done = 0
-    for idx in batch_plan([len(p) for p in prompts], batch_size, batch_tokens):
-        for i, tokens in zip(idx, greedy(model, [prompts[i] for i in idx], pad_id, eos, max_new_tokens, prefix, cache)):
-            new[i] = tokens
-        done += len(idx)
-        if progress is not None:
-            progress(done)
+    with weights_in(model, precision):
+        cache = cache_of(model, prefix) if prefix else None
+        for idx in batch_plan([len(p) for p in prompts], batch_size, batch_tokens):
+            for i, tokens in zip(idx, greedy(model, [prompts[i] for i in idx], pad_id, eos, max_new_tokens, prefix,
+                                             cache)):
+                new[i] = tokens
+            done += len(idx)
+            if progress is not None:
+                progress(done)
     seconds = time.perf_counter() - start
     # clean_up_tokenization_spaces would glue quotes and punctuation to the word before (BERT-era
     # detokenising): "deficit 'stabilises'" came out as "deficit'stabilises'".
@@ -114,13 +120,14 @@ def generate_texts(model: nn.Module, tokenizer, fmt: PromptFormat, texts: list[s
 
 
 def latency(model: nn.Module, tokenizer, fmt: PromptFormat, texts: list[str], max_length: int,
-            max_new_tokens: int) -> dict[str, float]:
-    """Per-example generation latency (one request at a time, as a user waits for it) and tokens/s."""
+            max_new_tokens: int, precision: str = "fp32") -> dict[str, float]:
+    """Per-example generation latency (one request at a time, as a user waits for it) and tokens/s,
+    in the precision the version is served in."""
     if not texts:
         return {}
     times, tokens = [], 0
     for text in texts:
-        g = generate_texts(model, tokenizer, fmt, [text], max_length, max_new_tokens, 1)
+        g = generate_texts(model, tokenizer, fmt, [text], max_length, max_new_tokens, 1, precision=precision)
         times.append(g.seconds * 1000)
         tokens += int(g.new_tokens.sum())
     return {"latency_ms_p50": float(np.percentile(times, 50)), "latency_ms_p95": float(np.percentile(times, 95)),

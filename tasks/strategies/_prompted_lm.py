@@ -34,7 +34,7 @@ class PromptedLM(nn.Module):
         self.prompt_format = fmt   # generate_texts builds prompts with it instead of the run's
         self.params = params       # what `save` writes
         self._prefix = shared_prefix(tokenizer, fmt) if cache_prefix else []
-        self._cache = None
+        self._caches = {}   # per weight dtype: a bf16 pass cannot continue an fp32 cache
 
     def forward(self, **inputs):
         return self.lm(**inputs)
@@ -48,9 +48,10 @@ class PromptedLM(nn.Module):
         return self.lm.get_output_embeddings()
 
     def _prefix_cache(self):
-        if self._cache is None:
-            self._cache = cache_of(self.lm, self._prefix)
-        return self._cache
+        dtype = next(self.lm.parameters()).dtype
+        if dtype not in self._caches:
+            self._caches[dtype] = cache_of(self.lm, self._prefix)
+        return self._caches[dtype]
 
     @torch.no_grad()
     def generate_prompts(self, prompts: list[list[int]], pad_id: int, eos: list[int], max_new_tokens: int

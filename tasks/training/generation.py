@@ -32,7 +32,7 @@ from tasks.models.loading import load_tokenizer
 from tasks.models.prompts import PromptFormat, encode_pairs
 from tasks.strategies import registry
 from tasks.training.fitting import build_and_train, kept_val_loss
-from tasks.training.hardware import check_hardware, threads_per_process
+from tasks.training.hardware import check_hardware, generation_precision, threads_per_process
 from tasks.training.loop import TrainResult, mean_loss, seed_everything
 from tasks.training.strategy_run import STAGE, GenerationDetails, Outcome, StrategyInputs, TrainingPart
 from tasks.tasktypes import register_part, task_type
@@ -81,11 +81,16 @@ def prepare_generation_inputs(settings: Settings, base: ResolvedBase, frames: di
                           head=Head.for_task(settings.task, instruction=fmt.instruction), prompt=fmt)
 
 
+def _precision(inputs: StrategyInputs, settings: Settings) -> str:
+    return generation_precision(settings.generation.precision, inputs.hardware)[0]
+
+
 def _generate(model, inputs: StrategyInputs, settings: Settings, split: str) -> Generated:
     g, data = settings.generation, inputs.splits[split]
     return generate_texts(model, inputs.tokenizer, inputs.prompt, list(data.sources), settings.model.max_length,
                           g.max_new_tokens, g.batch_size,   # no bar here: a line every 30 s of a long split
-                          ProgressLines(f"{inputs.name} {split}: generated", len(data.sources)), g.batch_tokens)
+                          ProgressLines(f"{inputs.name} {split}: generated", len(data.sources)), g.batch_tokens,
+                          _precision(inputs, settings))
 
 
 def _score(model, inputs: StrategyInputs, settings: Settings, split: str) -> tuple[Generated, TextScores]:
@@ -162,7 +167,8 @@ def compute_generation(inputs: StrategyInputs, settings: Settings) -> Outcome:
                     "generation_seconds": out.seconds,
                     "throughput_examples_per_s": len(out.texts) / max(out.seconds, 1e-9)}
         sample = list(inputs.splits["test"].sources)[: g.latency_examples]
-        metrics |= latency(model, inputs.tokenizer, inputs.prompt, sample, settings.model.max_length, g.max_new_tokens)
+        metrics |= latency(model, inputs.tokenizer, inputs.prompt, sample, settings.model.max_length, g.max_new_tokens,
+                           _precision(inputs, settings))
         measure = inputs.strategy.retrieval_metrics   # a retrieving strategy: the index and what a query costs
         if measure is not None:
             metrics |= measure(model, list(inputs.splits["test"].sources), inputs.tokenizer, inputs.prompt)

@@ -71,6 +71,15 @@ def cpu_auto_precision(min_speedup: float, speedup: float | None) -> tuple[str, 
     return "no", f"auto on a CPU: fp32 ({measured}; {bar})"
 
 
+def generation_precision(setting: str, hardware: Hardware) -> tuple[str, str]:
+    """generation.precision resolved (fp32 | bf16) and why: auto generates in bf16 where the run
+    trains in bf16 (the CPU's start-up measurement, or a GPU with bf16), else in fp32."""
+    if setting != "auto":
+        return setting, "as set in generation.precision"
+    trains = "fp32" if hardware.precision == "no" else hardware.precision
+    return ("bf16" if trains == "bf16" else "fp32"), f"auto: the run trains in {trains}"
+
+
 def detect(train: TrainSettings | None = None) -> Machine:
     """What torch finds here; on a CPU-only machine whose run leaves the precision to auto, also
     how much faster bf16 is (measured once per machine and cached: about 1 s)."""

@@ -13,6 +13,7 @@ import mlflow
 from tasks.artifacts.manifest import params_dict
 from tasks.artifacts.pyfunc import PYFUNC_ENTRY, requirements, signature
 from tasks.training.context import RunContext
+from tasks.training.hardware import generation_precision
 from tasks.training.loop import TrainResult
 from tasks.training.loop_settings import fused_adamw
 from tasks.training.strategy_run import Outcome, StrategyInputs
@@ -37,6 +38,10 @@ def strategy_run(ctx: RunContext, inputs: StrategyInputs) -> Iterator[str]:
                              "train.adamw_used": "fused" if fused_adamw(cfg.adamw, hw.precision) else "foreach",
                              "train.effective_batch": cfg.effective_batch})
         mlflow.set_tag("train.hardware", hw.reason)
+        if inputs.head.generates:
+            precision, why = generation_precision(ctx.settings.generation.precision, hw)
+            mlflow.log_param("generation.precision_used", precision)
+            mlflow.set_tag("generation.precision", why)
         _log_training_input(ctx)
         yield run.info.run_id
 

@@ -1,0 +1,33 @@
+"""Generation in bf16 on the model's own fp32 weights: within `weights_in`, every floating-point
+parameter holds a bf16 copy of its values and gets its fp32 tensor back at the end, bit for bit.
+The saved, registered and reloaded model stays fp32; only the arithmetic of the block changes.
+
+Why the weights and not autocast: greedy decoding runs one token at a time, and autocast casts
+every weight again on every step. SmolLM2-135M, zero_shot, the first 96 headlines test leads at
+48 a batch, Intel Xeon with AMX (2 threads): bf16 weights 16.5 s against 30.9 s in fp32 (1.88x).
+Buffers stay as they are: the rotary embedding's inverse frequencies are fp32 on purpose."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import nn
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@contextmanager
+def weights_in(model: nn.Module, precision: str) -> Iterator[nn.Module]:
+    """`model` with its floating-point parameters in `precision` (fp32 | bf16) within the block;
+    their own tensors are restored after, also on an error. One thread at a time: evaluation's,
+    or the server's inference thread, as every pass on a model."""
+    dtype = PRECISIONS[precision]
+    kept = [(p, p.data) for p in model.parameters() if p.is_floating_point() and p.dtype != dtype]
+    try:
+        for p, data in kept:
+            p.data = data.to(dtype)
+        yield model
+    finally:
+        for p, data in kept:
+            p.data = data

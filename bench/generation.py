@@ -7,10 +7,11 @@ frozen base) and lora (PEFT-wrapped). Ways, each over the same texts in one proc
   + prefix cache        the shared prefix's key/value cache (tasks/models/prefix_cache.py)
   + few-row linear      and decoding's linear layers flipped (tasks/models/few_rows.py)
   adaptflow @ N         both, N a batch (generation.batch_size)
+  adaptflow @ N bf16    the same on bf16 copies of the weights (--bf16; generation.precision)
 
 Each way's outputs are compared with plain's (same texts out of how many).
 
-  .venv/bin/python bench/generation.py [--strategies zero_shot,lora] [--texts 250] [--repeats 1]
+  .venv/bin/python bench/generation.py [--strategies zero_shot,lora] [--texts 250] [--repeats 1] [--bf16]
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=250, help="test leads generated per way")
     parser.add_argument("--batches", default="32,48,64", help="generation.batch_size values with both changes (16: + few-row linear)")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--bf16", action="store_true", help="also each batch size with generation.precision bf16")
     args = parser.parse_args()
 
     names = args.strategies.split(",")
@@ -39,15 +41,17 @@ def main() -> None:
     import torch
     texts = frames["test"]["text"].astype(str).tolist()[:args.texts]
     print(f"{base.name}, {len(texts)} test leads, max_new_tokens {settings.generation.max_new_tokens}, "
-          f"{torch.get_num_threads()} threads, fp32", flush=True)
+          f"{torch.get_num_threads()} threads", flush=True)
     rows, detail = [], {}
     for name in names:
         bench = _Bench(settings, base, frames, name, texts)
         ways = {"plain @ 16": bench.way("plain @ 16", 16, prefix=False, flip=False),
                 "+ prefix cache @ 16": bench.way("+ prefix cache @ 16", 16, prefix=True, flip=False),
                 "+ few-row linear @ 16": bench.way("+ few-row linear @ 16", 16, prefix=True, flip=True)}
-        ways |= {f"adaptflow @ {b}": bench.way(f"adaptflow @ {b}", b, prefix=True, flip=True)
-                 for b in map(int, args.batches.split(","))}
+        for b in map(int, args.batches.split(",")):
+            ways[f"adaptflow @ {b}"] = bench.way(f"adaptflow @ {b}", b, prefix=True, flip=True)
+            if args.bf16:
+                ways[f"adaptflow @ {b} bf16"] = bench.way(f"adaptflow @ {b} bf16", b, True, True, "bf16")
         times = interleaved(ways, args.repeats)
         plain = median(times["plain @ 16"])
         for way, secs in times.items():
@@ -82,10 +86,10 @@ class _Bench:
                         p.normal_(0, 0.01)
         self.outputs: dict[str, list[str]] = {}
 
-    def way(self, key: str, batch_size: int, prefix: bool, flip: bool):
-        return lambda: self._run(key, batch_size, prefix, flip)
+    def way(self, key: str, batch_size: int, prefix: bool, flip: bool, precision: str = "fp32"):
+        return lambda: self._run(key, batch_size, prefix, flip, precision)
 
-    def _run(self, key: str, batch_size: int, prefix: bool, flip: bool) -> float:
+    def _run(self, key: str, batch_size: int, prefix: bool, flip: bool, precision: str) -> float:
         from tasks.evaluation import generate
 
         g, i = self.settings.generation, self.inputs
@@ -97,7 +101,7 @@ class _Bench:
         with _all(patches):
             start = time.perf_counter()
             out = generate.generate_texts(self.model, i.tokenizer, fmt, self.texts, self.settings.model.max_length,
-                                          g.max_new_tokens, batch_size)
+                                          g.max_new_tokens, batch_size, precision=precision)
             seconds = time.perf_counter() - start
         self.outputs[key] = out.texts
         return seconds

@@ -9,6 +9,7 @@ refuses such a close and names its caller in a warning on the test where it happ
 closed underneath (through its buffer) is replaced before the next test, with a warning too."""
 from __future__ import annotations
 
+import io
 import tempfile
 import threading
 import traceback
@@ -24,8 +25,9 @@ class CaptureFileClosed(UserWarning):
 def _captures(config) -> list:
     capman = config.pluginmanager.getplugin("capturemanager")
     multi = getattr(capman, "_global_capturing", None)
+    # fd capture (pytest's default, and `make test`'s); --capture=sys / tee-sys are not guarded.
     return [c for c in (getattr(multi, "out", None), getattr(multi, "err", None))
-            if c is not None and hasattr(c, "syscapture") and hasattr(c.tmpfile, "buffer")]
+            if c is not None and hasattr(c, "syscapture") and isinstance(c.tmpfile, io.TextIOWrapper)]
 
 
 def _refuse_close(tmpfile) -> None:
@@ -46,13 +48,29 @@ def uninstall(config) -> None:
         capture.tmpfile.__dict__.pop("close", None)
 
 
+def _unusable(tmpfile) -> bool:
+    try:
+        return tmpfile.closed
+    except ValueError:   # detached from its buffer (io.TextIOWrapper(sys.stdout.detach()))
+        return True
+
+
 def check(config, nodeid: str) -> None:
-    """At a test boundary (capture suspended): report refused closes; replace a closed file."""
+    """At a test boundary (capture suspended): report refused closes; replace a closed file.
+    Never raises: an error in a hook would end the whole xdist session."""
+    try:
+        _check(config, nodeid)
+    except Exception as exc:   # noqa: BLE001 -- reported, never fatal
+        warnings.warn(CaptureFileClosed(f"tests/capture_guard.py could not check pytest's capture files at "
+                                        f"{nodeid}: {exc!r}"))
+
+
+def _check(config, nodeid: str) -> None:
     while _refused:
         warnings.warn(CaptureFileClosed(f"pytest's capture file was closed during or before {nodeid}; "
                                         f"refused, by {_refused.pop(0)}"))
     for capture in _captures(config):
-        if capture.tmpfile.closed:
+        if _unusable(capture.tmpfile):
             fresh = type(capture.tmpfile)(tempfile.TemporaryFile(buffering=0), encoding="utf-8", errors="replace",
                                           newline="", write_through=True)
             _refuse_close(fresh)

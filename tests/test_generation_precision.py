@@ -65,10 +65,12 @@ def test_a_prompting_model_keeps_a_prefix_cache_per_precision(tiny_llama):
 @pytest.mark.parametrize("name", ["lora", "zero_shot"])
 def test_a_run_scored_in_bf16_records_it_and_its_version_answers_alike(name, tiny_llama, tmp_path):
     """generation.precision: bf16 on any CPU (auto picks it only where bf16 is fast): the run's
-    test outputs, its manifest and the reloaded version's answers agree; the saved weights are fp32."""
+    test outputs, its manifest and the reloaded version's answers agree; the saved weights are fp32.
+    (test_generation.py runs every strategy the same way in the precision auto picks here.)"""
     from tasks.artifacts.predictor import load_predictor, predict
     from tasks.models.base import load_base
     from tasks.strategies import registry
+    from tasks.strategies._prompted_lm import frozen_causal_lm
     from tasks.training.run import compute, prepare_inputs, save_outcome
 
     settings = settings_for(tiny_llama, tmp_path)
@@ -82,5 +84,20 @@ def test_a_run_scored_in_bf16_records_it_and_its_version_answers_alike(name, tin
     predictor = load_predictor(tmp_path / "artifact")
     assert predictor.manifest.generation_precision == "bf16"
     assert predict(predictor, list(inputs.splits["test"].sources), batch_size=4).outputs == outcome.details.outputs
-    assert all(p.dtype == torch.float32 for p in outcome.model.parameters())
-    assert all(p.dtype == torch.float32 for p in predictor.model.parameters())
+    assert all(p.dtype == torch.float32 for p in outcome.model.parameters())   # saved and registered as fp32
+    # A trained version holds bf16 weights from its load on (it answered in bf16, converting none
+    # per pass); a prompting one prompts the process's one frozen LM, which stays fp32 for the others.
+    held = {p.dtype for p in predictor.model.parameters()}
+    assert held == ({torch.bfloat16} if name == "lora" else {torch.float32})
+    shared = frozen_causal_lm(inputs.base.path)
+    assert all(p.dtype == torch.float32 for p in shared.parameters())
+    assert name == "lora" or predictor.model.lm is shared
+
+
+def test_a_version_generating_in_bf16_is_served_unmerged_even_where_merging_is_asked():
+    from tasks.serving.pool import serving_mode
+    from tasks.strategies import registry
+
+    assert serving_mode(registry.get("lora", "generation"), model="m", merged=["m"])[0] == "merged"
+    held, note = serving_mode(registry.get("lora", "generation"), model="m", merged=["m"], bf16=True)
+    assert held == "shared_peft" and "generates in bf16" in note and "served unmerged" in note

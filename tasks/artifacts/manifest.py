@@ -39,13 +39,14 @@ class Manifest:
         g = self.generation or {}
         return PromptFormat(g.get("system_prompt", ""), g.get("instruction", ""))
 
+    def __post_init__(self):
+        if self.generation_precision not in ("fp32", "bf16"):   # refused when read, not per request
+            raise ValueError(f"the {self.strategy} version's manifest ({MANIFEST}) says generation precision "
+                             f"{self.generation_precision!r}; it must be fp32 or bf16")
+
     @property
     def generation_precision(self) -> str:
-        precision = (self.generation or {}).get("precision", "fp32")
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"the {self.strategy} version's manifest ({MANIFEST}) says generation.precision "
-                             f"{precision!r}; it must be fp32 or bf16")
-        return precision
+        return (self.generation or {}).get("precision", "fp32")
 
     def new_tokens(self, asked: int | None = None) -> int:
         """The generation cap: the version's own max_new_tokens, lowered (never raised) by what a

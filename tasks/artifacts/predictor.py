@@ -130,8 +130,22 @@ def load_saved(version: SavedVersion) -> Predictor:
     from tasks.models.loading import load_tokenizer
 
     version.check_base()
-    return Predictor(model=version.attach().model(), tokenizer=load_tokenizer(version.base_path),
-                     manifest=version.manifest)
+    return Predictor(model=kept_in_its_precision(version.attach().model(), version),
+                     tokenizer=load_tokenizer(version.base_path), manifest=version.manifest)
+
+
+def kept_in_its_precision(model: nn.Module, version: SavedVersion) -> nn.Module:
+    """A trained version that generates in bf16 (its manifest: the precision its run scored it
+    in) holds its weights in bf16 from its load on, instead of converting them on every pass
+    (115 ms for SmolLM2-135M). Weights it shares convert per pass (tasks/models/precision.py): a
+    shared base is other versions' too, and a prompting version prompts the process's one frozen
+    LM (tasks/strategies/_prompted_lm.py), which other versions may use in fp32."""
+    manifest = version.manifest
+    if version.strategy.trains and task_type(manifest.task).generates and manifest.generation_precision == "bf16":
+        from tasks.models.precision import weights_kept_in
+
+        return weights_kept_in(model, "bf16")
+    return model
 
 
 def text_problem(texts: list[Any]) -> str | None:

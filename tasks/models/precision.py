@@ -17,6 +17,17 @@ from torch import nn
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
+def weights_kept_in(model: nn.Module, precision: str) -> nn.Module:
+    """`model` with its floating-point parameters in `precision` for good: a served version that
+    generates in bf16 converts once when it loads, not on every pass (`weights_in` then finds
+    nothing to convert)."""
+    dtype = PRECISIONS[precision]
+    for p in model.parameters():
+        if p.is_floating_point() and p.dtype != dtype:
+            p.data = p.data.to(dtype)
+    return model
+
+
 @contextmanager
 def weights_in(model: nn.Module, precision: str) -> Iterator[nn.Module]:
     """`model` with its floating-point parameters in `precision` (fp32 | bf16) within the block;

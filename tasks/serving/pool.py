@@ -26,7 +26,14 @@ from typing import Any, Callable
 import numpy as np
 
 from tasks.artifacts.manifest import Manifest
-from tasks.artifacts.predictor import Predictor, RegisteredBase, SavedVersion, predict, read_version
+from tasks.artifacts.predictor import (
+    Predictor,
+    RegisteredBase,
+    SavedVersion,
+    kept_in_its_precision,
+    predict,
+    read_version,
+)
 from tasks.models.base import ResolvedBase, fingerprint
 from tasks.strategies.registry import Strategy
 from tasks.strategies.sharing import Attached, SharedBase
@@ -35,20 +42,24 @@ from tasks.tasktypes import task_type
 OWN, MERGED = "own", "merged"
 
 
-def serving_mode(strategy: Strategy, *, model: str, merged: list[str]) -> tuple[str, str]:
+def serving_mode(strategy: Strategy, *, model: str, merged: list[str], bf16: bool = False) -> tuple[str, str]:
     """How a version of `strategy` is held (own, merged or shared_<kind>) when it serves `model`,
     and a note when params asked for something it cannot do. `merged`: serving.merged, the models
     whose versions fold their adapter into the base when their strategy has a merge; prompts
-    cannot fold into weights. A retrieving version declares no sharing: its own module (merged
+    cannot fold into weights, nor an adapter into weights a version generates with in bf16
+    (`bf16`: rounded to bf16, a merged weight loses most of a small update, which the run's
+    unmerged adapter kept). A retrieving version declares no sharing: its own module (merged
     when asked: the index stays beside the merged weights)."""
     mergeable = strategy.merge is not None
     if strategy.saves != "adapter":
         return OWN, ""
     note = ""
     if model in merged:
-        if mergeable:
+        if mergeable and not bf16:
             return MERGED, ""
-        note = f"serving.merged names {model}, but {strategy.name} has no merge into the base; served unmerged"
+        note = (f"serving.merged names {model}, but {strategy.name} has no merge into the base; served unmerged"
+                if not mergeable else f"serving.merged names {model}, but this {strategy.name} version generates "
+                f"in bf16 (generation.precision), where a merged weight would round its adapter away; served unmerged")
     return (OWN if strategy.sharing is None else f"shared_{strategy.sharing.kind}"), note
 
 
@@ -118,7 +129,8 @@ class Pool:
         on a fingerprint mismatch."""
         start = time.perf_counter()
         saved = read_version(folder, registered)
-        mode, note = serving_mode(saved.strategy, model=model, merged=self._merged)
+        bf16 = task_type(saved.manifest.task).generates and saved.manifest.generation_precision == "bf16"
+        mode, note = serving_mode(saved.strategy, model=model, merged=self._merged, bf16=bf16)
         what = f"{model} v{version} ({saved.strategy.name})"
         with self._load_lock:
             if mode in (OWN, MERGED):
@@ -126,6 +138,7 @@ class Pool:
                 attached, group_id = saved.attach(), ""
                 if mode == MERGED:   # a merged copy; the adapter model is dropped right after
                     attached = Attached(own=saved.strategy.merge(attached.model()).eval())
+                kept_in_its_precision(attached.model(), saved)
             else:
                 attached, base, group_id = self._attach_shared(saved, mode, what)
             tokenizer = self._tokenizer(saved.base_path)

@@ -6,7 +6,8 @@ later test of that worker then errors in setup and teardown with "I/O operation 
 CI at 2c8a56b: 52 tests of one xdist worker, after test_serving_mixed's HTTP test failed that way;
 a rerun of the same commit passed, so the closer is a race we have not pinned down. The guard
 refuses such a close and names its caller in a warning on the test where it happened; a file
-closed underneath (through its buffer) is replaced before the next test, with a warning too."""
+closed underneath (through its buffer) is replaced before the next test, with a warning too.
+A pytest plugin: `pytest_plugins = ["capture_guard"]` (tests/conftest.py)."""
 from __future__ import annotations
 
 import io
@@ -16,6 +17,7 @@ import traceback
 import warnings
 
 _refused: list[str] = []   # callers' stacks, reported on the next test boundary
+_config: list = []         # the session's config (pytest_runtest_logstart is not given it)
 
 
 class CaptureFileClosed(UserWarning):
@@ -36,16 +38,26 @@ def _refuse_close(tmpfile) -> None:
     tmpfile.close = close
 
 
-def install(config) -> None:
-    """At configure time: guard the session's capture files."""
+def pytest_configure(config) -> None:
+    """Guard the session's capture files."""
+    _config.append(config)
     for capture in _captures(config):
         _refuse_close(capture.tmpfile)
 
 
-def uninstall(config) -> None:
-    """At unconfigure time, before pytest closes its files itself."""
+def pytest_unconfigure(config) -> None:
+    """Before pytest closes its files itself."""
     for capture in _captures(config):
         capture.tmpfile.__dict__.pop("close", None)
+
+
+def pytest_runtest_logstart(nodeid, location) -> None:
+    """Before each test's setup, and after each of its phases (below), with capture suspended."""
+    check(_config[-1], nodeid)
+
+
+def pytest_runtest_logreport(report) -> None:
+    check(_config[-1], report.nodeid)
 
 
 def _unusable(tmpfile) -> bool:

@@ -25,7 +25,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "1")
 os.environ.setdefault("PREFECT_WORKER_QUERY_SECONDS", "1")
 
-import capture_guard  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
@@ -36,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["negative", "positive"]
 
 apply_offline_defaults()
+# pytest's capture files kept usable when code under test closes sys.stdout / sys.stderr.
+pytest_plugins = ["capture_guard"]
 # Reviewer actions on a tracking server sign their audit entries (tasks/registry/audit.py); the
 # tests' reviewers hold this test-only key, and the processes they start inherit it.
 os.environ.setdefault("ADAPTFLOW_AUDIT_KEY", "test-only-audit-key-0123456789abcdef")
@@ -50,25 +51,6 @@ def pytest_configure(config):
     if worker:
         home = Path(os.environ.get("PREFECT_HOME", ROOT / ".prefect")) / f"xdist-{worker}"
         os.environ["PREFECT_HOME"] = str(home)
-    capture_guard.install(config)
-    _config.append(config)
-
-
-def pytest_unconfigure(config):
-    capture_guard.uninstall(config)
-
-
-def pytest_runtest_logstart(nodeid, location):
-    """Before each test's setup, and after each of its phases, with pytest's capture suspended
-    (tests/capture_guard.py)."""
-    capture_guard.check(_config[-1], nodeid)
-
-
-def pytest_runtest_logreport(report):
-    capture_guard.check(_config[-1], report.nodeid)
-
-
-_config: list = []
 
 
 # The longest test files, longest first (per-file sums of `--durations=0` from a fresh clone, AMD

@@ -11,22 +11,7 @@ HERE = Path(__file__).resolve().parent
 CONFTEST = f"""
 import sys
 sys.path.insert(0, {str(HERE)!r})
-import capture_guard
-
-def pytest_configure(config):
-    capture_guard.install(config)
-    _config.append(config)
-
-def pytest_unconfigure(config):
-    capture_guard.uninstall(config)
-
-def pytest_runtest_logstart(nodeid, location):
-    capture_guard.check(_config[-1], nodeid)
-
-def pytest_runtest_logreport(report):
-    capture_guard.check(_config[-1], report.nodeid)
-
-_config = []
+pytest_plugins = ["capture_guard"]
 """
 
 CLOSERS = """

@@ -24,7 +24,8 @@ class Manifest:
     saves: str
     task: str = DEFAULT
     # generation: system_prompt, instruction (the prompt the version answers), max_new_tokens and
-    # precision (fp32 | bf16: its weights while generating, as the run scored it; fp32 if absent)
+    # precision (fp32 | bf16: its weights while generating, as the run scored it; fp32 if absent,
+    # and for a classifier, which has no generation section)
     generation: dict[str, Any] | None = None
 
     @property

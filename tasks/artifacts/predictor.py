@@ -140,8 +140,7 @@ def kept_in_its_precision(model: nn.Module, version: SavedVersion) -> nn.Module:
     (115 ms for SmolLM2-135M). Weights it shares convert per pass (tasks/models/precision.py): a
     shared base is other versions' too, and a prompting version prompts the process's one frozen
     LM (tasks/strategies/_prompted_lm.py), which other versions may use in fp32."""
-    manifest = version.manifest
-    if version.strategy.trains and task_type(manifest.task).generates and manifest.generation_precision == "bf16":
+    if version.strategy.trains and version.manifest.generation_precision == "bf16":
         from tasks.models.precision import weights_kept_in
 
         return weights_kept_in(model, "bf16")

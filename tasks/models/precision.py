@@ -23,9 +23,8 @@ def weights_kept_in(model: nn.Module, precision: str) -> nn.Module:
     generates in bf16 converts once when it loads, not on every pass (`weights_in` then finds
     nothing to convert)."""
     dtype = PRECISIONS[precision]
-    for p in model.parameters():
-        if p.is_floating_point() and p.dtype != dtype:
-            p.data = p.data.to(dtype)
+    for p in _other_than(model, dtype):
+        p.data = p.data.to(dtype)
     return model
 
 
@@ -35,7 +34,7 @@ def weights_in(model: nn.Module, precision: str) -> Iterator[nn.Module]:
     their own tensors are restored after, also on an error. One thread at a time: evaluation's,
     or the server's inference thread, as every pass on a model."""
     dtype = PRECISIONS[precision]
-    kept = [(p, p.data) for p in model.parameters() if p.is_floating_point() and p.dtype != dtype]
+    kept = [(p, p.data) for p in _other_than(model, dtype)]
     try:
         for p, data in kept:
             p.data = data.to(dtype)
@@ -43,3 +42,8 @@ def weights_in(model: nn.Module, precision: str) -> Iterator[nn.Module]:
     finally:
         for p, data in kept:
             p.data = data
+
+
+def _other_than(model: nn.Module, dtype: torch.dtype) -> list[nn.Parameter]:
+    """The floating-point parameters not in `dtype` (tied weights once: parameters() dedupes)."""
+    return [p for p in model.parameters() if p.is_floating_point() and p.dtype != dtype]

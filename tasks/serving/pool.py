@@ -129,8 +129,8 @@ class Pool:
         on a fingerprint mismatch."""
         start = time.perf_counter()
         saved = read_version(folder, registered)
-        bf16 = task_type(saved.manifest.task).generates and saved.manifest.generation_precision == "bf16"
-        mode, note = serving_mode(saved.strategy, model=model, merged=self._merged, bf16=bf16)
+        mode, note = serving_mode(saved.strategy, model=model, merged=self._merged,
+                                  bf16=saved.manifest.generation_precision == "bf16")
         what = f"{model} v{version} ({saved.strategy.name})"
         with self._load_lock:
             if mode in (OWN, MERGED):

@@ -78,11 +78,8 @@ def prepare_generation_inputs(settings: Settings, base: ResolvedBase, frames: di
               for split, rows in picked.items()}
     return StrategyInputs(name=name, strategy=strategy, params=params, base=base, tokenizer=tokenizer, labels=[],
                           splits=splits, train_frame=frames["train"], hardware=hardware,
-                          head=Head.for_task(settings.task, instruction=fmt.instruction), prompt=fmt)
-
-
-def _precision(inputs: StrategyInputs, settings: Settings) -> str:
-    return generation_precision(settings.generation.precision, inputs.hardware)[0]
+                          head=Head.for_task(settings.task, instruction=fmt.instruction), prompt=fmt,
+                          generation_precision=generation_precision(g.precision, hardware)[0])
 
 
 def _generate(model, inputs: StrategyInputs, settings: Settings, split: str) -> Generated:
@@ -90,7 +87,7 @@ def _generate(model, inputs: StrategyInputs, settings: Settings, split: str) -> 
     return generate_texts(model, inputs.tokenizer, inputs.prompt, list(data.sources), settings.model.max_length,
                           g.max_new_tokens, g.batch_size,   # no bar here: a line every 30 s of a long split
                           ProgressLines(f"{inputs.name} {split}: generated", len(data.sources)), g.batch_tokens,
-                          _precision(inputs, settings))
+                          inputs.generation_precision)
 
 
 def _score(model, inputs: StrategyInputs, settings: Settings, split: str) -> tuple[Generated, TextScores]:
@@ -168,7 +165,7 @@ def compute_generation(inputs: StrategyInputs, settings: Settings) -> Outcome:
                     "throughput_examples_per_s": len(out.texts) / max(out.seconds, 1e-9)}
         sample = list(inputs.splits["test"].sources)[: g.latency_examples]
         metrics |= latency(model, inputs.tokenizer, inputs.prompt, sample, settings.model.max_length, g.max_new_tokens,
-                           _precision(inputs, settings))
+                           inputs.generation_precision)
         measure = inputs.strategy.retrieval_metrics   # a retrieving strategy: the index and what a query costs
         if measure is not None:
             metrics |= measure(model, list(inputs.splits["test"].sources), inputs.tokenizer, inputs.prompt)

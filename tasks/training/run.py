@@ -29,7 +29,7 @@ from tasks.training import record
 from tasks.artifacts.manifest import Manifest, params_dict, write_artifact
 from tasks.training.context import RunContext
 from tasks.training.fitting import build_and_train
-from tasks.training.hardware import check_hardware, generation_precision, is_main_process, threads_per_process
+from tasks.training.hardware import check_hardware, is_main_process, threads_per_process
 from tasks.training.loop import seed_everything
 from tasks.training.switching import switching_metrics
 from tasks.training.strategy_run import STAGE, Fitted, Outcome, StrategyInputs, TrainingPart, training_part
@@ -211,7 +211,7 @@ def generation_manifest(inputs: StrategyInputs, settings: Settings) -> dict | No
         return None
     return {"system_prompt": inputs.prompt.system_prompt, "instruction": inputs.prompt.instruction,
             "max_new_tokens": settings.generation.max_new_tokens,
-            "precision": generation_precision(settings.generation.precision, inputs.hardware)[0]}
+            "precision": inputs.generation_precision}
 
 
 def ownership_metrics(inputs: StrategyInputs, outcome: Outcome, settings: Settings, folder: Path) -> dict[str, float]:

@@ -63,6 +63,7 @@ class StrategyInputs:
     head: Head = Head(DEFAULT)            # the task type, and its labels (tasks/models/heads.py)
     prompt: PromptFormat | None = None    # generation: how inputs become prompts
     trained: Trained | None = None        # the tuner's best trial, already trained with `params`
+    generation_precision: str = "fp32"    # generation: the weights' while generating (generation.precision resolved)
 
     @property
     def pad_id(self) -> int:

@@ -142,9 +142,14 @@ def test_each_generation_strategy_trains_saves_reloads_and_generates_the_same(na
     if inputs.strategy.trains:
         assert outcome.training.steps >= 1 and outcome.training.val_loss
     if inputs.strategy.trains and not inputs.strategy.retrieves:   # the kept check's loss, not a second pass
+        from tasks.models.precision import autocast_in
         from tasks.training.loop import mean_loss
 
-        again = np.exp(mean_loss(outcome.model, inputs.splits["validation"], 3, inputs.pad_id))
+        # A fresh pass in the run's precision (auto: bf16 on an AMX CPU), in the check's batches
+        # (4 x train.batch_size): bf16 matmuls round differently with another batch shape.
+        with autocast_in(outcome.model, inputs.hardware.precision):
+            again = np.exp(mean_loss(outcome.model, inputs.splits["validation"], 4 * settings.train.batch_size,
+                                     inputs.pad_id))
         assert m["val_perplexity"] == pytest.approx(again, rel=1e-5)
     if name in ("retrieval_few_shot", "lora+retrieval"):   # its cost is measured: the index, a query, the longer prompts
         assert m["index_rows"] == 24 and m["index_bytes"] > 0 and m["retrieval_ms_p50"] > 0

@@ -101,3 +101,28 @@ def test_a_version_generating_in_bf16_is_served_unmerged_even_where_merging_is_a
     assert serving_mode(registry.get("lora", "generation"), model="m", merged=["m"])[0] == "merged"
     held, note = serving_mode(registry.get("lora", "generation"), model="m", merged=["m"], bf16=True)
     assert held == "shared_peft" and "generates in bf16" in note and "served unmerged" in note
+
+
+def test_a_bf16_run_reports_its_kept_check_as_its_validation_loss(tiny_llama, tmp_path):
+    """train.mixed_precision bf16: evaluation passes run under the training checks' bf16 autocast,
+    so val_perplexity is the kept check's loss, which a fresh pass in that precision repeats."""
+    import numpy as np
+
+    from tasks.models.base import load_base
+    from tasks.models.precision import autocast_in
+    from tasks.strategies import registry
+    from tasks.training.loop import mean_loss
+    from tasks.training.run import compute, prepare_inputs
+
+    settings = settings_for(tiny_llama, tmp_path)
+    settings = replace(settings, train=replace(settings.train, mixed_precision="bf16"),
+                       strategy_params={"lora": registry.get("lora", "generation").parse_params(
+                           {"target_modules": ["q_proj", "v_proj"]})})
+    inputs = prepare_inputs(settings, load_base(str(tiny_llama)), frames(), "lora")
+    outcome = compute(inputs, settings)
+    assert outcome.training.precision == "bf16"
+    kept = dict(outcome.training.val_loss)[outcome.training.best_step]
+    assert outcome.metrics["val_perplexity"] == pytest.approx(np.exp(kept), rel=1e-12)
+    with autocast_in(outcome.model, "bf16"):
+        again = mean_loss(outcome.model, inputs.splits["validation"], 4 * settings.train.batch_size, inputs.pad_id)
+    assert again == pytest.approx(kept, rel=1e-5)

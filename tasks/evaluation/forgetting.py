@@ -25,6 +25,7 @@ from tasks.models.base import ResolvedBase
 from tasks.models.heads import Head
 from tasks.models.encoding import Encoded, batches, encode, on_device
 from tasks.models.lm_head import head_at
+from tasks.models.precision import autocast_in
 
 
 @dataclass(frozen=True)
@@ -100,13 +101,19 @@ def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
                    l2: float = 1e-3, steps: int = 200) -> float:
     """Fit a multinomial logistic regression (full-batch L-BFGS, deterministic) on standardised
     features; its accuracy on the test rows."""
+    classes = int(max(np.max(y_train), np.max(y_test))) + 1
+    return float((probe_predictions(x_train, y_train, x_test, classes, l2, steps) == np.asarray(y_test)).mean())
+
+
+def probe_predictions(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, classes: int,
+                      l2: float = 1e-3, steps: int = 200) -> np.ndarray:
+    """The probe's predicted class (of `classes`) for each test row."""
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6
     xt = torch.from_numpy((x_train - mean) / std).double()
     xe = torch.from_numpy((x_test - mean) / std).double()
     yt = torch.from_numpy(np.asarray(y_train, dtype=np.int64))
-    k = int(max(y_train.max(), y_test.max())) + 1
-    w = torch.zeros(xt.shape[1], k, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(k, dtype=torch.float64, requires_grad=True)
+    w = torch.zeros(xt.shape[1], classes, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
 
     def closure():
@@ -117,34 +124,38 @@ def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
 
     opt.step(closure)
     with torch.no_grad():
-        pred = (xe @ w + b).argmax(1).numpy()
-    return float((pred == np.asarray(y_test)).mean())
+        return (xe @ w + b).argmax(1).numpy()
 
 
-def model_probe_accuracy(model: nn.Module, probe: ProbeData, pad_id: int) -> float:
-    return probe_accuracy(features(model, probe.train, pad_id), probe.train.labels,
-                          features(model, probe.test, pad_id), probe.test.labels)
+def model_probe_accuracy(model: nn.Module, probe: ProbeData, pad_id: int, precision: str = "no") -> float:
+    """The probe's accuracy on `model`'s features, computed in `precision` (the run's training
+    precision: the base and every strategy of a run are probed in the same one)."""
+    with autocast_in(model, precision):
+        train, test = features(model, probe.train, pad_id), features(model, probe.test, pad_id)
+    return probe_accuracy(train, probe.train.labels, test, probe.test.labels)
 
 
 @functools.lru_cache(maxsize=4)
 def base_probe_accuracy(base_path: str, fingerprint: str, head: Head, n_train: int,
-                        n_test: int, max_length: int, seed: int) -> float:
+                        n_test: int, max_length: int, seed: int, precision: str = "no") -> float:
     """The base model's probe accuracy, measured once per base and probe setting: kept in
     memory and on disk under the adaptflow cache, because each strategy may run in its own
     process (ops.isolation) and would otherwise load the base and embed the articles again.
-    The fingerprint is part of the key, so a changed base folder is measured again."""
+    The fingerprint and the precision are part of the key, so a changed base folder, or a run
+    in another precision, is measured again."""
     import json
 
     from tasks.models.causal_lm import cache_root
     from tasks.models.loading import load_tokenizer
 
-    key = f"{fingerprint[:16]}-{'_'.join(head.labels) or head.task}-{n_train}-{n_test}-{max_length}-{seed}"
+    key = f"{fingerprint[:16]}-{'_'.join(head.labels) or head.task}-{n_train}-{n_test}-{max_length}-{seed}" + \
+        ("" if precision == "no" else f"-{precision}")
     stored = cache_root() / "forgetting" / f"{key}.json"
     if stored.is_file():
         return float(json.loads(stored.read_text())["base_probe_accuracy"])
     tokenizer = load_tokenizer(Path(base_path))
     probe = probe_data(tokenizer, n_train, n_test, max_length, seed)
-    accuracy = model_probe_accuracy(head.load(Path(base_path)), probe, tokenizer.pad_token_id)
+    accuracy = model_probe_accuracy(head.load(Path(base_path)), probe, tokenizer.pad_token_id, precision)
     stored.parent.mkdir(parents=True, exist_ok=True)
     # Written aside, then renamed: another process measuring the same base (a second run, a test worker)
     # reads either nothing or the whole file.
@@ -155,22 +166,23 @@ def base_probe_accuracy(base_path: str, fingerprint: str, head: Head, n_train: i
 
 
 def measure_forgetting(model: nn.Module, base_path: Path, fingerprint: str, head: Head, tokenizer,
-                       n_train: int, n_test: int, max_length: int, seed: int) -> Forgetting:
+                       n_train: int, n_test: int, max_length: int, seed: int, precision: str = "no") -> Forgetting:
     probe = probe_data(tokenizer, n_train, n_test, max_length, seed)
     return Forgetting(base_probe_accuracy(str(base_path), fingerprint, head, n_train, n_test,
-                                          max_length, seed),
-                      model_probe_accuracy(model, probe, tokenizer.pad_token_id))
+                                          max_length, seed, precision),
+                      model_probe_accuracy(model, probe, tokenizer.pad_token_id, precision))
 
 
 def forgetting_metrics(model: nn.Module, trains: bool, base: ResolvedBase, head: Head, tokenizer,
-                       ev: EvaluationSettings, seed: int) -> dict[str, float]:
-    """forgetting_delta and the two probe accuracies; a strategy that changes no weight has
-    the base's features, so its delta is 0 by definition (not measured)."""
+                       ev: EvaluationSettings, seed: int, precision: str = "no") -> dict[str, float]:
+    """forgetting_delta and the two probe accuracies, both models' features in `precision` (the
+    run's training precision); a strategy that changes no weight has the base's features, so its
+    delta is 0 by definition (not measured)."""
     if not ev.measures_forgetting:
         return {}
     if not trains:
         return {"forgetting_delta": 0.0}
     result = measure_forgetting(model, base.path, base.fingerprint, head, tokenizer,
                                 ev.forgetting_train_examples, ev.forgetting_test_examples,
-                                ev.forgetting_max_length, seed)
+                                ev.forgetting_max_length, seed, precision)
     return result.metrics()

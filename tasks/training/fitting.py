@@ -43,11 +43,11 @@ def best_val_loss(trained: Trained) -> float:
     return min(finite)
 
 
-def kept_val_loss(training: TrainResult | None) -> float | None:
+def kept_val_loss(training: TrainResult | None, precision: str) -> float | None:
     """The validation loss of the weights the loop kept and restored (its check at best_step),
     or None: no training, no kept check (a loss never finite), that check not in the curve, or
-    checks in mixed precision (the model is evaluated in fp32 after training, as it is served)."""
-    if training is None or not training.best_step or training.precision != "no":
+    checks in another precision than `precision` (accelerate's names), the one asked for."""
+    if training is None or not training.best_step or training.precision != precision:
         return None
     kept = dict(training.val_loss).get(training.best_step)
     return kept if kept is not None and math.isfinite(kept) else None

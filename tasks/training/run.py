@@ -183,7 +183,7 @@ def compute_classification(inputs: StrategyInputs, settings: Settings) -> Outcom
                                 "train_seconds": training.train_seconds if training else 0.0}
     # After the peak-memory window: the probe loads a second copy of the base.
     metrics |= forgetting_metrics(model, inputs.strategy.trains, inputs.base, inputs.head, inputs.tokenizer,
-                                  ev, cfg.seed)
+                                  ev, cfg.seed, inputs.hardware.precision)
     if inputs.strategy.merge is not None and ev.merged_latency:
         metrics |= merged_speed_metrics(model, inputs.strategy.merge, test, inputs.pad_id,
                                         ev.latency_examples, ev.throughput_batches)

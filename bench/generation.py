@@ -9,9 +9,10 @@ frozen base) and lora (PEFT-wrapped). Ways, each over the same texts in one proc
   adaptflow @ N         both, N a batch (generation.batch_size)
   adaptflow @ N bf16    the same on bf16 copies of the weights (--bf16; generation.precision)
 
-Each way's outputs are compared with plain's (same texts out of how many).
+Each way's outputs are compared with plain's (same texts out of how many), or with the first
+bf16 way's under --bf16-only (its speedup column too).
 
-  .venv/bin/python bench/generation.py [--strategies zero_shot,lora] [--texts 250] [--repeats 1] [--bf16]
+  .venv/bin/python bench/generation.py [--strategies zero_shot,lora] [--texts 250] [--repeats 1] [--bf16 | --bf16-only]
 """
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ def main() -> None:
     parser.add_argument("--batches", default="32,48,64", help="generation.batch_size values with both changes (16: + few-row linear)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--bf16", action="store_true", help="also each batch size with generation.precision bf16")
+    parser.add_argument("--bf16-only", action="store_true",
+                        help="only the bf16 ways (each batch size), compared with the first one's outputs")
     args = parser.parse_args()
 
     names = args.strategies.split(",")
@@ -45,17 +48,20 @@ def main() -> None:
     rows, detail = [], {}
     for name in names:
         bench = _Bench(settings, base, frames, name, texts)
-        ways = {"plain @ 16": bench.way("plain @ 16", 16, prefix=False, flip=False),
-                "+ prefix cache @ 16": bench.way("+ prefix cache @ 16", 16, prefix=True, flip=False),
-                "+ few-row linear @ 16": bench.way("+ few-row linear @ 16", 16, prefix=True, flip=True)}
+        ways = {} if args.bf16_only else {
+            "plain @ 16": bench.way("plain @ 16", 16, prefix=False, flip=False),
+            "+ prefix cache @ 16": bench.way("+ prefix cache @ 16", 16, prefix=True, flip=False),
+            "+ few-row linear @ 16": bench.way("+ few-row linear @ 16", 16, prefix=True, flip=True)}
         for b in map(int, args.batches.split(",")):
-            ways[f"adaptflow @ {b}"] = bench.way(f"adaptflow @ {b}", b, prefix=True, flip=True)
-            if args.bf16:
+            if not args.bf16_only:
+                ways[f"adaptflow @ {b}"] = bench.way(f"adaptflow @ {b}", b, prefix=True, flip=True)
+            if args.bf16 or args.bf16_only:
                 ways[f"adaptflow @ {b} bf16"] = bench.way(f"adaptflow @ {b} bf16", b, True, True, "bf16")
         times = interleaved(ways, args.repeats)
-        plain = median(times["plain @ 16"])
+        first = next(iter(ways))   # plain @ 16, or the first bf16 way
+        plain = median(times[first])
         for way, secs in times.items():
-            same = sum(a == b for a, b in zip(bench.outputs[way], bench.outputs["plain @ 16"]))
+            same = sum(a == b for a, b in zip(bench.outputs[way], bench.outputs[first]))
             rows.append({"strategy": name, "way": way, "seconds": round(median(secs), 1),
                          "texts/s": round(len(texts) / median(secs), 2), "speedup": round(plain / median(secs), 2),
                          "same outputs": f"{same}/{len(texts)}"})

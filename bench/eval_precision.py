@@ -53,7 +53,7 @@ def probe_rows(profile: str | None, repeats: int) -> list[dict]:
             seconds[p].append(time.perf_counter() - start)
     y_test = np.asarray(probe.test.labels)
     classes = int(max(np.max(probe.train.labels), np.max(y_test))) + 1
-    correct = {p: fg.probe_predictions(*feats[p][:1], probe.train.labels, feats[p][1], classes) == y_test
+    correct = {p: fg.probe_predictions(feats[p][0], probe.train.labels, feats[p][1], classes) == y_test
                for p in PRECISIONS}
     test = mcnemar(correct["no"], correct["bf16"])
     return [{"profile": profile or "default", "pass": f"forgetting probe ({base.name}, {len(probe.train.labels)}+"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, default_splits, median, table, write  # noqa: E402
+from bench.common import ROOT, median, table, write  # noqa: E402
 
 PRECISIONS = ("no", "bf16")
 
@@ -71,8 +71,8 @@ def loss_rows(repeats: int) -> list[dict]:
     from tasks.training.loop import mean_loss
     from tasks.training.run import prepare_inputs
 
-    settings, _, base = headlines(["zero_shot"])
-    inputs = prepare_inputs(settings, base, default_splits(settings), "zero_shot")
+    settings, frames, base = headlines(["zero_shot"])
+    inputs = prepare_inputs(settings, base, frames, "zero_shot")
     model = inputs.head.load(base.path)
     data = inputs.splits["validation"]
     seconds, losses = {p: [] for p in PRECISIONS}, {}

@@ -30,14 +30,14 @@ def warm_forgetting_cache(params: str, profile: str | None) -> None:
     from tasks.config import load_settings
     from tasks.evaluation.forgetting import base_probe_accuracy
     from tasks.models.base import load_base
-    from tasks.training.hardware import check_hardware
+    from tasks.training.hardware import check_hardware, evaluation_precision
 
     s = load_settings(params, profile)
     ev, base = s.evaluation, load_base(s.model.base, s.root)
-    if ev.measures_forgetting:   # in the precision the runs will probe in (their training precision)
+    if ev.measures_forgetting:   # in the precision the runs will probe in
         base_probe_accuracy(str(base.path), base.fingerprint, Head.for_task(s.task, s.validation.labels),
                             ev.forgetting_train_examples, ev.forgetting_test_examples, ev.forgetting_max_length,
-                            s.train.seed, check_hardware(s.train).precision)
+                            s.train.seed, evaluation_precision(check_hardware(s.train)))
 
 
 def stage(task_name: str) -> str:

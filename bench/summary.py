@@ -20,8 +20,8 @@ def load(name: str) -> dict | None:
 
 
 def main() -> None:
-    training, opts, scaling, overhead, steps = (load(n) for n in ("training", "optimisations", "scaling", "overhead",
-                                                                   "step_profile"))
+    training, opts, scaling, overhead, steps, evals = (load(n) for n in ("training", "optimisations", "scaling",
+                                                                          "overhead", "step_profile", "eval_precision"))
     source = training or opts or scaling or overhead
     if source is None:
         sys.exit("no results yet: run `make bench`")
@@ -49,6 +49,10 @@ def main() -> None:
         print("scaling:")
         print(table(scaling["sizes"], ["strategy", "n", "seconds", "train_seconds", "peak_rss_mb"]))
         print(table(scaling["counts"], ["k", "strategies", "seconds", "train_seconds", "peak_rss_mb"]) + "\n")
+    if evals:
+        print("evaluation passes, fp32 against bf16 autocast (probe rows: test accuracies, McNemar p; loss row: "
+              "perplexities, the losses' relative difference):")
+        print(table(evals["rows"]) + "\n")
     if overhead:
         b = overhead["breakdown"]
         rows = [{"stage": k, "seconds": v} for k, v in b["stages"].items()]

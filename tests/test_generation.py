@@ -143,11 +143,12 @@ def test_each_generation_strategy_trains_saves_reloads_and_generates_the_same(na
         assert outcome.training.steps >= 1 and outcome.training.val_loss
     if inputs.strategy.trains and not inputs.strategy.retrieves:   # the kept check's loss, not a second pass
         from tasks.models.precision import autocast_in
+        from tasks.training.hardware import evaluation_precision
         from tasks.training.loop import mean_loss
 
         # A fresh pass in the run's precision (auto: bf16 on an AMX CPU), in the check's batches
         # (4 x train.batch_size): bf16 matmuls round differently with another batch shape.
-        with autocast_in(outcome.model, inputs.hardware.precision):
+        with autocast_in(outcome.model, evaluation_precision(inputs.hardware)):
             again = np.exp(mean_loss(outcome.model, inputs.splits["validation"], 4 * settings.train.batch_size,
                                      inputs.pad_id))
         assert m["val_perplexity"] == pytest.approx(again, rel=1e-5)

@@ -12,7 +12,7 @@ from tasks.config import GenerationSettings
 from tasks.evaluation.generate import generate_texts
 from tasks.models.loading import load_tokenizer
 from tasks.models.precision import weights_in
-from tasks.training.hardware import Hardware, generation_precision
+from tasks.training.hardware import Hardware, evaluation_precision, generation_precision
 
 TEXTS = ["a story about markets", "team wins the cup final after extra time in the rain", "short",
          "the minister says the court rules on the film award today"]
@@ -27,6 +27,10 @@ def test_auto_generates_in_bf16_only_where_the_run_trains_in_bf16():
     assert generation_precision("bf16", on("no"))[0] == "bf16"
     with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, not 'fp16'"):
         GenerationSettings(precision="fp16")
+    # Passes that only measure a model: a CPU run's training precision; fp32 on a GPU, whose
+    # prompted models and forgetting base stay on the CPU.
+    assert [evaluation_precision(on(p)) for p in ("bf16", "no")] == ["bf16", "no"]
+    assert [evaluation_precision(Hardware("cuda", p, 1, "")) for p in ("bf16", "fp16")] == ["no", "no"]
 
 
 def test_weights_in_bf16_runs_the_block_in_bf16_and_gives_every_weight_back_bit_for_bit(tiny_llama):
@@ -103,9 +107,11 @@ def test_a_version_generating_in_bf16_is_served_unmerged_even_where_merging_is_a
     assert held == "shared_peft" and "generates in bf16" in note and "served unmerged" in note
 
 
-def test_a_bf16_run_reports_its_kept_check_as_its_validation_loss(tiny_llama, tmp_path):
-    """train.mixed_precision bf16: evaluation passes run under the training checks' bf16 autocast,
-    so val_perplexity is the kept check's loss, which a fresh pass in that precision repeats."""
+@pytest.mark.parametrize("name", ["lora", "zero_shot"])
+def test_a_bf16_run_measures_its_validation_loss_in_bf16(name, tiny_llama, tmp_path):
+    """train.mixed_precision bf16 on a CPU: evaluation passes run under the training checks' bf16
+    autocast. A trained model's val_perplexity is the kept check's loss, which a fresh pass in that
+    precision repeats; a prompting model's is a pass under that autocast, not fp32's."""
     import numpy as np
 
     from tasks.models.base import load_base
@@ -115,14 +121,21 @@ def test_a_bf16_run_reports_its_kept_check_as_its_validation_loss(tiny_llama, tm
     from tasks.training.run import compute, prepare_inputs
 
     settings = settings_for(tiny_llama, tmp_path)
-    settings = replace(settings, train=replace(settings.train, mixed_precision="bf16"),
-                       strategy_params={"lora": registry.get("lora", "generation").parse_params(
-                           {"target_modules": ["q_proj", "v_proj"]})})
-    inputs = prepare_inputs(settings, load_base(str(tiny_llama)), frames(), "lora")
+    params = registry.get(name, "generation").parse_params({"target_modules": ["q_proj", "v_proj"]}
+                                                           if name == "lora" else {})
+    settings = replace(settings, train=replace(settings.train, mixed_precision="bf16"), strategy_params={name: params})
+    inputs = prepare_inputs(settings, load_base(str(tiny_llama)), frames(), name)
     outcome = compute(inputs, settings)
-    assert outcome.training.precision == "bf16"
-    kept = dict(outcome.training.val_loss)[outcome.training.best_step]
-    assert outcome.metrics["val_perplexity"] == pytest.approx(np.exp(kept), rel=1e-12)
+    validation, pad = inputs.splits["validation"], inputs.pad_id
     with autocast_in(outcome.model, "bf16"):
-        again = mean_loss(outcome.model, inputs.splits["validation"], 4 * settings.train.batch_size, inputs.pad_id)
-    assert again == pytest.approx(kept, rel=1e-5)
+        again = mean_loss(outcome.model, validation, 4 * settings.train.batch_size if name == "lora"
+                          else settings.train.batch_size, pad)
+    fp32 = mean_loss(outcome.model, validation, settings.train.batch_size, pad)
+    if name == "lora":
+        assert outcome.training.precision == "bf16"
+        kept = dict(outcome.training.val_loss)[outcome.training.best_step]
+        assert outcome.metrics["val_perplexity"] == pytest.approx(np.exp(kept), rel=1e-12)
+        assert again == pytest.approx(kept, rel=1e-5)
+    else:
+        assert outcome.metrics["val_perplexity"] == pytest.approx(np.exp(again), rel=1e-6)
+    assert abs(again - fp32) > 0   # a bf16 pass is not fp32's

@@ -46,7 +46,7 @@ def _forgetting(tiny_bert: Path, name: str, overrides: dict | None = None):
     strategy = registry.get(name)
     seed_everything(0)
     model = strategy.build(tiny_bert, Head.for_task('classification', LABELS), strategy.parse_params(overrides or {}))
-    return model, measure_forgetting(model, tiny_bert, "tiny", Head.for_task('classification', LABELS), load_tokenizer(tiny_bert), **PROBE)
+    return model, measure_forgetting(model, tiny_bert, "tiny", Head.for_task('classification', LABELS), load_tokenizer(tiny_bert), **PROBE, precision="no")
 
 
 def test_an_adapter_that_changes_nothing_forgets_nothing(tiny_bert: Path):
@@ -66,28 +66,31 @@ def test_every_kind_of_adapter_gives_features(tiny_bert: Path, name: str):
         with torch.no_grad():
             for p in model.bert.encoder.parameters():
                 p.add_(torch.randn_like(p) * 0.5)
-        result = measure_forgetting(model, tiny_bert, "tiny", Head.for_task('classification', LABELS), load_tokenizer(tiny_bert), **PROBE)
+        result = measure_forgetting(model, tiny_bert, "tiny", Head.for_task('classification', LABELS), load_tokenizer(tiny_bert), **PROBE, precision="no")
         assert result.probe_accuracy != result.base_probe_accuracy
     assert 0.0 <= result.probe_accuracy <= 1.0
     assert -100 <= result.delta_points <= 100
 
 
-def test_a_bf16_run_probes_its_model_and_the_base_in_bf16_and_keeps_the_base_figure_apart(tiny_bert: Path, tmp_path):
-    """The probe's features come from the run's training precision (bf16 autocast: 3x faster for
-    SmolLM2 on an AMX CPU), for the base as for the model, so an unchanged model still forgets
-    exactly nothing; the base's figure is cached per precision."""
+def test_a_bf16_run_probes_its_model_and_the_base_in_bf16_and_keeps_the_base_figure_apart(tiny_bert: Path, tmp_path,
+                                                                                           monkeypatch):
+    """The probe's features come from the run's evaluation precision (a CPU run's training
+    precision: bf16 autocast, 3x faster for SmolLM2 on an AMX CPU), for the base as for the model,
+    so an unchanged model still forgets exactly nothing; the base's figure is cached per precision."""
     import torch
 
-    from tasks.evaluation.forgetting import base_probe_accuracy
+    from tasks.evaluation import forgetting
 
-    base_probe_accuracy.cache_clear()   # earlier tests measured the same made-up base in this process
+    forgetting.base_probe_accuracy.cache_clear()   # earlier tests measured the same made-up base in this process
     model, fp32 = _forgetting(tiny_bert, "lora")   # B = 0: the base's features
-    seen = []
-    model.base_model.model.bert.encoder.layer[0].intermediate.dense.register_forward_hook(
-        lambda m, i, out: seen.append(out.dtype))
+    features, autocast = forgetting.features, []
+    monkeypatch.setattr(forgetting, "features", lambda m, *a, **k: autocast.append(
+        (m is model, torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu"))) or features(m, *a, **k))
     bf16 = measure_forgetting(model, tiny_bert, "tiny", Head.for_task('classification', LABELS),
                               load_tokenizer(tiny_bert), **PROBE, precision="bf16")
-    assert set(seen) == {torch.bfloat16} and bf16.delta_points == 0.0 == fp32.delta_points
+    # the base's train and test features (measured anew: none cached in bf16), then the model's
+    assert autocast == [(False, torch.bfloat16)] * 2 + [(True, torch.bfloat16)] * 2
+    assert bf16.delta_points == 0.0 == fp32.delta_points
     stored = {p.name.split("-")[-1] for p in (tmp_path / "cache" / "forgetting").iterdir()}
     assert stored == {"13.json", "bf16.json"}
     assert all(p.dtype == torch.float32 for p in model.parameters())   # autocast: the weights stay fp32

@@ -127,8 +127,8 @@ def probe_predictions(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
         return (xe @ w + b).argmax(1).numpy()
 
 
-def model_probe_accuracy(model: nn.Module, probe: ProbeData, pad_id: int, precision: str = "no") -> float:
-    """The probe's accuracy on `model`'s features, computed in `precision` (the run's training
+def model_probe_accuracy(model: nn.Module, probe: ProbeData, pad_id: int, precision: str) -> float:
+    """The probe's accuracy on `model`'s features, computed in `precision` (the run's evaluation
     precision: the base and every strategy of a run are probed in the same one)."""
     with autocast_in(model, precision):
         train, test = features(model, probe.train, pad_id), features(model, probe.test, pad_id)
@@ -137,7 +137,7 @@ def model_probe_accuracy(model: nn.Module, probe: ProbeData, pad_id: int, precis
 
 @functools.lru_cache(maxsize=4)
 def base_probe_accuracy(base_path: str, fingerprint: str, head: Head, n_train: int,
-                        n_test: int, max_length: int, seed: int, precision: str = "no") -> float:
+                        n_test: int, max_length: int, seed: int, precision: str) -> float:
     """The base model's probe accuracy, measured once per base and probe setting: kept in
     memory and on disk under the adaptflow cache, because each strategy may run in its own
     process (ops.isolation) and would otherwise load the base and embed the articles again.
@@ -148,8 +148,8 @@ def base_probe_accuracy(base_path: str, fingerprint: str, head: Head, n_train: i
     from tasks.models.causal_lm import cache_root
     from tasks.models.loading import load_tokenizer
 
-    key = f"{fingerprint[:16]}-{'_'.join(head.labels) or head.task}-{n_train}-{n_test}-{max_length}-{seed}" + \
-        ("" if precision == "no" else f"-{precision}")
+    in_precision = "" if precision == "no" else f"-{precision}"   # fp32's files from before keep their names
+    key = f"{fingerprint[:16]}-{'_'.join(head.labels) or head.task}-{n_train}-{n_test}-{max_length}-{seed}{in_precision}"
     stored = cache_root() / "forgetting" / f"{key}.json"
     if stored.is_file():
         return float(json.loads(stored.read_text())["base_probe_accuracy"])
@@ -166,7 +166,7 @@ def base_probe_accuracy(base_path: str, fingerprint: str, head: Head, n_train: i
 
 
 def measure_forgetting(model: nn.Module, base_path: Path, fingerprint: str, head: Head, tokenizer,
-                       n_train: int, n_test: int, max_length: int, seed: int, precision: str = "no") -> Forgetting:
+                       n_train: int, n_test: int, max_length: int, seed: int, precision: str) -> Forgetting:
     probe = probe_data(tokenizer, n_train, n_test, max_length, seed)
     return Forgetting(base_probe_accuracy(str(base_path), fingerprint, head, n_train, n_test,
                                           max_length, seed, precision),
@@ -174,9 +174,9 @@ def measure_forgetting(model: nn.Module, base_path: Path, fingerprint: str, head
 
 
 def forgetting_metrics(model: nn.Module, trains: bool, base: ResolvedBase, head: Head, tokenizer,
-                       ev: EvaluationSettings, seed: int, precision: str = "no") -> dict[str, float]:
+                       ev: EvaluationSettings, seed: int, precision: str) -> dict[str, float]:
     """forgetting_delta and the two probe accuracies, both models' features in `precision` (the
-    run's training precision); a strategy that changes no weight has the base's features, so its
+    run's evaluation precision: tasks/training/hardware.py); a strategy that changes no weight has the base's features, so its
     delta is 0 by definition (not measured)."""
     if not ev.measures_forgetting:
         return {}

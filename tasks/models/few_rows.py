@@ -6,6 +6,9 @@ same numbers. Measured on a 2-core AMD EPYC (AVX2, MKL 2024.2, fp32, 16 rows): S
 and 32 rows. bench/generation.py, 40 headlines at 16 a batch after the prefix cache: zero_shot
 14.5 -> 11.9 s, lora 15.8 -> 13.8 s, the same outputs.
 
+A strided input (generate()'s first step hands the LM head each row's last position) is made
+contiguous first, whatever its precision: see `_forward`.
+
 Within the block, each of the model's `nn.Linear` layers runs through `_forward`; a layer's
 forward is set on the instance and removed after, so nothing else changes (one thread at a time:
 evaluation's, or the server's inference thread). A torch function mode did the same for every
@@ -29,7 +32,7 @@ MAX_ROWS = 64
 @contextmanager
 def few_row_linear(model: nn.Module) -> Iterator[None]:
     """Linear layers without bias on at most MAX_ROWS fp32 CPU rows run as (W @ xᵀ)ᵀ within the
-    block; every other call as before."""
+    block; every other call as before, on a contiguous input."""
     layers = [m for m in model.modules() if type(m) is nn.Linear and "forward" not in m.__dict__]
     for layer in layers:
         layer.forward = functools.partial(_forward, layer)
@@ -51,7 +54,7 @@ def _forward(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
         # (rows, 1, d) view, which matmul runs, for a weight that needs no gradient (a frozen
         # base's, a loaded model's), as a batched product over `rows` copies of the weight: in
         # bf16, 3.3 s to copy SmolLM2's LM head 48 times, 37 % of a 48-row batch (torch.profiler,
-        # AMX Xeon); 250 headlines at 48 a batch took 19-21 s after against 39-40 s before, the
-        # same outputs. fp32 took the flip above.
+        # AMX Xeon); 250 headlines at 48 a batch took 19.0-21.3 s after against 38.7-40.3 s
+        # before, the same outputs. fp32 took the flip above.
         x = x.contiguous()
     return F.linear(x, weight, layer.bias)

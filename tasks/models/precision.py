@@ -55,9 +55,10 @@ def autocast_in(model: nn.Module, mixed_precision: str) -> Iterator[None]:
     """Passes that only read a model -- a validation loss, the forgetting probe's features -- in the
     run's training precision (accelerate's names: no | bf16 | fp16), under the autocast the
     training loop's own validation checks ran in: the check that kept the weights is then the
-    run's validation loss, not measured again. "no" changes nothing. The forgetting probe's
-    features of SmolLM2-135M (300 articles, 64 tokens) took 6 s under bf16 autocast against 17-20 s
-    in fp32, with the same probe accuracy (Intel Xeon with AMX, 2 threads; bench/eval_precision.py)."""
+    run's validation loss, not measured again. "no" changes nothing; which precision a run
+    passes is tasks/training/hardware.py's evaluation_precision. The forgetting probe's features
+    of SmolLM2-135M (300 articles, 64 tokens) took 6.8 s under bf16 autocast against 18.3 s in
+    fp32, with the same probe accuracy (Intel Xeon with AMX, 2 threads; bench/eval_precision.py)."""
     dtype = MIXED.get(mixed_precision)
     if dtype is None:
         yield

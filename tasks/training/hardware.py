@@ -71,6 +71,15 @@ def cpu_auto_precision(min_speedup: float, speedup: float | None) -> tuple[str, 
     return "no", f"auto on a CPU: fp32 ({measured}; {bar})"
 
 
+def evaluation_precision(hardware: Hardware) -> str:
+    """The precision of passes that only measure a model (the validation loss behind
+    val_perplexity, the forgetting probe's features; tasks/models/precision.py, autocast_in): a CPU
+    run's training precision, where every model is on the CPU and its checks ran in it; fp32 on a
+    GPU run, whose prompted models and the probe's base stay on the CPU, where fp16 is refused
+    and bf16 was never measured."""
+    return hardware.precision if hardware.cpu else "no"
+
+
 def generation_precision(setting: str, hardware: Hardware) -> tuple[str, str]:
     """generation.precision resolved (fp32 | bf16) and why: auto generates in bf16 where the run
     trains in bf16 (the CPU's start-up measurement, or a GPU with bf16), else in fp32."""

@@ -29,7 +29,7 @@ from tasks.training import record
 from tasks.artifacts.manifest import Manifest, params_dict, write_artifact
 from tasks.training.context import RunContext
 from tasks.training.fitting import build_and_train
-from tasks.training.hardware import check_hardware, is_main_process, threads_per_process
+from tasks.training.hardware import check_hardware, evaluation_precision, is_main_process, threads_per_process
 from tasks.training.loop import seed_everything
 from tasks.training.switching import switching_metrics
 from tasks.training.strategy_run import STAGE, Fitted, Outcome, StrategyInputs, TrainingPart, training_part
@@ -183,7 +183,7 @@ def compute_classification(inputs: StrategyInputs, settings: Settings) -> Outcom
                                 "train_seconds": training.train_seconds if training else 0.0}
     # After the peak-memory window: the probe loads a second copy of the base.
     metrics |= forgetting_metrics(model, inputs.strategy.trains, inputs.base, inputs.head, inputs.tokenizer,
-                                  ev, cfg.seed, inputs.hardware.precision)
+                                  ev, cfg.seed, evaluation_precision(inputs.hardware))
     if inputs.strategy.merge is not None and ev.merged_latency:
         metrics |= merged_speed_metrics(model, inputs.strategy.merge, test, inputs.pad_id,
                                         ev.latency_examples, ev.throughput_batches)

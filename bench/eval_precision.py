@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, median, table, write  # noqa: E402
+from bench.common import ROOT, interleaved, median, table, write  # noqa: E402
 
 PRECISIONS = ("no", "bf16")
 
@@ -43,22 +43,19 @@ def probe_rows(profile: str | None, repeats: int) -> list[dict]:
     model = Head.for_task(s.task, s.validation.labels).load(base.path)
     probe = fg.probe_data(tok, ev.forgetting_train_examples, ev.forgetting_test_examples, ev.forgetting_max_length,
                           s.train.seed)
-    seconds, feats = {p: [] for p in PRECISIONS}, {}
-    for _ in range(repeats):   # interleaved: no, bf16, no, bf16
-        for p in PRECISIONS:
-            start = time.perf_counter()
-            with autocast_in(model, p):
-                feats[p] = (fg.features(model, probe.train, tok.pad_token_id),
-                            fg.features(model, probe.test, tok.pad_token_id))
-            seconds[p].append(time.perf_counter() - start)
+    feats = {}
+
+    def probe_features(p: str) -> None:
+        with autocast_in(model, p):
+            feats[p] = (fg.features(model, probe.train, tok.pad_token_id),
+                        fg.features(model, probe.test, tok.pad_token_id))
+
+    seconds = interleaved({p: lambda p=p: probe_features(p) for p in PRECISIONS}, repeats)
     y_test = np.asarray(probe.test.labels)
-    classes = int(max(np.max(probe.train.labels), np.max(y_test))) + 1
-    correct = {p: fg.probe_predictions(feats[p][0], probe.train.labels, feats[p][1], classes) == y_test
-               for p in PRECISIONS}
+    correct = {p: fg.probe_correct(feats[p][0], probe.train.labels, feats[p][1], y_test) for p in PRECISIONS}
     test = mcnemar(correct["no"], correct["bf16"])
     return [{"profile": profile or "default", "pass": f"forgetting probe ({base.name}, {len(probe.train.labels)}+"
-             f"{len(y_test)} articles)", "fp32_s": median(seconds["no"]), "bf16_s": median(seconds["bf16"]),
-             "speedup": median(seconds["no"]) / median(seconds["bf16"]),
+             f"{len(y_test)} articles)", **_timings(seconds),
              "fp32": float(correct["no"].mean()), "bf16": float(correct["bf16"].mean()),
              "discordant": f"{test.only_a_correct}/{test.only_b_correct}", "p": test.p_value, "loss_diff": ""}]
 
@@ -75,18 +72,21 @@ def loss_rows(repeats: int) -> list[dict]:
     inputs = prepare_inputs(settings, base, frames, "zero_shot")
     model = inputs.head.load(base.path)
     data = inputs.splits["validation"]
-    seconds, losses = {p: [] for p in PRECISIONS}, {}
-    for _ in range(repeats):
-        for p in PRECISIONS:
-            start = time.perf_counter()
-            with autocast_in(model, p):
-                losses[p] = mean_loss(model, data, settings.train.batch_size, inputs.pad_id)
-            seconds[p].append(time.perf_counter() - start)
+    losses = {}
+
+    def loss(p: str) -> None:
+        with autocast_in(model, p):
+            losses[p] = mean_loss(model, data, settings.train.batch_size, inputs.pad_id)
+
+    seconds = interleaved({p: lambda p=p: loss(p) for p in PRECISIONS}, repeats)
     return [{"profile": "headlines", "pass": f"validation loss ({base.name}, {len(data)} examples)",
-             "fp32_s": median(seconds["no"]), "bf16_s": median(seconds["bf16"]),
-             "speedup": median(seconds["no"]) / median(seconds["bf16"]),
-             "fp32": float(np.exp(losses["no"])), "bf16": float(np.exp(losses["bf16"])),
+             **_timings(seconds), "fp32": float(np.exp(losses["no"])), "bf16": float(np.exp(losses["bf16"])),
              "discordant": "", "p": "", "loss_diff": abs(losses["bf16"] / losses["no"] - 1)}]
+
+
+def _timings(seconds: dict[str, list[float]]) -> dict[str, float]:
+    fp32, bf16 = median(seconds["no"]), median(seconds["bf16"])
+    return {"fp32_s": fp32, "bf16_s": bf16, "speedup": fp32 / bf16}
 
 
 def main() -> None:

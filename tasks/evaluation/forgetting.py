@@ -101,12 +101,18 @@ def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
                    l2: float = 1e-3, steps: int = 200) -> float:
     """Fit a multinomial logistic regression (full-batch L-BFGS, deterministic) on standardised
     features; its accuracy on the test rows."""
+    return float(probe_correct(x_train, y_train, x_test, y_test, l2, steps).mean())
+
+
+def probe_correct(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                  l2: float = 1e-3, steps: int = 200) -> np.ndarray:
+    """Whether the probe fitted on the train rows gets each test row right (paired tests read these)."""
     classes = int(max(np.max(y_train), np.max(y_test))) + 1
-    return float((probe_predictions(x_train, y_train, x_test, classes, l2, steps) == np.asarray(y_test)).mean())
+    return _probe_predictions(x_train, y_train, x_test, classes, l2, steps) == np.asarray(y_test)
 
 
-def probe_predictions(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, classes: int,
-                      l2: float = 1e-3, steps: int = 200) -> np.ndarray:
+def _probe_predictions(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, classes: int,
+                       l2: float, steps: int) -> np.ndarray:
     """The probe's predicted class (of `classes`) for each test row."""
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6
     xt = torch.from_numpy((x_train - mean) / std).double()

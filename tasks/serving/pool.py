@@ -57,9 +57,9 @@ def serving_mode(strategy: Strategy, *, model: str, merged: list[str], bf16: boo
     if model in merged:
         if mergeable and not bf16:
             return MERGED, ""
-        note = (f"serving.merged names {model}, but {strategy.name} has no merge into the base; served unmerged"
-                if not mergeable else f"serving.merged names {model}, but this {strategy.name} version generates "
-                f"in bf16 (generation.precision), where a merged weight would round its adapter away; served unmerged")
+        why = (f"this {strategy.name} version generates in bf16 (generation.precision), where a merged weight "
+               f"would round its adapter away") if mergeable else f"{strategy.name} has no merge into the base"
+        note = f"serving.merged names {model}, but {why}; served unmerged"
     return (OWN if strategy.sharing is None else f"shared_{strategy.sharing.kind}"), note
 
 

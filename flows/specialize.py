@@ -15,7 +15,7 @@ from tasks.data.steps import ingest_data, push_data, split_data, validate_data, 
 from tasks.evaluation.steps import publish_comparison, report_or_warning
 from tasks.models.steps import resolve_base
 from tasks.ops.failures import registrable
-from tasks.ops.fanout import spare_processes, train_strategies
+from tasks.ops.fanout import fork_server, train_strategies
 from tasks.ops.tracking_check import check_tracking
 from tasks.registry.approval import await_review
 from tasks.registry.steps import register_candidate
@@ -49,8 +49,8 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
     experiment_id = configure(settings.root, settings.project.experiment)
     tags = run_tags(settings, base)   # once, before the DVC stages rewrite tracked files
     get_run_logger().info("training on %s", hardware.reason)
-    # The first strategy's process imports torch and transformers while the data is validated.
-    with parent_run(experiment_id, "specialize", tags) as parent_id, spare_processes(settings) as spares:
+    # The strategies' fork server imports torch and transformers while the data is validated.
+    with parent_run(experiment_id, "specialize", tags) as parent_id, fork_server(settings) as forks:
         with data_steps_lock(settings.root, settings.ops.data_lock_timeout_seconds, f"specialize {parent_id[:8]}",
                              get_run_logger().warning):   # one run at a time through a project's data
             raw = ingest_data(settings)
@@ -64,7 +64,7 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
                          parent_run_id=parent_id, tags=tags)
         if retrieval_embedders(ctx):
             build_retrieval_index(ctx)   # once, from train only; each retrieval strategy reuses it
-        trained = train_strategies(ctx, spares)
+        trained = train_strategies(ctx, forks)
         results = registrable(trained.results)   # only runs whose artifacts are all in the store
         registration = register_candidate(ctx, results)
         table = publish_comparison(results, registration.summary(), parent_id, settings.task)

@@ -4,6 +4,9 @@ MLflow at start stops the run in seconds, before any data is read; only runs who
 artifacts are all in the store can become versions. Real Prefect, MLflow, DVC; no mocks."""
 from __future__ import annotations
 
+import os
+import pickle
+import signal
 import socket
 import time
 
@@ -100,9 +103,9 @@ def test_a_run_without_its_model_artifacts_is_not_registrable(tmp_path, harness,
     assert "lacks MLmodel" in missing_artifacts(info.model_uri)
 
 
-def test_strategies_in_their_own_processes_use_warm_spares_and_leave_none_behind(harness, project_factory, tiny_bert):
-    """ops.isolation: process, one after another: each strategy runs in a process started ahead of
-    its job (it imported while the data was validated or the previous strategy trained)."""
+def test_strategies_in_their_own_processes_are_forked_warm_and_leave_none_behind(harness, project_factory, tiny_bert):
+    """ops.isolation: process, one after another: each strategy runs in a child the fork server
+    forked (it imported while the data was validated); nothing outlives the flow."""
     import psutil
 
     project = project_factory({"model": {"base": str(tiny_bert)}, "strategies": {"run": ["lora", "zero_shot"]},
@@ -110,18 +113,58 @@ def test_strategies_in_their_own_processes_use_warm_spares_and_leave_none_behind
     out = specialize(SpecializeInput(params_file=str(project / "params.yaml"), profile="smoke"))
     assert set(out.models) == {"lora", "zero_shot"} and not out.failed
     left = [p for p in psutil.Process().children(recursive=True) if "tasks.ops.strategy_process" in " ".join(p.cmdline())]
-    assert not left, f"spare processes outlived the flow: {left}"
+    assert not left, f"strategy processes outlived the flow: {left}"
 
 
-def test_a_spare_that_died_is_replaced_and_an_unused_one_is_ended(tmp_path):
-    from tasks.ops.isolate import Spares
+def _job_that_exits(tmp_path, code: int):
+    """A job file whose unpickling ends the process with `code`: the child's exit is what the
+    server reports, whatever the job."""
+    job = tmp_path / f"exit{code}.pkl"
+    job.write_bytes(pickle.dumps(_Exit(code)))
+    return job
 
-    spares = Spares(f"sqlite:///{tmp_path / 'mlflow.db'}", jobs=2)
-    first = spares.waiting
-    first.kill()
-    first.wait()
-    assert spares.take(tmp_path / "job.pkl", tmp_path / "out.pkl", "lora") is None   # the caller starts one
-    second = spares.waiting
-    assert second is not None and second is not first and second.poll() is None   # the next job's spare
-    spares.close()
-    assert spares.waiting is None and second.poll() is not None
+
+class _Exit:
+    def __init__(self, code: int):
+        self.code = code
+
+    def __reduce__(self):
+        return os._exit, (self.code,)
+
+
+def test_the_fork_server_forks_a_child_per_job_reports_its_exit_and_ends_at_close(tmp_path):
+    from tasks.ops.fork_server import ForkServer
+
+    server = ForkServer(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    first = server.fork(_job_that_exits(tmp_path, 3), tmp_path / "out.pkl", "lora")
+    assert first is not None and first.pid != server.process.pid
+    assert first.wait() == 3
+    second = server.fork(_job_that_exits(tmp_path, 0), tmp_path / "out.pkl", "zero_shot")
+    assert second.pid != first.pid and second.wait() == 0
+    server.close()
+    assert server.process.returncode == 0
+
+
+def test_a_killed_child_is_reported_as_killed_and_a_dead_server_forks_nothing(tmp_path):
+    import psutil
+
+    from tasks.ops.fork_server import ForkServer
+
+    server = ForkServer(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    job = tmp_path / "sleep.pkl"
+    job.write_bytes(pickle.dumps(_Sleep()))
+    child = server.fork(job, tmp_path / "out.pkl", "lora")
+    assert psutil.Process(child.pid).ppid() == server.process.pid   # forked, not started anew
+    os.kill(child.pid, signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL      # run_in_process names the signal
+    server.process.kill()
+    server.process.wait()
+    assert server.fork(job, tmp_path / "out.pkl", "lora") is None   # the caller starts a process
+    server.close()
+
+
+class _Sleep:
+    def __reduce__(self):
+        import time
+
+        return time.sleep, (600,)

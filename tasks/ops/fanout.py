@@ -22,7 +22,7 @@ from tasks.errors import UserError
 from tasks.training.context import RunContext
 
 if TYPE_CHECKING:
-    from tasks.ops.isolate import Spares
+    from tasks.ops.fork_server import ForkServer
 
 
 @dataclass(frozen=True)
@@ -41,26 +41,26 @@ def checkpoint_folder(ctx: RunContext, name: str) -> Path:
 
 
 @contextmanager
-def spare_processes(settings: Settings) -> Iterator[Spares | None]:
-    """Warm strategy processes (tasks/ops/isolate.py, Spares) for a run that starts one process
-    per strategy, one after another: the first imports while the data is validated. None for
-    other layouts (in the flow's process, on Dask, or under `accelerate launch`)."""
-    from tasks.ops.isolate import Spares
+def fork_server(settings: Settings) -> Iterator[ForkServer | None]:
+    """The fork server (tasks/ops/fork_server.py) for a run that starts one process per strategy,
+    one after another: it imports while the data is validated. None for other layouts (in the
+    flow's process, on Dask, or under `accelerate launch`)."""
+    from tasks.ops.fork_server import ForkServer
     from tasks.tracking import tracking_uri
 
     ops = settings.ops
     if ops.isolation != "process" or ops.task_runner != "sequential" or settings.train.processes != 1:
         yield None
         return
-    spares = Spares(tracking_uri(settings.root), len(settings.strategies))
+    server = ForkServer(tracking_uri(settings.root))
     try:
-        yield spares
+        yield server
     finally:
-        spares.close()
+        server.close()
 
 
 @task(name="train + evaluate", task_run_name="strategy: {name}", cache_policy=NO_CACHE)
-def train_strategy(name: str, ctx: RunContext, spares: Spares | None = None) -> StrategyResult:
+def train_strategy(name: str, ctx: RunContext, forks: ForkServer | None = None) -> StrategyResult:
     from tasks.ops.failures import record_failure
     from tasks.ops.isolate import Job, run_in_process
     from tasks.tracking import use_store
@@ -74,7 +74,7 @@ def train_strategy(name: str, ctx: RunContext, spares: Spares | None = None) -> 
     logger = get_run_logger()
     try:
         if ops.isolation == "process":
-            result = run_in_process(Job(name, ctx, str(folder), uri), spares)
+            result = run_in_process(Job(name, ctx, str(folder), uri), forks)
         else:
             with checkpointing(folder, ops.checkpoint_every_steps):
                 result = run_strategy(ctx, name)
@@ -115,7 +115,7 @@ def shared_threads(settings: Settings) -> Settings:
     return replace(settings, train=replace(train, threads=max(1, train.threads // ops.dask_workers)))
 
 
-def train_strategies(ctx: RunContext, spares: Spares | None = None) -> Trained:
+def train_strategies(ctx: RunContext, forks: ForkServer | None = None) -> Trained:
     ops, names = ctx.settings.ops, list(ctx.settings.strategies)
     step = train_strategy.with_options(retries=ops.retries, retry_delay_seconds=ops.retry_delay_seconds)
     if ops.task_runner == "dask":
@@ -126,7 +126,7 @@ def train_strategies(ctx: RunContext, spares: Spares | None = None) -> Trained:
                 f.wait()
             states = [f.state for f in futures]
     else:   # one after another, in the flow's own thread
-        states = [step(n, ctx, spares, return_state=True) for n in names]
+        states = [step(n, ctx, forks, return_state=True) for n in names]
     results, failures = [], {}
     for name, state in zip(names, states):
         if state.is_completed():

@@ -2,15 +2,14 @@
 
 Why: a strategy that dies hard (SIGKILL, the kernel's OOM killer, a segfault in a native
 library) then takes down only its process; the task sees a clear error, Prefect retries it
-(ops.retries) and training resumes from its last checkpoint. Cost: the new process imports
-torch, transformers and MLflow again (a few seconds; more on a loaded machine).
+(ops.retries) and training resumes from its last checkpoint. Cost: a new process imports
+torch, transformers and MLflow again (about 6 s on 2 cores), unless it is forked warm.
 
 The job (strategy name, run context, checkpoint folder) goes to the process as a pickle;
 the result, or the exception, comes back the same way.
 
-Spares: with one process per strategy (train.processes: 1), the next strategy's process is
-started before its job is known (`Spares`), so its imports and first-use loading (about 6 s on
-2 cores) overlap the data gates or the previous strategy's training instead of adding to the run.
+With one process per strategy (train.processes: 1), each is forked by a fork server that
+imported what a strategy needs while the data was validated (tasks/ops/fork_server.py).
 """
 from __future__ import annotations
 
@@ -22,9 +21,13 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tasks.ops.collector import freeze_loaded
 from tasks.training.context import RunContext
+
+if TYPE_CHECKING:
+    from tasks.ops.fork_server import ForkServer
 
 
 class StrategyProcessDied(RuntimeError):
@@ -74,58 +77,14 @@ def kill_tree(pid: int) -> None:
     psutil.wait_procs(below, timeout=10)
 
 
-WAIT_FLAG = "--wait-for-job"
-
-
-class Spares:
-    """Strategy processes started ahead of their jobs: each imports what a strategy needs, then
-    waits for one job on its stdin (tab-separated job file, result file, strategy name) and runs
-    it as `python -m tasks.ops.strategy_process JOB OUT` would. `take` hands one out and starts
-    the next while jobs remain; `close` kills an unused one (it holds nothing but imports). If
-    the flow's process dies, a spare reads EOF on its stdin and exits."""
-
-    def __init__(self, tracking_uri: str, jobs: int):
-        self.tracking_uri, self.remaining, self.waiting = tracking_uri, jobs, None
-        self._start()
-
-    def _start(self) -> None:
-        self.waiting = None
-        if self.remaining > 0:
-            env = {**os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri, "ADAPTFLOW_STRATEGY_PROCESS": "spare"}
-            self.waiting = subprocess.Popen([sys.executable, "-m", "tasks.ops.strategy_process", WAIT_FLAG],
-                                            stdin=subprocess.PIPE, env=env, text=True)
-
-    def take(self, job_file: Path, out_file: Path, name: str) -> subprocess.Popen | None:
-        """A warm process running this job, or None (none left, or the spare died: start one)."""
-        proc, self.remaining = self.waiting, self.remaining - 1
-        self._start()   # the next strategy's imports overlap this one's training
-        if proc is None or proc.poll() is not None:
-            return None
-        try:
-            proc.stdin.write(f"{job_file}\t{out_file}\t{name}\n")
-            proc.stdin.close()
-        except (BrokenPipeError, OSError):   # it died between poll and write
-            proc.wait()
-            return None
-        return proc
-
-    def close(self) -> None:
-        """End an unused spare now (it holds nothing but imports; waiting for them would cost seconds)."""
-        if self.waiting is not None:
-            self.waiting.kill()
-            self.waiting.wait()
-            self.waiting.stdin.close()
-            self.waiting = None
-
-
-def run_in_process(job: Job, spares: Spares | None = None) -> object:
-    """Run the job in a child process (a warm spare when given) and return its StrategyResult
-    (or raise its error)."""
+def run_in_process(job: Job, forks: ForkServer | None = None) -> object:
+    """Run the job in a child process (forked by the fork server when given) and return its
+    StrategyResult (or raise its error)."""
     with tempfile.TemporaryDirectory(prefix=f"adaptflow-{job.name}-") as tmp:
         job_file, out_file = Path(tmp) / "job.pkl", Path(tmp) / "result.pkl"
         job_file.write_bytes(pickle.dumps(job))
         env = {**os.environ, "MLFLOW_TRACKING_URI": job.tracking_uri, "ADAPTFLOW_STRATEGY_PROCESS": job.name}
-        warm = spares.take(job_file, out_file, job.name) if spares else None   # one process per job (spare_processes)
+        warm = forks.fork(job_file, out_file, job.name) if forks else None   # None: no server, or it died
         proc = warm or subprocess.Popen(launch_command(job, job_file, out_file), env=env)
         try:
             code = proc.wait()
@@ -143,41 +102,6 @@ def run_in_process(job: Job, spares: Spares | None = None) -> object:
     if ok:
         return payload
     raise payload
-
-
-def _warm_up() -> None:
-    """What every strategy process loads before it trains, loaded while nothing waits for it:
-    3.1 s of module imports, then 2.5 s that transformers, PEFT and matplotlib import lazily on
-    first use, and 0.7 s to open a SQLite MLflow store (AMD EPYC). Best effort: a failure here
-    shows up again, with its real error, when the job runs."""
-    try:
-        import mlflow.pyfunc  # noqa: F401
-        from mlflow.tracking import MlflowClient
-        from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer  # noqa: F401
-
-        import peft  # noqa: F401
-        import tasks.training.run  # noqa: F401 -- torch and every strategy
-        from tasks.evaluation.plots import pyplot
-
-        pyplot()
-        MlflowClient().search_experiments(max_results=1)   # MLFLOW_TRACKING_URI: the run's store
-    except Exception:   # noqa: BLE001
-        pass
-
-
-def wait_for_job() -> int:
-    """A spare (`Spares`): import what a strategy needs, then run the job named on stdin."""
-    from tasks.env import apply_offline_defaults
-
-    apply_offline_defaults()
-    _warm_up()
-    freeze_loaded()
-    line = sys.stdin.readline().rstrip("\n")
-    if not line:   # not needed: the flow closed our stdin
-        return 0
-    job_file, out_file, name = line.split("\t")
-    os.environ["ADAPTFLOW_STRATEGY_PROCESS"] = name
-    return main(job_file, out_file)
 
 
 def main(job_file: str, out_file: str) -> int:

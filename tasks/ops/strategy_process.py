@@ -1,9 +1,13 @@
 """Entry point of a strategy's own process: `python -m tasks.ops.strategy_process JOB OUT`, or
-`... --wait-for-job` for a spare that reads JOB and OUT from stdin (tasks/ops/isolate.py, Spares)."""
+`... --fork-server FD` for the server that forks one (tasks/ops/fork_server.py)."""
 import sys
 
-from tasks.ops.isolate import WAIT_FLAG, main, wait_for_job
+from tasks.ops.isolate import main
 from tasks.ops.quick_exit import exit_now
 
 if __name__ == "__main__":
-    exit_now(wait_for_job() if sys.argv[1:] == [WAIT_FLAG] else main(*sys.argv[1:3]))
+    if sys.argv[1:2] == ["--fork-server"]:
+        from tasks.ops.fork_server import serve
+
+        exit_now(serve(int(sys.argv[2])))
+    exit_now(main(*sys.argv[1:3]))

@@ -1,0 +1,155 @@
+"""A fork server for strategy processes: one process imports what a strategy needs, once, then
+forks a fresh child for each strategy job (ops.isolation: process, one after another).
+
+Why not a new process per strategy, started ahead of its job (the spares this replaces): on 2
+cores each spare's imports ran beside the previous strategy's training and took a core from it.
+`bench/overhead.py` on the AMX Xeon at a7f1c69: full_finetune's first 8 steps took 6 s in the
+flow against 1.5 s in the bare script, lora's first 9 steps 7 s against 1.2 s; the two strategy
+tasks 7.5 and 8.0 s longer than the bare script's. A forked child starts with the imports done
+and nothing imports beside it.
+
+Fork safety: the server has one thread when it forks (nothing it imports starts one; checked in
+tests/test_ops_faults.py), it closes the MLflow store connections its warm-up opened (SQLAlchemy
+engines must not cross a fork with open connections), and it freezes what it has imported for
+the garbage collector, so a child's collections do not touch, and so copy, those pages.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.ops.collector import freeze_loaded
+
+FORK_SERVER_FLAG = "--fork-server"
+
+
+class ForkServer:
+    """The flow's side: `fork` sends a job (job file, result file, strategy name) on the server's
+    stdin and gets back the child's pid, then its exit code, on a pipe of their own (the children
+    keep the flow's stdout and stderr for their logs). `close` ends the server (EOF on its stdin).
+    If the flow's process dies, the server reads EOF and exits once its current child has."""
+
+    def __init__(self, tracking_uri: str):
+        replies, write_end = os.pipe()
+        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "ADAPTFLOW_STRATEGY_PROCESS": "fork-server"}
+        self.process = subprocess.Popen([sys.executable, "-m", "tasks.ops.strategy_process", FORK_SERVER_FLAG,
+                                         str(write_end)], stdin=subprocess.PIPE, env=env, text=True,
+                                        pass_fds=(write_end,))
+        os.close(write_end)
+        self.replies = os.fdopen(replies, "r")
+
+    def fork(self, job_file: Path, out_file: Path, name: str) -> Forked | None:
+        """The job running in a forked child, or None when the server is gone (start a process)."""
+        if self.process.poll() is not None:
+            return None
+        try:
+            self.process.stdin.write(f"{job_file}\t{out_file}\t{name}\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):   # it died between poll and write
+            return None
+        pid = self.replies.readline()
+        return Forked(int(pid), self) if pid else None
+
+    def close(self) -> None:
+        """End the server: it holds nothing but imports. Killed if it does not end at EOF."""
+        try:
+            self.process.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.replies.close()
+
+
+@dataclass(frozen=True)
+class Forked:
+    """A strategy's forked process, as far as run_in_process needs a Popen: its pid and its exit
+    code (negative: killed by that signal)."""
+    pid: int
+    server: ForkServer
+
+    def wait(self) -> int:
+        code = self.server.replies.readline()
+        if code:
+            return int(code)
+        # The server died while its child ran: the child, orphaned, is ended here.
+        from tasks.ops.isolate import kill_tree
+
+        kill_tree(self.pid)
+        return -signal.SIGKILL
+
+
+def _warm_up() -> None:
+    """What every strategy process loads before it trains: 3.1 s of module imports, then 2.5 s
+    that transformers, PEFT and matplotlib import lazily on first use, and 0.7 s to open a
+    SQLite MLflow store (AMD EPYC). Best effort: a failure here shows up again, with its real
+    error, when the job runs."""
+    try:
+        import mlflow.pyfunc  # noqa: F401
+        from mlflow.tracking import MlflowClient
+        from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer  # noqa: F401
+
+        import peft  # noqa: F401
+        import tasks.training.run  # noqa: F401 -- torch and every strategy
+        from tasks.evaluation.plots import pyplot
+
+        pyplot()
+        MlflowClient().search_experiments(max_results=1)   # MLFLOW_TRACKING_URI: the run's store
+    except Exception:   # noqa: BLE001
+        pass
+
+
+def _close_store_connections() -> None:
+    """Close the connections the warm-up's MLflow store holds; each child opens its own.
+    SQLAlchemy's advice for a pool before os.fork()."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    for engine in [*SqlAlchemyStore._engine_map.values(), *RegistryStore._engine_map.values()]:
+        engine.dispose()
+
+
+def serve(reply_fd: int) -> int:
+    """The server: warm up, then fork a child per job line on stdin until EOF. The child runs the
+    job as `python -m tasks.ops.strategy_process JOB OUT` would and never returns here."""
+    from tasks.env import apply_offline_defaults
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C: the flow ends the running child itself
+    apply_offline_defaults()
+    _warm_up()
+    _close_store_connections()
+    freeze_loaded()
+    replies = os.fdopen(reply_fd, "w")
+    for line in sys.stdin:
+        job_file, out_file, name = line.rstrip("\n").split("\t")
+        pid = os.fork()
+        if pid == 0:
+            _run_child(job_file, out_file, name, reply_fd)
+        print(pid, file=replies, flush=True)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status), file=replies, flush=True)
+    return 0
+
+
+def _run_child(job_file: str, out_file: str, name: str, reply_fd: int) -> None:
+    """In the forked child: the server's pipes closed, Ctrl-C as usual, then the job; it ends the
+    process whatever happens."""
+    from tasks.ops.isolate import main
+    from tasks.ops.quick_exit import exit_now
+
+    code = 1
+    try:
+        os.close(reply_fd)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.environ["ADAPTFLOW_STRATEGY_PROCESS"] = name
+        code = main(job_file, out_file)
+    finally:
+        exit_now(code)

@@ -44,31 +44,33 @@ def specialize(run: SpecializeInput = SpecializeInput()) -> SpecializeOutput:
     run = confine_run(run)   # a form's paths stay in the project (flows/server_side.py)
     settings = run.settings()
     hardware = check_hardware(settings.train)   # a wrong device fails here, before any data is read
-    check_tracking(tracking_uri(settings.root), settings.ops.tracking_check_seconds)   # seconds, not minutes
-    base = resolve_base(settings.model.base, settings.root, settings.task)
-    experiment_id = configure(settings.root, settings.project.experiment)
-    tags = run_tags(settings, base)   # once, before the DVC stages rewrite tracked files
-    get_run_logger().info("training on %s", hardware.reason)
-    # The strategies' fork server imports torch and transformers while the data is validated.
-    with parent_run(experiment_id, "specialize", tags) as parent_id, fork_server(settings) as forks:
-        with data_steps_lock(settings.root, settings.ops.data_lock_timeout_seconds, f"specialize {parent_id[:8]}",
-                             get_run_logger().warning):   # one run at a time through a project's data
-            raw = ingest_data(settings)
-            settings = validate_raw_data(settings, raw, parent_id)   # gate 1; the label set in force
-            data = split_data(settings, raw)
-            frames = validate_data(settings, data, base, parent_id)   # gate 2: nothing trains past a failure
-            push_data(settings, data)
-        tags = lineage_tags(tags, data)
-        tag_run(parent_id, {**tags, "mlflow.runName": f"specialize-{data.version[:8]}"})
-        ctx = RunContext(settings=settings, base=base, data=data, frames=frames, experiment_id=experiment_id,
-                         parent_run_id=parent_id, tags=tags)
-        if retrieval_embedders(ctx):
-            build_retrieval_index(ctx)   # once, from train only; each retrieval strategy reuses it
-        trained = train_strategies(ctx, forks)
-        results = registrable(trained.results)   # only runs whose artifacts are all in the store
-        registration = register_candidate(ctx, results)
-        table = publish_comparison(results, registration.summary(), parent_id, settings.task)
-        report = report_or_warning(settings, parent_id)   # a report failure fails nothing above it
+    # The strategies' fork server imports torch and transformers while the checks and data steps run
+    # (after check_hardware: a first run on a machine times a bf16 step there, on a quiet CPU).
+    with fork_server(settings) as forks:
+        check_tracking(tracking_uri(settings.root), settings.ops.tracking_check_seconds)   # seconds, not minutes
+        base = resolve_base(settings.model.base, settings.root, settings.task)
+        experiment_id = configure(settings.root, settings.project.experiment)
+        tags = run_tags(settings, base)   # once, before the DVC stages rewrite tracked files
+        get_run_logger().info("training on %s", hardware.reason)
+        with parent_run(experiment_id, "specialize", tags) as parent_id:
+            with data_steps_lock(settings.root, settings.ops.data_lock_timeout_seconds, f"specialize {parent_id[:8]}",
+                                 get_run_logger().warning):   # one run at a time through a project's data
+                raw = ingest_data(settings)
+                settings = validate_raw_data(settings, raw, parent_id)   # gate 1; the label set in force
+                data = split_data(settings, raw)
+                frames = validate_data(settings, data, base, parent_id)   # gate 2: nothing trains past a failure
+                push_data(settings, data)
+            tags = lineage_tags(tags, data)
+            tag_run(parent_id, {**tags, "mlflow.runName": f"specialize-{data.version[:8]}"})
+            ctx = RunContext(settings=settings, base=base, data=data, frames=frames, experiment_id=experiment_id,
+                             parent_run_id=parent_id, tags=tags)
+            if retrieval_embedders(ctx):
+                build_retrieval_index(ctx)   # once, from train only; each retrieval strategy reuses it
+            trained = train_strategies(ctx, forks)
+            results = registrable(trained.results)   # only runs whose artifacts are all in the store
+            registration = register_candidate(ctx, results)
+            table = publish_comparison(results, registration.summary(), parent_id, settings.task)
+            report = report_or_warning(settings, parent_id)   # a report failure fails nothing above it
     review = "not_asked"
     if run.await_approval and registration.decision.set_challenger:
         review = await_review(registration.model_name, registration.version,

@@ -142,7 +142,7 @@ def test_the_fork_server_forks_a_child_per_job_reports_its_exit_and_ends_at_clos
     second = server.fork(_job_that_exits(tmp_path, 0), tmp_path / "out.pkl", "zero_shot")
     assert second.pid != first.pid and second.wait() == 0
     server.close()
-    assert server.process.returncode == 0
+    assert server.process.poll() is not None   # ended at once, not after its imports
 
 
 def test_a_killed_child_is_reported_as_killed_and_a_dead_server_forks_nothing(tmp_path):

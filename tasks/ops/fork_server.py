@@ -8,10 +8,11 @@ flow against 1.5 s in the bare script, lora's first 9 steps 7 s against 1.2 s; t
 tasks 7.5 and 8.0 s longer than the bare script's. A forked child starts with the imports done
 and nothing imports beside it.
 
-Fork safety: the server has one thread when it forks (nothing it imports starts one; checked in
-tests/test_ops_faults.py), it closes the MLflow store connections its warm-up opened (SQLAlchemy
-engines must not cross a fork with open connections), and it freezes what it has imported for
-the garbage collector, so a child's collections do not touch, and so copy, those pages.
+Fork safety: the server runs no Python thread and no torch operation before it forks (torch's
+OpenMP pool starts in the child, at its first parallel operation); the native threads its
+imports start (OpenBLAS's pool, pyarrow's jemalloc) handle fork themselves. It opens no MLflow
+store, so no database connection crosses a fork. It freezes what it has imported for the garbage
+collector, so a child's collections do not touch, and so copy, those pages.
 """
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ FORK_SERVER_FLAG = "--fork-server"
 class ForkServer:
     """The flow's side: `fork` sends a job (job file, result file, strategy name) on the server's
     stdin and gets back the child's pid, then its exit code, on a pipe of their own (the children
-    keep the flow's stdout and stderr for their logs). `close` ends the server (EOF on its stdin).
-    If the flow's process dies, the server reads EOF and exits once its current child has."""
+    keep the flow's stdout and stderr for their logs). `close` kills the server and any child
+    still running. If the flow's process dies, the server reads EOF and exits once its current
+    child has."""
 
     def __init__(self, tracking_uri: str):
         replies, write_end = os.pipe()
@@ -55,17 +57,17 @@ class ForkServer:
         return Forked(int(pid), self) if pid else None
 
     def close(self) -> None:
-        """End the server: it holds nothing but imports. Killed if it does not end at EOF."""
-        try:
-            self.process.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.replies.close()
+        """End the server now (it holds nothing but imports; a refused run should not wait for
+        them) and any child it left (run_in_process has ended its own on the way out)."""
+        from tasks.ops.isolate import kill_tree
+
+        kill_tree(self.process.pid)
+        self.process.wait()
+        for pipe in (self.process.stdin, self.replies):
+            try:
+                pipe.close()
+            except (BrokenPipeError, OSError):
+                pass
 
 
 @dataclass(frozen=True)
@@ -88,12 +90,14 @@ class Forked:
 
 def _warm_up() -> None:
     """What every strategy process loads before it trains: 3.1 s of module imports, then 2.5 s
-    that transformers, PEFT and matplotlib import lazily on first use, and 0.7 s to open a
-    SQLite MLflow store (AMD EPYC). Best effort: a failure here shows up again, with its real
-    error, when the job runs."""
+    that transformers, PEFT and matplotlib import lazily on first use, and MLflow's SQL stores
+    (AMD EPYC). The store itself is not opened: no connection crosses a fork, the flow may be
+    creating its tables right now, and a child opens it in 0.04 s once this is imported. Best
+    effort: a failure here shows up again, with its real error, when the job runs."""
     try:
         import mlflow.pyfunc  # noqa: F401
-        from mlflow.tracking import MlflowClient
+        import mlflow.store.model_registry.sqlalchemy_store  # noqa: F401
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
         from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer  # noqa: F401
 
         import peft  # noqa: F401
@@ -101,19 +105,8 @@ def _warm_up() -> None:
         from tasks.evaluation.plots import pyplot
 
         pyplot()
-        MlflowClient().search_experiments(max_results=1)   # MLFLOW_TRACKING_URI: the run's store
     except Exception:   # noqa: BLE001
         pass
-
-
-def _close_store_connections() -> None:
-    """Close the connections the warm-up's MLflow store holds; each child opens its own.
-    SQLAlchemy's advice for a pool before os.fork()."""
-    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    for engine in [*SqlAlchemyStore._engine_map.values(), *RegistryStore._engine_map.values()]:
-        engine.dispose()
 
 
 def serve(reply_fd: int) -> int:
@@ -124,7 +117,6 @@ def serve(reply_fd: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C: the flow ends the running child itself
     apply_offline_defaults()
     _warm_up()
-    _close_store_connections()
     freeze_loaded()
     replies = os.fdopen(reply_fd, "w")
     for line in sys.stdin:

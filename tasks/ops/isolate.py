@@ -21,13 +21,10 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from tasks.ops.collector import freeze_loaded
 from tasks.training.context import RunContext
-
-if TYPE_CHECKING:
-    from tasks.ops.fork_server import ForkServer
 
 
 class StrategyProcessDied(RuntimeError):
@@ -77,7 +74,13 @@ def kill_tree(pid: int) -> None:
     psutil.wait_procs(below, timeout=10)
 
 
-def run_in_process(job: Job, forks: ForkServer | None = None) -> object:
+class Forks(Protocol):
+    """What forks a warm child for a job (tasks/ops/fork_server.py: ForkServer): something with a
+    pid and wait() -> exit code, or None when it cannot."""
+    def fork(self, job_file: Path, out_file: Path, name: str): ...
+
+
+def run_in_process(job: Job, forks: Forks | None = None) -> object:
     """Run the job in a child process (forked by the fork server when given) and return its
     StrategyResult (or raise its error)."""
     with tempfile.TemporaryDirectory(prefix=f"adaptflow-{job.name}-") as tmp:

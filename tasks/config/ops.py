@@ -17,7 +17,7 @@ class OpsSettings:
     isolation: str = "process"           # process: each strategy in a Python process of its own
     retries: int = 1                     # Prefect retries of a failed strategy (a killed process included)
     retry_delay_seconds: float = 5.0
-    checkpoint_every_steps: int = 100    # optimizer steps between training checkpoints
+    checkpoint_every_steps: int = 500    # optimizer steps between training checkpoints (params.yaml: why)
     checkpoint_dir: str = ".cache/checkpoints"   # under the project; <parent run>/<strategy>/...
     tracking_check_seconds: float = 20.0 # how long an unreachable MLflow is retried at start
     data_lock_timeout_seconds: float = 1800.0   # how long a run waits for another's data steps (tasks/data/lock.py)

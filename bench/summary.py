@@ -54,13 +54,16 @@ def main() -> None:
               "perplexities, the losses' relative difference):")
         print(table(evals["rows"]) + "\n")
     if overhead:
-        b = overhead["breakdown"]
-        rows = [{"stage": k, "seconds": v} for k, v in b["stages"].items()]
-        rows.append({"stage": "flow outside its tasks", "seconds": b["outside_tasks"]})
-        print(f"end to end ({overhead['profile']} profile): `adaptflow run` {overhead['flow_seconds']:.0f} s, "
-              f"bare script {overhead['bare_seconds']:.0f} s, overhead {100 * overhead['overhead']:+.1f} %")
-        print(table(rows))
-
+        pairs = overhead.get("pairs") or [overhead]   # results written before --repeats: one pair, at the top
+        print(f"end to end ({overhead['profile']} profile): overhead {100 * overhead['overhead']:+.1f} % "
+              f"(median of {len(pairs)} pair(s) of `adaptflow run` and the bare script)")
+        for pair in pairs:
+            b = pair["breakdown"]
+            rows = [{"stage": k, "seconds": v} for k, v in b["stages"].items()]
+            rows.append({"stage": "flow outside its tasks", "seconds": b["outside_tasks"]})
+            print(f"`adaptflow run` {pair['flow_seconds']:.0f} s, bare script {pair['bare_seconds']:.0f} s, "
+                  f"overhead {100 * (pair['flow_seconds'] / pair['bare_seconds'] - 1):+.1f} %")
+            print(table(rows))
 
 if __name__ == "__main__":
     main()

@@ -91,7 +91,7 @@ class Forked:
 def _warm_up() -> None:
     """What every strategy process loads before it trains: 3.1 s of module imports, then 2.5 s
     that transformers, PEFT and matplotlib import lazily on first use, and MLflow's SQL stores
-    (AMD EPYC). The store itself is not opened: no connection crosses a fork, the flow may be
+    (AMD EPYC), and what MLflow builds lazily to log a model. The store itself is not opened: no connection crosses a fork, the flow may be
     creating its tables right now, and a child opens it in 0.04 s once this is imported. Best
     effort: a failure here shows up again, with its real error, when the job runs."""
     try:
@@ -105,6 +105,11 @@ def _warm_up() -> None:
         from tasks.evaluation.plots import pyplot
 
         pyplot()
+        # log_model checks the model's pip requirements against this environment through a map
+        # of every installed distribution, built on first use: 0.34 s of each strategy's process.
+        from mlflow.utils.requirements_utils import _init_packages_to_modules_map
+
+        _init_packages_to_modules_map()
     except Exception:   # noqa: BLE001
         pass
 

@@ -32,19 +32,29 @@ def wait_until_dead(child: psutil.Process, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
+def training_processes() -> list[psutil.Process]:
+    """The strategy processes that train: forked by the fork server (whose command line they
+    share), or started on their own; not the fork server itself."""
+    def strategy(p: psutil.Process) -> bool:
+        return "tasks.ops.strategy_process" in " ".join(p.cmdline())
+
+    found = [p for p in psutil.Process().children(recursive=True) if strategy(p)]
+    return [p for p in found if not any(strategy(c) for c in p.children())]
+
+
 def kill_after_first_checkpoint(folder, killed: dict, timeout: float = 600) -> threading.Thread:
     """Wait for the strategy process's first checkpoint, then SIGKILL that process."""
     def act():
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if any(folder.rglob(FILE)):
-                for child in psutil.Process().children(recursive=True):
-                    if "tasks.ops.strategy_process" in " ".join(child.cmdline()):
-                        child.send_signal(signal.SIGKILL)
-                        wait_until_dead(child)
-                        killed["pid"], killed["at"] = child.pid, time.monotonic()
-                        killed["step"] = latest_step(folder)   # what the retry must resume from
-                        return
+                for child in training_processes():
+                    killed["forked"] = "tasks.ops.strategy_process" in " ".join(child.parent().cmdline())
+                    child.send_signal(signal.SIGKILL)
+                    wait_until_dead(child)
+                    killed["pid"], killed["at"] = child.pid, time.monotonic()
+                    killed["step"] = latest_step(folder)   # what the retry must resume from
+                    return
             time.sleep(0.1)
 
     thread = threading.Thread(target=act, daemon=True)
@@ -66,6 +76,7 @@ def test_a_killed_training_process_is_retried_and_resumes_from_its_checkpoint(ha
     elapsed = time.monotonic() - started
     watcher.join(timeout=5)
     assert killed, "the strategy process was never seen with a checkpoint"
+    assert killed["forked"], "the strategy trained in a child of the fork server"
     assert out.candidate == "full_finetune" and not out.failed
 
     use_store(project)

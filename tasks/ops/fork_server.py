@@ -90,10 +90,11 @@ class Forked:
 
 def _warm_up() -> None:
     """What every strategy process loads before it trains: 3.1 s of module imports, then 2.5 s
-    that transformers, PEFT and matplotlib import lazily on first use, and MLflow's SQL stores
-    (AMD EPYC), and what MLflow builds lazily to log a model. The store itself is not opened: no connection crosses a fork, the flow may be
-    creating its tables right now, and a child opens it in 0.04 s once this is imported. Best
-    effort: a failure here shows up again, with its real error, when the job runs."""
+    that transformers, PEFT and matplotlib import lazily on first use (AMD EPYC); MLflow's SQL
+    store modules, and what MLflow builds lazily to log a model. The store itself is not opened:
+    no connection crosses a fork, the flow may be creating its tables right now, and a child
+    opens it in 0.04 s once this is imported. Best effort: a failure here shows up again, with
+    its real error, when the job runs."""
     try:
         import mlflow.pyfunc  # noqa: F401
         import mlflow.store.model_registry.sqlalchemy_store  # noqa: F401

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.ops.collector import freeze_loaded
+from tasks.ops.isolate import kill_tree, main
+from tasks.ops.quick_exit import exit_now
 
 FORK_SERVER_FLAG = "--fork-server"
 
@@ -59,8 +61,6 @@ class ForkServer:
     def close(self) -> None:
         """End the server now (it holds nothing but imports; a refused run should not wait for
         them) and any child it left (run_in_process has ended its own on the way out)."""
-        from tasks.ops.isolate import kill_tree
-
         kill_tree(self.process.pid)
         self.process.wait()
         for pipe in (self.process.stdin, self.replies):
@@ -82,8 +82,6 @@ class Forked:
         if code:
             return int(code)
         # The server died while its child ran: the child, orphaned, is ended here.
-        from tasks.ops.isolate import kill_tree
-
         kill_tree(self.pid)
         return -signal.SIGKILL
 
@@ -139,9 +137,6 @@ def serve(reply_fd: int) -> int:
 def _run_child(job_file: str, out_file: str, name: str, reply_fd: int) -> None:
     """In the forked child: the server's pipes closed, Ctrl-C as usual, then the job; it ends the
     process whatever happens."""
-    from tasks.ops.isolate import main
-    from tasks.ops.quick_exit import exit_now
-
     code = 1
     try:
         os.close(reply_fd)

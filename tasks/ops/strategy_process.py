@@ -2,12 +2,9 @@
 `... --fork-server FD` for the server that forks one (tasks/ops/fork_server.py)."""
 import sys
 
+from tasks.ops.fork_server import FORK_SERVER_FLAG, serve
 from tasks.ops.isolate import main
 from tasks.ops.quick_exit import exit_now
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--fork-server"]:
-        from tasks.ops.fork_server import serve
-
-        exit_now(serve(int(sys.argv[2])))
-    exit_now(main(*sys.argv[1:3]))
+    exit_now(serve(int(sys.argv[2])) if sys.argv[1:2] == [FORK_SERVER_FLAG] else main(*sys.argv[1:3]))

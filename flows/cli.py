@@ -537,6 +537,30 @@ def _run_flow(args, server) -> int:
         print("adaptflow run: --await-approval needs a Prefect server the reviewer can reach; set "
               "PREFECT_API_URL (e.g. start one with `prefect server start`)", file=sys.stderr)
         return 2
+    from tasks.ops import fork_server
+
+    try:
+        _start_fork_server(run)
+        return _run_specialize(run, server)
+    finally:
+        fork_server.close_unused()
+
+
+def _start_fork_server(run) -> None:
+    """The strategies' fork server, started before this command's own imports (after the checks:
+    a first run on a machine times a bf16 step there, on a quiet CPU). Its imports (6 s of CPU)
+    then overlap these and Prefect's server start, not the flow's data steps: the first strategy
+    waited 2.0 s for it when the flow started it (AMX Xeon, `--strategies zero_shot`)."""
+    from tasks.ops.fanout import forks_strategies
+    from tasks.ops.fork_server import start_early
+    from tasks.tracking import tracking_uri
+
+    settings = run.settings()
+    if forks_strategies(settings):
+        start_early(tracking_uri(settings.root))
+
+
+def _run_specialize(run, server) -> int:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.specialize import specialize

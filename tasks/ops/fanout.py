@@ -40,19 +40,26 @@ def checkpoint_folder(ctx: RunContext, name: str) -> Path:
     return ctx.settings.path(ctx.settings.ops.checkpoint_dir) / ctx.parent_run_id / name
 
 
+def forks_strategies(settings: Settings) -> bool:
+    """Whether a run forks its strategy processes from a fork server: one process per strategy
+    (ops.isolation: process), one strategy at a time, one training process each."""
+    ops = settings.ops
+    return ops.isolation == "process" and ops.task_runner == "sequential" and settings.train.processes == 1
+
+
 @contextmanager
 def fork_server(settings: Settings) -> Iterator[ForkServer | None]:
     """The fork server (tasks/ops/fork_server.py) for a run that starts one process per strategy,
     one after another: it imports while the data is validated. None for other layouts (in the
-    flow's process, on Dask, or under `accelerate launch`)."""
-    from tasks.ops.fork_server import ForkServer
+    flow's process, on Dask, or under `accelerate launch`). `adaptflow run` starts it before its
+    own imports (fork_server.start_early); the flow takes that one."""
+    from tasks.ops.fork_server import started_for
     from tasks.tracking import tracking_uri
 
-    ops = settings.ops
-    if ops.isolation != "process" or ops.task_runner != "sequential" or settings.train.processes != 1:
+    if not forks_strategies(settings):
         yield None
         return
-    server = ForkServer(tracking_uri(settings.root))
+    server = started_for(tracking_uri(settings.root))
     try:
         yield server
     finally:

@@ -497,10 +497,10 @@ def _start_temporary_prefect_server():
 
 
 def _import_what_the_data_steps_use() -> None:
-    """Great Expectations (2.6 s) and transformers' tokenizer classes (1.2 s), imported while
-    Prefect's server starts rather than in the first tasks."""
+    """Great Expectations (2.6 s), imported while Prefect's server starts rather than in the first
+    tasks. (Not transformers: the split gate counts tokens with `tokenizers` alone once the base's
+    tokenizer is cached, tasks/models/loading.py: counting_tokenizer.)"""
     import great_expectations  # noqa: F401
-    from transformers import AutoTokenizer  # noqa: F401
 
 
 def _run(args) -> int:

@@ -209,10 +209,15 @@ def test_a_file_that_is_not_parquet_is_a_finding_not_a_traceback(tmp_path):
     assert read.empty and [p.check for p in problems] == ["file_is_parquet"]
 
 
-def test_the_gates_token_counts_are_what_the_tokenizer_gives(tiny_bert):
+def test_the_gates_token_counts_are_what_the_tokenizer_gives(tiny_bert, tmp_path, monkeypatch):
     """The split gate counts tokens through the Rust tokenizer directly (tasks/data/steps.py:
     _token_counter); each count must be the transformers tokenizer's own, special tokens
-    included, also past the model's maximum length and for empty or unusual texts."""
+    included, also past the model's maximum length and for empty or unusual texts: the first
+    time, and from the cached tokenizer, which a later run reads without transformers."""
+    import os
+    import subprocess
+    import sys
+
     from conftest import ROOT
 
     from tasks.config import load_settings
@@ -225,5 +230,18 @@ def test_the_gates_token_counts_are_what_the_tokenizer_gives(tiny_bert):
     count = _token_counter(load_base(str(tiny_bert)), load_settings(str(ROOT / "params.yaml")))
     with quiet_transformers():
         expected = [len(ids) for ids in load_tokenizer(tiny_bert)(texts, truncation=False)["input_ids"]]
-    assert count(texts) == expected
+    monkeypatch.setenv("ADAPTFLOW_CACHE", str(tmp_path / "cache"))
+    first = _token_counter(load_base(str(tiny_bert)), load_settings(str(ROOT / "params.yaml")))
+    cached = _token_counter(load_base(str(tiny_bert)), load_settings(str(ROOT / "params.yaml")))
+    assert count(texts) == first(texts) == cached(texts) == expected
     assert max(expected) > 512 and count([]) == []
+    assert len(list((tmp_path / "cache" / "tokenizers").glob("*.json"))) == 1
+    later = ("import sys\n"
+             "from tasks.models.base import load_base\n"
+             "from tasks.models.token_count import counting_tokenizer\n"
+             f"base = load_base({str(tiny_bert)!r})\n"
+             f"print(len(counting_tokenizer(base.path, base.fingerprint).encode({texts[3]!r})), "
+             "'transformers' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", later], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**os.environ, "ADAPTFLOW_CACHE": str(tmp_path / "cache")})
+    assert out.stdout.split() == [str(expected[3]), "False"], out.stderr

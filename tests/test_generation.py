@@ -222,7 +222,7 @@ def test_no_prefix_cache_goes_before_virtual_tokens(config, tiny_llama):
     from transformers import AutoModelForCausalLM
 
     from tasks.models.prefix_cache import caches_prefix
-    from tasks.strategies.with_retrieval import Retrieving
+    from tasks.strategies._retrieving import Retrieving
 
     lm = AutoModelForCausalLM.from_pretrained(tiny_llama)
     model = peft.get_peft_model(lm, getattr(peft, config)(task_type="CAUSAL_LM", num_virtual_tokens=3))

@@ -238,3 +238,26 @@ def test_the_metrics_page_is_the_catalogue():
     assert (ROOT / "docs" / "metrics.md").read_text() == metrics_markdown(), \
         "docs/metrics.md is stale: .venv/bin/python -m tasks.tasktypes.docs > docs/metrics.md"
 
+
+
+def test_reading_settings_and_the_flow_import_neither_torch_nor_transformers():
+    """`adaptflow run`'s own process reads the settings, checks the hardware and runs the flow
+    while its strategies train in forked processes: torch and transformers there cost 3.8 s of
+    CPU (AMX Xeon) that the strategies' fork server spends again. A strategy module imports them
+    where it builds a model; the settings read only its params."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from tasks.env import apply_offline_defaults\n"
+            "apply_offline_defaults()\n"
+            "from tasks.config import load_settings\n"
+            "for profile in (None, 'causal', 'headlines'):\n"
+            "    settings = load_settings('params.yaml', profile, strategies=['all'])\n"
+            "import flows.specialize, flows.cli\n"
+            "from tasks.training.hardware import check_hardware\n"
+            "from dataclasses import replace\n"   # not auto: a first run on a machine times bf16 with torch
+            "check_hardware(replace(load_settings('params.yaml').train, mixed_precision='no'))\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'peft', 'adapters', 'accelerate') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

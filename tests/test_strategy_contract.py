@@ -429,7 +429,8 @@ def test_a_template_may_hold_only_plain_placeholders(part, text, words):
     import re
     from dataclasses import replace
 
-    from tasks.strategies.few_shot import DEFAULT_TEMPLATES, FewShotParams, fill
+    from tasks.strategies._templates import DEFAULT_TEMPLATES, fill
+    from tasks.strategies.few_shot import FewShotParams
     from tasks.strategies.retrieval_few_shot import RetrievalFewShotParams
 
     template = {**DEFAULT_TEMPLATES["review-sentiment@v1"], part: text}

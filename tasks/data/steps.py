@@ -120,23 +120,22 @@ def _token_counter(base: ResolvedBase, settings: Settings):
     """Tokens per text in the base's tokenizer; generation: (prompt + target, target) tokens per
     example, the prompt built as training builds it."""
     from tasks.models.loading import load_tokenizer, quiet_transformers
+    from tasks.models.token_count import counting_tokenizer
 
-    tokenizer = load_tokenizer(base.path)
     if task_type(settings.task).generates:   # counted as training builds it: the chat prompt + target
         from tasks.models.prompts import PromptFormat, token_lengths
 
+        tokenizer = load_tokenizer(base.path)
         fmt = PromptFormat(settings.generation.system_prompt, settings.generation.instruction)
         return lambda texts, targets: token_lengths(tokenizer, fmt, texts, targets)
 
-    if getattr(tokenizer, "is_fast", False):
+    backend = counting_tokenizer(base.path, base.fingerprint)
+    if backend is not None:
         # The Rust tokenizer itself, without offsets or Python lists of ids: the same counts (the
         # wrapper calls this backend too) for 0.06 s of CPU per 5,000 reviews instead of 0.1-0.27 s.
-        # This tokenizer is the counter's own (load_tokenizer loads a new one), so its truncation
-        # and padding can be switched off here.
-        backend = tokenizer.backend_tokenizer
-        backend.no_truncation()
-        backend.no_padding()
         return lambda texts: [len(encoding) for encoding in backend.encode_batch_fast(list(texts))]
+
+    tokenizer = load_tokenizer(base.path)
 
     def count(texts: list[str]) -> list[int]:
         if not texts:

@@ -1,6 +1,6 @@
 """Sentence embeddings with a frozen encoder (MiniLM): unit-length mean-pooled last-layer
 states, the way the sentence encoder was trained to be compared. Used by classification's
-zero_shot (label prototypes), by generation's output/reference similarity and by the retrieval
+zero_shot (label prototypes, ZeroShotClassifier), by generation's output/reference similarity and by the retrieval
 index (tasks/models/retrieval.py)."""
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 
 import torch
 from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from tasks.models.loading import load_frozen
 
@@ -62,3 +63,25 @@ def embed_texts(texts: list[str], path: Path | None = None, batch_size: int = 64
         for idx, inputs, _ in batches(data, batch_size, tokenizer.pad_token_id):   # in length order
             out[idx] = embed(encoder, inputs["input_ids"], inputs["attention_mask"]).float().numpy()
     return out
+
+
+class ZeroShotClassifier(nn.Module):
+    """classification's zero_shot (tasks/strategies/zero_shot.py): logits are the cosine
+    similarities of a text's embedding to each label's prototype, over a temperature."""
+
+    def __init__(self, encoder: nn.Module, label_embeddings: torch.Tensor, params):
+        super().__init__()
+        self.encoder = encoder
+        self.register_buffer("label_embeddings", label_embeddings, persistent=False)
+        self.params = params   # saved as the artifact: descriptions are the "model"
+        self.temperature = params.temperature   # the encoder is frozen (frozen_encoder)
+
+    def text_features(self, input_ids, attention_mask, **_) -> torch.Tensor:
+        """The part every variant shares (tasks/training/variants.py scores them from one pass)."""
+        return embed(self.encoder, input_ids, attention_mask)
+
+    def logits_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        return features @ self.label_embeddings.T / self.temperature
+
+    def forward(self, input_ids, attention_mask, **_) -> SequenceClassifierOutput:
+        return SequenceClassifierOutput(logits=self.logits_from_features(self.text_features(input_ids, attention_mask)))

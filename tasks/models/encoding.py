@@ -7,6 +7,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from tasks.models.subset import subset_indices
+
 
 @dataclass(frozen=True)
 class Encoded:
@@ -49,13 +51,6 @@ class Encoded:
         return Encoded([self.input_ids[i] for i in idx], self.labels[idx],
                        None if self.prompt_lengths is None else self.prompt_lengths[idx],
                        pick(self.references), pick(self.sources))
-
-
-def subset_indices(total: int, n: int, seed: int) -> np.ndarray:
-    """The rows a limit of n keeps, in order; the same rows wherever the limit is applied."""
-    if n <= 0 or n >= total:
-        return np.arange(total)
-    return np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
 
 
 def encode(tokenizer, texts: list[str], labels: np.ndarray, max_length: int,

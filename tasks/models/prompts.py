@@ -16,10 +16,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from tasks.models.encoding import Encoded
+import numpy as np
+
+if TYPE_CHECKING:   # left_pad and encode_pairs import torch: settings read PromptFormat without it
+    import torch
+
+    from tasks.models.encoding import Encoded
 
 _PLAIN = "{system}\n\n{instruction}\n\n{text}\n\nAnswer: "
 
@@ -126,6 +130,8 @@ def encode_pairs(tokenizer, fmt: PromptFormat | list[PromptFormat], texts: list[
                  max_length: int, max_target_tokens: int) -> Encoded:
     """Training examples: prompt + target + end token, with the prompt's length per example.
     `fmt`: one format for all, or one per example (retrieved demonstrations)."""
+    from tasks.models.encoding import Encoded
+
     ids, lengths = [], []
     formats = fmt if isinstance(fmt, list) else [fmt] * len(texts)
     for fmt, text, target in zip(formats, texts, targets):
@@ -149,6 +155,8 @@ def token_lengths(tokenizer, fmt: PromptFormat, texts: list[str], targets: list[
 
 
 def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)

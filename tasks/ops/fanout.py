@@ -71,8 +71,6 @@ def train_strategy(name: str, ctx: RunContext, forks: ForkServer | None = None) 
     from tasks.ops.failures import record_failure
     from tasks.ops.isolate import Job, run_in_process
     from tasks.tracking import use_store
-    from tasks.training.checkpoint import checkpointing
-    from tasks.training.run import run_strategy
 
     ops = ctx.settings.ops
     uri = use_store(ctx.settings.root)    # a Dask worker is a fresh process
@@ -82,7 +80,10 @@ def train_strategy(name: str, ctx: RunContext, forks: ForkServer | None = None) 
     try:
         if ops.isolation == "process":
             result = run_in_process(Job(name, ctx, str(folder), uri), forks)
-        else:
+        else:   # torch and the strategies: imported here only, not in a flow that forks its strategies
+            from tasks.training.checkpoint import checkpointing
+            from tasks.training.run import run_strategy
+
             with checkpointing(folder, ops.checkpoint_every_steps):
                 result = run_strategy(ctx, name)
     except BaseException as exc:   # SystemExit (SIGTERM) too: the run must not stay RUNNING

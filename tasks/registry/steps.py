@@ -7,7 +7,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.evaluation.record import StrategyResult
-from tasks.models.encoding import subset_indices
+from tasks.models.subset import subset_indices
 from tasks.registry.versions import Registration, ScoringSet, register_best
 from tasks.tasktypes import task_type
 from tasks.tracking import log_json

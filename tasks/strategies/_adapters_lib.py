@@ -5,14 +5,15 @@ own save writes .bin and leaves a standard head out); versions share one base in
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable
 
 from tasks.models.heads import Head
 from tasks.strategies._trained_weights import HEADS, WEIGHTS, reload_onto_build, save_trained, unfreeze_head
 from tasks.strategies.registry import Strategy
 from tasks.strategies.sharing import Attached, SharedBase, Sharing
+
+if TYPE_CHECKING:   # annotations only: importing torch costs 1 s, and settings do not need it
+    from torch import nn
 
 ADAPTER = "task"
 

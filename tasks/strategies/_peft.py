@@ -4,14 +4,15 @@ of one PEFT type share one base in memory (`attach_peft`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable
 
 from tasks.models.heads import Head
 from tasks.strategies.registry import Strategy
 from tasks.strategies.sharing import Attached, SharedBase, Sharing
 from tasks.tasktypes import DEFAULT
+
+if TYPE_CHECKING:   # annotations only: importing torch costs 1 s, and settings do not need it
+    from torch import nn
 
 
 def task_type(head: Head):

@@ -7,8 +7,11 @@ by default and leaves a standard HF head out; partial fine-tuning has no library
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:   # annotations only: importing torch costs 1 s, and settings do not need it
+    from torch import nn
+
 
 WEIGHTS = "trained_weights.safetensors"
 HEADS = ("classifier", "score")   # BERT-style and Llama-style classification heads

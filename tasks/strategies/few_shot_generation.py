@@ -7,16 +7,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from torch import nn
-
 from tasks.models.heads import Head
-from tasks.models.loading import load_tokenizer
 from tasks.models.prompts import PromptFormat
-from tasks.strategies._prompted_lm import PromptedLM, frozen_causal_lm, run_prompt_field
-from tasks.strategies.registry import Strategy, register
+from tasks.strategies.registry import Strategy, register, run_prompt_field
+
+if TYPE_CHECKING:   # torch, transformers: imported where a model is built, not to read settings
+    from torch import nn
 
 CONFIG_FILE = "few_shot_generation.json"
 
@@ -73,6 +73,9 @@ def prompt_format(params: FewShotGenerationParams) -> PromptFormat:
 def build(base_dir: Path, head: Head, params: FewShotGenerationParams) -> nn.Module:
     if not params.demonstrations:
         raise ValueError("few_shot has no demonstrations: the run draws them from the train split")
+    from tasks.models.loading import load_tokenizer
+    from tasks.strategies._prompted_lm import PromptedLM, frozen_causal_lm
+
     return PromptedLM(frozen_causal_lm(Path(base_dir)), load_tokenizer(base_dir), prompt_format(params), params,
                       cache_prefix=True).eval()
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from tasks.models.heads import Head
 from tasks.strategies.registry import Strategy, TrainableParams, learning_rate_field, register
 from tasks.strategies.search import Range
+
+if TYPE_CHECKING:   # annotations only: importing torch costs 1 s, and settings do not need it
+    from torch import nn
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from tasks.models.heads import Head
 from tasks.strategies._trained_weights import reload_onto_build, save_trained
 from tasks.strategies.registry import Strategy, TrainableParams, learning_rate_field, register
 from tasks.strategies.search import Range
+
+if TYPE_CHECKING:   # annotations only: importing torch costs 1 s, and settings do not need it
+    from torch import nn
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,16 @@ from __future__ import annotations
 import re
 from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
 from tasks.models.heads import Head
 from tasks.strategies.sharing import Attached, SharedBase, Sharing
 from tasks.tasktypes import DEFAULT
 from tasks.tasktypes import names as task_names
 from tasks.tasktypes import task_type
+
+if TYPE_CHECKING:   # annotations only: importing torch costs 1 s, and settings do not need it
+    from torch import nn
 
 # What a strategy's saved artifact holds: only adapter weights (plus the trained head); only
 # the layers that trained (loaded back onto the base); the whole model; or no weights at all
@@ -48,6 +49,11 @@ def learning_rate_field(default: float, why: str = ""):
     why this default (the strategy's own reason, if any)."""
     text = "peak learning rate of AdamW (linear warm-up over 6 % of the steps, then linear decay)"
     return field(default=default, metadata={"help": f"{text}; {why}" if why else text})
+
+
+def run_prompt_field(setting: str, what: str):
+    """A prompting strategy's instruction or system prompt: "" takes the run's (generation.<setting>)."""
+    return field(default="", metadata={"help": f"the {what}; \"\": generation.{setting}"})
 
 
 @dataclass(frozen=True)

@@ -3,33 +3,25 @@ label scored by the log-likelihood of its verbalizer), but each example's k demo
 the k train examples nearest to it (MiniLM + FAISS, tasks/models/retrieval.py) instead of one
 fixed draw. The prompt differs per example, so there is no shared prefix cache: each example and
 label runs its whole prompt (batched). Only train rows are indexed: a validation or test example
-never sees itself or another held-out example. The index is saved with the version."""
+never sees itself or another held-out example. The index is saved with the version. The model
+is RetrievalFewShotClassifier (tasks/strategies/_prompted_lm.py)."""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import torch
-from torch import nn
-from transformers.modeling_outputs import SequenceClassifierOutput
 
 from tasks.models.heads import Head
-from tasks.models.loading import load_tokenizer
 from tasks.models.packaged import MINILM, SMOLLM2
-from tasks.models.retrieval import RetrievalIndex
-from tasks.strategies._prompted_lm import frozen_causal_lm, label_log_likelihoods
-from tasks.strategies.retrieval_index import (
-    cost_metrics,
-    filled_by_run,
-    load_index,
-    measure_retrieval,
-    timed_neighbours,
-    train_index,
-)
-from tasks.strategies.few_shot import DEFAULT_TEMPLATES, TEMPLATE_PARTS, fill, template_problem
+from tasks.strategies._templates import DEFAULT_TEMPLATES, TEMPLATE_PARTS, template_problem
+from tasks.strategies.retrieval_index import filled_by_run, load_index, measure_retrieval, train_index
 from tasks.strategies.registry import Strategy, register
+
+if TYPE_CHECKING:   # torch, transformers: imported where a model is built, not to read settings
+    from torch import nn
 
 CONFIG_FILE, INDEX_DIR = "retrieval_few_shot.json", "index"
 
@@ -78,55 +70,14 @@ def variants(params: RetrievalFewShotParams, train: pd.DataFrame, labels: list[s
                     templates={params.template: params.templates[params.template]})]
 
 
-class RetrievalFewShotClassifier(nn.Module):
-    """forward(input_ids, attention_mask) -> per-label log-likelihoods as logits; input_ids are the
-    example's own tokens from this LM's tokenizer (decoded back to text to query the index)."""
-
-    def __init__(self, lm: nn.Module, tokenizer, labels: list[str], params: RetrievalFewShotParams,
-                 index: RetrievalIndex):
-        super().__init__()
-        self.lm, self.tokenizer, self.params, self.index = lm, tokenizer, params, index
-        self.t = params.templates[params.template]
-        self.bos = tokenizer.bos_token_id
-        self.answers = [self._ids(fill(self.t["answer"], label=params.verbalizers[label])) for label in labels]
-        self.single_query_ms: list[float] = []
-
-    def _ids(self, text: str) -> list[int]:
-        out = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return out[1:] if out and out[0] == self.bos else out   # SmolLM2 prepends bos regardless
-
-    def prompts(self, texts: list[str]) -> list[str]:
-        """Each example's prompt up to where the label's verbalizer goes."""
-        t, p = self.t, self.params
-        rows = timed_neighbours(self.index, texts, p.k, self.single_query_ms)
-        demo = lambda text, label: (fill(t["example"], text=text[: p.demo_max_chars])
-                                    + fill(t["answer"], label=p.verbalizers[label]) + t["separator"])
-        return [t["instruction"] + "".join(demo(x, y) for x, y in row) + fill(t["example"], text=text)
-                for text, row in zip(texts, rows)]
-
-    def score(self, prompts: list[list[int]]) -> torch.Tensor:
-        """log p(answer | prompt) for every prompt and label (each prompt runs once for all labels)."""
-        return label_log_likelihoods(self.lm, prompts, self.answers)
-
-    def forward(self, input_ids, attention_mask, **_) -> SequenceClassifierOutput:
-        texts = []
-        for ids, mask in zip(input_ids.tolist(), attention_mask.tolist()):
-            own = ids[: sum(mask)]
-            texts.append(self.tokenizer.decode(own[1:] if own and own[0] == self.bos else own))
-        return SequenceClassifierOutput(logits=self.score([self._ids(p) for p in self.prompts(texts)]))
-
-    def retrieval_metrics(self, texts: list[str], tokenizer=None, fmt=None) -> dict[str, float]:
-        """(tokenizer and fmt: this model's own are used.)"""
-        plain = [len(self._ids(self.t["instruction"] + fill(self.t["example"], text=x))) for x in texts]
-        extra = [len(self._ids(p)) - n for p, n in zip(self.prompts(texts), plain)]
-        return cost_metrics(self.index, self.single_query_ms, extra)
-
-
 def build(base_dir: Path, head: Head, params: RetrievalFewShotParams) -> nn.Module:
     labels = list(head.labels)
     missing = [label for label in labels if label not in params.verbalizers]
     if missing:
         raise ValueError(f"strategies.retrieval_few_shot.verbalizers has no entry for label(s) {', '.join(missing)}")
+    from tasks.models.loading import load_tokenizer
+    from tasks.strategies._prompted_lm import RetrievalFewShotClassifier, frozen_causal_lm
+
     index = load_index(params.index, params.embedder, params.data_version)
     return RetrievalFewShotClassifier(frozen_causal_lm(Path(base_dir)), load_tokenizer(base_dir), labels, params,
                                       index)

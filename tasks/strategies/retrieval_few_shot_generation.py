@@ -3,32 +3,24 @@ train examples nearest to it (MiniLM embeddings, FAISS: tasks/models/retrieval.p
 chat turns, then the input. The index is built from the train split the run hands to `variants`
 (only train rows, so a validation or test input can never retrieve itself or another held-out
 example), cached by its data version, and saved with the version: a registered version carries
-the index it was evaluated with, bound to that data version and the encoder's fingerprint."""
+the index it was evaluated with, bound to that data version and the encoder's fingerprint. The
+model is RetrievalPromptedLM (tasks/strategies/_prompted_lm.py)."""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from torch import nn
 
 from tasks.models.heads import Head
-from tasks.models.loading import load_tokenizer
 from tasks.models.packaged import MINILM
-from tasks.models.prompts import PromptFormat
-from tasks.models.retrieval import RetrievalIndex
-from tasks.strategies._prompted_lm import PromptedLM, frozen_causal_lm, run_prompt_field
-from tasks.strategies.retrieval_index import (
-    cost_metrics,
-    filled_by_run,
-    generation_formats,
-    load_index,
-    measure_retrieval,
-    timed_neighbours,
-    train_index,
-)
-from tasks.strategies.registry import Strategy, register
+from tasks.strategies.retrieval_index import filled_by_run, load_index, measure_retrieval, train_index
+from tasks.strategies.registry import Strategy, register, run_prompt_field
+
+if TYPE_CHECKING:   # torch, transformers: imported where a model is built, not to read settings
+    from torch import nn
 
 CONFIG_FILE, INDEX_DIR = "retrieval_few_shot_generation.json", "index"
 
@@ -58,35 +50,13 @@ def variants(params: RetrievalFewShotParams, train: pd.DataFrame, labels=None) -
     return [replace(params, index=str(folder), data_version=version)]
 
 
-class RetrievalPromptedLM(PromptedLM):
-    """A frozen LM whose prompt format depends on the input: `prompt_formats(texts)`."""
-
-    def __init__(self, lm: nn.Module, tokenizer, params: RetrievalFewShotParams, index: RetrievalIndex):
-        super().__init__(lm, tokenizer, PromptFormat(params.system_prompt, params.instruction), params,
-                         cache_prefix=False)
-        self.index, self.tokenizer = index, tokenizer
-        self.single_query_ms: list[float] = []   # one input at a time, as a user's request waits for it
-
-    def prompt_formats(self, texts: list[str], fmt: PromptFormat | None = None) -> list[PromptFormat]:
-        """Each input's prompt (`fmt`, the run's, is not used: this strategy's params carry its own)."""
-        p = self.params
-        rows = timed_neighbours(self.index, texts, p.k, self.single_query_ms)
-        return generation_formats(rows, PromptFormat(p.system_prompt, p.instruction), p.demo_max_chars)
-
-    def retrieval_metrics(self, texts: list[str], tokenizer=None, fmt=None) -> dict[str, float]:
-        """(tokenizer and fmt: this model's own are used.)"""
-        from tasks.models.prompts import render
-
-        plain = PromptFormat(self.params.system_prompt, self.params.instruction)
-        n = lambda fmt, text: len(self.tokenizer(render(self.tokenizer, fmt, text), add_special_tokens=False)["input_ids"])
-        extra = [n(f, t) - n(plain, t) for f, t in zip(self.prompt_formats(texts), texts)]
-        return cost_metrics(self.index, self.single_query_ms, extra)
-
-
 def build(base_dir: Path, head: Head, params: RetrievalFewShotParams) -> nn.Module:
     if not params.instruction.strip():
         raise ValueError("strategies.retrieval_few_shot.instruction is empty (the run fills it from "
                          "generation.instruction)")
+    from tasks.models.loading import load_tokenizer
+    from tasks.strategies._prompted_lm import RetrievalPromptedLM, frozen_causal_lm
+
     index = load_index(params.index, params.embedder, params.data_version)
     return RetrievalPromptedLM(frozen_causal_lm(Path(base_dir)), load_tokenizer(base_dir), params, index).eval()
 

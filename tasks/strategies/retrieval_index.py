@@ -1,5 +1,7 @@
 """What the retrieval strategies share: the index of the train split the run hands them, built
-once per data version and encoder (cached under ADAPTFLOW_CACHE), and the data version itself."""
+once per data version and encoder (cached under ADAPTFLOW_CACHE), the data version itself, and
+what the neighbours add to an input, one function per task (classification_context,
+generation_formats), used in training, evaluation and serving."""
 from __future__ import annotations
 
 import functools
@@ -64,6 +66,11 @@ def timed_neighbours(index: RetrievalIndex, texts: list[str], k: int, single_que
     if len(texts) == 1:
         single_query_ms.append((time.perf_counter() - start) * 1000)
     return rows
+
+
+def classification_context(rows: list[list[tuple[str, str]]], cut: int) -> list[str]:
+    """The second segment of each input: its neighbours with their labels, nearest first."""
+    return [" | ".join(f"{label}: {text[:cut]}" for text, label in row) for row in rows]
 
 
 def generation_formats(rows: list[list[tuple[str, str]]], fmt: PromptFormat, cut: int) -> list[PromptFormat]:

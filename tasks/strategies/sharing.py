@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable
 
 from tasks.models.base import ResolvedBase
 from tasks.models.heads import Head
+
+if TYPE_CHECKING:   # annotations only: importing torch costs 1 s, and settings do not need it
+    from torch import nn
 
 
 @dataclass(eq=False)

@@ -14,32 +14,25 @@ Leakage guard: only train rows are indexed, and a train example never retrieves 
 (`exclude`), so training never sees an example's own answer in its context. The index is saved
 with the version and bound to its data version and encoder, like retrieval_few_shot's.
 
-Registered once as a variant (last line): registry.get("lora+retrieval") derives it from lora
+The model is `Retrieving` (tasks/strategies/_retrieving.py). Registered once as a variant (last line): registry.get("lora+retrieval") derives it from lora
 on demand; its params are lora's plus `RetrievalFields`."""
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from torch import nn
 
 from tasks.models.heads import Head
 from tasks.models.packaged import MINILM
-from tasks.models.prompts import PromptFormat
 from tasks.models.retrieval import RETRIEVAL_SUFFIX as SUFFIX
-from tasks.models.retrieval import RetrievalIndex
-from tasks.strategies.retrieval_index import (
-    cost_metrics,
-    filled_by_run,
-    generation_formats,
-    load_index,
-    measure_retrieval,
-    timed_neighbours,
-    train_index,
-)
+from tasks.strategies.retrieval_index import filled_by_run, load_index, measure_retrieval, train_index
 from tasks.strategies.registry import Strategy, register_variant
+
+if TYPE_CHECKING:   # torch: imported where a model is built (Retrieving), not to read settings
+    from torch import nn
 
 INDEX_DIR = "retrieval_index"
 
@@ -86,65 +79,6 @@ def option_params(raw: dict) -> tuple[dict, dict]:
     return own, dict(option)
 
 
-# --- what the neighbours add to an input: one function per task, used in training, evaluation and serving
-
-
-def classification_context(rows: list[list[tuple[str, str]]], cut: int) -> list[str]:
-    """The second segment of each input: its neighbours with their labels, nearest first."""
-    return [" | ".join(f"{label}: {text[:cut]}" for text, label in row) for row in rows]
-
-
-class Retrieving(nn.Module):
-    """A trained model whose inputs carry their neighbours. forward / generate are the inner
-    model's; `augment_texts` (classification) and `prompt_formats` (generation) are what the
-    evaluation and serving code call, by name, to build inputs the way training did."""
-
-    def __init__(self, inner: nn.Module, index: RetrievalIndex, params):
-        super().__init__()
-        self.inner, self.index, self.params = inner, index, params
-        self.extra_prompt_tokens = params.context_tokens   # generate_texts' prompt budget, as in training
-        self.single_query_ms: list[float] = []
-
-    def forward(self, *args, **kwargs):
-        return self.inner(*args, **kwargs)
-
-    def generate(self, **kwargs):
-        return self.inner.generate(**kwargs)
-
-    def get_output_embeddings(self) -> nn.Module | None:
-        """The inner model's LM head, which the training loss narrows (tasks/models/lm_head.py)."""
-        return self.inner.get_output_embeddings()
-
-    def get_base_model(self) -> nn.Module:
-        """The transformers model under any adapter wrapper (train.gradient_checkpointing)."""
-        return self.inner.get_base_model() if hasattr(self.inner, "get_base_model") else self.inner
-
-    def augment_texts(self, texts: list[str]) -> tuple[list[str], int]:
-        """(each text's neighbour segment, the tokens it may add)."""
-        rows = timed_neighbours(self.index, texts, self.params.k, self.single_query_ms)
-        return classification_context(rows, self.params.demo_max_chars), self.params.context_tokens
-
-    def prompt_formats(self, texts: list[str], fmt: PromptFormat) -> list[PromptFormat]:
-        rows = timed_neighbours(self.index, texts, self.params.k, self.single_query_ms)
-        return generation_formats(rows, fmt, self.params.demo_max_chars)
-
-    def retrieval_metrics(self, texts: list[str], tokenizer, fmt: PromptFormat | None = None) -> dict[str, float]:
-        """Index size and build time, one query's latency (50 queries one at a time, as serving
-        sees them) and the tokens the neighbours add (capped by context_tokens, as the inputs are)."""
-        from tasks.models.prompts import render
-
-        for text in texts[:50]:
-            timed_neighbours(self.index, [text], self.params.k, self.single_query_ms)
-        rows, cap = self.index.neighbours(list(texts), self.params.k), self.params.context_tokens
-        n = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
-        if fmt is None:   # classification: the second segment and its separator
-            extra = [min(n(c) + 1, cap) for c in classification_context(rows, self.params.demo_max_chars)]
-        else:
-            extra = [min(n(render(tokenizer, f, t)) - n(render(tokenizer, fmt, t)), cap)
-                     for f, t in zip(generation_formats(rows, fmt, self.params.demo_max_chars), texts)]
-        return cost_metrics(self.index, self.single_query_ms, extra)
-
-
 # --- the derived strategy
 
 
@@ -186,6 +120,8 @@ def with_retrieval(base: Strategy) -> Strategy:
     params_cls = params_with_retrieval(base.params_cls)
 
     def build(base_dir: Path, head: Head, params) -> nn.Module:
+        from tasks.strategies._retrieving import Retrieving
+
         index = load_index(params.index, params.embedder, params.data_version)
         return Retrieving(base.build(base_dir, head, own_params(base, params)), index, params)
 
@@ -196,12 +132,16 @@ def with_retrieval(base: Strategy) -> Strategy:
     def load(base_dir: Path, saved_dir: Path, head: Head, params) -> nn.Module:
         """Refused when the saved index is not the data version the version names, or the
         encoder here is not the one it was built with."""
+        from tasks.strategies._retrieving import Retrieving
+
         index = load_index(saved_dir / INDEX_DIR, params.embedder, params.data_version)
         return Retrieving(base.load(base_dir, saved_dir, head, own_params(base, params)), index, params)
 
     merge = None
     if base.merge is not None:
         def merge(model: nn.Module) -> nn.Module:
+            from tasks.strategies._retrieving import Retrieving
+
             return Retrieving(base.merge(model.inner), model.index, model.params)
 
     return Strategy(name=base.name + SUFFIX, summary=f"{base.name} with each input's k nearest train examples in it",

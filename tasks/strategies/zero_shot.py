@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-from transformers.modeling_outputs import SequenceClassifierOutput
-
-from tasks.models.loading import load_tokenizer
-from tasks.models.embedding import embed, frozen_encoder
 from tasks.models.heads import Head
 from tasks.strategies.registry import Strategy, register
+
+if TYPE_CHECKING:   # torch, transformers: imported where a model is built, not to read settings
+    from torch import nn
 
 CONFIG_FILE = "zero_shot.json"
 
@@ -47,26 +45,12 @@ class ZeroShotParams:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
 
 
-class ZeroShotClassifier(nn.Module):
-    def __init__(self, encoder: nn.Module, label_embeddings: torch.Tensor, params: ZeroShotParams):
-        super().__init__()
-        self.encoder = encoder
-        self.register_buffer("label_embeddings", label_embeddings, persistent=False)
-        self.params = params   # saved as the artifact: descriptions are the "model"
-        self.temperature = params.temperature   # the encoder is frozen (frozen_encoder)
-
-    def text_features(self, input_ids, attention_mask, **_) -> torch.Tensor:
-        """The part every variant shares (tasks/training/variants.py scores them from one pass)."""
-        return embed(self.encoder, input_ids, attention_mask)
-
-    def logits_from_features(self, features: torch.Tensor) -> torch.Tensor:
-        return features @ self.label_embeddings.T / self.temperature
-
-    def forward(self, input_ids, attention_mask, **_) -> SequenceClassifierOutput:
-        return SequenceClassifierOutput(logits=self.logits_from_features(self.text_features(input_ids, attention_mask)))
-
-
 def build(base_dir: Path, head: Head, params: ZeroShotParams) -> nn.Module:
+    import torch
+
+    from tasks.models.embedding import ZeroShotClassifier, embed, frozen_encoder
+    from tasks.models.loading import load_tokenizer
+
     labels = list(head.labels)
     missing = [label for label in labels if label not in params.label_descriptions]
     if missing:

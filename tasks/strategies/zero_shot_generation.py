@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from tasks.models.heads import Head
-from tasks.models.loading import load_tokenizer
 from tasks.models.prompts import PromptFormat
-from tasks.strategies._prompted_lm import PromptedLM, frozen_causal_lm, run_prompt_field
-from tasks.strategies.registry import Strategy, register
+from tasks.strategies.registry import Strategy, register, run_prompt_field
+
+if TYPE_CHECKING:   # torch, transformers: imported where a model is built, not to read settings
+    from torch import nn
 
 CONFIG_FILE = "zero_shot_generation.json"
 
@@ -37,6 +37,9 @@ def prompt_format(params) -> PromptFormat:
 def build(base_dir: Path, head: Head, params: ZeroShotGenerationParams) -> nn.Module:
     if not params.instruction.strip():
         raise ValueError("strategies.zero_shot.instruction is empty (the run fills it from generation.instruction)")
+    from tasks.models.loading import load_tokenizer
+    from tasks.strategies._prompted_lm import PromptedLM, frozen_causal_lm
+
     return PromptedLM(frozen_causal_lm(Path(base_dir)), load_tokenizer(base_dir), prompt_format(params), params,
                       cache_prefix=True).eval()
 

@@ -48,11 +48,17 @@ def _cpu_identity() -> tuple[str, str]:
 
 
 def machine_key(threads: int) -> str:
-    import torch
-
     model, flags = _cpu_identity()
     digest = hashlib.sha256(flags.encode()).hexdigest()[:12]
-    return f"{model} | flags {digest} | torch {torch.__version__} | {threads} threads"
+    return f"{model} | flags {digest} | torch {torch_version()} | {threads} threads"
+
+
+def torch_version() -> str:
+    """The installed torch's version (torch.__version__, e.g. 2.13.0+cpu), read without importing
+    torch (1 s): a run reads the cached measurement before anything else needs torch."""
+    from importlib.metadata import version
+
+    return version("torch")
 
 
 def _step_seconds(bf16: bool) -> float:

@@ -26,11 +26,11 @@ from tasks.evaluation.text_metrics import (
     text_scores,
 )
 from tasks.models.base import ResolvedBase
-from tasks.models.encoding import subset_indices
 from tasks.models.heads import Head
 from tasks.models.loading import load_tokenizer
 from tasks.models.precision import autocast_in
 from tasks.models.prompts import PromptFormat, encode_pairs
+from tasks.models.subset import subset_indices
 from tasks.strategies import registry
 from tasks.training.fitting import build_and_train, kept_val_loss
 from tasks.training.hardware import check_hardware, evaluation_precision, generation_precision, threads_per_process

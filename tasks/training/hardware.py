@@ -92,15 +92,23 @@ def generation_precision(setting: str, hardware: Hardware) -> tuple[str, str]:
 def detect(train: TrainSettings | None = None) -> Machine:
     """What torch finds here; on a CPU-only machine whose run leaves the precision to auto, also
     how much faster bf16 is (measured once per machine and cached: about 1 s)."""
+    from tasks.training.cpu_precision import cpu_precision, torch_version
+
+    count, bf16 = (0, False) if torch_version().endswith("+cpu") else _cuda()
+    speedup = None
+    if train is not None and train.mixed_precision == "auto" and train.device != "cuda" and not count:
+        speedup = cpu_precision(train.threads).bf16_speedup
+    return Machine(count, bf16, speedup)
+
+
+def _cuda() -> tuple[int, bool]:
+    """CUDA devices and whether the first supports bf16. Not asked of a CPU-only build of torch
+    (`+cpu`, as `make setup` installs), which has none: the flow's process then never imports
+    torch (1 s)."""
     import torch
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    speedup = None
-    if train is not None and train.mixed_precision == "auto" and train.device != "cuda" and not count:
-        from tasks.training.cpu_precision import cpu_precision
-
-        speedup = cpu_precision(train.threads).bf16_speedup
-    return Machine(count, bool(count) and torch.cuda.is_bf16_supported(), speedup)
+    return count, bool(count) and torch.cuda.is_bf16_supported()
 
 
 def check_hardware(train: TrainSettings) -> Hardware:

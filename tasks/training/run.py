@@ -21,9 +21,10 @@ from tasks.evaluation.quality import quality_details, score, variant_mean_interv
 from tasks.evaluation.record import StrategyResult
 from tasks.evaluation.statistics import reliability
 from tasks.models.base import ResolvedBase, load_base
-from tasks.models.encoding import Encoded, encode, subset_indices
+from tasks.models.encoding import Encoded, encode
 from tasks.models.heads import Head
 from tasks.models.loading import load_tokenizer
+from tasks.models.subset import subset_indices
 from tasks.strategies import registry
 from tasks.training import record
 from tasks.artifacts.manifest import Manifest, params_dict, write_artifact
@@ -55,7 +56,8 @@ def encode_splits(tokenizer, frames: dict[str, pd.DataFrame], labels: list[str],
     picked = {split: frame.iloc[positions[split]] for split, frame in frames.items()}
     contexts, extra = {}, 0
     if params is not None:
-        from tasks.strategies.with_retrieval import classification_context, split_neighbours
+        from tasks.strategies.retrieval_index import classification_context
+        from tasks.strategies.with_retrieval import split_neighbours
 
         found = split_neighbours(params, picked, [int(i) for i in positions["train"]])
         contexts = {split: classification_context(rows, params.demo_max_chars) for split, rows in found.items()}

@@ -143,6 +143,16 @@ def test_init_sets_up_a_project_where_the_data_stages_run_from_the_installed_pac
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     assert lock["stages"]["prepare"]["params"]["data-params.yaml"]["dataset.stage_code"].startswith("adaptflow ")
     assert subprocess.run(["git", "check-ignore", "-q", "mlflow/mlflow.db"], cwd=root).returncode == 0
+    # A run on the same data asks DVC's status in-process and starts no DVC command; a change of
+    # a stage's param, or splits not yet pushed, are work for one.
+    from tasks.data.dvc import DATA_PARAMS, _stale, push
+
+    assert not _stale(root, "ingest") and not _stale(root) and _stale(root, cloud=True)
+    push(root)
+    assert not _stale(root, cloud=True)
+    params_file = root / DATA_PARAMS
+    params_file.write_text(params_file.read_text().replace("split_seed: 13", "split_seed: 14"))
+    assert _stale(root) and not _stale(root, "ingest")
 
 
 # ---- issue 27, finding 3: empty splits pass the gate ------------------------------------------

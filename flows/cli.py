@@ -499,7 +499,7 @@ def _start_temporary_prefect_server():
 def _import_what_the_data_steps_use() -> None:
     """Great Expectations (2.6 s), imported while Prefect's server starts rather than in the first
     tasks. (Not transformers: the split gate counts tokens with `tokenizers` alone once the base's
-    tokenizer is cached, tasks/models/loading.py: counting_tokenizer.)"""
+    tokenizer is cached, tasks/models/token_count.py.)"""
     import great_expectations  # noqa: F401
 
 

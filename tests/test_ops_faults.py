@@ -163,6 +163,30 @@ def test_a_killed_child_is_reported_as_killed_and_a_dead_server_forks_nothing(tm
     server.close()
 
 
+def test_a_fork_server_started_early_is_the_one_its_flow_takes_unless_it_died(tmp_path):
+    """`adaptflow run` starts the fork server before its imports; the flow takes that one (not a
+    second), a dead one is replaced, and one no flow took is closed when the command ends."""
+    from tasks.ops import fork_server
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    early = fork_server.start_early(uri)
+    taken = fork_server.started_for(uri)
+    assert taken is early and taken.process.poll() is None
+    taken.close()
+    dead = fork_server.start_early(uri)
+    dead.process.kill()
+    dead.process.wait()
+    fresh = fork_server.started_for(uri)
+    assert fresh is not dead and fresh.process.poll() is None
+    fresh.close()
+    unused = fork_server.start_early(uri)
+    fork_server.close_unused()
+    assert unused.process.poll() is not None
+    after = fork_server.started_for(uri)   # nothing left over: a new one
+    assert after is not unused
+    after.close()
+
+
 class _Sleep:
     def __reduce__(self):
         import time

@@ -479,8 +479,8 @@ def run_input(args):
 
 def _start_temporary_prefect_server():
     """Prefect's temporary API server for this run, or None when Prefect's settings name a server
-    (PREFECT_API_URL) or forbid a temporary one. Started first, before the checks and imports: its
-    own process takes about 4 s, beside them. Prefect would start the same one at the flow's first
+    (PREFECT_API_URL) or forbid a temporary one. Started right after the checks, before the
+    imports: its own process takes about 4 s, beside them. Prefect would start the same one at the flow's first
     API call, after importing prefect.server (3 s) into this process (measured with pyinstrument
     on an AMD EPYC: the flow began 10.4 s after the command, 6.4 s of it before the server's start).
     Called from the main thread: the server ends when it does."""
@@ -504,10 +504,20 @@ def _import_what_the_data_steps_use() -> None:
 
 
 def _run(args) -> int:
-    """`adaptflow run`, beside the temporary Prefect server it starts (stopped however it ends)."""
+    """`adaptflow run`, beside the temporary Prefect server it starts (stopped however it ends).
+    The checks come first, on a quiet CPU: a first run on a machine times a bf16 step there
+    (about 1 s, then cached), and Prefect's server starting on the other core skewed it (0.69x
+    measured beside other imports on the AMX Xeon where a quiet measurement gives 2.1-3.2x, so
+    `auto` chose fp32). A refused run then starts no server either."""
+    try:  # fail in seconds, before the flow starts, when a setting or the hardware is wrong
+        run = run_input(args)
+        _check(run)
+    except (ValueError, UserError) as exc:
+        print(f"adaptflow run: {exc}", file=sys.stderr)
+        return 2
     server = None if args.await_approval else _start_temporary_prefect_server()
     try:
-        return _run_flow(args, server)
+        return _run_flow(run, server)
     finally:
         if server is not None:
             _send_what_prefect_holds()
@@ -524,13 +534,7 @@ def _send_what_prefect_holds(timeout: float = 30) -> None:
         worker.drain_all(timeout=timeout)
 
 
-def _run_flow(args, server) -> int:
-    try:  # fail in seconds, before the flow starts, when a setting or the hardware is wrong
-        run = run_input(args)
-        _check(run)
-    except (ValueError, UserError) as exc:
-        print(f"adaptflow run: {exc}", file=sys.stderr)
-        return 2
+def _run_flow(run, server) -> int:
     import os
 
     if run.await_approval and not os.environ.get("PREFECT_API_URL"):

@@ -95,6 +95,7 @@ bench: setup
 	$(OFFLINE) $(BIN)/python bench/lanes.py --steps 24 --repeats 2
 	$(OFFLINE) $(BIN)/python bench/few_shot_cache.py
 	$(OFFLINE) $(BIN)/python bench/eval_precision.py --repeats 2
+	$(OFFLINE) $(BIN)/python bench/precision_check.py --repeats 3
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(OFFLINE) $(BIN)/python bench/overhead.py --strategies full_finetune
 	$(OFFLINE) $(BIN)/python bench/overhead.py --demo-breakdown   # stages of the last `make demo`, if one ran
 	$(OFFLINE) $(BIN)/python bench/summary.py

@@ -20,8 +20,9 @@ def load(name: str) -> dict | None:
 
 
 def main() -> None:
-    training, opts, scaling, overhead, steps, evals = (load(n) for n in ("training", "optimisations", "scaling",
-                                                                          "overhead", "step_profile", "eval_precision"))
+    training, opts, scaling, overhead, steps, evals, check = (
+        load(n) for n in ("training", "optimisations", "scaling", "overhead", "step_profile", "eval_precision",
+                          "precision_check"))
     source = training or opts or scaling or overhead
     if source is None:
         sys.exit("no results yet: run `make bench`")
@@ -53,6 +54,9 @@ def main() -> None:
         print("evaluation passes, fp32 against bf16 autocast (probe rows: test accuracies, McNemar p; loss row: "
               "perplexities, the losses' relative difference):")
         print(table(evals["rows"]) + "\n")
+    if check:
+        print(f"the start-up bf16 measurement: {check['quiet_median']:.2f}x fp32 quiet, "
+              f"{check['beside_server_median']:.2f}x beside Prefect's server start (medians of {len(check['pairs'])})\n")
     if overhead:
         pairs = overhead.get("pairs") or [overhead]   # results written before --repeats: one pair, at the top
         print(f"end to end ({overhead['profile']} profile): overhead {100 * overhead['overhead']:+.1f} % "

@@ -506,18 +506,18 @@ def _import_what_the_data_steps_use() -> None:
 def _run(args) -> int:
     """`adaptflow run`, beside the temporary Prefect server it starts (stopped however it ends).
     The checks come first, on a quiet CPU: a first run on a machine times a bf16 step there
-    (about 1 s, then cached), and Prefect's server starting on the other core skewed it (0.69x
-    measured beside other imports on the AMX Xeon where a quiet measurement gives 2.1-3.2x, so
-    `auto` chose fp32). A refused run then starts no server either."""
+    (about 1 s, then cached), and Prefect's server starting on the other core skewed it
+    (bench/precision_check.py, AMX Xeon: 0.72-2.13x beside it, 1.75-2.6x quiet; `auto` takes
+    bf16 from 2.0x). A refused run then starts no server either."""
     try:  # fail in seconds, before the flow starts, when a setting or the hardware is wrong
         run = run_input(args)
-        _check(run)
+        settings = _check(run)
     except (ValueError, UserError) as exc:
         print(f"adaptflow run: {exc}", file=sys.stderr)
         return 2
     server = None if args.await_approval else _start_temporary_prefect_server()
     try:
-        return _run_flow(run, server)
+        return _run_flow(run, settings, server)
     finally:
         if server is not None:
             _send_what_prefect_holds()
@@ -534,7 +534,7 @@ def _send_what_prefect_holds(timeout: float = 30) -> None:
         worker.drain_all(timeout=timeout)
 
 
-def _run_flow(run, server) -> int:
+def _run_flow(run, settings, server) -> int:
     import os
 
     if run.await_approval and not os.environ.get("PREFECT_API_URL"):
@@ -544,13 +544,13 @@ def _run_flow(run, server) -> int:
     from tasks.ops import fork_server
 
     try:
-        _start_fork_server(run)
+        _start_fork_server(settings)
         return _run_specialize(run, server)
     finally:
         fork_server.close_unused()
 
 
-def _start_fork_server(run) -> None:
+def _start_fork_server(settings) -> None:
     """The strategies' fork server, started before this command's own imports (after the checks:
     a first run on a machine times a bf16 step there, on a quiet CPU). Its imports (6 s of CPU)
     then overlap these and Prefect's server start, not the flow's data steps: the first strategy
@@ -559,7 +559,6 @@ def _start_fork_server(run) -> None:
     from tasks.ops.fork_server import start_early
     from tasks.tracking import tracking_uri
 
-    settings = run.settings()
     if forks_strategies(settings):
         start_early(tracking_uri(settings.root))
 
@@ -579,9 +578,10 @@ def _run_specialize(run, server) -> int:
     return _outcome(state)
 
 
-def _check(run) -> None:
+def _check(run):
     """What the run's form gets wrong that shows in seconds: its settings, a project folder
-    outside git, the hardware they ask for, a base model that cannot do the task."""
+    outside git, the hardware they ask for, a base model that cannot do the task. Returns the
+    settings."""
     from tasks.data.dvc import require_git
     from tasks.models.base import check_base_for_task, resolve_base_path
     from tasks.tasktypes import task_type
@@ -592,6 +592,7 @@ def _check(run) -> None:
     check_hardware(settings.train)
     if run.base or task_type(settings.task).base_kind != "any":
         check_base_for_task(resolve_base_path(settings.model.base, settings.root), settings.model.base, settings.task)
+    return settings
 
 
 def _outcome(state) -> int:

@@ -238,9 +238,9 @@ def test_the_gates_token_counts_are_what_the_tokenizer_gives(tiny_bert, tmp_path
     assert len(list((tmp_path / "cache" / "tokenizers").glob("*.json"))) == 1
     later = ("import sys\n"
              "from tasks.models.base import load_base\n"
-             "from tasks.models.token_count import counting_tokenizer\n"
+             "from tasks.models.token_count import token_counter\n"
              f"base = load_base({str(tiny_bert)!r})\n"
-             f"print(len(counting_tokenizer(base.path, base.fingerprint).encode({texts[3]!r})), "
+             f"print(token_counter(base.path, base.fingerprint)([{texts[3]!r}])[0], "
              "'transformers' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", later], cwd=ROOT, capture_output=True, text=True, check=True,
                          env={**os.environ, "ADAPTFLOW_CACHE": str(tmp_path / "cache")})

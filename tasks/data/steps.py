@@ -117,32 +117,18 @@ def _log_docs(run_id: str, docs: Path, where: str) -> None:
 
 
 def _token_counter(base: ResolvedBase, settings: Settings):
-    """Tokens per text in the base's tokenizer; generation: (prompt + target, target) tokens per
-    example, the prompt built as training builds it."""
-    from tasks.models.loading import load_tokenizer, quiet_transformers
-    from tasks.models.token_count import counting_tokenizer
-
+    """Tokens per text in the base's tokenizer (tasks/models/token_count.py); generation: (prompt
+    + target, target) tokens per example, the prompt built as training builds it."""
     if task_type(settings.task).generates:   # counted as training builds it: the chat prompt + target
+        from tasks.models.loading import load_tokenizer
         from tasks.models.prompts import PromptFormat, token_lengths
 
         tokenizer = load_tokenizer(base.path)
         fmt = PromptFormat(settings.generation.system_prompt, settings.generation.instruction)
         return lambda texts, targets: token_lengths(tokenizer, fmt, texts, targets)
+    from tasks.models.token_count import token_counter
 
-    backend = counting_tokenizer(base.path, base.fingerprint)
-    if backend is not None:
-        # The Rust tokenizer itself, without offsets or Python lists of ids: the same counts (the
-        # wrapper calls this backend too) for 0.06 s of CPU per 5,000 reviews instead of 0.1-0.27 s.
-        return lambda texts: [len(encoding) for encoding in backend.encode_batch_fast(list(texts))]
-
-    tokenizer = load_tokenizer(base.path)
-
-    def count(texts: list[str]) -> list[int]:
-        if not texts:
-            return []
-        with quiet_transformers():   # "sequence longer than the maximum": counting is the point
-            return [len(ids) for ids in tokenizer(texts, truncation=False)["input_ids"]]
-    return count
+    return token_counter(base.path, base.fingerprint)
 
 
 def previous_profile(parent_run_id: str, source: str, version: str):

@@ -1,7 +1,7 @@
 """Sentence embeddings with a frozen encoder (MiniLM): unit-length mean-pooled last-layer
 states, the way the sentence encoder was trained to be compared. Used by classification's
-zero_shot (label prototypes, ZeroShotClassifier), by generation's output/reference similarity and by the retrieval
-index (tasks/models/retrieval.py)."""
+zero_shot (label prototypes, ZeroShotClassifier), by generation's output/reference similarity
+and by the retrieval index (tasks/models/retrieval.py)."""
 from __future__ import annotations
 
 import functools

@@ -109,8 +109,8 @@ def _sigterm_when_parent_dies():
 def start_temporary_prefect(port: int, log: Path) -> Server:
     """Prefect's temporary API server: what `prefect` starts by itself on a flow's first API call
     when no server is configured (SubprocessASGIServer: its uvicorn app in ephemeral mode, no UI,
-    state in PREFECT_HOME), started by adaptflow instead, so that it can start before its imports and this
-    process never imports prefect.server (3 s). It ends with the command that started it."""
+    state in PREFECT_HOME), started by adaptflow instead, so that it can start before its imports
+    and this process never imports prefect.server (3 s). It ends with the command that started it."""
     import importlib.util
 
     site = Path(importlib.util.find_spec("prefect").origin).parent.parent

@@ -1,6 +1,7 @@
 """A frozen causal LM with a prompt format of its own: what the generation prompting
-strategies (zero_shot, few_shot) build; and classification's few-shot classifier (few_shot,
-retrieval_few_shot), which scores each label's verbalizer. Nothing trains; the saved artifact is the prompt.
+strategies (zero_shot, few_shot) build; and classification's few-shot classifiers (few_shot,
+retrieval_few_shot), which score each label's verbalizer. Nothing trains; the saved artifact is
+the prompt.
 
 Every prompt starts with the same tokens (system message, instruction, few-shot's
 demonstration turns): their key/value cache is computed once per model and reused by every

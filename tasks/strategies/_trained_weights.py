@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:   # annotations only: importing torch costs 1 s, and settings do not need it
     from torch import nn
 
-
 WEIGHTS = "trained_weights.safetensors"
 HEADS = ("classifier", "score")   # BERT-style and Llama-style classification heads
 

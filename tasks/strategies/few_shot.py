@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,6 +26,7 @@ if TYPE_CHECKING:   # torch, transformers: imported where a model is built, not 
     from torch import nn
 
 CONFIG_FILE = "few_shot.json"
+
 
 @dataclass(frozen=True)
 class FewShotParams:

@@ -14,8 +14,9 @@ Leakage guard: only train rows are indexed, and a train example never retrieves 
 (`exclude`), so training never sees an example's own answer in its context. The index is saved
 with the version and bound to its data version and encoder, like retrieval_few_shot's.
 
-The model is `Retrieving` (tasks/strategies/_retrieving.py). Registered once as a variant (last line): registry.get("lora+retrieval") derives it from lora
-on demand; its params are lora's plus `RetrievalFields`."""
+The model is `Retrieving` (tasks/strategies/_retrieving.py). Registered once as a variant (last
+line): registry.get("lora+retrieval") derives it from lora on demand; its params are lora's plus
+`RetrievalFields`."""
 from __future__ import annotations
 
 import functools

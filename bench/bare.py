@@ -7,7 +7,9 @@ It reads the processed splits the flow made (data/processed), and for each strat
 same public functions the flow's strategy task calls: `prepare_inputs` (tokenizing) and
 `compute` (building and training, or scoring prompt variants; the quality statistics, latency
 and throughput, forgetting, the merged model's speed, the learning curve), then saves the
-artifact with `save_outcome`; only the MLflow logging (training/record.py) is left out.
+artifact with `save_outcome` and measures what owning it costs with `ownership_metrics` (for
+an adapter on a shared base that times switching between its copies: 2.3 s of lora's task on
+the AMX Xeon); only the MLflow logging (training/record.py) is left out.
 Prints and returns seconds per strategy; bench/overhead.py compares its wall time with the flow's.
 """
 from __future__ import annotations
@@ -23,12 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def one_strategy(name: str, settings, base, frames) -> dict:
-    from tasks.training.run import compute, prepare_inputs, save_outcome
+    from tasks.training.run import compute, ownership_metrics, prepare_inputs, save_outcome
 
     inputs = prepare_inputs(settings, base, frames, name)
     outcome = compute(inputs, settings)
-    with tempfile.TemporaryDirectory() as tmp:   # saved as the flow saves it; MLflow is left out
+    with tempfile.TemporaryDirectory() as tmp:   # saved and measured as the flow does; MLflow is left out
         save_outcome(inputs, outcome, settings, Path(tmp) / name)
+        ownership_metrics(inputs, outcome, settings, Path(tmp) / name)
     return {"test_accuracy": float(outcome.metrics["test_accuracy"])}
 
 

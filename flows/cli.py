@@ -496,13 +496,6 @@ def _start_temporary_prefect_server():
     return server
 
 
-def _import_what_the_data_steps_use() -> None:
-    """Great Expectations (2.6 s), imported while Prefect's server starts rather than in the first
-    tasks. (Not transformers: the split gate counts tokens with `tokenizers` alone once the base's
-    tokenizer is cached, tasks/models/token_count.py.)"""
-    import great_expectations  # noqa: F401
-
-
 def _run(args) -> int:
     """`adaptflow run`, beside the temporary Prefect server it starts (stopped however it ends).
     The checks come first, on a quiet CPU: a first run on a machine times a bf16 step there
@@ -570,7 +563,6 @@ def _run_specialize(run, server) -> int:
     from tasks.ops.collector import freeze_loaded
 
     if server is not None:
-        _import_what_the_data_steps_use()   # while the server finishes starting
         server.wait_healthy(poll=0.1)
     freeze_loaded()
     with temporary_settings({PREFECT_API_URL: server.url} if server is not None else {}):

@@ -81,6 +81,15 @@ def test_two_runs_register_compare_and_reuse_the_data_version(harness, project_f
     second = specialize(form)
     assert second.data_version == first.data_version
     assert "up to date" in dvc(project, "status")
+    # the same data under the same contract: both gates' evidence copied from the first run, not computed
+    again = client.get_run(second.parent_run_id).data.tags
+    for gate in ("raw", "splits"):
+        assert again[f"validation.{gate}.reused_from"] == first.parent_run_id
+        assert again[f"validation.{gate}.key"] == parent.data.tags[f"validation.{gate}.key"]
+        copied = {a.path for a in client.list_artifacts(second.parent_run_id, f"validation/{gate}")}
+        assert {f"validation/{gate}/summary.json", f"validation/{gate}/great_expectations_results.json",
+                f"validation/{gate}/data_docs"} <= copied, copied
+    assert again["validation"] == "passed"
     first_score = float(version.tags["metric.test_macro_f1"])
     second_version = client.get_model_version(MODEL, second.registered_version)
     second_score = float(second_version.tags["metric.test_macro_f1"])
@@ -117,6 +126,8 @@ def test_an_empty_text_stops_the_flow_before_training(harness, project_factory, 
     client = client_for(project)
     runs = runs_of(client)
     assert len(runs) == 1 and runs[0].info.status == "FAILED", "only the failed parent run, no strategy ran"
+    tags = runs[0].data.tags   # a gate's key marks a pass only: the failed split gate runs again next time
+    assert "validation.raw.key" in tags and "validation.splits.key" not in tags
     assert "validation/summary.json" in [a.path for a in client.list_artifacts(runs[0].info.run_id, "validation")]
     assert client.search_registered_models() == []
 

@@ -194,3 +194,51 @@ def test_data_docs_escape_labels_and_texts(tmp_path):
     split_report = validate_splits(splits, CONTRACT, words, tmp_path / "split-docs")
     assert not split_report.success
     assert all(payload not in p.read_text() for p in (tmp_path / "split-docs").rglob("*.html"))
+
+
+def test_a_gates_key_changes_with_each_input_and_reuse_needs_the_earlier_evidence(tmp_path, monkeypatch):
+    """tasks/data/gate_reuse.py: the key covers the inputs, the code and GE's version; an earlier
+    run whose evidence is gone (or that failed) is not reused, so the gate runs."""
+    import importlib.metadata
+
+    from conftest import fresh_store
+    from mlflow.tracking import MlflowClient
+
+    import mlflow
+    from tasks.data import gate_reuse
+    from tasks.tracking import log_json
+
+    contract = {"contract": {"max_length": 64}, "md5": {"train": "a1"}}
+    key = gate_reuse.gate_key("splits", tmp_path, contract)
+    assert key == gate_reuse.gate_key("splits", tmp_path, dict(contract))
+    assert key != gate_reuse.gate_key("raw", tmp_path, contract)
+    assert key != gate_reuse.gate_key("splits", tmp_path, {**contract, "md5": {"train": "a2"}})
+    assert key != gate_reuse.gate_key("splits", tmp_path, {**contract, "contract": {"max_length": 32}})
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")   # code.version covers the project's dvc.yaml
+    assert key != gate_reuse.gate_key("splits", tmp_path, contract)
+    key = gate_reuse.gate_key("splits", tmp_path, contract)
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda n: "0.0" if n == "great_expectations" else real(n))
+    assert key != gate_reuse.gate_key("splits", tmp_path, contract)
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    fresh_store(tmp_path)
+    experiment = mlflow.create_experiment("gates", artifact_location=(tmp_path / "artifacts").as_uri())
+    client = MlflowClient()
+    earlier, failed, now = (client.create_run(experiment).info.run_id for _ in range(3))
+    summary = {"gate": "splits", "success": True, "evaluated_expectations": 45, "labels": LABELS,
+               "labels_inferred": False, "warnings": ["train: 6 long"], "failures": []}
+    for run_id, passed in ((earlier, True), (failed, False)):
+        log_json(run_id, {**summary, "success": passed}, "validation/splits/summary.json")
+        log_json(run_id, {"train": {"success": passed}}, "validation/splits/great_expectations_results.json")
+    client.set_tag(earlier, gate_reuse.key_tag("splits"), key)   # set on a pass only (tasks/data/steps.py)
+    assert gate_reuse.reuse(failed, now, "splits") is None
+    assert gate_reuse.reuse(now, now, "splits") is None   # no evidence in that run
+    report = gate_reuse.reuse(earlier, now, "splits")
+    assert (report.success, report.evaluated, report.labels, report.warnings) == (True, 45, LABELS, ["train: 6 long"])
+    assert report.results == {"train": {"success": True}}
+    assert {a.path for a in client.list_artifacts(now, "validation/splits")} == {
+        "validation/splits/summary.json", "validation/splits/great_expectations_results.json"}
+    assert gate_reuse.passed_earlier(now, "splits", key) == earlier
+    assert gate_reuse.passed_earlier(earlier, "splits", key) is None   # not itself
+    assert gate_reuse.passed_earlier(now, "splits", "another") is None

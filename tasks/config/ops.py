@@ -21,6 +21,7 @@ class OpsSettings:
     checkpoint_dir: str = ".cache/checkpoints"   # under the project; <parent run>/<strategy>/...
     tracking_check_seconds: float = 20.0 # how long an unreachable MLflow is retried at start
     data_lock_timeout_seconds: float = 1800.0   # how long a run waits for another's data steps (tasks/data/lock.py)
+    reuse_passed_gates: bool = True      # a gate that passed on the same data and contract is not run again
     retrain_cron: str = "0 3 * * 1"      # the `retrain` deployment's schedule (weekly by default)
     retrain_timezone: str = "UTC"
 

@@ -4,6 +4,7 @@ this package; every gate logs its result and Data Docs to the parent run, passed
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -50,7 +51,9 @@ def validate_raw_data(settings: Settings, raw: RawData, parent_run_id: str) -> S
     frame, problems = read_table(raw.path, fmt, d.delimiter, d.encoding, d.max_decompressed_mb)
     hint = separator_hint([str(c) for c in frame.columns], fmt, d.delimiter or DELIMITERS.get(fmt, ","))
     contract = RawContract(d, settings.validation)
-    report = _gate(parent_run_id, lambda docs: validate_raw(frame, contract, fmt, problems, docs, hint))
+    inputs = {"md5": raw.md5, "format": fmt, "contract": asdict(contract)}
+    report = _gate(settings, parent_run_id, "raw", inputs,
+                   lambda docs: validate_raw(frame, contract, fmt, problems, docs, hint))
     if not report.success:
         raise DataValidationError(report.message({"raw": f"{raw.raw_path} (from {raw.source_file})"}))
     logger = get_run_logger()
@@ -86,11 +89,22 @@ def split_data(settings: Settings, raw: RawData) -> DataVersion:
     return data
 
 
-def _gate(parent_run_id: str, run) -> ValidationReport:
+def _gate(settings: Settings, parent_run_id: str, gate: str, inputs: dict, run) -> ValidationReport:
     """Run one gate with a Data Docs site in a temporary folder; log its result, its summary
-    and its Data Docs (HTML) to the parent run, passed or failed."""
+    and its Data Docs (HTML) to the parent run, passed or failed. A gate that passed earlier with
+    the same inputs (tasks/data/gate_reuse.py) is not run again: that run's evidence is copied."""
     import tempfile
 
+    from tasks.data import gate_reuse
+
+    key = gate_reuse.gate_key(gate, settings.root, inputs)
+    earlier = gate_reuse.passed_earlier(parent_run_id, gate, key) if settings.ops.reuse_passed_gates else None
+    report = gate_reuse.reuse(earlier, parent_run_id, gate) if earlier else None
+    if report is not None:
+        tag_run(parent_run_id, {gate_reuse.key_tag(gate): key, gate_reuse.reused_tag(gate): earlier})
+        get_run_logger().info("%s: the same data passed the same contract in run %s; its results and Data Docs "
+                              "are copied, not computed again (ops.reuse_passed_gates)", gate, earlier)
+        return report
     with tempfile.TemporaryDirectory() as tmp:
         report = run(Path(tmp) / "docs")
         log_json(parent_run_id, report.summary(), f"validation/{report.gate}/summary.json")
@@ -100,6 +114,8 @@ def _gate(parent_run_id: str, run) -> ValidationReport:
     if not report.success:
         log_json(parent_run_id, report.summary(), "validation/summary.json")
         tag_run(parent_run_id, {"validation": "failed", "validation.gate": report.gate})
+    else:
+        tag_run(parent_run_id, {gate_reuse.key_tag(gate): key})
     return report
 
 
@@ -164,8 +180,10 @@ def validate_data(settings: Settings, data: DataVersion, base: ResolvedBase, par
     frames = {s: pd.read_parquet(data.split_files[s]) for s in SPLITS}
     v = settings.validation
     contract = SplitContract.from_settings(settings)
-    count = _token_counter(base, settings)
-    report = _gate(parent_run_id, lambda docs: validate_splits(frames, contract, count, docs))
+    inputs = {"md5": data.split_hashes, "contract": asdict(contract), "base": base.fingerprint,
+              "task": settings.task, "prompt": asdict(settings.generation)}   # generation counts prompt tokens
+    report = _gate(settings, parent_run_id, "splits", inputs,
+                   lambda docs: validate_splits(frames, contract, _token_counter(base, settings), docs))
     if not report.success:
         raise DataValidationError(report.message(data.split_files))
     logger = get_run_logger()

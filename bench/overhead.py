@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,6 +45,29 @@ def warm_forgetting_cache(params: str, profile: str | None) -> None:
         base_probe_accuracy(str(base.path), base.fingerprint, Head.for_task(s.task, s.validation.labels),
                             ev.forgetting_train_examples, ev.forgetting_test_examples, ev.forgetting_max_length,
                             s.train.seed, evaluation_precision(check_hardware(s.train)))
+
+
+@contextmanager
+def prefect_api():
+    """Prefect's API for reading the records, on a temporary server stopped as soon as they are
+    read. The one Prefect starts by itself lived on in this process until it ended: beside the
+    bare script, it took 4 s of CPU in the bare run's first minute (its start, then its services'
+    loops), slowing the bare script and so understating the overhead. A server named by
+    PREFECT_API_URL is used as it is."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+    from tasks.ops.servers import free_port, start_temporary_prefect
+
+    if PREFECT_API_URL.value():
+        yield
+        return
+    server = start_temporary_prefect(free_port(), Path(PREFECT_HOME.value()) / "bench-server.log")
+    try:
+        server.wait_healthy(poll=0.1)
+        with temporary_settings({PREFECT_API_URL: server.url}):
+            yield
+    finally:
+        server.stop()
 
 
 def stage(task_name: str) -> str:
@@ -73,7 +97,7 @@ def last_flow_breakdown(demo_only: bool = False) -> dict | None:
     from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
 
     done = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED])))
-    with get_client(sync_client=True) as client:
+    with prefect_api(), get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=done, sort=FlowRunSort.START_TIME_DESC, limit=200)
         runs = [r for r in runs if r.flow_id == runs[0].flow_id and (not demo_only or is_demo(r.parameters))] \
             if runs else []

@@ -102,8 +102,9 @@ def _gate(settings: Settings, parent_run_id: str, gate: str, inputs: dict, run) 
     report = gate_reuse.reuse(earlier, parent_run_id, gate) if earlier else None
     if report is not None:
         tag_run(parent_run_id, {gate_reuse.key_tag(gate): key, gate_reuse.reused_tag(gate): earlier})
-        get_run_logger().info("%s: the same data passed the same contract in run %s; its results and Data Docs "
-                              "are copied, not computed again (ops.reuse_passed_gates)", gate, earlier)
+        get_run_logger().info("the %s gate passed on the same data under the same contract in run %s: its results "
+                              "and Data Docs are copied, not computed again (ops.reuse_passed_gates)",
+                              {"raw": "raw-data"}.get(gate, "split"), earlier)
         return report
     with tempfile.TemporaryDirectory() as tmp:
         report = run(Path(tmp) / "docs")

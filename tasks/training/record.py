@@ -80,8 +80,14 @@ def log_outcome(inputs: StrategyInputs, outcome: Outcome, folder: Path) -> str:
     mlflow.log_metrics(outcome.metrics)
     if inputs.strategy.saves == "config_only":   # the prompt itself, visible on the run page
         mlflow.log_artifacts(str(folder), "prompt")
-    info = mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_ENTRY), artifacts={"strategy": str(folder)},
-                                   signature=signature(inputs.head.task), pip_requirements=requirements())
+    with warnings.catch_warnings():
+        # The signature says what the model takes. With an input example MLflow would also load
+        # the model and predict on it to check the example (seconds per strategy), so none is
+        # given, and its warning about that is not printed in every run.
+        warnings.filterwarnings("ignore", message=".*An input example was not provided")   # after a colour code
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_ENTRY),
+                                       artifacts={"strategy": str(folder)},
+                                       signature=signature(inputs.head.task), pip_requirements=requirements())
     return info.model_uri
 
 

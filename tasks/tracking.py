@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 import mlflow
 
 if TYPE_CHECKING:
+    from mlflow.data.dataset import Dataset
     from tasks.config import Settings
     from tasks.data.dvc import DataVersion
     from tasks.models.base import ResolvedBase
@@ -135,6 +136,23 @@ def tag_run(run_id: str, tags: dict[str, str]) -> None:
     client = MlflowClient()
     for start in range(0, len(batch), 100):
         client.log_batch(run_id, tags=batch[start:start + 100])
+
+
+def log_dataset(dataset: Dataset, context: str) -> None:
+    """Link `dataset` to the active run, once more if another run inserted the same dataset
+    between MLflow's look-up and its insert. MLflow looks a dataset up by (experiment, name,
+    digest) and inserts it when missing, outside one transaction, so strategies running in
+    parallel (ops.task_runner: dask) that log one split can both insert, and one fails on the
+    unique key (8 threads at once on SQLite, 5 rounds: 19 of 40 calls failed). The second call finds it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.log_input(dataset, context=context)
+    except MlflowException as e:
+        # SQLite says "UNIQUE constraint failed", PostgreSQL "violates unique constraint".
+        if "unique constraint" not in str(e).lower():
+            raise
+        mlflow.log_input(dataset, context=context)
 
 
 def git_state(root: Path) -> tuple[str, bool]:

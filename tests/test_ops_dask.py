@@ -2,6 +2,7 @@
 worker processes and run at the same time (their MLflow child runs overlap in time)."""
 from __future__ import annotations
 
+import threading
 import time
 
 from mlflow.tracking import MlflowClient
@@ -35,3 +36,41 @@ def test_two_strategies_run_in_parallel_on_a_dask_local_cluster(harness, project
     assert overlap > 0, "the two strategies ran one after the other"
     # Side by side on the same cores, they share train.threads (2): one torch thread each.
     assert {client.get_run(r.run_id).data.params["train.threads"] for r in runs.values()} == {"1"}
+
+
+def test_strategies_logging_one_split_at_the_same_moment_all_link_it(tmp_path):
+    """MLflow looks a dataset up and inserts it outside one transaction: eight runs logging the
+    same split at once collide on its unique key (19 of 40 calls failed without the retry)."""
+    import pandas as pd
+
+    import mlflow
+    from tasks.tracking import log_dataset
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient()
+    experiment = client.create_experiment("parallel-inputs")
+    frame = pd.DataFrame({"text": ["a", "b"], "label": [0, 1]})
+    run_ids = [client.create_run(experiment).info.run_id for _ in range(8)]
+    failures: list[str] = []
+    for round_ in range(3):   # a new digest each round: each round inserts the dataset anew
+        dataset = mlflow.data.from_pandas(frame, source=str(tmp_path / "train.parquet"), name="train",
+                                          targets="label", digest=f"split{round_}")
+        start = threading.Barrier(len(run_ids))
+
+        def link(run_id: str) -> None:
+            start.wait()
+            try:
+                with mlflow.start_run(run_id=run_id, nested=True):
+                    log_dataset(dataset, context="training")
+            except Exception as e:   # reported below, with every other thread's
+                failures.append(str(e)[:160])
+
+        threads = [threading.Thread(target=link, args=(r,)) for r in run_ids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not failures, failures
+    for run_id in run_ids:
+        digests = sorted(d.dataset.digest for d in client.get_run(run_id).inputs.dataset_inputs)
+        assert digests == ["split0", "split1", "split2"]

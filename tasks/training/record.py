@@ -18,6 +18,7 @@ from tasks.training.loop import TrainResult
 from tasks.training.loop_settings import fused_adamw
 from tasks.training.strategy_run import Outcome, StrategyInputs
 from tasks.tasktypes import task_type
+from tasks.tracking import log_dataset
 
 
 @contextmanager
@@ -55,7 +56,7 @@ def _log_training_input(ctx: RunContext) -> None:
         dataset = mlflow.data.from_pandas(ctx.frames["train"], source=str(ctx.data.split_files["train"]),
                                           name="train", targets=task_type(ctx.settings.task).answer_column,
                                           digest=ctx.data.split_hashes["train"][:8])
-    mlflow.log_input(dataset, context="training")
+    log_dataset(dataset, context="training")
 
 
 def log_outcome(inputs: StrategyInputs, outcome: Outcome, folder: Path) -> str:

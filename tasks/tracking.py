@@ -143,7 +143,8 @@ def log_dataset(dataset: Dataset, context: str) -> None:
     between MLflow's look-up and its insert. MLflow looks a dataset up by (experiment, name,
     digest) and inserts it when missing, outside one transaction, so strategies running in
     parallel (ops.task_runner: dask) that log one split can both insert, and one fails on the
-    unique key (8 threads at once on SQLite, 5 rounds: 19 of 40 calls failed). The second call finds it."""
+    unique key (8 threads at once on SQLite, 5 rounds: 19 of 40 calls failed). The second call
+    finds it."""
     from mlflow.exceptions import MlflowException
 
     try:

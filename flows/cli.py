@@ -498,10 +498,9 @@ def _start_temporary_prefect_server():
 
 def _run(args) -> int:
     """`adaptflow run`, beside the temporary Prefect server it starts (stopped however it ends).
-    The checks come first, on a quiet CPU: a first run on a machine times a bf16 step there
-    (about 1 s, then cached), and Prefect's server starting on the other core skewed it
-    (bench/precision_check.py, AMX Xeon: 0.72-2.13x beside it, 1.75-2.6x quiet; `auto` takes
-    bf16 from 2.0x). A refused run then starts no server either."""
+    The checks come first: a first run on a machine times a bf16 step there (about 1 s, then
+    cached) on one thread, which Prefect's server starting on the other core does not skew
+    (bench/precision_check.py), and a refused run then starts no server either."""
     try:  # fail in seconds, before the flow starts, when a setting or the hardware is wrong
         run = run_input(args)
         settings = _check(run)

@@ -144,18 +144,31 @@ def test_auto_on_a_cpu_takes_bf16_only_where_it_measured_fast_enough():
 def test_the_cpu_measurement_is_made_once_per_machine_and_cached(tmp_path, monkeypatch):
     from tasks.training import cpu_precision as probe
 
-    first = probe.cpu_precision(1, tmp_path)
-    assert first.fp32_step_seconds > 0 and first.bf16_step_seconds > 0 and "1 threads" in first.machine
-    monkeypatch.setattr(probe, "measure", lambda threads: pytest.fail("measured again"))
-    assert probe.cpu_precision(1, tmp_path) == first   # read back, not measured
-    # Another thread count (or CPU, or torch) is another key: measured again.
+    first = probe.cpu_precision(tmp_path)
+    assert first.fp32_step_seconds > 0 and first.bf16_step_seconds > 0
+    assert "1 threads" in first.machine and f"step {probe.TOKENS}x" in first.machine
+    monkeypatch.setattr(probe, "measure", lambda: pytest.fail("measured again"))
+    assert probe.cpu_precision(tmp_path) == first   # read back, not measured
+    # Another torch (or CPU, or probe) is another key: measured again, the first kept.
     monkeypatch.undo()
-    second = probe.cpu_precision(2, tmp_path)
+    monkeypatch.setattr(probe, "torch_version", lambda: "9.9.9+cpu")
+    second = probe.cpu_precision(tmp_path)
     cached = json.loads((tmp_path / probe.CACHE_FILE).read_text())
-    assert set(cached) == {first.machine, second.machine}
+    assert set(cached) == {first.machine, second.machine} and "torch 9.9.9+cpu" in second.machine
     # A damaged cache is measured over, not trusted.
+    monkeypatch.undo()
     (tmp_path / probe.CACHE_FILE).write_text("{not json")
-    assert probe.cpu_precision(1, tmp_path).machine == first.machine
+    assert probe.cpu_precision(tmp_path).machine == first.machine
+
+
+def test_the_cpu_measurement_times_one_thread_and_leaves_torchs_threads_as_they_were():
+    import torch
+
+    from tasks.training import cpu_precision as probe
+
+    before = torch.get_num_threads()
+    result = probe.measure()
+    assert torch.get_num_threads() == before and result.machine == probe.machine_key(probe.PROBE_THREADS)
 
 
 def test_adamw_is_fused_in_mixed_precision_and_foreach_in_fp32_unless_set():

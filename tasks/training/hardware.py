@@ -97,7 +97,7 @@ def detect(train: TrainSettings | None = None) -> Machine:
     count, bf16 = (0, False) if torch_version().endswith("+cpu") else _cuda()
     speedup = None
     if train is not None and train.mixed_precision == "auto" and train.device != "cuda" and not count:
-        speedup = cpu_precision(train.threads).bf16_speedup
+        speedup = cpu_precision().bf16_speedup
     return Machine(count, bf16, speedup)
 
 

@@ -188,8 +188,13 @@ def harness():
     each start cost 6-10 s, ten modules use it, and no test reads runs it did not start."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
+    from tasks.ops.servers import QUIET_PREFECT_SERVER
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in QUIET_PREFECT_SERVER.items():   # the harness's server inherits them
+            patch.setenv(name, value)
+        with prefect_test_harness(server_startup_timeout=180):
+            yield
 
 
 def make_project(where: Path, overrides: dict | None = None, dvc_yaml: str | None = None) -> Path:

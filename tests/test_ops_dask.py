@@ -49,6 +49,7 @@ def test_strategies_logging_one_split_at_the_same_moment_all_link_it(tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     client = MlflowClient()
     experiment = client.create_experiment("parallel-inputs")
+    mlflow.set_experiment(experiment_id=experiment)   # not one an earlier test in this process left
     frame = pd.DataFrame({"text": ["a", "b"], "label": [0, 1]})
     run_ids = [client.create_run(experiment).info.run_id for _ in range(8)]
     failures: list[str] = []

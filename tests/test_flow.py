@@ -140,7 +140,10 @@ def test_every_strategy_version_loads_back_through_the_registry(harness, project
 
     project = project_factory({"model": {"base": str(tiny_bert)},
                                "strategies": {"few_shot": {"base": str(tiny_llama)},
-                                              "retrieval_few_shot": {"base": str(tiny_llama), "k": 2},
+                                              # the tiny BERT embeds: MiniLM over the 9,907 train
+                                              # reviews took 27 s (test_retrieval*.py embed with it)
+                                              "retrieval_few_shot": {"base": str(tiny_llama), "k": 2,
+                                                                     "embedder": str(tiny_bert)},
                                               "partial_finetune": {"frozen_layers": 1}}})
     out = specialize(SpecializeInput(params_file=str(project / "params.yaml"), profile="smoke",
                                      strategies=["all"]))
@@ -229,7 +232,8 @@ def test_lora_with_and_without_retrieval_run_side_by_side_and_the_retrieving_ver
     import pandas as pd
 
     project = project_factory({"model": {"base": str(tiny_bert)},
-                               "strategies": {"lora": {"retrieval": {"k": 2, "context_tokens": 32}}}})
+                               "strategies": {"lora": {"retrieval": {"k": 2, "context_tokens": 32,
+                                                                     "embedder": str(tiny_bert)}}}})
     out = specialize(SpecializeInput(params_file=str(project / "params.yaml"), profile="smoke",
                                      strategies=["lora", "lora+retrieval"]))
     client = client_for(project)

@@ -718,3 +718,34 @@ def test_a_version_is_bound_to_the_base_the_registry_recorded_not_to_its_own_man
     assert bound.status_code == 409 and "the registry recorded" in bound.json()["error"], bound.text
     assert str(other) not in bound.text   # no local path in an answer
     assert unrecorded.status_code == 409 and "no base recorded by the registry" in unrecorded.json()["error"]
+
+
+def test_a_starting_replica_removes_the_folders_of_killed_replicas_and_no_other(tmp_path):
+    """A replica killed with SIGKILL cannot remove its working folder; the next one to start on
+    this host does, and leaves a live replica's, another host's and a folder still being set up."""
+    import socket
+    import tempfile
+
+    from tasks.serving import workdir
+
+    killed = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from tasks.serving.workdir import new_workdir; "
+                               "print(new_workdir(Path(sys.argv[1])), flush=True); time.sleep(600)", str(tmp_path)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    killed_folder = Path(killed.stdout.readline().strip())
+    (killed_folder / "reviews" / "3").mkdir(parents=True)   # a version it fetched
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    live = workdir.new_workdir(tmp_path)   # this process: running
+    reused = Path(tempfile.mkdtemp(prefix=workdir.PREFIX, dir=tmp_path))   # our pid, another start: a reused pid
+    (reused / workdir.OWNER_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                                        "started": "1"}))
+    elsewhere = Path(tempfile.mkdtemp(prefix=workdir.PREFIX, dir=tmp_path))
+    (elsewhere / workdir.OWNER_FILE).write_text(json.dumps({"host": "another-container", "pid": killed.pid,
+                                                           "started": "1"}))
+    being_made = Path(tempfile.mkdtemp(prefix=workdir.PREFIX, dir=tmp_path))   # no owner file yet
+
+    started = workdir.new_workdir(tmp_path)
+    left = set(tmp_path.iterdir())
+    assert killed_folder not in left and reused not in left
+    assert {live, elsewhere, being_made, started} == left

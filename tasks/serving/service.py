@@ -14,13 +14,11 @@ import random
 import re
 import socket
 import shutil
-import tempfile
 import threading
 import time
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from mlflow.exceptions import MlflowException
@@ -37,6 +35,7 @@ from tasks.serving.metrics import ServingMetrics
 from tasks.serving.policy import guard_outputs, guard_prediction
 from tasks.serving.pool import Loaded, Pool
 from tasks.serving.routing import CANARY, CanaryRoute, goes_to_canary
+from tasks.serving.workdir import new_workdir
 
 log = logging.getLogger("adaptflow.serving")
 
@@ -113,7 +112,7 @@ class Service:
         self._sync_lock = threading.Lock()
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
-        self._workdir = Path(tempfile.mkdtemp(prefix="adaptflow-serve-"))
+        self._workdir = new_workdir()   # and removes those of replicas killed before they could
         self.last_poll: str | None = None
         self.poll_error: str | None = None
 

@@ -7,7 +7,8 @@ temporary directory for good: 74 of them after one day of test runs, each holdin
 versions it served. Each folder now names its owner (host, pid and the pid's start time), and a
 replica starting removes the folders whose owner is gone. A folder is only judged on this host
 (a /tmp shared between containers holds folders of pids this one cannot see), and one without
-an owner file yet (a replica between creating it and writing the file) is left alone."""
+an owner file (a replica between creating it and writing the file, or one made before replicas
+wrote it) is left alone."""
 from __future__ import annotations
 
 import json

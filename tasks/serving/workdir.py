@@ -51,26 +51,15 @@ def _owner_gone(owner_file: Path) -> bool:
         pid, host, started = int(owner["pid"]), owner["host"], owner["started"]
     except (OSError, ValueError, KeyError, TypeError):   # no owner yet, or not ours to judge
         return False
-    if host != socket.gethostname():
-        return False
-    return not _running(pid) or _started(pid) != started   # a reused pid is another process
+    return host == socket.gethostname() and _started(pid) != started   # a reused pid is another process
 
 
-def _running(pid: int) -> bool:
+def _started(pid: int) -> float | None:
+    """The process's start time (psutil's create_time, which tells a reused pid apart); None when
+    no such process runs."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:   # alive, another user's
-        return True
-    return True
-
-
-def _started(pid: int) -> str | None:
-    """The process's start time in clock ticks after boot (/proc/<pid>/stat's 22nd field), which
-    tells a reused pid apart; None where there is no /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return round(psutil.Process(pid).create_time(), 2)
+    except psutil.NoSuchProcess:
         return None
-    return stat[stat.rindex(")") + 2:].split()[19]

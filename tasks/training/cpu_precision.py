@@ -11,6 +11,7 @@ import hashlib
 import json
 import platform
 import time
+from statistics import median_high
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -109,12 +110,8 @@ def _step_seconds() -> tuple[float, float]:
     while len(timed[True]) < STEPS and time.perf_counter() + last[False] + last[True] < deadline:
         for bf16, step in steps.items():
             timed[bf16].append(step())
-    return _median(timed[False] or [last[False]]), _median(timed[True] or [last[True]])
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2]
+    # the upper median, as the probe always took
+    return median_high(timed[False] or [last[False]]), median_high(timed[True] or [last[True]])
 
 
 def measure(threads: int = PROBE_THREADS) -> CpuPrecision:
